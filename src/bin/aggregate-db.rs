@@ -1,0 +1,7 @@
+//! aggregate-db: not yet implemented (see the open issues).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    log_pipeline::cli::main_with("aggregate-db", || anyhow::bail!("not yet implemented"))
+}

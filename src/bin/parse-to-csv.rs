@@ -1,0 +1,7 @@
+//! parse-to-csv: not yet implemented (see the open issues).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    log_pipeline::cli::main_with("parse-to-csv", || anyhow::bail!("not yet implemented"))
+}

@@ -1,0 +1,12 @@
+//! log-pipeline: turn Apache/Nginx access logs into CSV, SQLite and reports.
+//!
+//! The binaries in `src/bin/` are thin: they parse arguments into a config from one of these
+//! modules, call one function, and map the result to an exit code through [`cli`].
+
+pub mod cli;
+pub mod entry;
+pub mod generate;
+pub mod parse;
+
+pub use entry::LogEntry;
+pub use parse::{Reject, parse_line};

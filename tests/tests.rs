@@ -1,0 +1,6 @@
+//! Integration tests: each module runs the real binaries in a temporary directory of its own.
+
+mod workdir;
+
+mod test_generate;
+mod test_real_logs;
