@@ -39,3 +39,97 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     })?;
     Ok(flag)
 }
+
+/// The options `parse-to-csv` and `parse-to-db` share (and `continuous-parse --once`).
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Log files to read (`-` for standard input; `.gz` files are decompressed).
+    #[arg(default_value = "logs/access.log")]
+    pub inputs: Vec<std::path::PathBuf>,
+    /// Reject lines longer than this many bytes (they are skipped without being held in memory).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_line_bytes: usize,
+    /// Take a last line that has no newline yet once the file has not changed for this long.
+    #[arg(long, default_value_t = 3.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub settle: f64,
+    /// Take a last line without newline now (the writer is known to be done).
+    #[arg(long = "final")]
+    pub take_partial: bool,
+    /// Ignore saved checkpoints and read every input from its first byte. Rows already in the
+    /// output stay: re-reading lines that were taken before adds them again, so remove the
+    /// output first for a clean rebuild.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Where logrotate puts a rotated log, besides `<log>.1` (a glob, e.g. 'logs/access.log-*').
+    #[arg(long, value_name = "GLOB")]
+    pub rotated: Option<String>,
+    /// Append rejected lines here, verbatim, as `source:line: reason: bytes`.
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<std::path::PathBuf>,
+    /// Lines per commit (each commit makes rows and checkpoint durable together).
+    #[arg(long, default_value_t = 200_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_lines: u64,
+    /// Print no summary (warnings and errors still go to stderr), for cron.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a non-negative number of seconds (fractions allowed).
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds >= 0")),
+    }
+}
+
+impl IngestArgs {
+    pub fn config(&self) -> crate::ingest::IngestConfig {
+        crate::ingest::IngestConfig {
+            inputs: self
+                .inputs
+                .iter()
+                .map(|p| crate::ingest::Input::from_arg(p))
+                .collect(),
+            max_line: self.max_line_bytes,
+            settle: std::time::Duration::from_secs_f64(self.settle),
+            take_partial: self.take_partial,
+            from_start: self.from_start,
+            rotated: self.rotated.clone(),
+            rejects: self.rejects.clone(),
+            batch_lines: self.batch_lines,
+            progress: !self.quiet,
+        }
+    }
+}
+
+/// Prints a warning for the user on stderr: `tool: warning: ...`.
+pub fn warn(tool: &str) -> impl FnMut(String) + '_ {
+    move |message| {
+        let _ = writeln!(std::io::stderr().lock(), "{tool}: warning: {message}");
+    }
+}
+
+/// Runs one ingest pass and reports it as the flags ask.
+pub fn ingest(
+    tool: &str,
+    sink: &mut dyn crate::sink::Sink,
+    args: &IngestArgs,
+) -> anyhow::Result<ExitCode> {
+    let summary = crate::ingest::run(sink, &args.config(), &mut warn(tool))?;
+    if args.json {
+        let mut doc = summary.json();
+        doc["output"] = sink.describe().into();
+        println!("{doc}");
+    } else if !args.quiet {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{} into {}",
+            summary.line(tool),
+            sink.describe()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

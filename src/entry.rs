@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 
 /// One access-log request.
 ///
-/// `None` stands for the log's `-` (ident, user, bytes, referrer, user agent) and for the
+/// `None` stands for the log's `-` or an empty value (ident, user, bytes, referrer, user agent) and for the
 /// method and protocol of a request line that is not `METHOD target PROTOCOL` (a 408's `"-"`,
 /// an empty `""`, scanner garbage): such a request keeps its raw text in `url` so that nothing
 /// the server wrote is lost.

@@ -3,10 +3,14 @@
 //! The binaries in `src/bin/` are thin: they parse arguments into a config from one of these
 //! modules, call one function, and map the result to an exit code through [`cli`].
 
+pub mod checkpoint;
 pub mod cli;
 pub mod entry;
 pub mod generate;
+pub mod ingest;
 pub mod parse;
+pub mod sink;
+pub mod source;
 
 pub use entry::LogEntry;
 pub use parse::{Reject, parse_line};

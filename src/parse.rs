@@ -274,8 +274,11 @@ fn build(raw: RawFields<'_>) -> Result<LogEntry<'_>, Reject> {
     })
 }
 
+/// `-` is the log's "absent". An empty quoted field (`""`) says the same thing, and is treated
+/// so, because a CSV cannot tell an empty value from a missing one: both stores must hold the
+/// same entries.
 fn absent_dash(field: &[u8]) -> Option<&[u8]> {
-    (field != b"-").then_some(field)
+    (field != b"-" && !field.is_empty()).then_some(field)
 }
 
 fn parse_status(b: &[u8]) -> Option<u16> {

@@ -3,4 +3,5 @@
 mod workdir;
 
 mod test_generate;
+mod test_parse;
 mod test_real_logs;

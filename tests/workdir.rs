@@ -42,6 +42,16 @@ impl Workdir {
         std::fs::write(path, contents).unwrap();
     }
 
+    pub fn append(&self, rel: &str, contents: impl AsRef<[u8]>) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(rel))
+            .unwrap();
+        f.write_all(contents.as_ref()).unwrap();
+    }
+
     pub fn read(&self, rel: &str) -> Vec<u8> {
         std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
@@ -79,4 +89,82 @@ pub fn lines(data: &[u8]) -> Vec<&[u8]> {
         lines.pop();
     }
     lines
+}
+
+/// Every row of the `logs` table, in id order, as text (NULL as "").
+pub fn db_rows(path: &Path) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+        .unwrap();
+    stmt.query_map([], |r| {
+        (0..11)
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                    rusqlite::types::Value::Null => String::new(),
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
+}
+
+/// Every record of a CSV after its header.
+pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().from_path(path).unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect()
+}
+
+/// Lines in Combined Log Format, numbered from `from`, for tests that need to know exactly
+/// which lines went where: line n has URL `/page/n`.
+pub fn numbered_lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|n| format!("10.0.{}.{} - - [01/Jan/2024:00:{:02}:{:02} +0000] \"GET /page/{n} HTTP/1.1\" 200 {n} \"-\" \"test\"\n", n / 250 % 250, n % 250 + 1, n / 60 % 60, n % 60))
+        .collect()
+}
+
+/// The URLs of rows (column 5), for comparing with [`numbered_lines`].
+pub fn urls(rows: &[Vec<String>]) -> Vec<String> {
+    rows.iter().map(|r| r[5].clone()).collect()
+}
+
+pub fn expected_urls(from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|n| format!("/page/{n}")).collect()
+}
+
+/// A small tmpfs mounted at `dir`, for disk-full and read-only tests. Needs root (CI runs as
+/// root); returns None where mounting is not allowed, and the test says it was skipped.
+pub struct Mount(PathBuf);
+
+impl Mount {
+    pub fn tmpfs(dir: &Path, options: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs at {} (not root?)",
+                dir.display()
+            );
+        }
+        ok.then(|| Mount(dir.to_owned()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }

@@ -20,7 +20,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     lines_per_batch: u64,
     /// Seconds between batches (fractions allowed, 0 = no pause).
-    #[arg(long, default_value_t = 5.0, value_parser = parse_interval)]
+    #[arg(long, default_value_t = 5.0, value_parser = cli::parse_seconds)]
     interval: f64,
     /// Write N lines as fast as possible, then exit.
     #[arg(long)]
@@ -45,13 +45,6 @@ struct Args {
 enum Format {
     Combined,
     Common,
-}
-
-fn parse_interval(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a number of seconds >= 0")),
-    }
 }
 
 fn parse_start(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

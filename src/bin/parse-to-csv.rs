@@ -1,7 +1,37 @@
-//! parse-to-csv: not yet implemented (see the open issues).
+//! parse-to-csv: one pass over access logs into a CSV file, exactly once (parse_logs.py).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use log_pipeline::cli::{self, IngestArgs};
+use log_pipeline::sink::csv::CsvSink;
+
+/// Parse access logs into a CSV file. A re-run (from cron, say) adds only the lines that
+/// arrived since the last run: progress is kept in `<output>.checkpoint`.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The CSV file to append to (created with a header when new).
+    #[arg(long, short, default_value = "parsed_logs.csv")]
+    output: PathBuf,
+    /// Prefix values that start with = + - @ with ' so spreadsheets do not run them as
+    /// formulas. Use it for CSVs that people open in Excel or LibreOffice, not for CSVs that
+    /// aggregate-csv or other programs read.
+    #[arg(long)]
+    safe_spreadsheet: bool,
+    #[command(flatten)]
+    ingest: IngestArgs,
+}
+
 fn main() -> ExitCode {
-    log_pipeline::cli::main_with("parse-to-csv", || anyhow::bail!("not yet implemented"))
+    cli::main_with("parse-to-csv", || {
+        let args = Args::parse();
+        let mut sink = CsvSink::open(
+            &args.output,
+            args.safe_spreadsheet,
+            &mut cli::warn("parse-to-csv"),
+        )?;
+        cli::ingest("parse-to-csv", &mut sink, &args.ingest)
+    })
 }

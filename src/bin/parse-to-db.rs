@@ -1,7 +1,34 @@
-//! parse-to-db: not yet implemented (see the open issues).
+//! parse-to-db: one pass over access logs into SQLite, exactly once (parse_to_db.py).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log_pipeline::cli::{self, IngestArgs};
+use log_pipeline::sink::sqlite::SqliteSink;
+
+/// Parse access logs into the `logs` table of a SQLite database. A re-run (from cron, say)
+/// adds only the lines that arrived since the last run: progress is kept in the database,
+/// committed together with the rows.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The SQLite database (created when missing).
+    #[arg(long, default_value = "logs.db")]
+    db: PathBuf,
+    /// How long to wait for another writer to release the database.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
+    busy_timeout: f64,
+    #[command(flatten)]
+    ingest: IngestArgs,
+}
 
 fn main() -> ExitCode {
-    log_pipeline::cli::main_with("parse-to-db", || anyhow::bail!("not yet implemented"))
+    cli::main_with("parse-to-db", || {
+        let args = Args::parse();
+        let timeout = Duration::from_secs_f64(args.busy_timeout);
+        let mut sink = SqliteSink::open(&args.db, timeout, &mut cli::warn("parse-to-db"))?;
+        cli::ingest("parse-to-db", &mut sink, &args.ingest)
+    })
 }

@@ -1,0 +1,45 @@
+//! Sinks: where parsed entries go. One trait, two stores (CSV and SQLite).
+//!
+//! A sink owns its checkpoints. Entries written since the last [`Sink::commit`] become durable
+//! only together with the checkpoint that covers them; that pairing is the whole exactly-once
+//! guarantee, so each store implements it in the way its medium allows (one transaction, or data
+//! first and then an atomically renamed checkpoint file).
+
+pub mod csv;
+pub mod sqlite;
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::LogEntry;
+use crate::parse::Reject;
+
+/// A line that was not taken, as kept aside.
+#[derive(Debug)]
+pub struct Rejected<'a> {
+    pub source: &'a str,
+    /// 1-based line number in the source.
+    pub line: u64,
+    pub reason: Reject,
+    /// The bytes as read (only the head of an over-long line).
+    pub raw: &'a [u8],
+}
+
+/// A store of log entries with per-source checkpoints.
+pub trait Sink {
+    /// The checkpoint saved for `source` (an absolute path), if any.
+    fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>>;
+
+    /// Adds an entry to the pending batch.
+    fn write(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()>;
+
+    /// Keeps a rejected line with the pending batch, where the store has room for it.
+    fn reject(&mut self, _rejected: &Rejected<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Makes the pending batch durable, together with `checkpoint` for its source (`None` for
+    /// a source that has none, such as stdin).
+    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()>;
+
+    /// The store's path, for messages.
+    fn describe(&self) -> String;
+}

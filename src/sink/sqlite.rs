@@ -1,0 +1,386 @@
+//! The SQLite store: the `logs` table of `logs.db`, with its checkpoints in the same database.
+//!
+//! Rows and the checkpoint that covers them are committed in one transaction, so the database
+//! is always in step with itself whenever the process dies. WAL mode lets `aggregate-db` (and
+//! anyone with `sqlite3`) read while a parser writes; a busy timeout makes two writers (cron's
+//! `parse-to-db` and a running `continuous-parse`) wait for each other instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::{LogEntry, Rfc3339};
+use crate::sink::{Rejected, Sink};
+
+/// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
+/// recognised before anything is written to it.
+pub const APPLICATION_ID: i64 = 0x4C4F_4750;
+
+/// `PRAGMA user_version`: the schema version, for migrations.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    ip TEXT NOT NULL,
+    ident TEXT,
+    "user" TEXT,
+    timestamp TEXT NOT NULL,
+    method TEXT,
+    url TEXT NOT NULL,
+    protocol TEXT,
+    status INTEGER NOT NULL,
+    bytes INTEGER,
+    referrer TEXT,
+    user_agent TEXT
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    source TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    fingerprint_len INTEGER NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    tail_hash INTEGER NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB NOT NULL
+);
+"#;
+
+/// The columns of the original scripts' `logs` table, which we migrate in place.
+const LEGACY_COLUMNS: [&str; 6] = ["id", "ip", "timestamp", "url", "status", "user_agent"];
+
+/// Opens a database for writing: creates or checks the schema, sets WAL and the busy timeout.
+pub fn open_for_writing(
+    path: &Path,
+    busy_timeout: Duration,
+    notify: &mut dyn FnMut(String),
+) -> anyhow::Result<Connection> {
+    let context = || format!("cannot open database {}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!(
+                "cannot open database {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    let conn = Connection::open(path).with_context(context)?;
+    conn.busy_timeout(busy_timeout).with_context(context)?;
+    // Ownership is checked before anything (even the WAL switch) touches the file.
+    check_ownership(&conn, path).map_err(|e| explain_any(e, path, busy_timeout))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(|e| explain(e, path, busy_timeout))
+        .with_context(context)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        notify(format!(
+            "{}: could not switch to WAL mode (got {mode}); readers may wait for writers",
+            path.display()
+        ));
+    }
+    // NORMAL in WAL mode: a commit survives a killed process; only a power cut can lose the
+    // last commits, never half of one. A 16 MiB page cache keeps large batches off the disk
+    // until commit.
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384")
+        .with_context(context)?;
+    migrate(&conn, path, notify).map_err(|e| explain_any(e, path, busy_timeout))?;
+    Ok(conn)
+}
+
+/// Opens a database read-only (reports), without creating it.
+pub fn open_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
+    if !path.exists() {
+        bail!(
+            "database {} does not exist: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        );
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {}", path.display()))?;
+    conn.busy_timeout(busy_timeout)?;
+    Ok(conn)
+}
+
+fn explain(e: rusqlite::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
+    explain_any(e.into(), path, busy_timeout)
+}
+
+/// Turns SQLite's terse errors into what a user can act on.
+fn explain_any(e: anyhow::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|e| e.sqlite_error_code());
+    match code {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => e.context(format!(
+            "database {} stayed locked by another process for longer than the busy timeout ({:.1}s; see --busy-timeout)",
+            path.display(),
+            busy_timeout.as_secs_f64()
+        )),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            e.context(format!("{} is not a SQLite database or is corrupt", path.display()))
+        }
+        Some(rusqlite::ErrorCode::DiskFull) => e.context(format!("disk full while writing {}", path.display())),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied) => {
+            e.context(format!("cannot write database {}", path.display()))
+        }
+        _ => e.context(format!("database {}", path.display())),
+    }
+}
+
+fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+/// Refuses a database that is not ours: another application's, a newer schema, or tables we
+/// do not know. A new empty database and the original scripts' one are accepted.
+fn check_ownership(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id == APPLICATION_ID {
+        if version > SCHEMA_VERSION {
+            bail!(
+                "{} was written by a newer log-pipeline (schema {version}, this one knows {SCHEMA_VERSION})",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    if app_id != 0 {
+        bail!(
+            "{} is not a log-pipeline database (application id {app_id:#x})",
+            path.display()
+        );
+    }
+    let logs = table_columns(conn, "logs")?;
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !logs.is_empty() && logs.iter().map(String::as_str).ne(LEGACY_COLUMNS) {
+        bail!(
+            "{} is not a log-pipeline database (it has a `logs` table with columns {}); choose another --db",
+            path.display(),
+            logs.join(", ")
+        );
+    }
+    if logs.is_empty() && tables > 0 {
+        bail!(
+            "{} is not a log-pipeline database (it has other tables and no `logs`); choose another --db",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates the schema in a new database and upgrades the original scripts' five-column `logs`
+/// table in place (old rows keep NULL in the new columns). Ownership was checked before.
+fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> anyhow::Result<()> {
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id == APPLICATION_ID && version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> anyhow::Result<()> {
+        let logs = table_columns(conn, "logs")?;
+        if !logs.is_empty() && app_id != APPLICATION_ID {
+            notify(format!(
+                "{}: upgrading the original scripts' `logs` table to the full schema",
+                path.display()
+            ));
+            for (column, kind) in [
+                ("ident", "TEXT"),
+                ("\"user\"", "TEXT"),
+                ("method", "TEXT"),
+                ("protocol", "TEXT"),
+                ("bytes", "INTEGER"),
+                ("referrer", "TEXT"),
+            ] {
+                conn.execute_batch(&format!("ALTER TABLE logs ADD COLUMN {column} {kind}"))?;
+            }
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Reads the checkpoint saved for `source`.
+pub fn load_checkpoint(conn: &Connection, source: &str) -> rusqlite::Result<Option<Checkpoint>> {
+    conn.query_row(
+        r#"SELECT dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash FROM checkpoints WHERE source = ?1"#,
+        [source],
+        |r| {
+            Ok(Checkpoint {
+                dev: r.get::<_, i64>(0)? as u64,
+                inode: r.get::<_, i64>(1)? as u64,
+                fingerprint_len: r.get::<_, i64>(2)? as u64,
+                fingerprint: r.get::<_, i64>(3)? as u64,
+                offset: r.get::<_, i64>(4)? as u64,
+                line: r.get::<_, i64>(5)? as u64,
+                tail_hash: r.get::<_, i64>(6)? as u64,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Writes entries into `logs`, rejects into `rejects`, checkpoints into `checkpoints`.
+pub struct SqliteSink {
+    conn: Connection,
+    path: PathBuf,
+    busy_timeout: Duration,
+    in_transaction: bool,
+    ts: Vec<u8>,
+}
+
+const INSERT: &str = r#"INSERT INTO logs (ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#;
+
+impl SqliteSink {
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        notify: &mut dyn FnMut(String),
+    ) -> anyhow::Result<SqliteSink> {
+        let conn = open_for_writing(path, busy_timeout, notify)?;
+        Ok(SqliteSink {
+            conn,
+            path: path.to_owned(),
+            busy_timeout,
+            in_transaction: false,
+            ts: Vec::with_capacity(20),
+        })
+    }
+
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if !self.in_transaction {
+            // IMMEDIATE takes the write lock now (waiting up to the busy timeout), so a batch
+            // never fails half-way because another writer got there first.
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// The connection, for the follower's own queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Sink for SqliteSink {
+    fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
+        load_checkpoint(&self.conn, source).map_err(|e| explain(e, &self.path, self.busy_timeout))
+    }
+
+    fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
+        self.begin()?;
+        self.ts.clear();
+        Rfc3339(e.timestamp).write_to(&mut self.ts);
+        let ts = std::str::from_utf8(&self.ts).expect("ASCII");
+        let mut stmt = self.conn.prepare_cached(INSERT)?;
+        stmt.execute(params![
+            e.ip.as_ref(),
+            e.ident.as_deref(),
+            e.user.as_deref(),
+            ts,
+            e.method.as_deref(),
+            e.url.as_ref(),
+            e.protocol.as_deref(),
+            e.status,
+            e.bytes.map(|b| b as i64),
+            e.referrer.as_deref(),
+            e.user_agent.as_deref(),
+        ])
+        .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
+        Ok(())
+    }
+
+    fn reject(&mut self, r: &Rejected<'_>) -> anyhow::Result<()> {
+        self.begin()?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO rejects (source, line, reason, raw) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        stmt.execute(params![
+            r.source,
+            r.line as i64,
+            r.reason.to_string(),
+            r.raw
+        ])
+        .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
+        Ok(())
+    }
+
+    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+        if let Some((source, cp)) = checkpoint {
+            self.begin()?;
+            let mut stmt = self.conn.prepare_cached(
+                r#"INSERT INTO checkpoints (source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash, updated)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+                   ON CONFLICT(source) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
+                     fingerprint_len = excluded.fingerprint_len, fingerprint = excluded.fingerprint,
+                     "offset" = excluded."offset", line = excluded.line, tail_hash = excluded.tail_hash,
+                     updated = excluded.updated"#,
+            )?;
+            stmt.execute(params![
+                source,
+                cp.dev as i64,
+                cp.inode as i64,
+                cp.fingerprint_len as i64,
+                cp.fingerprint as i64,
+                cp.offset as i64,
+                cp.line as i64,
+                cp.tail_hash as i64,
+            ])
+            .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
+        }
+        if self.in_transaction {
+            self.in_transaction = false;
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(explain(e, &self.path, self.busy_timeout));
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
