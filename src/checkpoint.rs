@@ -11,9 +11,11 @@
 //! makes a run exactly-once even when it is killed at any instant.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// How many leading bytes the fingerprint covers, and how many bytes before the offset the tail
@@ -111,6 +113,17 @@ pub fn verify(
     if (meta.dev(), meta.ino()) != (cp.dev, cp.inode) {
         return Ok(Err(Mismatch::OtherFile));
     }
+    verify_content(file, cp, compressed)
+}
+
+/// [`verify`] without the identity: does `file` hold the bytes `cp` was taken on, up to its
+/// offset? True of the file itself, and also of a copy of it (copytruncate rotation).
+pub fn verify_content(
+    file: &File,
+    cp: &Checkpoint,
+    compressed: bool,
+) -> std::io::Result<Result<(), Mismatch>> {
+    let meta = file.metadata()?;
     if meta.len() < cp.fingerprint_len || (!compressed && meta.len() < cp.offset) {
         return Ok(Err(Mismatch::Truncated));
     }
@@ -138,8 +151,9 @@ pub fn rotated_candidates(path: &Path, glob_pattern: Option<&str>) -> Vec<PathBu
     out
 }
 
-/// Finds, among the rotated candidates, the file that `cp` was taken on and that still holds
-/// the saved offset intact.
+/// Finds, among the rotated candidates, the file that holds what `cp` was taken on up to its
+/// offset: the renamed file itself (logrotate's default), or the copy that `copytruncate`
+/// made. Its bytes after the offset are the lines not read yet.
 pub fn find_rotated(
     path: &Path,
     glob_pattern: Option<&str>,
@@ -149,8 +163,32 @@ pub fn find_rotated(
         .into_iter()
         .find_map(|candidate| {
             let file = File::open(&candidate).ok()?;
-            matches!(verify(&file, cp, false), Ok(Ok(()))).then_some((candidate, file))
+            let meta = file.metadata().ok()?;
+            let renamed = (meta.dev(), meta.ino()) == (cp.dev, cp.inode);
+            // A copy is only worth draining if it holds more than was read.
+            let useful = renamed || meta.len() > cp.offset;
+            (useful && matches!(verify_content(&file, cp, false), Ok(Ok(()))))
+                .then_some((candidate, file))
         })
+}
+
+/// Writes `path` so that it holds either its old or its new content, even if killed midway:
+/// write a temporary file beside it, sync it, rename it over, sync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let context = || format!("cannot write {}", path.display());
+    let mut file = File::create(&tmp).with_context(context)?;
+    file.write_all(bytes).with_context(context)?;
+    file.sync_data().with_context(context)?;
+    std::fs::rename(&tmp, path).with_context(context)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable only once the directory is: without this a power cut could
+        // bring back the old checkpoint beside the new rows.
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

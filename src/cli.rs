@@ -101,6 +101,7 @@ impl IngestArgs {
             rejects: self.rejects.clone(),
             batch_lines: self.batch_lines,
             progress: !self.quiet,
+            stop: None,
         }
     }
 }

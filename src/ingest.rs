@@ -59,6 +59,8 @@ pub struct IngestConfig {
     pub batch_lines: u64,
     /// Show a progress bar (only honoured when stderr is a terminal).
     pub progress: bool,
+    /// Set by Ctrl+C/SIGTERM: the pass ends at its next commit.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for IngestConfig {
@@ -73,6 +75,7 @@ impl Default for IngestConfig {
             rejects: None,
             batch_lines: 200_000,
             progress: true,
+            stop: None,
         }
     }
 }
@@ -149,6 +152,9 @@ struct Pass<'a> {
     notify: &'a mut dyn FnMut(String),
     rejects: Option<(PathBuf, io::BufWriter<File>)>,
     summary: Summary,
+    /// The last file read (a follower keeps it open across passes, so a file renamed to any
+    /// name, or deleted, can still be drained after rotation).
+    held: Option<File>,
 }
 
 /// Reads every input of `config` into `sink`. `notify` receives what the user should know
@@ -157,6 +163,17 @@ pub fn run(
     sink: &mut dyn Sink,
     config: &IngestConfig,
     notify: &mut dyn FnMut(String),
+) -> anyhow::Result<Summary> {
+    run_holding(sink, config, notify, &mut None)
+}
+
+/// [`run`] for a follower: `held` is the file the previous pass read, kept open, and is
+/// replaced by the one this pass read.
+pub fn run_holding(
+    sink: &mut dyn Sink,
+    config: &IngestConfig,
+    notify: &mut dyn FnMut(String),
+    held: &mut Option<File>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let rejects = match &config.rejects {
@@ -176,13 +193,15 @@ pub fn run(
         notify,
         rejects,
         summary: Summary::default(),
+        held: held.take(),
     };
-    for input in &config.inputs {
-        match input {
-            Input::Stdin => pass.stdin()?,
-            Input::File(path) => pass.file(path)?,
-        }
-    }
+    let result = config.inputs.iter().try_for_each(|input| match input {
+        Input::Stdin => pass.stdin(),
+        Input::File(path) => pass.file(path),
+    });
+    // Kept even when the pass failed: a follower waiting for a missing log still holds the old one.
+    *held = pass.held.take();
+    result?;
     pass.summary.elapsed = started.elapsed();
     Ok(pass.summary)
 }
@@ -219,8 +238,15 @@ impl Pass<'_> {
 
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let key = source_key(path);
-        let file =
-            File::open(path).with_context(|| format!("cannot open log {}", path.display()))?;
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::NotFound && !self.config.from_start {
+                    self.drain_held_while_missing(path, &key)?;
+                }
+                return Err(e).with_context(|| format!("cannot open log {}", path.display()));
+            }
+        };
         let meta = file
             .metadata()
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -239,38 +265,28 @@ impl Pass<'_> {
                 .with_context(|| format!("cannot read {}", path.display()))?
             {
                 Ok(()) => start = (cp.offset, cp.line),
-                Err(Mismatch::OtherFile) if !compressed => {
-                    match checkpoint::find_rotated(path, self.config.rotated.as_deref(), &cp) {
-                        Some((rotated, old)) => {
-                            (self.notify)(format!(
-                                "{}: rotated since the last run; reading the rest of {} first",
-                                path.display(),
-                                rotated.display()
-                            ));
-                            self.plain(
-                                &old,
-                                &rotated,
-                                &key,
-                                (cp.offset, cp.line),
-                                PartialRule::Take,
-                            )?;
-                        }
-                        None => (self.notify)(format!(
-                            "{}: {}, and the old file was not found among its rotated siblings (see --rotated): reading the new file from its start",
+                Err(why) => {
+                    let drained = !compressed && self.drain_predecessor(path, &key, &cp)?;
+                    if !drained {
+                        (self.notify)(format!(
+                            "{}: {why}; reading it from the start{}",
                             path.display(),
-                            Mismatch::OtherFile
-                        )),
+                            if why == Mismatch::OtherFile {
+                                " (the old file was not found among its rotated siblings: see --rotated)"
+                            } else {
+                                ""
+                            }
+                        ));
                     }
                     self.reset(&file, &key, compressed)?;
                 }
-                Err(why) => {
-                    (self.notify)(format!(
-                        "{}: {why}; reading it again from the start",
-                        path.display()
-                    ));
-                    self.reset(&file, &key, compressed)?;
-                }
             }
+        }
+        if !compressed {
+            self.held = Some(
+                file.try_clone()
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
         }
         if compressed {
             self.compressed(file, path, &key, start)
@@ -282,6 +298,56 @@ impl Pass<'_> {
             };
             self.plain(&file, path, &key, start, rule)
         }
+    }
+
+    /// The log was renamed or deleted and nothing has replaced it yet. A server keeps writing
+    /// to its old file until it reopens its log, so a follower keeps reading the file it holds.
+    fn drain_held_while_missing(&mut self, path: &Path, key: &str) -> anyhow::Result<()> {
+        let Some(cp) = self.sink.checkpoint(key)? else {
+            return Ok(());
+        };
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        if matches!(checkpoint::verify(&held, &cp, false), Ok(Ok(()))) {
+            self.plain(&held, path, key, (cp.offset, cp.line), PartialRule::Leave)?;
+            self.held = Some(held);
+        }
+        Ok(())
+    }
+
+    /// The file at `path` is no longer the one `cp` was taken on. Finds the old one (the handle
+    /// a follower still holds, `<log>.1`, a `--rotated` match, or a copytruncate copy) and
+    /// reads the rest of it from the saved offset, so the lines written to it after the last
+    /// read are not lost. Returns whether it found one.
+    fn drain_predecessor(
+        &mut self,
+        path: &Path,
+        key: &str,
+        cp: &Checkpoint,
+    ) -> anyhow::Result<bool> {
+        let held = self
+            .held
+            .take()
+            .filter(|f| matches!(checkpoint::verify(f, cp, false), Ok(Ok(()))));
+        let (name, old) = match held {
+            Some(file) => (
+                PathBuf::from(format!("{} (renamed or deleted)", path.display())),
+                file,
+            ),
+            None => match checkpoint::find_rotated(path, self.config.rotated.as_deref(), cp) {
+                Some(found) => found,
+                None => return Ok(false),
+            },
+        };
+        (self.notify)(format!(
+            "{}: rotated or truncated; reading the rest of {} first",
+            path.display(),
+            name.display()
+        ));
+        // A rotated file is complete: its last line is taken even without a newline.
+        self.plain(&old, &name, key, (cp.offset, cp.line), PartialRule::Take)?;
+        Ok(true)
     }
 
     /// Commits a checkpoint at the start of `file` at once, so a crash right after a detected
@@ -431,6 +497,9 @@ impl Pass<'_> {
                         .map(|cp| (key, cp)),
                 )?;
                 since_commit = 0;
+                if self.stopping() {
+                    return Ok(());
+                }
             }
         }
         // Also when nothing was new: a first run on an empty file records its identity, and the
@@ -452,6 +521,13 @@ impl Pass<'_> {
             }
             Err(reason) => Ok(Some((reason, bytes.to_vec()))),
         }
+    }
+
+    fn stopping(&self) -> bool {
+        self.config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn reject(&mut self, key: &str, line: u64, reason: Reject, raw: &[u8]) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod entry;
+pub mod follow;
 pub mod generate;
 pub mod ingest;
 pub mod parse;

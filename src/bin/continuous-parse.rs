@@ -1,7 +1,95 @@
-//! continuous-parse: not yet implemented (see the open issues).
+//! continuous-parse: follow a growing log into SQLite like `tail -f` (continuous_parse_logs.py).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log_pipeline::cli;
+use log_pipeline::follow::{self, FollowConfig};
+
+/// Follow an access log as it grows and insert each new complete line into SQLite, exactly
+/// once, through rotation, truncation and restarts. Runs until Ctrl+C (or SIGTERM), which
+/// commits what was read and exits 0.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The log to follow.
+    #[arg(default_value = "logs/access.log")]
+    log: PathBuf,
+    /// The SQLite database (created when missing; shared with parse-to-db).
+    #[arg(long, default_value = "logs.db")]
+    db: PathBuf,
+    /// Where to mirror the committed offset for people and scripts [default: .offset beside
+    /// the log]. Read at start when the database has no checkpoint yet.
+    #[arg(long, value_name = "PATH")]
+    offset_file: Option<PathBuf>,
+    /// Drain what is there now, commit and exit (for cron).
+    #[arg(long)]
+    once: bool,
+    /// Start from the first byte of the log, ignoring saved progress (rows already in the
+    /// database stay, so lines taken before are added again).
+    #[arg(long)]
+    from_start: bool,
+    /// Look at the file this often even without file-system events.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = cli::parse_seconds)]
+    poll_interval: f64,
+    /// Do not use file-system events, only poll (NFS, WSL and other file systems without inotify).
+    #[arg(long)]
+    poll: bool,
+    /// After a wake-up, wait this long for more lines before reading them as one batch.
+    #[arg(long, default_value_t = 0.02, value_name = "SECS", value_parser = cli::parse_seconds)]
+    linger: f64,
+    /// Commit at least every N lines under load.
+    #[arg(long, default_value_t = 50_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    batch_lines: u64,
+    /// Seconds between status lines on stderr.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
+    status_interval: f64,
+    /// How long to wait for another writer to release the database.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
+    busy_timeout: f64,
+    /// Append rejected lines here, verbatim, as `source:line: reason: bytes`.
+    #[arg(long, value_name = "PATH")]
+    rejects: Option<PathBuf>,
+    /// Reject lines longer than this many bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_line_bytes: usize,
+    /// Where logrotate puts a rotated log, besides `<log>.1` (a glob).
+    #[arg(long, value_name = "GLOB")]
+    rotated: Option<String>,
+    /// No start, status or stop lines (warnings and errors still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+}
 
 fn main() -> ExitCode {
-    log_pipeline::cli::main_with("continuous-parse", || anyhow::bail!("not yet implemented"))
+    cli::main_with("continuous-parse", || {
+        let args = Args::parse();
+        let offset_file = args.offset_file.unwrap_or_else(|| {
+            args.log
+                .parent()
+                .map_or_else(|| PathBuf::from(".offset"), |dir| dir.join(".offset"))
+        });
+        let config = FollowConfig {
+            log: args.log,
+            db: args.db,
+            offset_file,
+            busy_timeout: Duration::from_secs_f64(args.busy_timeout),
+            poll_interval: Duration::from_secs_f64(args.poll_interval),
+            events: !args.poll,
+            linger: Duration::from_secs_f64(args.linger),
+            batch_lines: args.batch_lines,
+            status_interval: Duration::from_secs_f64(args.status_interval),
+            once: args.once,
+            from_start: args.from_start,
+            quiet: args.quiet,
+            rejects: args.rejects,
+            max_line: args.max_line_bytes,
+            rotated: args.rotated,
+        };
+        let stop = cli::stop_flag()?;
+        follow::run(&config, stop, "continuous-parse")?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

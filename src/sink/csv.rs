@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, LogEntry, Rfc3339};
 use crate::sink::Sink;
 
@@ -166,25 +166,6 @@ impl CsvSink {
         let bytes = serde_json::to_vec_pretty(&self.state)?;
         write_atomically(&self.state_path, &bytes)
     }
-}
-
-/// Writes `path` so that it holds either its old or its new content, even if killed midway:
-/// write a temporary file beside it, sync it, rename it over, sync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let context = || format!("cannot write {}", path.display());
-    let mut file = File::create(&tmp).with_context(context)?;
-    file.write_all(bytes).with_context(context)?;
-    file.sync_data().with_context(context)?;
-    std::fs::rename(&tmp, path).with_context(context)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The rename is durable only once the directory is: without this a power cut could
-        // bring back the old checkpoint beside the new rows.
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
 }
 
 fn check_header(file: &File, path: &Path) -> anyhow::Result<()> {

@@ -1,0 +1,293 @@
+//! Following a growing log into SQLite (`continuous-parse`), like `tail -f`.
+//!
+//! A follower is a loop of small one-time passes: each wake-up runs the same [`ingest`] pass
+//! that `parse-to-db` runs from cron, so the two share one checkpoint and one exactly-once
+//! mechanism, and may run side by side on one database. Between passes the follower keeps the
+//! last file open, so when the log is renamed away (or deleted) the rest of it is still read
+//! before the new file is started.
+//!
+//! File-system events (inotify, through `notify`) only wake the loop early; it also polls, so
+//! lost or overflowed events, and file systems without events (NFS, WSL), cost latency, never
+//! lines.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::checkpoint::{self, write_atomically};
+use crate::ingest::{self, IngestConfig, Input, source_key};
+use crate::sink::Sink;
+use crate::sink::sqlite::SqliteSink;
+
+/// Everything `continuous-parse` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    pub log: PathBuf,
+    pub db: PathBuf,
+    /// Mirror of the committed offset, for people and the original scripts.
+    pub offset_file: PathBuf,
+    pub busy_timeout: Duration,
+    /// How often to look at the file when no event arrives.
+    pub poll_interval: Duration,
+    /// Use file-system events as wake-ups (off: poll only).
+    pub events: bool,
+    /// After a wake-up, wait this long for more lines before reading (batches a fast writer).
+    pub linger: Duration,
+    pub batch_lines: u64,
+    pub status_interval: Duration,
+    /// Drain what is there, commit and exit (cron mode).
+    pub once: bool,
+    pub from_start: bool,
+    pub quiet: bool,
+    pub rejects: Option<PathBuf>,
+    pub max_line: usize,
+    pub rotated: Option<String>,
+}
+
+/// Totals over the whole run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub read: u64,
+    pub written: u64,
+    pub rejected: u64,
+}
+
+/// Follows `config.log` until `stop` is set (or once, with `--once`).
+pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<Totals> {
+    let mut warn = |message: String| eprintln!("{tool}: warning: {message}");
+    let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
+    let key = source_key(&config.log);
+    if !config.from_start {
+        adopt_offset_file(&mut sink, config, &key, &mut warn)?;
+    }
+    let start_offset = sink.checkpoint(&key)?.map_or(0, |cp| cp.offset);
+    if !config.quiet {
+        eprintln!(
+            "{tool}: following {} from offset {} into {}{}",
+            config.log.display(),
+            if config.from_start { 0 } else { start_offset },
+            config.db.display(),
+            if config.once { " (once)" } else { "" }
+        );
+    }
+
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    let _watcher = if config.events && !config.once {
+        watch(&config.log, wake_tx, &mut warn)
+    } else {
+        None
+    };
+
+    let mut ingest_config = IngestConfig {
+        inputs: vec![Input::File(config.log.clone())],
+        max_line: config.max_line,
+        // While following, a line without its newline is still being written: wait for it.
+        // Once, it is taken when settled, as parse-to-db does.
+        settle: if config.once {
+            Duration::from_secs(3)
+        } else {
+            Duration::MAX
+        },
+        take_partial: false,
+        from_start: config.from_start,
+        rotated: config.rotated.clone(),
+        rejects: config.rejects.clone(),
+        batch_lines: config.batch_lines,
+        progress: false,
+        stop: Some(Arc::clone(&stop)),
+    };
+    let mut held: Option<File> = None;
+    let mut totals = Totals::default();
+    let mut missing_said = false;
+    let mut last_status = (Instant::now(), 0u64);
+
+    loop {
+        match ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held) {
+            Ok(summary) => {
+                missing_said = false;
+                totals.read += summary.read;
+                totals.written += summary.written;
+                totals.rejected += summary.rejected_total();
+                mirror_offset(&mut sink, &key, &config.offset_file)?;
+            }
+            Err(e) if is_not_found(&e) && !config.once => {
+                if !missing_said {
+                    warn(format!(
+                        "{} does not exist (yet): waiting for it to appear",
+                        config.log.display()
+                    ));
+                    missing_said = true;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        // --from-start applies to the first pass only.
+        ingest_config.from_start = false;
+
+        if config.once || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if !config.quiet && last_status.0.elapsed() >= config.status_interval {
+            let elapsed = last_status.0.elapsed().as_secs_f64();
+            let lag = lag_bytes(
+                &config.log,
+                sink.checkpoint(&key)?.map_or(0, |cp| cp.offset),
+            );
+            eprintln!(
+                "{tool}: {:.0} lines/s, {} lines in total, {} rejected, {} bytes behind",
+                (totals.read - last_status.1) as f64 / elapsed,
+                totals.read,
+                totals.rejected,
+                lag
+            );
+            last_status = (Instant::now(), totals.read);
+        }
+        wait(&wake_rx, config, &stop);
+    }
+    if !config.quiet {
+        eprintln!(
+            "{tool}: stopped after {} lines ({} written, {} rejected)",
+            totals.read, totals.written, totals.rejected
+        );
+    }
+    Ok(totals)
+}
+
+/// Sleeps until an event, the poll interval, or a stop. After an event, lingers briefly so
+/// that a burst of appends is read (and committed) as one batch.
+fn wait(wake: &mpsc::Receiver<()>, config: &FollowConfig, stop: &AtomicBool) {
+    let deadline = Instant::now() + config.poll_interval;
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match wake.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(()) => {
+                std::thread::sleep(config.linger);
+                while wake.try_recv().is_ok() {}
+                return;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+            }
+        }
+    }
+}
+
+/// Watches the log's directory (not the file: a rotation replaces the file) for any change.
+fn watch(
+    log: &Path,
+    wake: mpsc::Sender<()>,
+    warn: &mut dyn FnMut(String),
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match log.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = log.file_name().map(|n| n.to_owned());
+    let result = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Any event about the log (or an error, such as an overflowed queue) is a wake-up.
+        let relevant = match &event {
+            Ok(e) => {
+                e.need_rescan()
+                    || e.paths.is_empty()
+                    || e.paths.iter().any(|p| p.file_name() == name.as_deref())
+            }
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = wake.send(());
+        }
+    })
+    .and_then(|mut watcher| {
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| watcher)
+    });
+    match result {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn(format!(
+                "cannot watch {} for changes ({e}): polling instead",
+                dir.display()
+            ));
+            None
+        }
+    }
+}
+
+/// A database made by the original scripts has no checkpoint, only `logs/.offset`: start
+/// from it, if it still points just after a line of the file there.
+fn adopt_offset_file(
+    sink: &mut SqliteSink,
+    config: &FollowConfig,
+    key: &str,
+    warn: &mut dyn FnMut(String),
+) -> anyhow::Result<()> {
+    if sink.checkpoint(key)?.is_some() {
+        return Ok(());
+    }
+    let text = match std::fs::read_to_string(&config.offset_file) {
+        Ok(text) => text,
+        Err(_) => return Ok(()),
+    };
+    let Ok(offset) = text.trim().parse::<u64>() else {
+        warn(format!(
+            "{} does not hold an offset: ignoring it",
+            config.offset_file.display()
+        ));
+        return Ok(());
+    };
+    let Ok(file) = File::open(&config.log) else {
+        return Ok(());
+    };
+    let len = file.metadata()?.len();
+    let mut before = [0u8; 1];
+    use std::os::unix::fs::FileExt;
+    let at_line_start = offset == 0
+        || (offset <= len
+            && file.read_exact_at(&mut before, offset - 1).is_ok()
+            && before[0] == b'\n');
+    if !at_line_start {
+        warn(format!(
+            "{} says offset {offset}, which is not the start of a line of {}: reading from the start",
+            config.offset_file.display(),
+            config.log.display()
+        ));
+        return Ok(());
+    }
+    let cp = checkpoint::take(&file, offset, 0)?;
+    sink.commit(Some((key, &cp)))?;
+    warn(format!(
+        "starting from offset {offset}, found in {}",
+        config.offset_file.display()
+    ));
+    Ok(())
+}
+
+/// Writes the committed offset to the mirror file (atomically: readers never see half a number).
+fn mirror_offset(sink: &mut SqliteSink, key: &str, offset_file: &Path) -> anyhow::Result<()> {
+    if let Some(cp) = sink.checkpoint(key)? {
+        write_atomically(offset_file, format!("{}\n", cp.offset).as_bytes())
+            .with_context(|| format!("cannot update {}", offset_file.display()))?;
+    }
+    Ok(())
+}
+
+fn lag_bytes(log: &Path, offset: u64) -> u64 {
+    std::fs::metadata(log).map_or(0, |m| m.len().saturating_sub(offset))
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::NotFound)
+}

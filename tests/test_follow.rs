@@ -1,0 +1,287 @@
+//! continuous-parse, with writers appending, rotating, truncating and killing around it.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::workdir::{Workdir, bin_path, db_rows, expected_urls, lines, numbered_lines, urls};
+
+/// Starts a follower in `wd` with fast polling.
+fn follower(wd: &Workdir, extra: &[&str]) -> Child {
+    Command::new(bin_path("continuous-parse"))
+        .args(["--quiet", "--poll-interval", "0.1"])
+        .args(extra)
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap()
+}
+
+fn row_count(wd: &Workdir) -> usize {
+    let Ok(conn) = rusqlite::Connection::open(wd.path("logs.db")) else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM logs", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |n| n as usize)
+}
+
+/// Waits until the table has `n` rows; fails after a generous timeout.
+fn wait_for_rows(wd: &Workdir, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while row_count(wd) < n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} rows (have {})",
+            row_count(wd)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Stops a follower with `sig` and checks it exits 0.
+fn stop(mut child: Child, sig: &str) {
+    signal(&child, sig);
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "continuous-parse exited with {status} on {sig}"
+    );
+}
+
+#[test]
+fn follows_a_running_generator_exactly_once_and_stops_on_ctrl_c() {
+    let wd = Workdir::new();
+    let parser = follower(&wd, &[]);
+    let mut writer = Command::new(bin_path("generate-logs"))
+        .args([
+            "--interval",
+            "0.01",
+            "--lines-per-batch",
+            "50",
+            "--quiet",
+            "--seed",
+            "5",
+        ])
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&writer, "-INT");
+    assert!(writer.wait().unwrap().success());
+    let data = wd.read("logs/access.log");
+    let file_lines = lines(&data);
+    assert!(file_lines.len() >= 500);
+    wait_for_rows(&wd, file_lines.len());
+    stop(parser, "-INT");
+    let rows = db_rows(&wd.path("logs.db"));
+    assert_eq!(rows.len(), file_lines.len());
+    for (row, line) in rows.iter().zip(&file_lines) {
+        let e = log_pipeline::parse_line(line).unwrap();
+        assert_eq!(
+            (row[0].as_str(), row[5].as_str()),
+            (e.ip.as_ref(), e.url.as_ref())
+        );
+    }
+    // The offset mirror equals the file's length: everything was taken.
+    let offset: u64 = String::from_utf8(wd.read("logs/.offset"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(offset, data.len() as u64);
+}
+
+#[test]
+fn rotation_by_rename_while_running_and_while_stopped() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 100));
+    let parser = follower(&wd, &[]);
+    wait_for_rows(&wd, 100);
+    // Lines land in the old file, then it is renamed away and a new one starts at once.
+    wd.append("logs/access.log", numbered_lines(100, 120));
+    std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    wd.write("logs/access.log", numbered_lines(120, 130));
+    wait_for_rows(&wd, 130);
+    stop(parser, "-TERM");
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 130));
+
+    // Now while stopped: more lines in the old file, rotated, new file; then --once.
+    wd.append("logs/access.log", numbered_lines(130, 140));
+    std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    wd.write("logs/access.log", numbered_lines(140, 145));
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 145));
+}
+
+#[test]
+fn a_deleted_and_recreated_log_loses_nothing() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 50));
+    let parser = follower(&wd, &[]);
+    wait_for_rows(&wd, 50);
+    wd.append("logs/access.log", numbered_lines(50, 60));
+    std::fs::remove_file(wd.path("logs/access.log")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    wd.write("logs/access.log", numbered_lines(60, 70));
+    wait_for_rows(&wd, 70);
+    stop(parser, "-INT");
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 70));
+}
+
+#[test]
+fn a_half_written_line_waits_for_its_end() {
+    let wd = Workdir::new();
+    let all = numbered_lines(0, 6);
+    let (head, tail) = all.split_at(all.len() - 20);
+    wd.write("logs/access.log", head);
+    let parser = follower(&wd, &[]);
+    wait_for_rows(&wd, 5);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(row_count(&wd), 5, "the unfinished line is not taken");
+    wd.append("logs/access.log", tail);
+    wait_for_rows(&wd, 6);
+    stop(parser, "-INT");
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 6));
+}
+
+#[test]
+fn copytruncate_loses_nothing_written_before_the_copy() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 40));
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    // Lines arrive while the parser is not looking; then copytruncate.
+    wd.append("logs/access.log", numbered_lines(40, 55));
+    std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(wd.path("logs/access.log"))
+        .unwrap();
+    wd.append("logs/access.log", numbered_lines(55, 60));
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 60));
+
+    // And while running.
+    let parser = follower(&wd, &[]);
+    wd.append("logs/access.log", numbered_lines(60, 70));
+    wait_for_rows(&wd, 70);
+    std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(wd.path("logs/access.log"))
+        .unwrap();
+    wd.append("logs/access.log", numbered_lines(70, 75));
+    wait_for_rows(&wd, 75);
+    stop(parser, "-INT");
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 75));
+}
+
+#[test]
+fn the_original_scripts_offset_file_is_adopted() {
+    let wd = Workdir::new();
+    let log = numbered_lines(0, 20);
+    wd.write("logs/access.log", &log);
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY AUTOINCREMENT, ip TEXT, timestamp TEXT, url TEXT, status INTEGER, user_agent TEXT)").unwrap();
+    drop(conn);
+    let offset = numbered_lines(0, 12).len();
+    wd.write("logs/.offset", offset.to_string());
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(12, 20));
+}
+
+#[test]
+fn shares_the_checkpoint_with_parse_to_db() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 30));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    wd.append("logs/access.log", numbered_lines(30, 40));
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    wd.append("logs/access.log", numbered_lines(40, 45));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 45));
+}
+
+/// While a writer appends, kill -9 the follower at many moments and restart it: at the end
+/// the table equals the file line for line.
+#[test]
+fn chaos_kill_9_many_times_while_a_writer_appends() {
+    let wd = Workdir::new();
+    let mut writer = Command::new(bin_path("generate-logs"))
+        .args([
+            "--interval",
+            "0.005",
+            "--lines-per-batch",
+            "200",
+            "--quiet",
+            "--seed",
+            "9",
+        ])
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap();
+    let mut kills = 0;
+    for round in 0..60u64 {
+        let mut parser = follower(&wd, &["--batch-lines", "300", "--linger", "0"]);
+        // 1 to 150 ms: during start-up, mid-batch, at commits, while idle.
+        std::thread::sleep(Duration::from_millis(1 + round * 7919 % 150));
+        parser.kill().unwrap();
+        parser.wait().unwrap();
+        kills += 1;
+    }
+    signal(&writer, "-INT");
+    assert!(writer.wait().unwrap().success());
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(kills, 60);
+    let data = wd.read("logs/access.log");
+    let file_lines = lines(&data);
+    let rows = db_rows(&wd.path("logs.db"));
+    assert_eq!(rows.len(), file_lines.len(), "same count");
+    for (i, (row, line)) in rows.iter().zip(&file_lines).enumerate() {
+        let e = log_pipeline::parse_line(line).unwrap();
+        let ts = log_pipeline::entry::Rfc3339(e.timestamp).to_string();
+        assert_eq!(
+            (
+                row[0].as_str(),
+                row[3].as_str(),
+                row[5].as_str(),
+                row[8].as_str()
+            ),
+            (
+                e.ip.as_ref(),
+                ts.as_str(),
+                e.url.as_ref(),
+                e.bytes.map(|b| b.to_string()).unwrap_or_default().as_str()
+            ),
+            "line {}",
+            i + 1
+        );
+    }
+}
