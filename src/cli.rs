@@ -134,3 +134,90 @@ pub fn ingest(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Output format of the reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// The options `aggregate-csv` and `aggregate-db` share.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Reports to print, in order (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub report: Vec<crate::report::Section>,
+    /// Rows per ranking.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries at or before this time: RFC 3339, or a span back from now.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this status code (404) or class (5xx).
+    #[arg(long)]
+    pub status: Option<crate::report::StatusFilter>,
+    /// Only URLs matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub url: Option<regex::Regex>,
+    /// Only this client IP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Time bucket of the traffic report (default: chosen from the time span).
+    #[arg(long, value_enum)]
+    pub bucket: Option<crate::report::Bucket>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+impl ReportArgs {
+    pub fn filters(&self) -> anyhow::Result<crate::report::Filters> {
+        let now = chrono::Utc::now();
+        let time = |arg: &Option<String>, flag: &str| -> anyhow::Result<_> {
+            arg.as_deref()
+                .map(|s| {
+                    crate::report::parse_time_arg(s, now)
+                        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+                })
+                .transpose()
+        };
+        Ok(crate::report::Filters {
+            since: time(&self.since, "since")?,
+            until: time(&self.until, "until")?,
+            status: self.status,
+            url: self.url.clone(),
+            ip: self.ip.clone(),
+        })
+    }
+}
+
+/// Runs a report: reads rows with `read`, renders as asked, writes to stdout.
+pub fn report(
+    args: &ReportArgs,
+    read: impl FnOnce(&crate::report::Filters, &mut crate::report::Aggregator) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    use crate::report::{Aggregator, Section, csv, json, table};
+    let filters = args.filters()?;
+    let mut agg = Aggregator::default();
+    read(&filters, &mut agg)?;
+    let report = agg.finish(args.top, args.bucket, &filters);
+    let sections: &[Section] = if args.report.is_empty() {
+        &Section::ALL
+    } else {
+        &args.report
+    };
+    let bytes = match args.format {
+        ReportFormat::Table => table::render(&report, sections),
+        ReportFormat::Json => json::render(&report, sections),
+        ReportFormat::Csv => csv::render(&report, sections),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&bytes)?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

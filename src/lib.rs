@@ -10,6 +10,7 @@ pub mod follow;
 pub mod generate;
 pub mod ingest;
 pub mod parse;
+pub mod report;
 pub mod sink;
 pub mod source;
 

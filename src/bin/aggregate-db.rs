@@ -1,7 +1,30 @@
-//! aggregate-db: not yet implemented (see the open issues).
+//! aggregate-db: reports from logs.db (aggregate_db.py).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use log_pipeline::cli::{self, ReportArgs};
+use log_pipeline::report;
+
+/// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
+/// time) from the SQLite database written by parse-to-db or continuous-parse, opened
+/// read-only: it works while they write. aggregate-csv prints the same from a CSV.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The SQLite database.
+    #[arg(default_value = "logs.db")]
+    db: PathBuf,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
 fn main() -> ExitCode {
-    log_pipeline::cli::main_with("aggregate-db", || anyhow::bail!("not yet implemented"))
+    cli::main_with("aggregate-db", || {
+        let args = Args::parse();
+        cli::report(&args.report, |filters, agg| {
+            report::read_db(&args.db, filters, agg)
+        })
+    })
 }

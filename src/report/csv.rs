@@ -1,0 +1,130 @@
+//! The CSV renderer: every section as rows of one table, told apart by a `report` column.
+//!
+//! Columns: `report,key,value,percent,bytes,visitors,2xx,3xx,4xx,5xx`; a column that does not
+//! apply to a section is empty. Quoting is the csv crate's, so any value round-trips.
+
+use super::{CLASSES, Report, Section, percent};
+
+/// Renders the chosen sections as CSV.
+pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let total = report.summary.requests;
+    let mut row = |fields: [&str; 10]| w.write_record(fields).expect("writing to memory");
+    row([
+        "report", "key", "value", "percent", "bytes", "visitors", "2xx", "3xx", "4xx", "5xx",
+    ]);
+    for section in sections {
+        let name = section.name();
+        match section {
+            Section::Summary => {
+                let s = &report.summary;
+                let p4 = percent(s.client_errors, total);
+                let p5 = percent(s.server_errors, total);
+                let values = [
+                    ("requests", s.requests.to_string(), ""),
+                    ("unique_visitors", s.visitors.to_string(), ""),
+                    ("client_ips", s.distinct_ips.to_string(), ""),
+                    ("bytes", s.bytes.to_string(), ""),
+                    ("first", s.first.clone().unwrap_or_default(), ""),
+                    ("last", s.last.clone().unwrap_or_default(), ""),
+                    ("4xx", s.client_errors.to_string(), p4.as_str()),
+                    ("5xx", s.server_errors.to_string(), p5.as_str()),
+                ];
+                for (k, v, p) in &values {
+                    row([name, k, v, p, "", "", "", "", "", ""]);
+                }
+            }
+            Section::Status => {
+                for &(code, hits) in &report.status {
+                    row([
+                        name,
+                        &code.to_string(),
+                        &hits.to_string(),
+                        &percent(hits, total),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]);
+                }
+                for (class, hits) in CLASSES.iter().zip(report.classes) {
+                    row([
+                        name,
+                        class,
+                        &hits.to_string(),
+                        &percent(hits, total),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]);
+                }
+            }
+            Section::Urls => {
+                for r in &report.urls {
+                    row([
+                        name,
+                        &r.key,
+                        &r.hits.to_string(),
+                        &percent(r.hits, total),
+                        &r.bytes.to_string(),
+                        &r.visitors.to_string(),
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]);
+                }
+            }
+            Section::NotFound
+            | Section::Clients
+            | Section::Agents
+            | Section::Referrers
+            | Section::Methods => {
+                let rows = match section {
+                    Section::NotFound => &report.not_found,
+                    Section::Clients => &report.clients,
+                    Section::Agents => &report.agents,
+                    Section::Referrers => &report.referrers,
+                    _ => &report.methods,
+                };
+                for r in rows {
+                    row([
+                        name,
+                        &r.key,
+                        &r.hits.to_string(),
+                        &percent(r.hits, total),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]);
+                }
+            }
+            Section::Traffic => {
+                for t in &report.traffic {
+                    let c = t.counts.map(|n| n.to_string());
+                    row([
+                        name,
+                        &t.start,
+                        &t.total().to_string(),
+                        "",
+                        "",
+                        "",
+                        &c[0],
+                        &c[1],
+                        &c[2],
+                        &c[3],
+                    ]);
+                }
+            }
+        }
+    }
+    w.into_inner().expect("writing to memory")
+}

@@ -1,0 +1,74 @@
+//! The JSON renderer: one document with a stable schema (documented in the README).
+//!
+//! Keys appear only for the sections asked for. Percentages are numbers with one decimal,
+//! derived from the same integer computation as the other renderers.
+
+use serde_json::{Map, Value, json};
+
+use super::{CLASSES, Ranked, Report, Section, percent};
+
+fn pct(part: u64, whole: u64) -> Value {
+    percent(part, whole)
+        .parse::<f64>()
+        .map_or(Value::Null, |p| json!(p))
+}
+
+fn ranking(rows: &[Ranked], total: u64, key: &str) -> Value {
+    rows.iter()
+        .map(|r| json!({ key: r.key, "hits": r.hits, "percent": pct(r.hits, total) }))
+        .collect()
+}
+
+/// Renders the chosen sections as one JSON document (and a newline).
+pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
+    let total = report.summary.requests;
+    let mut doc = Map::new();
+    let filters: Map<String, Value> = report
+        .filters
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    doc.insert("filters".into(), Value::Object(filters));
+    for section in sections {
+        let value = match section {
+            Section::Summary => {
+                let s = &report.summary;
+                json!({
+                    "requests": s.requests,
+                    "unique_visitors": s.visitors,
+                    "client_ips": s.distinct_ips,
+                    "bytes": s.bytes,
+                    "first": s.first,
+                    "last": s.last,
+                    "percent_4xx": pct(s.client_errors, total),
+                    "percent_5xx": pct(s.server_errors, total),
+                })
+            }
+            Section::Status => json!({
+                "codes": report.status.iter().map(|&(code, hits)| json!({"status": code, "hits": hits, "percent": pct(hits, total)})).collect::<Vec<_>>(),
+                "classes": CLASSES.iter().zip(report.classes).map(|(class, hits)| json!({"class": class, "hits": hits, "percent": pct(hits, total)})).collect::<Vec<_>>(),
+            }),
+            Section::Urls => report
+                .urls
+                .iter()
+                .map(|r| json!({"url": r.key, "hits": r.hits, "percent": pct(r.hits, total), "bytes": r.bytes, "visitors": r.visitors}))
+                .collect(),
+            Section::NotFound => ranking(&report.not_found, total, "url"),
+            Section::Clients => ranking(&report.clients, total, "ip"),
+            Section::Agents => ranking(&report.agents, total, "user_agent"),
+            Section::Referrers => ranking(&report.referrers, total, "referrer"),
+            Section::Methods => ranking(&report.methods, total, "method"),
+            Section::Traffic => json!({
+                "bucket": report.bucket.name(),
+                "rows": report.traffic.iter().map(|t| json!({
+                    "start": t.start, "hits": t.total(),
+                    "2xx": t.counts[0], "3xx": t.counts[1], "4xx": t.counts[2], "5xx": t.counts[3], "other": t.counts[4],
+                })).collect::<Vec<_>>(),
+            }),
+        };
+        doc.insert(section.name().replace('-', "_"), value);
+    }
+    let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON values serialise");
+    out.push(b'\n');
+    out
+}

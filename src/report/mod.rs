@@ -1,0 +1,718 @@
+//! Reports: one [`Report`] model, computed in one pass from either store, rendered three ways.
+//!
+//! `aggregate-csv` and `aggregate-db` differ only in where rows come from ([`read_csv`],
+//! [`read_db`]): filtering, counting, ordering and rendering are this module's, once, which is
+//! what makes their outputs byte-identical. Memory grows with the number of distinct keys
+//! (URLs, clients, agents, visitors), never with the number of rows.
+
+pub mod csv;
+pub mod json;
+pub mod table;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, TimeDelta, Utc};
+use regex::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::entry::{COLUMNS, Rfc3339, parse_rfc3339};
+
+/// The reports, in their default order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Section {
+    Summary,
+    Status,
+    Urls,
+    NotFound,
+    Clients,
+    Agents,
+    Referrers,
+    Methods,
+    Traffic,
+}
+
+impl Section {
+    pub const ALL: [Section; 9] = [
+        Section::Summary,
+        Section::Status,
+        Section::Urls,
+        Section::NotFound,
+        Section::Clients,
+        Section::Agents,
+        Section::Referrers,
+        Section::Methods,
+        Section::Traffic,
+    ];
+
+    /// The name used in `--report`, JSON keys and the CSV `report` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Summary => "summary",
+            Section::Status => "status",
+            Section::Urls => "urls",
+            Section::NotFound => "not-found",
+            Section::Clients => "clients",
+            Section::Agents => "agents",
+            Section::Referrers => "referrers",
+            Section::Methods => "methods",
+            Section::Traffic => "traffic",
+        }
+    }
+}
+
+/// Time bucket of the traffic report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    fn seconds(self) -> i64 {
+        match self {
+            Bucket::Minute => 60,
+            Bucket::Hour => 3600,
+            Bucket::Day => 86_400,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Minute => "minute",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
+    /// Minutes for up to two hours, hours for up to three days, days beyond: a chart of a few
+    /// dozen to a hundred-odd bars.
+    fn for_span(seconds: i64) -> Bucket {
+        match seconds {
+            s if s <= 2 * 3600 => Bucket::Minute,
+            s if s <= 3 * 86_400 => Bucket::Hour,
+            _ => Bucket::Day,
+        }
+    }
+}
+
+/// `--status`: one code, or a class such as `5xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Code(u16),
+    Class(u16),
+}
+
+impl std::str::FromStr for StatusFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let b = s.as_bytes();
+        match b {
+            [c @ b'1'..=b'9', b'x' | b'X', b'x' | b'X'] => {
+                Ok(StatusFilter::Class(u16::from(c - b'0')))
+            }
+            [a, b, c] if b.is_ascii_digit() && a.is_ascii_digit() && c.is_ascii_digit() => {
+                Ok(StatusFilter::Code(s.parse().expect("three digits")))
+            }
+            _ => Err(format!("'{s}' is not a status code (404) or class (5xx)")),
+        }
+    }
+}
+
+/// Which entries count. Applied to every report.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub status: Option<StatusFilter>,
+    pub url: Option<Regex>,
+    pub ip: Option<String>,
+}
+
+/// Parses `--since`/`--until`: an RFC 3339 time, or a span back from now (`90s`, `30m`, `2h`,
+/// `7d`, `2w`).
+pub fn parse_time_arg(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Some(t) = parse_rfc3339(s) {
+        return Ok(t);
+    }
+    let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is neither an RFC 3339 time nor a span like 2h or 7d"))?;
+    let span = match unit {
+        "s" => TimeDelta::try_seconds(n),
+        "m" => TimeDelta::try_minutes(n),
+        "h" => TimeDelta::try_hours(n),
+        "d" => TimeDelta::try_days(n),
+        "w" => TimeDelta::try_weeks(n),
+        _ => None,
+    }
+    .ok_or_else(|| format!("'{s}' is neither an RFC 3339 time nor a span like 2h or 7d"))?;
+    now.checked_sub_signed(span)
+        .ok_or_else(|| format!("'{s}' reaches too far back"))
+}
+
+impl Filters {
+    fn accepts(&self, row: &Row<'_>, timestamp: i64) -> bool {
+        self.since.is_none_or(|t| timestamp >= t.timestamp())
+            && self.until.is_none_or(|t| timestamp <= t.timestamp())
+            && match self.status {
+                None => true,
+                Some(StatusFilter::Code(c)) => row.status == c,
+                Some(StatusFilter::Class(c)) => row.status / 100 == c,
+            }
+            && self.ip.as_deref().is_none_or(|ip| row.ip == ip)
+            && self.url.as_ref().is_none_or(|re| re.is_match(row.url))
+    }
+
+    /// A human description, for the report header.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(t) = self.since {
+            out.push(("since".into(), Rfc3339(t).to_string()));
+        }
+        if let Some(t) = self.until {
+            out.push(("until".into(), Rfc3339(t).to_string()));
+        }
+        match self.status {
+            Some(StatusFilter::Code(c)) => out.push(("status".into(), c.to_string())),
+            Some(StatusFilter::Class(c)) => out.push(("status".into(), format!("{c}xx"))),
+            None => {}
+        }
+        if let Some(re) = &self.url {
+            out.push(("url".into(), re.as_str().to_string()));
+        }
+        if let Some(ip) = &self.ip {
+            out.push(("ip".into(), ip.clone()));
+        }
+        out
+    }
+}
+
+/// One stored entry, as the reports read it (borrowed from the store's row buffer).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub ip: &'a str,
+    pub timestamp: &'a str,
+    pub method: Option<&'a str>,
+    pub url: &'a str,
+    pub status: u16,
+    pub bytes: Option<u64>,
+    pub referrer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Strings to dense ids, so that sets of visitors hold small integers.
+#[derive(Default)]
+struct Interner {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct UrlStat {
+    hits: u64,
+    bytes: u64,
+    not_found: u64,
+    visitors: u64,
+}
+
+/// Counts entries; [`Aggregator::finish`] turns the counts into a [`Report`].
+#[derive(Default)]
+pub struct Aggregator {
+    requests: u64,
+    bytes: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    status: FxHashMap<u16, u64>,
+    ips: Interner,
+    ip_hits: Vec<u64>,
+    agents: Interner,
+    agent_hits: Vec<u64>,
+    urls: Interner,
+    url_stats: Vec<UrlStat>,
+    referrers: FxHashMap<Box<str>, u64>,
+    methods: FxHashMap<Box<str>, u64>,
+    /// (ip, day, agent) → visitor id: GoAccess's definition of a unique visitor.
+    visitors: FxHashMap<(u32, i32, u32), u32>,
+    url_visitors: FxHashSet<(u32, u32)>,
+    /// Per minute: 2xx, 3xx, 4xx, 5xx, other.
+    minutes: FxHashMap<i64, [u64; 5]>,
+}
+
+/// Label of an absent user agent or method.
+const ABSENT: &str = "-";
+
+impl Aggregator {
+    /// Counts `row` if it passes `filters`. Errors on a timestamp that is not a time.
+    pub fn add(&mut self, row: &Row<'_>, filters: &Filters) -> Result<(), String> {
+        let timestamp = parse_stored_time(row.timestamp)
+            .ok_or_else(|| format!("'{}' is not a timestamp", row.timestamp))?
+            .timestamp();
+        if !filters.accepts(row, timestamp) {
+            return Ok(());
+        }
+        self.requests += 1;
+        let bytes = row.bytes.unwrap_or(0);
+        self.bytes += bytes;
+        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
+        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
+        *self.status.entry(row.status).or_insert(0) += 1;
+
+        let ip = self.ips.id(row.ip);
+        if ip as usize == self.ip_hits.len() {
+            self.ip_hits.push(0);
+        }
+        self.ip_hits[ip as usize] += 1;
+        let agent = self.agents.id(row.user_agent.unwrap_or(ABSENT));
+        if agent as usize == self.agent_hits.len() {
+            self.agent_hits.push(0);
+        }
+        self.agent_hits[agent as usize] += 1;
+
+        let day = timestamp.div_euclid(86_400) as i32;
+        let next = self.visitors.len() as u32;
+        let visitor = *self.visitors.entry((ip, day, agent)).or_insert(next);
+
+        let url = self.urls.id(row.url);
+        if url as usize == self.url_stats.len() {
+            self.url_stats.push(UrlStat::default());
+        }
+        let stat = &mut self.url_stats[url as usize];
+        stat.hits += 1;
+        stat.bytes += bytes;
+        stat.not_found += u64::from(row.status == 404);
+        if self.url_visitors.insert((url, visitor)) {
+            stat.visitors += 1;
+        }
+
+        if let Some(referrer) = row.referrer {
+            bump(&mut self.referrers, referrer);
+        }
+        bump(&mut self.methods, row.method.unwrap_or(ABSENT));
+        let class = match row.status / 100 {
+            c @ 2..=5 => (c - 2) as usize,
+            _ => 4,
+        };
+        self.minutes
+            .entry(timestamp.div_euclid(60))
+            .or_insert([0; 5])[class] += 1;
+        Ok(())
+    }
+
+    /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
+    /// span of the entries).
+    pub fn finish(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
+        let requests = self.requests;
+        let mut status: Vec<(u16, u64)> = self.status.into_iter().collect();
+        status.sort_unstable();
+        let mut classes = [0u64; 5];
+        for &(code, n) in &status {
+            classes[match code / 100 {
+                c @ 2..=5 => (c - 2) as usize,
+                _ => 4,
+            }] += n;
+        }
+        let by_hits = |names: Vec<Box<str>>, hits: Vec<u64>| -> Vec<Ranked> {
+            ranked(
+                names.into_iter().zip(hits).map(|(k, n)| Ranked {
+                    key: k.into(),
+                    hits: n,
+                    bytes: 0,
+                    visitors: 0,
+                }),
+                top,
+            )
+        };
+        let urls = ranked(
+            self.urls
+                .names
+                .iter()
+                .zip(&self.url_stats)
+                .map(|(k, s)| Ranked {
+                    key: k.to_string(),
+                    hits: s.hits,
+                    bytes: s.bytes,
+                    visitors: s.visitors,
+                }),
+            top,
+        );
+        let not_found = ranked(
+            self.urls
+                .names
+                .iter()
+                .zip(&self.url_stats)
+                .filter(|(_, s)| s.not_found > 0)
+                .map(|(k, s)| Ranked {
+                    key: k.to_string(),
+                    hits: s.not_found,
+                    bytes: 0,
+                    visitors: 0,
+                }),
+            top,
+        );
+        let from_map = |map: FxHashMap<Box<str>, u64>, top: usize| {
+            ranked(
+                map.into_iter().map(|(k, n)| Ranked {
+                    key: k.into(),
+                    hits: n,
+                    bytes: 0,
+                    visitors: 0,
+                }),
+                top,
+            )
+        };
+        let distinct_ips = self.ips.names.len() as u64;
+        let clients = by_hits(self.ips.names, self.ip_hits);
+        let agents = by_hits(self.agents.names, self.agent_hits);
+        let referrers = from_map(self.referrers, top);
+        let methods = from_map(self.methods, usize::MAX);
+
+        let span = match (self.first, self.last) {
+            (Some(f), Some(l)) => l - f,
+            _ => 0,
+        };
+        let bucket = bucket.unwrap_or_else(|| Bucket::for_span(span));
+        let mut buckets: std::collections::BTreeMap<i64, [u64; 5]> =
+            std::collections::BTreeMap::new();
+        for (minute, counts) in self.minutes {
+            let start = (minute * 60).div_euclid(bucket.seconds()) * bucket.seconds();
+            let slot = buckets.entry(start).or_insert([0; 5]);
+            for (s, c) in slot.iter_mut().zip(counts) {
+                *s += c;
+            }
+        }
+        let traffic = buckets
+            .into_iter()
+            .map(|(start, counts)| TrafficRow {
+                start: time_text(start),
+                counts,
+            })
+            .collect();
+
+        Report {
+            filters: filters.describe(),
+            summary: SummaryStats {
+                requests,
+                visitors: self.visitors.len() as u64,
+                distinct_ips,
+                bytes: self.bytes,
+                first: self.first.map(time_text),
+                last: self.last.map(time_text),
+                client_errors: classes[2],
+                server_errors: classes[3],
+            },
+            status,
+            classes,
+            urls,
+            not_found,
+            clients,
+            agents,
+            referrers,
+            methods,
+            bucket,
+            traffic,
+            top,
+        }
+    }
+}
+
+fn bump(map: &mut FxHashMap<Box<str>, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.into(), 1);
+        }
+    }
+}
+
+/// Sorted by hits descending, then key ascending (a total order, so both stores agree), and
+/// cut to `top`.
+fn ranked(items: impl Iterator<Item = Ranked>, top: usize) -> Vec<Ranked> {
+    let mut all: Vec<Ranked> = items.collect();
+    let order = |a: &Ranked, b: &Ranked| b.hits.cmp(&a.hits).then_with(|| a.key.cmp(&b.key));
+    if all.len() > top {
+        all.select_nth_unstable_by(top, order);
+        all.truncate(top);
+    }
+    all.sort_unstable_by(order);
+    all
+}
+
+fn time_text(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| Rfc3339(t).to_string())
+}
+
+/// Stored timestamps are RFC 3339; a database upgraded from the original scripts also holds
+/// their `10/Oct/2000:13:55:36 -0700` form in its old rows.
+fn parse_stored_time(s: &str) -> Option<DateTime<Utc>> {
+    parse_rfc3339(s).or_else(|| crate::parse::parse_time(s.as_bytes()).ok())
+}
+
+/// One line of a ranking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked {
+    pub key: String,
+    pub hits: u64,
+    /// Only for URLs.
+    pub bytes: u64,
+    /// Only for URLs: unique visitors.
+    pub visitors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryStats {
+    pub requests: u64,
+    pub visitors: u64,
+    pub distinct_ips: u64,
+    pub bytes: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub client_errors: u64,
+    pub server_errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficRow {
+    pub start: String,
+    /// 2xx, 3xx, 4xx, 5xx, other.
+    pub counts: [u64; 5],
+}
+
+impl TrafficRow {
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Everything the reports show, computed once; the renderers only format it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub filters: Vec<(String, String)>,
+    pub summary: SummaryStats,
+    pub status: Vec<(u16, u64)>,
+    /// 2xx, 3xx, 4xx, 5xx, other.
+    pub classes: [u64; 5],
+    pub urls: Vec<Ranked>,
+    pub not_found: Vec<Ranked>,
+    pub clients: Vec<Ranked>,
+    pub agents: Vec<Ranked>,
+    pub referrers: Vec<Ranked>,
+    pub methods: Vec<Ranked>,
+    pub bucket: Bucket,
+    pub traffic: Vec<TrafficRow>,
+    pub top: usize,
+}
+
+/// The names of the status classes, in [`Report::classes`] order.
+pub const CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+
+/// `part` of `whole` as a percentage with one decimal, computed in integers so that the text
+/// is the same on every platform.
+pub fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0.0".into();
+    }
+    let tenths = (u128::from(part) * 1000 + u128::from(whole) / 2) / u128::from(whole);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+/// An optional CSV field: empty means absent.
+fn opt(b: &[u8]) -> Option<&str> {
+    (!b.is_empty()).then(|| std::str::from_utf8(b).unwrap_or(""))
+}
+
+/// Reads `parsed_logs.csv` into the aggregator.
+pub fn read_csv(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::Result<()> {
+    if !path.exists() {
+        bail!(
+            "{} does not exist: fill it first with `parse-to-csv`",
+            path.display()
+        );
+    }
+    let mut reader = ::csv::ReaderBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_path(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let headers = reader
+        .byte_headers()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .clone();
+    if headers.is_empty() {
+        return Ok(());
+    }
+    if headers.iter().ne(COLUMNS.iter().map(|c| c.as_bytes())) {
+        bail!(
+            "{} is not a log-pipeline CSV (its header is not `{}`)",
+            path.display(),
+            COLUMNS.join(",")
+        );
+    }
+    let mut record = ::csv::ByteRecord::new();
+    loop {
+        let more = reader
+            .read_byte_record(&mut record)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !more {
+            return Ok(());
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let text = |i: usize| std::str::from_utf8(&record[i]);
+        let row = (|| -> Result<Row<'_>, String> {
+            let bad = |what: &str| format!("bad {what}");
+            Ok(Row {
+                ip: text(0).map_err(|_| bad("ip"))?,
+                timestamp: text(3).map_err(|_| bad("timestamp"))?,
+                method: opt(&record[4]),
+                url: text(5).map_err(|_| bad("url"))?,
+                status: text(7)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("status"))?,
+                bytes: match &record[8] {
+                    b"" => None,
+                    b => Some(
+                        std::str::from_utf8(b)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| bad("bytes"))?,
+                    ),
+                },
+                referrer: opt(&record[9]),
+                user_agent: opt(&record[10]),
+            })
+        })();
+        let row = row.map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
+        agg.add(&row, filters)
+            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
+    }
+}
+
+/// Reads the `logs` table into the aggregator, through a read-only connection (it works while
+/// a parser writes: WAL readers see the last commit).
+pub fn read_db(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::Result<()> {
+    let conn = crate::sink::sqlite::open_for_reading(path, std::time::Duration::from_secs(10))?;
+    let context = || format!("cannot read database {}", path.display());
+    let has_logs: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logs'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                anyhow::anyhow!("{} is not a SQLite database or is corrupt", path.display())
+            }
+            _ => anyhow::Error::from(e).context(context()),
+        })?;
+    if !has_logs {
+        bail!(
+            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        );
+    }
+    let mut stmt = conn
+        .prepare(r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+        .with_context(context)?;
+    let mut rows = stmt.query([]).with_context(context)?;
+    while let Some(r) = rows.next().with_context(context)? {
+        use rusqlite::types::ValueRef;
+        let text = |i: usize| -> Option<&str> {
+            match r.get_ref(i) {
+                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+                _ => None,
+            }
+        };
+        let int = |i: usize| -> Option<i64> {
+            match r.get_ref(i) {
+                Ok(ValueRef::Integer(n)) => Some(n),
+                _ => None,
+            }
+        };
+        let row = Row {
+            ip: text(0).unwrap_or(""),
+            timestamp: text(1).unwrap_or(""),
+            method: text(2),
+            url: text(3).unwrap_or(""),
+            status: int(4).and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+            bytes: int(5).and_then(|n| u64::try_from(n).ok()),
+            referrer: text(6),
+            user_agent: text(7),
+        };
+        agg.add(&row, filters)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_rounds_half_up_in_integers() {
+        assert_eq!(percent(1, 3), "33.3");
+        assert_eq!(percent(2, 3), "66.7");
+        assert_eq!(percent(1, 2000), "0.1");
+        assert_eq!(percent(0, 0), "0.0");
+        assert_eq!(percent(5, 5), "100.0");
+    }
+
+    #[test]
+    fn time_args_take_rfc3339_and_spans() {
+        let now = parse_rfc3339("2024-01-10T00:00:00Z").unwrap();
+        assert_eq!(
+            parse_time_arg("2h", now).unwrap(),
+            parse_rfc3339("2024-01-09T22:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_time_arg("7d", now).unwrap(),
+            parse_rfc3339("2024-01-03T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_time_arg("2024-01-01T00:00:00Z", now).unwrap(),
+            parse_rfc3339("2024-01-01T00:00:00Z").unwrap()
+        );
+        assert!(parse_time_arg("yesterday", now).is_err());
+        assert!(parse_time_arg("5y", now).is_err());
+    }
+
+    #[test]
+    fn status_filters() {
+        assert_eq!("404".parse(), Ok(StatusFilter::Code(404)));
+        assert_eq!("5xx".parse(), Ok(StatusFilter::Class(5)));
+        assert!("4x".parse::<StatusFilter>().is_err());
+    }
+
+    #[test]
+    fn rankings_are_ordered_by_hits_then_key() {
+        let r = |k: &str, n| Ranked {
+            key: k.into(),
+            hits: n,
+            bytes: 0,
+            visitors: 0,
+        };
+        let got = ranked(
+            vec![r("b", 2), r("a", 2), r("c", 5), r("d", 1)].into_iter(),
+            3,
+        );
+        assert_eq!(
+            got.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(),
+            ["c", "a", "b"]
+        );
+    }
+}
