@@ -2,6 +2,7 @@
 
 mod workdir;
 
+mod test_aggregate;
 mod test_follow;
 mod test_generate;
 mod test_parse;

@@ -1,0 +1,344 @@
+//! aggregate-csv and aggregate-db: the same reports from either store, checked against an
+//! independent count, safe with hostile input, and readable while a writer runs.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use predicates::str::contains;
+
+use crate::workdir::{Workdir, bin_path, lines};
+
+/// Fills `out.csv` and `out.db` from the same inputs.
+fn both_stores(wd: &Workdir, inputs: &[&str]) {
+    wd.cmd("parse-to-csv")
+        .args(["--output", "out.csv", "--final", "--quiet"])
+        .args(inputs)
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["--db", "out.db", "--final", "--quiet"])
+        .args(inputs)
+        .assert()
+        .success();
+}
+
+fn report(wd: &Workdir, bin: &str, args: &[&str]) -> Vec<u8> {
+    let store = if bin == "aggregate-csv" {
+        "out.csv"
+    } else {
+        "out.db"
+    };
+    wd.cmd(bin)
+        .arg(store)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone()
+}
+
+const FILTER_SETS: &[&[&str]] = &[
+    &[],
+    &["--status", "404"],
+    &["--status", "5xx", "--top", "3"],
+    &["--url", "^/(products|api)", "--bucket", "hour"],
+    &[
+        "--since",
+        "2024-01-01T06:00:00Z",
+        "--until",
+        "2024-01-01T12:00:00Z",
+    ],
+    &["--report", "urls,traffic,summary", "--top", "25"],
+    &["--since", "2h"],
+];
+
+#[test]
+fn csv_and_db_reports_are_byte_identical_in_every_format_with_every_filter() {
+    let wd = Workdir::new();
+    wd.cmd("generate-logs")
+        .args([
+            "--count",
+            "30000",
+            "--seed",
+            "4",
+            "--start",
+            "2024-01-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    both_stores(&wd, &["logs/access.log"]);
+    let ip = String::from_utf8(
+        lines(&wd.read("logs/access.log"))[0]
+            .split(|&b| b == b' ')
+            .next()
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let ip_filter = ["--ip", ip.as_str()];
+    let mut sets: Vec<&[&str]> = FILTER_SETS.to_vec();
+    sets.push(&ip_filter);
+    for format in ["table", "json", "csv"] {
+        for filters in &sets {
+            let args: Vec<&str> = ["--format", format]
+                .iter()
+                .chain(filters.iter())
+                .copied()
+                .collect();
+            let from_csv = report(&wd, "aggregate-csv", &args);
+            let from_db = report(&wd, "aggregate-db", &args);
+            assert!(!from_csv.is_empty());
+            assert!(
+                from_csv == from_db,
+                "outputs differ for {args:?}:\n{}\n---\n{}",
+                String::from_utf8_lossy(&from_csv),
+                String::from_utf8_lossy(&from_db)
+            );
+        }
+    }
+}
+
+#[test]
+fn csv_and_db_reports_are_identical_on_real_logs() {
+    let wd = Workdir::new();
+    let real = crate::workdir::real_logs_dir();
+    let files: Vec<String> = [
+        "ployt0-nginx_log_parser_access.log",
+        "nasa-aug95-first20k_dbai-labs.log",
+        "agungbahtiarr-webserver_attack_access.log",
+        "crowdsec-hub_nginx-http-malformed.log",
+        "phasinth-nikto-docker-apache_abnormal.log",
+    ]
+    .iter()
+    .map(|f| real.join(f).display().to_string())
+    .collect();
+    let inputs: Vec<&str> = files.iter().map(String::as_str).collect();
+    both_stores(&wd, &inputs);
+    for format in ["table", "json", "csv"] {
+        for filters in [
+            &[][..],
+            &["--status", "4xx", "--top", "20"],
+            &["--url", "\\.php"],
+        ] {
+            let args: Vec<&str> = ["--format", format]
+                .iter()
+                .chain(filters.iter())
+                .copied()
+                .collect();
+            assert!(
+                report(&wd, "aggregate-csv", &args) == report(&wd, "aggregate-db", &args),
+                "{args:?}"
+            );
+        }
+    }
+}
+
+/// Counts computed here, straight from the raw lines with a plain split, not with the crate.
+#[test]
+fn reports_equal_an_independent_count_over_the_raw_lines() {
+    let wd = Workdir::new();
+    wd.cmd("generate-logs")
+        .args([
+            "--count",
+            "20000",
+            "--seed",
+            "12",
+            "--start",
+            "2024-02-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["--db", "out.db", "--quiet"])
+        .assert()
+        .success();
+    let data = wd.read("logs/access.log");
+    let (mut status, mut urls, mut ips, mut not_found) = (
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+    );
+    let mut bytes = 0u64;
+    for line in lines(&data) {
+        let line = std::str::from_utf8(line).unwrap();
+        // ip - user [time] "METHOD url PROTO" status size "ref" "agent"
+        let ip = line.split(' ').next().unwrap();
+        let request = line.split('"').nth(1).unwrap();
+        let url = request.split(' ').nth(1).unwrap();
+        let after = line.split('"').nth(2).unwrap().trim();
+        let mut fields = after.split(' ');
+        let code: u16 = fields.next().unwrap().parse().unwrap();
+        let size = fields.next().unwrap();
+        bytes += size.parse::<u64>().unwrap_or(0);
+        *status.entry(code).or_insert(0u64) += 1;
+        *urls.entry(url.to_string()).or_insert(0u64) += 1;
+        *ips.entry(ip.to_string()).or_insert(0u64) += 1;
+        if code == 404 {
+            *not_found.entry(url.to_string()).or_insert(0u64) += 1;
+        }
+    }
+    let out = report(&wd, "aggregate-db", &["--format", "json", "--top", "5"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["summary"]["requests"], 20000);
+    assert_eq!(doc["summary"]["bytes"], bytes);
+    assert_eq!(doc["summary"]["client_ips"], ips.len());
+    let codes: HashMap<u16, u64> = doc["status"]["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_u64().unwrap() as u16,
+                c["hits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(codes, status);
+    let top = |counts: &HashMap<String, u64>| {
+        let mut v: Vec<(String, u64)> = counts.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(5);
+        v
+    };
+    let got = |section: &str, key: &str| -> Vec<(String, u64)> {
+        doc[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[key].as_str().unwrap().to_string(),
+                    r["hits"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(got("urls", "url"), top(&urls));
+    assert_eq!(got("clients", "ip"), top(&ips));
+    assert_eq!(got("not_found", "url"), top(&not_found));
+}
+
+#[test]
+fn hostile_fields_are_escaped_in_every_format() {
+    let wd = Workdir::new();
+    // nginx writes control bytes as \xHH: an ESC sequence that would turn the terminal red, and a
+    // user agent with quotes, commas and a newline escape.
+    let line = "6.6.6.6 - - [01/Jan/2024:00:00:00 +0000] \"GET /\\x1B[31mred\\x1B]0;pwned\\x07 HTTP/1.1\" 200 5 \"-\" \"evil, \\\"quoted\\\"\\nagent\"\n";
+    wd.write("logs/access.log", line);
+    both_stores(&wd, &["logs/access.log"]);
+    let table = report(&wd, "aggregate-db", &[]);
+    assert!(
+        !table.contains(&0x1b) && !table.contains(&0x07),
+        "raw control bytes reached the table output"
+    );
+    assert!(String::from_utf8_lossy(&table).contains("/\\x1B[31mred\\x1B]0;pwned\\x07"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&report(&wd, "aggregate-db", &["--format", "json"])).unwrap();
+    assert_eq!(json["urls"][0]["url"], "/\u{1b}[31mred\u{1b}]0;pwned\u{7}");
+    assert_eq!(json["agents"][0]["user_agent"], "evil, \"quoted\"\nagent");
+    let csv_out = report(
+        &wd,
+        "aggregate-csv",
+        &["--format", "csv", "--report", "agents"],
+    );
+    let mut reader = csv::Reader::from_reader(&csv_out[..]);
+    let record = reader.records().next().unwrap().unwrap();
+    assert_eq!(&record[1], "evil, \"quoted\"\nagent");
+}
+
+#[test]
+fn long_values_are_cut_in_tables_only() {
+    let wd = Workdir::new();
+    let long_url = format!("/{}", "a".repeat(300));
+    wd.write("logs/access.log", format!("1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {long_url} HTTP/1.1\" 200 5 \"-\" \"ua\"\n"));
+    both_stores(&wd, &["logs/access.log"]);
+    let table = String::from_utf8(report(&wd, "aggregate-csv", &["--report", "urls"])).unwrap();
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    assert!(table.contains('…'));
+    let json: serde_json::Value =
+        serde_json::from_slice(&report(&wd, "aggregate-csv", &["--format", "json"])).unwrap();
+    assert_eq!(json["urls"][0]["url"], long_url);
+}
+
+#[test]
+fn missing_empty_and_unfilled_inputs_get_clear_messages() {
+    let wd = Workdir::new();
+    wd.cmd("aggregate-csv")
+        .assert()
+        .code(2)
+        .stderr(contains("parsed_logs.csv does not exist"))
+        .stderr(contains("parse-to-csv"));
+    wd.cmd("aggregate-db")
+        .assert()
+        .code(2)
+        .stderr(contains("logs.db does not exist"))
+        .stderr(contains("parse-to-db"));
+    rusqlite::Connection::open(wd.path("empty.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    wd.cmd("aggregate-db")
+        .arg("empty.db")
+        .assert()
+        .code(2)
+        .stderr(contains("no `logs` table"))
+        .stderr(contains("parse-to-db"));
+    wd.write("logs/access.log", "");
+    both_stores(&wd, &["logs/access.log"]);
+    wd.cmd("aggregate-csv")
+        .arg("out.csv")
+        .assert()
+        .success()
+        .stdout(contains("No log entries."));
+    wd.cmd("aggregate-db")
+        .arg("out.db")
+        .assert()
+        .success()
+        .stdout(contains("No log entries."));
+    wd.write("other.csv", "a,b\n1,2\n");
+    wd.cmd("aggregate-csv")
+        .arg("other.csv")
+        .assert()
+        .code(2)
+        .stderr(contains("not a log-pipeline CSV"));
+}
+
+#[test]
+fn aggregate_db_reads_while_continuous_parse_writes() {
+    let wd = Workdir::new();
+    wd.cmd("generate-logs")
+        .args(["--count", "20000"])
+        .assert()
+        .success();
+    let mut parser = Command::new(bin_path("continuous-parse"))
+        .args(["--quiet", "--poll-interval", "0.05", "--linger", "0"])
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap();
+    let mut writer = Command::new(bin_path("generate-logs"))
+        .args(["--interval", "0.002", "--lines-per-batch", "500", "--quiet"])
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..15 {
+        let out = wd
+            .cmd("aggregate-db")
+            .args(["--report", "summary", "--format", "json"])
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        assert!(doc["summary"]["requests"].as_u64().unwrap() > 0);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    for child in [&mut writer, &mut parser] {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
