@@ -15,10 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
+use crate::batch;
 use crate::checkpoint::{self, Checkpoint, Mismatch};
-use crate::parse::{Reject, parse_line};
+use crate::parse::Reject;
 use crate::sink::{Rejected, Sink};
-use crate::source::{Line, LineReader};
+use crate::source::LineReader;
 
 /// A source named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,9 +230,9 @@ enum PartialRule {
 
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
-        let stdin = io::stdin().lock();
-        let mut reader = LineReader::new(stdin, 0, self.config.max_line);
-        self.drain(&mut reader, "-", 0, PartialRule::Take, &mut |_, _| Ok(None))
+        let stdin = io::stdin();
+        let reader = LineReader::new(stdin, 0, self.config.max_line);
+        self.drain(reader, "-", 0, PartialRule::Take, &mut |_, _| Ok(None))
             .context("cannot read standard input")?;
         Ok(())
     }
@@ -388,8 +389,8 @@ impl Pass<'_> {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
-        let mut reader = LineReader::new(handle, offset, self.config.max_line);
-        let result = self.drain(&mut reader, key, line, rule, &mut |offset, line| {
+        let reader = LineReader::new(handle, offset, self.config.max_line);
+        let result = self.drain(reader, key, line, rule, &mut |offset, line| {
             if let Some(bar) = &progress {
                 bar.set_position(offset.saturating_sub(start));
             }
@@ -421,14 +422,10 @@ impl Pass<'_> {
                 path.display()
             );
         }
-        let mut reader = LineReader::new(decoder, offset, self.config.max_line);
-        self.drain(
-            &mut reader,
-            key,
-            line,
-            PartialRule::Take,
-            &mut |offset, line| checkpoint::take_compressed(&identity, offset, line).map(Some),
-        )
+        let reader = LineReader::new(decoder, offset, self.config.max_line);
+        self.drain(reader, key, line, PartialRule::Take, &mut |offset, line| {
+            checkpoint::take_compressed(&identity, offset, line).map(Some)
+        })
         .with_context(context)
     }
 
@@ -448,79 +445,53 @@ impl Pass<'_> {
         Some(bar)
     }
 
-    /// Reads lines until the end of input, committing every `batch_lines` lines and at the
-    /// end. `checkpoint(offset, line)` builds the checkpoint for a position.
-    fn drain<R: Read>(
+    /// Reads lines until the end of input, committing every `batch_lines` lines (rounded up
+    /// to a whole batch) and at the end. `checkpoint(offset, line)` builds the checkpoint for a
+    /// position. Reading and parsing run on a second thread (see [`crate::batch`]).
+    fn drain<R: Read + Send>(
         &mut self,
-        reader: &mut LineReader<R>,
+        reader: LineReader<R>,
         key: &str,
-        mut line: u64,
+        line: u64,
         rule: PartialRule,
         checkpoint: &mut dyn FnMut(u64, u64) -> io::Result<Option<Checkpoint>>,
     ) -> anyhow::Result<()> {
-        let mut since_commit = 0u64;
-        loop {
-            let item = reader.next_line()?;
-            let Some(item) = item else { break };
-            line += 1;
-            let outcome = match item {
-                Line::Complete(bytes) => self.take(bytes)?,
-                Line::TooLong { head, .. } => Some((Reject::TooLong, head.to_vec())),
-                Line::Partial(bytes) => {
-                    if rule == PartialRule::Leave {
-                        self.summary.pending_bytes += bytes.len() as u64;
-                        break;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || batch::produce(reader, line, rule == PartialRule::Take, &tx));
+            let mut since_commit = 0u64;
+            let mut position = None;
+            for batch in rx.iter() {
+                let batch = batch?;
+                for entry in batch.entries() {
+                    self.sink.write(&entry)?;
+                    self.summary.written += 1;
+                }
+                for (number, reason, raw) in &batch.rejects {
+                    self.reject(key, *number, *reason, raw)?;
+                }
+                self.summary.read += batch.lines;
+                self.summary.pending_bytes += batch.pending_bytes;
+                since_commit += batch.lines;
+                position = Some((batch.end_offset, batch.end_line));
+                if since_commit >= self.config.batch_lines {
+                    self.commit(
+                        checkpoint(batch.end_offset, batch.end_line)?
+                            .as_ref()
+                            .map(|cp| (key, cp)),
+                    )?;
+                    since_commit = 0;
+                    if self.stopping() {
+                        // Dropping the receiver ends the reading thread at its next batch.
+                        return Ok(());
                     }
-                    let owned = bytes.to_vec();
-                    reader.take_partial();
-                    self.take(&owned)?
-                }
-                Line::PartialTooLong { head, len } => {
-                    if rule == PartialRule::Leave {
-                        self.summary.pending_bytes += len;
-                        break;
-                    }
-                    let head = head.to_vec();
-                    reader.take_partial();
-                    Some((Reject::TooLong, head))
-                }
-            };
-            self.summary.read += 1;
-            if let Some((reason, raw)) = outcome {
-                self.reject(key, line, reason, &raw)?;
-            }
-            since_commit += 1;
-            if since_commit >= self.config.batch_lines {
-                self.commit(
-                    checkpoint(reader.offset(), line)?
-                        .as_ref()
-                        .map(|cp| (key, cp)),
-                )?;
-                since_commit = 0;
-                if self.stopping() {
-                    return Ok(());
                 }
             }
-        }
-        // Also when nothing was new: a first run on an empty file records its identity, and the
-        // fingerprint grows with the file.
-        self.commit(
-            checkpoint(reader.offset(), line)?
-                .as_ref()
-                .map(|cp| (key, cp)),
-        )
-    }
-
-    /// Parses one line and writes it; returns the reject for a line that does not parse.
-    fn take(&mut self, bytes: &[u8]) -> anyhow::Result<Option<(Reject, Vec<u8>)>> {
-        match parse_line(bytes) {
-            Ok(entry) => {
-                self.sink.write(&entry)?;
-                self.summary.written += 1;
-                Ok(None)
-            }
-            Err(reason) => Ok(Some((reason, bytes.to_vec()))),
-        }
+            let (offset, line) = position.expect("the reading thread always sends a last batch");
+            // Also when nothing was new: a first run on an empty file records its identity,
+            // and the fingerprint grows with the file.
+            self.commit(checkpoint(offset, line)?.as_ref().map(|cp| (key, cp)))
+        })
     }
 
     fn stopping(&self) -> bool {

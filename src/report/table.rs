@@ -27,8 +27,8 @@ pub fn safe(value: &str, max: usize) -> String {
         };
         let len = piece.chars().count();
         if shown + len > max {
-            // Leave room for the ellipsis.
-            while shown >= max && out.pop().is_some() {
+            // Cut whole pieces only (never half an escape), leaving room for the ellipsis.
+            while shown + 1 > max && out.pop().is_some() {
                 shown -= 1;
             }
             out.push('…');
@@ -258,7 +258,12 @@ mod tests {
     fn long_values_are_cut_with_an_ellipsis() {
         assert_eq!(safe("abcdefghij", 5), "abcd…");
         assert_eq!(safe("abcde", 5), "abcde");
-        assert_eq!(safe("ab\x1bcdef", 5).chars().count(), 5);
+        assert_eq!(
+            safe("ab\x1bcdef", 5),
+            "ab…",
+            "an escape is never cut in half"
+        );
+        assert_eq!(safe("abcdef\x1b", 7), "abcdef…");
     }
 
     #[test]

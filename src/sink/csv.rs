@@ -104,6 +104,13 @@ impl CsvSink {
         if !needs_header {
             check_header(&file, path)?;
         }
+        if !state_path.exists() {
+            // Record the starting length before the first byte is appended: a run killed
+            // before its first commit must not leave a torn tail that the next run would take
+            // for content of the file.
+            let bytes = serde_json::to_vec_pretty(&state)?;
+            write_atomically(&state_path, &bytes)?;
+        }
         let writer = csv::WriterBuilder::new()
             .buffer_capacity(1 << 20)
             .from_writer(Guarded {

@@ -264,11 +264,106 @@ pub struct SqliteSink {
     path: PathBuf,
     busy_timeout: Duration,
     in_transaction: bool,
-    ts: Vec<u8>,
+    pending: PendingRows,
 }
 
-const INSERT: &str = r#"INSERT INTO logs (ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#;
+/// Rows waiting to be inserted [`ROWS_PER_INSERT`] at a time.
+///
+/// One multi-row `INSERT ... VALUES (...), (...), ...` costs SQLite far less than as many
+/// single-row statements (one VDBE run, one reset), which is most of what makes parse-to-db
+/// beat the Python baseline threefold. The rows wait here as bytes in one reused buffer, so
+/// the hot path allocates nothing.
+#[derive(Default)]
+struct PendingRows {
+    text: String,
+    ts: Vec<u8>,
+    /// Per row, the 9 text columns as byte ranges in `text` (None for NULL).
+    spans: Vec<[Option<(u32, u32)>; 9]>,
+    /// Per row, status and bytes.
+    numbers: Vec<(i64, Option<i64>)>,
+}
+
+/// Rows per multi-row INSERT: 64 rows of 11 values stay far below SQLite's 32,766 variables.
+const ROWS_PER_INSERT: usize = 64;
+
+/// The INSERT of `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        r#"INSERT INTO logs (ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent) VALUES "#,
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+impl PendingRows {
+    fn push(&mut self, e: &LogEntry<'_>) {
+        fn b<'a>(c: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
+            c.as_deref()
+        }
+        self.ts.clear();
+        Rfc3339(e.timestamp).write_to(&mut self.ts);
+        let ts = std::str::from_utf8(&self.ts).expect("ASCII digits");
+        let text = &mut self.text;
+        let mut span = |value: Option<&str>| -> Option<(u32, u32)> {
+            value.map(|t| {
+                let start = text.len() as u32;
+                text.push_str(t);
+                (start, text.len() as u32)
+            })
+        };
+        let spans = [
+            span(Some(&e.ip)),
+            span(b(&e.ident)),
+            span(b(&e.user)),
+            span(Some(ts)),
+            span(b(&e.method)),
+            span(Some(&e.url)),
+            span(b(&e.protocol)),
+            span(b(&e.referrer)),
+            span(b(&e.user_agent)),
+        ];
+        self.spans.push(spans);
+        self.numbers
+            .push((i64::from(e.status), e.bytes.map(|n| n as i64)));
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
+    fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+        let text = |span: Option<(u32, u32)>| -> Option<&str> {
+            span.map(|(a, b)| &self.text[a as usize..b as usize])
+        };
+        let mut index = 1;
+        for (spans, &(status, bytes)) in self.spans.iter().zip(&self.numbers) {
+            // Column order: ip, ident, user, timestamp, method, url, protocol, status, bytes,
+            // referrer, user_agent.
+            for &span in &spans[..7] {
+                stmt.raw_bind_parameter(index, text(span))?;
+                index += 1;
+            }
+            stmt.raw_bind_parameter(index, status)?;
+            stmt.raw_bind_parameter(index + 1, bytes)?;
+            index += 2;
+            for &span in &spans[7..] {
+                stmt.raw_bind_parameter(index, text(span))?;
+                index += 1;
+            }
+        }
+        stmt.raw_execute()?;
+        self.text.clear();
+        self.spans.clear();
+        self.numbers.clear();
+        Ok(())
+    }
+}
 
 impl SqliteSink {
     pub fn open(
@@ -277,12 +372,14 @@ impl SqliteSink {
         notify: &mut dyn FnMut(String),
     ) -> anyhow::Result<SqliteSink> {
         let conn = open_for_writing(path, busy_timeout, notify)?;
+        // One cached statement per partial-batch size, plus the few others.
+        conn.set_prepared_statement_cache_capacity(ROWS_PER_INSERT + 8);
         Ok(SqliteSink {
             conn,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
-            ts: Vec::with_capacity(20),
+            pending: PendingRows::default(),
         })
     }
 
@@ -298,6 +395,19 @@ impl SqliteSink {
         Ok(())
     }
 
+    /// Inserts the pending rows.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let rows = self.pending.len();
+        if rows == 0 {
+            return Ok(());
+        }
+        let result = self
+            .conn
+            .prepare_cached(&insert_sql(rows))
+            .and_then(|mut stmt| self.pending.insert(&mut stmt));
+        result.map_err(|err| explain(err, &self.path, self.busy_timeout))
+    }
+
     /// The connection, for the follower's own queries.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -311,24 +421,10 @@ impl Sink for SqliteSink {
 
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
         self.begin()?;
-        self.ts.clear();
-        Rfc3339(e.timestamp).write_to(&mut self.ts);
-        let ts = std::str::from_utf8(&self.ts).expect("ASCII");
-        let mut stmt = self.conn.prepare_cached(INSERT)?;
-        stmt.execute(params![
-            e.ip.as_ref(),
-            e.ident.as_deref(),
-            e.user.as_deref(),
-            ts,
-            e.method.as_deref(),
-            e.url.as_ref(),
-            e.protocol.as_deref(),
-            e.status,
-            e.bytes.map(|b| b as i64),
-            e.referrer.as_deref(),
-            e.user_agent.as_deref(),
-        ])
-        .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
+        self.pending.push(e);
+        if self.pending.len() == ROWS_PER_INSERT {
+            self.flush()?;
+        }
         Ok(())
     }
 
@@ -348,6 +444,7 @@ impl Sink for SqliteSink {
     }
 
     fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+        self.flush()?;
         if let Some((source, cp)) = checkpoint {
             self.begin()?;
             let mut stmt = self.conn.prepare_cached(

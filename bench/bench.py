@@ -1,0 +1,320 @@
+"""Side-by-side benchmark of log-pipeline against its peers (run through bench/run).
+
+Every task is run as `ours` and `peer`, alternating, at least three times each; the table shows
+medians, the ratio peer/ours (above 1: we are faster) and the peak resident memory of each, and
+is written to bench/results.json. Timings on a shared machine are noisy, which is why only
+ratios measured in the same run are reported, and why nothing here is a test.
+
+Peak memory comes from wait4(2)'s rusage of each child, so no external `time` is needed.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+REF = (ROOT / ".." / "shared" / "reference").resolve()
+WORK = ROOT / "bench" / "work"
+
+SCHEMA = """CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, ident TEXT, "user" TEXT,
+timestamp TEXT NOT NULL, method TEXT, url TEXT NOT NULL, protocol TEXT, status INTEGER NOT NULL,
+bytes INTEGER, referrer TEXT, user_agent TEXT);"""
+
+
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
+def run(cmd, cwd, env=None):
+    """Runs a shell command; returns (seconds, peak RSS in MiB, or None without GNU time).
+
+    Peak memory is read by GNU time, not by wait4() here: a child forked from this Python
+    process starts with its resident pages counted, which would floor every figure at
+    Python's own size.
+    """
+    full_env = dict(os.environ, **(env or {}))
+    mem_file = WORK / ".mem"
+    argv = ["sh", "-c", cmd]
+    if GNU_TIME:
+        argv = [GNU_TIME, "-f", "%M", "-o", str(mem_file)] + argv
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()[-500:]
+        raise RuntimeError(f"`{cmd}` failed ({proc.returncode}): {err}")
+    mib = None
+    if GNU_TIME:
+        mib = int(mem_file.read_text().split()[-1]) / 1024
+    return elapsed, mib
+
+
+def measure(name, ours, peer, runs, prepare=None):
+    """Alternates ours and peer `runs` times; `prepare()` runs before each command."""
+    times = {"ours": [], "peer": []}
+    mem = {"ours": None, "peer": None}
+    for _ in range(runs):
+        for side, cmd in (("ours", ours), ("peer", peer)):
+            if cmd is None:
+                continue
+            if prepare:
+                prepare(side)
+            t, m = cmd()
+            times[side].append(t)
+            mem[side] = None if m is None else max(mem[side] or 0.0, m)
+    mib = lambda m: None if m is None else round(m, 1)
+    row = {"task": name, "ours_s": statistics.median(times["ours"]), "ours_mib": mib(mem["ours"])}
+    if times["peer"]:
+        row["peer_s"] = statistics.median(times["peer"])
+        row["peer_mib"] = mib(mem["peer"])
+        row["ratio"] = row["peer_s"] / row["ours_s"]
+    print(f"  {name}: ours {row['ours_s']:.3f}s" + (f", peer {row['peer_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""),
+          file=sys.stderr)
+    return row
+
+
+def skipped(name, why):
+    print(f"  {name}: skipped ({why})", file=sys.stderr)
+    return {"task": name, "skipped": why}
+
+
+def latency(lines_per_second, seconds):
+    """Append-to-visible latency of continuous-parse at a steady write rate."""
+    d = WORK / "latency"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "logs").mkdir(parents=True)
+    log = d / "logs" / "access.log"
+    log.touch()
+    follower = subprocess.Popen([str(BIN / "continuous-parse"), "--quiet", "--linger", "0"], cwd=d)
+    db = d / "logs.db"
+    deadline = time.time() + 10
+    while not db.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    sent = []
+    snapshots = []
+    stop = threading.Event()
+
+    def poll():
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        while not stop.is_set():
+            n = con.execute("SELECT count(*) FROM logs").fetchone()[0]
+            snapshots.append((time.perf_counter(), n))
+            time.sleep(0.002)
+        con.close()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    total = int(lines_per_second * seconds)
+    with open(log, "a") as f:
+        start = time.perf_counter()
+        for i in range(total):
+            target = start + i / lines_per_second
+            while time.perf_counter() < target:
+                time.sleep(0.0002)
+            f.write(f'10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] "GET /lat/{i} HTTP/1.1" 200 1 "-" "bench"\n')
+            f.flush()
+            sent.append(time.perf_counter())
+    time.sleep(1.0)
+    stop.set()
+    poller.join()
+    follower.send_signal(2)
+    follower.wait()
+    delays = []
+    j = 0
+    for i, t in enumerate(sent):
+        while j < len(snapshots) and snapshots[j][1] < i + 1:
+            j += 1
+        if j == len(snapshots):
+            break
+        delays.append(max(0.0, snapshots[j][0] - t))
+    delays.sort()
+    if not delays:
+        return {"task": "continuous-parse latency", "skipped": "no row became visible"}
+    p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000
+    row = {"task": f"continuous-parse latency at {lines_per_second} lines/s", "median_ms": round(p(0.5), 1),
+           "p99_ms": round(p(0.99), 1), "lines": len(delays), "of": total}
+    print(f"  latency: median {row['median_ms']} ms, p99 {row['p99_ms']} ms", file=sys.stderr)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="100,000 lines, under a minute")
+    ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON results")
+    args = ap.parse_args()
+    lines = args.lines or (100_000 if args.quick else 1_000_000)
+    runs = max(3, args.runs)
+    py = shutil.which("python3") or sys.executable
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "logs").mkdir(parents=True)
+    log = WORK / "logs" / "access.log"
+    b = lambda name: str(BIN / name)
+    w = str(WORK)
+    print(f"bench: {lines:,} lines, {runs} runs each, in {WORK}", file=sys.stderr)
+    subprocess.run([b("generate-logs"), "--count", str(lines), "--seed", "1", "--start", "2024-01-01T00:00:00Z",
+                    "--output", str(log), "--quiet"], check=True)
+    size = log.stat().st_size
+    results = []
+
+    def rm(*names):
+        for n in names:
+            for p in WORK.glob(n):
+                p.unlink()
+
+    # generate-logs vs generate_logs.py
+    results.append(measure(
+        "generate-logs", lambda: run(f"{b('generate-logs')} --count {lines} --seed 2 --output gen.log -q", w),
+        lambda: run(f"{py} {REF}/generate_logs.py", w, env={"COUNT": str(lines), "SEED": "2", "OUT": "gen_py.log"}),
+        runs, prepare=lambda side: rm("gen.log", "gen_py.log")))
+
+    # parse-to-csv vs parse_logs.py (a fresh output each run: a re-run would add nothing)
+    results.append(measure(
+        "parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
+        lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
+        runs, prepare=lambda side: rm("ours.csv*", "py.csv")))
+
+    # parse-to-db vs parse_to_db.py
+    results.append(measure(
+        "parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+        lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
+        runs, prepare=lambda side: rm("ours.db*", "py.db")))
+
+    # parse-to-db vs sqlite3 .import of the CSV parse-to-csv wrote, into the same schema
+    if shutil.which("sqlite3"):
+        (WORK / "schema.sql").write_text(SCHEMA)
+        (WORK / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
+                                         "INSERT INTO logs (ip, ident, \"user\", timestamp, method, url, protocol, status, bytes, referrer, user_agent) "
+                                         "SELECT * FROM logs_import;\n")
+        run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
+        results.append(measure(
+            "parse-to-db vs sqlite3 .import", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+            lambda: run("sqlite3 imp.db < schema.sql && sqlite3 imp.db < import.sql", w),
+            runs, prepare=lambda side: rm("ours.db*", "imp.db")))
+    else:
+        results.append(skipped("parse-to-db vs sqlite3 .import", "sqlite3 not installed (apt-get install sqlite3)"))
+
+    # continuous-parse --once vs continuous_parse_logs.py ONCE=1 (fixed paths: logs/access.log, logs.db)
+    results.append(measure(
+        "continuous-parse --once", lambda: run(f"{b('continuous-parse')} --once --quiet", w),
+        lambda: run(f"{py} {REF}/continuous_parse_logs.py", w, env={"ONCE": "1"}),
+        runs, prepare=lambda side: rm("logs.db*", "logs/.offset")))
+
+    # The stores the reports read: each tool on its own store.
+    run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w) if not (WORK / "ours.csv").exists() else None
+    rm("ours.db*")
+    run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w)
+    run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w) if not (WORK / "py.csv").exists() else None
+    rm("py.db")
+    run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w)
+    results.append(measure(
+        "aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
+        lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs))
+    results.append(measure(
+        "aggregate-db (all reports)", lambda: run(f"{b('aggregate-db')} ours.db", w),
+        lambda: run(f"{py} {REF}/aggregate_db.py py.db", w), runs))
+
+    # The whole job: parse and report.
+    ours_job = lambda: run(f"{b('parse-to-db')} logs/access.log --db job.db --quiet && {b('aggregate-db')} job.db", w)
+    if shutil.which("goaccess"):
+        results.append(measure(
+            "parse+report vs GoAccess", ours_job,
+            lambda: run("goaccess logs/access.log --log-format=COMBINED -o report.json", w),
+            runs, prepare=lambda side: rm("job.db*", "report.json")))
+    else:
+        results.append(skipped("parse+report vs GoAccess", "goaccess not installed (apt-get install goaccess)"))
+    if shutil.which("awk") and shutil.which("sort"):
+        results.append(measure(
+            "parse+report vs awk (status counts + top URLs)", ours_job,
+            lambda: run("awk '{c[$9]++} END {for (s in c) print s, c[s]}' logs/access.log && "
+                        "awk '{print $7}' logs/access.log | sort | uniq -c | sort -rn | head", w),
+            runs, prepare=lambda side: rm("job.db*")))
+    else:
+        results.append(skipped("parse+report vs awk", "awk or sort not installed"))
+
+    # Ingest rate of continuous-parse on a log that grows as fast as generate-logs writes it.
+    d = WORK / "ingest"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "logs").mkdir(parents=True)
+    follower = subprocess.Popen([b("continuous-parse"), "--quiet", "--linger", "0"], cwd=d)
+    start = time.perf_counter()
+    subprocess.run([b("generate-logs"), "--count", str(lines), "--quiet"], cwd=d, check=True)
+    db = d / "logs.db"
+    while True:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            n = con.execute("SELECT count(*) FROM logs").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            n = 0
+        if n >= lines:
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    follower.send_signal(2)
+    follower.wait()
+    rate = lines / elapsed
+    results.append({"task": "continuous-parse sustained ingest", "lines_per_second": round(rate)})
+    print(f"  sustained ingest: {rate:,.0f} lines/s", file=sys.stderr)
+
+    if not GNU_TIME:
+        print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
+    results.append(latency(1000, 2 if args.quick else 10))
+
+    # The issues' targets, each marked met or not.
+    by = {r["task"]: r for r in results}
+    def ratio(task):
+        return by.get(task, {}).get("ratio")
+    gen_rate = lines / by["generate-logs"]["ours_s"]
+    targets = [
+        ("generate-logs >= 1M lines/s", gen_rate >= 1e6, f"{gen_rate:,.0f} lines/s"),
+        ("parse-to-csv >= 10x parse_logs.py", (ratio("parse-to-csv") or 0) >= 10, f"x{ratio('parse-to-csv') or 0:.2f}"),
+        ("parse-to-db >= 3x parse_to_db.py", (ratio("parse-to-db") or 0) >= 3, f"x{ratio('parse-to-db') or 0:.2f}"),
+        ("parse-to-db faster than sqlite3 .import", (ratio("parse-to-db vs sqlite3 .import") or 0) > 1,
+         f"x{ratio('parse-to-db vs sqlite3 .import') or 0:.2f}"),
+        ("parse-to-csv peak memory < 64 MiB", (by["parse-to-csv"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-csv']['ours_mib']} MiB"),
+        ("parse-to-db peak memory < 64 MiB", (by["parse-to-db"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-db']['ours_mib']} MiB"),
+        ("continuous-parse ingest >= 300k lines/s", rate >= 300_000, f"{rate:,.0f} lines/s"),
+        ("aggregate-csv >= 10x aggregate_csv.py", (ratio("aggregate-csv (all reports)") or 0) >= 10,
+         f"x{ratio('aggregate-csv (all reports)') or 0:.2f}"),
+        ("aggregate-db >= 3x aggregate_db.py", (ratio("aggregate-db (all reports)") or 0) >= 3,
+         f"x{ratio('aggregate-db (all reports)') or 0:.2f}"),
+    ]
+    lat = by.get("continuous-parse latency at 1000 lines/s", {})
+    if "median_ms" in lat:
+        targets.append(("append-to-visible < 250 ms (p99)", lat["p99_ms"] < 250, f"median {lat['median_ms']} ms, p99 {lat['p99_ms']} ms"))
+
+    out = {"lines": lines, "log_bytes": size, "runs": runs, "results": results,
+           "targets": [{"target": t, "met": m, "measured": v} for t, m, v in targets]}
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+    print(f"\n{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['task']:<48} skipped: {r['skipped']}")
+        elif "ours_s" in r:
+            peer = f"{r['peer_s']:.3f}s" if "peer_s" in r else "-"
+            ratio_s = f"x{r['ratio']:.2f}" if "ratio" in r else "-"
+            print(f"{r['task']:<48} {r['ours_s']:>8.3f}s {peer:>9} {ratio_s:>7} {str(r['ours_mib']):>9} {str(r.get('peer_mib', '-')):>9}")
+        elif "lines_per_second" in r:
+            print(f"{r['task']:<48} {r['lines_per_second']:,} lines/s")
+        else:
+            print(f"{r['task']:<48} median {r['median_ms']} ms, p99 {r['p99_ms']} ms ({r['lines']} lines)")
+    print("\ntargets:")
+    for t, m, v in targets:
+        print(f"  [{'met' if m else 'NOT met'}] {t}: {v}")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
