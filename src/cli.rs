@@ -196,15 +196,16 @@ impl ReportArgs {
     }
 }
 
-/// Runs a report: reads rows with `read`, renders as asked, writes to stdout.
+/// Runs a report: reads rows with `read` (on a second thread), renders as asked, writes to
+/// stdout.
 pub fn report(
     args: &ReportArgs,
-    read: impl FnOnce(&crate::report::Filters, &mut crate::report::Aggregator) -> anyhow::Result<()>,
+    read: impl FnOnce(&mut crate::report::Emit<'_>) -> anyhow::Result<()> + Send,
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{Aggregator, Section, csv, json, table};
     let filters = args.filters()?;
     let mut agg = Aggregator::default();
-    read(&filters, &mut agg)?;
+    crate::report::aggregate(read, &filters, &mut agg)?;
     let report = agg.finish(args.top, args.bucket, &filters);
     let sections: &[Section] = if args.report.is_empty() {
         &Section::ALL

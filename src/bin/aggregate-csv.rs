@@ -22,8 +22,6 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
-        cli::report(&args.report, |filters, agg| {
-            report::read_csv(&args.csv, filters, agg)
-        })
+        cli::report(&args.report, |emit| report::read_csv(&args.csv, emit))
     })
 }

@@ -23,8 +23,6 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        cli::report(&args.report, |filters, agg| {
-            report::read_db(&args.db, filters, agg)
-        })
+        cli::report(&args.report, |emit| report::read_db(&args.db, emit))
     })
 }

@@ -194,7 +194,8 @@ impl Filters {
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     pub ip: &'a str,
-    pub timestamp: &'a str,
+    /// Seconds since the Unix epoch.
+    pub timestamp: i64,
     pub method: Option<&'a str>,
     pub url: &'a str,
     pub status: u16,
@@ -258,12 +259,10 @@ const ABSENT: &str = "-";
 
 impl Aggregator {
     /// Counts `row` if it passes `filters`. Errors on a timestamp that is not a time.
-    pub fn add(&mut self, row: &Row<'_>, filters: &Filters) -> Result<(), String> {
-        let timestamp = parse_stored_time(row.timestamp)
-            .ok_or_else(|| format!("'{}' is not a timestamp", row.timestamp))?
-            .timestamp();
+    pub fn add(&mut self, row: &Row<'_>, filters: &Filters) {
+        let timestamp = row.timestamp;
         if !filters.accepts(row, timestamp) {
-            return Ok(());
+            return;
         }
         self.requests += 1;
         let bytes = row.bytes.unwrap_or(0);
@@ -310,7 +309,6 @@ impl Aggregator {
         self.minutes
             .entry(timestamp.div_euclid(60))
             .or_insert([0; 5])[class] += 1;
-        Ok(())
     }
 
     /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
@@ -535,8 +533,11 @@ fn opt(b: &[u8]) -> Option<&str> {
     (!b.is_empty()).then(|| std::str::from_utf8(b).unwrap_or(""))
 }
 
-/// Reads `parsed_logs.csv` into the aggregator.
-pub fn read_csv(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::Result<()> {
+/// Receives each row a store yields.
+pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
+
+/// Reads `parsed_logs.csv`, passing each row to `emit`.
+pub fn read_csv(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     if !path.exists() {
         bail!(
             "{} does not exist: fill it first with `parse-to-csv`",
@@ -573,9 +574,13 @@ pub fn read_csv(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow:
         let text = |i: usize| std::str::from_utf8(&record[i]);
         let row = (|| -> Result<Row<'_>, String> {
             let bad = |what: &str| format!("bad {what}");
+            let timestamp = text(3)
+                .ok()
+                .and_then(parse_stored_time)
+                .ok_or_else(|| bad("timestamp"))?;
             Ok(Row {
                 ip: text(0).map_err(|_| bad("ip"))?,
-                timestamp: text(3).map_err(|_| bad("timestamp"))?,
+                timestamp: timestamp.timestamp(),
                 method: opt(&record[4]),
                 url: text(5).map_err(|_| bad("url"))?,
                 status: text(7)
@@ -595,15 +600,13 @@ pub fn read_csv(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow:
                 user_agent: opt(&record[10]),
             })
         })();
-        let row = row.map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
-        agg.add(&row, filters)
-            .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
+        emit(&row.map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?);
     }
 }
 
-/// Reads the `logs` table into the aggregator, through a read-only connection (it works while
-/// a parser writes: WAL readers see the last commit).
-pub fn read_db(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::Result<()> {
+/// Reads the `logs` table, passing each row to `emit`, through a read-only connection (it
+/// works while a parser writes: WAL readers see the last commit).
+pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     let conn = crate::sink::sqlite::open_for_reading(path, std::time::Duration::from_secs(10))?;
     let context = || format!("cannot read database {}", path.display());
     let has_logs: bool = conn
@@ -626,7 +629,7 @@ pub fn read_db(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::
         );
     }
     let mut stmt = conn
-        .prepare(r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+        .prepare(r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id FROM logs ORDER BY id"#)
         .with_context(context)?;
     let mut rows = stmt.query([]).with_context(context)?;
     while let Some(r) = rows.next().with_context(context)? {
@@ -643,20 +646,104 @@ pub fn read_db(path: &Path, filters: &Filters, agg: &mut Aggregator) -> anyhow::
                 _ => None,
             }
         };
-        let row = Row {
+        let Some(timestamp) = text(1).and_then(parse_stored_time) else {
+            bail!(
+                "{}: row {} has no valid timestamp",
+                path.display(),
+                int(8).unwrap_or(0)
+            );
+        };
+        emit(&Row {
             ip: text(0).unwrap_or(""),
-            timestamp: text(1).unwrap_or(""),
+            timestamp: timestamp.timestamp(),
             method: text(2),
             url: text(3).unwrap_or(""),
             status: int(4).and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
             bytes: int(5).and_then(|n| u64::try_from(n).ok()),
             referrer: text(6),
             user_agent: text(7),
-        };
-        agg.add(&row, filters)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        });
     }
     Ok(())
+}
+
+/// A row of a [`RowBatch`]: spans of ip, method, url, referrer and agent in the batch's text,
+/// then timestamp, status and bytes.
+type BatchedRow = ([Option<(u32, u32)>; 5], i64, u16, Option<u64>);
+
+/// Rows handed from the reading thread to the aggregating one, their text in one string.
+#[derive(Default)]
+struct RowBatch {
+    text: String,
+    rows: Vec<BatchedRow>,
+}
+
+impl RowBatch {
+    fn push(&mut self, row: &Row<'_>) {
+        let text = &mut self.text;
+        let mut span = |v: Option<&str>| {
+            v.map(|v| {
+                let start = text.len() as u32;
+                text.push_str(v);
+                (start, text.len() as u32)
+            })
+        };
+        let spans = [
+            span(Some(row.ip)),
+            span(row.method),
+            span(Some(row.url)),
+            span(row.referrer),
+            span(row.user_agent),
+        ];
+        self.rows
+            .push((spans, row.timestamp, row.status, row.bytes));
+    }
+
+    fn each(&self, mut f: impl FnMut(&Row<'_>)) {
+        let text = |s: Option<(u32, u32)>| s.map(|(a, b)| &self.text[a as usize..b as usize]);
+        for &(spans, timestamp, status, bytes) in &self.rows {
+            f(&Row {
+                ip: text(spans[0]).unwrap_or(""),
+                timestamp,
+                method: text(spans[1]),
+                url: text(spans[2]).unwrap_or(""),
+                status,
+                bytes,
+                referrer: text(spans[3]),
+                user_agent: text(spans[4]),
+            });
+        }
+    }
+}
+
+/// Runs `read` (one of [`read_csv`], [`read_db`]) on a second thread and counts its rows on
+/// this one: reading a store and counting take about as long as each other.
+pub fn aggregate(
+    read: impl FnOnce(&mut Emit<'_>) -> anyhow::Result<()> + Send,
+    filters: &Filters,
+    agg: &mut Aggregator,
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RowBatch>(4);
+        let reader = scope.spawn(move || {
+            let mut batch = RowBatch::default();
+            let result = read(&mut |row: &Row<'_>| {
+                batch.push(row);
+                if batch.rows.len() == 4096 {
+                    // A closed channel means the counting side failed; its error wins.
+                    let _ = tx.send(std::mem::take(&mut batch));
+                }
+            });
+            let _ = tx.send(batch);
+            result
+        });
+        for batch in rx.iter() {
+            batch.each(|row| agg.add(row, filters));
+        }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the reading thread panicked")))
+    })
 }
 
 #[cfg(test)]
