@@ -250,7 +250,11 @@ def main():
     start = time.perf_counter()
     subprocess.run([b("generate-logs"), "--count", str(lines), "--quiet"], cwd=d, check=True)
     db = d / "logs.db"
+    deadline = time.time() + 300
     while True:
+        if time.time() > deadline:
+            follower.kill()
+            raise RuntimeError("continuous-parse did not catch up within 300 s")
         try:
             con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             n = con.execute("SELECT count(*) FROM logs").fetchone()[0]
