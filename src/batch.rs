@@ -14,7 +14,33 @@ use crate::entry::LogEntry;
 use crate::parse::{Reject, parse_line};
 use crate::source::{Line, LineReader};
 
-type Span = (u32, u32);
+/// Where a string lies in an [`Arena`].
+pub type Span = (u32, u32);
+
+/// Many strings appended to one buffer and referred to by [`Span`]s: the text of thousands of
+/// rows in one reused allocation, instead of one allocation per field.
+#[derive(Debug, Default)]
+pub struct Arena {
+    text: String,
+}
+
+impl Arena {
+    pub fn push(&mut self, value: Option<&str>) -> Option<Span> {
+        value.map(|v| {
+            let start = self.text.len() as u32;
+            self.text.push_str(v);
+            (start, self.text.len() as u32)
+        })
+    }
+
+    pub fn get(&self, span: Option<Span>) -> Option<&str> {
+        span.map(|(a, b)| &self.text[a as usize..b as usize])
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+    }
+}
 
 /// One parsed entry, its text held by its [`Batch`].
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +54,7 @@ struct Spans {
 /// Entries, rejects and the position reached, for a run of consecutive lines.
 #[derive(Debug, Default)]
 pub struct Batch {
-    text: String,
+    text: Arena,
     entries: Vec<Spans>,
     /// Line number, reason and bytes (the head only, for an over-long line) of each reject.
     pub rejects: Vec<(u64, Reject, Vec<u8>)>,
@@ -47,14 +73,7 @@ const BATCH_LINES: u64 = 8192;
 
 impl Batch {
     fn push(&mut self, e: &LogEntry<'_>) {
-        let text = &mut self.text;
-        let mut span = |value: Option<&str>| {
-            value.map(|v| {
-                let start = text.len() as u32;
-                text.push_str(v);
-                (start, text.len() as u32)
-            })
-        };
+        let mut span = |value: Option<&str>| self.text.push(value);
         let spans = [
             span(Some(&e.ip)),
             span(e.ident.as_deref()),
@@ -75,9 +94,7 @@ impl Batch {
 
     /// The entries, borrowed from the batch.
     pub fn entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
-        let text = |s: Option<Span>| {
-            s.map(|(a, b)| std::borrow::Cow::Borrowed(&self.text[a as usize..b as usize]))
-        };
+        let text = |s: Option<Span>| self.text.get(s).map(std::borrow::Cow::Borrowed);
         self.entries.iter().map(move |s| LogEntry {
             ip: text(s.text[0]).unwrap_or_default(),
             ident: text(s.text[1]),

@@ -142,6 +142,20 @@ fn parse_rfc3339_z(b: &[u8]) -> Option<DateTime<Utc>> {
     Some(NaiveDateTime::new(date, time).and_utc())
 }
 
+/// Writes `v` in decimal into `buf` and returns the digits: integer formatting for the hot
+/// paths (the generator, the CSV sink) without `fmt` or an allocation.
+pub fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
     let start = out.len();
     out.resize(start + width, b'0');
@@ -155,6 +169,14 @@ fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn decimal_digits() {
+        let mut buf = [0; 20];
+        assert_eq!(decimal(&mut buf, 0), b"0");
+        assert_eq!(decimal(&mut buf, 40213), b"40213");
+        assert_eq!(decimal(&mut buf, u64::MAX), u64::MAX.to_string().as_bytes());
+    }
 
     #[test]
     fn rfc3339_is_fixed_width_utc_with_z() {

@@ -347,18 +347,8 @@ pub fn write_clf_time(t: DateTime<Utc>, out: &mut Vec<u8>) {
     out.extend_from_slice(b" +0000");
 }
 
-fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(crate::entry::decimal(&mut [0; 20], v));
 }
 
 /// Runs `generate-logs`: appends to the output until `count` lines are written or `stop` is

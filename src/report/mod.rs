@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::batch::{Arena, Span};
 use crate::entry::{COLUMNS, Rfc3339, parse_rfc3339};
 
 /// The reports, in their default order.
@@ -669,25 +670,18 @@ pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
 
 /// A row of a [`RowBatch`]: spans of ip, method, url, referrer and agent in the batch's text,
 /// then timestamp, status and bytes.
-type BatchedRow = ([Option<(u32, u32)>; 5], i64, u16, Option<u64>);
+type BatchedRow = ([Option<Span>; 5], i64, u16, Option<u64>);
 
 /// Rows handed from the reading thread to the aggregating one, their text in one string.
 #[derive(Default)]
 struct RowBatch {
-    text: String,
+    text: Arena,
     rows: Vec<BatchedRow>,
 }
 
 impl RowBatch {
     fn push(&mut self, row: &Row<'_>) {
-        let text = &mut self.text;
-        let mut span = |v: Option<&str>| {
-            v.map(|v| {
-                let start = text.len() as u32;
-                text.push_str(v);
-                (start, text.len() as u32)
-            })
-        };
+        let mut span = |v: Option<&str>| self.text.push(v);
         let spans = [
             span(Some(row.ip)),
             span(row.method),
@@ -700,7 +694,7 @@ impl RowBatch {
     }
 
     fn each(&self, mut f: impl FnMut(&Row<'_>)) {
-        let text = |s: Option<(u32, u32)>| s.map(|(a, b)| &self.text[a as usize..b as usize]);
+        let text = |s: Option<Span>| self.text.get(s);
         for &(spans, timestamp, status, bytes) in &self.rows {
             f(&Row {
                 ip: text(spans[0]).unwrap_or(""),

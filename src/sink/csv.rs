@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, write_atomically};
-use crate::entry::{COLUMNS, LogEntry, Rfc3339};
+use crate::entry::{COLUMNS, LogEntry, Rfc3339, decimal};
 use crate::sink::Sink;
 
 /// What `<csv>.checkpoint` holds.
@@ -202,7 +202,7 @@ impl Sink for CsvSink {
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
         let mut ts = Vec::with_capacity(20);
         Rfc3339(e.timestamp).write_to(&mut ts);
-        let mut num = itoa_buf();
+        let mut num = [0u8; 20];
         let result = (|| -> csv::Result<()> {
             self.field(e.ip.as_bytes())?;
             self.opt(&e.ident)?;
@@ -212,9 +212,9 @@ impl Sink for CsvSink {
             self.field(e.url.as_bytes())?;
             self.opt(&e.protocol)?;
             self.writer
-                .write_field(format_u64(&mut num, u64::from(e.status)))?;
+                .write_field(decimal(&mut num, u64::from(e.status)))?;
             match e.bytes {
-                Some(b) => self.writer.write_field(format_u64(&mut num, b))?,
+                Some(b) => self.writer.write_field(decimal(&mut num, b))?,
                 None => self.writer.write_field(b"")?,
             }
             self.opt(&e.referrer)?;
@@ -266,21 +266,5 @@ impl Write for Guarded {
             return Err(std::io::Error::other("an earlier write failed"));
         }
         Ok(())
-    }
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-fn format_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[i..];
-        }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::batch::{Arena, Span};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
 use crate::sink::{Rejected, Sink};
@@ -275,10 +276,10 @@ pub struct SqliteSink {
 /// the hot path allocates nothing.
 #[derive(Default)]
 struct PendingRows {
-    text: String,
+    text: Arena,
     ts: Vec<u8>,
     /// Per row, the 9 text columns as byte ranges in `text` (None for NULL).
-    spans: Vec<[Option<(u32, u32)>; 9]>,
+    spans: Vec<[Option<Span>; 9]>,
     /// Per row, status and bytes.
     numbers: Vec<(i64, Option<i64>)>,
 }
@@ -309,13 +310,7 @@ impl PendingRows {
         Rfc3339(e.timestamp).write_to(&mut self.ts);
         let ts = std::str::from_utf8(&self.ts).expect("ASCII digits");
         let text = &mut self.text;
-        let mut span = |value: Option<&str>| -> Option<(u32, u32)> {
-            value.map(|t| {
-                let start = text.len() as u32;
-                text.push_str(t);
-                (start, text.len() as u32)
-            })
-        };
+        let mut span = |value: Option<&str>| text.push(value);
         let spans = [
             span(Some(&e.ip)),
             span(b(&e.ident)),
@@ -338,9 +333,7 @@ impl PendingRows {
 
     /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
     fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
-        let text = |span: Option<(u32, u32)>| -> Option<&str> {
-            span.map(|(a, b)| &self.text[a as usize..b as usize])
-        };
+        let text = |span: Option<Span>| self.text.get(span);
         let mut index = 1;
         for (spans, &(status, bytes)) in self.spans.iter().zip(&self.numbers) {
             // Column order: ip, ident, user, timestamp, method, url, protocol, status, bytes,
