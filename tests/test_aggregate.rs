@@ -51,7 +51,9 @@ const FILTER_SETS: &[&[&str]] = &[
         "2024-01-01T12:00:00Z",
     ],
     &["--report", "urls,traffic,summary", "--top", "25"],
-    &["--since", "2h"],
+    // (Relative spans such as `--since 2h` are resolved against the clock of each run, and the
+    // reports print the resolved time, so two runs a second apart legitimately differ: they
+    // are covered by the unit tests of parse_time_arg.)
 ];
 
 #[test]
