@@ -124,6 +124,11 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                     missing_said = true;
                 }
             }
+            Err(e) if crate::sink::sqlite::is_busy(&e) && !config.once => {
+                // The batch was rolled back and the checkpoint did not move: retrying later
+                // neither drops nor repeats a line.
+                warn(format!("{e:#}; retrying"));
+            }
             Err(e) => return Err(e),
         }
         // --from-start applies to the first pass only.

@@ -285,3 +285,21 @@ fn chaos_kill_9_many_times_while_a_writer_appends() {
         );
     }
 }
+
+#[test]
+fn a_database_locked_by_another_writer_is_waited_for_not_fatal() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 10));
+    let parser = follower(&wd, &["--busy-timeout", "0.2"]);
+    wait_for_rows(&wd, 10);
+    // Another writer holds the database for longer than the busy timeout while lines arrive.
+    let holder = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    wd.append("logs/access.log", numbered_lines(10, 30));
+    std::thread::sleep(Duration::from_millis(1200));
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    wait_for_rows(&wd, 30);
+    stop(parser, "-INT");
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 30));
+}

@@ -331,6 +331,12 @@ impl PendingRows {
         self.spans.len()
     }
 
+    fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+        self.numbers.clear();
+    }
+
     /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
     fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         let text = |span: Option<Span>| self.text.get(span);
@@ -351,9 +357,7 @@ impl PendingRows {
             }
         }
         stmt.raw_execute()?;
-        self.text.clear();
-        self.spans.clear();
-        self.numbers.clear();
+        self.clear();
         Ok(())
     }
 }
@@ -416,7 +420,7 @@ impl Sink for SqliteSink {
         self.begin()?;
         self.pending.push(e);
         if self.pending.len() == ROWS_PER_INSERT {
-            self.flush()?;
+            self.flush().inspect_err(|_| self.abort())?;
         }
         Ok(())
     }
@@ -437,6 +441,16 @@ impl Sink for SqliteSink {
     }
 
     fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+        self.commit_batch(checkpoint).inspect_err(|_| self.abort())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl SqliteSink {
+    fn commit_batch(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
         self.flush()?;
         if let Some((source, cp)) = checkpoint {
             self.begin()?;
@@ -461,16 +475,34 @@ impl Sink for SqliteSink {
             .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
         }
         if self.in_transaction {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
             self.in_transaction = false;
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(explain(e, &self.path, self.busy_timeout));
-            }
         }
         Ok(())
     }
 
-    fn describe(&self) -> String {
-        self.path.display().to_string()
+    /// A batch failed: roll it back and forget its pending rows, so that the caller can retry
+    /// from the last checkpoint (the follower does, on a database locked for too long) without
+    /// a row being inserted twice.
+    fn abort(&mut self) {
+        if self.in_transaction {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.in_transaction = false;
+        }
+        self.pending.clear();
     }
+}
+
+/// Is this error a database held by another process for longer than the busy timeout?
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .any(|e| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        })
 }
