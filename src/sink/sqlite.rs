@@ -266,6 +266,46 @@ pub struct SqliteSink {
     busy_timeout: Duration,
     in_transaction: bool,
     pending: PendingRows,
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the WAL back into the database on a thread of its own.
+///
+/// Left to itself, SQLite checkpoints inside the writer's COMMIT, so the writer (the bottleneck
+/// of parse-to-db) also pays for writing every page a second time and for the fsyncs. A
+/// passive checkpoint from another connection does the same work beside it, without blocking
+/// it or any reader.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, busy_timeout: Duration) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(busy_timeout).ok()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Some(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Rows waiting to be inserted [`ROWS_PER_INSERT`] at a time.
@@ -371,12 +411,17 @@ impl SqliteSink {
         let conn = open_for_writing(path, busy_timeout, notify)?;
         // One cached statement per partial-batch size, plus the few others.
         conn.set_prepared_statement_cache_capacity(ROWS_PER_INSERT + 8);
+        let checkpointer = Checkpointer::start(path, busy_timeout);
+        if checkpointer.is_some() {
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
+        }
         Ok(SqliteSink {
             conn,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
             pending: PendingRows::default(),
+            _checkpointer: checkpointer,
         })
     }
 
