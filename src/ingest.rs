@@ -19,7 +19,7 @@ use crate::batch;
 use crate::checkpoint::{self, Checkpoint, Mismatch};
 use crate::parse::Reject;
 use crate::sink::{Rejected, Sink};
-use crate::source::LineReader;
+use crate::source::{LineReader, prefetch};
 
 /// A source named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,8 +231,7 @@ enum PartialRule {
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
         let stdin = io::stdin();
-        let reader = LineReader::new(stdin, 0, self.config.max_line);
-        self.drain(reader, "-", 0, PartialRule::Take, &mut |_, _| Ok(None))
+        self.drain((stdin, 0), "-", 0, PartialRule::Take, &mut |_, _| Ok(None))
             .context("cannot read standard input")?;
         Ok(())
     }
@@ -389,8 +388,7 @@ impl Pass<'_> {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
-        let reader = LineReader::new(handle, offset, self.config.max_line);
-        let result = self.drain(reader, key, line, rule, &mut |offset, line| {
+        let result = self.drain((handle, offset), key, line, rule, &mut |offset, line| {
             if let Some(bar) = &progress {
                 bar.set_position(offset.saturating_sub(start));
             }
@@ -422,10 +420,13 @@ impl Pass<'_> {
                 path.display()
             );
         }
-        let reader = LineReader::new(decoder, offset, self.config.max_line);
-        self.drain(reader, key, line, PartialRule::Take, &mut |offset, line| {
-            checkpoint::take_compressed(&identity, offset, line).map(Some)
-        })
+        self.drain(
+            (decoder, offset),
+            key,
+            line,
+            PartialRule::Take,
+            &mut |offset, line| checkpoint::take_compressed(&identity, offset, line).map(Some),
+        )
         .with_context(context)
     }
 
@@ -450,7 +451,7 @@ impl Pass<'_> {
     /// position. Reading and parsing run on a second thread (see [`crate::batch`]).
     fn drain<R: Read + Send>(
         &mut self,
-        reader: LineReader<R>,
+        (input, offset): (R, u64),
         key: &str,
         line: u64,
         rule: PartialRule,
@@ -458,6 +459,7 @@ impl Pass<'_> {
     ) -> anyhow::Result<()> {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
             scope.spawn(move || batch::produce(reader, line, rule == PartialRule::Take, &tx));
             let mut since_commit = 0u64;
             let mut position = None;

@@ -163,6 +163,79 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// A reader whose reads were done ahead of time on another thread.
+///
+/// Copying file data out of the kernel costs as much as parsing it, on a machine with slow
+/// memory copies: done on a thread of its own, it overlaps with the parsing of the previous
+/// block instead of adding to it. Memory stays bounded by a few blocks in flight.
+pub struct Prefetch {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+/// Starts reading `inner` ahead on a thread of `scope`.
+pub fn prefetch<'scope, R: Read + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut inner: R,
+) -> Prefetch {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    scope.spawn(move || {
+        loop {
+            let mut block = vec![0; READ_SIZE];
+            let message = match inner.read(&mut block) {
+                Ok(n) => {
+                    block.truncate(n);
+                    Ok(block)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let last = !matches!(&message, Ok(b) if !b.is_empty());
+            // A closed channel means the reading side is done (or failed): stop too.
+            if tx.send(message).is_err() || last {
+                return;
+            }
+        }
+    });
+    Prefetch {
+        rx,
+        block: Vec::new(),
+        pos: 0,
+        done: false,
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.block.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.done = block.is_empty();
+                    self.block = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +295,17 @@ mod tests {
         let (lines, offset) = collect(b"z\n0123456789abc", 5);
         assert_eq!(lines, vec!["z".to_string(), "PARTIAL-LONG(5,13)".into()]);
         assert_eq!(offset, 2);
+    }
+
+    #[test]
+    fn prefetched_reads_give_the_same_bytes() {
+        let input: Vec<u8> = (0..3 * READ_SIZE + 17).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        std::thread::scope(|scope| {
+            let mut reader = prefetch(scope, &input[..]);
+            reader.read_to_end(&mut out).unwrap();
+        });
+        assert!(out == input);
     }
 
     #[test]
