@@ -15,6 +15,14 @@ fn follower(wd: &Workdir, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// `continuous-parse --once`: drain what is there and exit, successfully.
+fn once(wd: &Workdir) {
+    wd.cmd("continuous-parse")
+        .args(["--once", "--quiet"])
+        .assert()
+        .success();
+}
+
 fn row_count(wd: &Workdir) -> usize {
     let Ok(conn) = rusqlite::Connection::open(wd.path("logs.db")) else {
         return 0;
@@ -117,10 +125,7 @@ fn rotation_by_rename_while_running_and_while_stopped() {
     wd.append("logs/access.log", numbered_lines(130, 140));
     std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
     wd.write("logs/access.log", numbered_lines(140, 145));
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 145));
 }
 
@@ -159,10 +164,7 @@ fn a_half_written_line_waits_for_its_end() {
 fn copytruncate_loses_nothing_written_before_the_copy() {
     let wd = Workdir::new();
     wd.write("logs/access.log", numbered_lines(0, 40));
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     // Lines arrive while the parser is not looking; then copytruncate.
     wd.append("logs/access.log", numbered_lines(40, 55));
     std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
@@ -172,10 +174,7 @@ fn copytruncate_loses_nothing_written_before_the_copy() {
         .open(wd.path("logs/access.log"))
         .unwrap();
     wd.append("logs/access.log", numbered_lines(55, 60));
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 60));
 
     // And while running.
@@ -204,10 +203,7 @@ fn the_original_scripts_offset_file_is_adopted() {
     drop(conn);
     let offset = numbered_lines(0, 12).len();
     wd.write("logs/.offset", offset.to_string());
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(12, 20));
 }
 
@@ -217,10 +213,7 @@ fn shares_the_checkpoint_with_parse_to_db() {
     wd.write("logs/access.log", numbered_lines(0, 30));
     wd.cmd("parse-to-db").arg("--quiet").assert().success();
     wd.append("logs/access.log", numbered_lines(30, 40));
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     wd.append("logs/access.log", numbered_lines(40, 45));
     wd.cmd("parse-to-db").arg("--quiet").assert().success();
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 45));
@@ -255,10 +248,7 @@ fn chaos_kill_9_many_times_while_a_writer_appends() {
     }
     signal(&writer, "-INT");
     assert!(writer.wait().unwrap().success());
-    wd.cmd("continuous-parse")
-        .args(["--once", "--quiet"])
-        .assert()
-        .success();
+    once(&wd);
     assert_eq!(kills, 60);
     let data = wd.read("logs/access.log");
     let file_lines = lines(&data);
