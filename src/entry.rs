@@ -48,28 +48,6 @@ pub const COLUMNS: [&str; 11] = [
     "user_agent",
 ];
 
-impl LogEntry<'_> {
-    /// Detaches the entry from the buffer it was parsed from.
-    pub fn into_owned(self) -> LogEntry<'static> {
-        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
-            Cow::Owned(c.into_owned())
-        }
-        LogEntry {
-            ip: own(self.ip),
-            ident: self.ident.map(own),
-            user: self.user.map(own),
-            timestamp: self.timestamp,
-            method: self.method.map(own),
-            url: own(self.url),
-            protocol: self.protocol.map(own),
-            status: self.status,
-            bytes: self.bytes,
-            referrer: self.referrer.map(own),
-            user_agent: self.user_agent.map(own),
-        }
-    }
-}
-
 /// Displays a timestamp as RFC 3339 UTC with a `Z`, e.g. `2000-10-10T20:55:36Z`.
 ///
 /// This one fixed-width form sorts as text and is understood by SQLite's date functions, so

@@ -127,16 +127,6 @@ impl<R: Read> LineReader<R> {
         self.start = self.end;
     }
 
-    /// Has the reader hit the end of its input?
-    pub fn at_eof(&self) -> bool {
-        self.eof && self.start == self.end && self.long.is_none()
-    }
-
-    /// Lets the reader read on after the end of input was reached (the file grew).
-    pub fn clear_eof(&mut self) {
-        self.eof = false;
-    }
-
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);

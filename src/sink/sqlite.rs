@@ -449,11 +449,6 @@ impl SqliteSink {
             .and_then(|mut stmt| self.pending.insert(&mut stmt));
         result.map_err(|err| explain(err, &self.path, self.busy_timeout))
     }
-
-    /// The connection, for the follower's own queries.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 impl Sink for SqliteSink {
