@@ -15,6 +15,12 @@ fn follower(wd: &Workdir, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// logrotate's copytruncate: copy the log to `access.log.1`, then empty it in place.
+fn copytruncate(wd: &Workdir) {
+    std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    wd.truncate("logs/access.log");
+}
+
 /// `continuous-parse --once`: drain what is there and exit, successfully.
 fn once(wd: &Workdir) {
     wd.cmd("continuous-parse")
@@ -167,12 +173,7 @@ fn copytruncate_loses_nothing_written_before_the_copy() {
     once(&wd);
     // Lines arrive while the parser is not looking; then copytruncate.
     wd.append("logs/access.log", numbered_lines(40, 55));
-    std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(wd.path("logs/access.log"))
-        .unwrap();
+    copytruncate(&wd);
     wd.append("logs/access.log", numbered_lines(55, 60));
     once(&wd);
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 60));
@@ -181,12 +182,7 @@ fn copytruncate_loses_nothing_written_before_the_copy() {
     let parser = follower(&wd, &[]);
     wd.append("logs/access.log", numbered_lines(60, 70));
     wait_for_rows(&wd, 70);
-    std::fs::copy(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(wd.path("logs/access.log"))
-        .unwrap();
+    copytruncate(&wd);
     wd.append("logs/access.log", numbered_lines(70, 75));
     wait_for_rows(&wd, 75);
     stop(parser, "-INT");

@@ -106,21 +106,13 @@ fn truncation_and_regrowth_past_the_offset_lose_and_duplicate_nothing() {
         wd.write("logs/access.log", numbered_lines(0, 50));
         tool.run(&wd, &[]);
         // copytruncate: emptied in place, then new lines.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(wd.path("logs/access.log"))
-            .unwrap();
+        wd.truncate("logs/access.log");
         wd.append("logs/access.log", numbered_lines(50, 60));
         let stderr = tool.run(&wd, &[]);
         assert!(stderr.contains("truncated"), "{stderr}");
         assert_eq!(urls(&tool.rows(&wd)), expected_urls(0, 60), "{tool:?}");
         // Truncated again, and regrown past the old offset before the next run.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(wd.path("logs/access.log"))
-            .unwrap();
+        wd.truncate("logs/access.log");
         wd.append("logs/access.log", numbered_lines(60, 200));
         tool.run(&wd, &[]);
         assert_eq!(urls(&tool.rows(&wd)), expected_urls(0, 200), "{tool:?}");

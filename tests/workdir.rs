@@ -52,6 +52,15 @@ impl Workdir {
         f.write_all(contents.as_ref()).unwrap();
     }
 
+    /// Empties a file in place (same inode), as `copytruncate` does.
+    pub fn truncate(&self, rel: &str) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.path(rel))
+            .unwrap();
+    }
+
     pub fn read(&self, rel: &str) -> Vec<u8> {
         std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }

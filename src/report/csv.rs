@@ -5,14 +5,42 @@
 
 use super::{CLASSES, Report, Section, percent};
 
+type Writer = csv::Writer<Vec<u8>>;
+
+fn row(w: &mut Writer, fields: [&str; 10]) {
+    w.write_record(fields).expect("writing to memory");
+}
+
+/// A row of a ranking or a status count: key, hits and share, other columns empty.
+fn counted(w: &mut Writer, name: &str, key: &str, hits: u64, total: u64) {
+    row(
+        w,
+        [
+            name,
+            key,
+            &hits.to_string(),
+            &percent(hits, total),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
+    );
+}
+
 /// Renders the chosen sections as CSV.
 pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let w = &mut writer;
     let total = report.summary.requests;
-    let mut row = |fields: [&str; 10]| w.write_record(fields).expect("writing to memory");
-    row([
-        "report", "key", "value", "percent", "bytes", "visitors", "2xx", "3xx", "4xx", "5xx",
-    ]);
+    row(
+        w,
+        [
+            "report", "key", "value", "percent", "bytes", "visitors", "2xx", "3xx", "4xx", "5xx",
+        ],
+    );
     for section in sections {
         let name = section.name();
         match section {
@@ -31,53 +59,39 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     ("5xx", s.server_errors.to_string(), p5.as_str()),
                 ];
                 for (k, v, p) in &values {
-                    row([name, k, v, p, "", "", "", "", "", ""]);
+                    row(w, [name, k, v, p, "", "", "", "", "", ""]);
                 }
             }
             Section::Status => {
                 for &(code, hits) in &report.status {
-                    row([
-                        name,
-                        &code.to_string(),
-                        &hits.to_string(),
-                        &percent(hits, total),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]);
+                    counted(w, name, &code.to_string(), hits, total);
                 }
                 for (class, hits) in CLASSES.iter().zip(report.classes) {
-                    row([
-                        name,
-                        class,
-                        &hits.to_string(),
-                        &percent(hits, total),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]);
+                    counted(w, name, class, hits, total);
                 }
             }
             Section::Urls => {
                 for r in &report.urls {
-                    row([
-                        name,
-                        &r.key,
-                        &r.hits.to_string(),
-                        &percent(r.hits, total),
-                        &r.bytes.to_string(),
-                        &r.visitors.to_string(),
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]);
+                    let (hits, bytes, visitors) = (
+                        r.hits.to_string(),
+                        r.bytes.to_string(),
+                        r.visitors.to_string(),
+                    );
+                    row(
+                        w,
+                        [
+                            name,
+                            &r.key,
+                            &hits,
+                            &percent(r.hits, total),
+                            &bytes,
+                            &visitors,
+                            "",
+                            "",
+                            "",
+                            "",
+                        ],
+                    );
                 }
             }
             Section::NotFound
@@ -93,38 +107,30 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     _ => &report.methods,
                 };
                 for r in rows {
-                    row([
-                        name,
-                        &r.key,
-                        &r.hits.to_string(),
-                        &percent(r.hits, total),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]);
+                    counted(w, name, &r.key, r.hits, total);
                 }
             }
             Section::Traffic => {
                 for t in &report.traffic {
                     let c = t.counts.map(|n| n.to_string());
-                    row([
-                        name,
-                        &t.start,
-                        &t.total().to_string(),
-                        "",
-                        "",
-                        "",
-                        &c[0],
-                        &c[1],
-                        &c[2],
-                        &c[3],
-                    ]);
+                    row(
+                        w,
+                        [
+                            name,
+                            &t.start,
+                            &t.total().to_string(),
+                            "",
+                            "",
+                            "",
+                            &c[0],
+                            &c[1],
+                            &c[2],
+                            &c[3],
+                        ],
+                    );
                 }
             }
         }
     }
-    w.into_inner().expect("writing to memory")
+    writer.into_inner().expect("writing to memory")
 }
