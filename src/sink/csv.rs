@@ -104,13 +104,7 @@ impl CsvSink {
         if !needs_header {
             check_header(&file, path)?;
         }
-        if !state_path.exists() {
-            // Record the starting length before the first byte is appended: a run killed
-            // before its first commit must not leave a torn tail that the next run would take
-            // for content of the file.
-            let bytes = serde_json::to_vec_pretty(&state)?;
-            write_atomically(&state_path, &bytes)?;
-        }
+        let first_run = !state_path.exists();
         let writer = csv::WriterBuilder::new()
             .buffer_capacity(1 << 20)
             .from_writer(Guarded {
@@ -125,6 +119,12 @@ impl CsvSink {
             safe_spreadsheet,
             scratch: Vec::new(),
         };
+        if first_run {
+            // Record the starting length before the first byte is appended: a run killed
+            // before its first commit must not leave a torn tail that the next run would take
+            // for content of the file.
+            sink.save_state()?;
+        }
         if needs_header {
             sink.writer
                 .write_record(COLUMNS)
