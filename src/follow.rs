@@ -59,7 +59,7 @@ pub struct Totals {
 
 /// Follows `config.log` until `stop` is set (or once, with `--once`).
 pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<Totals> {
-    let mut warn = |message: String| eprintln!("{tool}: warning: {message}");
+    let mut warn = crate::cli::warn(tool);
     let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
     let key = source_key(&config.log);
     if !config.from_start {
