@@ -196,17 +196,15 @@ impl ReportArgs {
     }
 }
 
-/// Runs a report: reads rows with `read` (on a second thread), renders as asked, writes to
-/// stdout.
+/// Runs a report: gets the counts of the entries that pass the filters from `counts` (see
+/// [`crate::report::from_csv`], [`crate::report::from_db`]), renders as asked, writes to stdout.
 pub fn report(
     args: &ReportArgs,
-    read: impl FnOnce(&mut crate::report::Emit<'_>) -> anyhow::Result<()> + Send,
+    counts: impl FnOnce(&crate::report::Filters) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::report::{Aggregator, Section, csv, json, table};
+    use crate::report::{Section, csv, json, table};
     let filters = args.filters()?;
-    let mut agg = Aggregator::default();
-    crate::report::aggregate(read, &filters, &mut agg)?;
-    let report = agg.finish(args.top, args.bucket, &filters);
+    let report = counts(&filters)?.into_report(args.top, args.bucket, &filters);
     let sections: &[Section] = if args.report.is_empty() {
         &Section::ALL
     } else {

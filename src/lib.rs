@@ -10,6 +10,7 @@ pub mod entry;
 pub mod follow;
 pub mod generate;
 pub mod ingest;
+pub mod packed;
 pub mod parse;
 pub mod report;
 pub mod sink;

@@ -22,6 +22,6 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
-        cli::report(&args.report, |emit| report::read_csv(&args.csv, emit))
+        cli::report(&args.report, |filters| report::from_csv(&args.csv, filters))
     })
 }

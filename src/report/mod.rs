@@ -155,6 +155,15 @@ pub fn parse_time_arg(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
 }
 
 impl Filters {
+    /// No filter at all: every entry counts.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.status.is_none()
+            && self.url.is_none()
+            && self.ip.is_none()
+    }
+
     fn accepts(&self, row: &Row<'_>, timestamp: i64) -> bool {
         self.since.is_none_or(|t| timestamp >= t.timestamp())
             && self.until.is_none_or(|t| timestamp <= t.timestamp())
@@ -224,12 +233,42 @@ impl Interner {
     }
 }
 
-#[derive(Default, Clone, Copy)]
-struct UrlStat {
-    hits: u64,
-    bytes: u64,
-    not_found: u64,
-    visitors: u64,
+/// Counts of one URL.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UrlStat {
+    pub hits: u64,
+    pub bytes: u64,
+    /// Hits answered 404.
+    pub not_found: u64,
+    /// Unique visitors (see [`Aggregator`]).
+    pub visitors: u64,
+}
+
+/// What every report is computed from: totals, and the count of each key of each ranking.
+///
+/// The [`Aggregator`] builds it from rows, [`crate::packed`] from a database's packed copy of
+/// them. [`Counts::into_report`] is the one place that ranks and buckets, so
+/// both give the same report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub bytes: u64,
+    /// First and last timestamp, in seconds since the Unix epoch.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// Hits per status code, in any order.
+    pub status: Vec<(u16, u64)>,
+    /// Distinct (ip, day, user agent).
+    pub visitors: u64,
+    pub urls: Vec<(Box<str>, UrlStat)>,
+    /// Hits per client IP, user agent (`-` when absent), referrer and method (`-` when
+    /// absent), in any order.
+    pub clients: Vec<(Box<str>, u64)>,
+    pub agents: Vec<(Box<str>, u64)>,
+    pub referrers: Vec<(Box<str>, u64)>,
+    pub methods: Vec<(Box<str>, u64)>,
+    /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
+    pub minutes: Vec<(i64, [u64; 5])>,
 }
 
 /// Counts entries; [`Aggregator::finish`] turns the counts into a [`Report`].
@@ -256,7 +295,7 @@ pub struct Aggregator {
 }
 
 /// Label of an absent user agent or method.
-const ABSENT: &str = "-";
+pub const ABSENT: &str = "-";
 
 impl Aggregator {
     /// Counts `row` if it passes `filters`. Errors on a timestamp that is not a time.
@@ -303,31 +342,52 @@ impl Aggregator {
             bump(&mut self.referrers, referrer);
         }
         bump(&mut self.methods, row.method.unwrap_or(ABSENT));
-        let class = match row.status / 100 {
-            c @ 2..=5 => (c - 2) as usize,
-            _ => 4,
-        };
         self.minutes
             .entry(timestamp.div_euclid(60))
-            .or_insert([0; 5])[class] += 1;
+            .or_insert([0; 5])[class_index(row.status)] += 1;
     }
 
+    /// The counts of the rows added.
+    pub fn into_counts(self) -> Counts {
+        Counts {
+            requests: self.requests,
+            bytes: self.bytes,
+            first: self.first,
+            last: self.last,
+            status: self.status.into_iter().collect(),
+            visitors: self.visitors.len() as u64,
+            urls: self.urls.names.into_iter().zip(self.url_stats).collect(),
+            clients: self.ips.names.into_iter().zip(self.ip_hits).collect(),
+            agents: self.agents.names.into_iter().zip(self.agent_hits).collect(),
+            referrers: self.referrers.into_iter().collect(),
+            methods: self.methods.into_iter().collect(),
+            minutes: self.minutes.into_iter().collect(),
+        }
+    }
+}
+
+/// Index of a status's class in [`CLASSES`].
+pub fn class_index(status: u16) -> usize {
+    match status / 100 {
+        c @ 2..=5 => usize::from(c - 2),
+        _ => 4,
+    }
+}
+
+impl Counts {
     /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
     /// span of the entries).
-    pub fn finish(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
+    pub fn into_report(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
         let requests = self.requests;
-        let mut status: Vec<(u16, u64)> = self.status.into_iter().collect();
+        let mut status = self.status;
         status.sort_unstable();
         let mut classes = [0u64; 5];
         for &(code, n) in &status {
-            classes[match code / 100 {
-                c @ 2..=5 => (c - 2) as usize,
-                _ => 4,
-            }] += n;
+            classes[class_index(code)] += n;
         }
-        let by_hits = |names: Vec<Box<str>>, hits: Vec<u64>| -> Vec<Ranked> {
+        let by_hits = |items: Vec<(Box<str>, u64)>, top: usize| -> Vec<Ranked> {
             ranked(
-                names.into_iter().zip(hits).map(|(k, n)| Ranked {
+                items.into_iter().map(|(k, n)| Ranked {
                     key: k.into(),
                     hits: n,
                     bytes: 0,
@@ -336,24 +396,9 @@ impl Aggregator {
                 top,
             )
         };
-        let urls = ranked(
-            self.urls
-                .names
-                .iter()
-                .zip(&self.url_stats)
-                .map(|(k, s)| Ranked {
-                    key: k.to_string(),
-                    hits: s.hits,
-                    bytes: s.bytes,
-                    visitors: s.visitors,
-                }),
-            top,
-        );
         let not_found = ranked(
             self.urls
-                .names
                 .iter()
-                .zip(&self.url_stats)
                 .filter(|(_, s)| s.not_found > 0)
                 .map(|(k, s)| Ranked {
                     key: k.to_string(),
@@ -363,22 +408,20 @@ impl Aggregator {
                 }),
             top,
         );
-        let from_map = |map: FxHashMap<Box<str>, u64>, top: usize| {
-            ranked(
-                map.into_iter().map(|(k, n)| Ranked {
-                    key: k.into(),
-                    hits: n,
-                    bytes: 0,
-                    visitors: 0,
-                }),
-                top,
-            )
-        };
-        let distinct_ips = self.ips.names.len() as u64;
-        let clients = by_hits(self.ips.names, self.ip_hits);
-        let agents = by_hits(self.agents.names, self.agent_hits);
-        let referrers = from_map(self.referrers, top);
-        let methods = from_map(self.methods, usize::MAX);
+        let urls = ranked(
+            self.urls.into_iter().map(|(k, s)| Ranked {
+                key: k.into(),
+                hits: s.hits,
+                bytes: s.bytes,
+                visitors: s.visitors,
+            }),
+            top,
+        );
+        let distinct_ips = self.clients.len() as u64;
+        let clients = by_hits(self.clients, top);
+        let agents = by_hits(self.agents, top);
+        let referrers = by_hits(self.referrers, top);
+        let methods = by_hits(self.methods, usize::MAX);
 
         let span = match (self.first, self.last) {
             (Some(f), Some(l)) => l - f,
@@ -406,7 +449,7 @@ impl Aggregator {
             filters: filters.describe(),
             summary: SummaryStats {
                 requests,
-                visitors: self.visitors.len() as u64,
+                visitors: self.visitors,
                 distinct_ips,
                 bytes: self.bytes,
                 first: self.first.map(time_text),
@@ -629,11 +672,28 @@ pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let mut stmt = conn
-        .prepare(r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id FROM logs ORDER BY id"#)
-        .with_context(context)?;
-    let mut rows = stmt.query([]).with_context(context)?;
-    while let Some(r) = rows.next().with_context(context)? {
+    for_each_row(&conn, 0, &mut |row| match row {
+        Ok(row) => {
+            emit(row);
+            Ok(())
+        }
+        Err(id) => bail!("{}: row {id} has no valid timestamp", path.display()),
+    })
+    .with_context(context)
+}
+
+/// Reads the `logs` rows with an id above `after`, in id order, passing each to `emit`: the
+/// row, or the id of a row whose timestamp is not a time. Stops at the first error of `emit`.
+pub fn for_each_row(
+    conn: &rusqlite::Connection,
+    after: i64,
+    emit: &mut dyn FnMut(Result<&Row<'_>, i64>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare(
+        r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id FROM logs WHERE id > ?1 ORDER BY id"#,
+    )?;
+    let mut rows = stmt.query([after])?;
+    while let Some(r) = rows.next()? {
         use rusqlite::types::ValueRef;
         let text = |i: usize| -> Option<&str> {
             match r.get_ref(i) {
@@ -648,13 +708,10 @@ pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
             }
         };
         let Some(timestamp) = text(1).and_then(parse_stored_time) else {
-            bail!(
-                "{}: row {} has no valid timestamp",
-                path.display(),
-                int(8).unwrap_or(0)
-            );
+            emit(Err(int(8).unwrap_or(0)))?;
+            continue;
         };
-        emit(&Row {
+        emit(Ok(&Row {
             ip: text(0).unwrap_or(""),
             timestamp: timestamp.timestamp(),
             method: text(2),
@@ -663,9 +720,39 @@ pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
             bytes: int(5).and_then(|n| u64::try_from(n).ok()),
             referrer: text(6),
             user_agent: text(7),
-        });
+        }))?;
     }
     Ok(())
+}
+
+/// The counts of the entries of a CSV written by parse-to-csv that pass `filters`.
+pub fn from_csv(path: &Path, filters: &Filters) -> anyhow::Result<Counts> {
+    let mut agg = Aggregator::default();
+    aggregate(|emit| read_csv(path, emit), filters, &mut agg)?;
+    Ok(agg.into_counts())
+}
+
+/// The counts of the entries of a database that pass `filters`: from its packed copy of the
+/// rows when it has one that covers every row (and `packed` allows), else from its rows.
+pub fn from_db(path: &Path, filters: &Filters, packed: bool) -> anyhow::Result<Counts> {
+    if packed {
+        if let Some(counts) = db_packed(path, filters) {
+            return Ok(counts);
+        }
+    }
+    let mut agg = Aggregator::default();
+    aggregate(|emit| read_db(path, emit), filters, &mut agg)?;
+    Ok(agg.into_counts())
+}
+
+/// The counts from a database's packed rows, read in one snapshot, if they cover every row.
+/// Anything that stands in the way (no packed rows, an older schema, an unreadable file)
+/// leaves the answer to the rows, which also report the error properly.
+fn db_packed(path: &Path, filters: &Filters) -> Option<Counts> {
+    let conn =
+        crate::sink::sqlite::open_for_reading(path, std::time::Duration::from_secs(10)).ok()?;
+    conn.execute_batch("BEGIN").ok()?;
+    crate::packed::counts(&conn, filters).ok().flatten()
 }
 
 /// A row of a [`RowBatch`]: spans of ip, method, url, referrer and agent in the batch's text,

@@ -14,6 +14,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::batch::{Arena, Span};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
+use crate::packed::Packer;
+use crate::report::Row;
 use crate::sink::{Rejected, Sink};
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
@@ -21,7 +23,10 @@ use crate::sink::{Rejected, Sink};
 pub const APPLICATION_ID: i64 = 0x4C4F_4750;
 
 /// `PRAGMA user_version`: the schema version, for migrations.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// 1: `logs`, `checkpoints`, `rejects`. 2: the packed copy of the rows for reports
+/// ([`crate::packed`]), built from the existing rows on the first open for writing.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS logs (
@@ -222,6 +227,7 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
             }
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::packed::SCHEMA)?;
         conn.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -268,6 +274,7 @@ pub struct SqliteSink {
     busy_timeout: Duration,
     in_transaction: bool,
     pending: PendingRows,
+    packer: Packer,
     _checkpointer: Option<Checkpointer>,
 }
 
@@ -441,25 +448,53 @@ impl SqliteSink {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
         }
         let full_insert = Some(FullInsert::prepare(&conn)?);
-        Ok(SqliteSink {
+        let mut sink = SqliteSink {
             full_insert,
             conn,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
             pending: PendingRows::default(),
+            packer: Packer::default(),
             _checkpointer: checkpointer,
-        })
+        };
+        sink.catch_up(notify).inspect_err(|_| sink.abort())?;
+        Ok(sink)
     }
 
-    fn begin(&mut self) -> anyhow::Result<()> {
-        if !self.in_transaction {
-            // IMMEDIATE takes the write lock now (waiting up to the busy timeout), so a batch
-            // never fails half-way because another writer got there first.
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
-            self.in_transaction = true;
+    fn begin(&mut self) -> anyhow::Result<Option<String>> {
+        if self.in_transaction {
+            return Ok(None);
+        }
+        // IMMEDIATE takes the write lock now (waiting up to the busy timeout), so a batch
+        // never fails half-way because another writer got there first.
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        self.in_transaction = true;
+        self.packer
+            .begin(&self.conn)
+            .map_err(|e| explain_any(e, &self.path, self.busy_timeout))
+            .inspect_err(|_| self.abort())
+    }
+
+    /// Packs rows that others wrote (or that a database from an older version holds) in a
+    /// transaction of its own, so that the first batch does not pay for it and the user hears
+    /// about it.
+    fn catch_up(&mut self, notify: &mut dyn FnMut(String)) -> anyhow::Result<()> {
+        let behind: bool = self
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT covered FROM packed_state WHERE id = 1) < (SELECT max(id) FROM logs), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        if behind {
+            if let Some(message) = self.begin()? {
+                notify(format!("{}: {message}", self.path.display()));
+            }
+            self.commit_batch(None)?;
         }
         Ok(())
     }
@@ -489,6 +524,20 @@ impl Sink for SqliteSink {
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
         self.begin()?;
         self.pending.push(e);
+        let row = Row {
+            ip: &e.ip,
+            timestamp: e.timestamp.timestamp(),
+            method: e.method.as_deref(),
+            url: &e.url,
+            status: e.status,
+            bytes: e.bytes,
+            referrer: e.referrer.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+        };
+        self.packer
+            .add(&self.conn, &row)
+            .map_err(|err| explain(err, &self.path, self.busy_timeout))
+            .inspect_err(|_| self.abort())?;
         if self.pending.len() == ROWS_PER_INSERT {
             self.flush().inspect_err(|_| self.abort())?;
         }
@@ -545,6 +594,9 @@ impl SqliteSink {
             .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
         }
         if self.in_transaction {
+            self.packer
+                .commit(&self.conn)
+                .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
             self.conn
                 .execute_batch("COMMIT")
                 .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
@@ -562,6 +614,7 @@ impl SqliteSink {
             self.in_transaction = false;
         }
         self.pending.clear();
+        self.packer.abort();
     }
 }
 
