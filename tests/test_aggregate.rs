@@ -344,3 +344,81 @@ fn aggregate_db_reads_while_continuous_parse_writes() {
         assert!(child.wait().unwrap().success());
     }
 }
+
+/// The packed copy that reports read keeps up with incremental runs, and rows that another
+/// program inserts: reports read the rows until the next writer packs them.
+#[test]
+fn packed_copy_follows_runs_and_rows_written_by_others() {
+    let wd = Workdir::new();
+    let generate = |count: &str, start: &str| {
+        wd.cmd("generate-logs")
+            .args(["--count", count, "--seed", "5", "--start", start])
+            .assert()
+            .success();
+    };
+    generate("7000", "2024-01-01T00:00:00Z");
+    // Batches that end mid-block, then more lines appended between runs.
+    let parse = || {
+        wd.cmd("parse-to-db")
+            .args(["--quiet", "--batch-lines", "2500"])
+            .assert()
+            .success();
+    };
+    parse();
+    generate("3000", "2024-01-01T01:00:00Z");
+    parse();
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+
+    let requests = |scan: bool| {
+        let mut cmd = wd.cmd("aggregate-db");
+        cmd.args(["--report", "summary", "--format", "json"]);
+        if scan {
+            cmd.arg("--scan");
+        }
+        let out = cmd.assert().success().get_output().stdout.clone();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        doc["summary"]["requests"].as_u64().unwrap()
+    };
+    assert_eq!(requests(false), 10_000);
+
+    // Another program appends a row (from an IPv6 address that does not print back the same,
+    // and a hostname): reports see it at once, from the rows.
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute_batch(
+        "INSERT INTO logs (ip, timestamp, url, status, user_agent) VALUES
+           ('2001:DB8::1', '2024-01-01T02:00:00Z', '/by-hand', 200, 'curl'),
+           ('gw.example', '2024-01-01T02:00:01Z', '/by-hand', 404, NULL);",
+    )
+    .unwrap();
+    assert_eq!(requests(false), 10_002);
+    assert_eq!(requests(true), 10_002);
+
+    // The next writer packs them, and says so.
+    wd.cmd("parse-to-db")
+        .assert()
+        .success()
+        .stderr(contains("packed 2 rows written by another program"));
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+    assert_eq!(requests(false), 10_002);
+
+    // A foreign row whose time is not a time cannot be packed: the writer says so, goes on,
+    // and reports read the rows (which name the row), as they always did.
+    conn.execute(
+        "INSERT INTO logs (ip, timestamp, url, status) VALUES ('1.2.3.4', 'yesterday', '/x', 200)",
+        [],
+    )
+    .unwrap();
+    wd.cmd("parse-to-db")
+        .assert()
+        .success()
+        .stderr(contains("no valid timestamp: reports will read the rows"));
+    for scan in [false, true] {
+        let mut cmd = wd.cmd("aggregate-db");
+        if scan {
+            cmd.arg("--scan");
+        }
+        cmd.assert()
+            .code(2)
+            .stderr(contains("logs.db: row 10003 has no valid timestamp"));
+    }
+}

@@ -246,6 +246,7 @@ fn chaos_kill_9_many_times_while_a_writer_appends() {
     assert!(writer.wait().unwrap().success());
     once(&wd);
     assert_eq!(kills, 60);
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
     let data = wd.read("logs/access.log");
     let file_lines = lines(&data);
     let rows = db_rows(&wd.path("logs.db"));

@@ -328,6 +328,23 @@ fn kill_9_at_any_moment_then_rerun_equals_a_clean_run() {
         let got = tool.rows(&crashed);
         assert_eq!(got.len(), expected.len(), "{tool:?}");
         assert!(got == expected, "{tool:?}: rows differ from a clean run");
+        if matches!(tool, Tool::Db) {
+            // The packed copy for reports went through every kill with the rows.
+            crate::workdir::assert_packed_matches_rows(&crashed, "out.db");
+            let report = |wd: &Workdir| {
+                wd.cmd("aggregate-db")
+                    .args(["out.db", "--format", "json"])
+                    .assert()
+                    .success()
+                    .get_output()
+                    .stdout
+                    .clone()
+            };
+            assert!(
+                report(&crashed) == report(&clean),
+                "reports differ from a clean run"
+            );
+        }
     }
 }
 
@@ -423,9 +440,33 @@ fn the_original_scripts_database_is_upgraded_in_place() {
     wd.cmd("parse-to-db")
         .assert()
         .success()
-        .stderr(contains("upgrading"));
+        .stderr(contains("upgrading"))
+        .stderr(contains("packed 1 rows"));
     let rows = db_rows(&wd.path("logs.db"));
     assert_eq!(urls(&rows), ["/old", "/page/0", "/page/1", "/page/2"]);
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+}
+
+/// A database written by the first version (schema 1, no packed copy) gets one on the first
+/// write, covering its old rows.
+#[test]
+fn a_schema_1_database_gets_its_packed_copy_on_the_first_write() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 5));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute_batch(
+        "DROP TABLE packed_state; DROP TABLE packed_strings; DROP TABLE packed_blocks; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    wd.append("logs/access.log", numbered_lines(5, 8));
+    wd.cmd("parse-to-db")
+        .assert()
+        .success()
+        .stderr(contains("packed 5 rows"));
+    assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 8));
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
 
 #[test]

@@ -177,3 +177,52 @@ impl Drop for Mount {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Checks that `db`'s packed copy covers every row and that aggregate-db answers from it
+/// exactly what it answers from the rows (`--scan`), in every format, with and without
+/// filters.
+pub fn assert_packed_matches_rows(wd: &Workdir, db: &str) {
+    let conn = rusqlite::Connection::open(wd.path(db)).unwrap();
+    let (covered, last): (Option<i64>, i64) = conn
+        .query_row(
+            "SELECT (SELECT covered FROM packed_state), (SELECT coalesce(max(id), 0) FROM logs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        covered,
+        Some(last),
+        "{db}: the packed copy covers every row"
+    );
+    conn.execute_batch("BEGIN").unwrap();
+    let filters = log_pipeline::report::Filters::default();
+    assert!(
+        log_pipeline::packed::counts(&conn, &filters)
+            .unwrap()
+            .is_some(),
+        "{db}: reports are answered from the packed copy"
+    );
+    for args in [
+        &["--format", "json"][..],
+        &["--format", "csv", "--status", "4xx", "--top", "5"],
+        &["--url", "^/(products|api)", "--bucket", "hour"],
+        &["--until", "2024-01-01T06:00:00Z"],
+    ] {
+        let run = |scan: bool| {
+            let mut cmd = wd.cmd("aggregate-db");
+            cmd.arg(db).args(args);
+            if scan {
+                cmd.arg("--scan");
+            }
+            cmd.assert().success().get_output().stdout.clone()
+        };
+        let (packed, rows) = (run(false), run(true));
+        assert!(
+            packed == rows,
+            "{db} {args:?}: packed and rows differ:\n{}\n---\n{}",
+            String::from_utf8_lossy(&packed),
+            String::from_utf8_lossy(&rows)
+        );
+    }
+}

@@ -672,14 +672,21 @@ pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
             path.display()
         );
     }
-    for_each_row(&conn, 0, &mut |row| match row {
+    let mut bad = None;
+    let result = for_each_row(&conn, 0, &mut |row| match row {
         Ok(row) => {
             emit(row);
             Ok(())
         }
-        Err(id) => bail!("{}: row {id} has no valid timestamp", path.display()),
-    })
-    .with_context(context)
+        Err(id) => {
+            bad = Some(id);
+            bail!("a row has no valid timestamp")
+        }
+    });
+    if let Some(id) = bad {
+        bail!("{}: row {id} has no valid timestamp", path.display());
+    }
+    result.with_context(context)
 }
 
 /// Reads the `logs` rows with an id above `after`, in id order, passing each to `emit`: the
