@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::report::{ABSENT, Counts, Filters, Row, StatusFilter, UrlStat, class_index};
+use crate::report::{ABSENT, Counts, Filters, Row, StatusFilter, Totals, UrlStat};
 
 /// The packed tables; part of the schema since version 2.
 pub const SCHEMA: &str = r#"
@@ -512,44 +512,30 @@ pub fn counts(conn: &Connection, filters: &Filters) -> rusqlite::Result<Option<C
 
 /// Counts of records by id: the [`crate::report::Aggregator`] of packed rows.
 struct Tally {
-    requests: u64,
-    bytes: u64,
-    first: Option<i64>,
-    last: Option<i64>,
-    status: FxHashMap<u16, u64>,
+    totals: Totals,
     /// Per string id (each id is of one kind, so one array serves every kind).
     hits: Vec<u64>,
     url_stats: Vec<UrlStat>,
     clients: FxHashMap<Client, u64>,
     visitors: FxHashMap<(Client, i64, u32), u32>,
     url_visitors: FxHashSet<(u32, u32)>,
-    minutes: FxHashMap<i64, [u64; 5]>,
 }
 
 impl Tally {
     fn new(strings: usize) -> Tally {
         Tally {
-            requests: 0,
-            bytes: 0,
-            first: None,
-            last: None,
-            status: FxHashMap::default(),
+            totals: Totals::default(),
             hits: vec![0; strings],
             url_stats: vec![UrlStat::default(); strings],
             clients: FxHashMap::default(),
             visitors: FxHashMap::default(),
             url_visitors: FxHashSet::default(),
-            minutes: FxHashMap::default(),
         }
     }
 
     fn add(&mut self, r: &Record) {
         let t = r.timestamp;
-        self.requests += 1;
-        self.bytes += r.bytes;
-        self.first = Some(self.first.map_or(t, |f| f.min(t)));
-        self.last = Some(self.last.map_or(t, |l| l.max(t)));
-        *self.status.entry(r.status).or_insert(0) += 1;
+        self.totals.add(t, r.status, r.bytes);
         *self.clients.entry(r.client).or_insert(0) += 1;
         // Referrer 0 is none; string ids start at 1.
         for id in [r.agent, r.referrer, r.method] {
@@ -570,24 +556,11 @@ impl Tally {
                 stat.visitors += 1;
             }
         }
-        self.minutes.entry(t.div_euclid(60)).or_insert([0; 5])[class_index(r.status)] += 1;
     }
 
     /// Adds the counts of `other`, which counted other clients (so other visitors).
     fn merge(mut self, other: Tally) -> Tally {
-        self.requests += other.requests;
-        self.bytes += other.bytes;
-        self.first = match (self.first, other.first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last = match (self.last, other.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        for (status, n) in other.status {
-            *self.status.entry(status).or_insert(0) += n;
-        }
+        self.totals.merge(other.totals);
         for (a, b) in self.hits.iter_mut().zip(other.hits) {
             *a += b;
         }
@@ -599,25 +572,14 @@ impl Tally {
         }
         self.clients.extend(other.clients);
         self.visitors.extend(other.visitors);
-        for (minute, counts) in other.minutes {
-            let slot = self.minutes.entry(minute).or_insert([0; 5]);
-            for (s, c) in slot.iter_mut().zip(counts) {
-                *s += c;
-            }
-        }
         self
     }
 
     fn into_counts(self, strings: &[Option<Box<str>>], kinds: &[u8]) -> Counts {
         let name = |id: usize| strings[id].clone().unwrap_or_default();
         let mut counts = Counts {
-            requests: self.requests,
-            bytes: self.bytes,
-            first: self.first,
-            last: self.last,
-            status: self.status.into_iter().collect(),
+            totals: self.totals,
             visitors: self.visitors.len() as u64,
-            minutes: self.minutes.into_iter().collect(),
             ..Counts::default()
         };
         counts.clients = self

@@ -244,6 +244,50 @@ pub struct UrlStat {
     pub visitors: u64,
 }
 
+/// The counts that do not depend on keys, kept the same way from rows and packed records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub bytes: u64,
+    /// First and last timestamp, in seconds since the Unix epoch.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// Hits per status code.
+    pub status: FxHashMap<u16, u64>,
+    /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
+    pub minutes: FxHashMap<i64, [u64; 5]>,
+}
+
+impl Totals {
+    pub fn add(&mut self, timestamp: i64, status: u16, bytes: u64) {
+        self.requests += 1;
+        self.bytes += bytes;
+        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
+        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
+        *self.status.entry(status).or_insert(0) += 1;
+        self.minutes
+            .entry(timestamp.div_euclid(60))
+            .or_insert([0; 5])[class_index(status)] += 1;
+    }
+
+    /// Adds the totals of other rows.
+    pub fn merge(&mut self, other: Totals) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.first = self.first.into_iter().chain(other.first).min();
+        self.last = self.last.into_iter().chain(other.last).max();
+        for (status, n) in other.status {
+            *self.status.entry(status).or_insert(0) += n;
+        }
+        for (minute, counts) in other.minutes {
+            let slot = self.minutes.entry(minute).or_insert([0; 5]);
+            for (s, c) in slot.iter_mut().zip(counts) {
+                *s += c;
+            }
+        }
+    }
+}
+
 /// What every report is computed from: totals, and the count of each key of each ranking.
 ///
 /// The [`Aggregator`] builds it from rows, [`crate::packed`] from a database's packed copy of
@@ -251,13 +295,7 @@ pub struct UrlStat {
 /// both give the same report.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts {
-    pub requests: u64,
-    pub bytes: u64,
-    /// First and last timestamp, in seconds since the Unix epoch.
-    pub first: Option<i64>,
-    pub last: Option<i64>,
-    /// Hits per status code, in any order.
-    pub status: Vec<(u16, u64)>,
+    pub totals: Totals,
     /// Distinct (ip, day, user agent).
     pub visitors: u64,
     pub urls: Vec<(Box<str>, UrlStat)>,
@@ -267,18 +305,12 @@ pub struct Counts {
     pub agents: Vec<(Box<str>, u64)>,
     pub referrers: Vec<(Box<str>, u64)>,
     pub methods: Vec<(Box<str>, u64)>,
-    /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
-    pub minutes: Vec<(i64, [u64; 5])>,
 }
 
-/// Counts entries; [`Aggregator::finish`] turns the counts into a [`Report`].
+/// Counts rows; [`Aggregator::into_counts`] hands the counts to [`Counts::into_report`].
 #[derive(Default)]
 pub struct Aggregator {
-    requests: u64,
-    bytes: u64,
-    first: Option<i64>,
-    last: Option<i64>,
-    status: FxHashMap<u16, u64>,
+    totals: Totals,
     ips: Interner,
     ip_hits: Vec<u64>,
     agents: Interner,
@@ -290,8 +322,6 @@ pub struct Aggregator {
     /// (ip, day, agent) → visitor id: GoAccess's definition of a unique visitor.
     visitors: FxHashMap<(u32, i32, u32), u32>,
     url_visitors: FxHashSet<(u32, u32)>,
-    /// Per minute: 2xx, 3xx, 4xx, 5xx, other.
-    minutes: FxHashMap<i64, [u64; 5]>,
 }
 
 /// Label of an absent user agent or method.
@@ -304,12 +334,8 @@ impl Aggregator {
         if !filters.accepts(row, timestamp) {
             return;
         }
-        self.requests += 1;
         let bytes = row.bytes.unwrap_or(0);
-        self.bytes += bytes;
-        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
-        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
-        *self.status.entry(row.status).or_insert(0) += 1;
+        self.totals.add(timestamp, row.status, bytes);
 
         let ip = self.ips.id(row.ip);
         if ip as usize == self.ip_hits.len() {
@@ -342,26 +368,18 @@ impl Aggregator {
             bump(&mut self.referrers, referrer);
         }
         bump(&mut self.methods, row.method.unwrap_or(ABSENT));
-        self.minutes
-            .entry(timestamp.div_euclid(60))
-            .or_insert([0; 5])[class_index(row.status)] += 1;
     }
 
     /// The counts of the rows added.
     pub fn into_counts(self) -> Counts {
         Counts {
-            requests: self.requests,
-            bytes: self.bytes,
-            first: self.first,
-            last: self.last,
-            status: self.status.into_iter().collect(),
+            totals: self.totals,
             visitors: self.visitors.len() as u64,
             urls: self.urls.names.into_iter().zip(self.url_stats).collect(),
             clients: self.ips.names.into_iter().zip(self.ip_hits).collect(),
             agents: self.agents.names.into_iter().zip(self.agent_hits).collect(),
             referrers: self.referrers.into_iter().collect(),
             methods: self.methods.into_iter().collect(),
-            minutes: self.minutes.into_iter().collect(),
         }
     }
 }
@@ -378,8 +396,9 @@ impl Counts {
     /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
     /// span of the entries).
     pub fn into_report(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
-        let requests = self.requests;
-        let mut status = self.status;
+        let totals = self.totals;
+        let requests = totals.requests;
+        let mut status: Vec<(u16, u64)> = totals.status.into_iter().collect();
         status.sort_unstable();
         let mut classes = [0u64; 5];
         for &(code, n) in &status {
@@ -423,14 +442,14 @@ impl Counts {
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
 
-        let span = match (self.first, self.last) {
+        let span = match (totals.first, totals.last) {
             (Some(f), Some(l)) => l - f,
             _ => 0,
         };
         let bucket = bucket.unwrap_or_else(|| Bucket::for_span(span));
         let mut buckets: std::collections::BTreeMap<i64, [u64; 5]> =
             std::collections::BTreeMap::new();
-        for (minute, counts) in self.minutes {
+        for (minute, counts) in totals.minutes {
             let start = (minute * 60).div_euclid(bucket.seconds()) * bucket.seconds();
             let slot = buckets.entry(start).or_insert([0; 5]);
             for (s, c) in slot.iter_mut().zip(counts) {
@@ -451,9 +470,9 @@ impl Counts {
                 requests,
                 visitors: self.visitors,
                 distinct_ips,
-                bytes: self.bytes,
-                first: self.first.map(time_text),
-                last: self.last.map(time_text),
+                bytes: totals.bytes,
+                first: totals.first.map(time_text),
+                last: totals.last.map(time_text),
                 client_errors: classes[2],
                 server_errors: classes[3],
             },
