@@ -248,7 +248,7 @@ struct OpenBlock {
 #[derive(Default)]
 pub struct Packer {
     strings: Strings,
-    /// `None` until read from the database at the start of a transaction.
+    /// Read from the database at the start of each transaction.
     open: Option<OpenBlock>,
     /// Packing is off for this database (a row that cannot be packed); reports read rows.
     disabled: bool,
@@ -270,27 +270,27 @@ impl Packer {
             return Ok(None);
         };
         self.disabled = false;
-        if self.open.is_none() {
-            let last: Option<(i64, Vec<u8>)> = conn
-                .query_row(
-                    "SELECT seq, data FROM packed_blocks ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            self.open = Some(match last {
-                Some((seq, data)) if data.len() < BLOCK_ROWS * RECORD => OpenBlock {
-                    seq,
-                    data,
-                    dirty: false,
-                },
-                Some((seq, _)) => OpenBlock {
-                    seq: seq + 1,
-                    ..OpenBlock::default()
-                },
-                None => OpenBlock::default(),
-            });
-        }
+        // Read the open block afresh at every transaction: another writer (a cron run beside
+        // a follower) may have filled it since our last commit.
+        let block: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT seq, data FROM packed_blocks ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        self.open = Some(match block {
+            Some((seq, data)) if data.len() < BLOCK_ROWS * RECORD => OpenBlock {
+                seq,
+                data,
+                dirty: false,
+            },
+            Some((seq, _)) => OpenBlock {
+                seq: seq + 1,
+                ..OpenBlock::default()
+            },
+            None => OpenBlock::default(),
+        });
         let last: i64 =
             conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
         if last <= covered {

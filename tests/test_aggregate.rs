@@ -422,3 +422,47 @@ fn packed_copy_follows_runs_and_rows_written_by_others() {
             .stderr(contains("logs.db: row 10003 has no valid timestamp"));
     }
 }
+
+/// A follower and a one-time run writing the same database in turn: the block they both
+/// append to keeps the records of both.
+#[test]
+fn packed_copy_stays_whole_when_two_writers_take_turns() {
+    let wd = Workdir::new();
+    let count = |wd: &Workdir| crate::workdir::db_rows(&wd.path("logs.db")).len();
+    let wait_for = |wd: &Workdir, rows: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while (!wd.path("logs.db").exists() || count(wd) < rows)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(count(wd), rows);
+    };
+    wd.write("a.log", crate::workdir::numbered_lines(0, 300));
+    let mut follower = Command::new(bin_path("continuous-parse"))
+        .args([
+            "a.log",
+            "--quiet",
+            "--poll-interval",
+            "0.05",
+            "--linger",
+            "0",
+        ])
+        .current_dir(wd.root())
+        .spawn()
+        .unwrap();
+    wait_for(&wd, 300);
+    wd.write("b.log", crate::workdir::numbered_lines(1000, 1100));
+    wd.cmd("parse-to-db")
+        .args(["b.log", "--quiet"])
+        .assert()
+        .success();
+    wd.append("a.log", crate::workdir::numbered_lines(300, 400));
+    wait_for(&wd, 500);
+    Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(follower.wait().unwrap().success());
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+}
