@@ -66,6 +66,8 @@ pub struct Batch {
     pub end_line: u64,
     /// Bytes of an unfinished last line that were left for later.
     pub pending_bytes: u64,
+    /// The entries' strings numbered for the packed copy, when the sink keeps one.
+    pub keys: Option<crate::packed::BatchKeys>,
 }
 
 /// Lines per batch: enough to amortise the hand-over, few enough to keep memory small.
@@ -90,6 +92,18 @@ impl Batch {
             status: e.status,
             bytes: e.bytes,
         });
+        if let Some(keys) = &mut self.keys {
+            keys.push(e);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// The entries, borrowed from the batch.
@@ -113,15 +127,20 @@ impl Batch {
 
 /// Reads and parses lines from `reader` and sends them in batches until the end of input.
 /// `first_line` is the number of lines before the reader's position; `take_partial` says
-/// whether an unfinished last line is taken or left. Stops early when the receiver is gone.
+/// whether an unfinished last line is taken or left; `keys`, whether batches carry
+/// [`crate::packed::BatchKeys`]. Stops early when the receiver is gone.
 pub fn produce<R: Read>(
     mut reader: LineReader<R>,
     first_line: u64,
-    take_partial: bool,
+    (take_partial, keys): (bool, bool),
     tx: &SyncSender<std::io::Result<Batch>>,
 ) {
+    let new_batch = || Batch {
+        keys: keys.then(crate::packed::BatchKeys::default),
+        ..Batch::default()
+    };
     let mut line = first_line;
-    let mut batch = Batch::default();
+    let mut batch = new_batch();
     loop {
         let item = match reader.next_line() {
             Ok(item) => item,
@@ -168,7 +187,10 @@ pub fn produce<R: Read>(
         if batch.lines >= BATCH_LINES {
             batch.end_offset = reader.offset();
             batch.end_line = line;
-            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+            if tx
+                .send(Ok(std::mem::replace(&mut batch, new_batch())))
+                .is_err()
+            {
                 return;
             }
         }

@@ -460,15 +460,16 @@ impl Pass<'_> {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
-            scope.spawn(move || batch::produce(reader, line, rule == PartialRule::Take, &tx));
+            let keys = self.sink.wants_keys();
+            scope.spawn(move || {
+                batch::produce(reader, line, (rule == PartialRule::Take, keys), &tx)
+            });
             let mut since_commit = 0u64;
             let mut position = None;
             for batch in rx.iter() {
                 let batch = batch?;
-                for entry in batch.entries() {
-                    self.sink.write(&entry)?;
-                    self.summary.written += 1;
-                }
+                self.sink.write_batch(&batch)?;
+                self.summary.written += batch.len() as u64;
                 for (number, reason, raw) in &batch.rejects {
                     self.reject(key, *number, *reason, raw)?;
                 }

@@ -8,6 +8,7 @@
 pub mod csv;
 pub mod sqlite;
 
+use crate::batch::Batch;
 use crate::checkpoint::Checkpoint;
 use crate::entry::LogEntry;
 use crate::parse::Reject;
@@ -30,6 +31,16 @@ pub trait Sink {
 
     /// Adds an entry to the pending batch.
     fn write(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()>;
+
+    /// Whether batches should carry [`crate::packed::BatchKeys`] for [`Sink::write_batch`].
+    fn wants_keys(&self) -> bool {
+        false
+    }
+
+    /// Adds the entries of a batch to the pending batch.
+    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        batch.entries().try_for_each(|e| self.write(&e))
+    }
 
     /// Keeps a rejected line with the pending batch, where the store has room for it.
     fn reject(&mut self, _rejected: &Rejected<'_>) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::batch::Batch;
 use crate::batch::{Arena, Span};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
@@ -519,6 +520,31 @@ impl SqliteSink {
 impl Sink for SqliteSink {
     fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
         load_checkpoint(&self.conn, source).map_err(|e| explain(e, &self.path, self.busy_timeout))
+    }
+
+    fn wants_keys(&self) -> bool {
+        true
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        let Some(keys) = &batch.keys else {
+            return batch.entries().try_for_each(|e| self.write(&e));
+        };
+        self.begin()?;
+        for e in batch.entries() {
+            self.pending.push(&e);
+            if self.pending.len() == ROWS_PER_INSERT {
+                self.flush().inspect_err(|_| self.abort())?;
+            }
+        }
+        let rows = batch
+            .entries()
+            .map(|e| (e.timestamp.timestamp(), e.status, e.bytes));
+        self.packer
+            .add_batch(&self.conn, keys, rows)
+            .map_err(|err| explain(err, &self.path, self.busy_timeout))
+            .inspect_err(|_| self.abort())?;
+        Ok(())
     }
 
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
