@@ -427,30 +427,46 @@ fn packed_copy_follows_runs_and_rows_written_by_others() {
 /// append to keeps the records of both.
 #[test]
 fn packed_copy_stays_whole_when_two_writers_take_turns() {
-    let wd = Workdir::new();
-    let count = |wd: &Workdir| crate::workdir::db_rows(&wd.path("logs.db")).len();
+    /// Killed on the way out even when an assertion fails, so no follower outlives the test.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Rows committed so far; 0 while the follower is still creating the database.
+    let count = |wd: &Workdir| -> usize {
+        let Ok(conn) = rusqlite::Connection::open(wd.path("logs.db")) else {
+            return 0;
+        };
+        let _ = conn.busy_timeout(Duration::from_secs(5));
+        conn.query_row("SELECT count(*) FROM logs", [], |r| r.get::<_, i64>(0))
+            .map_or(0, |n| n as usize)
+    };
     let wait_for = |wd: &Workdir, rows: usize| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while (!wd.path("logs.db").exists() || count(wd) < rows)
-            && std::time::Instant::now() < deadline
-        {
+        while count(wd) < rows && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(count(wd), rows);
     };
+    let wd = Workdir::new();
     wd.write("a.log", crate::workdir::numbered_lines(0, 300));
-    let mut follower = Command::new(bin_path("continuous-parse"))
-        .args([
-            "a.log",
-            "--quiet",
-            "--poll-interval",
-            "0.05",
-            "--linger",
-            "0",
-        ])
-        .current_dir(wd.root())
-        .spawn()
-        .unwrap();
+    let mut follower = Stop(
+        Command::new(bin_path("continuous-parse"))
+            .args([
+                "a.log",
+                "--quiet",
+                "--poll-interval",
+                "0.05",
+                "--linger",
+                "0",
+            ])
+            .current_dir(wd.root())
+            .spawn()
+            .unwrap(),
+    );
     wait_for(&wd, 300);
     wd.write("b.log", crate::workdir::numbered_lines(1000, 1100));
     wd.cmd("parse-to-db")
@@ -460,9 +476,9 @@ fn packed_copy_stays_whole_when_two_writers_take_turns() {
     wd.append("a.log", crate::workdir::numbered_lines(300, 400));
     wait_for(&wd, 500);
     Command::new("kill")
-        .args(["-INT", &follower.id().to_string()])
+        .args(["-INT", &follower.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(follower.wait().unwrap().success());
+    assert!(follower.0.wait().unwrap().success());
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
