@@ -71,7 +71,7 @@ pub struct Batch {
 }
 
 /// Lines per batch: enough to amortise the hand-over, few enough to keep memory small.
-const BATCH_LINES: u64 = 8192;
+pub const BATCH_LINES: u64 = 8192;
 
 impl Batch {
     fn push(&mut self, e: &LogEntry<'_>) {
@@ -93,7 +93,7 @@ impl Batch {
             bytes: e.bytes,
         });
         if let Some(keys) = &mut self.keys {
-            keys.push(e);
+            keys.push(&crate::report::Row::of(e));
         }
     }
 

@@ -235,39 +235,50 @@ impl Strings {
     }
 }
 
-/// The strings of a batch, numbered on the reading thread.
+/// Rows waiting to be packed, their strings numbered against the rows' own distinct ones.
 ///
 /// Looking up four strings per row in the id cache took a fifth of the writer's time, and the
-/// writer is the bottleneck of parse-to-db. The reading thread has time to spare, so it hashes
-/// each row's strings against the batch's own few distinct ones, and the writer then looks up
-/// only those (a few thousand per 8,192 rows) and indexes arrays for the rows.
+/// writer is the bottleneck of parse-to-db. So the reading thread, which has time to spare,
+/// builds these for each batch, and the writer then looks up only the batch's distinct
+/// strings (a few thousand per 8,192 rows) and indexes arrays for the rows.
 #[derive(Debug, Default)]
 pub struct BatchKeys {
     local: [FxHashMap<Box<str>, u32>; 5],
     /// Per [`Kind`], the distinct strings in order of first sight.
     distinct: [Vec<Box<str>>; 5],
-    /// Per row: the inline client, if any, and local ids by [`Kind`] ([`NONE`] where absent).
-    rows: Vec<(Option<Client>, [u32; 5])>,
+    rows: Vec<KeyedRow>,
+}
+
+/// A row of [`BatchKeys`]: its record but for the string ids.
+#[derive(Debug)]
+struct KeyedRow {
+    timestamp: i64,
+    bytes: u64,
+    status: u16,
+    /// The client, when it is inline.
+    client: Option<Client>,
+    /// Local string numbers by [`Kind`] ([`NONE`] where absent).
+    local: [u32; 5],
 }
 
 /// No string: an absent referrer, or the ip of an inline client.
 const NONE: u32 = u32::MAX;
 
 impl BatchKeys {
-    /// Numbers the strings of the next row of the batch.
-    pub fn push(&mut self, e: &crate::entry::LogEntry<'_>) {
-        let client = Client::inline(&e.ip);
-        let mut ids = [NONE; 5];
+    /// Numbers the strings of the next row.
+    pub fn push(&mut self, row: &Row<'_>) {
+        let client = Client::inline(row.ip);
+        let mut local = [NONE; 5];
         let values = [
-            Some(&*e.url),
-            Some(e.user_agent.as_deref().unwrap_or(ABSENT)),
-            e.referrer.as_deref(),
-            Some(e.method.as_deref().unwrap_or(ABSENT)),
-            client.is_none().then_some(&*e.ip),
+            Some(row.url),
+            Some(row.user_agent.unwrap_or(ABSENT)),
+            row.referrer,
+            Some(row.method.unwrap_or(ABSENT)),
+            client.is_none().then_some(row.ip),
         ];
         for (kind, value) in values.into_iter().enumerate() {
             if let Some(value) = value {
-                ids[kind] = match self.local[kind].get(value) {
+                local[kind] = match self.local[kind].get(value) {
                     Some(&id) => id,
                     None => {
                         let id = self.distinct[kind].len() as u32;
@@ -278,7 +289,21 @@ impl BatchKeys {
                 };
             }
         }
-        self.rows.push((client, ids));
+        self.rows.push(KeyedRow {
+            timestamp: row.timestamp,
+            bytes: row.bytes.unwrap_or(0),
+            status: row.status,
+            client,
+            local,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 }
 
@@ -344,14 +369,24 @@ impl Packer {
             return Ok(None);
         }
         let mut bad = None;
+        let mut keys = BatchKeys::default();
         crate::report::for_each_row(conn, covered, &mut |row| match row {
-            Ok(row) => Ok(self.add(conn, row)?),
+            Ok(row) => {
+                keys.push(row);
+                if keys.len() == crate::batch::BATCH_LINES as usize {
+                    self.add(conn, &std::mem::take(&mut keys))?;
+                }
+                Ok(())
+            }
             Err(id) => {
                 bad = Some(id);
                 anyhow::bail!("row {id} has no valid timestamp")
             }
         })
         .or_else(|e| if bad.is_some() { Ok(()) } else { Err(e) })?;
+        if bad.is_none() {
+            self.add(conn, &keys)?;
+        }
         if let Some(id) = bad {
             // A row whose timestamp is not a time cannot be counted; reports read the rows
             // (and name the row) rather than count it wrong.
@@ -370,14 +405,8 @@ impl Packer {
         )))
     }
 
-    /// Packs the rows of a batch just inserted into `logs`, given their timestamps, statuses
-    /// and sizes in order.
-    pub fn add_batch(
-        &mut self,
-        conn: &Connection,
-        keys: &BatchKeys,
-        rows: impl Iterator<Item = (i64, u16, Option<u64>)>,
-    ) -> rusqlite::Result<()> {
+    /// Packs rows just inserted into `logs`, in order.
+    pub fn add(&mut self, conn: &Connection, keys: &BatchKeys) -> rusqlite::Result<()> {
         if self.disabled {
             return Ok(());
         }
@@ -402,46 +431,23 @@ impl Packer {
                 ids[kind as usize][local as usize]
             }
         };
-        for (&(client, local), (timestamp, status, bytes)) in keys.rows.iter().zip(rows) {
+        for row in &keys.rows {
+            let local = row.local;
             let record = Record {
-                timestamp,
-                bytes: bytes.unwrap_or(0),
-                client: client.unwrap_or_else(|| Client::Text(id(Kind::Ip, local[4]))),
+                timestamp: row.timestamp,
+                bytes: row.bytes,
+                client: row
+                    .client
+                    .unwrap_or_else(|| Client::Text(id(Kind::Ip, local[4]))),
                 url: id(Kind::Url, local[0]),
                 agent: id(Kind::Agent, local[1]),
                 referrer: id(Kind::Referrer, local[2]),
                 method: id(Kind::Method, local[3]),
-                status,
+                status: row.status,
             };
             self.push(conn, &record)?;
         }
         Ok(())
-    }
-
-    /// Packs a row just inserted into `logs`.
-    pub fn add(&mut self, conn: &Connection, row: &Row<'_>) -> rusqlite::Result<()> {
-        if self.disabled {
-            return Ok(());
-        }
-        let strings = &mut self.strings;
-        let client = match Client::inline(row.ip) {
-            Some(client) => client,
-            None => Client::Text(strings.id(conn, Kind::Ip, row.ip)?),
-        };
-        let record = Record {
-            timestamp: row.timestamp,
-            bytes: row.bytes.unwrap_or(0),
-            client,
-            url: strings.id(conn, Kind::Url, row.url)?,
-            agent: strings.id(conn, Kind::Agent, row.user_agent.unwrap_or(ABSENT))?,
-            referrer: match row.referrer {
-                Some(r) => strings.id(conn, Kind::Referrer, r)?,
-                None => 0,
-            },
-            method: strings.id(conn, Kind::Method, row.method.unwrap_or(ABSENT))?,
-            status: row.status,
-        };
-        self.push(conn, &record)
     }
 
     fn push(&mut self, conn: &Connection, record: &Record) -> rusqlite::Result<()> {

@@ -214,6 +214,22 @@ pub struct Row<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+impl<'a> Row<'a> {
+    /// The fields of a parsed entry that the reports read.
+    pub fn of(e: &'a crate::entry::LogEntry<'_>) -> Row<'a> {
+        Row {
+            ip: &e.ip,
+            timestamp: e.timestamp.timestamp(),
+            method: e.method.as_deref(),
+            url: &e.url,
+            status: e.status,
+            bytes: e.bytes,
+            referrer: e.referrer.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+        }
+    }
+}
+
 /// Strings to dense ids, so that sets of visitors hold small integers.
 #[derive(Default)]
 struct Interner {

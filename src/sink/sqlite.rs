@@ -15,7 +15,7 @@ use crate::batch::Batch;
 use crate::batch::{Arena, Span};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
-use crate::packed::Packer;
+use crate::packed::{BatchKeys, Packer};
 use crate::report::Row;
 use crate::sink::{Rejected, Sink};
 
@@ -269,7 +269,7 @@ pub fn load_checkpoint(conn: &Connection, source: &str) -> rusqlite::Result<Opti
 /// Writes entries into `logs`, rejects into `rejects`, checkpoints into `checkpoints`.
 pub struct SqliteSink {
     /// Declared before `conn`: a statement must be finalized before its connection closes.
-    full_insert: Option<FullInsert>,
+    full_insert: FullInsert,
     conn: Connection,
     path: PathBuf,
     busy_timeout: Duration,
@@ -387,24 +387,39 @@ impl PendingRows {
         self.numbers.clear();
     }
 
-    /// Binds the pending rows to `insert` (made by [`insert_sql`] for [`ROWS_PER_INSERT`]
-    /// rows) without copying them, and runs it.
-    fn insert_full(&mut self, insert: &FullInsert, conn: &Connection) -> rusqlite::Result<()> {
-        debug_assert_eq!(self.len(), ROWS_PER_INSERT);
+    /// Passes every value of every pending row, with its 1-based parameter index in an
+    /// INSERT made by [`insert_sql`], to `bind`: the one place that knows the column order.
+    fn each_value<E>(
+        &self,
+        mut bind: impl FnMut(usize, Value<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut index = 1;
         for (spans, &(status, bytes)) in self.spans.iter().zip(&self.numbers) {
+            // Column order: ip, ident, user, timestamp, method, url, protocol, status, bytes,
+            // referrer, user_agent.
             for &span in &spans[..7] {
-                insert.bind_text(index, self.text.get(span));
+                bind(index, Value::Text(self.text.get(span)))?;
                 index += 1;
             }
-            insert.bind_int(index, Some(status));
-            insert.bind_int(index + 1, bytes);
+            bind(index, Value::Int(Some(status)))?;
+            bind(index + 1, Value::Int(bytes))?;
             index += 2;
             for &span in &spans[7..] {
-                insert.bind_text(index, self.text.get(span));
+                bind(index, Value::Text(self.text.get(span)))?;
                 index += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Binds the [`ROWS_PER_INSERT`] pending rows to `insert` without copying them, and runs
+    /// it.
+    fn insert_full(&mut self, insert: &FullInsert, conn: &Connection) -> rusqlite::Result<()> {
+        debug_assert_eq!(self.len(), ROWS_PER_INSERT);
+        let _ = self.each_value(|index, value| -> Result<(), ()> {
+            insert.bind(index as i32, value);
+            Ok(())
+        });
         let result = insert.run(conn);
         self.clear();
         result
@@ -412,27 +427,21 @@ impl PendingRows {
 
     /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
     fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
-        let text = |span: Option<Span>| self.text.get(span);
-        let mut index = 1;
-        for (spans, &(status, bytes)) in self.spans.iter().zip(&self.numbers) {
-            // Column order: ip, ident, user, timestamp, method, url, protocol, status, bytes,
-            // referrer, user_agent.
-            for &span in &spans[..7] {
-                stmt.raw_bind_parameter(index, text(span))?;
-                index += 1;
-            }
-            stmt.raw_bind_parameter(index, status)?;
-            stmt.raw_bind_parameter(index + 1, bytes)?;
-            index += 2;
-            for &span in &spans[7..] {
-                stmt.raw_bind_parameter(index, text(span))?;
-                index += 1;
-            }
-        }
+        self.each_value(|index, value| match value {
+            Value::Text(t) => stmt.raw_bind_parameter(index, t),
+            Value::Int(n) => stmt.raw_bind_parameter(index, n),
+        })?;
         stmt.raw_execute()?;
         self.clear();
         Ok(())
     }
+}
+
+/// A value of a pending row (`None` is NULL).
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
 }
 
 impl SqliteSink {
@@ -448,7 +457,7 @@ impl SqliteSink {
         if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
         }
-        let full_insert = Some(FullInsert::prepare(&conn)?);
+        let full_insert = FullInsert::prepare(&conn)?;
         let mut sink = SqliteSink {
             full_insert,
             conn,
@@ -500,18 +509,27 @@ impl SqliteSink {
         Ok(())
     }
 
+    /// Adds a row to those pending, inserting them when there are enough.
+    fn push_row(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
+        self.pending.push(e);
+        if self.pending.len() == ROWS_PER_INSERT {
+            self.flush().inspect_err(|_| self.abort())?;
+        }
+        Ok(())
+    }
+
     /// Inserts the pending rows.
     fn flush(&mut self) -> anyhow::Result<()> {
         let rows = self.pending.len();
         if rows == 0 {
             return Ok(());
         }
-        let result = match &self.full_insert {
-            Some(insert) if rows == ROWS_PER_INSERT => self.pending.insert_full(insert, &self.conn),
-            _ => self
-                .conn
+        let result = if rows == ROWS_PER_INSERT {
+            self.pending.insert_full(&self.full_insert, &self.conn)
+        } else {
+            self.conn
                 .prepare_cached(&insert_sql(rows))
-                .and_then(|mut stmt| self.pending.insert(&mut stmt)),
+                .and_then(|mut stmt| self.pending.insert(&mut stmt))
         };
         result.map_err(|err| explain(err, &self.path, self.busy_timeout))
     }
@@ -532,16 +550,10 @@ impl Sink for SqliteSink {
         };
         self.begin()?;
         for e in batch.entries() {
-            self.pending.push(&e);
-            if self.pending.len() == ROWS_PER_INSERT {
-                self.flush().inspect_err(|_| self.abort())?;
-            }
+            self.push_row(&e)?;
         }
-        let rows = batch
-            .entries()
-            .map(|e| (e.timestamp.timestamp(), e.status, e.bytes));
         self.packer
-            .add_batch(&self.conn, keys, rows)
+            .add(&self.conn, keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.abort())?;
         Ok(())
@@ -549,24 +561,13 @@ impl Sink for SqliteSink {
 
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
         self.begin()?;
-        self.pending.push(e);
-        let row = Row {
-            ip: &e.ip,
-            timestamp: e.timestamp.timestamp(),
-            method: e.method.as_deref(),
-            url: &e.url,
-            status: e.status,
-            bytes: e.bytes,
-            referrer: e.referrer.as_deref(),
-            user_agent: e.user_agent.as_deref(),
-        };
+        self.push_row(e)?;
+        let mut keys = BatchKeys::default();
+        keys.push(&Row::of(e));
         self.packer
-            .add(&self.conn, &row)
+            .add(&self.conn, &keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.abort())?;
-        if self.pending.len() == ROWS_PER_INSERT {
-            self.flush().inspect_err(|_| self.abort())?;
-        }
         Ok(())
     }
 
@@ -690,32 +691,23 @@ impl FullInsert {
         }
     }
 
-    /// Binds a text value (NULL for `None`) that must stay unchanged until [`FullInsert::run`].
-    fn bind_text(&self, index: i32, value: Option<&str>) {
+    /// Binds a value; text must stay unchanged until [`FullInsert::run`].
+    fn bind(&self, index: i32, value: Value<'_>) {
         use rusqlite::ffi;
-        // SAFETY: the statement is live; SQLite reads the bytes only during `run`, and the
-        // caller keeps them in place until then. Binding an index in range cannot fail.
+        let stmt = self.stmt.as_ptr();
+        // SAFETY: the statement is live; SQLite reads text only during `run`, and the caller
+        // keeps it in place until then. Binding an index in range cannot fail.
         unsafe {
             match value {
-                Some(v) => ffi::sqlite3_bind_text(
-                    self.stmt.as_ptr(),
+                Value::Text(Some(v)) => ffi::sqlite3_bind_text(
+                    stmt,
                     index,
                     v.as_ptr().cast(),
                     v.len() as i32,
                     ffi::SQLITE_STATIC(),
                 ),
-                None => ffi::sqlite3_bind_null(self.stmt.as_ptr(), index),
-            };
-        }
-    }
-
-    fn bind_int(&self, index: i32, value: Option<i64>) {
-        use rusqlite::ffi;
-        // SAFETY: the statement is live; binding an index in range cannot fail.
-        unsafe {
-            match value {
-                Some(v) => ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, v),
-                None => ffi::sqlite3_bind_null(self.stmt.as_ptr(), index),
+                Value::Int(Some(v)) => ffi::sqlite3_bind_int64(stmt, index, v),
+                Value::Text(None) | Value::Int(None) => ffi::sqlite3_bind_null(stmt, index),
             };
         }
     }
