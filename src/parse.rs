@@ -127,13 +127,13 @@ struct RawFields<'a> {
 /// through the regex itself.
 pub fn parse_line(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    build(split_fast(line).ok_or(Reject::Format)?)
+    build(split_fast(line).ok_or(Reject::Format)?, line)
 }
 
 /// [`parse_line`] through the [`FORMAT`] regex: the definition the fast path is tested against.
 pub fn parse_line_regex(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    build(split_regex(line).ok_or(Reject::Format)?)
+    build(split_regex(line).ok_or(Reject::Format)?, line)
 }
 
 fn split_regex(line: &[u8]) -> Option<RawFields<'_>> {
@@ -163,10 +163,12 @@ impl<'a> Scanner<'a> {
     /// `[^ ]+` (or `[^ "]+`) followed by nothing consumed: one or more bytes not in `stop`.
     fn token(&mut self, stop: &[u8]) -> Option<&'a [u8]> {
         let rest = &self.line[self.pos..];
-        let len = rest
-            .iter()
-            .position(|b| stop.contains(b))
-            .unwrap_or(rest.len());
+        let found = match *stop {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            _ => rest.iter().position(|b| stop.contains(b)),
+        };
+        let len = found.unwrap_or(rest.len());
         (len > 0).then(|| {
             self.pos += len;
             &rest[..len]
@@ -250,8 +252,11 @@ fn split_fast(line: &[u8]) -> Option<RawFields<'_>> {
     Some(fields)
 }
 
-/// Checks and decodes the raw fields: the part of the parse shared by both splitters.
-fn build(raw: RawFields<'_>) -> Result<LogEntry<'_>, Reject> {
+/// Checks and decodes the raw fields of `line`: the part of the parse shared by both splitters.
+fn build<'a>(raw: RawFields<'a>, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
+    let line = Line::new(line);
+    let text = |field| line.text(field);
+    let unescape = |field| line.unescape(field);
     let timestamp = parse_time(raw.time).map_err(Reject::Timestamp)?;
     let status = parse_status(raw.status).ok_or(Reject::Status)?;
     let bytes = match raw.bytes {
@@ -403,6 +408,44 @@ pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
         .ok_or(Range)
 }
 
+/// A line, checked for UTF-8 once as a whole rather than field by field (eight short checks
+/// cost more than one long one).
+struct Line<'a> {
+    bytes: &'a [u8],
+    /// The line as text, when all of it is UTF-8 (nearly always).
+    text: Option<&'a str>,
+}
+
+impl<'a> Line<'a> {
+    fn new(bytes: &'a [u8]) -> Line<'a> {
+        Line {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// A field of the line as text. Fields end at ASCII delimiters, and an ASCII byte is never
+    /// part of a longer UTF-8 sequence, so a field of a valid line is valid on its own.
+    fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
+        let start = (field.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        match self.text.and_then(|t| t.get(start..start + field.len())) {
+            Some(t) if field.is_empty() || t.as_bytes().as_ptr() == field.as_ptr() => {
+                Cow::Borrowed(t)
+            }
+            _ => text(field),
+        }
+    }
+
+    /// [`unescape`], with the line's UTF-8 check.
+    fn unescape(&self, field: &'a [u8]) -> Cow<'a, str> {
+        if memchr::memchr(b'\\', field).is_some() {
+            unescape(field)
+        } else {
+            self.text(field)
+        }
+    }
+}
+
 /// Decodes an unquoted field. Invalid UTF-8 is kept readable and lossless as `\xHH`.
 fn text(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
@@ -416,7 +459,7 @@ fn text(raw: &[u8]) -> Cow<'_, str> {
 /// UTF-8 afterwards (the TLS handshakes scanners send) are written back as `\xHH` rather than
 /// replaced, so no byte the server logged is lost.
 pub fn unescape(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.contains(&b'\\') {
+    if memchr::memchr(b'\\', raw).is_none() {
         return text(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
@@ -712,5 +755,38 @@ mod tests {
             prop_assert_eq!(split_fast(&line), split_regex(&line));
             prop_assert_eq!(parse_line(&line), parse_line_regex(&line));
         }
+
+        #[test]
+        fn a_line_checked_once_decodes_each_field_as_checking_it_alone(line in mutated_line()) {
+            if let Some(raw) = split_fast(&line) {
+                let checked = Line::new(&line);
+                for field in [raw.ip, raw.ident, raw.user, raw.time, raw.request, raw.status, raw.bytes] {
+                    prop_assert_eq!(checked.text(field), text(field));
+                }
+                for field in [raw.referrer, raw.agent].into_iter().flatten() {
+                    prop_assert_eq!(checked.unescape(field), unescape(field));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn multibyte_text_survives_and_a_bad_byte_is_kept_as_hex() {
+        let valid = "1.2.3.4 - jörg [01/Jan/2024:00:00:00 +0000] \"GET /café HTTP/1.1\" 200 5 \"-\" \"Zürich \\\"né\\\"\"";
+        let e = parse_line(valid.as_bytes()).unwrap();
+        assert_eq!(e.user.as_deref(), Some("jörg"));
+        assert_eq!(e.url, "/café");
+        assert_eq!(e.user_agent.as_deref(), Some("Zürich \"né\""));
+
+        // One byte that is not UTF-8 makes the line invalid as a whole: each field is then
+        // decoded on its own, and only the bad one changes.
+        let invalid = valid.replace("jörg", "j\u{1}rg").into_bytes();
+        let at = invalid.iter().position(|&b| b == 1).unwrap();
+        let mut invalid = invalid;
+        invalid[at] = 0xFF;
+        let e = parse_line(&invalid).unwrap();
+        assert_eq!(e.user.as_deref(), Some("j\\xFFrg"));
+        assert_eq!(e.url, "/café");
+        assert_eq!(e.user_agent.as_deref(), Some("Zürich \"né\""));
     }
 }
