@@ -1,17 +1,23 @@
-//! Parsed batches: how reading and parsing run on one core while the sink writes on the other.
+//! Parsed batches: how reading, parsing and storing share the cores.
 //!
-//! A parse pass is two loops that each take about half the time: reading and parsing lines,
-//! and storing entries (SQLite inserts, CSV encoding). The reading side fills a [`Batch`] (the
-//! text of many entries in one string, the entries as spans into it) and hands it over a
-//! bounded channel, so memory stays at a few batches whatever the input size.
+//! A parse pass has three kinds of work: finding the lines, parsing them, and storing the
+//! entries. One thread finds the lines and copies them into a [`RawBatch`] (cheap: a `memchr`
+//! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side, each
+//! into a [`Batch`] (the
+//! text of many entries in one string, the entries as spans into it), and also do what the
+//! sink asked for ahead of time ([`Prepare`]): encoding CSV rows, numbering strings for the
+//! packed copy. The batches reach the sink in input order, whichever parser finished first.
+//! Every channel is bounded, so memory stays at a few batches whatever the input size.
 
 use std::io::Read;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use crate::entry::LogEntry;
 use crate::parse::{Reject, parse_line};
+use crate::sink::csv::{CsvFormat, RowEncoder};
 use crate::source::{Line, LineReader};
 
 /// Where a string lies in an [`Arena`].
@@ -51,11 +57,29 @@ struct Spans {
     bytes: Option<u64>,
 }
 
+/// What a sink asks of the parsing threads: how many to run, and what to do with each batch
+/// there, in parallel, rather than on the sink's thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepare {
+    /// Threads that parse. Two for a sink whose own work is light (CSV: appending bytes), so
+    /// that parsing uses both cores; one for a sink that needs a core of its own (SQLite's
+    /// inserts take longer than parsing), so that extra parsers only compete with it.
+    pub parsers: usize,
+    /// Number the entries' strings for the packed copy ([`Batch::keys`]).
+    pub keys: bool,
+    /// Encode the entries as CSV rows ([`Batch::csv_rows`]) instead of keeping them as spans.
+    pub csv: Option<CsvFormat>,
+}
+
 /// Entries, rejects and the position reached, for a run of consecutive lines.
 #[derive(Debug, Default)]
 pub struct Batch {
     text: Arena,
     entries: Vec<Spans>,
+    /// The entries as CSV rows, when [`Prepare::csv`] asked for them (`entries` is then empty).
+    csv_rows: Option<Vec<u8>>,
+    /// Number of entries, however they are held.
+    count: usize,
     /// Line number, reason and bytes (the head only, for an over-long line) of each reject.
     pub rejects: Vec<(u64, Reject, Vec<u8>)>,
     /// Lines read in this batch (entries and rejects).
@@ -70,11 +94,42 @@ pub struct Batch {
     pub keys: Option<crate::packed::BatchKeys>,
 }
 
+impl Prepare {
+    /// Batches that may wait between two stages. None with one parser: the sink is then the
+    /// slower stage, and batches queued for it would only hold memory. With more, a few, so
+    /// that no parser waits while the sink writes.
+    pub fn queue(&self) -> usize {
+        2 * (self.parsers.max(1) - 1)
+    }
+}
+
+impl Default for Prepare {
+    fn default() -> Prepare {
+        Prepare {
+            parsers: 1,
+            keys: false,
+            csv: None,
+        }
+    }
+}
+
 /// Lines per batch: enough to amortise the hand-over, few enough to keep memory small.
 pub const BATCH_LINES: u64 = 8192;
 
+/// Bytes of line text after which a batch ends early, so that batches of very long lines
+/// (up to the line limit each) still keep memory bounded.
+const BATCH_BYTES: usize = 4 << 20;
+
 impl Batch {
-    fn push(&mut self, e: &LogEntry<'_>) {
+    fn push(&mut self, e: &LogEntry<'_>, encoder: Option<&mut RowEncoder>) {
+        self.count += 1;
+        if let Some(keys) = &mut self.keys {
+            keys.push(&crate::report::Row::of(e));
+        }
+        if let Some(encoder) = encoder {
+            encoder.encode(e);
+            return;
+        }
         let mut span = |value: Option<&str>| self.text.push(value);
         let spans = [
             span(Some(&e.ip)),
@@ -92,21 +147,23 @@ impl Batch {
             status: e.status,
             bytes: e.bytes,
         });
-        if let Some(keys) = &mut self.keys {
-            keys.push(&crate::report::Row::of(e));
-        }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
-    /// The entries, borrowed from the batch.
+    /// The entries encoded as CSV rows, when the sink asked for that ([`Prepare::csv`]).
+    pub fn csv_rows(&self) -> Option<&[u8]> {
+        self.csv_rows.as_deref()
+    }
+
+    /// The entries, borrowed from the batch (none when they were encoded as CSV rows).
     pub fn entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
         let text = |s: Option<Span>| self.text.get(s).map(std::borrow::Cow::Borrowed);
         self.entries.iter().map(move |s| LogEntry {
@@ -125,77 +182,281 @@ impl Batch {
     }
 }
 
-/// Reads and parses lines from `reader` and sends them in batches until the end of input.
-/// `first_line` is the number of lines before the reader's position; `take_partial` says
-/// whether an unfinished last line is taken or left; `keys`, whether batches carry
-/// [`crate::packed::BatchKeys`]. Stops early when the receiver is gone.
-pub fn produce<R: Read>(
-    mut reader: LineReader<R>,
+/// Lines found but not yet parsed: their bytes in one buffer.
+#[derive(Debug, Default)]
+struct RawBatch {
+    text: Vec<u8>,
+    /// Per line: its number, where it lies in `text`, and whether it is only the head of an
+    /// over-long line.
+    lines: Vec<(u64, usize, usize, bool)>,
+    end_offset: u64,
+    end_line: u64,
+    pending_bytes: u64,
+}
+
+impl RawBatch {
+    fn push(&mut self, number: u64, bytes: &[u8], too_long: bool) {
+        let start = self.text.len();
+        self.text.extend_from_slice(bytes);
+        self.lines.push((number, start, self.text.len(), too_long));
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() as u64 >= BATCH_LINES || self.text.len() >= BATCH_BYTES
+    }
+
+    /// Parses the lines into a batch.
+    fn parse(self, prepare: &Prepare, encoder: &mut Option<RowEncoder>) -> Batch {
+        let mut batch = Batch {
+            keys: prepare.keys.then(crate::packed::BatchKeys::default),
+            lines: self.lines.len() as u64,
+            end_offset: self.end_offset,
+            end_line: self.end_line,
+            pending_bytes: self.pending_bytes,
+            ..Batch::default()
+        };
+        for &(number, start, end, too_long) in &self.lines {
+            let bytes = &self.text[start..end];
+            if too_long {
+                batch
+                    .rejects
+                    .push((number, Reject::TooLong, bytes.to_vec()));
+                continue;
+            }
+            match parse_line(bytes) {
+                Ok(entry) => batch.push(&entry, encoder.as_mut()),
+                Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
+            }
+        }
+        if let Some(encoder) = encoder {
+            batch.csv_rows = Some(encoder.take());
+        }
+        batch
+    }
+}
+
+/// Reads and parses lines from `reader` and sends them in batches, in order, until the end of
+/// input. `first_line` is the number of lines before the reader's position; `take_partial`
+/// says whether an unfinished last line is taken or left. Stops early when the receiver is
+/// gone.
+pub fn produce<R: Read + Send>(
+    reader: LineReader<R>,
     first_line: u64,
-    (take_partial, keys): (bool, bool),
+    (take_partial, prepare): (bool, Prepare),
     tx: &SyncSender<std::io::Result<Batch>>,
 ) {
-    let new_batch = || Batch {
-        keys: keys.then(crate::packed::BatchKeys::default),
-        ..Batch::default()
-    };
-    let mut line = first_line;
-    let mut batch = new_batch();
-    loop {
-        let item = match reader.next_line() {
-            Ok(item) => item,
-            Err(e) => {
-                let _ = tx.send(Err(e));
+    /// A raw batch to parse, and where its parser sends the result.
+    type Work = (RawBatch, SyncSender<Batch>);
+    std::thread::scope(|scope| {
+        let (work_tx, work_rx) = sync_channel::<Work>(prepare.queue());
+        // In input order: where each batch's result will arrive.
+        let (order_tx, order_rx) =
+            sync_channel::<std::io::Result<Receiver<Batch>>>(prepare.queue() + 1);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        for _ in 0..prepare.parsers.max(1) {
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || {
+                let mut encoder = prepare.csv.map(RowEncoder::new);
+                loop {
+                    // The lock is held only while waiting for the next raw batch.
+                    let next = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((raw, result))) = next else { return };
+                    // A closed result channel means the run stopped: drop the batch.
+                    let _ = result.send(raw.parse(&prepare, &mut encoder));
+                }
+            });
+        }
+        scope.spawn(move || {
+            let send = |raw: RawBatch| {
+                let (result_tx, result_rx) = sync_channel(1);
+                order_tx.send(Ok(result_rx)).is_ok() && work_tx.send((raw, result_tx)).is_ok()
+            };
+            if let Err(e) = find_lines(reader, first_line, take_partial, send) {
+                let _ = order_tx.send(Err(e));
+            }
+        });
+        for result in order_rx {
+            let batch = result.and_then(|rx| {
+                rx.recv()
+                    .map_err(|_| std::io::Error::other("a parsing thread failed"))
+            });
+            let failed = batch.is_err();
+            // A closed channel means the receiver stopped: dropping `order_rx` stops the rest.
+            if tx.send(batch).is_err() || failed {
                 return;
             }
-        };
-        let Some(item) = item else { break };
+        }
+    });
+}
+
+/// Splits the input into raw batches and hands each to `send`, which says whether to go on.
+/// The last batch (possibly empty) carries the final position.
+fn find_lines<R: Read>(
+    mut reader: LineReader<R>,
+    first_line: u64,
+    take_partial: bool,
+    send: impl Fn(RawBatch) -> bool,
+) -> std::io::Result<()> {
+    let mut line = first_line;
+    let mut raw = RawBatch::default();
+    while let Some(item) = reader.next_line()? {
         line += 1;
         match item {
-            Line::Complete(bytes) => match parse_line(bytes) {
-                Ok(entry) => batch.push(&entry),
-                Err(reason) => batch.rejects.push((line, reason, bytes.to_vec())),
-            },
-            Line::TooLong { head, .. } => {
-                batch.rejects.push((line, Reject::TooLong, head.to_vec()))
-            }
+            Line::Complete(bytes) => raw.push(line, bytes, false),
+            Line::TooLong { head, .. } => raw.push(line, head, true),
             Line::Partial(bytes) if take_partial => {
-                let owned = bytes.to_vec();
+                raw.push(line, bytes, false);
                 reader.take_partial();
-                match parse_line(&owned) {
-                    Ok(entry) => batch.push(&entry),
-                    Err(reason) => batch.rejects.push((line, reason, owned.clone())),
-                }
             }
             Line::PartialTooLong { head, .. } if take_partial => {
-                let head = head.to_vec();
+                raw.push(line, head, true);
                 reader.take_partial();
-                batch.rejects.push((line, Reject::TooLong, head));
             }
             Line::Partial(bytes) => {
-                batch.pending_bytes = bytes.len() as u64;
+                raw.pending_bytes = bytes.len() as u64;
                 line -= 1;
                 break;
             }
             Line::PartialTooLong { len, .. } => {
-                batch.pending_bytes = len;
+                raw.pending_bytes = len;
                 line -= 1;
                 break;
             }
         }
-        batch.lines += 1;
-        if batch.lines >= BATCH_LINES {
-            batch.end_offset = reader.offset();
-            batch.end_line = line;
-            if tx
-                .send(Ok(std::mem::replace(&mut batch, new_batch())))
-                .is_err()
-            {
-                return;
+        if raw.is_full() {
+            raw.end_offset = reader.offset();
+            raw.end_line = line;
+            // The next batch is likely the same size: reserve that, rather than regrow.
+            let next = RawBatch {
+                text: Vec::with_capacity(raw.text.capacity()),
+                lines: Vec::with_capacity(raw.lines.capacity()),
+                ..RawBatch::default()
+            };
+            if !send(std::mem::replace(&mut raw, next)) {
+                return Ok(());
             }
         }
     }
-    batch.end_offset = reader.offset();
-    batch.end_line = line;
-    let _ = tx.send(Ok(batch));
+    raw.end_offset = reader.offset();
+    raw.end_line = line;
+    send(raw);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize) -> String {
+        if n % 7 == 3 {
+            return format!("garbage {n}\n");
+        }
+        format!(
+            "10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] \"GET /{n} HTTP/1.1\" 200 1 \"-\" \"a\"\n"
+        )
+    }
+
+    /// Runs [`produce`] over `input` and collects its batches.
+    fn batches(input: &str, prepare: Prepare) -> Vec<Batch> {
+        let (tx, rx) = sync_channel(2);
+        let reader = LineReader::new(input.as_bytes(), 0, 1 << 20);
+        std::thread::scope(|scope| {
+            scope.spawn(move || produce(reader, 0, (true, prepare), &tx));
+            rx.iter().map(Result::unwrap).collect()
+        })
+    }
+
+    #[test]
+    fn batches_parsed_side_by_side_arrive_in_input_order() {
+        let n = 5 * BATCH_LINES as usize + 123;
+        let input: String = (1..=n).map(line).collect();
+        let batches = batches(
+            &input,
+            Prepare {
+                parsers: 2,
+                ..Prepare::default()
+            },
+        );
+        assert!(batches.len() > 3, "enough batches to run in parallel");
+
+        let urls: Vec<String> = batches
+            .iter()
+            .flat_map(|b| b.entries().map(|e| e.url.into_owned()))
+            .collect();
+        let expected: Vec<String> = (1..=n)
+            .filter(|i| i % 7 != 3)
+            .map(|i| format!("/{i}"))
+            .collect();
+        assert_eq!(urls, expected);
+        let rejects: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.rejects.iter().map(|r| r.0))
+            .collect();
+        let expected: Vec<u64> = (1..=n as u64).filter(|i| i % 7 == 3).collect();
+        assert_eq!(rejects, expected);
+
+        // Each batch ends where the next begins, and the last at the end of the input.
+        let mut last = 0;
+        let mut offset = 0;
+        for b in &batches {
+            assert_eq!(b.end_line, last + b.lines);
+            assert_eq!(b.lines as usize, b.len() + b.rejects.len());
+            let text: usize = ((last + 1) as usize..=b.end_line as usize)
+                .map(|i| line(i).len())
+                .sum();
+            assert_eq!(b.end_offset, offset + text as u64);
+            last = b.end_line;
+            offset = b.end_offset;
+        }
+        assert_eq!(last, n as u64);
+        assert_eq!(offset, input.len() as u64);
+    }
+
+    #[test]
+    fn csv_rows_are_encoded_in_input_order() {
+        let n = 3 * BATCH_LINES as usize;
+        let input: String = (1..=n).map(line).collect();
+        let prepare = Prepare {
+            parsers: 2,
+            csv: Some(CsvFormat::default()),
+            ..Prepare::default()
+        };
+        let batches = batches(&input, prepare);
+        let rows: Vec<u8> = batches
+            .iter()
+            .flat_map(|b| b.csv_rows().unwrap().to_vec())
+            .collect();
+        let urls: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&rows[..])
+            .records()
+            .map(|r| r.unwrap()[5].to_string())
+            .collect();
+        let expected: Vec<String> = (1..=n)
+            .filter(|i| i % 7 != 3)
+            .map(|i| format!("/{i}"))
+            .collect();
+        assert_eq!(urls, expected);
+        assert_eq!(
+            batches.iter().map(Batch::len).sum::<usize>(),
+            expected.len()
+        );
+    }
+
+    #[test]
+    fn long_lines_end_a_batch_early() {
+        let long = format!(
+            "10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] \"GET /{} HTTP/1.1\" 200 1\n",
+            "x".repeat(100_000)
+        );
+        let input = long.repeat(200);
+        let batches = batches(&input, Prepare::default());
+        assert!(batches.len() >= 4, "{} batches", batches.len());
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.lines as usize <= BATCH_BYTES / 100_000 + 1)
+        );
+        assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 200);
+    }
 }

@@ -448,7 +448,7 @@ impl Pass<'_> {
 
     /// Reads lines until the end of input, committing every `batch_lines` lines (rounded up
     /// to a whole batch) and at the end. `checkpoint(offset, line)` builds the checkpoint for a
-    /// position. Reading and parsing run on a second thread (see [`crate::batch`]).
+    /// position. Reading and parsing run on other threads (see [`crate::batch`]).
     fn drain<R: Read + Send>(
         &mut self,
         (input, offset): (R, u64),
@@ -458,11 +458,11 @@ impl Pass<'_> {
         checkpoint: &mut dyn FnMut(u64, u64) -> io::Result<Option<Checkpoint>>,
     ) -> anyhow::Result<()> {
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let prepare = self.sink.prepare();
+            let (tx, rx) = std::sync::mpsc::sync_channel(prepare.queue());
             let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
-            let keys = self.sink.wants_keys();
             scope.spawn(move || {
-                batch::produce(reader, line, (rule == PartialRule::Take, keys), &tx)
+                batch::produce(reader, line, (rule == PartialRule::Take, prepare), &tx)
             });
             let mut since_commit = 0u64;
             let mut position = None;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{Batch, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, LogEntry, Rfc3339, decimal};
 use crate::sink::Sink;
@@ -29,14 +30,136 @@ struct State {
 
 const STATE_VERSION: u32 = 1;
 
+/// How entries are written as CSV rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CsvFormat {
+    /// Neutralise fields that a spreadsheet would run as a formula.
+    pub safe_spreadsheet: bool,
+}
+
+/// Encodes entries as CSV rows in memory, quoted the way the csv crate quotes.
+///
+/// Encoding is about half the work of parse-to-csv, so it runs on the parsing threads, in
+/// parallel (see [`crate::batch::Prepare`]); the sink then only appends bytes to the file.
+pub struct RowEncoder {
+    format: CsvFormat,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl RowEncoder {
+    pub fn new(format: CsvFormat) -> RowEncoder {
+        RowEncoder {
+            format,
+            out: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Encodes the header line.
+    fn header(&mut self) {
+        for (i, column) in COLUMNS.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            field(&mut self.out, column.as_bytes());
+        }
+        self.out.push(b'\n');
+    }
+
+    /// Encodes an entry as a row.
+    pub fn encode(&mut self, e: &LogEntry<'_>) {
+        self.text(e.ip.as_bytes());
+        self.out.push(b',');
+        self.opt(&e.ident);
+        self.out.push(b',');
+        self.opt(&e.user);
+        self.out.push(b',');
+        Rfc3339(e.timestamp).write_to(&mut self.out);
+        self.out.push(b',');
+        self.opt(&e.method);
+        self.out.push(b',');
+        self.text(e.url.as_bytes());
+        self.out.push(b',');
+        self.opt(&e.protocol);
+        self.out.push(b',');
+        let mut num = [0u8; 20];
+        self.out
+            .extend_from_slice(decimal(&mut num, u64::from(e.status)));
+        self.out.push(b',');
+        if let Some(b) = e.bytes {
+            self.out.extend_from_slice(decimal(&mut num, b));
+        }
+        self.out.push(b',');
+        self.opt(&e.referrer);
+        self.out.push(b',');
+        self.opt(&e.user_agent);
+        self.out.push(b'\n');
+    }
+
+    /// Adds a text field, neutralised for spreadsheets if asked.
+    fn text(&mut self, value: &[u8]) {
+        if self.format.safe_spreadsheet
+            && matches!(
+                value.first(),
+                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+            )
+        {
+            // A leading apostrophe makes spreadsheets show the text instead of running it.
+            self.scratch.clear();
+            self.scratch.push(b'\'');
+            self.scratch.extend_from_slice(value);
+            field(&mut self.out, &self.scratch);
+        } else {
+            field(&mut self.out, value);
+        }
+    }
+
+    fn opt(&mut self, value: &Option<std::borrow::Cow<'_, str>>) {
+        self.text(value.as_deref().unwrap_or("").as_bytes())
+    }
+
+    /// Bytes encoded and not yet taken.
+    fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The rows encoded since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        let capacity = self.out.capacity();
+        std::mem::replace(&mut self.out, Vec::with_capacity(capacity))
+    }
+}
+
+/// Appends `value` as one CSV field, as the csv crate's writer does by default
+/// (`QuoteStyle::Necessary`): as it is, unless it holds a comma, a quote or a line break; then
+/// in quotes, with the csv crate's own quoting (`csv_core::quote`, quotes doubled).
+///
+/// The csv writer decides byte by byte through a table; `memchr` decides 16 or 32 bytes at a
+/// time, which halves the cost of encoding a row. A property test holds the two equal.
+fn field(out: &mut Vec<u8>, value: &[u8]) {
+    if memchr::memchr3(b',', b'"', b'\n', value).is_none() && memchr::memchr(b'\r', value).is_none()
+    {
+        out.extend_from_slice(value);
+        return;
+    }
+    out.push(b'"');
+    let start = out.len();
+    // At worst every byte is a quote, doubled.
+    out.resize(start + 2 * value.len(), 0);
+    let (_, _, written) = csv_core::quote(value, &mut out[start..], b'"', b'\\', true);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
 /// Appends entries to a CSV file, exactly once per source line.
 pub struct CsvSink {
     path: PathBuf,
     state_path: PathBuf,
-    writer: csv::Writer<Guarded>,
+    file: Guarded,
+    /// Rows written one at a time, until they are appended to the file.
+    encoder: RowEncoder,
     state: State,
-    safe_spreadsheet: bool,
-    scratch: Vec<u8>,
 }
 
 impl CsvSink {
@@ -105,19 +228,15 @@ impl CsvSink {
             check_header(&file, path)?;
         }
         let first_run = !state_path.exists();
-        let writer = csv::WriterBuilder::new()
-            .buffer_capacity(1 << 20)
-            .from_writer(Guarded {
-                file,
-                failed: false,
-            });
         let mut sink = CsvSink {
             path: path.to_owned(),
             state_path,
-            writer,
+            file: Guarded {
+                file,
+                failed: false,
+            },
+            encoder: RowEncoder::new(CsvFormat { safe_spreadsheet }),
             state,
-            safe_spreadsheet,
-            scratch: Vec::new(),
         };
         if first_run {
             // Record the starting length before the first byte is appended: a run killed
@@ -126,9 +245,7 @@ impl CsvSink {
             sink.save_state()?;
         }
         if needs_header {
-            sink.writer
-                .write_record(COLUMNS)
-                .map_err(|e| sink.fail(e.into()))?;
+            sink.encoder.header();
         }
         Ok(sink)
     }
@@ -141,32 +258,19 @@ impl CsvSink {
     /// what its checkpoint says, and refuse further writes (the csv writer would otherwise
     /// flush its buffer again when dropped).
     fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
-        let guarded = self.writer.get_ref();
-        let _ = guarded.file.set_len(self.state.csv_len);
+        let _ = self.file.file.set_len(self.state.csv_len);
         e.context(self.write_error())
     }
 
-    fn field(&mut self, value: &[u8]) -> csv::Result<()> {
-        if self.safe_spreadsheet
-            && matches!(
-                value.first(),
-                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-            )
-        {
-            // A leading apostrophe makes spreadsheets show the text instead of running it.
-            self.scratch.clear();
-            self.scratch.push(b'\'');
-            self.scratch.extend_from_slice(value);
-            let scratch = std::mem::take(&mut self.scratch);
-            let result = self.writer.write_field(&scratch);
-            self.scratch = scratch;
-            return result;
-        }
-        self.writer.write_field(value)
+    /// Appends `rows` to the file.
+    fn append(&mut self, rows: &[u8]) -> anyhow::Result<()> {
+        self.file.write_all(rows).map_err(|e| self.fail(e.into()))
     }
 
-    fn opt(&mut self, value: &Option<std::borrow::Cow<'_, str>>) -> csv::Result<()> {
-        self.field(value.as_deref().unwrap_or("").as_bytes())
+    /// Appends the rows written one at a time.
+    fn append_pending(&mut self) -> anyhow::Result<()> {
+        let rows = self.encoder.take();
+        self.append(&rows)
     }
 
     fn save_state(&self) -> anyhow::Result<()> {
@@ -199,41 +303,37 @@ impl Sink for CsvSink {
         Ok(self.state.sources.get(source).copied())
     }
 
+    fn prepare(&self) -> Prepare {
+        Prepare {
+            parsers: 2,
+            csv: Some(self.encoder.format),
+            ..Prepare::default()
+        }
+    }
+
     fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        let mut ts = Vec::with_capacity(20);
-        Rfc3339(e.timestamp).write_to(&mut ts);
-        let mut num = [0u8; 20];
-        let result = (|| -> csv::Result<()> {
-            self.field(e.ip.as_bytes())?;
-            self.opt(&e.ident)?;
-            self.opt(&e.user)?;
-            self.writer.write_field(&ts)?;
-            self.opt(&e.method)?;
-            self.field(e.url.as_bytes())?;
-            self.opt(&e.protocol)?;
-            self.writer
-                .write_field(decimal(&mut num, u64::from(e.status)))?;
-            match e.bytes {
-                Some(b) => self.writer.write_field(decimal(&mut num, b))?,
-                None => self.writer.write_field(b"")?,
+        self.encoder.encode(e);
+        if self.encoder.pending() >= 1 << 20 {
+            self.append_pending()?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        match batch.csv_rows() {
+            Some(rows) => {
+                self.append_pending()?;
+                self.append(rows)
             }
-            self.opt(&e.referrer)?;
-            self.opt(&e.user_agent)?;
-            self.writer.write_record(None::<&[u8]>)
-        })();
-        result.map_err(|e| self.fail(e.into()))
+            None => batch.entries().try_for_each(|e| self.write(&e)),
+        }
     }
 
     fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
-        let flushed = self
-            .writer
-            .flush()
-            .map_err(anyhow::Error::from)
-            .and_then(|()| {
-                self.writer.get_ref().file.sync_data()?;
-                Ok(self.writer.get_ref().file.metadata()?.len())
-            });
-        let len = flushed.map_err(|e| self.fail(e))?;
+        self.append_pending()?;
+        let file = &self.file.file;
+        let synced = file.sync_data().and_then(|()| Ok(file.metadata()?.len()));
+        let len = synced.map_err(|e| self.fail(e.into()))?;
         self.state.csv_len = len;
         if let Some((source, cp)) = checkpoint {
             self.state.sources.insert(source.to_owned(), *cp);
@@ -266,5 +366,90 @@ impl Write for Guarded {
             return Err(std::io::Error::other("an earlier write failed"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The csv crate's own writer, with its defaults: what [`field`] must equal.
+    fn by_csv_crate(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(fields).unwrap();
+        writer.into_inner().unwrap()
+    }
+
+    fn by_encoder(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            field(&mut out, f);
+        }
+        out.push(b'\n');
+        out
+    }
+
+    /// Bytes weighted towards the ones that decide quoting.
+    fn tricky_field() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b','),
+                Just(b'"'),
+                Just(b'\n'),
+                Just(b'\r'),
+                Just(b'\\'),
+                Just(b' '),
+                any::<u8>(),
+                b'a'..=b'z'
+            ],
+            0..80,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn rows_are_encoded_exactly_as_the_csv_crate_writes_them(
+            fields in proptest::collection::vec(tricky_field(), 2..12)
+        ) {
+            prop_assert_eq!(by_encoder(&fields), by_csv_crate(&fields));
+        }
+    }
+
+    #[test]
+    fn header_and_entries_read_back_through_the_csv_crate() {
+        let line = br#"::1 - - [01/Jan/2024:00:00:00 +0000] "GET /a,b?q=\"x\" HTTP/1.1" 200 - "=cmd" "Mozilla (KHTML, like Gecko)""#;
+        let entry = crate::parse::parse_line(line).unwrap();
+        for safe_spreadsheet in [false, true] {
+            let mut encoder = RowEncoder::new(CsvFormat { safe_spreadsheet });
+            encoder.header();
+            encoder.encode(&entry);
+            let bytes = encoder.take();
+            let mut reader = csv::Reader::from_reader(&bytes[..]);
+            assert_eq!(reader.headers().unwrap(), COLUMNS.as_slice());
+            let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            assert_eq!(rows.len(), 1);
+            let referrer = if safe_spreadsheet { "'=cmd" } else { "=cmd" };
+            assert_eq!(
+                rows[0].iter().collect::<Vec<_>>(),
+                [
+                    "::1",
+                    "",
+                    "",
+                    "2024-01-01T00:00:00Z",
+                    "GET",
+                    r#"/a,b?q="x""#,
+                    "HTTP/1.1",
+                    "200",
+                    "",
+                    referrer,
+                    "Mozilla (KHTML, like Gecko)"
+                ]
+            );
+        }
     }
 }

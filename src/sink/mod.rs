@@ -8,7 +8,7 @@
 pub mod csv;
 pub mod sqlite;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::entry::LogEntry;
 use crate::parse::Reject;
@@ -32,9 +32,9 @@ pub trait Sink {
     /// Adds an entry to the pending batch.
     fn write(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()>;
 
-    /// Whether batches should carry [`crate::packed::BatchKeys`] for [`Sink::write_batch`].
-    fn wants_keys(&self) -> bool {
-        false
+    /// What the parsing threads should prepare in each batch for [`Sink::write_batch`].
+    fn prepare(&self) -> Prepare {
+        Prepare::default()
     }
 
     /// Adds the entries of a batch to the pending batch.

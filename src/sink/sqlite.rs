@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::batch::Batch;
 use crate::batch::{Arena, Span};
+use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
@@ -540,8 +540,11 @@ impl Sink for SqliteSink {
         load_checkpoint(&self.conn, source).map_err(|e| explain(e, &self.path, self.busy_timeout))
     }
 
-    fn wants_keys(&self) -> bool {
-        true
+    fn prepare(&self) -> Prepare {
+        Prepare {
+            keys: true,
+            ..Prepare::default()
+        }
     }
 
     fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
