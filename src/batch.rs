@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use crate::entry::LogEntry;
-use crate::parse::{Reject, parse_line};
+use crate::parse::{Parser, Reject};
 use crate::sink::csv::{CsvFormat, RowEncoder};
 use crate::source::{Line, LineReader};
 
@@ -206,7 +206,12 @@ impl RawBatch {
     }
 
     /// Parses the lines into a batch.
-    fn parse(self, prepare: &Prepare, encoder: &mut Option<RowEncoder>) -> Batch {
+    fn parse(
+        self,
+        prepare: &Prepare,
+        parser: &mut Parser,
+        encoder: &mut Option<RowEncoder>,
+    ) -> Batch {
         let mut batch = Batch {
             keys: prepare.keys.then(crate::packed::BatchKeys::default),
             lines: self.lines.len() as u64,
@@ -223,7 +228,7 @@ impl RawBatch {
                     .push((number, Reject::TooLong, bytes.to_vec()));
                 continue;
             }
-            match parse_line(bytes) {
+            match parser.parse(bytes) {
                 Ok(entry) => batch.push(&entry, encoder.as_mut()),
                 Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
             }
@@ -256,13 +261,14 @@ pub fn produce<R: Read + Send>(
         for _ in 0..prepare.parsers.max(1) {
             let work_rx = Arc::clone(&work_rx);
             scope.spawn(move || {
+                let mut parser = Parser::default();
                 let mut encoder = prepare.csv.map(RowEncoder::new);
                 loop {
                     // The lock is held only while waiting for the next raw batch.
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((raw, result))) = next else { return };
                     // A closed result channel means the run stopped: drop the batch.
-                    let _ = result.send(raw.parse(&prepare, &mut encoder));
+                    let _ = result.send(raw.parse(&prepare, &mut parser, &mut encoder));
                 }
             });
         }
