@@ -442,7 +442,6 @@ pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
 /// A line, checked for UTF-8 once as a whole rather than field by field (eight short checks
 /// cost more than one long one).
 struct Line<'a> {
-    bytes: &'a [u8],
     /// The line as text, when all of it is UTF-8 (nearly always).
     text: Option<&'a str>,
 }
@@ -450,7 +449,6 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn new(bytes: &'a [u8]) -> Line<'a> {
         Line {
-            bytes,
             text: std::str::from_utf8(bytes).ok(),
         }
     }
@@ -458,12 +456,9 @@ impl<'a> Line<'a> {
     /// A field of the line as text. Fields end at ASCII delimiters, and an ASCII byte is never
     /// part of a longer UTF-8 sequence, so a field of a valid line is valid on its own.
     fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
-        let start = (field.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
-        match self.text.and_then(|t| t.get(start..start + field.len())) {
-            Some(t) if field.is_empty() || t.as_bytes().as_ptr() == field.as_ptr() => {
-                Cow::Borrowed(t)
-            }
-            _ => text(field),
+        match self.text.and_then(|t| sub_str(t, field)) {
+            Some(t) => Cow::Borrowed(t),
+            None => text(field),
         }
     }
 
@@ -475,6 +470,16 @@ impl<'a> Line<'a> {
             self.text(field)
         }
     }
+}
+
+/// `part`, a slice of the bytes of `whole`, as a slice of `whole`; `None` when it is not part
+/// of it or does not fall on character boundaries. This is how a text checked once as a whole
+/// hands out its fields without checking each again.
+pub(crate) fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    whole
+        .get(start..start.checked_add(part.len())?)
+        .filter(|s| s.as_ptr() == part.as_ptr())
 }
 
 /// Decodes an unquoted field. Invalid UTF-8 is kept readable and lossless as `\xHH`.

@@ -309,6 +309,36 @@ fn missing_empty_and_unfilled_inputs_get_clear_messages() {
 }
 
 #[test]
+fn a_damaged_csv_row_is_named_not_skipped() {
+    let wd = Workdir::new();
+    let header = "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n";
+    let good = "1.2.3.4,,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,5,,ua\n";
+    for (row, cause) in [
+        (
+            "1.2.3.4,,,yesterday,GET,/,HTTP/1.1,200,5,,ua\n",
+            "record 2: bad timestamp",
+        ),
+        (
+            "1.2.3.4,,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,OK,5,,ua\n",
+            "record 2: bad status",
+        ),
+        (
+            "1.2.3.4,,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,lots,,ua\n",
+            "record 2: bad bytes",
+        ),
+        ("1.2.3.4,,,2024-01-01T00:00:00Z,GET,/\n", "record 2"),
+    ] {
+        wd.write("bad.csv", format!("{header}{good}{row}{good}"));
+        wd.cmd("aggregate-csv")
+            .arg("bad.csv")
+            .assert()
+            .code(2)
+            .stderr(contains("bad.csv"))
+            .stderr(contains(cause));
+    }
+}
+
+#[test]
 fn aggregate_db_reads_while_continuous_parse_writes() {
     let wd = Workdir::new();
     wd.cmd("generate-logs")

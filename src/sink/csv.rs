@@ -60,7 +60,7 @@ impl RowEncoder {
     }
 
     /// Encodes the header line.
-    fn header(&mut self) {
+    pub(crate) fn header(&mut self) {
         for (i, column) in COLUMNS.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
