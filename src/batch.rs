@@ -362,6 +362,14 @@ mod tests {
         )
     }
 
+    /// The URLs of the lines of `1..=n` that [`line`] makes parseable, in order.
+    fn urls_of_good_lines(n: usize) -> Vec<String> {
+        (1..=n)
+            .filter(|i| i % 7 != 3)
+            .map(|i| format!("/{i}"))
+            .collect()
+    }
+
     /// Runs [`produce`] over `input` and collects its batches.
     fn batches(input: &str, prepare: Prepare) -> Vec<Batch> {
         let (tx, rx) = sync_channel(2);
@@ -389,10 +397,7 @@ mod tests {
             .iter()
             .flat_map(|b| b.entries().map(|e| e.url.into_owned()))
             .collect();
-        let expected: Vec<String> = (1..=n)
-            .filter(|i| i % 7 != 3)
-            .map(|i| format!("/{i}"))
-            .collect();
+        let expected = urls_of_good_lines(n);
         assert_eq!(urls, expected);
         let rejects: Vec<u64> = batches
             .iter()
@@ -438,10 +443,7 @@ mod tests {
             .records()
             .map(|r| r.unwrap()[5].to_string())
             .collect();
-        let expected: Vec<String> = (1..=n)
-            .filter(|i| i % 7 != 3)
-            .map(|i| format!("/{i}"))
-            .collect();
+        let expected = urls_of_good_lines(n);
         assert_eq!(urls, expected);
         assert_eq!(
             batches.iter().map(Batch::len).sum::<usize>(),

@@ -687,10 +687,7 @@ impl Tally {
             *a += b;
         }
         for (a, b) in self.url_stats.iter_mut().zip(other.url_stats) {
-            a.hits += b.hits;
-            a.bytes += b.bytes;
-            a.not_found += b.not_found;
-            a.visitors += b.visitors;
+            *a += b;
         }
         self.clients.extend(other.clients);
         self.merged_visitors += other.visitors.len() as u64 + other.merged_visitors;

@@ -260,6 +260,16 @@ pub struct UrlStat {
     pub visitors: u64,
 }
 
+/// Counts of the same URL from other clients (so other visitors) add up field by field.
+impl std::ops::AddAssign for UrlStat {
+    fn add_assign(&mut self, other: UrlStat) {
+        self.hits += other.hits;
+        self.bytes += other.bytes;
+        self.not_found += other.not_found;
+        self.visitors += other.visitors;
+    }
+}
+
 /// The counts that do not depend on keys, kept the same way from rows and packed records.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Totals {
@@ -415,12 +425,7 @@ impl Counts {
         self.totals.merge(other.totals);
         self.visitors += other.visitors;
         self.clients.extend(other.clients);
-        add_by_key(&mut self.urls, other.urls, |a, b| {
-            a.hits += b.hits;
-            a.bytes += b.bytes;
-            a.not_found += b.not_found;
-            a.visitors += b.visitors;
-        });
+        add_by_key(&mut self.urls, other.urls, |a, b| *a += b);
         for (mine, theirs) in [
             (&mut self.agents, other.agents),
             (&mut self.referrers, other.referrers),

@@ -288,8 +288,7 @@ impl CsvSink {
     }
 
     /// A write failed (disk full, say): take back what this batch wrote, so the file stays
-    /// what its checkpoint says, and refuse further writes (the csv writer would otherwise
-    /// flush its buffer again when dropped).
+    /// what its checkpoint says; [`Guarded`] refuses every later write.
     fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
         let _ = self.file.file.set_len(self.state.csv_len);
         e.context(self.write_error())
