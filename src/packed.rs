@@ -119,7 +119,7 @@ impl Client {
 
 /// A dotted quad without leading zeros (the form that prints back the same), as a number:
 /// the common case, parsed without the general parser and a round trip through text.
-fn canonical_ipv4(s: &[u8]) -> Option<u32> {
+pub(crate) fn canonical_ipv4(s: &[u8]) -> Option<u32> {
     let mut value = 0u32;
     let mut parts = 0;
     for part in s.split(|&b| b == b'.') {

@@ -338,6 +338,10 @@ pub struct Counts {
 pub struct Aggregator {
     totals: Totals,
     ips: Interner,
+    /// Clients that are IPv4 addresses in their usual form, keyed by their number: nothing to
+    /// hash, compare or chase through a pointer for the most common client. They are numbered
+    /// in the same sequence as `ips`, whose map holds only the other clients.
+    ipv4: FxHashMap<u32, u32>,
     ip_hits: Vec<u64>,
     agents: Interner,
     agent_hits: Vec<u64>,
@@ -363,7 +367,17 @@ impl Aggregator {
         let bytes = row.bytes.unwrap_or(0);
         self.totals.add(timestamp, row.status, bytes);
 
-        let ip = self.ips.id(row.ip);
+        let ip = match crate::packed::canonical_ipv4(row.ip.as_bytes()) {
+            Some(v4) => {
+                let next = self.ips.names.len() as u32;
+                let id = *self.ipv4.entry(v4).or_insert(next);
+                if id == next {
+                    self.ips.names.push(row.ip.into());
+                }
+                id
+            }
+            None => self.ips.id(row.ip),
+        };
         if ip as usize == self.ip_hits.len() {
             self.ip_hits.push(0);
         }
