@@ -2,12 +2,12 @@
 //!
 //! A parse pass has three kinds of work: finding the lines, parsing them, and storing the
 //! entries. One thread finds the lines and copies them into a [`RawBatch`] (cheap: a `memchr`
-//! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side, each
-//! into a [`Batch`] (the
-//! text of many entries in one string, the entries as spans into it), and also do what the
-//! sink asked for ahead of time ([`Prepare`]): encoding CSV rows, numbering strings for the
-//! packed copy. The batches reach the sink in input order, whichever parser finished first.
-//! Every channel is bounded, so memory stays at a few batches whatever the input size.
+//! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side,
+//! each into a [`Batch`] (the text of many entries in one string, the entries as spans into
+//! it), and also do there what the sink asked for ([`Prepare`]): encoding CSV rows, numbering
+//! strings for the packed copy. The batches reach the sink in input order, whichever parser
+//! finished first. Every channel is bounded, so memory stays at a few batches whatever the
+//! input size.
 
 use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
