@@ -397,7 +397,7 @@ impl Pass<'_> {
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        result.with_context(context)
+        result
     }
 
     fn compressed(
@@ -427,7 +427,6 @@ impl Pass<'_> {
             PartialRule::Take,
             &mut |offset, line| checkpoint::take_compressed(&identity, offset, line).map(Some),
         )
-        .with_context(context)
     }
 
     fn progress_bar(&self, bytes: u64, path: &Path) -> Option<indicatif::ProgressBar> {
@@ -466,8 +465,11 @@ impl Pass<'_> {
             });
             let mut since_commit = 0u64;
             let mut position = None;
+            // Errors of the input are the log's; the sink's own (a locked database, a full
+            // disk) already name the store.
+            let cannot_read = || format!("cannot read log {key}");
             for batch in rx.iter() {
-                let batch = batch?;
+                let batch = batch.with_context(cannot_read)?;
                 self.sink.write_batch(&batch)?;
                 self.summary.written += batch.len() as u64;
                 for (number, reason, raw) in &batch.rejects {
@@ -479,7 +481,8 @@ impl Pass<'_> {
                 position = Some((batch.end_offset, batch.end_line));
                 if since_commit >= self.config.batch_lines {
                     self.commit(
-                        checkpoint(batch.end_offset, batch.end_line)?
+                        checkpoint(batch.end_offset, batch.end_line)
+                            .with_context(cannot_read)?
                             .as_ref()
                             .map(|cp| (key, cp)),
                     )?;
@@ -493,7 +496,8 @@ impl Pass<'_> {
             let (offset, line) = position.expect("the reading thread always sends a last batch");
             // Also when nothing was new: a first run on an empty file records its identity,
             // and the fingerprint grows with the file.
-            self.commit(checkpoint(offset, line)?.as_ref().map(|cp| (key, cp)))
+            let checkpoint = checkpoint(offset, line).with_context(cannot_read)?;
+            self.commit(checkpoint.as_ref().map(|cp| (key, cp)))
         })
     }
 
