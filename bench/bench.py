@@ -275,6 +275,21 @@ def main():
         print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
     results.append(latency(1000, 2 if args.quick else 10))
 
+    # Peak memory on lines just under the 1 MiB line limit: the memory goal holds whatever
+    # the input, and long lines are where batches, pending inserts and caches could grow.
+    d = WORK / "long"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "logs").mkdir(parents=True)
+    url = "/" + "x" * 900_000
+    with open(d / "logs" / "access.log", "w") as f:
+        for i in range(40 if args.quick else 300):
+            f.write(f'10.0.{i // 250}.{i % 250} - - [01/Jan/2024:00:00:{i % 60:02d} +0000] '
+                    f'"GET {url}{i} HTTP/1.1" 200 5 "-" "agent, {i}"\n')
+    for tool, out in (("parse-to-csv", "--output long.csv"), ("parse-to-db", "--db long.db")):
+        t, m = run(f"{b(tool)} logs/access.log {out} --quiet", str(d))
+        results.append({"task": f"{tool} on 900 KB lines", "ours_s": t, "ours_mib": None if m is None else round(m, 1)})
+        print(f"  {tool} on 900 KB lines: {t:.3f}s" + ("" if m is None else f", {m:.1f} MiB"), file=sys.stderr)
+
     # The issues' targets, each marked met or not.
     by = {r["task"]: r for r in results}
     def ratio(task):
@@ -288,6 +303,10 @@ def main():
          f"x{ratio('parse-to-db vs sqlite3 .import') or 0:.2f}"),
         ("parse-to-csv peak memory < 64 MiB", (by["parse-to-csv"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-csv']['ours_mib']} MiB"),
         ("parse-to-db peak memory < 64 MiB", (by["parse-to-db"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-db']['ours_mib']} MiB"),
+        ("parse-to-csv peak memory < 64 MiB on 900 KB lines", (by["parse-to-csv on 900 KB lines"]["ours_mib"] or 1e9) < 64,
+         f"{by['parse-to-csv on 900 KB lines']['ours_mib']} MiB"),
+        ("parse-to-db peak memory < 64 MiB on 900 KB lines", (by["parse-to-db on 900 KB lines"]["ours_mib"] or 1e9) < 64,
+         f"{by['parse-to-db on 900 KB lines']['ours_mib']} MiB"),
         ("continuous-parse ingest >= 300k lines/s", rate >= 300_000, f"{rate:,.0f} lines/s"),
         ("aggregate-csv >= 10x aggregate_csv.py", (ratio("aggregate-csv (all reports)") or 0) >= 10,
          f"x{ratio('aggregate-csv (all reports)') or 0:.2f}"),

@@ -46,6 +46,15 @@ impl Arena {
     pub fn clear(&mut self) {
         self.text.clear();
     }
+
+    /// Bytes of text held.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
 }
 
 /// One parsed entry, its text held by its [`Batch`].
@@ -118,7 +127,7 @@ pub const BATCH_LINES: u64 = 8192;
 
 /// Bytes of line text after which a batch ends early, so that batches of very long lines
 /// (up to the line limit each) still keep memory bounded.
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 512 << 10;
 
 impl Batch {
     fn push(&mut self, e: &LogEntry<'_>, encoder: Option<&mut RowEncoder>) {

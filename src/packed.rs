@@ -197,17 +197,23 @@ impl Record {
     }
 }
 
-/// Text to string id, bounded: emptied when full, so memory does not grow with the number of
-/// distinct URLs. A committed id never changes, so entries stay right across transactions; a
-/// rollback empties it, as it may have taken ids with it.
+/// Text to string id, bounded: a kind's map is emptied when full, by count or by bytes (a
+/// log of megabyte-long URLs fills it after a few), so memory does not grow with the number
+/// or size of distinct strings. A committed id never changes, so entries stay right across
+/// transactions; a rollback empties it, as it may have taken ids with it.
 #[derive(Default)]
-struct Strings([FxHashMap<Box<str>, u32>; 5]);
+struct Strings {
+    ids: [FxHashMap<Box<str>, u32>; 5],
+    /// Bytes of text held, per kind.
+    bytes: [usize; 5],
+}
 
 impl Strings {
     const FULL: usize = 100_000;
+    const FULL_BYTES: usize = 4 << 20;
 
     fn id(&mut self, conn: &Connection, kind: Kind, value: &str) -> rusqlite::Result<u32> {
-        if let Some(&id) = self.0[kind as usize].get(value) {
+        if let Some(&id) = self.ids[kind as usize].get(value) {
             return Ok(id);
         }
         let inserted = conn
@@ -222,16 +228,19 @@ impl Strings {
         let id = u32::try_from(id).map_err(|_| {
             rusqlite::Error::ToSqlConversionFailure("more than 2^32 distinct strings".into())
         })?;
-        let map = &mut self.0[kind as usize];
-        if map.len() >= Self::FULL {
+        let (map, bytes) = (&mut self.ids[kind as usize], &mut self.bytes[kind as usize]);
+        if map.len() >= Self::FULL || *bytes + value.len() > Self::FULL_BYTES {
             map.clear();
+            *bytes = 0;
         }
         map.insert(value.into(), id);
+        *bytes += value.len();
         Ok(id)
     }
 
     fn clear(&mut self) {
-        self.0.iter_mut().for_each(FxHashMap::clear);
+        self.ids.iter_mut().for_each(FxHashMap::clear);
+        self.bytes = [0; 5];
     }
 }
 
@@ -729,6 +738,23 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_string_cache_is_bounded_by_bytes_and_ids_stay_right() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let mut strings = Strings::default();
+        let long = |i: usize| format!("/{i}{}", "x".repeat(900_000));
+        let ids: Vec<u32> = (0..20)
+            .map(|i| strings.id(&conn, Kind::Url, &long(i)).unwrap())
+            .collect();
+        assert!(strings.bytes[Kind::Url as usize] <= Strings::FULL_BYTES);
+        assert!(strings.ids[Kind::Url as usize].len() < 20);
+        // Strings that fell out of the cache get their committed id back from the table.
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(strings.id(&conn, Kind::Url, &long(i)).unwrap(), *id);
+        }
+    }
 
     #[test]
     fn addresses_are_inline_only_when_they_print_back_the_same() {

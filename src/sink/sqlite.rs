@@ -338,6 +338,9 @@ struct PendingRows {
 /// Rows per multi-row INSERT: 64 rows of 11 values stay far below SQLite's 32,766 variables.
 const ROWS_PER_INSERT: usize = 64;
 
+/// Bytes of text after which pending rows are inserted before there are [`ROWS_PER_INSERT`].
+const PENDING_BYTES: usize = 256 << 10;
+
 /// The INSERT of `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
@@ -513,7 +516,8 @@ impl SqliteSink {
     /// Adds a row to those pending, inserting them when there are enough.
     fn push_row(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
         self.pending.push(e);
-        if self.pending.len() == ROWS_PER_INSERT {
+        // Also by size: 64 rows of megabyte-long URLs would hold 64 MiB here.
+        if self.pending.len() == ROWS_PER_INSERT || self.pending.text.len() >= PENDING_BYTES {
             self.flush().inspect_err(|_| self.abort())?;
         }
         Ok(())
