@@ -446,6 +446,20 @@ fn the_original_scripts_database_is_upgraded_in_place() {
     let rows = db_rows(&wd.path("logs.db"));
     assert_eq!(urls(&rows), ["/old", "/page/0", "/page/1", "/page/2"]);
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+    // An existing database keeps its page size; a new one gets 16 KiB pages.
+    assert_eq!(page_size(&wd.path("logs.db")), 4096);
+    wd.cmd("parse-to-db")
+        .args(["--db", "new.db"])
+        .assert()
+        .success();
+    assert_eq!(page_size(&wd.path("new.db")), 16384);
+}
+
+fn page_size(db: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
 }
 
 /// A database written by the first version (schema 1, no packed copy) gets one on the first

@@ -87,6 +87,11 @@ pub fn open_for_writing(
     conn.busy_timeout(busy_timeout).with_context(context)?;
     // Ownership is checked before anything (even the WAL switch) touches the file.
     check_ownership(&conn, path).map_err(|e| explain_any(e, path, busy_timeout))?;
+    // 16 KiB pages for a new database (an existing one keeps its own): a quarter of the
+    // b-tree pages and page writes per row of the 4 KiB default. Measured: parse-to-db 6-24%
+    // faster with a third less system time, aggregate-db about 14% faster.
+    conn.execute_batch("PRAGMA page_size=16384")
+        .with_context(context)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(|e| explain(e, path, busy_timeout))
