@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::report::{ABSENT, Counts, Filters, Row, StatusFilter, Totals, UrlStat};
+use crate::report::{ABSENT, Counts, Filters, Interner, Row, StatusFilter, Totals, UrlStat};
 
 /// The packed tables; part of the schema since version 2.
 pub const SCHEMA: &str = r#"
@@ -252,9 +252,8 @@ impl Strings {
 /// strings (a few thousand per 8,192 rows) and indexes arrays for the rows.
 #[derive(Debug, Default)]
 pub struct BatchKeys {
-    local: [FxHashMap<Box<str>, u32>; 5],
-    /// Per [`Kind`], the distinct strings in order of first sight.
-    distinct: [Vec<Box<str>>; 5],
+    /// Per [`Kind`], the distinct strings numbered in order of first sight.
+    distinct: [Interner; 5],
     rows: Vec<KeyedRow>,
 }
 
@@ -287,15 +286,7 @@ impl BatchKeys {
         ];
         for (kind, value) in values.into_iter().enumerate() {
             if let Some(value) = value {
-                local[kind] = match self.local[kind].get(value) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.distinct[kind].len() as u32;
-                        self.local[kind].insert(value.into(), id);
-                        self.distinct[kind].push(value.into());
-                        id
-                    }
-                };
+                local[kind] = self.distinct[kind].id(value);
             }
         }
         self.rows.push(KeyedRow {
@@ -429,6 +420,7 @@ impl Packer {
         let mut ids: [Vec<u32>; 5] = Default::default();
         for (kind, distinct) in KINDS.into_iter().zip(&keys.distinct) {
             ids[kind as usize] = distinct
+                .names
                 .iter()
                 .map(|value| self.strings.id(conn, kind, value))
                 .collect::<rusqlite::Result<_>>()?;
@@ -584,16 +576,15 @@ pub fn counts(conn: &Connection, filters: &Filters) -> rusqlite::Result<Option<C
     };
     // Two counting threads, each taking the clients of its half (so each visitor is counted
     // by one of them and their counts simply add up), fed by this one reading the blocks.
-    let tally = std::thread::scope(|scope| -> rusqlite::Result<Tally> {
+    std::thread::scope(|scope| -> rusqlite::Result<Option<Counts>> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for half in 0..2u64 {
             let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(16);
             senders.push(tx);
-            let passes = &passes;
-            let strings = strings.len();
+            let (passes, strings, kinds) = (&passes, &strings, &kinds);
             workers.push(scope.spawn(move || {
-                let mut tally = Tally::new(strings);
+                let mut tally = Tally::new(strings.len());
                 for block in rx {
                     for bytes in block.chunks_exact(RECORD) {
                         let record = Record::read(bytes);
@@ -602,7 +593,7 @@ pub fn counts(conn: &Connection, filters: &Filters) -> rusqlite::Result<Option<C
                         }
                     }
                 }
-                tally
+                tally.into_counts(strings, kinds)
             }));
         }
         let mut stmt = conn.prepare("SELECT data FROM packed_blocks ORDER BY seq")?;
@@ -615,13 +606,12 @@ pub fn counts(conn: &Connection, filters: &Filters) -> rusqlite::Result<Option<C
             }
         }
         drop(senders);
-        let mut tallies = workers
-            .into_iter()
-            .map(|w| w.join().expect("a counting thread panicked"));
-        let first = tallies.next().expect("two workers");
-        Ok(tallies.fold(first, Tally::merge))
-    })?;
-    Ok(Some(tally.into_counts(&strings, &kinds)))
+        let mut counts = Counts::default();
+        for worker in workers {
+            counts.add_other_clients(worker.join().expect("a counting thread panicked"));
+        }
+        Ok(Some(counts))
+    })
 }
 
 /// Counts of records by id: the [`crate::report::Aggregator`] of packed rows.
@@ -638,8 +628,6 @@ struct Tally {
     visitors: FxHashMap<(u32, i32, u32), u32>,
     /// URL id << 32 | visitor number.
     url_visitors: FxHashSet<u64>,
-    /// Visitors counted by tallies merged into this one.
-    merged_visitors: u64,
 }
 
 impl Tally {
@@ -652,7 +640,6 @@ impl Tally {
             clients: Vec::new(),
             visitors: FxHashMap::default(),
             url_visitors: FxHashSet::default(),
-            merged_visitors: 0,
         }
     }
 
@@ -689,25 +676,11 @@ impl Tally {
         }
     }
 
-    /// Adds the counts of `other`, which counted other clients (so other visitors).
-    fn merge(mut self, other: Tally) -> Tally {
-        self.totals.merge(other.totals);
-        for (a, b) in self.hits.iter_mut().zip(other.hits) {
-            *a += b;
-        }
-        for (a, b) in self.url_stats.iter_mut().zip(other.url_stats) {
-            *a += b;
-        }
-        self.clients.extend(other.clients);
-        self.merged_visitors += other.visitors.len() as u64 + other.merged_visitors;
-        self
-    }
-
     fn into_counts(self, strings: &[Option<Box<str>>], kinds: &[u8]) -> Counts {
         let name = |id: usize| strings[id].clone().unwrap_or_default();
         let mut counts = Counts {
             totals: self.totals,
-            visitors: self.visitors.len() as u64 + self.merged_visitors,
+            visitors: self.visitors.len() as u64,
             ..Counts::default()
         };
         counts.clients = self

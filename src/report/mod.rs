@@ -230,15 +230,17 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Strings to dense ids, so that sets of visitors hold small integers.
-#[derive(Default)]
-struct Interner {
+/// Strings to dense ids, in order of first sight: sets of visitors hold small integers, and
+/// the packed copy looks up each distinct string of a batch once.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
     ids: FxHashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    /// The strings by id.
+    pub(crate) names: Vec<Box<str>>,
 }
 
 impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
+    pub(crate) fn id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
@@ -677,8 +679,9 @@ pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
 ///
 /// Through simd-csv (xan's reader) rather than the csv crate: it finds quotes and line ends
 /// with `memchr` instead of a byte-at-a-time state machine, three times faster on these
-/// files, and reading is half of the work of aggregate-csv. A test holds the two readers equal
-/// on what parse-to-csv writes.
+/// files, and reading is half of the work of aggregate-csv. A property test writes rows through
+/// parse-to-csv's encoder (the csv crate's quoting) and holds what this reads back equal to
+/// them.
 pub fn read_csv(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     if !path.exists() {
         bail!(
