@@ -8,16 +8,18 @@
 pub mod csv;
 pub mod json;
 pub mod table;
+mod visits;
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 use regex::Regex;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::batch::{Arena, Span};
 use crate::entry::{COLUMNS, Rfc3339, parse_rfc3339};
+pub(crate) use visits::Visits;
 
 /// The reports, in their default order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -273,17 +275,20 @@ impl std::ops::AddAssign for UrlStat {
 }
 
 /// The counts that do not depend on keys, kept the same way from rows and packed records.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Totals {
     pub requests: u64,
     pub bytes: u64,
     /// First and last timestamp, in seconds since the Unix epoch.
     pub first: Option<i64>,
     pub last: Option<i64>,
-    /// Hits per status code.
-    pub status: FxHashMap<u16, u64>,
+    /// Hits by status code, the index.
+    status: Vec<u64>,
     /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
-    pub minutes: FxHashMap<i64, [u64; 5]>,
+    minutes: FxHashMap<i64, [u64; 5]>,
+    /// The minute of the last row and the counts of its rows not yet in `minutes`: rows come
+    /// in time order, so most fall in the minute of the row before and cost no lookup.
+    minute: (i64, [u64; 5]),
 }
 
 impl Totals {
@@ -292,26 +297,61 @@ impl Totals {
         self.bytes += bytes;
         self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
         self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
-        *self.status.entry(status).or_insert(0) += 1;
-        self.minutes
-            .entry(timestamp.div_euclid(60))
-            .or_insert([0; 5])[class_index(status)] += 1;
+        let code = usize::from(status);
+        if code >= self.status.len() {
+            self.status.resize(code + 1, 0);
+        }
+        self.status[code] += 1;
+        let minute = timestamp.div_euclid(60);
+        if minute != self.minute.0 {
+            self.put_minute();
+            self.minute.0 = minute;
+        }
+        self.minute.1[class_index(status)] += 1;
+    }
+
+    /// Moves the counts of the last minute into `minutes`.
+    fn put_minute(&mut self) {
+        let (minute, counts) = std::mem::take(&mut self.minute);
+        if counts != [0; 5] {
+            self.add_minute(minute, counts);
+        }
+    }
+
+    fn add_minute(&mut self, minute: i64, counts: [u64; 5]) {
+        let slot = self.minutes.entry(minute).or_insert([0; 5]);
+        for (s, c) in slot.iter_mut().zip(counts) {
+            *s += c;
+        }
+    }
+
+    /// Hits per status code, by code.
+    pub fn status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (self.status.iter().enumerate())
+            .filter(|&(_, &n)| n > 0)
+            .map(|(code, &n)| (code as u16, n))
+    }
+
+    /// Hits per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other; in no particular order.
+    pub fn minutes(&mut self) -> impl Iterator<Item = (i64, [u64; 5])> + '_ {
+        self.put_minute();
+        self.minutes.drain()
     }
 
     /// Adds the totals of other rows.
-    pub fn merge(&mut self, other: Totals) {
+    pub fn merge(&mut self, mut other: Totals) {
         self.requests += other.requests;
         self.bytes += other.bytes;
         self.first = self.first.into_iter().chain(other.first).min();
         self.last = self.last.into_iter().chain(other.last).max();
-        for (status, n) in other.status {
-            *self.status.entry(status).or_insert(0) += n;
+        if other.status.len() > self.status.len() {
+            self.status.resize(other.status.len(), 0);
         }
-        for (minute, counts) in other.minutes {
-            let slot = self.minutes.entry(minute).or_insert([0; 5]);
-            for (s, c) in slot.iter_mut().zip(counts) {
-                *s += c;
-            }
+        for (mine, theirs) in self.status.iter_mut().zip(&other.status) {
+            *mine += theirs;
+        }
+        for (minute, counts) in other.minutes() {
+            self.add_minute(minute, counts);
         }
     }
 }
@@ -321,7 +361,7 @@ impl Totals {
 /// The [`Aggregator`] builds it from rows, [`crate::packed`] from a database's packed copy of
 /// them. [`Counts::into_report`] is the one place that ranks and buckets, so
 /// both give the same report.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Counts {
     pub totals: Totals,
     /// Distinct (ip, day, user agent).
@@ -344,16 +384,14 @@ pub struct Aggregator {
     /// hash, compare or chase through a pointer for the most common client. They are numbered
     /// in the same sequence as `ips`, whose map holds only the other clients.
     ipv4: FxHashMap<u32, u32>,
-    ip_hits: Vec<u64>,
     agents: Interner,
     agent_hits: Vec<u64>,
     urls: Interner,
     url_stats: Vec<UrlStat>,
     referrers: FxHashMap<Box<str>, u64>,
     methods: FxHashMap<Box<str>, u64>,
-    /// (ip, day, agent) → visitor id: GoAccess's definition of a unique visitor.
-    visitors: FxHashMap<(u32, i32, u32), u32>,
-    url_visitors: FxHashSet<(u32, u32)>,
+    /// Hits per client and unique visitors, by client id.
+    visits: Visits<u32>,
 }
 
 /// Label of an absent user agent or method.
@@ -380,19 +418,11 @@ impl Aggregator {
             }
             None => self.ips.id(row.ip),
         };
-        if ip as usize == self.ip_hits.len() {
-            self.ip_hits.push(0);
-        }
-        self.ip_hits[ip as usize] += 1;
         let agent = self.agents.id(row.user_agent.unwrap_or(ABSENT));
         if agent as usize == self.agent_hits.len() {
             self.agent_hits.push(0);
         }
         self.agent_hits[agent as usize] += 1;
-
-        let day = timestamp.div_euclid(86_400) as i32;
-        let next = self.visitors.len() as u32;
-        let visitor = *self.visitors.entry((ip, day, agent)).or_insert(next);
 
         let url = self.urls.id(row.url);
         if url as usize == self.url_stats.len() {
@@ -402,7 +432,7 @@ impl Aggregator {
         stat.hits += 1;
         stat.bytes += bytes;
         stat.not_found += u64::from(row.status == 404);
-        if self.url_visitors.insert((url, visitor)) {
+        if self.visits.hit(timestamp, ip, agent, url) {
             stat.visitors += 1;
         }
 
@@ -414,11 +444,16 @@ impl Aggregator {
 
     /// The counts of the rows added.
     pub fn into_counts(self) -> Counts {
+        let visitors = self.visits.visitors();
+        let mut ips = self.ips.names;
         Counts {
             totals: self.totals,
-            visitors: self.visitors.len() as u64,
+            visitors,
             urls: self.urls.names.into_iter().zip(self.url_stats).collect(),
-            clients: self.ips.names.into_iter().zip(self.ip_hits).collect(),
+            // Each id comes once.
+            clients: (self.visits.into_clients().into_iter())
+                .map(|(id, n)| (std::mem::take(&mut ips[id as usize]), n))
+                .collect(),
             agents: self.agents.names.into_iter().zip(self.agent_hits).collect(),
             referrers: self.referrers.into_iter().collect(),
             methods: self.methods.into_iter().collect(),
@@ -454,10 +489,9 @@ impl Counts {
     /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
     /// span of the entries).
     pub fn into_report(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
-        let totals = self.totals;
+        let mut totals = self.totals;
         let requests = totals.requests;
-        let mut status: Vec<(u16, u64)> = totals.status.into_iter().collect();
-        status.sort_unstable();
+        let status: Vec<(u16, u64)> = totals.status().collect();
         let mut classes = [0u64; 5];
         for &(code, n) in &status {
             classes[class_index(code)] += n;
@@ -507,7 +541,7 @@ impl Counts {
         let bucket = bucket.unwrap_or_else(|| Bucket::for_span(span));
         let mut buckets: std::collections::BTreeMap<i64, [u64; 5]> =
             std::collections::BTreeMap::new();
-        for (minute, counts) in totals.minutes {
+        for (minute, counts) in totals.minutes() {
             let start = (minute * 60).div_euclid(bucket.seconds()) * bucket.seconds();
             let slot = buckets.entry(start).or_insert([0; 5]);
             for (s, c) in slot.iter_mut().zip(counts) {
