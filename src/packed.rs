@@ -121,7 +121,7 @@ impl Client {
 
 /// `Ipv4Addr`'s text, written without the formatting machinery: a report names every client,
 /// a million of them in a large log.
-fn ipv4_text(address: u32) -> Box<str> {
+pub(crate) fn ipv4_text(address: u32) -> Box<str> {
     let mut text = String::with_capacity(15);
     for (i, octet) in address.to_be_bytes().into_iter().enumerate() {
         if i > 0 {

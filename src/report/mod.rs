@@ -388,19 +388,16 @@ pub struct Counts {
 #[derive(Default)]
 pub struct Aggregator {
     totals: Totals,
+    /// Clients other than IPv4 addresses in their usual form (see [`Aggregator::client`]).
     ips: Interner,
-    /// Clients that are IPv4 addresses in their usual form, keyed by their number: nothing to
-    /// hash, compare or chase through a pointer for the most common client. They are numbered
-    /// in the same sequence as `ips`, whose map holds only the other clients.
-    ipv4: FxHashMap<u32, u32>,
     agents: Interner,
     agent_hits: Vec<u64>,
     urls: Interner,
     url_stats: Vec<UrlStat>,
     referrers: FxHashMap<Box<str>, u64>,
     methods: FxHashMap<Box<str>, u64>,
-    /// Hits per client and unique visitors, by client id.
-    visits: Visits<u32>,
+    /// Hits per client and unique visitors, by client key.
+    visits: Visits<u64>,
 }
 
 /// Label of an absent user agent or method.
@@ -416,17 +413,7 @@ impl Aggregator {
         let bytes = row.bytes.unwrap_or(0);
         self.totals.add(timestamp, row.status, bytes);
 
-        let ip = match crate::packed::canonical_ipv4(row.ip.as_bytes()) {
-            Some(v4) => {
-                let next = self.ips.names.len() as u32;
-                let id = *self.ipv4.entry(v4).or_insert(next);
-                if id == next {
-                    self.ips.names.push(row.ip.into());
-                }
-                id
-            }
-            None => self.ips.id(row.ip),
-        };
+        let ip = self.client(row.ip);
         let agent = self.agents.id(row.user_agent.unwrap_or(ABSENT));
         if agent as usize == self.agent_hits.len() {
             self.agent_hits.push(0);
@@ -451,6 +438,18 @@ impl Aggregator {
         bump(&mut self.methods, row.method.unwrap_or(ABSENT));
     }
 
+    /// Above this, client keys are ids in `ips`.
+    const OTHER_CLIENTS: u64 = 1 << 32;
+
+    /// The key of a client: an IPv4 address in its usual form (most clients) is its own
+    /// number, with nothing to look up; others are numbered above 2³² by `ips`.
+    fn client(&mut self, ip: &str) -> u64 {
+        match crate::packed::canonical_ipv4(ip.as_bytes()) {
+            Some(v4) => u64::from(v4),
+            None => Self::OTHER_CLIENTS + u64::from(self.ips.id(ip)),
+        }
+    }
+
     /// The counts of the rows added.
     pub fn into_counts(self) -> Counts {
         let visitors = self.visits.visitors();
@@ -459,9 +458,12 @@ impl Aggregator {
             totals: self.totals,
             visitors,
             urls: self.urls.names.into_iter().zip(self.url_stats).collect(),
-            // Each id comes once.
             clients: (self.visits.into_clients().into_iter())
-                .map(|(id, n)| (std::mem::take(&mut ips[id as usize]), n))
+                .map(|(key, n)| match key.checked_sub(Self::OTHER_CLIENTS) {
+                    // Each key comes once.
+                    Some(id) => (std::mem::take(&mut ips[id as usize]), n),
+                    None => (crate::packed::ipv4_text(key as u32), n),
+                })
                 .collect(),
             agents: self.agents.names.into_iter().zip(self.agent_hits).collect(),
             referrers: self.referrers.into_iter().collect(),
