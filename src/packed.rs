@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap;
 
 use crate::report::{
-    ABSENT, Counts, Filters, Interner, Row, StatusFilter, Totals, UrlStat, Visits,
+    ABSENT, ClientKey, Counts, Filters, Interner, Row, StatusFilter, Totals, UrlStat, Visits,
 };
 
 /// The packed tables; part of the schema since version 2.
@@ -645,31 +645,30 @@ struct Tally {
     clients: ClientKeys,
 }
 
-/// Clients as small integer keys, which hash and compare at once: an IPv4 address (most
-/// clients) is its number, other clients are numbered above 2³² in order of first sight.
+/// Clients as [`ClientKey`]s, which hash and compare at once: other clients than IPv4 are
+/// numbered in order of first sight.
 #[derive(Default)]
 struct ClientKeys {
-    numbers: FxHashMap<Client, u64>,
+    numbers: FxHashMap<Client, u32>,
     others: Vec<Client>,
 }
 
 impl ClientKeys {
-    const OTHERS: u64 = 1 << 32;
-
     fn key(&mut self, client: Client) -> u64 {
         match client {
-            Client::V4(a) => u64::from(a),
-            other => *self.numbers.entry(other).or_insert_with(|| {
+            Client::V4(a) => ClientKey::V4(a),
+            other => ClientKey::Other(*self.numbers.entry(other).or_insert_with(|| {
                 self.others.push(other);
-                Self::OTHERS + self.others.len() as u64 - 1
-            }),
+                self.others.len() as u32 - 1
+            })),
         }
+        .key()
     }
 
     fn client(&self, key: u64) -> Client {
-        match key.checked_sub(Self::OTHERS) {
-            None => Client::V4(key as u32),
-            Some(i) => self.others[i as usize],
+        match ClientKey::of(key) {
+            ClientKey::V4(a) => Client::V4(a),
+            ClientKey::Other(number) => self.others[number as usize],
         }
     }
 }

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::batch::{Arena, Span};
 use crate::entry::{COLUMNS, Rfc3339, parse_rfc3339};
-pub(crate) use visits::Visits;
+pub(crate) use visits::{ClientKey, Visits};
 
 /// The reports, in their default order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -249,15 +249,15 @@ impl Interner {
     pub(crate) fn id(&mut self, s: &str) -> u32 {
         use std::hash::BuildHasher;
         let hash = |s: &str| rustc_hash::FxBuildHasher.hash_one(s);
-        let names = &self.names;
-        if let Some(&id) = self.ids.find(hash(s), |&id| &*names[id as usize] == s) {
+        let (names, hashed) = (&self.names, hash(s));
+        if let Some(&id) = self.ids.find(hashed, |&id| &*names[id as usize] == s) {
             return id;
         }
         let id = self.names.len() as u32;
         self.names.push(s.into());
         let names = &self.names;
         self.ids
-            .insert_unique(hash(s), id, |&id| hash(&names[id as usize]));
+            .insert_unique(hashed, id, |&id| hash(&names[id as usize]));
         id
     }
 }
@@ -388,7 +388,7 @@ pub struct Counts {
 #[derive(Default)]
 pub struct Aggregator {
     totals: Totals,
-    /// Clients other than IPv4 addresses in their usual form (see [`Aggregator::client`]).
+    /// Clients other than IPv4 addresses in their usual form (see [`ClientKey`]).
     ips: Interner,
     agents: Interner,
     agent_hits: Vec<u64>,
@@ -396,7 +396,7 @@ pub struct Aggregator {
     url_stats: Vec<UrlStat>,
     referrers: FxHashMap<Box<str>, u64>,
     methods: FxHashMap<Box<str>, u64>,
-    /// Hits per client and unique visitors, by client key.
+    /// Hits per client and unique visitors, by [`ClientKey`].
     visits: Visits<u64>,
 }
 
@@ -438,16 +438,13 @@ impl Aggregator {
         bump(&mut self.methods, row.method.unwrap_or(ABSENT));
     }
 
-    /// Above this, client keys are ids in `ips`.
-    const OTHER_CLIENTS: u64 = 1 << 32;
-
-    /// The key of a client: an IPv4 address in its usual form (most clients) is its own
-    /// number, with nothing to look up; others are numbered above 2³² by `ips`.
+    /// The key of a client; other clients than IPv4 addresses are numbered by `ips`.
     fn client(&mut self, ip: &str) -> u64 {
         match crate::packed::canonical_ipv4(ip.as_bytes()) {
-            Some(v4) => u64::from(v4),
-            None => Self::OTHER_CLIENTS + u64::from(self.ips.id(ip)),
+            Some(v4) => ClientKey::V4(v4),
+            None => ClientKey::Other(self.ips.id(ip)),
         }
+        .key()
     }
 
     /// The counts of the rows added.
@@ -459,10 +456,10 @@ impl Aggregator {
             visitors,
             urls: self.urls.names.into_iter().zip(self.url_stats).collect(),
             clients: (self.visits.into_clients().into_iter())
-                .map(|(key, n)| match key.checked_sub(Self::OTHER_CLIENTS) {
+                .map(|(key, n)| match ClientKey::of(key) {
                     // Each key comes once.
-                    Some(id) => (std::mem::take(&mut ips[id as usize]), n),
-                    None => (crate::packed::ipv4_text(key as u32), n),
+                    ClientKey::Other(id) => (std::mem::take(&mut ips[id as usize]), n),
+                    ClientKey::V4(address) => (crate::packed::ipv4_text(address), n),
                 })
                 .collect(),
             agents: self.agents.names.into_iter().zip(self.agent_hits).collect(),
