@@ -341,7 +341,8 @@ impl Totals {
             .map(|(code, &n)| (code as u16, n))
     }
 
-    /// Hits per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other; in no particular order.
+    /// Takes out the hits per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other; in no
+    /// particular order.
     pub fn minutes(&mut self) -> impl Iterator<Item = (i64, [u64; 5])> + '_ {
         self.put_minute();
         self.minutes.drain()
