@@ -338,6 +338,64 @@ fn a_damaged_csv_row_is_named_not_skipped() {
     }
 }
 
+/// Each counting thread reads the rows of its share of the clients: of bad rows of many
+/// clients, the one told is still the first in the file.
+#[test]
+fn the_first_damaged_row_is_named_whichever_thread_reads_it() {
+    let wd = Workdir::new();
+    let mut csv = String::from(
+        "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n",
+    );
+    for i in 0..2000 {
+        let time = if (700..800).contains(&i) {
+            "soon"
+        } else {
+            "2024-01-01T00:00:00Z"
+        };
+        csv += &format!(
+            "10.0.{}.{},,,{time},GET,/,HTTP/1.1,200,5,,ua\n",
+            i / 256,
+            i % 256
+        );
+    }
+    wd.write("bad.csv", csv);
+    for _ in 0..5 {
+        wd.cmd("aggregate-csv")
+            .arg("bad.csv")
+            .assert()
+            .code(2)
+            .stderr(contains("record 701: bad timestamp"));
+    }
+}
+
+/// A client is the same whether its address is quoted or not, so its rows go to one
+/// counting thread and it is counted once.
+#[test]
+fn a_quoted_client_is_the_same_client() {
+    let wd = Workdir::new();
+    let mut csv = String::from(
+        "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n",
+    );
+    for i in 0..50 {
+        csv += &format!("10.0.0.{i},,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,5,,ua\n");
+        csv += &format!("\"10.0.0.{i}\",,,2024-01-01T00:00:01Z,GET,/,HTTP/1.1,200,5,,\"ua\"\n");
+    }
+    wd.write("quoted.csv", csv);
+    let out = wd
+        .cmd("aggregate-csv")
+        .args(["quoted.csv", "--format", "json", "--top", "100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["summary"]["requests"], 100, "{json}");
+    assert_eq!(json["summary"]["client_ips"], 50, "{json}");
+    assert_eq!(json["summary"]["unique_visitors"], 50, "{json}");
+    let clients = json["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 50, "{json}");
+    assert!(clients.iter().all(|c| c["hits"] == 2), "{json}");
+}
+
 #[test]
 fn aggregate_db_reads_while_continuous_parse_writes() {
     let wd = Workdir::new();
