@@ -139,28 +139,29 @@ pub(crate) fn ipv4_text(address: u32) -> Box<str> {
 }
 
 /// A dotted quad without leading zeros (the form that prints back the same), as a number:
-/// the common case, parsed without the general parser and a round trip through text.
+/// the common case, parsed without the general parser and a round trip through text. In one
+/// pass over the bytes: splitting at the dots first cost the reports twice as much.
 pub(crate) fn canonical_ipv4(s: &[u8]) -> Option<u32> {
-    let mut value = 0u32;
-    let mut parts = 0;
-    for part in s.split(|&b| b == b'.') {
-        parts += 1;
-        let n = match part {
-            [d @ b'0'..=b'9'] => u32::from(d - b'0'),
-            [a @ b'1'..=b'9', rest @ ..]
-                if rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit) =>
-            {
-                rest.iter()
-                    .fold(u32::from(a - b'0'), |n, d| n * 10 + u32::from(d - b'0'))
+    if !(7..=15).contains(&s.len()) {
+        return None;
+    }
+    let (mut value, mut octet, mut digits, mut dots) = (0u32, 0u32, 0u32, 0u32);
+    for &b in s {
+        match b {
+            // No digit after a leading zero, no fourth digit.
+            b'0'..=b'9' if digits == 0 || (octet != 0 && digits < 3) => {
+                octet = octet * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && octet <= 255 && dots < 3 => {
+                value = value << 8 | octet;
+                (octet, digits) = (0, 0);
+                dots += 1;
             }
             _ => return None,
-        };
-        if n > 255 || parts > 4 {
-            return None;
         }
-        value = value << 8 | n;
     }
-    (parts == 4).then_some(value)
+    (dots == 3 && digits > 0 && octet <= 255).then_some(value << 8 | octet)
 }
 
 /// One row as the reports read it.
@@ -780,6 +781,42 @@ mod tests {
             "",
         ] {
             assert_eq!(Client::inline(ip), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn canonical_ipv4_takes_what_prints_back_the_same() {
+        let mut x = 0x2545_F491u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let alphabet = b"0123456789..1259x";
+        for round in 0..200_000 {
+            // Mostly near misses: random strings of digits and dots of an address's length.
+            let len = 1 + next() as usize % 17;
+            let text: Vec<u8> = match round % 4 {
+                0 => std::net::Ipv4Addr::from(next()).to_string().into_bytes(),
+                _ => (0..len)
+                    .map(|_| alphabet[next() as usize % alphabet.len()])
+                    .collect(),
+            };
+            let expected = std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| {
+                    t.parse::<std::net::Ipv4Addr>()
+                        .ok()
+                        .filter(|a| a.to_string() == t)
+                })
+                .map(u32::from);
+            assert_eq!(
+                canonical_ipv4(&text),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
         }
     }
 
