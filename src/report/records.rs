@@ -71,8 +71,33 @@ impl std::ops::Deref for Buffer {
 struct Field {
     start: usize,
     end: usize,
-    /// Quotes in `start..end`.
-    quotes: u32,
+    /// `start..end` is the value itself (a field without quotes, or the inside of one
+    /// quoted whole without quotes inside), not the raw field to decode.
+    plain: bool,
+}
+
+impl Field {
+    /// The field at `start..end` of `input`, which holds `quotes` quotes.
+    #[inline]
+    fn new(input: &[u8], start: usize, end: usize, quotes: u32) -> Field {
+        match quotes {
+            0 => Field {
+                start,
+                end,
+                plain: true,
+            },
+            2 if end - start >= 2 && input[start] == b'"' && input[end - 1] == b'"' => Field {
+                start: start + 1,
+                end: end - 1,
+                plain: true,
+            },
+            _ => Field {
+                start,
+                end,
+                plain: false,
+            },
+        }
+    }
 }
 
 /// Bytes read at a time.
@@ -155,11 +180,9 @@ pub(crate) struct Records {
 pub(crate) struct Record<'a> {
     /// Records before it and itself, the header included (see [`Records::number`]).
     pub number: u64,
-    /// The buffer the record lies in.
-    buffer: &'a Shared,
-    /// The record's bytes, without its line end, and where they start in `buffer`.
+    /// The record's bytes, with its line end, and the same as text when its buffer is text.
     bytes: &'a [u8],
-    start: usize,
+    text: Option<&'a str>,
     fields: &'a [Field],
 }
 
@@ -170,28 +193,20 @@ impl<'a> Record<'a> {
 
     /// Field `i`'s value as a slice of its buffer's text, when the buffer is text and the
     /// field has no quotes to decode.
+    #[inline]
     pub fn text(&self, i: usize) -> Option<&'a str> {
-        let Field { start, end, quotes } = self.fields[i];
-        let (start, end) = match quotes {
-            0 => (start, end),
-            2 if end - start >= 2 && self.bytes[start] == b'"' && self.bytes[end - 1] == b'"' => {
-                (start + 1, end - 1)
-            }
-            _ => return None,
-        };
-        (self.buffer.text()?).get(self.start + start..self.start + end)
+        let Field { start, end, plain } = self.fields[i];
+        plain.then_some(())?;
+        self.text?.get(start..end)
     }
 
     /// Field `i`'s value: a slice of the record unless its quotes need decoding.
-    pub fn field(&self, i: usize) -> Cow<'_, [u8]> {
-        let Field { start, end, quotes } = self.fields[i];
-        let raw = &self.bytes[start..end];
-        match quotes {
-            0 => Cow::Borrowed(raw),
-            2 if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' => {
-                Cow::Borrowed(&raw[1..raw.len() - 1])
-            }
-            _ => Cow::Owned(decode(raw)),
+    pub fn field(&self, i: usize) -> Cow<'a, [u8]> {
+        let Field { start, end, plain } = self.fields[i];
+        let bytes = &self.bytes[start..end];
+        match plain {
+            true => Cow::Borrowed(bytes),
+            false => Cow::Owned(decode(bytes)),
         }
     }
 }
@@ -317,7 +332,7 @@ fn split(input: &[u8], eof: bool, fields: &mut Vec<Field>) -> Option<usize> {
         } else {
             end
         };
-        fields.push(Field { start, end, quotes });
+        fields.push(Field::new(input, start, end, quotes));
     };
     let mut specials = Specials::<true>::new(input);
     while let Some(i) = specials.next() {
@@ -335,11 +350,7 @@ fn split(input: &[u8], eof: bool, fields: &mut Vec<Field>) -> Option<usize> {
                 }
             }
             b',' => {
-                fields.push(Field {
-                    start,
-                    end: i,
-                    quotes,
-                });
+                fields.push(Field::new(input, start, i, quotes));
                 (start, quotes) = (i + 1, 0);
             }
             _ => {
@@ -477,12 +488,11 @@ impl Records {
     fn current(&self) -> Record<'_> {
         let (straddles, start, len) = self.current;
         let buffer = if straddles { &self.joint } else { &self.block };
-        let end = self.fields.last().map_or(0, |f| f.end);
+        let end = start + len;
         Record {
             number: self.number,
-            buffer,
-            bytes: &buffer[start..start + len][..end],
-            start,
+            bytes: &buffer[start..end],
+            text: buffer.text().and_then(|text| text.get(start..end)),
             fields: &self.fields,
         }
     }
@@ -587,11 +597,11 @@ mod tests {
     fn a_field_is_a_slice_of_its_block_unless_it_needs_decoding() {
         let mut records = Records::new(blocks(b"ab,\"cd\",\"e\"\"f\"\n", 64));
         let r = records.next_record().unwrap().unwrap();
-        let cd = r.text(1).unwrap();
-        assert_eq!(cd, "cd");
-        assert!(r.buffer.as_ptr_range().contains(&cd.as_ptr()));
-        assert_eq!(r.text(2), None);
+        let (cd, e_f) = (r.text(1).unwrap().as_ptr(), r.text(2));
+        assert_eq!(r.text(1), Some("cd"));
+        assert_eq!(e_f, None);
         assert_eq!(r.field(2), Cow::<[u8]>::Owned(b"e\"f".to_vec()));
+        assert!(records.block.as_ptr_range().contains(&cd));
     }
 
     #[test]
