@@ -832,7 +832,16 @@ fn with_csv_row(
         value => Some(value.unwrap_or("")),
     };
     let time = text(3, "timestamp")?;
-    if last_time.0 != time || last_time.1.is_none() {
+    // Stored times are 20 bytes: compared as such, the comparison is a few loads instead of a
+    // call to `memcmp`, which took 6% of aggregate-csv.
+    let same = match (
+        <&[u8; 20]>::try_from(time.as_bytes()),
+        <&[u8; 20]>::try_from(last_time.0.as_bytes()),
+    ) {
+        (Ok(time), Ok(last)) => time == last,
+        _ => last_time.0 == time,
+    };
+    if !same || last_time.1.is_none() {
         last_time.0.clear();
         last_time.0.push_str(time);
         last_time.1 = parse_stored_time(time);
