@@ -308,10 +308,14 @@ fn missing_empty_and_unfilled_inputs_get_clear_messages() {
         .stderr(contains("not a log-pipeline CSV"));
 }
 
+/// The header parse-to-csv writes.
+const CSV_HEADER: &str =
+    "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n";
+
 #[test]
 fn a_damaged_csv_row_is_named_not_skipped() {
     let wd = Workdir::new();
-    let header = "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n";
+    let header = CSV_HEADER;
     let good = "1.2.3.4,,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,5,,ua\n";
     for (row, cause) in [
         (
@@ -343,9 +347,7 @@ fn a_damaged_csv_row_is_named_not_skipped() {
 #[test]
 fn the_first_damaged_row_is_named_whichever_thread_reads_it() {
     let wd = Workdir::new();
-    let mut csv = String::from(
-        "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n",
-    );
+    let mut csv = String::from(CSV_HEADER);
     for i in 0..2000 {
         let time = if (700..800).contains(&i) {
             "soon"
@@ -373,9 +375,7 @@ fn the_first_damaged_row_is_named_whichever_thread_reads_it() {
 #[test]
 fn a_quoted_client_is_the_same_client() {
     let wd = Workdir::new();
-    let mut csv = String::from(
-        "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n",
-    );
+    let mut csv = String::from(CSV_HEADER);
     for i in 0..50 {
         csv += &format!("10.0.0.{i},,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,5,,ua\n");
         csv += &format!("\"10.0.0.{i}\",,,2024-01-01T00:00:01Z,GET,/,HTTP/1.1,200,5,,\"ua\"\n");
