@@ -748,7 +748,7 @@ fn open_csv(path: &Path) -> anyhow::Result<std::fs::File> {
 /// Reads the rows of the clients of `share`, passing each to `emit`. Stops early, with no
 /// error, once past record `stop` (another share's first error: only the first error of the
 /// file is told). An error comes with the number of its record, also put in `stop` if it
-/// comes before.
+/// comes before; both count the header, as [`Records::number`] does.
 fn read_share(
     path: &Path,
     mut records: Records,
@@ -774,11 +774,11 @@ fn read_share(
         // The last time read and its value: consecutive rows mostly share their second.
         let mut last_time = (String::new(), None);
         while let Some(record) = records.next_in(share).with_context(cannot_read)? {
-            // Records after the header, counted from 1.
-            let number = record.number - 1;
-            if number > stop.load(Ordering::Relaxed) {
+            if record.number > stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            // Records after the header, counted from 1.
+            let number = record.number - 1;
             with_csv_row(&record, &mut last_time, emit)
                 .map_err(|e| anyhow::anyhow!("{}: record {number}: {e}", path.display()))?;
         }
@@ -1077,12 +1077,6 @@ impl RowBatch {
 /// seen by one of them and their counts simply add up (see [`Counts::add_other_clients`]).
 const COUNTERS: usize = 2;
 
-/// Which counting thread counts the rows of client `ip`.
-fn counter_of(ip: &str) -> usize {
-    use std::hash::BuildHasher;
-    (rustc_hash::FxBuildHasher.hash_one(ip) >> 32) as usize % COUNTERS
-}
-
 /// Runs `read` ([`read_db`]) on one thread and counts the rows that pass
 /// `filters` on [`COUNTERS`] others, splitting the clients between them: counting takes as long
 /// as reading, and each half of it runs beside the reading. Batches go back to the reader once
@@ -1112,7 +1106,7 @@ pub fn aggregate(
         drop(recycle_tx);
         let mut batches: Vec<RowBatch> = (0..COUNTERS).map(|_| RowBatch::default()).collect();
         let result = read(&mut |row: &Row<'_>| {
-            let k = counter_of(row.ip);
+            let k = records::share_of(row.ip.as_bytes(), COUNTERS);
             batches[k].push(row);
             if batches[k].rows.len() == ROW_BATCH || batches[k].text.len() >= ROW_BATCH_BYTES {
                 let next = recycle_rx.try_recv().unwrap_or_default();

@@ -107,9 +107,9 @@ const BLOCK: usize = 1 << 20;
 type Blocks = Receiver<io::Result<Shared>>;
 
 /// Reads `input` ahead on a thread of `scope`, in blocks checked as UTF-8 there, for
-/// `readers` readers of its records, each given every block. That thread is the only one to copy the file
-/// (out of the kernel); it has time to spare for the UTF-8 check, which it takes off the
-/// threads that split and count. A few blocks are in flight at most: a reader that falls
+/// `readers` readers of its records, each given every block. That thread is the only one to
+/// copy the file (out of the kernel); it has time to spare for the UTF-8 check, which it takes
+/// off the threads that split and count. A few blocks are in flight at most: a reader that falls
 /// behind holds the others back.
 pub(crate) fn read_ahead<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
@@ -145,7 +145,7 @@ pub(crate) fn read_ahead<'scope>(
 
 /// Which of `shares` shares of the clients the client `ip` (its text) belongs to: each is
 /// counted by one thread, so that its visits are all seen by it and the counts of the
-/// threads simply add up.
+/// threads simply add up. Both stores' readers split clients with it.
 pub(crate) fn share_of(ip: &[u8], shares: usize) -> usize {
     use std::hash::BuildHasher;
     (rustc_hash::FxBuildHasher.hash_one(ip) >> 32) as usize % shares
