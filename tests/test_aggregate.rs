@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use predicates::str::contains;
 
-use crate::workdir::{Workdir, bin_path, lines};
+use crate::workdir::{Running, Workdir, bin_path, lines, wait_until};
 
 /// Fills `out.csv` and `out.db` from the same inputs.
 fn both_stores(wd: &Workdir, inputs: &[&str]) {
@@ -403,34 +403,52 @@ fn aggregate_db_reads_while_continuous_parse_writes() {
         .args(["--count", "20000"])
         .assert()
         .success();
-    let mut parser = Command::new(bin_path("continuous-parse"))
-        .args(["--quiet", "--poll-interval", "0.05", "--linger", "0"])
-        .current_dir(wd.root())
-        .spawn()
-        .unwrap();
-    let mut writer = Command::new(bin_path("generate-logs"))
-        .args(["--interval", "0.002", "--lines-per-batch", "500", "--quiet"])
-        .current_dir(wd.root())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    for _ in 0..15 {
+    let parser = Running::spawn(
+        Command::new(bin_path("continuous-parse"))
+            .args(["--quiet", "--poll-interval", "0.05", "--linger", "0"])
+            .current_dir(wd.root()),
+    );
+    wait_until("the follower's first rows", || {
+        wd.cmd("aggregate-db")
+            .args(["--report", "summary", "--format", "json"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let writer = Running::spawn(
+        Command::new(bin_path("generate-logs"))
+            .args(["--interval", "0.002", "--lines-per-batch", "500", "--quiet"])
+            .current_dir(wd.root()),
+    );
+    let requests = |wd: &Workdir| {
         let out = wd
             .cmd("aggregate-db")
             .args(["--report", "summary", "--format", "json"])
             .assert()
             .success();
         let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-        assert!(doc["summary"]["requests"].as_u64().unwrap() > 0);
-        std::thread::sleep(Duration::from_millis(30));
+        doc["summary"]["requests"].as_u64().unwrap()
+    };
+    // Each report sees a consistent state: never fewer rows than the one before, never more
+    // than the lines in the file.
+    let mut last = 0;
+    for _ in 0..15 {
+        let seen = requests(&wd);
+        let lines = crate::workdir::lines(&wd.read("logs/access.log")).len() as u64;
+        assert!(
+            seen >= last && seen <= lines,
+            "report saw {seen} requests after {last}, with {lines} lines in the log"
+        );
+        last = seen;
     }
-    for child in [&mut writer, &mut parser] {
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    assert!(writer.signal_and_wait("-INT").success());
+    let lines = crate::workdir::lines(&wd.read("logs/access.log")).len() as u64;
+    wait_until("the follower to take every line", || requests(&wd) == lines);
+    assert!(parser.signal_and_wait("-INT").success());
+    assert_eq!(
+        requests(&wd),
+        lines,
+        "after both stopped, every line is reported"
+    );
 }
 
 /// The packed copy that reports read keeps up with incremental runs, and rows that another

@@ -226,3 +226,74 @@ pub fn assert_packed_matches_rows(wd: &Workdir, db: &str) {
         );
     }
 }
+
+/// A spawned process that is killed (SIGKILL) and reaped when dropped, so a failing test never
+/// leaves a follower or a writer running behind it.
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    pub fn spawn(cmd: &mut std::process::Command) -> Running {
+        Running(cmd.spawn().expect("spawn"))
+    }
+
+    /// Sends `sig` (`-INT`, `-TERM`, `-KILL`) and waits for the exit status.
+    pub fn signal_and_wait(mut self, sig: &str) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {sig} failed");
+        self.0.wait().expect("wait")
+    }
+
+    /// Has it exited already? Then its status.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().expect("try_wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `done` every few milliseconds until it holds; fails with `what` after a deadline
+/// that only a broken program reaches (generous, so a loaded machine never trips it).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// The committed offset of `source` (an absolute path) in a database's checkpoints, or 0.
+pub fn db_offset(db: &Path, source: &str) -> u64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row(
+        r#"SELECT "offset" FROM checkpoints WHERE source = ?1"#,
+        [source],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n as u64)
+}
+
+/// The committed offset of `source` in a CSV's checkpoint file, or 0.
+pub fn csv_offset(csv: &Path, source: &str) -> u64 {
+    let Ok(bytes) = std::fs::read(format!("{}.checkpoint", csv.display())) else {
+        return 0;
+    };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return 0;
+    };
+    doc["sources"][source]["offset"].as_u64().unwrap_or(0)
+}
