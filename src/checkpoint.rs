@@ -139,39 +139,6 @@ pub fn verify_content(
     Ok(Ok(()))
 }
 
-/// The files a rotation may have renamed `path` to: `path.1` (logrotate's default) and, when
-/// given, the matches of a `--rotated` glob, in that order.
-pub fn rotated_candidates(path: &Path, glob_pattern: Option<&str>) -> Vec<PathBuf> {
-    let mut out = vec![PathBuf::from(format!("{}.1", path.display()))];
-    if let Some(pattern) = glob_pattern {
-        if let Ok(paths) = glob::glob(pattern) {
-            out.extend(paths.flatten().filter(|p| p != path));
-        }
-    }
-    out
-}
-
-/// Finds, among the rotated candidates, the file that holds what `cp` was taken on up to its
-/// offset: the renamed file itself (logrotate's default), or the copy that `copytruncate`
-/// made. Its bytes after the offset are the lines not read yet.
-pub fn find_rotated(
-    path: &Path,
-    glob_pattern: Option<&str>,
-    cp: &Checkpoint,
-) -> Option<(PathBuf, File)> {
-    rotated_candidates(path, glob_pattern)
-        .into_iter()
-        .find_map(|candidate| {
-            let file = File::open(&candidate).ok()?;
-            let meta = file.metadata().ok()?;
-            let renamed = (meta.dev(), meta.ino()) == (cp.dev, cp.inode);
-            // A copy is only worth draining if it holds more than was read.
-            let useful = renamed || meta.len() > cp.offset;
-            (useful && matches!(verify_content(&file, cp, false), Ok(Ok(()))))
-                .then_some((candidate, file))
-        })
-}
-
 /// Writes `path` so that it holds either its old or its new content, even if killed midway:
 /// write a temporary file beside it, sync it, rename it over, sync the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

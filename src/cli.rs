@@ -15,10 +15,10 @@ pub fn main_with(name: &str, body: impl FnOnce() -> anyhow::Result<ExitCode>) ->
         Ok(code) => code,
         Err(err) => {
             for cause in err.chain() {
-                if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                    if io.kind() == std::io::ErrorKind::BrokenPipe {
-                        return ExitCode::SUCCESS;
-                    }
+                if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                    && io.kind() == std::io::ErrorKind::BrokenPipe
+                {
+                    return ExitCode::SUCCESS;
                 }
             }
             let _ = writeln!(std::io::stderr().lock(), "{name}: error: {err:#}");
@@ -60,9 +60,17 @@ pub struct IngestArgs {
     /// output first for a clean rebuild.
     #[arg(long)]
     pub from_start: bool,
-    /// Where logrotate puts a rotated log, besides `<log>.1` (a glob, e.g. 'logs/access.log-*').
+    /// Where logrotate puts a rotated log, besides `<log>.N[.gz]` and `<log>-DATE[.gz]` (a glob).
     #[arg(long, value_name = "GLOB")]
     pub rotated: Option<String>,
+    /// After a rotation, keep reading the rotated file until it has not changed for this
+    /// long: the server writes to it until it reopens its log. A run that finds it still
+    /// changing leaves the rest to the next run.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub rotate_wait: f64,
+    /// If another process is writing to the output, fail at once instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Append rejected lines here, verbatim, as `source:line: reason: bytes`.
     #[arg(long, value_name = "PATH")]
     pub rejects: Option<std::path::PathBuf>,
@@ -98,6 +106,7 @@ impl IngestArgs {
             take_partial: self.take_partial,
             from_start: self.from_start,
             rotated: self.rotated.clone(),
+            rotate_wait: std::time::Duration::from_secs_f64(self.rotate_wait),
             rejects: self.rejects.clone(),
             batch_lines: self.batch_lines,
             progress: !self.quiet,
@@ -113,7 +122,23 @@ pub fn warn(tool: &str) -> impl FnMut(String) + '_ {
     }
 }
 
-/// Runs one ingest pass and reports it as the flags ask.
+/// Takes the write lock of `store` for a one-time run, before the store is opened (its schema
+/// is created or upgraded under the lock), to be held until the run ends.
+pub fn lock_store(
+    tool: &str,
+    store: &std::path::Path,
+    args: &IngestArgs,
+) -> anyhow::Result<crate::lock::Lock> {
+    let wait = if args.no_wait {
+        crate::lock::Wait::Fail
+    } else {
+        crate::lock::Wait::Block
+    };
+    crate::lock::lock_store(store, tool, wait, None, &mut warn(tool))
+}
+
+/// Runs one ingest pass and reports it as the flags ask. Inputs that failed are named after
+/// the summary, and make the exit status 2.
 pub fn ingest(
     tool: &str,
     sink: &mut dyn crate::sink::Sink,
@@ -132,7 +157,13 @@ pub fn ingest(
             sink.describe()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    if summary.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (_, error) in &summary.failed {
+        let _ = writeln!(std::io::stderr().lock(), "{tool}: error: {error}");
+    }
+    Ok(ExitCode::from(2))
 }
 
 /// Output format of the reports.

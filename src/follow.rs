@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::checkpoint::{self, write_atomically};
-use crate::ingest::{self, IngestConfig, Input, source_key};
-use crate::sink::Sink;
+use crate::ingest::{self, Held, IngestConfig, Input, source_key};
+use crate::lock;
 use crate::sink::sqlite::SqliteSink;
+use crate::sink::{Sink, Update};
 
 /// Everything `continuous-parse` needs, already validated.
 #[derive(Debug, Clone)]
@@ -47,6 +46,8 @@ pub struct FollowConfig {
     pub rejects: Option<PathBuf>,
     pub max_line: usize,
     pub rotated: Option<String>,
+    /// Read a rotated file until it has not changed for this long.
+    pub rotate_wait: Duration,
 }
 
 /// Totals over the whole run.
@@ -58,13 +59,28 @@ pub struct Totals {
 }
 
 /// Follows `config.log` until `stop` is set (or once, with `--once`).
+///
+/// Only one follower of a log into a store runs at a time (a second one is refused). The
+/// store's write lock is held for each pass only, so a cron `parse-to-db` takes its turn
+/// between two passes. Once started, a follower does not exit on a failed pass (a log
+/// truncated under it, a full disk, a database locked for long): it says why and tries again,
+/// backing off up to [`MAX_BACKOFF`]; a retried pass neither loses nor repeats a line, since
+/// nothing of a failed pass was committed.
 pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<Totals> {
     let mut warn = crate::cli::warn(tool);
-    let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
     let key = source_key(&config.log);
-    if !config.from_start {
-        adopt_offset_file(&mut sink, config, &key, &mut warn)?;
-    }
+    let _follower = lock::lock_follower(&config.db, &key, tool)?;
+    let lock_pass = |warn: &mut dyn FnMut(String)| {
+        lock::lock_store(&config.db, tool, lock::Wait::Block, Some(&stop), warn)
+    };
+    let mut sink = {
+        let _lock = lock_pass(&mut warn)?;
+        let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
+        if !config.from_start {
+            adopt_offset_file(&mut sink, config, &key, &mut warn)?;
+        }
+        sink
+    };
     let start_offset = sink.checkpoint(&key)?.map_or(0, |cp| cp.offset);
     if !config.quiet {
         eprintln!(
@@ -96,24 +112,36 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         take_partial: false,
         from_start: config.from_start,
         rotated: config.rotated.clone(),
+        rotate_wait: config.rotate_wait,
         rejects: config.rejects.clone(),
         batch_lines: config.batch_lines,
         progress: false,
         stop: Some(Arc::clone(&stop)),
     };
-    let mut held: Option<File> = None;
+    let mut held = Held::default();
     let mut totals = Totals::default();
     let mut missing_said = false;
     let mut last_status = (Instant::now(), 0u64);
+    let mut mirrored = None;
+    let mut backoff = Duration::ZERO;
 
     loop {
-        match ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held) {
+        let pass = lock_pass(&mut warn)
+            .and_then(|_lock| ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held));
+        match pass {
             Ok(summary) => {
                 missing_said = false;
+                backoff = Duration::ZERO;
                 totals.read += summary.read;
                 totals.written += summary.written;
                 totals.rejected += summary.rejected_total();
-                mirror_offset(&mut sink, &key, &config.offset_file)?;
+                mirror_offset(
+                    &mut sink,
+                    &key,
+                    &config.offset_file,
+                    &mut mirrored,
+                    &mut warn,
+                );
             }
             Err(e) if is_not_found(&e) && !config.once => {
                 if !missing_said {
@@ -124,10 +152,17 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                     missing_said = true;
                 }
             }
-            Err(e) if crate::sink::sqlite::is_busy(&e) && !config.once => {
-                // The batch was rolled back and the checkpoint did not move: retrying later
-                // neither drops nor repeats a line.
-                warn(format!("{e:#}; retrying"));
+            Err(e) if stop.load(Ordering::Relaxed) => {
+                // Stopped while waiting for the store: nothing was read.
+                let _ = e;
+                break;
+            }
+            Err(e) if !config.once => {
+                backoff = (backoff * 2).clamp(config.poll_interval.max(MIN_BACKOFF), MAX_BACKOFF);
+                warn(format!(
+                    "{e:#}; nothing of this pass was stored: trying again in {:.1}s",
+                    backoff.as_secs_f64()
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -152,7 +187,11 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
             );
             last_status = (Instant::now(), totals.read);
         }
-        wait(&wake_rx, config, &stop);
+        if backoff.is_zero() {
+            wait(&wake_rx, config, &stop);
+        } else {
+            sleep_unless_stopped(backoff, &stop);
+        }
     }
     if !config.quiet {
         eprintln!(
@@ -161,6 +200,21 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         );
     }
     Ok(totals)
+}
+
+/// The first and the longest pause before a failed pass is tried again.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+fn sleep_unless_stopped(pause: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + pause;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
 }
 
 /// Sleeps until an event, the poll interval, or a stop. After an event, lingers briefly so
@@ -199,12 +253,20 @@ fn watch(
     };
     let name = log.file_name().map(|n| n.to_owned());
     let result = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Any event about the log (or an error, such as an overflowed queue) is a wake-up.
+        // A change to the log or to one of its rotated files (or an error, such as an
+        // overflowed queue) is a wake-up. Access events are not: our own opens and reads of
+        // the log would wake us in a loop.
         let relevant = match &event {
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => false,
             Ok(e) => {
                 e.need_rescan()
                     || e.paths.is_empty()
-                    || e.paths.iter().any(|p| p.file_name() == name.as_deref())
+                    || e.paths.iter().any(|p| {
+                        let (Some(file), Some(log)) = (p.file_name(), name.as_deref()) else {
+                            return false;
+                        };
+                        file.as_encoded_bytes().starts_with(log.as_encoded_bytes())
+                    })
             }
             Err(_) => true,
         };
@@ -229,15 +291,27 @@ fn watch(
     }
 }
 
-/// A database made by the original scripts has no checkpoint, only `logs/.offset`: start
-/// from it, if it still points just after a line of the file there.
+/// A database made by the original scripts has rows but no checkpoint at all, only
+/// `logs/.offset`: start from it, if it still points just after a line of the file there.
+///
+/// Only then: our own mirror of the offset outlives a database removed to be rebuilt, and a
+/// new, empty database that adopted it would skip every line before it.
 fn adopt_offset_file(
     sink: &mut SqliteSink,
     config: &FollowConfig,
     key: &str,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<()> {
-    if sink.checkpoint(key)?.is_some() {
+    if !sink.checkpoints()?.is_empty() || !config.offset_file.exists() {
+        return Ok(());
+    }
+    if !sink.holds_rows()? {
+        warn(format!(
+            "ignoring {}: {} holds no rows, so the offset is not the original scripts' (reading {} from the start)",
+            config.offset_file.display(),
+            config.db.display(),
+            config.log.display()
+        ));
         return Ok(());
     }
     let text = match std::fs::read_to_string(&config.offset_file) {
@@ -270,7 +344,7 @@ fn adopt_offset_file(
         return Ok(());
     }
     let cp = checkpoint::take(&file, offset, 0)?;
-    sink.commit(Some((key, &cp)))?;
+    sink.commit(&[Update::Set(key, cp)])?;
     warn(format!(
         "starting from offset {offset}, found in {}",
         config.offset_file.display()
@@ -278,13 +352,38 @@ fn adopt_offset_file(
     Ok(())
 }
 
-/// Writes the committed offset to the mirror file (atomically: readers never see half a number).
-fn mirror_offset(sink: &mut SqliteSink, key: &str, offset_file: &Path) -> anyhow::Result<()> {
-    if let Some(cp) = sink.checkpoint(key)? {
-        write_atomically(offset_file, format!("{}\n", cp.offset).as_bytes())
-            .with_context(|| format!("cannot update {}", offset_file.display()))?;
+/// Writes the committed offset to the mirror file when it moved (atomically: readers never
+/// see half a number). The mirror is for people and scripts: failing to write it (its disk
+/// full) is a warning, said once per cause, never a reason to stop.
+fn mirror_offset(
+    sink: &mut SqliteSink,
+    key: &str,
+    offset_file: &Path,
+    mirrored: &mut Option<Result<u64, String>>,
+    warn: &mut dyn FnMut(String),
+) {
+    let Ok(Some(cp)) = sink.checkpoint(key) else {
+        return;
+    };
+    if *mirrored == Some(Ok(cp.offset)) {
+        return;
     }
-    Ok(())
+    match write_atomically(offset_file, format!("{}\n", cp.offset).as_bytes()) {
+        Ok(()) => *mirrored = Some(Ok(cp.offset)),
+        Err(e) => {
+            let message = format!("{e:#}");
+            if mirrored
+                .as_ref()
+                .is_none_or(|m| m.as_ref().err() != Some(&message))
+            {
+                warn(format!(
+                    "cannot update {} ({message}); the database is up to date, the mirror is not",
+                    offset_file.display()
+                ));
+            }
+            *mirrored = Some(Err(message));
+        }
+    }
 }
 
 fn lag_bytes(log: &Path, offset: u64) -> u64 {

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +18,8 @@ use anyhow::Context;
 use crate::batch;
 use crate::checkpoint::{self, Checkpoint, Mismatch};
 use crate::parse::Reject;
-use crate::sink::{Rejected, Sink};
+use crate::rotation::{self, Located, Opened, Records};
+use crate::sink::{Rejected, Sink, Update};
 use crate::source::{LineReader, prefetch};
 
 /// A source named on the command line.
@@ -54,6 +55,9 @@ pub struct IngestConfig {
     pub from_start: bool,
     /// Extra places a rotated file may be found (`--rotated GLOB`).
     pub rotated: Option<String>,
+    /// A rotated file is read until it has not changed for this long: the server writes to
+    /// it until it reopens its log (`--rotate-wait`).
+    pub rotate_wait: Duration,
     /// Append rejected lines here (`--rejects PATH`).
     pub rejects: Option<PathBuf>,
     /// Lines per commit.
@@ -73,6 +77,7 @@ impl Default for IngestConfig {
             take_partial: false,
             from_start: false,
             rotated: None,
+            rotate_wait: Duration::from_secs(5),
             rejects: None,
             batch_lines: 200_000,
             progress: true,
@@ -91,6 +96,10 @@ pub struct Summary {
     /// Bytes of a last line left for a later run because it had no `\n` yet.
     pub pending_bytes: u64,
     pub elapsed: Duration,
+    /// Inputs read and committed in full.
+    pub committed: Vec<String>,
+    /// Inputs that failed, with the cause: rolled back to their last commit.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -129,6 +138,15 @@ impl Summary {
             self.elapsed.as_secs_f64(),
             self.rate()
         ));
+        if !self.failed.is_empty() {
+            let failed: Vec<&str> = self.failed.iter().map(|(name, _)| name.as_str()).collect();
+            s.push_str(&format!(
+                "; committed {} of {} inputs, FAILED: {}",
+                self.committed.len(),
+                self.committed.len() + self.failed.len(),
+                failed.join(", ")
+            ));
+        }
         s
     }
 
@@ -142,8 +160,39 @@ impl Summary {
             "pending_bytes": self.pending_bytes,
             "seconds": self.elapsed.as_secs_f64(),
             "lines_per_second": self.rate(),
+            "committed": self.committed,
+            "failed": self.failed.iter().map(|(input, error)| serde_json::json!({"input": input, "error": error})).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Files a follower keeps open between passes: the current file and the rotated ones still
+/// being read. A file renamed to any name, or deleted, can still be read through its handle
+/// while the server goes on writing to it.
+#[derive(Debug, Default)]
+pub struct Held {
+    files: Vec<(PathBuf, File)>,
+}
+
+impl Held {
+    fn add(&mut self, name: &Path, file: &File) {
+        let Ok(meta) = file.metadata() else { return };
+        let id = (meta.dev(), meta.ino());
+        if self.files.iter().any(|(_, f)| identity(f) == Some(id)) {
+            return;
+        }
+        if let Ok(clone) = file.try_clone() {
+            self.files.push((name.to_owned(), clone));
+        }
+    }
+
+    fn pairs(&self) -> Vec<(PathBuf, &File)> {
+        self.files.iter().map(|(n, f)| (n.clone(), f)).collect()
+    }
+}
+
+fn identity(file: &File) -> Option<(u64, u64)> {
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The state one pass carries across its sources.
@@ -153,28 +202,31 @@ struct Pass<'a> {
     notify: &'a mut dyn FnMut(String),
     rejects: Option<(PathBuf, io::BufWriter<File>)>,
     summary: Summary,
-    /// The last file read (a follower keeps it open across passes, so a file renamed to any
-    /// name, or deleted, can still be drained after rotation).
-    held: Option<File>,
+    /// What the previous pass held open (a follower's), and what this one uses.
+    held: Held,
+    used: Held,
 }
 
 /// Reads every input of `config` into `sink`. `notify` receives what the user should know
 /// (a truncated or rotated file, a reset checkpoint); it is printed even with `--quiet`.
+///
+/// An input that fails is rolled back to its last commit and the others still run; the
+/// summary lists it in [`Summary::failed`]. With a single input its error is returned.
 pub fn run(
     sink: &mut dyn Sink,
     config: &IngestConfig,
     notify: &mut dyn FnMut(String),
 ) -> anyhow::Result<Summary> {
-    run_holding(sink, config, notify, &mut None)
+    run_holding(sink, config, notify, &mut Held::default())
 }
 
-/// [`run`] for a follower: `held` is the file the previous pass read, kept open, and is
-/// replaced by the one this pass read.
+/// [`run`] for a follower: `held` holds the files the previous pass read, kept open, and is
+/// replaced by those this pass read.
 pub fn run_holding(
     sink: &mut dyn Sink,
     config: &IngestConfig,
     notify: &mut dyn FnMut(String),
-    held: &mut Option<File>,
+    held: &mut Held,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let rejects = match &config.rejects {
@@ -194,22 +246,55 @@ pub fn run_holding(
         notify,
         rejects,
         summary: Summary::default(),
-        held: held.take(),
+        held: std::mem::take(held),
+        used: Held::default(),
     };
-    let result = config.inputs.iter().try_for_each(|input| match input {
-        Input::Stdin => pass.stdin(),
-        Input::File(path) => pass.file(path),
-    });
-    // Kept even when the pass failed: a follower waiting for a missing log still holds the old one.
-    *held = pass.held.take();
-    result?;
+    let mut errors = Vec::new();
+    for input in &config.inputs {
+        let result = match input {
+            Input::Stdin => pass.stdin(),
+            Input::File(path) => pass.file(path),
+        };
+        let name = match input {
+            Input::Stdin => "-".to_owned(),
+            Input::File(path) => path.display().to_string(),
+        };
+        match result {
+            Ok(()) => pass.summary.committed.push(name),
+            Err(e) => {
+                // Whatever this input had pending is dropped: the next run retries it from
+                // its last commit, and the other inputs go on.
+                pass.sink.abort();
+                pass.summary.failed.push((name, format!("{e:#}")));
+                errors.push(e);
+            }
+        }
+    }
+    // A follower keeps what this pass read, and what the last one held when this one could
+    // not get to it (a log missing for a while).
+    let mut keep = std::mem::take(&mut pass.used);
+    if !errors.is_empty() {
+        for (name, file) in &pass.held.files {
+            keep.add(name, file);
+        }
+    }
+    *held = keep;
+    if config.inputs.len() == 1
+        && let Some(e) = errors.pop()
+    {
+        return Err(e);
+    }
     pass.summary.elapsed = started.elapsed();
     Ok(pass.summary)
 }
 
-/// The key a source's checkpoint is saved under: its absolute path, so that runs from
-/// different working directories share it.
+/// The key a source's checkpoint is saved under: its absolute path, with symbolic links
+/// resolved (a link to a log is the same source as the log), so that runs from different
+/// working directories, and through different links, share it.
 pub fn source_key(path: &Path) -> String {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real.display().to_string();
+    }
     let absolute = match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => std::fs::canonicalize(dir)
             .map(|d| d.join(name))
@@ -228,139 +313,381 @@ enum PartialRule {
     Leave,
 }
 
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
+        if self.sink.holds_rows()? {
+            (self.notify)(format!(
+                "standard input is not checkpointed: lines read from it again are stored again in {}",
+                self.sink.describe()
+            ));
+        }
         let stdin = io::stdin();
-        self.drain((stdin, 0), "-", 0, PartialRule::Take, &mut |_, _| Ok(None))
-            .context("cannot read standard input")?;
+        self.drain((stdin, 0), "-", 0, PartialRule::Take, None, &mut |_, _| {
+            Ok(None)
+        })
+        .context("cannot read standard input")?;
         Ok(())
     }
 
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let key = source_key(path);
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::NotFound && !self.config.from_start {
-                    self.drain_held_while_missing(path, &key)?;
+        let mut missing = None;
+        let opened = match File::open(path) {
+            Ok(file) => {
+                let meta = file
+                    .metadata()
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if meta.is_dir() {
+                    anyhow::bail!("cannot read log {}: it is a directory", path.display());
                 }
-                return Err(e).with_context(|| format!("cannot open log {}", path.display()));
+                Some(file)
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing = Some(e);
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot open log {}", path.display())),
         };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            anyhow::bail!("cannot read log {}: it is a directory", path.display());
-        }
-        let compressed = path.extension().is_some_and(|e| e == "gz");
-        let saved = if self.config.from_start {
-            None
+        let not_found = || {
+            anyhow::Error::new(
+                missing
+                    .take()
+                    .unwrap_or_else(|| io::ErrorKind::NotFound.into()),
+            )
+            .context(format!("cannot open log {}", path.display()))
+        };
+        let all = if self.config.from_start {
+            Vec::new()
         } else {
-            self.sink.checkpoint(&key)?
+            self.sink.checkpoints()?
         };
-        let mut start = (0u64, 0u64);
-        if let Some(cp) = saved {
-            match checkpoint::verify(&file, &cp, compressed)
-                .with_context(|| format!("cannot read {}", path.display()))?
-            {
-                Ok(()) => start = (cp.offset, cp.line),
-                Err(why) => {
-                    let drained = !compressed && self.drain_predecessor(path, &key, &cp)?;
-                    if !drained {
-                        (self.notify)(format!(
-                            "{}: {why}; reading it from the start{}",
-                            path.display(),
-                            if why == Mismatch::OtherFile {
-                                " (the old file was not found among its rotated siblings: see --rotated)"
-                            } else {
-                                ""
-                            }
-                        ));
-                    }
-                    self.reset(&file, &key, compressed)?;
-                }
-            }
+        if is_gz(path) {
+            let file = opened.ok_or_else(not_found)?;
+            return self.gz_input(file, path, &key, &all);
         }
-        if !compressed {
-            self.held = Some(
-                file.try_clone()
+        let records = Records::of(&key, &all);
+        if records.current.is_none()
+            && records.rotated.is_empty()
+            && let Some(file) = &opened
+            && self.adopt(file, path, &key, &all)?
+        {
+            return Ok(());
+        }
+        let mut updates: Vec<(String, Option<Checkpoint>)> = Vec::new();
+        let mut rotated = records.rotated.clone();
+        let mut start = None;
+        if let Some(cp) = records.current {
+            let verdict = match &opened {
+                Some(file) => checkpoint::verify(file, &cp, false)
                     .with_context(|| format!("cannot read {}", path.display()))?,
-            );
-        }
-        if compressed {
-            self.compressed(file, path, &key, start)
-        } else {
-            let rule = if self.config.take_partial || settled(&file, self.config.settle) {
-                PartialRule::Take
-            } else {
-                PartialRule::Leave
+                None => Err(Mismatch::OtherFile),
             };
-            self.plain(&file, path, &key, start, rule)
+            match verdict {
+                Ok(()) => start = Some((cp.offset, cp.line)),
+                Err(Mismatch::OtherFile) => {
+                    self.rotated_away(path, &key, &cp, opened.as_ref(), &records, &mut rotated);
+                    updates.extend(
+                        rotated[records.rotated.len()..]
+                            .iter()
+                            .map(|(k, cp)| (k.clone(), Some(*cp))),
+                    );
+                }
+                Err(why) => self.truncated(path, &key, &cp, opened.as_ref(), why)?,
+            }
+            if start.is_none() {
+                let reset = match &opened {
+                    Some(file) => Some(checkpoint::take(file, 0, 0)?),
+                    None => None,
+                };
+                updates.push((key.clone(), reset));
+            }
         }
-    }
-
-    /// The log was renamed or deleted and nothing has replaced it yet. A server keeps writing
-    /// to its old file until it reopens its log, so a follower keeps reading the file it holds.
-    fn drain_held_while_missing(&mut self, path: &Path, key: &str) -> anyhow::Result<()> {
-        let Some(cp) = self.sink.checkpoint(key)? else {
-            return Ok(());
-        };
-        let Some(held) = self.held.take() else {
-            return Ok(());
-        };
-        if matches!(checkpoint::verify(&held, &cp, false), Ok(Ok(()))) {
-            self.plain(&held, path, key, (cp.offset, cp.line), PartialRule::Leave)?;
-            self.held = Some(held);
+        if !updates.is_empty() {
+            // The rotation is recorded before anything is read: a crash from here on resumes
+            // each file where this pass found it.
+            let updates: Vec<Update<'_>> = updates
+                .iter()
+                .map(|(k, cp)| match cp {
+                    Some(cp) => Update::Set(k, *cp),
+                    None => Update::Remove(k),
+                })
+                .collect();
+            self.commit(&updates)?;
         }
+        for (rotated_key, cp) in &rotated {
+            self.drain_rotated(path, rotated_key, cp)?;
+        }
+        let file = opened.ok_or_else(not_found)?;
+        self.used.add(path, &file);
+        let rule = if self.config.take_partial || settled(&file, self.config.settle) {
+            PartialRule::Take
+        } else {
+            PartialRule::Leave
+        };
+        let saved = records.current.filter(|_| start.is_some());
+        self.plain(&file, path, &key, start.unwrap_or((0, 0)), rule, saved)?;
         Ok(())
     }
 
-    /// The file at `path` is no longer the one `cp` was taken on. Finds the old one (the handle
-    /// a follower still holds, `<log>.1`, a `--rotated` match, or a copytruncate copy) and
-    /// reads the rest of it from the saved offset, so the lines written to it after the last
-    /// read are not lost. Returns whether it found one.
-    fn drain_predecessor(
+    /// The file at `path` is no longer the one `cp` was taken on (or there is none): the old
+    /// one was renamed (or deleted). It becomes a rotated record, read on from `cp`; so does
+    /// every sibling rotated after it that no record knows (several rotations since the last
+    /// run), oldest first. The records are appended to `rotated`.
+    fn rotated_away(
         &mut self,
         path: &Path,
         key: &str,
         cp: &Checkpoint,
-    ) -> anyhow::Result<bool> {
-        let held = self
-            .held
-            .take()
-            .filter(|f| matches!(checkpoint::verify(f, cp, false), Ok(Ok(()))));
-        let (name, old) = match held {
-            Some(file) => (
-                PathBuf::from(format!("{} (renamed or deleted)", path.display())),
-                file,
-            ),
-            None => match checkpoint::find_rotated(path, self.config.rotated.as_deref(), cp) {
-                Some(found) => found,
-                None => return Ok(false),
-            },
+        current: Option<&File>,
+        records: &Records,
+        rotated: &mut Vec<(String, Checkpoint)>,
+    ) {
+        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+        let skip = current.and_then(identity);
+        let found = rotation::locate(cp, &self.held.pairs(), &siblings, skip);
+        let mut seq = records.next_seq(key);
+        let name = match &found {
+            Located::Found(name, _) => name.clone(),
+            _ => {
+                (self.notify)(format!(
+                    "{}: it is another file now, and the old one was not found among its rotated siblings (see --rotated): lines written to it after the last run are lost",
+                    path.display()
+                ));
+                return;
+            }
         };
         (self.notify)(format!(
-            "{}: rotated or truncated; reading the rest of {} first",
+            "{}: rotated; reading the rest of {} first",
             path.display(),
             name.display()
         ));
-        // A rotated file is complete: its last line is taken even without a newline.
-        self.plain(&old, &name, key, (cp.offset, cp.line), PartialRule::Take)?;
-        Ok(true)
-    }
-
-    /// Commits a checkpoint at the start of `file` at once, so a crash right after a detected
-    /// truncation or rotation does not make the next run resume from the stale offset.
-    fn reset(&mut self, file: &File, key: &str, compressed: bool) -> anyhow::Result<()> {
-        let cp = if compressed {
-            checkpoint::take_compressed(file, 0, 0)?
-        } else {
-            checkpoint::take(file, 0, 0)?
+        rotated.push((rotation::rotated_key(key, seq, cp), *cp));
+        seq += 1;
+        let Some(position) = siblings
+            .iter()
+            .position(|s| s.path == name || (s.dev, s.inode) == (cp.dev, cp.inode))
+        else {
+            return;
         };
-        self.sink.commit(Some((key, &cp)))
+        let known: Vec<(u64, u64)> = records
+            .rotated
+            .iter()
+            .chain(&records.done)
+            .map(|(_, cp)| (cp.dev, cp.inode))
+            .collect();
+        for sibling in &siblings[position + 1..] {
+            let id = (sibling.dev, sibling.inode);
+            if Some(id) == skip || known.contains(&id) {
+                continue;
+            }
+            let Ok(file) = File::open(&sibling.path) else {
+                continue;
+            };
+            let start = if sibling.compressed {
+                rotation::gz_fingerprint(&file)
+                    .and_then(|head| rotation::take_gz(&file, head, 0, 0))
+            } else {
+                checkpoint::take(&file, 0, 0)
+            };
+            let Ok(start) = start else { continue };
+            (self.notify)(format!(
+                "{}: {} was rotated since the last run too: reading it whole",
+                path.display(),
+                sibling.path.display()
+            ));
+            rotated.push((rotation::rotated_key(key, seq, &start), start));
+            seq += 1;
+        }
     }
 
+    /// The file at `path` is the one `cp` was taken on, but shorter, or with other bytes before
+    /// the offset: `copytruncate` (or truncated and regrown). The copy, if one is found among
+    /// the siblings, holds the lines written before the copy: they are read from the offset,
+    /// and the copy is remembered as done.
+    fn truncated(
+        &mut self,
+        path: &Path,
+        key: &str,
+        cp: &Checkpoint,
+        current: Option<&File>,
+        why: Mismatch,
+    ) -> anyhow::Result<()> {
+        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+        let skip = current.and_then(identity);
+        match rotation::locate(cp, &[], &siblings, skip) {
+            Located::Found(name, opened) => {
+                (self.notify)(format!(
+                    "{}: {why}; reading the rest of its copy {} first",
+                    path.display(),
+                    name.display()
+                ));
+                let done = rotation::done_key(key, cp);
+                self.finish(&name, opened, &done, cp, true)?;
+            }
+            _ => (self.notify)(format!(
+                "{}: {why}; reading it from the start",
+                path.display()
+            )),
+        }
+        Ok(())
+    }
+
+    /// Reads on a rotated record, from wherever its file is now. Once the file has been quiet
+    /// for the rotate wait (the server has reopened its log) and is read to its end, the
+    /// record becomes a done one.
+    fn drain_rotated(&mut self, path: &Path, record: &str, cp: &Checkpoint) -> anyhow::Result<()> {
+        let held = self.held.pairs();
+        let found = match rotation::locate(cp, &held, &[], None) {
+            Located::Found(name, opened) => Located::Found(name, opened),
+            _ => {
+                let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+                rotation::locate(cp, &held, &siblings, None)
+            }
+        };
+        match found {
+            Located::Found(name, opened) => self.finish(&name, opened, record, cp, false),
+            Located::Unsure => Ok(()),
+            Located::Gone => {
+                (self.notify)(format!(
+                    "{}: the file it was rotated to (read up to byte {}) is gone: lines written to it after that are lost",
+                    path.display(),
+                    cp.offset
+                ));
+                self.commit(&[Update::Remove(record)])
+            }
+        }
+    }
+
+    /// Reads `opened` on from `cp` under the record `record`, and turns the record into a
+    /// done one when the file is complete: a `.gz`, a copy (`complete`), or a file quiet for
+    /// the rotate wait and read to its end.
+    fn finish(
+        &mut self,
+        name: &Path,
+        opened: Opened,
+        record: &str,
+        cp: &Checkpoint,
+        complete: bool,
+    ) -> anyhow::Result<()> {
+        let (last, whole) = match opened {
+            Opened::Plain(file) => {
+                let quiet_since = quiet(&file, self.config.rotate_wait);
+                let whole = complete || self.config.take_partial || quiet_since.is_some();
+                let rule = if whole {
+                    PartialRule::Take
+                } else {
+                    PartialRule::Leave
+                };
+                self.used.add(name, &file);
+                let last =
+                    self.plain(&file, name, record, (cp.offset, cp.line), rule, Some(*cp))?;
+                // Whole only if nothing was written since it was found quiet.
+                let unchanged = file.metadata().is_ok_and(|m| {
+                    Some(m.len()) == last.map(|c| c.offset)
+                        && (complete
+                            || self.config.take_partial
+                            || m.modified().ok() == quiet_since)
+                });
+                (last, whole && unchanged)
+            }
+            Opened::Compressed(gz) => {
+                let head = rotation::gz_fingerprint(&gz)
+                    .with_context(|| format!("cannot read log {}", name.display()))?;
+                let last = self.gz_from(gz, name, record, (cp.offset, cp.line), head)?;
+                (last, true)
+            }
+        };
+        if let (true, Some(last)) = (whole, last) {
+            let done = rotation::done_key(rotation::log_of(record).unwrap_or(record), cp);
+            if done != record {
+                self.commit(&[Update::Remove(record), Update::Set(&done, last)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A file that has no record of its own may hold lines already taken under another log's
+    /// record (a rotated file given as an input after its log was read): then it is read on
+    /// from there, under that record. Returns whether it was.
+    fn adopt(
+        &mut self,
+        file: &File,
+        path: &Path,
+        key: &str,
+        all: &[(String, Checkpoint)],
+    ) -> anyhow::Result<bool> {
+        let Some(id) = identity(file) else {
+            return Ok(false);
+        };
+        for (record, cp) in all {
+            if record == key || rotation::log_of(record).is_none() || (cp.dev, cp.inode) != id {
+                continue;
+            }
+            if matches!(checkpoint::verify_content(file, cp, false), Ok(Ok(()))) {
+                (self.notify)(format!(
+                    "{}: its first {} bytes were already taken (as {record}): reading on from there",
+                    path.display(),
+                    cp.offset
+                ));
+                let opened = Opened::Plain(file.try_clone()?);
+                self.finish(path, opened, record, cp, false)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A `.gz` named as an input: under its own checkpoint if it has one; else, if it holds
+    /// lines a rotated or done record already took (the log's rotated file, compressed), read
+    /// on from there under that record; else from its start.
+    fn gz_input(
+        &mut self,
+        file: File,
+        path: &Path,
+        key: &str,
+        all: &[(String, Checkpoint)],
+    ) -> anyhow::Result<()> {
+        let own = all.iter().find(|(k, _)| k == key).map(|(_, cp)| *cp);
+        let mut start = (0, 0);
+        match own {
+            Some(cp) => match checkpoint::verify(&file, &cp, true)
+                .with_context(|| format!("cannot read {}", path.display()))?
+            {
+                Ok(()) => start = (cp.offset, cp.line),
+                Err(why) => {
+                    (self.notify)(format!(
+                        "{}: {why}; reading it from the start",
+                        path.display()
+                    ));
+                    self.commit(&[Update::Set(key, checkpoint::take_compressed(&file, 0, 0)?)])?;
+                }
+            },
+            None => {
+                let id = identity(&file);
+                for (record, cp) in all {
+                    if rotation::log_of(record).is_none() {
+                        continue;
+                    }
+                    let same_file = id == Some((cp.dev, cp.inode));
+                    if rotation::gz_holds(&file, cp, same_file).unwrap_or(false) {
+                        (self.notify)(format!(
+                            "{}: its first {} bytes were already taken (as {record}): reading on from there",
+                            path.display(),
+                            cp.offset
+                        ));
+                        return self.finish(path, Opened::Compressed(file), record, cp, true);
+                    }
+                }
+            }
+        }
+        self.compressed(file, path, key, start)
+    }
+    /// Reads a plain file from `(offset, line)` under the record `key`. Returns the last
+    /// checkpoint committed (or found unchanged).
     fn plain(
         &mut self,
         file: &File,
@@ -368,7 +695,8 @@ impl Pass<'_> {
         key: &str,
         (mut offset, line): (u64, u64),
         rule: PartialRule,
-    ) -> anyhow::Result<()> {
+        saved: Option<Checkpoint>,
+    ) -> anyhow::Result<Option<Checkpoint>> {
         let context = || format!("cannot read log {}", path.display());
         // A last line taken without its `\n` by an earlier run (settled or --final) may have
         // been finished since: its `\n` is then the next byte, and is not an empty line.
@@ -388,18 +716,26 @@ impl Pass<'_> {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
-        let result = self.drain((handle, offset), key, line, rule, &mut |offset, line| {
-            if let Some(bar) = &progress {
-                bar.set_position(offset.saturating_sub(start));
-            }
-            checkpoint::take(file, offset, line).map(Some)
-        });
+        let result = self.drain(
+            (handle, offset),
+            key,
+            line,
+            rule,
+            saved,
+            &mut |offset, line| {
+                if let Some(bar) = &progress {
+                    bar.set_position(offset.saturating_sub(start));
+                }
+                checkpoint::take(file, offset, line).map(Some)
+            },
+        );
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
         result
     }
 
+    /// Reads a `.gz` input under its own key, from `(offset, line)` in decompressed bytes.
     fn compressed(
         &mut self,
         file: File,
@@ -407,11 +743,43 @@ impl Pass<'_> {
         key: &str,
         (offset, line): (u64, u64),
     ) -> anyhow::Result<()> {
+        let identity = file
+            .try_clone()
+            .with_context(|| format!("cannot read log {}", path.display()))?;
+        self.decompress(file, path, key, (offset, line), &mut |offset, line| {
+            checkpoint::take_compressed(&identity, offset, line).map(Some)
+        })?;
+        Ok(())
+    }
+
+    /// Reads a `.gz` under a rotated or done record, with checkpoints on its decompressed
+    /// content (see [`rotation::take_gz`]).
+    fn gz_from(
+        &mut self,
+        file: File,
+        path: &Path,
+        record: &str,
+        start: (u64, u64),
+        head: (u64, u64),
+    ) -> anyhow::Result<Option<Checkpoint>> {
+        let identity = file
+            .try_clone()
+            .with_context(|| format!("cannot read log {}", path.display()))?;
+        self.decompress(file, path, record, start, &mut |offset, line| {
+            rotation::take_gz(&identity, head, offset, line).map(Some)
+        })
+    }
+
+    fn decompress(
+        &mut self,
+        file: File,
+        path: &Path,
+        key: &str,
+        (offset, line): (u64, u64),
+        checkpoint: &mut dyn FnMut(u64, u64) -> io::Result<Option<Checkpoint>>,
+    ) -> anyhow::Result<Option<Checkpoint>> {
         let context = || format!("cannot read log {}", path.display());
-        let identity = file.try_clone().with_context(context)?;
-        // Rotated logs may be several gzip members in a row (`cat a.gz b.gz`).
-        let mut decoder =
-            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
+        let mut decoder = rotation::decoder(file).with_context(context)?;
         let skipped =
             io::copy(&mut (&mut decoder).take(offset), &mut io::sink()).with_context(context)?;
         if skipped < offset {
@@ -420,12 +788,14 @@ impl Pass<'_> {
                 path.display()
             );
         }
+        // A compressed file is complete: its last line is taken even without a newline.
         self.drain(
             (decoder, offset),
             key,
             line,
             PartialRule::Take,
-            &mut |offset, line| checkpoint::take_compressed(&identity, offset, line).map(Some),
+            None,
+            checkpoint,
         )
     }
 
@@ -447,15 +817,18 @@ impl Pass<'_> {
 
     /// Reads lines until the end of input, committing every `batch_lines` lines (rounded up
     /// to a whole batch) and at the end. `checkpoint(offset, line)` builds the checkpoint for a
-    /// position. Reading and parsing run on other threads (see [`crate::batch`]).
+    /// position. Reading and parsing run on other threads (see [`crate::batch`]). The last
+    /// commit is skipped when nothing moved since `saved`: an idle follower writes nothing.
+    /// Returns the last checkpoint.
     fn drain<R: Read + Send>(
         &mut self,
         (input, offset): (R, u64),
         key: &str,
         line: u64,
         rule: PartialRule,
+        saved: Option<Checkpoint>,
         checkpoint: &mut dyn FnMut(u64, u64) -> io::Result<Option<Checkpoint>>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Checkpoint>> {
         std::thread::scope(|scope| {
             let prepare = self.sink.prepare();
             let (tx, rx) = std::sync::mpsc::sync_channel(prepare.queue());
@@ -465,6 +838,7 @@ impl Pass<'_> {
             });
             let mut since_commit = 0u64;
             let mut position = None;
+            let mut moved = false;
             // Errors of the input are the log's; the sink's own (a locked database, a full
             // disk) already name the store.
             let cannot_read = || format!("cannot read log {key}");
@@ -478,26 +852,27 @@ impl Pass<'_> {
                 self.summary.read += batch.lines;
                 self.summary.pending_bytes += batch.pending_bytes;
                 since_commit += batch.lines;
+                moved |= batch.lines > 0;
                 position = Some((batch.end_offset, batch.end_line));
                 if since_commit >= self.config.batch_lines {
-                    self.commit(
-                        checkpoint(batch.end_offset, batch.end_line)
-                            .with_context(cannot_read)?
-                            .as_ref()
-                            .map(|cp| (key, cp)),
-                    )?;
+                    let cp =
+                        checkpoint(batch.end_offset, batch.end_line).with_context(cannot_read)?;
+                    self.commit_at(key, cp.as_ref())?;
                     since_commit = 0;
                     if self.stopping() {
                         // Dropping the receiver ends the reading thread at its next batch.
-                        return Ok(());
+                        return Ok(cp);
                     }
                 }
             }
             let (offset, line) = position.expect("the reading thread always sends a last batch");
-            // Also when nothing was new: a first run on an empty file records its identity,
-            // and the fingerprint grows with the file.
-            let checkpoint = checkpoint(offset, line).with_context(cannot_read)?;
-            self.commit(checkpoint.as_ref().map(|cp| (key, cp)))
+            // Also when no line was new: a first run on an empty file records its identity,
+            // and the fingerprint grows with the file. Not when nothing changed at all.
+            let cp = checkpoint(offset, line).with_context(cannot_read)?;
+            if moved || cp.is_none() || cp != saved {
+                self.commit_at(key, cp.as_ref())?;
+            }
+            Ok(cp)
         })
     }
 
@@ -527,15 +902,32 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+    fn commit_at(&mut self, key: &str, cp: Option<&Checkpoint>) -> anyhow::Result<()> {
+        match cp {
+            Some(cp) => self.commit(&[Update::Set(key, *cp)]),
+            None => self.commit(&[]),
+        }
+    }
+
+    fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
         // Rejects go to their file before the rows are committed: a crash in between repeats
         // a rejected line in that file rather than losing it.
         if let Some((path, out)) = &mut self.rejects {
             out.flush()
                 .with_context(|| format!("cannot write rejects file {}", path.display()))?;
         }
-        self.sink.commit(checkpoint)
+        self.sink.commit(updates)
     }
+}
+
+/// Has the file been left alone for `wait`? Then its modification time (to tell a later
+/// write), else `None`.
+fn quiet(file: &File, wait: Duration) -> Option<SystemTime> {
+    let modified = file.metadata().and_then(|m| m.modified()).ok()?;
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    (age >= wait).then_some(modified)
 }
 
 /// Has the file been left alone for `settle`? Then its unterminated last line is complete.

@@ -10,9 +10,11 @@ pub mod entry;
 pub mod follow;
 pub mod generate;
 pub mod ingest;
+pub mod lock;
 pub mod packed;
 pub mod parse;
 pub mod report;
+pub mod rotation;
 pub mod sink;
 pub mod source;
 

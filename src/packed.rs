@@ -492,10 +492,10 @@ impl Packer {
         if self.disabled {
             return Ok(());
         }
-        if let Some(open) = &mut self.open {
-            if open.dirty {
-                write_block(conn, open)?;
-            }
+        if let Some(open) = &mut self.open
+            && open.dirty
+        {
+            write_block(conn, open)?;
         }
         conn.execute(
             "UPDATE packed_state SET covered = (SELECT coalesce(max(id), 0) FROM logs) WHERE id = 1",

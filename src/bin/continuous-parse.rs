@@ -55,9 +55,13 @@ struct Args {
     /// Reject lines longer than this many bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     max_line_bytes: usize,
-    /// Where logrotate puts a rotated log, besides `<log>.1` (a glob).
+    /// Where logrotate puts a rotated log, besides `<log>.N[.gz]` and `<log>-DATE[.gz]` (a glob).
     #[arg(long, value_name = "GLOB")]
     rotated: Option<String>,
+    /// After a rotation, keep reading the rotated file until it has not changed for this
+    /// long: the server writes to it until it reopens its log.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = cli::parse_seconds)]
+    rotate_wait: f64,
     /// No start, status or stop lines (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             rejects: args.rejects,
             max_line: args.max_line_bytes,
             rotated: args.rotated,
+            rotate_wait: Duration::from_secs_f64(args.rotate_wait),
         };
         let stop = cli::stop_flag()?;
         follow::run(&config, stop, "continuous-parse")?;

@@ -27,6 +27,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("parse-to-db", || {
         let args = Args::parse();
+        let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
         let timeout = Duration::from_secs_f64(args.busy_timeout);
         let mut sink = SqliteSink::open(&args.db, timeout, &mut cli::warn("parse-to-db"))?;
         cli::ingest("parse-to-db", &mut sink, &args.ingest)

@@ -1001,10 +1001,8 @@ pub fn from_csv(path: &Path, filters: &Filters) -> anyhow::Result<Counts> {
 /// The counts of the entries of a database that pass `filters`: from its packed copy of the
 /// rows when it has one that covers every row (and `packed` allows), else from its rows.
 pub fn from_db(path: &Path, filters: &Filters, packed: bool) -> anyhow::Result<Counts> {
-    if packed {
-        if let Some(counts) = db_packed(path, filters) {
-            return Ok(counts);
-        }
+    if packed && let Some(counts) = db_packed(path, filters) {
+        return Ok(counts);
     }
     aggregate(|emit| read_db(path, emit), filters)
 }

@@ -399,11 +399,12 @@ impl Records {
     /// of other clients are passed over, as fast as their line end is found.
     pub fn next_in(&mut self, share: Share) -> io::Result<Option<Record<'_>>> {
         loop {
-            if share.of > 1 && self.pos < self.block.len() {
-                if let Some(len) = self.pass_over(share) {
-                    self.pos += len;
-                    continue;
-                }
+            if share.of > 1
+                && self.pos < self.block.len()
+                && let Some(len) = self.pass_over(share)
+            {
+                self.pos += len;
+                continue;
             }
             // Split whole: the record is ours, straddles two blocks, or its ip is quoted.
             if !self.advance()? {

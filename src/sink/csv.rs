@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, LogEntry, Rfc3339, decimal};
-use crate::sink::Sink;
+use crate::sink::{Sink, Update};
 
 /// What `<csv>.checkpoint` holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -335,6 +335,21 @@ impl Sink for CsvSink {
         Ok(self.state.sources.get(source).copied())
     }
 
+    fn holds_rows(&mut self) -> anyhow::Result<bool> {
+        // More than a header line.
+        let header = COLUMNS.join(",").len() as u64 + 1;
+        Ok(self.state.csv_len > header || self.encoder.pending() as u64 > header)
+    }
+
+    fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>> {
+        Ok(self
+            .state
+            .sources
+            .iter()
+            .map(|(key, cp)| (key.clone(), *cp))
+            .collect())
+    }
+
     fn prepare(&self) -> Prepare {
         Prepare {
             parsers: 2,
@@ -361,16 +376,31 @@ impl Sink for CsvSink {
         }
     }
 
-    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+    fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
         self.append_pending()?;
         let file = &self.file.file;
         let synced = file.sync_data().and_then(|()| Ok(file.metadata()?.len()));
         let len = synced.map_err(|e| self.fail(e.into()))?;
         self.state.csv_len = len;
-        if let Some((source, cp)) = checkpoint {
-            self.state.sources.insert(source.to_owned(), *cp);
+        for update in updates {
+            match update {
+                Update::Set(source, cp) => self.state.sources.insert((*source).to_owned(), *cp),
+                Update::Remove(source) => self.state.sources.remove(*source),
+            };
         }
         self.save_state()
+    }
+
+    fn abort(&mut self) {
+        // Cut what this batch appended; the checkpoint file still says the old length.
+        self.encoder.take();
+        if self.state.csv_len == 0 {
+            // A new file: its header goes with the first commit.
+            self.encoder.header();
+        }
+        if !self.file.failed {
+            let _ = self.file.file.set_len(self.state.csv_len);
+        }
     }
 
     fn describe(&self) -> String {

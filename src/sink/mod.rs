@@ -24,10 +24,29 @@ pub struct Rejected<'a> {
     pub raw: &'a [u8],
 }
 
+/// A change to the saved checkpoints, made durable together with the rows before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update<'a> {
+    /// Save `Checkpoint` under the key.
+    Set(&'a str, Checkpoint),
+    /// Forget the key (a rotated file that has been read to its end is kept as done instead).
+    Remove(&'a str),
+}
+
 /// A store of log entries with per-source checkpoints.
+///
+/// Writers hold the store's lock ([`crate::lock`]) from reading a checkpoint to committing the
+/// rows it covers; nothing in the trait is safe to interleave between two processes without it.
 pub trait Sink {
     /// The checkpoint saved for `source` (an absolute path), if any.
     fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>>;
+
+    /// Every saved checkpoint, with its key: the current files of the logs, and the records of
+    /// their rotated files (see [`crate::rotation`]).
+    fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>>;
+
+    /// Does the store hold any rows already (from this or an earlier run)?
+    fn holds_rows(&mut self) -> anyhow::Result<bool>;
 
     /// Adds an entry to the pending batch.
     fn write(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()>;
@@ -47,9 +66,13 @@ pub trait Sink {
         Ok(())
     }
 
-    /// Makes the pending batch durable, together with `checkpoint` for its source (`None` for
-    /// a source that has none, such as stdin).
-    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()>;
+    /// Makes the pending batch durable, together with the checkpoint `updates` that cover it
+    /// (none for a source that has no checkpoint, such as stdin).
+    fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()>;
+
+    /// Forgets the pending batch: the store stays as its last commit left it, so a pass that
+    /// failed half-way (a log truncated under it) can be retried without a row twice.
+    fn abort(&mut self);
 
     /// The store's path, for messages.
     fn describe(&self) -> String;

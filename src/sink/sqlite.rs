@@ -17,7 +17,7 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
 use crate::report::Row;
-use crate::sink::{Rejected, Sink};
+use crate::sink::{Rejected, Sink, Update};
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
 /// recognised before anything is written to it.
@@ -74,14 +74,14 @@ pub fn open_for_writing(
     notify: &mut dyn FnMut(String),
 ) -> anyhow::Result<Connection> {
     let context = || format!("cannot open database {}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!(
-                "cannot open database {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            );
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!(
+            "cannot open database {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
     let conn = Connection::open(path).with_context(context)?;
     conn.busy_timeout(busy_timeout).with_context(context)?;
@@ -252,22 +252,35 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
     }
 }
 
+/// Reads every saved checkpoint, with its key.
+pub fn load_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Checkpoint)>> {
+    let mut stmt = conn.prepare_cached(
+        r#"SELECT source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash FROM checkpoints ORDER BY source"#,
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, checkpoint_of(r, 1)?)))?
+        .collect()
+}
+
+/// The checkpoint in the seven columns of `r` from `first` on.
+fn checkpoint_of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Checkpoint> {
+    let n = |i: usize| r.get::<_, i64>(first + i).map(|v| v as u64);
+    Ok(Checkpoint {
+        dev: n(0)?,
+        inode: n(1)?,
+        fingerprint_len: n(2)?,
+        fingerprint: n(3)?,
+        offset: n(4)?,
+        line: n(5)?,
+        tail_hash: n(6)?,
+    })
+}
+
 /// Reads the checkpoint saved for `source`.
 pub fn load_checkpoint(conn: &Connection, source: &str) -> rusqlite::Result<Option<Checkpoint>> {
     conn.query_row(
         r#"SELECT dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash FROM checkpoints WHERE source = ?1"#,
         [source],
-        |r| {
-            Ok(Checkpoint {
-                dev: r.get::<_, i64>(0)? as u64,
-                inode: r.get::<_, i64>(1)? as u64,
-                fingerprint_len: r.get::<_, i64>(2)? as u64,
-                fingerprint: r.get::<_, i64>(3)? as u64,
-                offset: r.get::<_, i64>(4)? as u64,
-                line: r.get::<_, i64>(5)? as u64,
-                tail_hash: r.get::<_, i64>(6)? as u64,
-            })
-        },
+        |r| checkpoint_of(r, 0),
     )
     .optional()
 }
@@ -282,6 +295,11 @@ pub struct SqliteSink {
     in_transaction: bool,
     pending: PendingRows,
     packer: Packer,
+    /// The checkpoints as this writer last read or wrote them. A commit checks, inside its
+    /// transaction, that the database still holds these: if another writer moved one (it
+    /// would have to ignore the store's lock), the batch is rolled back instead of storing its
+    /// lines a second time.
+    known: std::collections::HashMap<String, Option<Checkpoint>>,
     _checkpointer: Option<Checkpointer>,
 }
 
@@ -475,9 +493,10 @@ impl SqliteSink {
             in_transaction: false,
             pending: PendingRows::default(),
             packer: Packer::default(),
+            known: Default::default(),
             _checkpointer: checkpointer,
         };
-        sink.catch_up(notify).inspect_err(|_| sink.abort())?;
+        sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
         Ok(sink)
     }
 
@@ -494,7 +513,7 @@ impl SqliteSink {
         self.packer
             .begin(&self.conn)
             .map_err(|e| explain_any(e, &self.path, self.busy_timeout))
-            .inspect_err(|_| self.abort())
+            .inspect_err(|_| self.rollback())
     }
 
     /// Packs rows that others wrote (or that a database from an older version holds) in a
@@ -513,7 +532,7 @@ impl SqliteSink {
             if let Some(message) = self.begin()? {
                 notify(format!("{}: {message}", self.path.display()));
             }
-            self.commit_batch(None)?;
+            self.commit_batch(&[])?;
         }
         Ok(())
     }
@@ -523,7 +542,7 @@ impl SqliteSink {
         self.pending.push(e);
         // Also by size: 64 rows of megabyte-long URLs would hold 64 MiB here.
         if self.pending.len() == ROWS_PER_INSERT || self.pending.text.len() >= PENDING_BYTES {
-            self.flush().inspect_err(|_| self.abort())?;
+            self.flush().inspect_err(|_| self.rollback())?;
         }
         Ok(())
     }
@@ -547,7 +566,25 @@ impl SqliteSink {
 
 impl Sink for SqliteSink {
     fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
-        load_checkpoint(&self.conn, source).map_err(|e| explain(e, &self.path, self.busy_timeout))
+        let cp = load_checkpoint(&self.conn, source)
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        self.known.insert(source.to_owned(), cp);
+        Ok(cp)
+    }
+
+    fn holds_rows(&mut self) -> anyhow::Result<bool> {
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM logs)", [], |r| r.get(0))
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))
+    }
+
+    fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>> {
+        let all =
+            load_checkpoints(&self.conn).map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        self.known.clear();
+        self.known
+            .extend(all.iter().map(|(key, cp)| (key.clone(), Some(*cp))));
+        Ok(all)
     }
 
     fn prepare(&self) -> Prepare {
@@ -568,7 +605,7 @@ impl Sink for SqliteSink {
         self.packer
             .add(&self.conn, keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
-            .inspect_err(|_| self.abort())?;
+            .inspect_err(|_| self.rollback())?;
         Ok(())
     }
 
@@ -580,7 +617,7 @@ impl Sink for SqliteSink {
         self.packer
             .add(&self.conn, &keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
-            .inspect_err(|_| self.abort())?;
+            .inspect_err(|_| self.rollback())?;
         Ok(())
     }
 
@@ -599,8 +636,12 @@ impl Sink for SqliteSink {
         Ok(())
     }
 
-    fn commit(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
-        self.commit_batch(checkpoint).inspect_err(|_| self.abort())
+    fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
+        self.commit_batch(updates).inspect_err(|_| self.rollback())
+    }
+
+    fn abort(&mut self) {
+        self.rollback()
     }
 
     fn describe(&self) -> String {
@@ -609,29 +650,24 @@ impl Sink for SqliteSink {
 }
 
 impl SqliteSink {
-    fn commit_batch(&mut self, checkpoint: Option<(&str, &Checkpoint)>) -> anyhow::Result<()> {
+    fn commit_batch(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
         self.flush()?;
-        if let Some((source, cp)) = checkpoint {
+        if !updates.is_empty() {
             self.begin()?;
-            let mut stmt = self.conn.prepare_cached(
-                r#"INSERT INTO checkpoints (source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash, updated)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-                   ON CONFLICT(source) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
-                     fingerprint_len = excluded.fingerprint_len, fingerprint = excluded.fingerprint,
-                     "offset" = excluded."offset", line = excluded.line, tail_hash = excluded.tail_hash,
-                     updated = excluded.updated"#,
-            )?;
-            stmt.execute(params![
-                source,
-                cp.dev as i64,
-                cp.inode as i64,
-                cp.fingerprint_len as i64,
-                cp.fingerprint as i64,
-                cp.offset as i64,
-                cp.line as i64,
-                cp.tail_hash as i64,
-            ])
-            .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
+        }
+        for update in updates {
+            let source = match update {
+                Update::Set(source, _) | Update::Remove(source) => *source,
+            };
+            self.check_unmoved(source)?;
+            let result = match update {
+                Update::Set(source, cp) => self.save_checkpoint(source, cp),
+                Update::Remove(source) => self
+                    .conn
+                    .prepare_cached("DELETE FROM checkpoints WHERE source = ?1")
+                    .and_then(|mut stmt| stmt.execute([source])),
+            };
+            result.map_err(|err| explain(err, &self.path, self.busy_timeout))?;
         }
         if self.in_transaction {
             self.packer
@@ -642,13 +678,59 @@ impl SqliteSink {
                 .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
             self.in_transaction = false;
         }
+        for update in updates {
+            match update {
+                Update::Set(source, cp) => self.known.insert((*source).to_owned(), Some(*cp)),
+                Update::Remove(source) => self.known.insert((*source).to_owned(), None),
+            };
+        }
         Ok(())
+    }
+
+    /// Inside the committing transaction: is the checkpoint of `source` still the one this
+    /// writer read? See [`SqliteSink::known`].
+    fn check_unmoved(&self, source: &str) -> anyhow::Result<()> {
+        let Some(expected) = self.known.get(source) else {
+            return Ok(());
+        };
+        let now = load_checkpoint(&self.conn, source)
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        if now != *expected {
+            bail!(
+                "{}: another writer moved the checkpoint of {source} while this one read it \
+                 (is an older log-pipeline, which takes no lock, writing to it?); \
+                 nothing of this batch was stored",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn save_checkpoint(&self, source: &str, cp: &Checkpoint) -> rusqlite::Result<usize> {
+        let mut stmt = self.conn.prepare_cached(
+            r#"INSERT INTO checkpoints (source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash, updated)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+               ON CONFLICT(source) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
+                 fingerprint_len = excluded.fingerprint_len, fingerprint = excluded.fingerprint,
+                 "offset" = excluded."offset", line = excluded.line, tail_hash = excluded.tail_hash,
+                 updated = excluded.updated"#,
+        )?;
+        stmt.execute(params![
+            source,
+            cp.dev as i64,
+            cp.inode as i64,
+            cp.fingerprint_len as i64,
+            cp.fingerprint as i64,
+            cp.offset as i64,
+            cp.line as i64,
+            cp.tail_hash as i64,
+        ])
     }
 
     /// A batch failed: roll it back and forget its pending rows, so that the caller can retry
     /// from the last checkpoint (the follower does, on a database locked for too long) without
     /// a row being inserted twice.
-    fn abort(&mut self) {
+    fn rollback(&mut self) {
         if self.in_transaction {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.in_transaction = false;
