@@ -191,6 +191,27 @@ impl Held {
     }
 }
 
+/// The current record of a log that was missing at the last pass (see [`Pass::file`]).
+const MISSING: Checkpoint = Checkpoint {
+    dev: 0,
+    inode: 0,
+    fingerprint_len: 0,
+    fingerprint: 0,
+    offset: 0,
+    line: 0,
+    tail_hash: 0,
+};
+
+/// The files the records of a log were last found as.
+fn known_identities(records: &Records) -> Vec<(u64, u64)> {
+    records
+        .rotated
+        .iter()
+        .chain(&records.done)
+        .map(|(_, cp)| (cp.dev, cp.inode))
+        .collect()
+}
+
 fn identity(file: &File) -> Option<(u64, u64)> {
     file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
@@ -380,30 +401,57 @@ impl Pass<'_> {
         let mut updates: Vec<(String, Option<Checkpoint>)> = Vec::new();
         let mut rotated = records.rotated.clone();
         let mut start = None;
-        if let Some(cp) = records.current {
+        if records.current == Some(MISSING) {
+            // The log was missing at the last pass: the file now at the path is new, and
+            // others may have come and been rotated since (nocreate, then a reopen and a
+            // rotation before this pass).
+            match &opened {
+                Some(file) => {
+                    self.unseen_copies(path, &key, file, &records, &mut rotated);
+                    updates.extend(
+                        rotated[records.rotated.len()..]
+                            .iter()
+                            .map(|(k, cp)| (k.clone(), Some(*cp))),
+                    );
+                    updates.push((key.clone(), Some(checkpoint::take(file, 0, 0)?)));
+                    start = Some((0, 0));
+                }
+                None => start = Some((0, 0)),
+            }
+        } else if let Some(cp) = records.current {
             let verdict = match &opened {
                 Some(file) => checkpoint::verify(file, &cp, false)
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 None => Err(Mismatch::OtherFile),
             };
             match verdict {
-                Ok(()) => start = Some((cp.offset, cp.line)),
-                Err(Mismatch::OtherFile) => {
-                    self.rotated_away(path, &key, &cp, opened.as_ref(), &records, &mut rotated);
+                Ok(()) => {
+                    start = Some((cp.offset, cp.line));
+                    if let (0, Some(file)) = (cp.fingerprint_len, &opened) {
+                        self.unseen_copies(path, &key, file, &records, &mut rotated);
+                        updates.extend(
+                            rotated[records.rotated.len()..]
+                                .iter()
+                                .map(|(k, cp)| (k.clone(), Some(*cp))),
+                        );
+                    }
+                }
+                Err(why) => {
+                    let old = (&key[..], &cp, why);
+                    self.rotated_away(path, old, opened.as_ref(), &records, &mut rotated);
                     updates.extend(
                         rotated[records.rotated.len()..]
                             .iter()
                             .map(|(k, cp)| (k.clone(), Some(*cp))),
                     );
                 }
-                Err(why) => self.truncated(path, &key, &cp, opened.as_ref(), why)?,
             }
             if start.is_none() {
                 let reset = match &opened {
-                    Some(file) => Some(checkpoint::take(file, 0, 0)?),
-                    None => None,
+                    Some(file) => checkpoint::take(file, 0, 0)?,
+                    None => MISSING,
                 };
-                updates.push((key.clone(), reset));
+                updates.push((key.clone(), Some(reset)));
             }
         }
         if !updates.is_empty() {
@@ -433,15 +481,16 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The file at `path` is no longer the one `cp` was taken on (or there is none): the old
-    /// one was renamed (or deleted). It becomes a rotated record, read on from `cp`; so does
-    /// every sibling rotated after it that no record knows (several rotations since the last
-    /// run), oldest first. The records are appended to `rotated`.
+    /// The file at `path` is no longer what `cp` was taken on (`why`): the old file was
+    /// renamed (or deleted, or its inode reused by the new one), or copied and truncated in
+    /// place (copytruncate). Whatever holds the old content (the renamed file, its `.gz`, the
+    /// copy) becomes a rotated record, read on from `cp`; so does every sibling rotated after
+    /// it that no record knows (several rotations since the last run), oldest first. The
+    /// records are appended to `rotated`.
     fn rotated_away(
         &mut self,
         path: &Path,
-        key: &str,
-        cp: &Checkpoint,
+        (key, cp, why): (&str, &Checkpoint, Mismatch),
         current: Option<&File>,
         records: &Records,
         rotated: &mut Vec<(String, Checkpoint)>,
@@ -450,18 +499,23 @@ impl Pass<'_> {
         let skip = current.and_then(identity);
         let found = rotation::locate(cp, &self.held.pairs(), &siblings, skip);
         let mut seq = records.next_seq(key);
+        let why = if current.is_none() {
+            "it is missing (rotated or deleted)".to_owned()
+        } else {
+            why.to_string()
+        };
         let name = match &found {
             Located::Found(name, _) => name.clone(),
             _ => {
                 (self.notify)(format!(
-                    "{}: it is another file now, and the old one was not found among its rotated siblings (see --rotated): lines written to it after the last run are lost",
+                    "{}: {why}; the old content was not found among its rotated siblings (see --rotated), so lines written to it after the last run are lost; reading it from the start",
                     path.display()
                 ));
                 return;
             }
         };
         (self.notify)(format!(
-            "{}: rotated; reading the rest of {} first",
+            "{}: {why}; reading the rest of {} first",
             path.display(),
             name.display()
         ));
@@ -473,13 +527,64 @@ impl Pass<'_> {
         else {
             return;
         };
-        let known: Vec<(u64, u64)> = records
-            .rotated
+        self.newer_siblings(
+            path,
+            key,
+            &siblings[position + 1..],
+            skip,
+            records,
+            seq,
+            rotated,
+        );
+    }
+
+    /// The current file verified, but was empty when its checkpoint was taken: it cannot
+    /// tell whether lines came and were copied away since (copytruncate of a file that was
+    /// empty at the last run). Siblings newer than the newest one a record knows hold them.
+    fn unseen_copies(
+        &mut self,
+        path: &Path,
+        key: &str,
+        current: &File,
+        records: &Records,
+        rotated: &mut Vec<(String, Checkpoint)>,
+    ) {
+        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+        let known = known_identities(records);
+        let Some(newest_known) = siblings
             .iter()
-            .chain(&records.done)
-            .map(|(_, cp)| (cp.dev, cp.inode))
-            .collect();
-        for sibling in &siblings[position + 1..] {
+            .rposition(|s| known.contains(&(s.dev, s.inode)))
+        else {
+            return;
+        };
+        let seq = records.next_seq(key);
+        let skip = identity(current);
+        self.newer_siblings(
+            path,
+            key,
+            &siblings[newest_known + 1..],
+            skip,
+            records,
+            seq,
+            rotated,
+        );
+    }
+
+    /// Makes a rotated record, read from its start, of each of `newer` that no record knows
+    /// (oldest first).
+    #[allow(clippy::too_many_arguments)]
+    fn newer_siblings(
+        &mut self,
+        path: &Path,
+        key: &str,
+        newer: &[rotation::Sibling],
+        skip: Option<(u64, u64)>,
+        records: &Records,
+        mut seq: u64,
+        rotated: &mut Vec<(String, Checkpoint)>,
+    ) {
+        let known = known_identities(records);
+        for sibling in newer {
             let id = (sibling.dev, sibling.inode);
             if Some(id) == skip || known.contains(&id) {
                 continue;
@@ -502,38 +607,6 @@ impl Pass<'_> {
             rotated.push((rotation::rotated_key(key, seq, &start), start));
             seq += 1;
         }
-    }
-
-    /// The file at `path` is the one `cp` was taken on, but shorter, or with other bytes before
-    /// the offset: `copytruncate` (or truncated and regrown). The copy, if one is found among
-    /// the siblings, holds the lines written before the copy: they are read from the offset,
-    /// and the copy is remembered as done.
-    fn truncated(
-        &mut self,
-        path: &Path,
-        key: &str,
-        cp: &Checkpoint,
-        current: Option<&File>,
-        why: Mismatch,
-    ) -> anyhow::Result<()> {
-        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
-        let skip = current.and_then(identity);
-        match rotation::locate(cp, &[], &siblings, skip) {
-            Located::Found(name, opened) => {
-                (self.notify)(format!(
-                    "{}: {why}; reading the rest of its copy {} first",
-                    path.display(),
-                    name.display()
-                ));
-                let done = rotation::done_key(key, cp);
-                self.finish(&name, opened, &done, cp, true)?;
-            }
-            _ => (self.notify)(format!(
-                "{}: {why}; reading it from the start",
-                path.display()
-            )),
-        }
-        Ok(())
     }
 
     /// Reads on a rotated record, from wherever its file is now. Once the file has been quiet

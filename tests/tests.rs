@@ -3,7 +3,9 @@
 mod workdir;
 
 mod test_aggregate;
+mod test_exactly_once;
 mod test_follow;
 mod test_generate;
+mod test_model;
 mod test_parse;
 mod test_real_logs;

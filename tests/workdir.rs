@@ -100,6 +100,13 @@ pub fn lines(data: &[u8]) -> Vec<&[u8]> {
     lines
 }
 
+/// How many rows the `logs` table has (0 before it exists).
+pub fn row_count(db: &Path) -> usize {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM logs", [], |r| r.get::<_, i64>(0)))
+        .map_or(0, |n| n as usize)
+}
+
 /// Every row of the `logs` table, in id order, as text (NULL as "").
 pub fn db_rows(path: &Path) -> Vec<Vec<String>> {
     let conn = rusqlite::Connection::open(path).unwrap();
@@ -243,6 +250,11 @@ impl Running {
             .status()
             .expect("kill");
         assert!(sent.success(), "kill {sig} failed");
+        self.0.wait().expect("wait")
+    }
+
+    /// Waits for it to exit by itself.
+    pub fn wait(mut self) -> std::process::ExitStatus {
         self.0.wait().expect("wait")
     }
 

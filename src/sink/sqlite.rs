@@ -595,6 +595,11 @@ impl Sink for SqliteSink {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            // No transaction for nothing: a follower whose pass found nothing new commits
+            // nothing, and must not keep the write lock.
+            return Ok(());
+        }
         let Some(keys) = &batch.keys else {
             return batch.entries().try_for_each(|e| self.write(&e));
         };
