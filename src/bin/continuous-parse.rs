@@ -32,23 +32,23 @@ struct Args {
     #[arg(long)]
     from_start: bool,
     /// Look at the file this often even without file-system events.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    poll_interval: f64,
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    poll_interval: Duration,
     /// Do not use file-system events, only poll (NFS, WSL and other file systems without inotify).
     #[arg(long)]
     poll: bool,
     /// After a wake-up, wait this long for more lines before reading them as one batch.
-    #[arg(long, default_value_t = 0.02, value_name = "SECS", value_parser = cli::parse_seconds)]
-    linger: f64,
+    #[arg(long, default_value = "0.02", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    linger: Duration,
     /// Commit at least every N lines under load.
     #[arg(long, default_value_t = 50_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     batch_lines: u64,
     /// Seconds between status lines on stderr.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    status_interval: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    status_interval: Duration,
     /// How long to wait for another writer to release the database.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    busy_timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
+    busy_timeout: Duration,
     /// Append rejected lines here, verbatim, as `source:line: reason: bytes`.
     #[arg(long, value_name = "PATH")]
     rejects: Option<PathBuf>,
@@ -75,12 +75,12 @@ fn main() -> ExitCode {
             log: args.log,
             db: args.db,
             offset_file,
-            busy_timeout: Duration::from_secs_f64(args.busy_timeout),
-            poll_interval: Duration::from_secs_f64(args.poll_interval),
+            busy_timeout: args.busy_timeout,
+            poll_interval: args.poll_interval,
             events: !args.poll,
-            linger: Duration::from_secs_f64(args.linger),
+            linger: args.linger,
             batch_lines: args.batch_lines,
-            status_interval: Duration::from_secs_f64(args.status_interval),
+            status_interval: args.status_interval,
             once: args.once,
             from_start: args.from_start,
             quiet: args.quiet,
