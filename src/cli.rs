@@ -48,7 +48,7 @@ pub struct IngestArgs {
     #[arg(default_value = "logs/access.log")]
     pub inputs: Vec<std::path::PathBuf>,
     /// Reject lines longer than this many bytes (they are skipped without being held in memory).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = parse_line_limit, allow_negative_numbers = true)]
     pub max_line_bytes: usize,
     /// Take a last line that has no newline yet once the file has not changed for this long.
     #[arg(long, default_value = "3", value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
@@ -113,6 +113,17 @@ fn seconds_at_most(s: &str, max: Duration, max_text: &str) -> Result<Duration, S
         _ => Err(format!(
             "'{s}' is more than {} seconds ({max_text})",
             max.as_secs()
+        )),
+    }
+}
+
+/// Parses `--max-line-bytes`: a limit of 0 would reject every line as too long, which is never
+/// what was meant.
+pub fn parse_line_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of bytes >= 1 (a limit of 0 would reject every line)"
         )),
     }
 }
@@ -297,5 +308,20 @@ mod tests {
         // The longest one taken is one SQLite takes (rusqlite panics on a longer one).
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.busy_timeout(MAX_BUSY_TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn a_line_limit_is_at_least_one_byte() {
+        assert_eq!(parse_line_limit("1"), Ok(1));
+        assert_eq!(parse_line_limit("1048576"), Ok(1 << 20));
+        for arg in ["0", "-1", "1k", "", "1.5"] {
+            assert_eq!(
+                parse_line_limit(arg),
+                Err(format!(
+                    "'{arg}' is not a number of bytes >= 1 (a limit of 0 would reject every line)"
+                )),
+                "{arg:?}"
+            );
+        }
     }
 }

@@ -94,3 +94,25 @@ fn seconds_up_to_the_bound_are_taken() {
     assert_eq!(db_rows(&wd.path("logs.db")).len(), 3);
     assert_eq!(db_rows(&wd.path("follow.db")).len(), 3);
 }
+
+#[test]
+fn a_line_limit_of_zero_bytes_is_refused() {
+    for (bin, rest) in [
+        ("parse-to-csv", &[][..]),
+        ("parse-to-db", &[][..]),
+        ("continuous-parse", &["--once"][..]),
+    ] {
+        for value in ["0", "-1"] {
+            let args: Vec<&str> = ["--max-line-bytes", value]
+                .iter()
+                .chain(rest)
+                .copied()
+                .collect();
+            let stderr = refused(bin, &args, "--max-line-bytes");
+            assert!(
+                stderr.contains(&format!("'{value}' is not a number of bytes >= 1")),
+                "{bin} {value}:\n{stderr}"
+            );
+        }
+    }
+}

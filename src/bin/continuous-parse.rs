@@ -53,7 +53,7 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     rejects: Option<PathBuf>,
     /// Reject lines longer than this many bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = cli::parse_line_limit, allow_negative_numbers = true)]
     max_line_bytes: usize,
     /// Where logrotate puts a rotated log, besides `<log>.1` (a glob).
     #[arg(long, value_name = "GLOB")]
