@@ -201,8 +201,8 @@ pub struct ReportArgs {
     /// Only entries at or before this time: RFC 3339, or a span back from now.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Only this status code (404) or class (5xx).
-    #[arg(long)]
+    /// Only this status code (100-599) or class (1xx-5xx).
+    #[arg(long, allow_negative_numbers = true)]
     pub status: Option<crate::report::StatusFilter>,
     /// Only URLs matching this regular expression.
     #[arg(long, value_name = "REGEX")]

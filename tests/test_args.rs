@@ -116,3 +116,18 @@ fn a_line_limit_of_zero_bytes_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_status_http_does_not_define_is_refused() {
+    for bin in ["aggregate-csv", "aggregate-db"] {
+        for value in ["999", "9xx", "600", "6xx", "099", "0xx", "000", "-1"] {
+            let stderr = refused(bin, &["--status", value], "--status");
+            assert!(
+                stderr.contains(&format!(
+                    "'{value}' is not a status code from 100 to 599 (404) or a class from 1xx to 5xx"
+                )),
+                "{bin} --status {value}:\n{stderr}"
+            );
+        }
+    }
+}

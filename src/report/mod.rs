@@ -107,22 +107,32 @@ impl Bucket {
 /// `--status`: one code, or a class such as `5xx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
+    /// 100 to 599.
     Code(u16),
+    /// 1 to 5 (`1xx` to `5xx`).
     Class(u16),
 }
 
 impl std::str::FromStr for StatusFilter {
     type Err = String;
+
+    /// Takes only the codes and classes HTTP defines (100-599, 1xx-5xx). The parser stores any
+    /// three digits a log holds, but a filter for `999` or `9xx` is a typo, and would print an
+    /// empty report as if no such requests had come.
     fn from_str(s: &str) -> Result<Self, String> {
         let b = s.as_bytes();
         match b {
-            [c @ b'1'..=b'9', b'x' | b'X', b'x' | b'X'] => {
+            [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => {
                 Ok(StatusFilter::Class(u16::from(c - b'0')))
             }
-            [a, b, c] if b.is_ascii_digit() && a.is_ascii_digit() && c.is_ascii_digit() => {
-                Ok(StatusFilter::Code(s.parse().expect("three digits")))
+            [a @ b'1'..=b'5', b, c] if b.is_ascii_digit() && c.is_ascii_digit() => {
+                Ok(StatusFilter::Code(
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
+                ))
             }
-            _ => Err(format!("'{s}' is not a status code (404) or class (5xx)")),
+            _ => Err(format!(
+                "'{s}' is not a status code from 100 to 599 (404) or a class from 1xx to 5xx"
+            )),
         }
     }
 }
@@ -1271,8 +1281,20 @@ mod tests {
     #[test]
     fn status_filters() {
         assert_eq!("404".parse(), Ok(StatusFilter::Code(404)));
+        assert_eq!("100".parse(), Ok(StatusFilter::Code(100)));
+        assert_eq!("599".parse(), Ok(StatusFilter::Code(599)));
         assert_eq!("5xx".parse(), Ok(StatusFilter::Class(5)));
-        assert!("4x".parse::<StatusFilter>().is_err());
+        assert_eq!("1XX".parse(), Ok(StatusFilter::Class(1)));
+        // Outside what HTTP defines: a typo, not a filter that matches nothing.
+        for arg in [
+            "999", "600", "099", "000", "9xx", "6xx", "0xx", "4x", "40", "4040", "+40", "", "abc",
+        ] {
+            let err = arg.parse::<StatusFilter>().unwrap_err();
+            assert!(
+                err.contains("100 to 599") && err.contains("1xx to 5xx"),
+                "{arg}: {err}"
+            );
+        }
     }
 
     #[test]
