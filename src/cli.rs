@@ -196,10 +196,12 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
-    #[arg(long, value_name = "TIME")]
+    // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
+    // is wrong with it, instead of clap reading `-2` as an unknown flag.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only entries at or before this time: RFC 3339, or a span back from now.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only this status code (100-599) or class (1xx-5xx).
     #[arg(long, allow_negative_numbers = true)]

@@ -131,3 +131,30 @@ fn a_status_http_does_not_define_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_span_that_is_not_digits_and_a_unit_is_refused() {
+    for bin in ["aggregate-csv", "aggregate-db"] {
+        for flag in ["--since", "--until"] {
+            // Was read as two hours in the future, and printed a report of nothing. Without `=`,
+            // clap took `-2` for an unknown flag and did not say which option it was for.
+            let joined = format!("{flag}=-2h");
+            for args in [&[joined.as_str()][..], &[flag, "-2h"]] {
+                let stderr = refused(bin, args, flag);
+                assert!(
+                    stderr.contains(&format!("{flag}: '-2h' is a negative span")),
+                    "{bin} {args:?}:\n{stderr}"
+                );
+            }
+            for value in ["+2h", "1.5h", "2y", "2é"] {
+                let stderr = refused(bin, &[&format!("{flag}={value}")], flag);
+                assert!(
+                    stderr.contains(&format!("{flag}: '{value}' is neither an RFC 3339 time")),
+                    "{bin} {flag}={value}:\n{stderr}"
+                );
+            }
+            let stderr = refused(bin, &[&format!("{flag}=99999999999w")], flag);
+            assert!(stderr.contains("reaches too far back"), "{bin}:\n{stderr}");
+        }
+    }
+}
