@@ -90,6 +90,9 @@ pub struct Summary {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Bytes of a last line left for a later run because it had no `\n` yet.
     pub pending_bytes: u64,
+    /// Lines that began with NUL padding, stripped before parsing (a crash happened while
+    /// the log was written; see [`crate::batch::Batch::padded_lines`]).
+    pub nul_padded: u64,
     pub elapsed: Duration,
 }
 
@@ -118,6 +121,13 @@ impl Summary {
                 .collect();
             s.push_str(&format!(" ({})", parts.join(", ")));
         }
+        if self.nul_padded > 0 {
+            s.push_str(&format!(
+                ", skipped NUL padding before {} line{}",
+                self.nul_padded,
+                if self.nul_padded == 1 { "" } else { "s" }
+            ));
+        }
         if self.pending_bytes > 0 {
             s.push_str(&format!(
                 ", left an unfinished last line ({} bytes) for later",
@@ -140,6 +150,7 @@ impl Summary {
             "rejected": self.rejected_total(),
             "rejected_by_reason": self.rejected,
             "pending_bytes": self.pending_bytes,
+            "nul_padded": self.nul_padded,
             "seconds": self.elapsed.as_secs_f64(),
             "lines_per_second": self.rate(),
         })
@@ -477,6 +488,7 @@ impl Pass<'_> {
                 }
                 self.summary.read += batch.lines;
                 self.summary.pending_bytes += batch.pending_bytes;
+                self.summary.nul_padded += batch.padded_lines;
                 since_commit += batch.lines;
                 position = Some((batch.end_offset, batch.end_line));
                 if since_commit >= self.config.batch_lines {

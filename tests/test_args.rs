@@ -1,6 +1,6 @@
 //! What the tools refuse at their edge, and how they say it: a bad argument exits 2 with a
 //! message naming its flag (never a panic's 101, never a report that silently means something
-//! else).
+//! else), and a log line whose client would hold control bytes never reaches a store.
 
 use std::time::Duration;
 
@@ -156,5 +156,114 @@ fn a_span_that_is_not_digits_and_a_unit_is_refused() {
             let stderr = refused(bin, &[&format!("{flag}=99999999999w")], flag);
             assert!(stderr.contains("reaches too far back"), "{bin}:\n{stderr}");
         }
+    }
+}
+
+/// A log as a crash leaves it: NULs where the file grew before its data reached the disk, the
+/// server's next line right after them, then a line whose client holds an escape byte.
+fn crashed_log() -> Vec<u8> {
+    let line = |ip: &str, url: &str| {
+        format!(
+            "{ip} - - [01/Jan/2024:00:00:00 +0000] \"GET {url} HTTP/1.1\" 200 5 \"-\" \"test\"\n"
+        )
+    };
+    let mut log = vec![0u8; 200];
+    log.extend_from_slice(line("10.1.2.3", "/after-crash").as_bytes());
+    log.extend_from_slice(line("10.0.0.\x1b9", "/escape").as_bytes());
+    log.extend_from_slice(line("10.0.0.5", "/plain").as_bytes());
+    log
+}
+
+#[test]
+fn nul_padding_is_skipped_and_a_control_byte_in_the_client_is_rejected() {
+    for (bin, out, report) in [
+        ("parse-to-csv", ["--output", "out.csv"], "aggregate-csv"),
+        ("parse-to-db", ["--db", "out.db"], "aggregate-db"),
+    ] {
+        let wd = Workdir::new();
+        wd.write("logs/access.log", crashed_log());
+        let run = wd
+            .cmd(bin)
+            .args(out)
+            .args(["--json", "--rejects", "rejects.txt"])
+            .assert()
+            .success();
+        let summary: serde_json::Value = serde_json::from_slice(&run.get_output().stdout).unwrap();
+        assert_eq!(summary["read"], 3, "{bin}: {summary}");
+        assert_eq!(summary["written"], 2, "{bin}: {summary}");
+        assert_eq!(summary["rejected"], 1, "{bin}: {summary}");
+        assert_eq!(
+            summary["rejected_by_reason"],
+            serde_json::json!({"client": 1}),
+            "{bin}: {summary}"
+        );
+        assert_eq!(summary["nul_padded"], 1, "{bin}: {summary}");
+
+        let rows = if bin == "parse-to-csv" {
+            csv_rows(&wd.path("out.csv"))
+        } else {
+            db_rows(&wd.path("out.db"))
+        };
+        let stored: Vec<(&str, &str)> = rows.iter().map(|r| (&r[0][..], &r[5][..])).collect();
+        assert_eq!(
+            stored,
+            [("10.1.2.3", "/after-crash"), ("10.0.0.5", "/plain")],
+            "{bin}: the padded line is kept with a clean client"
+        );
+        let rejects = wd.read("rejects.txt");
+        assert!(
+            rejects.ends_with(b"access.log:2: client: 10.0.0.\x1b9 - - [01/Jan/2024:00:00:00 +0000] \"GET /escape HTTP/1.1\" 200 5 \"-\" \"test\"\n"),
+            "{bin}: {}",
+            String::from_utf8_lossy(&rejects)
+        );
+
+        // The client can be asked for by the address the server wrote.
+        let found = wd
+            .cmd(report)
+            .arg(out[1])
+            .args(["--ip", "10.1.2.3", "--format", "json"])
+            .args(["--report", "summary,clients"])
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&found.get_output().stdout).unwrap();
+        assert_eq!(doc["summary"]["requests"], 1, "{report}: {doc}");
+        assert_eq!(doc["clients"][0]["ip"], "10.1.2.3", "{report}: {doc}");
+    }
+}
+
+#[test]
+fn the_summary_line_names_nul_padding_only_when_there_was_some() {
+    for (bin, out) in [
+        ("parse-to-csv", ["--output", "out.csv"]),
+        ("parse-to-db", ["--db", "out.db"]),
+    ] {
+        let wd = Workdir::new();
+        let run = wd
+            .cmd(bin)
+            .args(out)
+            .arg("-")
+            .write_stdin(crashed_log())
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(
+                "read 3 lines, wrote 2, rejected 1 (client 1), skipped NUL padding before 1 line in "
+            ),
+            "{bin}: {stderr}"
+        );
+
+        let clean = wd
+            .cmd(bin)
+            .args(out)
+            .arg("-")
+            .write_stdin(numbered_lines(0, 3))
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&clean.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("read 3 lines, wrote 3, rejected 0 in ") && !stderr.contains("NUL"),
+            "{bin}: {stderr}"
+        );
     }
 }
