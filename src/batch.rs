@@ -99,6 +99,11 @@ pub struct Batch {
     pub end_line: u64,
     /// Bytes of an unfinished last line that were left for later.
     pub pending_bytes: u64,
+    /// Lines that began with NUL bytes, stripped before parsing. A crash can leave a file
+    /// longer than the data that reached the disk (the size was journaled, the blocks were
+    /// not); that tail reads as NULs, and the server's next line is appended right after it.
+    /// The line itself is whole, so it is kept; the count tells the user the crash happened.
+    pub padded_lines: u64,
     /// The entries' strings numbered for the packed copy, when the sink keeps one.
     pub keys: Option<crate::packed::BatchKeys>,
 }
@@ -237,8 +242,13 @@ impl RawBatch {
                     .push((number, Reject::TooLong, bytes.to_vec()));
                 continue;
             }
-            match parser.parse(bytes) {
+            let padding = bytes.iter().take_while(|&&b| b == 0).count();
+            if padding > 0 {
+                batch.padded_lines += 1;
+            }
+            match parser.parse(&bytes[padding..]) {
                 Ok(entry) => batch.push(&entry, encoder.as_mut()),
+                // The reject keeps the line as read, padding included: rejects are verbatim.
                 Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
             }
         }
@@ -475,5 +485,47 @@ mod tests {
                 .all(|b| b.lines as usize <= BATCH_BYTES / 100_000 + 1)
         );
         assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 200);
+    }
+
+    #[test]
+    fn nul_padding_before_a_line_is_stripped_and_counted() {
+        let good = |url: &str| {
+            format!(
+                "10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {url} HTTP/1.1\" 200 1 \"-\" \"a\"\n"
+            )
+        };
+        let input = [
+            "\0".repeat(200) + &good("/after-crash"),
+            good("/plain"),
+            "\0".to_string() + &good("/one-nul"),
+            // Padding stripped, a control byte still in the client: rejected, not stored.
+            "\0\0".to_string() + &good("/escape").replacen("10.0.0.1", "10.0.\x1b.1", 1),
+            // Padding and nothing after it: an empty line, rejected like any blank line.
+            "\0\0\0\n".to_string(),
+        ]
+        .concat();
+        let batches = batches(&input, Prepare::default());
+
+        let entries: Vec<(String, String)> = batches
+            .iter()
+            .flat_map(|b| b.entries().map(|e| (e.ip.into_owned(), e.url.into_owned())))
+            .collect();
+        let kept = ["/after-crash", "/plain", "/one-nul"].map(|u| ("10.0.0.1".into(), u.into()));
+        assert_eq!(entries, kept);
+        let rejects: Vec<(u64, Reject, usize)> = batches
+            .iter()
+            .flat_map(|b| b.rejects.iter().map(|(n, r, raw)| (*n, *r, raw.len())))
+            .collect();
+        let escape_line = input.lines().nth(3).unwrap().len();
+        // Rejects keep the line as read, padding included.
+        assert_eq!(
+            rejects,
+            [(4, Reject::Client, escape_line), (5, Reject::Format, 3)]
+        );
+        let padded: u64 = batches.iter().map(|b| b.padded_lines).sum();
+        assert_eq!(
+            padded, 4,
+            "every line that began with NULs, kept or rejected"
+        );
     }
 }

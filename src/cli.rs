@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Runs a binary's body and turns its outcome into an exit code.
 ///
@@ -47,11 +48,11 @@ pub struct IngestArgs {
     #[arg(default_value = "logs/access.log")]
     pub inputs: Vec<std::path::PathBuf>,
     /// Reject lines longer than this many bytes (they are skipped without being held in memory).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = parse_line_limit, allow_negative_numbers = true)]
     pub max_line_bytes: usize,
     /// Take a last line that has no newline yet once the file has not changed for this long.
-    #[arg(long, default_value_t = 3.0, value_name = "SECS", value_parser = parse_seconds)]
-    pub settle: f64,
+    #[arg(long, default_value = "3", value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub settle: Duration,
     /// Take a last line without newline now (the writer is known to be done).
     #[arg(long = "final")]
     pub take_partial: bool,
@@ -66,8 +67,8 @@ pub struct IngestArgs {
     /// After a rotation, keep reading the rotated file until it has not changed for this
     /// long: the server writes to it until it reopens its log. A run that finds it still
     /// changing leaves the rest to the next run.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = parse_seconds)]
-    pub rotate_wait: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub rotate_wait: Duration,
     /// If another process is writing to the output, fail at once instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
@@ -85,11 +86,53 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
-/// Parses a non-negative number of seconds (fractions allowed).
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a number of seconds >= 0")),
+/// The longest wait a seconds flag takes. Nothing the tools wait for is longer; a bound makes
+/// a typo (`1e20`) an argument error, and keeps `Instant + duration` far from overflowing.
+const MAX_SECONDS: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// The longest `--busy-timeout`: SQLite takes it as milliseconds in an `i32` (24 days), and
+/// rusqlite panics on a longer one.
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Parses a number of seconds (fractions allowed) up to 10 years.
+///
+/// It returns the `Duration` itself, so that a value no `Duration` holds (negative, NaN,
+/// infinite, `1e20`) is refused by clap, naming the flag, rather than panicking later where
+/// the number is first turned into a `Duration`. Flags using it set `allow_negative_numbers`,
+/// so that `--settle -1` is refused here too, not taken by clap for an unknown flag `-1`.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    seconds_at_most(s, MAX_SECONDS, "10 years")
+}
+
+/// [`parse_seconds`] for `--busy-timeout`, which SQLite bounds more tightly.
+pub fn parse_busy_timeout(s: &str) -> Result<Duration, String> {
+    seconds_at_most(s, MAX_BUSY_TIMEOUT, "24 days")
+}
+
+fn seconds_at_most(s: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
+    let not_seconds = || format!("'{s}' is not a number of seconds >= 0");
+    let secs: f64 = s.parse().map_err(|_| not_seconds())?;
+    if secs.is_nan() || secs < 0.0 {
+        return Err(not_seconds());
+    }
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= max => Ok(d),
+        // Infinite or beyond what a Duration holds: too long, like any value above the bound.
+        _ => Err(format!(
+            "'{s}' is more than {} seconds ({max_text})",
+            max.as_secs()
+        )),
+    }
+}
+
+/// Parses `--max-line-bytes`: a limit of 0 would reject every line as too long, which is never
+/// what was meant.
+pub fn parse_line_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of bytes >= 1 (a limit of 0 would reject every line)"
+        )),
     }
 }
 
@@ -102,11 +145,11 @@ impl IngestArgs {
                 .map(|p| crate::ingest::Input::from_arg(p))
                 .collect(),
             max_line: self.max_line_bytes,
-            settle: std::time::Duration::from_secs_f64(self.settle),
+            settle: self.settle,
             take_partial: self.take_partial,
             from_start: self.from_start,
             rotated: self.rotated.clone(),
-            rotate_wait: std::time::Duration::from_secs_f64(self.rotate_wait),
+            rotate_wait: self.rotate_wait,
             rejects: self.rejects.clone(),
             batch_lines: self.batch_lines,
             progress: !self.quiet,
@@ -184,13 +227,15 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
-    #[arg(long, value_name = "TIME")]
+    // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
+    // is wrong with it, instead of clap reading `-2` as an unknown flag.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only entries at or before this time: RFC 3339, or a span back from now.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
-    /// Only this status code (404) or class (5xx).
-    #[arg(long)]
+    /// Only this status code (100-599) or class (1xx-5xx).
+    #[arg(long, allow_negative_numbers = true)]
     pub status: Option<crate::report::StatusFilter>,
     /// Only URLs matching this regular expression.
     #[arg(long, value_name = "REGEX")]
@@ -250,4 +295,66 @@ pub fn report(
     stdout.write_all(&bytes)?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_become_durations_or_a_clear_refusal() {
+        assert_eq!(parse_seconds("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_seconds("0.02"), Ok(Duration::from_millis(20)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("-0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_seconds("315360000"),
+            Ok(MAX_SECONDS),
+            "10 years is taken"
+        );
+        for arg in ["-1", "-0.5", "NaN", "nan", "-inf", "", "3s", " 3", "1,5"] {
+            assert_eq!(
+                parse_seconds(arg),
+                Err(format!("'{arg}' is not a number of seconds >= 0")),
+                "{arg:?}"
+            );
+        }
+        // What used to overflow `Duration::from_secs_f64` later and panic.
+        for arg in ["315360001", "1e20", "1e300", "inf", "infinity", "1e309"] {
+            assert_eq!(
+                parse_seconds(arg),
+                Err(format!("'{arg}' is more than 315360000 seconds (10 years)")),
+                "{arg:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn busy_timeout_stops_where_sqlite_milliseconds_do() {
+        assert_eq!(parse_busy_timeout("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_busy_timeout("2147483.647"), Ok(MAX_BUSY_TIMEOUT));
+        assert_eq!(
+            parse_busy_timeout("2147484"),
+            Err("'2147484' is more than 2147483 seconds (24 days)".to_string())
+        );
+        assert!(parse_busy_timeout("-1").is_err());
+        // The longest one taken is one SQLite takes (rusqlite panics on a longer one).
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.busy_timeout(MAX_BUSY_TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn a_line_limit_is_at_least_one_byte() {
+        assert_eq!(parse_line_limit("1"), Ok(1));
+        assert_eq!(parse_line_limit("1048576"), Ok(1 << 20));
+        for arg in ["0", "-1", "1k", "", "1.5"] {
+            assert_eq!(
+                parse_line_limit(arg),
+                Err(format!(
+                    "'{arg}' is not a number of bytes >= 1 (a limit of 0 would reject every line)"
+                )),
+                "{arg:?}"
+            );
+        }
+    }
 }

@@ -95,6 +95,9 @@ pub struct Summary {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Bytes of a last line left for a later run because it had no `\n` yet.
     pub pending_bytes: u64,
+    /// Lines that began with NUL padding, stripped before parsing (a crash happened while
+    /// the log was written; see [`crate::batch::Batch::padded_lines`]).
+    pub nul_padded: u64,
     pub elapsed: Duration,
     /// Inputs read and committed in full.
     pub committed: Vec<String>,
@@ -127,6 +130,13 @@ impl Summary {
                 .collect();
             s.push_str(&format!(" ({})", parts.join(", ")));
         }
+        if self.nul_padded > 0 {
+            s.push_str(&format!(
+                ", skipped NUL padding before {} line{}",
+                self.nul_padded,
+                if self.nul_padded == 1 { "" } else { "s" }
+            ));
+        }
         if self.pending_bytes > 0 {
             s.push_str(&format!(
                 ", left an unfinished last line ({} bytes) for later",
@@ -158,6 +168,7 @@ impl Summary {
             "rejected": self.rejected_total(),
             "rejected_by_reason": self.rejected,
             "pending_bytes": self.pending_bytes,
+            "nul_padded": self.nul_padded,
             "seconds": self.elapsed.as_secs_f64(),
             "lines_per_second": self.rate(),
             "committed": self.committed,
@@ -924,6 +935,7 @@ impl Pass<'_> {
                 }
                 self.summary.read += batch.lines;
                 self.summary.pending_bytes += batch.pending_bytes;
+                self.summary.nul_padded += batch.padded_lines;
                 since_commit += batch.lines;
                 moved |= batch.lines > 0;
                 position = Some((batch.end_offset, batch.end_line));

@@ -32,36 +32,36 @@ struct Args {
     #[arg(long)]
     from_start: bool,
     /// Look at the file this often even without file-system events.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    poll_interval: f64,
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    poll_interval: Duration,
     /// Do not use file-system events, only poll (NFS, WSL and other file systems without inotify).
     #[arg(long)]
     poll: bool,
     /// After a wake-up, wait this long for more lines before reading them as one batch.
-    #[arg(long, default_value_t = 0.02, value_name = "SECS", value_parser = cli::parse_seconds)]
-    linger: f64,
+    #[arg(long, default_value = "0.02", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    linger: Duration,
     /// Commit at least every N lines under load.
     #[arg(long, default_value_t = 50_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     batch_lines: u64,
     /// Seconds between status lines on stderr.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    status_interval: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    status_interval: Duration,
     /// How long to wait for another writer to release the database.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    busy_timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
+    busy_timeout: Duration,
     /// Append rejected lines here, verbatim, as `source:line: reason: bytes`.
     #[arg(long, value_name = "PATH")]
     rejects: Option<PathBuf>,
     /// Reject lines longer than this many bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = cli::parse_line_limit, allow_negative_numbers = true)]
     max_line_bytes: usize,
     /// Where logrotate puts a rotated log, besides `<log>.N[.gz]` and `<log>-DATE[.gz]` (a glob).
     #[arg(long, value_name = "GLOB")]
     rotated: Option<String>,
     /// After a rotation, keep reading the rotated file until it has not changed for this
     /// long: the server writes to it until it reopens its log.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    rotate_wait: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    rotate_wait: Duration,
     /// No start, status or stop lines (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
@@ -79,19 +79,19 @@ fn main() -> ExitCode {
             log: args.log,
             db: args.db,
             offset_file,
-            busy_timeout: Duration::from_secs_f64(args.busy_timeout),
-            poll_interval: Duration::from_secs_f64(args.poll_interval),
+            busy_timeout: args.busy_timeout,
+            poll_interval: args.poll_interval,
             events: !args.poll,
-            linger: Duration::from_secs_f64(args.linger),
+            linger: args.linger,
             batch_lines: args.batch_lines,
-            status_interval: Duration::from_secs_f64(args.status_interval),
+            status_interval: args.status_interval,
             once: args.once,
             from_start: args.from_start,
             quiet: args.quiet,
             rejects: args.rejects,
             max_line: args.max_line_bytes,
             rotated: args.rotated,
-            rotate_wait: Duration::from_secs_f64(args.rotate_wait),
+            rotate_wait: args.rotate_wait,
         };
         let stop = cli::stop_flag()?;
         follow::run(&config, stop, "continuous-parse")?;

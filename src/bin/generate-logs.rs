@@ -20,8 +20,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     lines_per_batch: u64,
     /// Seconds between batches (fractions allowed, 0 = no pause).
-    #[arg(long, default_value_t = 5.0, value_parser = cli::parse_seconds)]
-    interval: f64,
+    #[arg(long, default_value = "5", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    interval: Duration,
     /// Write N lines as fast as possible, then exit.
     #[arg(long)]
     count: Option<u64>,
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         let config = GenerateConfig {
             output: args.output,
             lines_per_batch: args.lines_per_batch,
-            interval: Duration::from_secs_f64(args.interval),
+            interval: args.interval,
             count: args.count,
             seed: args.seed,
             start: args.start,
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "generate-logs: appending {} lines every {}s to {} (Ctrl+C to stop)",
                 config.lines_per_batch,
-                args.interval,
+                config.interval.as_secs_f64(),
                 config.output.display()
             );
         }

@@ -18,8 +18,8 @@ struct Args {
     #[arg(long, default_value = "logs.db")]
     db: PathBuf,
     /// How long to wait for another writer to release the database.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = cli::parse_seconds)]
-    busy_timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
+    busy_timeout: Duration,
     #[command(flatten)]
     ingest: IngestArgs,
 }
@@ -28,8 +28,8 @@ fn main() -> ExitCode {
     cli::main_with("parse-to-db", || {
         let args = Args::parse();
         let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
-        let timeout = Duration::from_secs_f64(args.busy_timeout);
-        let mut sink = SqliteSink::open(&args.db, timeout, &mut cli::warn("parse-to-db"))?;
+        let mut sink =
+            SqliteSink::open(&args.db, args.busy_timeout, &mut cli::warn("parse-to-db"))?;
         cli::ingest("parse-to-db", &mut sink, &args.ingest)
     })
 }

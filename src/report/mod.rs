@@ -107,22 +107,32 @@ impl Bucket {
 /// `--status`: one code, or a class such as `5xx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
+    /// 100 to 599.
     Code(u16),
+    /// 1 to 5 (`1xx` to `5xx`).
     Class(u16),
 }
 
 impl std::str::FromStr for StatusFilter {
     type Err = String;
+
+    /// Takes only the codes and classes HTTP defines (100-599, 1xx-5xx). The parser stores any
+    /// three digits a log holds, but a filter for `999` or `9xx` is a typo, and would print an
+    /// empty report as if no such requests had come.
     fn from_str(s: &str) -> Result<Self, String> {
         let b = s.as_bytes();
         match b {
-            [c @ b'1'..=b'9', b'x' | b'X', b'x' | b'X'] => {
+            [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => {
                 Ok(StatusFilter::Class(u16::from(c - b'0')))
             }
-            [a, b, c] if b.is_ascii_digit() && a.is_ascii_digit() && c.is_ascii_digit() => {
-                Ok(StatusFilter::Code(s.parse().expect("three digits")))
+            [a @ b'1'..=b'5', b, c] if b.is_ascii_digit() && c.is_ascii_digit() => {
+                Ok(StatusFilter::Code(
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
+                ))
             }
-            _ => Err(format!("'{s}' is not a status code (404) or class (5xx)")),
+            _ => Err(format!(
+                "'{s}' is not a status code from 100 to 599 (404) or a class from 1xx to 5xx"
+            )),
         }
     }
 }
@@ -139,25 +149,43 @@ pub struct Filters {
 
 /// Parses `--since`/`--until`: an RFC 3339 time, or a span back from now (`90s`, `30m`, `2h`,
 /// `7d`, `2w`).
+///
+/// A span is digits and a unit, nothing else: a sign or a fraction (`-2h`, `+2h`, `1.5h`)
+/// is refused rather than read, because `-2h` would silently mean two hours in the future.
 pub fn parse_time_arg(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if let Some(t) = parse_rfc3339(s) {
         return Ok(t);
     }
-    let (digits, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is neither an RFC 3339 time nor a span like 2h or 7d"))?;
-    let span = match unit {
-        "s" => TimeDelta::try_seconds(n),
-        "m" => TimeDelta::try_minutes(n),
-        "h" => TimeDelta::try_hours(n),
-        "d" => TimeDelta::try_days(n),
-        "w" => TimeDelta::try_weeks(n),
-        _ => None,
+    let not_a_time =
+        || format!("'{s}' is neither an RFC 3339 time nor a span back from now like 2h or 7d");
+    // Split on bytes: the last character may be more than one byte long.
+    let (&unit, digits) = s.as_bytes().split_last().ok_or_else(not_a_time)?;
+    let is_number = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    if !is_number(digits) {
+        return Err(match digits.strip_prefix(b"-") {
+            Some(rest) if is_number(rest) => format!(
+                "'{s}' is a negative span; spans count back from now (2h), \
+                 a time in the future is written in RFC 3339"
+            ),
+            _ => not_a_time(),
+        });
     }
-    .ok_or_else(|| format!("'{s}' is neither an RFC 3339 time nor a span like 2h or 7d"))?;
-    now.checked_sub_signed(span)
-        .ok_or_else(|| format!("'{s}' reaches too far back"))
+    let too_far = || format!("'{s}' reaches too far back");
+    // Only ASCII digits: the one way this parse fails is a number beyond i64.
+    let n: i64 = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(too_far)?;
+    let span = match unit {
+        b's' => TimeDelta::try_seconds(n),
+        b'm' => TimeDelta::try_minutes(n),
+        b'h' => TimeDelta::try_hours(n),
+        b'd' => TimeDelta::try_days(n),
+        b'w' => TimeDelta::try_weeks(n),
+        _ => return Err(not_a_time()),
+    }
+    .ok_or_else(too_far)?;
+    now.checked_sub_signed(span).ok_or_else(too_far)
 }
 
 impl Filters {
@@ -1262,15 +1290,54 @@ mod tests {
             parse_time_arg("2024-01-01T00:00:00Z", now).unwrap(),
             parse_rfc3339("2024-01-01T00:00:00Z").unwrap()
         );
+        assert_eq!(parse_time_arg("0s", now).unwrap(), now);
         assert!(parse_time_arg("yesterday", now).is_err());
         assert!(parse_time_arg("5y", now).is_err());
     }
 
     #[test]
+    fn time_args_refuse_spans_that_are_not_digits_and_a_unit() {
+        let now = parse_rfc3339("2024-01-10T00:00:00Z").unwrap();
+        // A negative span would be a time in the future: refused, and said so.
+        let err = parse_time_arg("-2h", now).unwrap_err();
+        assert!(err.contains("'-2h' is a negative span"), "{err}");
+        for arg in [
+            "+2h", "1.5h", "2", "h", "", " 2h", "2h ", "--2h", "-h", "2é", "é", "2hh",
+        ] {
+            let err = parse_time_arg(arg, now).unwrap_err();
+            assert!(
+                err.starts_with(&format!("'{arg}' is neither an RFC 3339 time")),
+                "{arg:?}: {err}"
+            );
+        }
+        // Digits beyond i64, or a span beyond what a time can go back.
+        for arg in [
+            "99999999999999999999s",
+            "9223372036854775807w",
+            "300000000d",
+        ] {
+            let err = parse_time_arg(arg, now).unwrap_err();
+            assert_eq!(err, format!("'{arg}' reaches too far back"));
+        }
+    }
+
+    #[test]
     fn status_filters() {
         assert_eq!("404".parse(), Ok(StatusFilter::Code(404)));
+        assert_eq!("100".parse(), Ok(StatusFilter::Code(100)));
+        assert_eq!("599".parse(), Ok(StatusFilter::Code(599)));
         assert_eq!("5xx".parse(), Ok(StatusFilter::Class(5)));
-        assert!("4x".parse::<StatusFilter>().is_err());
+        assert_eq!("1XX".parse(), Ok(StatusFilter::Class(1)));
+        // Outside what HTTP defines: a typo, not a filter that matches nothing.
+        for arg in [
+            "999", "600", "099", "000", "9xx", "6xx", "0xx", "4x", "40", "4040", "+40", "", "abc",
+        ] {
+            let err = arg.parse::<StatusFilter>().unwrap_err();
+            assert!(
+                err.contains("100 to 599") && err.contains("1xx to 5xx"),
+                "{arg}: {err}"
+            );
+        }
     }
 
     #[test]
