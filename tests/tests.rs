@@ -5,5 +5,6 @@ mod workdir;
 mod test_aggregate;
 mod test_follow;
 mod test_generate;
+mod test_nginx;
 mod test_parse;
 mod test_real_logs;
