@@ -8,5 +8,6 @@ mod test_exactly_once;
 mod test_follow;
 mod test_generate;
 mod test_model;
+mod test_nginx;
 mod test_parse;
 mod test_real_logs;
