@@ -603,6 +603,19 @@ impl Pass<'_> {
             let Ok(file) = File::open(&sibling.path) else {
                 continue;
             };
+            // The same lines under another name (the file just found, compressed since, or a
+            // record's file) are not new.
+            let taken = rotated.iter().chain(&records.done).any(|(_, cp)| {
+                if sibling.compressed {
+                    rotation::gz_holds(&file, cp, false).unwrap_or(true)
+                } else {
+                    cp.fingerprint_len > 0
+                        && matches!(checkpoint::verify_content(&file, cp, false), Ok(Ok(())))
+                }
+            });
+            if taken {
+                continue;
+            }
             let start = if sibling.compressed {
                 rotation::gz_fingerprint(&file)
                     .and_then(|head| rotation::take_gz(&file, head, 0, 0))
