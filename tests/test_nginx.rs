@@ -194,12 +194,15 @@ fn drive(
         // Once per rotation, kill the follower while nginx writes to the renamed log (before
         // its late reopen): the moment a restarted follower can no longer see that log at the
         // name it followed.
-        if let Some(r) = &mut rotation {
-            if !r.killed && follower.is_some() && rows > rows_at_start && r.renamed_grew(wd) {
-                r.killed = true;
-                load.window_kills += 1;
-                rows_at_start = restart(follower, wd, progress);
-            }
+        if let Some(r) = &mut rotation
+            && !r.killed
+            && follower.is_some()
+            && rows > rows_at_start
+            && r.renamed_grew(wd)
+        {
+            r.killed = true;
+            load.window_kills += 1;
+            rows_at_start = restart(follower, wd, progress);
         }
         // With nocreate the log is back only once nginx has reopened it.
         if rotation.is_none()
