@@ -324,18 +324,31 @@ pub fn run_holding(
 /// resolved (a link to a log is the same source as the log), so that runs from different
 /// working directories, and through different links, share it.
 pub fn source_key(path: &Path) -> String {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real.display().to_string();
-    }
-    let absolute = match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => std::fs::canonicalize(dir)
-            .map(|d| d.join(name))
-            .unwrap_or_else(|_| path.to_owned()),
-        _ => std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_owned()),
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        match std::env::current_dir() {
+            Ok(dir) => dir.join(path),
+            Err(_) => path.to_owned(),
+        }
     };
-    absolute.display().to_string()
+    // The longest part of the path that exists is resolved; the rest (a log, or its directory,
+    // not created yet) is kept as written, so the key is the same before and after it exists.
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let key = rest.iter().rev().fold(real, |key, part| key.join(part));
+            return key.display().to_string();
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute.display().to_string(),
+        }
+    }
 }
 
 /// What the caller should do with a last line that has no `\n` yet.
@@ -1039,4 +1052,24 @@ fn settled(file: &File, settle: Duration) -> bool {
                 >= settle
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_has_one_key_before_and_after_it_exists_and_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/access.log");
+        let before = source_key(&log);
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        assert_eq!(source_key(&log), before, "directory made");
+        std::fs::write(&log, "x\n").unwrap();
+        assert_eq!(source_key(&log), before, "log made");
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&log, &link).unwrap();
+        assert_eq!(source_key(&link), before, "a link is the log");
+        assert!(Path::new(&before).is_absolute());
+    }
 }
