@@ -152,9 +152,8 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                     missing_said = true;
                 }
             }
-            Err(e) if stop.load(Ordering::Relaxed) => {
+            Err(_) if stop.load(Ordering::Relaxed) => {
                 // Stopped while waiting for the store: nothing was read.
-                let _ = e;
                 break;
             }
             Err(e) if !config.once => {

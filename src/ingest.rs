@@ -214,7 +214,7 @@ const MISSING: Checkpoint = Checkpoint {
 };
 
 /// The files the records of a log were last found as.
-fn known_identities(records: &Records) -> Vec<(u64, u64)> {
+fn known_identities(records: &Records) -> Vec<Identity> {
     records
         .rotated
         .iter()
@@ -223,7 +223,10 @@ fn known_identities(records: &Records) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn identity(file: &File) -> Option<(u64, u64)> {
+/// A file's device and inode.
+type Identity = (u64, u64);
+
+fn identity(file: &File) -> Option<Identity> {
     file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
@@ -422,26 +425,19 @@ impl Pass<'_> {
         {
             return Ok(());
         }
-        let mut updates: Vec<(String, Option<Checkpoint>)> = Vec::new();
         let mut rotated = records.rotated.clone();
         let mut start = None;
+        // The new checkpoint of the current record, when the file at the path changed.
+        let mut reset = None;
         if records.current == Some(MISSING) {
             // The log was missing at the last pass: the file now at the path is new, and
             // others may have come and been rotated since (nocreate, then a reopen and a
             // rotation before this pass).
-            match &opened {
-                Some(file) => {
-                    self.unseen_copies(path, &key, file, &records, &mut rotated);
-                    updates.extend(
-                        rotated[records.rotated.len()..]
-                            .iter()
-                            .map(|(k, cp)| (k.clone(), Some(*cp))),
-                    );
-                    updates.push((key.clone(), Some(checkpoint::take(file, 0, 0)?)));
-                    start = Some((0, 0));
-                }
-                None => start = Some((0, 0)),
+            if let Some(file) = &opened {
+                self.unseen_copies(path, &key, file, &records, &mut rotated);
+                reset = Some(checkpoint::take(file, 0, 0)?);
             }
+            start = Some((0, 0));
         } else if let Some(cp) = records.current {
             let verdict = match &opened {
                 Some(file) => checkpoint::verify(file, &cp, false)
@@ -453,41 +449,28 @@ impl Pass<'_> {
                     start = Some((cp.offset, cp.line));
                     if let (0, Some(file)) = (cp.fingerprint_len, &opened) {
                         self.unseen_copies(path, &key, file, &records, &mut rotated);
-                        updates.extend(
-                            rotated[records.rotated.len()..]
-                                .iter()
-                                .map(|(k, cp)| (k.clone(), Some(*cp))),
-                        );
                     }
                 }
                 Err(why) => {
                     let old = (&key[..], &cp, why);
                     self.rotated_away(path, old, opened.as_ref(), &records, &mut rotated);
-                    updates.extend(
-                        rotated[records.rotated.len()..]
-                            .iter()
-                            .map(|(k, cp)| (k.clone(), Some(*cp))),
-                    );
+                    reset = Some(match &opened {
+                        Some(file) => checkpoint::take(file, 0, 0)?,
+                        None => MISSING,
+                    });
                 }
             }
-            if start.is_none() {
-                let reset = match &opened {
-                    Some(file) => checkpoint::take(file, 0, 0)?,
-                    None => MISSING,
-                };
-                updates.push((key.clone(), Some(reset)));
-            }
+        }
+        // The rotation is recorded before anything is read: a crash from here on resumes each
+        // file where this pass found it.
+        let mut updates: Vec<Update<'_>> = rotated[records.rotated.len()..]
+            .iter()
+            .map(|(k, cp)| Update::Set(k, *cp))
+            .collect();
+        if let Some(cp) = reset {
+            updates.push(Update::Set(&key, cp));
         }
         if !updates.is_empty() {
-            // The rotation is recorded before anything is read: a crash from here on resumes
-            // each file where this pass found it.
-            let updates: Vec<Update<'_>> = updates
-                .iter()
-                .map(|(k, cp)| match cp {
-                    Some(cp) => Update::Set(k, *cp),
-                    None => Update::Remove(k),
-                })
-                .collect();
             self.commit(&updates)?;
         }
         for (rotated_key, cp) in &rotated {
@@ -522,7 +505,6 @@ impl Pass<'_> {
         let siblings = rotation::siblings(path, self.config.rotated.as_deref());
         let skip = current.and_then(identity);
         let found = rotation::locate(cp, &self.held.pairs(), &siblings, skip);
-        let mut seq = records.next_seq(key);
         let why = if current.is_none() {
             "it is missing (rotated or deleted)".to_owned()
         } else {
@@ -543,23 +525,17 @@ impl Pass<'_> {
             path.display(),
             name.display()
         ));
+        let seq = rotation::next_seq(key, rotated);
         rotated.push((rotation::rotated_key(key, seq, cp), *cp));
-        seq += 1;
         let Some(position) = siblings
             .iter()
             .position(|s| s.path == name || (s.dev, s.inode) == (cp.dev, cp.inode))
         else {
             return;
         };
-        self.newer_siblings(
-            path,
-            key,
-            &siblings[position + 1..],
-            skip,
-            records,
-            seq,
-            rotated,
-        );
+        let known = known_identities(records);
+        let newer = &siblings[position + 1..];
+        self.newer_siblings(path, key, newer, (skip, &known), records, rotated);
     }
 
     /// The current file verified, but was empty when its checkpoint was taken: it cannot
@@ -581,33 +557,29 @@ impl Pass<'_> {
         else {
             return;
         };
-        let seq = records.next_seq(key);
-        let skip = identity(current);
+        let newer = &siblings[newest_known + 1..];
         self.newer_siblings(
             path,
             key,
-            &siblings[newest_known + 1..],
-            skip,
+            newer,
+            (identity(current), &known),
             records,
-            seq,
             rotated,
         );
     }
 
     /// Makes a rotated record, read from its start, of each of `newer` that no record knows
     /// (oldest first).
-    #[allow(clippy::too_many_arguments)]
+    /// `skip` is the current file; `known`, the identities of the log's records.
     fn newer_siblings(
         &mut self,
         path: &Path,
         key: &str,
         newer: &[rotation::Sibling],
-        skip: Option<(u64, u64)>,
+        (skip, known): (Option<Identity>, &[Identity]),
         records: &Records,
-        mut seq: u64,
         rotated: &mut Vec<(String, Checkpoint)>,
     ) {
-        let known = known_identities(records);
         for sibling in newer {
             let id = (sibling.dev, sibling.inode);
             if Some(id) == skip || known.contains(&id) {
@@ -641,8 +613,8 @@ impl Pass<'_> {
                 path.display(),
                 sibling.path.display()
             ));
+            let seq = rotation::next_seq(key, rotated);
             rotated.push((rotation::rotated_key(key, seq, &start), start));
-            seq += 1;
         }
     }
 
@@ -650,12 +622,12 @@ impl Pass<'_> {
     /// for the rotate wait (the server has reopened its log) and is read to its end, the
     /// record becomes a done one.
     fn drain_rotated(&mut self, path: &Path, record: &str, cp: &Checkpoint) -> anyhow::Result<()> {
-        let held = self.held.pairs();
-        let found = match rotation::locate(cp, &held, &[], None) {
-            Located::Found(name, opened) => Located::Found(name, opened),
+        // The files a follower holds open first: a pass then does not list the directory.
+        let found = match rotation::locate(cp, &self.held.pairs(), &[], None) {
+            found @ Located::Found(..) => found,
             _ => {
                 let siblings = rotation::siblings(path, self.config.rotated.as_deref());
-                rotation::locate(cp, &held, &siblings, None)
+                rotation::locate(cp, &[], &siblings, None)
             }
         };
         match found {

@@ -96,18 +96,18 @@ impl Records {
         records.rotated = rotated.into_iter().map(|(_, k, cp)| (k, cp)).collect();
         records
     }
+}
 
-    /// The sequence number for the next rotated record.
-    pub fn next_seq(&self, key: &str) -> u64 {
-        self.rotated
-            .iter()
-            .filter_map(|(k, _)| match role(key, k) {
-                Some(Role::Rotated { seq }) => Some(seq + 1),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1)
-    }
+/// The sequence number for a rotated record of `key` after those in `rotated`.
+pub fn next_seq(key: &str, rotated: &[(String, Checkpoint)]) -> u64 {
+    rotated
+        .iter()
+        .filter_map(|(k, _)| match role(key, k) {
+            Some(Role::Rotated { seq }) => Some(seq + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1)
 }
 
 /// A file beside the log that rotation may have made.
@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(records.current, Some(cp));
         // Ordered by sequence number, not by key text (9 < 10).
         assert_eq!(records.rotated[0].0, rotated_key(key, 9, &cp));
-        assert_eq!(records.next_seq(key), 11);
+        assert_eq!(next_seq(key, &records.rotated), 11);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use predicates::str::contains;
 
-use crate::workdir::{Running, Workdir, bin_path, lines, wait_until};
+use crate::workdir::{Workdir, bin_path, lines, wait_until};
 
 /// Fills `out.csv` and `out.db` from the same inputs.
 fn both_stores(wd: &Workdir, inputs: &[&str]) {
@@ -403,10 +403,9 @@ fn aggregate_db_reads_while_continuous_parse_writes() {
         .args(["--count", "20000"])
         .assert()
         .success();
-    let parser = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.05", "--linger", "0"])
-            .current_dir(wd.root()),
+    let parser = wd.spawn(
+        "continuous-parse",
+        &["--quiet", "--poll-interval", "0.05", "--linger", "0"],
     );
     wait_until("the follower's first rows", || {
         wd.cmd("aggregate-db")
@@ -414,10 +413,9 @@ fn aggregate_db_reads_while_continuous_parse_writes() {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    let writer = Running::spawn(
-        Command::new(bin_path("generate-logs"))
-            .args(["--interval", "0.002", "--lines-per-batch", "500", "--quiet"])
-            .current_dir(wd.root()),
+    let writer = wd.spawn(
+        "generate-logs",
+        &["--interval", "0.002", "--lines-per-batch", "500", "--quiet"],
     );
     let requests = |wd: &Workdir| {
         let out = wd

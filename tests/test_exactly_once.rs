@@ -25,12 +25,7 @@ fn overlapping_one_time_runs_store_every_line_once() {
     // Two writers on a fresh store at once, then again while lines keep coming.
     for round in 0..3 {
         let spawn = |bin: &str, out: [&str; 2]| {
-            Running::spawn(
-                Command::new(bin_path(bin))
-                    .args(out)
-                    .args(["--quiet", "--batch-lines", "500"])
-                    .current_dir(wd.root()),
-            )
+            wd.spawn(bin, &[out[0], out[1], "--quiet", "--batch-lines", "500"])
         };
         let runs = [
             spawn("parse-to-db", ["--db", "logs.db"]),
@@ -104,11 +99,7 @@ fn a_second_writer_waits_with_a_message_or_fails_with_no_wait() {
 fn a_second_follower_of_the_same_log_and_store_is_refused() {
     let wd = Workdir::new();
     wd.write("logs/access.log", numbered_lines(0, 10));
-    let _first = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.05"])
-            .current_dir(wd.root()),
-    );
+    let _first = wd.spawn("continuous-parse", &["--quiet", "--poll-interval", "0.05"]);
     wait_until("the first follower's rows", || {
         row_count(&wd.path("logs.db")) == 10
     });
@@ -124,10 +115,9 @@ fn a_second_follower_of_the_same_log_and_store_is_refused() {
 fn cron_runs_beside_a_follower_store_every_line_once() {
     let wd = Workdir::new();
     wd.write("logs/access.log", "");
-    let follower = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.01", "--linger", "0"])
-            .current_dir(wd.root()),
+    let follower = wd.spawn(
+        "continuous-parse",
+        &["--quiet", "--poll-interval", "0.01", "--linger", "0"],
     );
     for chunk in 0..20 {
         wd.append(
@@ -288,11 +278,7 @@ fn several_rotations_while_stopped_are_drained_oldest_first() {
 fn a_follower_keeps_reading_a_deleted_log_until_it_is_quiet() {
     let wd = Workdir::new();
     wd.write("logs/access.log", numbered_lines(0, 10));
-    let follower = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.05"])
-            .current_dir(wd.root()),
-    );
+    let follower = wd.spawn("continuous-parse", &["--quiet", "--poll-interval", "0.05"]);
     wait_until("10 rows", || row_count(&wd.path("logs.db")) == 10);
     // delete + touch, while the server still writes to the deleted file.
     let mut server = std::fs::OpenOptions::new()
@@ -339,10 +325,9 @@ fn a_symlink_to_a_log_is_the_same_source() {
 fn truncation_under_fast_writes_never_stops_the_follower() {
     let wd = Workdir::new();
     wd.write("logs/access.log", "");
-    let mut follower = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.01", "--linger", "0"])
-            .current_dir(wd.root()),
+    let mut follower = wd.spawn(
+        "continuous-parse",
+        &["--quiet", "--poll-interval", "0.01", "--linger", "0"],
     );
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -382,11 +367,7 @@ fn truncation_under_fast_writes_never_stops_the_follower() {
 fn an_idle_follower_writes_nothing() {
     let wd = Workdir::new();
     wd.write("logs/access.log", numbered_lines(0, 10));
-    let follower = Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.02"])
-            .current_dir(wd.root()),
-    );
+    let follower = wd.spawn("continuous-parse", &["--quiet", "--poll-interval", "0.02"]);
     wait_until("the offset mirror", || wd.path("logs/.offset").exists());
     let stamp = |p: &str| {
         std::fs::metadata(wd.path(p))

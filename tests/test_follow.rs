@@ -1,21 +1,18 @@
 //! continuous-parse, with writers appending, rotating, truncating and killing around it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::workdir::{
-    Running, Workdir, bin_path, db_offset, db_rows, expected_urls, lines, numbered_lines, urls,
-    wait_until,
+    Running, Workdir, db_offset, db_rows, expected_urls, lines, numbered_lines, urls, wait_until,
 };
 
 /// Starts a follower in `wd` with fast polling; it is killed if the test fails.
 fn follower(wd: &Workdir, extra: &[&str]) -> Running {
-    Running::spawn(
-        Command::new(bin_path("continuous-parse"))
-            .args(["--quiet", "--poll-interval", "0.1"])
-            .args(extra)
-            .current_dir(wd.root()),
-    )
+    let args: Vec<&str> = ["--quiet", "--poll-interval", "0.1"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    wd.spawn("continuous-parse", &args)
 }
 
 /// logrotate's copytruncate: copy the log to `access.log.1`, then empty it in place.
@@ -55,18 +52,17 @@ fn stop(child: Running, sig: &str) {
 fn follows_a_running_generator_exactly_once_and_stops_on_ctrl_c() {
     let wd = Workdir::new();
     let parser = follower(&wd, &[]);
-    let writer = Running::spawn(
-        Command::new(bin_path("generate-logs"))
-            .args([
-                "--interval",
-                "0.01",
-                "--lines-per-batch",
-                "50",
-                "--quiet",
-                "--seed",
-                "5",
-            ])
-            .current_dir(wd.root()),
+    let writer = wd.spawn(
+        "generate-logs",
+        &[
+            "--interval",
+            "0.01",
+            "--lines-per-batch",
+            "50",
+            "--quiet",
+            "--seed",
+            "5",
+        ],
     );
     // Stop the writer once the follower has taken some of its lines while it runs.
     wait_for_rows(&wd, 500);
@@ -220,18 +216,17 @@ fn shares_the_checkpoint_with_parse_to_db() {
 #[test]
 fn chaos_kill_9_many_times_while_a_writer_appends() {
     let wd = Workdir::new();
-    let writer = Running::spawn(
-        Command::new(bin_path("generate-logs"))
-            .args([
-                "--interval",
-                "0.005",
-                "--lines-per-batch",
-                "200",
-                "--quiet",
-                "--seed",
-                "9",
-            ])
-            .current_dir(wd.root()),
+    let writer = wd.spawn(
+        "generate-logs",
+        &[
+            "--interval",
+            "0.005",
+            "--lines-per-batch",
+            "200",
+            "--quiet",
+            "--seed",
+            "9",
+        ],
     );
     wait_until("the log", || wd.path("logs/access.log").exists());
     let key = log_pipeline::ingest::source_key(&wd.path("logs/access.log"));

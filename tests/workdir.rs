@@ -34,6 +34,15 @@ impl Workdir {
         cmd
     }
 
+    /// Starts one of the crate's binaries in this directory; it is killed if the test fails.
+    pub fn spawn(&self, bin: &str, args: &[&str]) -> Running {
+        Running::spawn(
+            std::process::Command::new(bin_path(bin))
+                .args(args)
+                .current_dir(self.root()),
+        )
+    }
+
     pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
         let path = self.path(rel);
         if let Some(dir) = path.parent() {
