@@ -310,7 +310,8 @@ pub struct SqliteSink {
 /// passive checkpoint from another connection does the same work beside it, without blocking
 /// it or any reader.
 struct Checkpointer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped to stop the thread: it wakes at once, instead of after its pause.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -318,16 +319,18 @@ impl Checkpointer {
     fn start(path: &Path, busy_timeout: Duration) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(busy_timeout).ok()?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = std::sync::Arc::clone(&stop);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            loop {
                 let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                std::thread::sleep(Duration::from_millis(100));
+                match stopped.recv_timeout(Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
             }
         });
         Some(Checkpointer {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -335,7 +338,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
