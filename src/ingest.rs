@@ -213,16 +213,6 @@ const MISSING: Checkpoint = Checkpoint {
     tail_hash: 0,
 };
 
-/// The files the records of a log were last found as.
-fn known_identities(records: &Records) -> Vec<Identity> {
-    records
-        .rotated
-        .iter()
-        .chain(&records.done)
-        .map(|(_, cp)| (cp.dev, cp.inode))
-        .collect()
-}
-
 /// A file's device and inode.
 type Identity = (u64, u64);
 
@@ -426,6 +416,7 @@ impl Pass<'_> {
             return Ok(());
         }
         let mut rotated = records.rotated.clone();
+        self.refresh_unread(path, &mut rotated);
         let mut start = None;
         // The new checkpoint of the current record, when the file at the path changed.
         let mut reset = None;
@@ -434,7 +425,15 @@ impl Pass<'_> {
             // others may have come and been rotated since (nocreate, then a reopen and a
             // rotation before this pass).
             if let Some(file) = &opened {
-                self.unseen_copies(path, &key, file, &records, &mut rotated);
+                let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+                self.unknown_newer(
+                    path,
+                    &key,
+                    &siblings,
+                    identity(file),
+                    &records,
+                    &mut rotated,
+                );
                 reset = Some(checkpoint::take(file, 0, 0)?);
             }
             start = Some((0, 0));
@@ -448,7 +447,11 @@ impl Pass<'_> {
                 Ok(()) => {
                     start = Some((cp.offset, cp.line));
                     if let (0, Some(file)) = (cp.fingerprint_len, &opened) {
-                        self.unseen_copies(path, &key, file, &records, &mut rotated);
+                        // An empty file when last read: lines may have come and been copied
+                        // away since (copytruncate).
+                        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
+                        let skip = identity(file);
+                        self.unknown_newer(path, &key, &siblings, skip, &records, &mut rotated);
                     }
                 }
                 Err(why) => {
@@ -463,9 +466,11 @@ impl Pass<'_> {
         }
         // The rotation is recorded before anything is read: a crash from here on resumes each
         // file where this pass found it.
-        let mut updates: Vec<Update<'_>> = rotated[records.rotated.len()..]
+        let mut updates: Vec<Update<'_>> = rotated
             .iter()
-            .map(|(k, cp)| Update::Set(k, *cp))
+            .enumerate()
+            .filter(|&(i, record)| records.rotated.get(i) != Some(record))
+            .map(|(_, (k, cp))| Update::Set(k, *cp))
             .collect();
         if let Some(cp) = reset {
             updates.push(Update::Set(&key, cp));
@@ -510,104 +515,136 @@ impl Pass<'_> {
         } else {
             why.to_string()
         };
-        let name = match &found {
-            Located::Found(name, _) => name.clone(),
+        let empty_before = cp.fingerprint_len == 0;
+        let position = match &found {
+            Located::Found(name, opened) => {
+                (self.notify)(format!(
+                    "{}: {why}; reading the rest of {} first",
+                    path.display(),
+                    name.display()
+                ));
+                // Nothing was read from it: its head as it is now recognises it better than
+                // the (maybe empty) head it had, under any name it takes later.
+                let cp = match cp.offset {
+                    0 => rotation::start_of(opened).unwrap_or(*cp),
+                    _ => *cp,
+                };
+                let cp = &cp;
+                let seq = rotation::next_seq(key, rotated);
+                rotated.push((rotation::rotated_key(key, seq, cp), *cp));
+                // Where it stands among the siblings; unknown if it was empty when last read
+                // (lines may have come and been copied away before it was rotated).
+                siblings
+                    .iter()
+                    .position(|s| &s.path == name || rotation::holds(s, cp))
+                    .filter(|_| !empty_before)
+            }
+            _ if cp.offset == 0 => {
+                (self.notify)(format!(
+                    "{}: {why}; nothing had been read from the old file",
+                    path.display()
+                ));
+                None
+            }
             _ => {
                 (self.notify)(format!(
                     "{}: {why}; the old content was not found among its rotated siblings (see --rotated), so lines written to it after the last run are lost; reading it from the start",
                     path.display()
                 ));
-                return;
+                None
             }
         };
-        (self.notify)(format!(
-            "{}: {why}; reading the rest of {} first",
-            path.display(),
-            name.display()
-        ));
-        let seq = rotation::next_seq(key, rotated);
-        rotated.push((rotation::rotated_key(key, seq, cp), *cp));
-        let Some(position) = siblings
-            .iter()
-            .position(|s| s.path == name || (s.dev, s.inode) == (cp.dev, cp.inode))
-        else {
-            return;
-        };
-        let known = known_identities(records);
-        let newer = &siblings[position + 1..];
-        self.newer_siblings(path, key, newer, (skip, &known), records, rotated);
+        match position {
+            Some(at) => self.newer_siblings(path, key, &siblings[at + 1..], skip, records, rotated),
+            // Where the old file stood is not known: what no record knows, newer than what
+            // one does, is new.
+            _ => self.unknown_newer(path, key, &siblings, skip, records, rotated),
+        }
     }
 
-    /// The current file verified, but was empty when its checkpoint was taken: it cannot
-    /// tell whether lines came and were copied away since (copytruncate of a file that was
-    /// empty at the last run). Siblings newer than the newest one a record knows hold them.
-    fn unseen_copies(
+    /// Makes rotated records of the siblings newer than the newest one a record knows. For
+    /// when the file last read cannot say where it stands: it was empty when its checkpoint was
+    /// taken (lines may have come and been copied or rotated away since), or it is gone.
+    fn unknown_newer(
         &mut self,
         path: &Path,
         key: &str,
-        current: &File,
+        siblings: &[rotation::Sibling],
+        skip: Option<Identity>,
         records: &Records,
         rotated: &mut Vec<(String, Checkpoint)>,
     ) {
-        let siblings = rotation::siblings(path, self.config.rotated.as_deref());
-        let known = known_identities(records);
-        let Some(newest_known) = siblings
-            .iter()
-            .rposition(|s| known.contains(&(s.dev, s.inode)))
-        else {
+        // The records this pass began with (their files stand somewhere among the siblings),
+        // not the one just made of a file whose place is unknown.
+        let known = &rotated[..records.rotated.len()];
+        let Some(newest_known) = siblings.iter().rposition(|s| {
+            known
+                .iter()
+                .chain(&records.done)
+                .any(|(_, cp)| rotation::holds(s, cp))
+        }) else {
             return;
         };
         let newer = &siblings[newest_known + 1..];
-        self.newer_siblings(
-            path,
-            key,
-            newer,
-            (identity(current), &known),
-            records,
-            rotated,
-        );
+        self.newer_siblings(path, key, newer, skip, records, rotated);
+    }
+
+    /// A rotated record from which nothing was read yet was taken on its file as it was then,
+    /// maybe empty: a head that recognises nothing. Its file's head as it is now recognises it
+    /// under any name it takes later (compressed, say), so that it is never taken for new.
+    fn refresh_unread(&mut self, path: &Path, rotated: &mut [(String, Checkpoint)]) {
+        let mut siblings = None;
+        for (_, cp) in rotated.iter_mut().filter(|(_, cp)| cp.offset == 0) {
+            let found = match rotation::locate(cp, &self.held.pairs(), &[], None) {
+                found @ Located::Found(..) => found,
+                _ => {
+                    let siblings = siblings.get_or_insert_with(|| {
+                        rotation::siblings(path, self.config.rotated.as_deref())
+                    });
+                    rotation::locate(cp, &[], siblings, None)
+                }
+            };
+            if let Located::Found(_, opened) = found
+                && let Ok(now) = rotation::start_of(&opened)
+            {
+                *cp = now;
+            }
+        }
     }
 
     /// Makes a rotated record, read from its start, of each of `newer` that no record knows
     /// (oldest first).
-    /// `skip` is the current file; `known`, the identities of the log's records.
+    /// `skip` is the current file.
     fn newer_siblings(
         &mut self,
         path: &Path,
         key: &str,
         newer: &[rotation::Sibling],
-        (skip, known): (Option<Identity>, &[Identity]),
+        skip: Option<Identity>,
         records: &Records,
         rotated: &mut Vec<(String, Checkpoint)>,
     ) {
         for sibling in newer {
-            let id = (sibling.dev, sibling.inode);
-            if Some(id) == skip || known.contains(&id) {
+            // A record's file, under its name or another (compressed since, or copied), is
+            // not new.
+            let taken = rotated
+                .iter()
+                .chain(&records.done)
+                .any(|(_, cp)| rotation::holds(sibling, cp));
+            if Some((sibling.dev, sibling.inode)) == skip || taken {
                 continue;
             }
             let Ok(file) = File::open(&sibling.path) else {
                 continue;
             };
-            // The same lines under another name (the file just found, compressed since, or a
-            // record's file) are not new.
-            let taken = rotated.iter().chain(&records.done).any(|(_, cp)| {
-                if sibling.compressed {
-                    rotation::gz_holds(&file, cp, false).unwrap_or(true)
-                } else {
-                    cp.fingerprint_len > 0
-                        && matches!(checkpoint::verify_content(&file, cp, false), Ok(Ok(())))
-                }
-            });
-            if taken {
-                continue;
-            }
-            let start = if sibling.compressed {
-                rotation::gz_fingerprint(&file)
-                    .and_then(|head| rotation::take_gz(&file, head, 0, 0))
+            let opened = if sibling.compressed {
+                Opened::Compressed(file)
             } else {
-                checkpoint::take(&file, 0, 0)
+                Opened::Plain(file)
             };
-            let Ok(start) = start else { continue };
+            let Ok(start) = rotation::start_of(&opened) else {
+                continue;
+            };
             (self.notify)(format!(
                 "{}: {} was rotated since the last run too: reading it whole",
                 path.display(),
@@ -685,7 +722,11 @@ impl Pass<'_> {
         };
         if let (true, Some(last)) = (whole, last) {
             let done = rotation::done_key(rotation::log_of(record).unwrap_or(record), cp);
-            if done != record {
+            if last.offset == 0 {
+                // It held no line: nothing to remember, and an empty file's identity would
+                // only mislead once its inode is reused by a new file.
+                self.commit(&[Update::Remove(record)])?;
+            } else if done != record {
                 self.commit(&[Update::Remove(record), Update::Set(&done, last)])?;
             }
         }

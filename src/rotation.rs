@@ -274,6 +274,26 @@ pub fn locate(
     }
 }
 
+/// Does `sibling` hold what `cp` was taken on, up to its offset: the file itself (its identity
+/// *and* its content: an inode freed by a compressed file and reused by a new one is not it),
+/// its `.gz`, or a copy? A `.gz` that cannot be read to the end (being written) counts as
+/// holding it, so that nothing is read twice; it is looked at again on the next pass.
+pub fn holds(sibling: &Sibling, cp: &Checkpoint) -> bool {
+    let same = (sibling.dev, sibling.inode) == (cp.dev, cp.inode);
+    if !same && cp.fingerprint_len == 0 {
+        // Nothing to recognise a copy by.
+        return false;
+    }
+    let Ok(file) = File::open(&sibling.path) else {
+        return false;
+    };
+    if sibling.compressed {
+        gz_holds(&file, cp, same).unwrap_or(true)
+    } else {
+        matches!(checkpoint::verify_content(&file, cp, false), Ok(Ok(())))
+    }
+}
+
 /// Does the decompressed content of `gz` begin with what `cp` was taken on? The head
 /// fingerprint must match; the bytes before the offset too, unless `same_file` (a checkpoint
 /// taken on this very `.gz`, whose tail hash is not kept: see [`take_gz`]).
@@ -311,6 +331,14 @@ pub fn gz_holds(gz: &File, cp: &Checkpoint, same_file: bool) -> io::Result<bool>
     }
     tail.extend_from_slice(&rest);
     Ok(checkpoint::fnv1a(&tail) == cp.tail_hash)
+}
+
+/// A checkpoint at the start of `opened`: nothing read yet, its head as it is now.
+pub fn start_of(opened: &Opened) -> io::Result<Checkpoint> {
+    match opened {
+        Opened::Plain(file) => checkpoint::take(file, 0, 0),
+        Opened::Compressed(gz) => take_gz(gz, gz_fingerprint(gz)?, 0, 0),
+    }
 }
 
 /// A decompressing reader of a `.gz` from its start (several gzip members in a row are one

@@ -47,11 +47,6 @@ enum Op {
     Overlap,
 }
 
-/// The weight of copytruncate in the scripts. Zero for now: the model found a script mixing
-/// copytruncate with `nocreate` rotation and a crash that loses lines (see issue #13's note);
-/// `MODEL_COPYTRUNCATE=1` runs it.
-const MODEL_COPYTRUNCATE: u32 = 0;
-
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1u8..6).prop_map(Op::Append),
@@ -59,7 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<bool>().prop_map(|create| Op::Rotate { create }),
         2 => Just(Op::Reopen),
         1 => (1u8..3).prop_map(Op::Compress),
-        MODEL_COPYTRUNCATE => Just(Op::CopyTruncate),
+        1 => Just(Op::CopyTruncate),
         4 => proptest::option::weighted(0.4, 1u8..6).prop_map(|crash| Op::Pass { crash }),
         1 => Just(Op::OneTime),
         1 => Just(Op::Overlap),
@@ -400,13 +395,12 @@ fn gzip(path: &Path) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1000),
+        cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2000),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     #[test]
-    #[ignore = "finds lines lost in scripts of several create/nocreate rotations with crashes in between: issue #13 stays open; run with --ignored"]
     fn every_line_is_stored_exactly_once_whatever_happens(
         script in proptest::collection::vec(op(), 1..30)
     ) {
