@@ -575,12 +575,15 @@ impl Pass<'_> {
         rotated: &mut Vec<(String, Checkpoint)>,
     ) {
         // The records this pass began with (their files stand somewhere among the siblings),
-        // not the one just made of a file whose place is unknown.
+        // not the one just made of a file whose place is unknown; and only those that took
+        // something, since an empty file's record is known by its inode alone, which a newer
+        // file may have reused.
         let known = &rotated[..records.rotated.len()];
         let Some(newest_known) = siblings.iter().rposition(|s| {
             known
                 .iter()
                 .chain(&records.done)
+                .filter(|(_, cp)| cp.fingerprint_len > 0)
                 .any(|(_, cp)| rotation::holds(s, cp))
         }) else {
             return;
@@ -694,9 +697,10 @@ impl Pass<'_> {
     ) -> anyhow::Result<()> {
         let (last, whole) = match opened {
             Opened::Plain(file) => {
+                // Known to be complete (a copy, or --final), or quiet for the rotate wait.
+                let finished = complete || self.config.take_partial;
                 let quiet_since = quiet(&file, self.config.rotate_wait);
-                let whole = complete || self.config.take_partial || quiet_since.is_some();
-                let rule = if whole {
+                let rule = if finished || quiet_since.is_some() {
                     PartialRule::Take
                 } else {
                     PartialRule::Leave
@@ -704,14 +708,12 @@ impl Pass<'_> {
                 self.used.add(name, &file);
                 let last =
                     self.plain(&file, name, record, (cp.offset, cp.line), rule, Some(*cp))?;
-                // Whole only if nothing was written since it was found quiet.
-                let unchanged = file.metadata().is_ok_and(|m| {
+                // Whole if read to its end, and nothing was written since it was found quiet.
+                let whole = file.metadata().is_ok_and(|m| {
                     Some(m.len()) == last.map(|c| c.offset)
-                        && (complete
-                            || self.config.take_partial
-                            || m.modified().ok() == quiet_since)
+                        && (finished || (quiet_since.is_some() && m.modified().ok() == quiet_since))
                 });
-                (last, whole && unchanged)
+                (last, whole)
             }
             Opened::Compressed(gz) => {
                 let head = rotation::gz_fingerprint(&gz)
