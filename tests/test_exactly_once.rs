@@ -421,3 +421,96 @@ fn an_input_that_fails_does_not_stop_the_others() {
     assert_eq!(doc["failed"][0]["input"], "b.log");
     assert_eq!(urls(&db_rows(&wd.path("logs.db"))), expected_urls(0, 10));
 }
+
+/// Writes to `path` until the file system is full.
+fn fill(path: &std::path::Path) {
+    let mut filler = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while filler.write_all(&chunk).is_ok() {}
+    let _ = filler.sync_all();
+}
+
+#[test]
+fn a_full_disk_under_the_database_or_the_offset_mirror_is_waited_out() {
+    let wd = Workdir::new();
+    let (Some(_db), Some(_meta)) = (
+        crate::workdir::Mount::tmpfs(&wd.path("small"), "size=2m"),
+        crate::workdir::Mount::tmpfs(&wd.path("meta"), "size=64k"),
+    ) else {
+        return;
+    };
+    wd.write("logs/access.log", numbered_lines(0, 10));
+    fill(&wd.path("meta/filler"));
+    let follower = wd.spawn_logged(
+        "continuous-parse",
+        &[
+            "--db",
+            "small/logs.db",
+            "--offset-file",
+            "meta/.offset",
+            "--poll-interval",
+            "0.05",
+            "--status-interval",
+            "3600",
+        ],
+        "stderr.txt",
+    );
+    let rows = || row_count(&wd.path("small/logs.db"));
+    wait_until("the first rows", || rows() == 10);
+    // The mirror cannot be written: a warning, and the follower goes on.
+    wait_until("the mirror warning", || {
+        wd.text("stderr.txt").contains("cannot update meta/.offset")
+    });
+    // Now the database's disk fills up while lines keep coming.
+    fill(&wd.path("small/filler"));
+    wd.append("logs/access.log", numbered_lines(10, 3000));
+    wait_until("the retry warning", || {
+        wd.text("stderr.txt").contains("trying again")
+    });
+    std::fs::remove_file(wd.path("small/filler")).unwrap();
+    std::fs::remove_file(wd.path("meta/filler")).unwrap();
+    wait_until("every line", || rows() == 3000);
+    let log_len = std::fs::metadata(wd.path("logs/access.log")).unwrap().len();
+    wait_until("the mirror", || {
+        wd.text("meta/.offset").trim() == log_len.to_string()
+    });
+    assert!(
+        follower.signal_and_wait("-INT").success(),
+        "{}",
+        wd.text("stderr.txt")
+    );
+    assert_eq!(
+        urls(&db_rows(&wd.path("small/logs.db"))),
+        expected_urls(0, 3000)
+    );
+}
+
+#[test]
+fn status_totals_count_the_lines_read_from_renamed_files() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 10));
+    let follower = wd.spawn_logged(
+        "continuous-parse",
+        &["--poll-interval", "0.05", "--status-interval", "0"],
+        "stderr.txt",
+    );
+    wait_until("10 rows", || row_count(&wd.path("logs.db")) == 10);
+    let mut server = std::fs::OpenOptions::new()
+        .append(true)
+        .open(wd.path("logs/access.log"))
+        .unwrap();
+    std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    wd.write("logs/access.log", numbered_lines(20, 25));
+    server.write_all(numbered_lines(10, 20).as_bytes()).unwrap();
+    wait_until("25 rows", || row_count(&wd.path("logs.db")) == 25);
+    // The status line counts the lines of the renamed file too.
+    wait_until("a status line with every line", || {
+        wd.text("stderr.txt").contains(" 25 lines in total")
+    });
+    assert!(follower.signal_and_wait("-INT").success());
+    let stderr = wd.text("stderr.txt");
+    assert!(
+        stderr.contains("continuous-parse: stopped after 25 lines (25 written, 0 rejected)"),
+        "{stderr}"
+    );
+}

@@ -43,6 +43,22 @@ impl Workdir {
         )
     }
 
+    /// [`Workdir::spawn`] with stderr written to the file `stderr` in this directory.
+    pub fn spawn_logged(&self, bin: &str, args: &[&str], stderr: &str) -> Running {
+        let file = std::fs::File::create(self.path(stderr)).unwrap();
+        Running::spawn(
+            std::process::Command::new(bin_path(bin))
+                .args(args)
+                .current_dir(self.root())
+                .stderr(file),
+        )
+    }
+
+    /// The text of a file, empty if it does not exist (yet).
+    pub fn text(&self, rel: &str) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.path(rel)).unwrap_or_default()).into_owned()
+    }
+
     pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
         let path = self.path(rel);
         if let Some(dir) = path.parent() {
