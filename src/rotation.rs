@@ -280,7 +280,7 @@ pub fn locate(
 /// holding it, so that nothing is read twice; it is looked at again on the next pass.
 pub fn holds(sibling: &Sibling, cp: &Checkpoint) -> bool {
     let same = (sibling.dev, sibling.inode) == (cp.dev, cp.inode);
-    if !same && cp.fingerprint_len == 0 {
+    if (!same || sibling.compressed) && cp.fingerprint_len == 0 {
         // Nothing to recognise a copy by.
         return false;
     }
@@ -298,8 +298,10 @@ pub fn holds(sibling: &Sibling, cp: &Checkpoint) -> bool {
 /// fingerprint must match; the bytes before the offset too, unless `same_file` (a checkpoint
 /// taken on this very `.gz`, whose tail hash is not kept: see [`take_gz`]).
 pub fn gz_holds(gz: &File, cp: &Checkpoint, same_file: bool) -> io::Result<bool> {
-    if !same_file && cp.fingerprint_len == 0 {
-        // Nothing to recognise the content by.
+    if cp.fingerprint_len == 0 {
+        // Nothing to recognise the content by; and a checkpoint taken on a `.gz` has its
+        // decompressed head, so an empty one is not one of those: the same inode is then one
+        // that gzip freed and a new `.gz` reused.
         return Ok(false);
     }
     let mut stream = decoder(gz.try_clone()?)?;

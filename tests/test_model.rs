@@ -110,8 +110,12 @@ struct World {
     server: File,
     partial: Option<String>,
     next: u64,
-    /// Line number -> the inode it was written to (a file), for the order check.
+    /// Line number -> the file it was written to, for the order check. Files are numbered
+    /// as they are made (inodes are reused once gzip frees them, so they cannot say).
     file_of: HashMap<u64, u64>,
+    /// The number of the file the server writes to, and the last number given.
+    server_file: u64,
+    files: u64,
     /// The follower: its connection and its open files, lost in a crash.
     follower: Option<(SqliteSink, Held)>,
 }
@@ -135,6 +139,8 @@ impl World {
             partial: None,
             next: 0,
             file_of: HashMap::new(),
+            server_file: 0,
+            files: 0,
             follower: None,
         }
     }
@@ -191,7 +197,7 @@ impl World {
                 self.finish_partial();
                 for _ in 0..*n {
                     self.server.write_all(line(self.next).as_bytes()).unwrap();
-                    self.file_of.insert(self.next, self.server_inode());
+                    self.file_of.insert(self.next, self.server_file);
                     self.next += 1;
                 }
             }
@@ -200,7 +206,7 @@ impl World {
                     let text = line(self.next);
                     let (head, tail) = text.split_at(text.len() / 2);
                     self.server.write_all(head.as_bytes()).unwrap();
-                    self.file_of.insert(self.next, self.server_inode());
+                    self.file_of.insert(self.next, self.server_file);
                     self.next += 1;
                     self.partial = Some(tail.to_owned());
                 }
@@ -217,7 +223,12 @@ impl World {
             }
             Op::Reopen => {
                 self.finish_partial();
+                let before = self.server_inode();
                 self.server = append(&self.log());
+                if self.server_inode() != before {
+                    self.files += 1;
+                    self.server_file = self.files;
+                }
             }
             Op::Compress(k) => {
                 let rel = format!("logs/access.log.{k}");
@@ -231,12 +242,10 @@ impl World {
                     self.shift();
                     std::fs::copy(self.log(), self.path("logs/access.log.1")).unwrap();
                     // The copied lines now live in the copy: for the order check, a new file.
-                    let copy = std::fs::metadata(self.path("logs/access.log.1"))
-                        .unwrap()
-                        .ino();
-                    let inode = self.server_inode();
+                    self.files += 1;
+                    let copy = self.files;
                     for file in self.file_of.values_mut() {
-                        if *file == inode {
+                        if *file == self.server_file {
                             *file = copy;
                         }
                     }
@@ -264,7 +273,7 @@ impl World {
                         };
                         ingest::run_holding(&mut crashing, &config, &mut |_| {}, held)
                     }
-                    None => ingest::run_holding(sink, &config, &mut |_| {}, held),
+                    None => ingest::run_holding(sink, &config, &mut |m| verbose(&m), held),
                 };
                 match result {
                     Ok(_) => return self.log().exists(),
@@ -364,7 +373,7 @@ fn one_time(db: &Path, config: &IngestConfig) {
     )
     .unwrap();
     let mut sink = SqliteSink::open(db, Duration::from_secs(10), &mut |_| {}).unwrap();
-    if let Err(e) = ingest::run(&mut sink, config, &mut |_| {}) {
+    if let Err(e) = ingest::run(&mut sink, config, &mut |m| verbose(&m)) {
         let Input::File(log) = &config.inputs[0] else {
             unreachable!()
         };
@@ -372,6 +381,13 @@ fn one_time(db: &Path, config: &IngestConfig) {
             !log.exists() && format!("{e:#}").contains("cannot open log"),
             "{e:#}"
         );
+    }
+}
+
+/// What the passes say, printed with MODEL_VERBOSE set (to follow a failing script).
+fn verbose(message: &str) {
+    if std::env::var_os("MODEL_VERBOSE").is_some() {
+        eprintln!("  pass: {message}");
     }
 }
 
