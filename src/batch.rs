@@ -4,11 +4,13 @@
 //! entries. One thread finds the lines and copies them into a [`RawBatch`] (cheap: a `memchr`
 //! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side,
 //! each into a [`Batch`] (the text of many entries in one string, the entries as spans into
-//! it), and also do there what the sink asked for ([`Prepare`]): encoding CSV rows, numbering
-//! strings for the packed copy. The batches reach the sink in input order, whichever parser
+//! it), and also do there what the store asked for through its [`Encoder`] (the CSV store
+//! encodes its rows there, the SQLite store numbers strings for its packed copy), without this
+//! module knowing any store. The batches reach the sink in input order, whichever parser
 //! finished first. Every channel is bounded, so memory stays at a few batches whatever the
 //! input size.
 
+use std::any::Any;
 use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -17,76 +19,60 @@ use chrono::{DateTime, Utc};
 
 use crate::entry::LogEntry;
 use crate::parse::{Parser, Reject};
-use crate::sink::csv::{CsvFormat, RowEncoder};
+pub use crate::row::{Arena, Span};
 use crate::source::{Line, LineReader};
-
-/// Where a string lies in an [`Arena`].
-pub type Span = (u32, u32);
-
-/// Many strings appended to one buffer and referred to by [`Span`]s: the text of thousands of
-/// rows in one reused allocation, instead of one allocation per field.
-#[derive(Debug, Default)]
-pub struct Arena {
-    text: String,
-}
-
-impl Arena {
-    pub fn push(&mut self, value: Option<&str>) -> Option<Span> {
-        value.map(|v| {
-            let start = self.text.len() as u32;
-            self.text.push_str(v);
-            (start, self.text.len() as u32)
-        })
-    }
-
-    pub fn get(&self, span: Option<Span>) -> Option<&str> {
-        span.map(|(a, b)| &self.text[a as usize..b as usize])
-    }
-
-    pub fn clear(&mut self) {
-        self.text.clear();
-    }
-
-    /// Bytes of text held.
-    pub fn len(&self) -> usize {
-        self.text.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-}
 
 /// One parsed entry, its text held by its [`Batch`].
 #[derive(Debug, Clone, Copy)]
-struct Spans {
-    text: [Option<Span>; 8],
+struct EntrySpans {
+    ip: Option<Span>,
+    ident: Option<Span>,
+    user: Option<Span>,
+    method: Option<Span>,
+    url: Option<Span>,
+    protocol: Option<Span>,
+    referrer: Option<Span>,
+    user_agent: Option<Span>,
     timestamp: DateTime<Utc>,
     status: u16,
     bytes: Option<u64>,
 }
 
+/// Work a store has the parsing threads do on each entry, beside parsing, so that its own
+/// thread (the slowest stage) has less to do. One per parsing thread.
+pub trait Encoder: Send {
+    /// Takes the next entry of the batch.
+    fn push(&mut self, entry: &LogEntry<'_>);
+    /// What was built from the batch's entries, handed to the store with the batch (see
+    /// [`Batch::encoded`]); the encoder is then empty for the next batch.
+    fn finish(&mut self) -> Box<dyn Any + Send>;
+}
+
+/// Makes the [`Encoder`] of each parsing thread.
+pub type MakeEncoder = Arc<dyn Fn() -> Box<dyn Encoder> + Send + Sync>;
+
 /// What a sink asks of the parsing threads: how many to run, and what to do with each batch
 /// there, in parallel, rather than on the sink's thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Prepare {
     /// Threads that parse. Two for a sink whose own work is light (CSV: appending bytes), so
     /// that parsing uses both cores; one for a sink that needs a core of its own (SQLite's
     /// inserts take longer than parsing), so that extra parsers only compete with it.
     pub parsers: usize,
-    /// Number the entries' strings for the packed copy ([`Batch::keys`]).
-    pub keys: bool,
-    /// Encode the entries as CSV rows ([`Batch::csv_rows`]) instead of keeping them as spans.
-    pub csv: Option<CsvFormat>,
+    /// The store's work on each entry ([`Batch::encoded`]).
+    pub encoder: Option<MakeEncoder>,
+    /// Keep the entries themselves in the batch ([`Batch::entries`]); a store whose encoder
+    /// builds all it needs does without them.
+    pub entries: bool,
 }
 
 /// Entries, rejects and the position reached, for a run of consecutive lines.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Batch {
     text: Arena,
-    entries: Vec<Spans>,
-    /// The entries as CSV rows, when [`Prepare::csv`] asked for them (`entries` is then empty).
-    csv_rows: Option<Vec<u8>>,
+    entries: Vec<EntrySpans>,
+    /// What the store's encoder built, when it has one.
+    encoded: Option<Box<dyn Any + Send>>,
     /// Number of entries, however they are held.
     count: usize,
     /// Line number, reason and bytes (the head only, for an over-long line) of each reject.
@@ -104,8 +90,6 @@ pub struct Batch {
     /// not); that tail reads as NULs, and the server's next line is appended right after it.
     /// The line itself is whole, so it is kept; the count tells the user the crash happened.
     pub padded_lines: u64,
-    /// The entries' strings numbered for the packed copy, when the sink keeps one.
-    pub keys: Option<crate::packed::BatchKeys>,
 }
 
 impl Prepare {
@@ -121,8 +105,8 @@ impl Default for Prepare {
     fn default() -> Prepare {
         Prepare {
             parsers: 1,
-            keys: false,
-            csv: None,
+            encoder: None,
+            entries: true,
         }
     }
 }
@@ -135,28 +119,24 @@ pub const BATCH_LINES: u64 = 8192;
 const BATCH_BYTES: usize = 512 << 10;
 
 impl Batch {
-    fn push(&mut self, e: &LogEntry<'_>, encoder: Option<&mut RowEncoder>) {
+    fn push(&mut self, e: &LogEntry<'_>, keep: bool, encoder: Option<&mut Box<dyn Encoder>>) {
         self.count += 1;
-        if let Some(keys) = &mut self.keys {
-            keys.push(&crate::report::Row::of(e));
-        }
         if let Some(encoder) = encoder {
-            encoder.encode(e);
+            encoder.push(e);
+        }
+        if !keep {
             return;
         }
-        let mut span = |value: Option<&str>| self.text.push(value);
-        let spans = [
-            span(Some(&e.ip)),
-            span(e.ident.as_deref()),
-            span(e.user.as_deref()),
-            span(e.method.as_deref()),
-            span(Some(&e.url)),
-            span(e.protocol.as_deref()),
-            span(e.referrer.as_deref()),
-            span(e.user_agent.as_deref()),
-        ];
-        self.entries.push(Spans {
-            text: spans,
+        let text = &mut self.text;
+        self.entries.push(EntrySpans {
+            ip: text.push(Some(&e.ip)),
+            ident: text.push(e.ident.as_deref()),
+            user: text.push(e.user.as_deref()),
+            method: text.push(e.method.as_deref()),
+            url: text.push(Some(&e.url)),
+            protocol: text.push(e.protocol.as_deref()),
+            referrer: text.push(e.referrer.as_deref()),
+            user_agent: text.push(e.user_agent.as_deref()),
             timestamp: e.timestamp,
             status: e.status,
             bytes: e.bytes,
@@ -172,26 +152,26 @@ impl Batch {
         self.count == 0
     }
 
-    /// The entries encoded as CSV rows, when the sink asked for that ([`Prepare::csv`]).
-    pub fn csv_rows(&self) -> Option<&[u8]> {
-        self.csv_rows.as_deref()
+    /// What the store's [`Encoder`] built from the entries, if it has one of type `T`.
+    pub fn encoded<T: 'static>(&self) -> Option<&T> {
+        self.encoded.as_ref()?.downcast_ref()
     }
 
-    /// The entries, borrowed from the batch (none when they were encoded as CSV rows).
+    /// The entries, borrowed from the batch (none when [`Prepare::entries`] was off).
     pub fn entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
         let text = |s: Option<Span>| self.text.get(s).map(std::borrow::Cow::Borrowed);
         self.entries.iter().map(move |s| LogEntry {
-            ip: text(s.text[0]).unwrap_or_default(),
-            ident: text(s.text[1]),
-            user: text(s.text[2]),
+            ip: text(s.ip).unwrap_or_default(),
+            ident: text(s.ident),
+            user: text(s.user),
             timestamp: s.timestamp,
-            method: text(s.text[3]),
-            url: text(s.text[4]).unwrap_or_default(),
-            protocol: text(s.text[5]),
+            method: text(s.method),
+            url: text(s.url).unwrap_or_default(),
+            protocol: text(s.protocol),
             status: s.status,
             bytes: s.bytes,
-            referrer: text(s.text[6]),
-            user_agent: text(s.text[7]),
+            referrer: text(s.referrer),
+            user_agent: text(s.user_agent),
         })
     }
 }
@@ -224,10 +204,9 @@ impl RawBatch {
         self,
         prepare: &Prepare,
         parser: &mut Parser,
-        encoder: &mut Option<RowEncoder>,
+        encoder: &mut Option<Box<dyn Encoder>>,
     ) -> Batch {
         let mut batch = Batch {
-            keys: prepare.keys.then(crate::packed::BatchKeys::default),
             lines: self.lines.len() as u64,
             end_offset: self.end_offset,
             end_line: self.end_line,
@@ -247,13 +226,13 @@ impl RawBatch {
                 batch.padded_lines += 1;
             }
             match parser.parse(&bytes[padding..]) {
-                Ok(entry) => batch.push(&entry, encoder.as_mut()),
+                Ok(entry) => batch.push(&entry, prepare.entries, encoder.as_mut()),
                 // The reject keeps the line as read, padding included: rejects are verbatim.
                 Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
             }
         }
         if let Some(encoder) = encoder {
-            batch.csv_rows = Some(encoder.take());
+            batch.encoded = Some(encoder.finish());
         }
         batch
     }
@@ -279,9 +258,10 @@ pub fn produce<R: Read + Send>(
         let work_rx = Arc::new(Mutex::new(work_rx));
         for _ in 0..prepare.parsers.max(1) {
             let work_rx = Arc::clone(&work_rx);
+            let prepare = prepare.clone();
             scope.spawn(move || {
                 let mut parser = Parser::default();
-                let mut encoder = prepare.csv.map(RowEncoder::new);
+                let mut encoder = prepare.encoder.as_ref().map(|make| make());
                 loop {
                     // The lock is held only while waiting for the next raw batch.
                     let next = work_rx.lock().map(|rx| rx.recv());
@@ -442,28 +422,36 @@ mod tests {
         assert_eq!(offset, input.len() as u64);
     }
 
+    /// Keeps the URLs of its entries, as a store's encoder keeps what it builds.
+    #[derive(Default)]
+    struct Urls(Vec<String>);
+
+    impl Encoder for Urls {
+        fn push(&mut self, entry: &LogEntry<'_>) {
+            self.0.push(entry.url.to_string());
+        }
+        fn finish(&mut self) -> Box<dyn Any + Send> {
+            Box::new(std::mem::take(&mut self.0))
+        }
+    }
+
     #[test]
-    fn csv_rows_are_encoded_in_input_order() {
+    fn what_encoders_build_arrives_in_input_order() {
         let n = 3 * BATCH_LINES as usize;
         let input: String = (1..=n).map(line).collect();
         let prepare = Prepare {
             parsers: 2,
-            csv: Some(CsvFormat::default()),
-            ..Prepare::default()
+            encoder: Some(Arc::new(|| Box::new(Urls::default()) as Box<dyn Encoder>)),
+            entries: false,
         };
         let batches = batches(&input, prepare);
-        let rows: Vec<u8> = batches
+        let urls: Vec<String> = batches
             .iter()
-            .flat_map(|b| b.csv_rows().unwrap().to_vec())
-            .collect();
-        let urls: Vec<String> = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(&rows[..])
-            .records()
-            .map(|r| r.unwrap()[5].to_string())
+            .flat_map(|b| b.encoded::<Vec<String>>().unwrap().clone())
             .collect();
         let expected = urls_of_good_lines(n);
         assert_eq!(urls, expected);
+        assert!(batches.iter().all(|b| b.entries().next().is_none()));
         assert_eq!(
             batches.iter().map(Batch::len).sum::<usize>(),
             expected.len()

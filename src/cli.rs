@@ -249,6 +249,9 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Counting threads (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 impl ReportArgs {
@@ -270,22 +273,33 @@ impl ReportArgs {
             ip: self.ip.clone(),
         })
     }
+
+    /// The query a store's reader answers: filters, reports, threads.
+    pub fn query(&self) -> anyhow::Result<crate::report::Query> {
+        use crate::report::{Section, shard};
+        Ok(crate::report::Query {
+            filters: self.filters()?,
+            sections: match self.report.is_empty() {
+                true => Section::ALL.to_vec(),
+                false => self.report.clone(),
+            },
+            threads: self
+                .threads
+                .map_or_else(shard::default_threads, usize::from),
+        })
+    }
 }
 
 /// Runs a report: gets the counts of the entries that pass the filters from `counts` (see
-/// [`crate::report::from_csv`], [`crate::report::from_db`]), renders as asked, writes to stdout.
+/// [`crate::read`]), renders as asked, writes to stdout.
 pub fn report(
     args: &ReportArgs,
-    counts: impl FnOnce(&crate::report::Filters) -> anyhow::Result<crate::report::Counts>,
+    counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::report::{Section, csv, json, table};
-    let filters = args.filters()?;
-    let report = counts(&filters)?.into_report(args.top, args.bucket, &filters);
-    let sections: &[Section] = if args.report.is_empty() {
-        &Section::ALL
-    } else {
-        &args.report
-    };
+    use crate::report::{csv, json, table};
+    let query = args.query()?;
+    let report = counts(&query)?.into_report(args.top, args.bucket, &query.filters);
+    let sections = &query.sections[..];
     let bytes = match args.format {
         ReportFormat::Table => table::render(&report, sections),
         ReportFormat::Json => json::render(&report, sections),

@@ -13,8 +13,10 @@ pub mod ingest;
 pub mod lock;
 pub mod packed;
 pub mod parse;
+pub mod read;
 pub mod report;
 pub mod rotation;
+pub mod row;
 pub mod sink;
 pub mod source;
 

@@ -589,6 +589,12 @@ fn bytes_to_text(mut raw: &[u8]) -> String {
     }
 }
 
+/// A timestamp as the stores hold it: RFC 3339, or, in the old rows of a database upgraded
+/// from the original scripts, their `10/Oct/2000:13:55:36 -0700` form.
+pub fn parse_stored_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    crate::entry::parse_rfc3339(s).or_else(|| parse_time(s.as_bytes()).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

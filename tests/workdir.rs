@@ -228,9 +228,9 @@ pub fn assert_packed_matches_rows(wd: &Workdir, db: &str) {
         "{db}: the packed copy covers every row"
     );
     conn.execute_batch("BEGIN").unwrap();
-    let filters = log_pipeline::report::Filters::default();
+    let query = log_pipeline::report::Query::all();
     assert!(
-        log_pipeline::packed::counts(&conn, &filters)
+        log_pipeline::read::packed::counts(&conn, &query)
             .unwrap()
             .is_some(),
         "{db}: reports are answered from the packed copy"

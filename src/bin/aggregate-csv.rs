@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
-use log_pipeline::report;
+use log_pipeline::read;
 
 /// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
 /// time) from a CSV written by parse-to-csv. aggregate-db prints the same from SQLite.
@@ -22,6 +22,6 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
-        cli::report(&args.report, |filters| report::from_csv(&args.csv, filters))
+        cli::report(&args.report, |query| read::csv::counts(&args.csv, query))
     })
 }

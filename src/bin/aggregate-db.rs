@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
-use log_pipeline::report;
+use log_pipeline::read;
 
 /// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
 /// time) from the SQLite database written by parse-to-db or continuous-parse, opened
@@ -27,8 +27,8 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        cli::report(&args.report, |filters| {
-            report::from_db(&args.db, filters, !args.scan)
+        cli::report(&args.report, |query| {
+            read::sqlite::counts(&args.db, query, !args.scan)
         })
     })
 }

@@ -6,39 +6,11 @@
 //! day instead of one for the whole log changes no count, but logs are written in time order,
 //! so nearly every row lands in the day just seen, whose maps stay in the processor's cache.
 //! Over ten million rows the whole-log maps held millions of entries, each lookup was a trip
-//! to memory, and those lookups were two thirds of `aggregate-db`'s time. A row out of order
-//! is counted the same, in its own day.
+//! to memory. A row out of order is counted the same, in its own day.
 
 use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-
-/// How both stores key clients for [`Visits`]: an IPv4 address in its usual form (most
-/// clients) is its own number, with nothing to look up; other clients are numbered by the
-/// store, and those numbers are keyed from 2³² up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientKey {
-    V4(u32),
-    Other(u32),
-}
-
-impl ClientKey {
-    const OTHERS: u64 = 1 << 32;
-
-    pub fn key(self) -> u64 {
-        match self {
-            ClientKey::V4(address) => u64::from(address),
-            ClientKey::Other(number) => Self::OTHERS + u64::from(number),
-        }
-    }
-
-    pub fn of(key: u64) -> ClientKey {
-        match key.checked_sub(Self::OTHERS) {
-            None => ClientKey::V4(key as u32),
-            Some(number) => ClientKey::Other(number as u32),
-        }
-    }
-}
 
 /// The visits of the rows seen; `K` identifies a client.
 #[derive(Debug)]
@@ -180,19 +152,6 @@ mod tests {
             clients.sort_unstable();
             prop_assert_eq!(visits.into_clients(), clients);
         }
-    }
-
-    #[test]
-    fn client_keys_round_trip_and_never_collide() {
-        for key in [
-            ClientKey::V4(0),
-            ClientKey::V4(u32::MAX),
-            ClientKey::Other(0),
-            ClientKey::Other(u32::MAX),
-        ] {
-            assert_eq!(ClientKey::of(key.key()), key);
-        }
-        assert_ne!(ClientKey::V4(7).key(), ClientKey::Other(7).key());
     }
 
     #[test]

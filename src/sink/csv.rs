@@ -14,10 +14,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, Prepare};
+use crate::batch::{Batch, Encoder, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, LogEntry, Rfc3339, decimal};
 use crate::sink::{Sink, Update};
+
+/// The CSV store's work on the parsing threads: its rows, encoded there.
+impl Encoder for RowEncoder {
+    fn push(&mut self, entry: &LogEntry<'_>) {
+        self.encode(entry);
+    }
+
+    fn finish(&mut self) -> Box<dyn std::any::Any + Send> {
+        Box::new(self.take())
+    }
+}
 
 /// What `<csv>.checkpoint` holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -351,10 +362,14 @@ impl Sink for CsvSink {
     }
 
     fn prepare(&self) -> Prepare {
+        let format = self.encoder.format;
         Prepare {
             parsers: 2,
-            csv: Some(self.encoder.format),
-            ..Prepare::default()
+            encoder: Some(std::sync::Arc::new(move || {
+                Box::new(RowEncoder::new(format)) as Box<dyn Encoder>
+            })),
+            // The rows are all this store needs.
+            entries: false,
         }
     }
 
@@ -367,7 +382,7 @@ impl Sink for CsvSink {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
-        match batch.csv_rows() {
+        match batch.encoded::<Vec<u8>>() {
             Some(rows) => {
                 self.append_pending()?;
                 self.append(rows)

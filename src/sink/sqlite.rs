@@ -11,12 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::batch::{Arena, Span};
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
-use crate::report::Row;
+use crate::parse::parse_stored_time;
+use crate::row::{Arena, Row, Span};
 use crate::sink::{Rejected, Sink, Update};
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
@@ -514,7 +514,7 @@ impl SqliteSink {
             .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
         self.in_transaction = true;
         self.packer
-            .begin(&self.conn)
+            .begin(&self.conn, &for_each_row)
             .map_err(|e| explain_any(e, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())
     }
@@ -592,7 +592,9 @@ impl Sink for SqliteSink {
 
     fn prepare(&self) -> Prepare {
         Prepare {
-            keys: true,
+            encoder: Some(std::sync::Arc::new(|| {
+                Box::new(BatchKeys::default()) as Box<dyn crate::batch::Encoder>
+            })),
             ..Prepare::default()
         }
     }
@@ -603,7 +605,7 @@ impl Sink for SqliteSink {
             // nothing, and must not keep the write lock.
             return Ok(());
         }
-        let Some(keys) = &batch.keys else {
+        let Some(keys) = batch.encoded::<BatchKeys>() else {
             return batch.entries().try_for_each(|e| self.write(&e));
         };
         self.begin()?;
@@ -746,6 +748,49 @@ impl SqliteSink {
         self.pending.clear();
         self.packer.abort();
     }
+}
+
+/// Reads the `logs` rows with an id above `after`, in id order, passing each to `emit`: the
+/// row, or the id of a row whose timestamp is not a time. Stops at the first error of `emit`.
+pub fn for_each_row(
+    conn: &rusqlite::Connection,
+    after: i64,
+    emit: &mut dyn FnMut(Result<&Row<'_>, i64>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare(
+        r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id FROM logs WHERE id > ?1 ORDER BY id"#,
+    )?;
+    let mut rows = stmt.query([after])?;
+    while let Some(r) = rows.next()? {
+        use rusqlite::types::ValueRef;
+        let text = |i: usize| -> Option<&str> {
+            match r.get_ref(i) {
+                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+                _ => None,
+            }
+        };
+        let int = |i: usize| -> Option<i64> {
+            match r.get_ref(i) {
+                Ok(ValueRef::Integer(n)) => Some(n),
+                _ => None,
+            }
+        };
+        let Some(timestamp) = text(1).and_then(parse_stored_time) else {
+            emit(Err(int(8).unwrap_or(0)))?;
+            continue;
+        };
+        emit(Ok(&Row {
+            ip: text(0).unwrap_or(""),
+            timestamp: timestamp.timestamp(),
+            method: text(2),
+            url: text(3).unwrap_or(""),
+            status: int(4).and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+            bytes: int(5).and_then(|n| u64::try_from(n).ok()),
+            referrer: text(6),
+            user_agent: text(7),
+        }))?;
+    }
+    Ok(())
 }
 
 /// Is this error a database held by another process for longer than the busy timeout?

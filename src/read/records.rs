@@ -1,10 +1,9 @@
 //! The records of a CSV file, split where they lie in the blocks read from it, by several
 //! threads at once.
 //!
-//! One thread reads the file ahead in blocks and checks them as UTF-8 ([`read_ahead`]); every
-//! counting thread gets every block, by reference, and takes from it the records of its share
-//! of the clients ([`Records::next_in`]), passing over the others as fast as their line end is
-//! found. A field is a slice of its block: only a record that straddles two blocks is copied
+//! Every counting thread gets every block, by reference, and takes from it the records of its
+//! share of the clients ([`Records::next_in`]), passing over the others as fast as their line
+//! end is found. A field is a slice of its block: only a record that straddles two blocks is copied
 //! (into a buffer of its own), and only a field with doubled quotes is decoded into a new
 //! string. With one thread splitting every record, copying its fields out and handing them to
 //! the counting threads, that thread was the slowest of all and set the pace of
@@ -12,14 +11,14 @@
 //!
 //! The dialect is the one parse-to-csv writes (the csv crate's): `,` between fields, `"`
 //! around a field holding `,`, `"`, `\r` or `\n`, `""` for a quote inside one, and lines
-//! ending in `\n` or `\r\n`. Beyond it, the reading of simd-csv (which this replaced) is kept:
-//! a quote inside a field opens a quoted part, blank lines and a leading byte-order mark are
-//! skipped, and the last record may lack its line end.
+//! ending in `\n` or `\r\n`. Beyond it, what other CSV readers take is taken too: a quote
+//! inside a field opens a quoted part, blank lines and a leading byte-order mark are skipped,
+//! and the last record may lack its line end.
 
 use std::borrow::Cow;
-use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
+
+use crate::report::shard::Share;
 
 /// A byte-order mark, which some tools put before the header.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -31,13 +30,13 @@ type Shared = Arc<Buffer>;
 /// slices of it, with no check of their own. A block is not text when it holds bytes that are
 /// not UTF-8, or ends inside a character; the fields of its records are checked one by one.
 #[derive(Debug)]
-enum Buffer {
+pub enum Buffer {
     Text(String),
     Bytes(Vec<u8>),
 }
 
 impl Buffer {
-    fn new(bytes: Vec<u8>) -> Buffer {
+    pub fn new(bytes: Vec<u8>) -> Buffer {
         String::from_utf8(bytes).map_or_else(|e| Buffer::Bytes(e.into_bytes()), Buffer::Text)
     }
 
@@ -101,66 +100,12 @@ impl Field {
 }
 
 /// Bytes read at a time.
-const BLOCK: usize = 1 << 20;
+pub const BLOCK: usize = 1 << 20;
 
-/// Blocks read ahead, in order; an empty block or the end of the channel ends the input.
-type Blocks = Receiver<io::Result<Shared>>;
-
-/// Reads `input` ahead on a thread of `scope`, in blocks checked as UTF-8 there, for
-/// `readers` readers of its records, each given every block. That thread is the only one to
-/// copy the file (out of the kernel); it has time to spare for the UTF-8 check, which it takes
-/// off the threads that split and count. A few blocks are in flight at most: a reader that falls
-/// behind holds the others back.
-pub(crate) fn read_ahead<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    mut input: impl Read + Send + 'scope,
-    readers: usize,
-) -> Vec<Records> {
-    let (senders, receivers): (Vec<SyncSender<_>>, Vec<_>) = (0..readers)
-        .map(|_| std::sync::mpsc::sync_channel(4))
-        .unzip();
-    scope.spawn(move || {
-        loop {
-            // Filled to the end, unlike a single `read`, and with no zeroing first.
-            let mut block = Vec::with_capacity(BLOCK);
-            let read = (&mut input).take(BLOCK as u64).read_to_end(&mut block);
-            let last = !matches!(read, Ok(n) if n > 0);
-            let block = read.map(|_| Arc::new(Buffer::new(block)));
-            let mut delivered = false;
-            for tx in &senders {
-                let message = match &block {
-                    Ok(block) => Ok(Arc::clone(block)),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                };
-                // A closed channel is a reader that stopped (done or failed).
-                delivered |= tx.send(message).is_ok();
-            }
-            if last || !delivered {
-                return;
-            }
-        }
-    });
-    receivers.into_iter().map(Records::new).collect()
-}
-
-/// Which of `shares` shares of the clients the client `ip` (its text) belongs to: each is
-/// counted by one thread, so that its visits are all seen by it and the counts of the
-/// threads simply add up. Both stores' readers split clients with it.
-pub(crate) fn share_of(ip: &[u8], shares: usize) -> usize {
-    use std::hash::BuildHasher;
-    (rustc_hash::FxBuildHasher.hash_one(ip) >> 32) as usize % shares
-}
-
-/// One of `of` shares of the clients (see [`share_of`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Share {
-    pub index: usize,
-    pub of: usize,
-}
-
-/// The records of a CSV file, one at a time, from blocks read ahead.
-pub(crate) struct Records {
-    blocks: Blocks,
+/// The records of a CSV file, one at a time, from its blocks in order (an empty block or the
+/// end of `blocks` ends the input).
+pub struct Records<I> {
+    blocks: I,
     /// Records read or passed over, the header included (blank lines are none).
     number: u64,
     /// The block being split, and where in it the next record starts.
@@ -177,7 +122,7 @@ pub(crate) struct Records {
 }
 
 /// One record: its bytes in the buffer that holds them, and its fields.
-pub(crate) struct Record<'a> {
+pub struct Record<'a> {
     /// Records before it and itself, the header included (see [`Records::number`]).
     pub number: u64,
     /// The record's bytes, with its line end, and the same as text when its buffer is text.
@@ -365,8 +310,8 @@ fn split(input: &[u8], eof: bool, fields: &mut Vec<Field>) -> Option<usize> {
     })
 }
 
-impl Records {
-    fn new(blocks: Blocks) -> Records {
+impl<I: Iterator<Item = Shared>> Records<I> {
+    pub fn new(blocks: I) -> Records<I> {
         Records {
             blocks,
             number: 0,
@@ -380,14 +325,10 @@ impl Records {
     }
 
     /// Takes the next block as the one to split; an empty one at the end of the input.
-    fn next_block(&mut self) -> io::Result<()> {
-        self.block = match self.blocks.recv() {
-            Ok(block) => block?,
-            Err(_) => Shared::default(),
-        };
+    fn next_block(&mut self) {
+        self.block = self.blocks.next().unwrap_or_default();
         self.eof = self.block.is_empty();
         self.pos = 0;
-        Ok(())
     }
 
     /// How many records were read or passed over, the header included.
@@ -397,7 +338,7 @@ impl Records {
 
     /// The next record of a client of `share`, or `None` at the end of the input; the records
     /// of other clients are passed over, as fast as their line end is found.
-    pub fn next_in(&mut self, share: Share) -> io::Result<Option<Record<'_>>> {
+    pub fn next_in(&mut self, share: Share) -> Option<Record<'_>> {
         loop {
             if share.of > 1
                 && self.pos < self.block.len()
@@ -407,11 +348,11 @@ impl Records {
                 continue;
             }
             // Split whole: the record is ours, straddles two blocks, or its ip is quoted.
-            if !self.advance()? {
-                return Ok(None);
+            if !self.advance() {
+                return None;
             }
-            if share.of == 1 || share_of(&self.current().field(0), share.of) == share.index {
-                return Ok(Some(self.current()));
+            if share.has(&self.current().field(0)) {
+                return Some(self.current());
             }
         }
     }
@@ -427,7 +368,7 @@ impl Records {
             b',' => {}
             _ => return None,
         }
-        if share_of(&input[..comma], share.of) == share.index {
+        if share.has(&input[..comma]) {
             return None;
         }
         // The line end is the first `\n` outside quotes (a quoted field may hold line ends).
@@ -446,18 +387,18 @@ impl Records {
     }
 
     /// The next record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
-        Ok(self.advance()?.then(|| self.current()))
+    pub fn next_record(&mut self) -> Option<Record<'_>> {
+        self.advance().then(|| self.current())
     }
 
     /// Splits the next record, for [`Records::current`]; false at the end of the input.
-    fn advance(&mut self) -> io::Result<bool> {
+    fn advance(&mut self) -> bool {
         loop {
             if self.pos == self.block.len() {
                 if self.eof {
-                    return Ok(false);
+                    return false;
                 }
-                self.next_block()?;
+                self.next_block();
                 continue;
             }
             let input = &self.block[self.pos..];
@@ -467,7 +408,7 @@ impl Records {
                     (false, self.pos - len, len)
                 }
                 None => {
-                    self.joint = Arc::new(Buffer::new(self.straddling()?));
+                    self.joint = Arc::new(Buffer::new(self.straddling()));
                     (true, 0, self.joint.len())
                 }
             };
@@ -480,7 +421,7 @@ impl Records {
                 }
                 self.number += 1;
                 self.current = (straddles, start, len);
-                return Ok(true);
+                return true;
             }
         }
     }
@@ -501,12 +442,12 @@ impl Records {
     /// The record that starts at `pos` and does not end in its block, copied whole from the
     /// blocks it lies in, with `fields` split. The blocks are added to it a line at a time, so
     /// that only the record is copied, not the rest of the block it ends in.
-    fn straddling(&mut self) -> io::Result<Vec<u8>> {
+    fn straddling(&mut self) -> Vec<u8> {
         let mut joint = self.block[self.pos..].to_vec();
         self.pos = self.block.len();
         loop {
             if self.pos == self.block.len() {
-                self.next_block()?;
+                self.next_block();
             }
             let rest = &self.block[self.pos..];
             let take = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
@@ -514,7 +455,7 @@ impl Records {
             self.pos += take;
             if let Some(len) = split(&joint, self.eof, &mut self.fields) {
                 debug_assert_eq!(len, joint.len());
-                return Ok(joint);
+                return joint;
             }
         }
     }
@@ -525,22 +466,21 @@ mod tests {
     use super::*;
 
     /// `input` in blocks of `size` bytes.
-    fn blocks(input: &[u8], size: usize) -> Blocks {
-        let (tx, rx) = std::sync::mpsc::sync_channel(input.len() + 1);
-        for block in input.chunks(size.max(1)) {
-            tx.send(Ok(Arc::new(Buffer::new(block.to_vec())))).unwrap();
-        }
-        rx
+    fn blocks(input: &[u8], size: usize) -> impl Iterator<Item = Shared> {
+        (input.chunks(size.max(1)))
+            .map(|block| Arc::new(Buffer::new(block.to_vec())))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// The records of `input` read in blocks of `size` bytes, fields decoded.
-    fn read(input: &[u8], size: usize) -> io::Result<Vec<Vec<Vec<u8>>>> {
+    fn read(input: &[u8], size: usize) -> Vec<Vec<Vec<u8>>> {
         let mut records = Records::new(blocks(input, size));
         let mut out = Vec::new();
-        while let Some(r) = records.next_record()? {
+        while let Some(r) = records.next_record() {
             out.push((0..r.len()).map(|i| r.field(i).into_owned()).collect());
         }
-        Ok(out)
+        out
     }
 
     fn fields(rows: &[&[&str]]) -> Vec<Vec<Vec<u8>>> {
@@ -586,7 +526,7 @@ mod tests {
         for &(input, expected) in cases {
             for size in [1, 2, 3, 5, 7, 64] {
                 assert_eq!(
-                    read(input.as_bytes(), size).unwrap(),
+                    read(input.as_bytes(), size),
                     fields(expected),
                     "{input:?} in blocks of {size}"
                 );
@@ -597,24 +537,12 @@ mod tests {
     #[test]
     fn a_field_is_a_slice_of_its_block_unless_it_needs_decoding() {
         let mut records = Records::new(blocks(b"ab,\"cd\",\"e\"\"f\"\n", 64));
-        let r = records.next_record().unwrap().unwrap();
+        let r = records.next_record().unwrap();
         let (cd, e_f) = (r.text(1).unwrap().as_ptr(), r.text(2));
         assert_eq!(r.text(1), Some("cd"));
         assert_eq!(e_f, None);
         assert_eq!(r.field(2), Cow::<[u8]>::Owned(b"e\"f".to_vec()));
         assert!(records.block.as_ptr_range().contains(&cd));
-    }
-
-    #[test]
-    fn a_read_error_is_returned() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        tx.send(Ok(Arc::new(Buffer::new(b"a,b\n1".to_vec()))))
-            .unwrap();
-        tx.send(Err(io::Error::other("disk on fire"))).unwrap();
-        let mut records = Records::new(rx);
-        assert!(records.next_record().unwrap().is_some());
-        let err = records.next_record().err().unwrap();
-        assert!(err.to_string().contains("disk on fire"));
     }
 
     #[test]
@@ -631,7 +559,7 @@ mod tests {
                 _ => format!("{ip},x\n"),
             };
         }
-        let expected: Vec<(u64, Vec<u8>)> = (read(input.as_bytes(), 1 << 20).unwrap().into_iter())
+        let expected: Vec<(u64, Vec<u8>)> = (read(input.as_bytes(), 1 << 20).into_iter())
             .skip(1)
             .zip(2..)
             .map(|(fields, number)| (number, fields[0].clone()))
@@ -641,11 +569,15 @@ mod tests {
             for index in 0..2 {
                 let share = Share { index, of: 2 };
                 let mut records = Records::new(blocks(input.as_bytes(), size));
-                assert!(records.next_record().unwrap().is_some());
+                assert!(records.next_record().is_some());
                 let before = seen.len();
-                while let Some(r) = records.next_in(share).unwrap() {
+                while let Some(r) = records.next_in(share) {
                     let ip = r.field(0).into_owned();
-                    assert_eq!(share_of(&ip, 2), index, "{ip:?} in blocks of {size}");
+                    assert_eq!(
+                        crate::report::shard::share_of(&ip, 2),
+                        index,
+                        "{ip:?} in blocks of {size}"
+                    );
                     seen.push((r.number, ip));
                 }
                 assert!(seen.len() > before, "share {index} is empty");

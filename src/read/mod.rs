@@ -1,0 +1,10 @@
+//! Each store read back for the reports: a CSV written by parse-to-csv ([`csv`]), the rows of
+//! a database ([`sqlite`]) or their packed copy ([`packed`]).
+//!
+//! A reader only turns what its store holds into rows or hits for the report engine
+//! ([`crate::report`]), which filters, counts and ranks them the same way for every store.
+
+pub mod csv;
+pub mod packed;
+mod records;
+pub mod sqlite;

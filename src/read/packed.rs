@@ -1,0 +1,252 @@
+//! Counting from the packed copy of a database's rows (see [`crate::packed`]): fixed-size
+//! records whose strings are ids into `packed_strings`, read a block at a time.
+//!
+//! Only the strings of the kinds the query needs are loaded, renumbered per kind so that the
+//! counter's arrays are dense: `--report status` loads none.
+
+use std::borrow::Cow;
+
+use rusqlite::Connection;
+use rustc_hash::FxHashMap;
+
+use crate::packed::{Client, Kind, RECORD, Record};
+use crate::report::count::{self, Counter, Hit, Names};
+use crate::report::filter::Filter;
+use crate::report::shard::{self, Share};
+use crate::report::{Counts, Query};
+use crate::row::ClientKey;
+
+/// The counts of the rows that pass the query's filters, from the packed copy, if the
+/// database has one that covers every row. Run inside a read transaction, so that the rows
+/// and the records come from one snapshot.
+pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>> {
+    let has_state: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'packed_state'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_state {
+        return Ok(None);
+    }
+    let covered: Option<i64> =
+        conn.query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
+    if covered != Some(rows) {
+        return Ok(None);
+    }
+    let wants = query.wants();
+    let probe = Filter::new(&query.filters);
+    let needs = Needs {
+        url: wants.urls || probe.on_url(),
+        agent: wants.agents || wants.visits,
+        referrer: wants.referrers,
+        method: wants.methods,
+        client: wants.clients || wants.visits || probe.on_client(),
+    };
+    let strings = Strings::load(conn, needs)?;
+    let (read, results) = shard::fan_out(
+        query.threads,
+        |send| {
+            let mut stmt = conn.prepare("SELECT data FROM packed_blocks ORDER BY seq")?;
+            let mut blocks = stmt.query([])?;
+            while let Some(r) = blocks.next()? {
+                if !send(r.get_ref(0)?.as_blob()?.to_vec()) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+        |share, blocks| {
+            let mut filter = Filter::new(&query.filters);
+            let mut counter = Counter::new(wants);
+            let mut clients = ClientNumbers::default();
+            for block in blocks {
+                for bytes in block.chunks_exact(RECORD) {
+                    let r = Record::read(bytes);
+                    if !in_share(r.client, share)
+                        || !filter.accepts_time_and_status(r.timestamp, r.status)
+                    {
+                        continue;
+                    }
+                    let client = match needs.client {
+                        true => clients.key(r.client),
+                        false => 0,
+                    };
+                    if !filter
+                        .accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
+                    {
+                        continue;
+                    }
+                    let url = strings.dense(r.url);
+                    if !filter.accepts_url(url, || &strings.urls[url as usize]) {
+                        continue;
+                    }
+                    counter.add(&Hit {
+                        timestamp: r.timestamp,
+                        status: r.status,
+                        bytes: r.bytes,
+                        client,
+                        url,
+                        agent: strings.dense(r.agent),
+                        // String ids start at 1: 0 is no referrer.
+                        referrer: (r.referrer != 0).then(|| strings.dense(r.referrer)),
+                        method: strings.dense(r.method),
+                    });
+                }
+            }
+            counter.into_counts(&mut PackedNames {
+                strings: &strings,
+                clients,
+            })
+        },
+    )?;
+    read?;
+    let mut counts = Counts::default();
+    for other in results {
+        counts.add_other_clients(other);
+    }
+    Ok(Some(counts))
+}
+
+/// Is the client in the share? Keyed on its numbers, which are at hand, not on its text.
+#[inline]
+fn in_share(client: Client, share: Share) -> bool {
+    if share.of == 1 {
+        return true;
+    }
+    let x = match client {
+        Client::V4(a) => u64::from(a),
+        Client::V6(a) => (a as u64) ^ (a >> 64) as u64,
+        Client::Text(id) => u64::from(id) ^ 0x5555,
+    };
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % share.of == share.index
+}
+
+/// The kinds of strings a query needs.
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    url: bool,
+    agent: bool,
+    referrer: bool,
+    method: bool,
+    client: bool,
+}
+
+/// The strings of the kinds needed, numbered densely per kind.
+#[derive(Default)]
+struct Strings {
+    /// By string id: its number within its kind (0 for a kind not loaded).
+    dense: Vec<u32>,
+    urls: Vec<Box<str>>,
+    agents: Vec<Box<str>>,
+    referrers: Vec<Box<str>>,
+    methods: Vec<Box<str>>,
+    /// By string id, for [`Client::Text`] (which holds string ids): empty where not a client.
+    ips: Vec<Box<str>>,
+}
+
+impl Strings {
+    fn load(conn: &Connection, needs: Needs) -> rusqlite::Result<Strings> {
+        let mut strings = Strings::default();
+        let mut kinds = Vec::new();
+        for (need, kind) in [
+            (needs.url, Kind::Url),
+            (needs.agent, Kind::Agent),
+            (needs.referrer, Kind::Referrer),
+            (needs.method, Kind::Method),
+            (needs.client, Kind::Ip),
+        ] {
+            if need {
+                kinds.push((kind as u8).to_string());
+            }
+        }
+        if kinds.is_empty() {
+            return Ok(strings);
+        }
+        let sql = format!(
+            "SELECT id, kind, value FROM packed_strings WHERE kind IN ({}) ORDER BY id",
+            kinds.join(",")
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = usize::try_from(r.get::<_, i64>(0)?).unwrap_or(usize::MAX);
+            let kind: u8 = r.get(1)?;
+            let value: Box<str> = r.get_ref(2)?.as_str()?.into();
+            if id >= u32::MAX as usize {
+                continue;
+            }
+            if kind == Kind::Ip as u8 {
+                if id >= strings.ips.len() {
+                    strings.ips.resize(id + 1, Box::default());
+                }
+                strings.ips[id] = value;
+                continue;
+            }
+            let list = match kind {
+                k if k == Kind::Url as u8 => &mut strings.urls,
+                k if k == Kind::Agent as u8 => &mut strings.agents,
+                k if k == Kind::Referrer as u8 => &mut strings.referrers,
+                _ => &mut strings.methods,
+            };
+            if id >= strings.dense.len() {
+                strings.dense.resize(id + 1, 0);
+            }
+            strings.dense[id] = list.len() as u32;
+            list.push(value);
+        }
+        Ok(strings)
+    }
+
+    #[inline]
+    fn dense(&self, id: u32) -> u32 {
+        self.dense.get(id as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Clients other than IPv4 addresses, numbered in order of first sight for [`ClientKey`]s.
+#[derive(Default)]
+struct ClientNumbers {
+    numbers: FxHashMap<Client, u32>,
+    others: Vec<Client>,
+}
+
+impl ClientNumbers {
+    #[inline]
+    fn key(&mut self, client: Client) -> u64 {
+        match client {
+            Client::V4(a) => ClientKey::V4(a),
+            other => ClientKey::Other(*self.numbers.entry(other).or_insert_with(|| {
+                self.others.push(other);
+                self.others.len() as u32 - 1
+            })),
+        }
+        .key()
+    }
+}
+
+struct PackedNames<'a> {
+    strings: &'a Strings,
+    clients: ClientNumbers,
+}
+
+impl Names for PackedNames<'_> {
+    fn name(&mut self, kind: count::Kind, id: u32) -> Box<str> {
+        let list = match kind {
+            count::Kind::Url => &self.strings.urls,
+            count::Kind::Agent => &self.strings.agents,
+            count::Kind::Referrer => &self.strings.referrers,
+            count::Kind::Method => &self.strings.methods,
+        };
+        list.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn client(&mut self, key: u64) -> Box<str> {
+        match ClientKey::of(key) {
+            ClientKey::V4(a) => Client::V4(a).text(&[]),
+            ClientKey::Other(n) => self.clients.others[n as usize].text(&self.strings.ips),
+        }
+    }
+}

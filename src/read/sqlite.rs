@@ -1,0 +1,117 @@
+//! Reading the `logs` table of a database back for the reports: from its packed copy when it
+//! covers every row ([`super::packed`]), else from the rows themselves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::report::count::RowCounter;
+use crate::report::shard;
+use crate::report::{Counts, Query};
+use crate::row::{Arena, RowSpans};
+use crate::sink::sqlite::{for_each_row, open_for_reading};
+
+/// How long a report waits for a writer's lock: readers in WAL mode rarely wait at all.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The counts of the entries of the database at `path` that pass the query's filters: from
+/// its packed copy of the rows when it has one that covers every row (and `packed` allows),
+/// else from its rows. Both are read in one snapshot, through a read-only connection, so a
+/// report works while a parser writes.
+pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts> {
+    let conn = open_for_reading(path, BUSY_TIMEOUT)?;
+    let context = || format!("cannot read database {}", path.display());
+    let has_logs: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logs'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                anyhow::anyhow!("{} is not a SQLite database or is corrupt", path.display())
+            }
+            _ => anyhow::Error::from(e).context(context()),
+        })?;
+    if !has_logs {
+        bail!(
+            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        );
+    }
+    conn.execute_batch("BEGIN").with_context(context)?;
+    // Anything that stands in the way of the packed copy (none, an older schema) leaves the
+    // answer to the rows, which also report an error properly.
+    if packed && let Ok(Some(counts)) = super::packed::counts(&conn, query) {
+        return Ok(counts);
+    }
+    from_rows(path, &conn, query)
+}
+
+/// Rows per [`RowBatch`].
+const ROW_BATCH: usize = 4096;
+
+/// Bytes of text per [`RowBatch`], at most (but for one row): a batch of 4,096 rows of
+/// megabyte-long URLs would hold gigabytes, and the few in flight would all be that size.
+const ROW_BATCH_BYTES: usize = 512 << 10;
+
+/// Rows handed from the reading thread to the counting ones, their text in one arena.
+#[derive(Default)]
+struct RowBatch {
+    text: Arena,
+    rows: Vec<RowSpans>,
+}
+
+/// The counts from the rows themselves, read on this thread and counted on `query.threads`.
+fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow::Result<Counts> {
+    let wants = query.wants();
+    let mut bad = None;
+    let (read, results) = shard::fan_out(
+        query.threads,
+        |send| {
+            let mut batch = RowBatch::default();
+            let mut stopped = false;
+            for_each_row(conn, 0, &mut |row| {
+                let row = row.map_err(|id| {
+                    bad = Some(id);
+                    anyhow::anyhow!("row {id} has no valid timestamp")
+                })?;
+                batch.rows.push(RowSpans::push(&mut batch.text, row));
+                let full = batch.rows.len() == ROW_BATCH || batch.text.len() >= ROW_BATCH_BYTES;
+                // Only a counting thread that panicked stops taking batches; the join says so.
+                if full && !send(std::mem::take(&mut batch)) {
+                    stopped = true;
+                    bail!("the counting threads stopped");
+                }
+                Ok(())
+            })?;
+            if !stopped {
+                send(batch);
+            }
+            Ok(())
+        },
+        |share, blocks| {
+            let mut counter = RowCounter::new(wants, &query.filters);
+            for batch in blocks {
+                for spans in &batch.rows {
+                    let row = spans.row(&batch.text);
+                    if share.has(row.ip.as_bytes()) {
+                        counter.add(&row);
+                    }
+                }
+            }
+            counter.into_counts()
+        },
+    )?;
+    if let Some(id) = bad {
+        bail!("{}: row {id} has no valid timestamp", path.display());
+    }
+    read.with_context(|| format!("cannot read database {}", path.display()))?;
+    let mut counts = Counts::default();
+    for other in results {
+        counts.add_other_clients(other);
+    }
+    Ok(counts)
+}

@@ -1,0 +1,468 @@
+//! Counting: the one counter every store feeds, and what it needs and gives.
+//!
+//! A store reduces each entry to a [`Hit`]: numbers, with its strings as dense ids. Rows read
+//! as text get their ids from a [`RowCounter`], which numbers the strings of the kinds the
+//! reports want (and only those); the packed copy has its ids already. The [`Counter`] keeps
+//! only what the chosen reports need ([`Wants`]): `--report status` keeps no per-URL,
+//! per-client or per-visitor state. Counters of threads that split the clients between them
+//! give [`Counts`] that simply add up ([`Counts::add_other_clients`]).
+
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+
+use super::filter::{Filter, Filters};
+use super::visits::Visits;
+use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_text};
+
+/// The names of the status classes, in the order of [`class_index`].
+pub const CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+
+/// What the chosen reports need counted; nothing else is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Unique visitors, in all and per URL: a set per (client, day, agent).
+    pub visits: bool,
+    /// Hits per client.
+    pub clients: bool,
+    /// Hits, bytes, 404s (and visitors, with `visits`) per URL.
+    pub urls: bool,
+    pub agents: bool,
+    pub referrers: bool,
+    pub methods: bool,
+}
+
+impl Wants {
+    /// Everything: every report.
+    pub const ALL: Wants = Wants {
+        visits: true,
+        clients: true,
+        urls: true,
+        agents: true,
+        referrers: true,
+        methods: true,
+    };
+}
+
+/// The kinds of strings a report ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Url,
+    Agent,
+    Referrer,
+    Method,
+}
+
+/// One entry reduced to numbers: what the [`Counter`] counts. The id of a kind the reports do
+/// not want is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hit {
+    /// Seconds since the Unix epoch.
+    pub timestamp: i64,
+    pub status: u16,
+    pub bytes: u64,
+    /// A [`ClientKey`].
+    pub client: u64,
+    pub url: u32,
+    /// The user agent's id (an absent one counts as `-`).
+    pub agent: u32,
+    /// `None` for no referrer.
+    pub referrer: Option<u32>,
+    /// The method's id (an absent one counts as `-`).
+    pub method: u32,
+}
+
+/// The strings behind a counter's ids, asked for once each when the counts are handed over.
+pub trait Names {
+    fn name(&mut self, kind: Kind, id: u32) -> Box<str>;
+    /// The text of a [`ClientKey`].
+    fn client(&mut self, key: u64) -> Box<str>;
+}
+
+/// Counts of one URL.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UrlStat {
+    pub hits: u64,
+    pub bytes: u64,
+    /// Hits answered 404.
+    pub not_found: u64,
+    /// Unique visitors (see [`Wants::visits`]).
+    pub visitors: u64,
+}
+
+/// Counts of the same URL from other clients (so other visitors) add up field by field.
+impl std::ops::AddAssign for UrlStat {
+    fn add_assign(&mut self, other: UrlStat) {
+        self.hits += other.hits;
+        self.bytes += other.bytes;
+        self.not_found += other.not_found;
+        self.visitors += other.visitors;
+    }
+}
+
+/// The counts that do not depend on keys, kept the same way from rows and packed records.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub requests: u64,
+    pub bytes: u64,
+    /// First and last timestamp, in seconds since the Unix epoch.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// Hits by status code, the index.
+    status: Vec<u64>,
+    /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
+    minutes: FxHashMap<i64, [u64; 5]>,
+    /// The minute of the last row and the counts of its rows not yet in `minutes`: rows come
+    /// in time order, so most fall in the minute of the row before and cost no lookup.
+    minute: (i64, [u64; 5]),
+}
+
+impl Totals {
+    pub fn add(&mut self, timestamp: i64, status: u16, bytes: u64) {
+        self.requests += 1;
+        self.bytes += bytes;
+        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
+        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
+        let code = usize::from(status);
+        if code >= self.status.len() {
+            self.status.resize(code + 1, 0);
+        }
+        self.status[code] += 1;
+        let minute = timestamp.div_euclid(60);
+        if minute != self.minute.0 {
+            self.put_minute();
+            self.minute.0 = minute;
+        }
+        self.minute.1[class_index(status)] += 1;
+    }
+
+    /// Moves the counts of the last minute into `minutes`.
+    fn put_minute(&mut self) {
+        let (minute, counts) = std::mem::take(&mut self.minute);
+        if counts != [0; 5] {
+            self.add_minute(minute, counts);
+        }
+    }
+
+    fn add_minute(&mut self, minute: i64, counts: [u64; 5]) {
+        let slot = self.minutes.entry(minute).or_insert([0; 5]);
+        for (s, c) in slot.iter_mut().zip(counts) {
+            *s += c;
+        }
+    }
+
+    /// Hits per status code, by code.
+    pub fn status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (self.status.iter().enumerate())
+            .filter(|&(_, &n)| n > 0)
+            .map(|(code, &n)| (code as u16, n))
+    }
+
+    /// Takes out the hits per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other; in no
+    /// particular order.
+    pub fn minutes(&mut self) -> impl Iterator<Item = (i64, [u64; 5])> + '_ {
+        self.put_minute();
+        self.minutes.drain()
+    }
+
+    /// Adds the totals of other rows.
+    pub fn merge(&mut self, mut other: Totals) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.first = self.first.into_iter().chain(other.first).min();
+        self.last = self.last.into_iter().chain(other.last).max();
+        if other.status.len() > self.status.len() {
+            self.status.resize(other.status.len(), 0);
+        }
+        for (mine, theirs) in self.status.iter_mut().zip(&other.status) {
+            *mine += theirs;
+        }
+        for (minute, counts) in other.minutes() {
+            self.add_minute(minute, counts);
+        }
+    }
+}
+
+/// What every report is computed from: totals, and the count of each key of each ranking.
+///
+/// A [`Counter`] gives it, whichever store fed it; [`Counts::into_report`] is the one place
+/// that ranks and buckets, so every store gives the same report. A list a report did not ask
+/// for is empty.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    pub totals: Totals,
+    /// Distinct (ip, day, user agent).
+    pub visitors: u64,
+    pub urls: Vec<(Box<str>, UrlStat)>,
+    /// Hits per client IP, user agent (`-` when absent), referrer and method (`-` when
+    /// absent), in any order.
+    pub clients: Vec<(Box<str>, u64)>,
+    pub agents: Vec<(Box<str>, u64)>,
+    pub referrers: Vec<(Box<str>, u64)>,
+    pub methods: Vec<(Box<str>, u64)>,
+}
+
+/// The one counter: totals always, and per key only what [`Wants`] asks for.
+#[derive(Debug, Default)]
+pub struct Counter {
+    wants: Wants,
+    totals: Totals,
+    /// By URL id.
+    urls: Vec<UrlStat>,
+    /// Hits by agent, referrer and method id.
+    agents: Vec<u64>,
+    referrers: Vec<u64>,
+    methods: Vec<u64>,
+    visits: Visits<u64>,
+    /// Hits by client key, when no visits are kept (which hold them otherwise).
+    clients: FxHashMap<u64, u64>,
+}
+
+/// Adds one to `counts[id]`, growing it as ids come.
+#[inline]
+fn bump(counts: &mut Vec<u64>, id: u32) {
+    let i = id as usize;
+    if i >= counts.len() {
+        counts.resize(i + 1, 0);
+    }
+    counts[i] += 1;
+}
+
+impl Counter {
+    pub fn new(wants: Wants) -> Counter {
+        Counter {
+            wants,
+            ..Counter::default()
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, hit: &Hit) {
+        self.totals.add(hit.timestamp, hit.status, hit.bytes);
+        let wants = self.wants;
+        if wants.agents {
+            bump(&mut self.agents, hit.agent);
+        }
+        if wants.methods {
+            bump(&mut self.methods, hit.method);
+        }
+        if wants.referrers
+            && let Some(referrer) = hit.referrer
+        {
+            bump(&mut self.referrers, referrer);
+        }
+        let first_visit =
+            wants.visits && (self.visits).hit(hit.timestamp, hit.client, hit.agent, hit.url);
+        if wants.urls {
+            let i = hit.url as usize;
+            if i >= self.urls.len() {
+                self.urls.resize(i + 1, UrlStat::default());
+            }
+            let stat = &mut self.urls[i];
+            stat.hits += 1;
+            stat.bytes += hit.bytes;
+            stat.not_found += u64::from(hit.status == 404);
+            stat.visitors += u64::from(first_visit);
+        }
+        if wants.clients && !wants.visits {
+            *self.clients.entry(hit.client).or_insert(0) += 1;
+        }
+    }
+
+    /// The counts, named.
+    pub fn into_counts(self, names: &mut dyn Names) -> Counts {
+        let wants = self.wants;
+        let mut counts = Counts {
+            totals: self.totals,
+            visitors: self.visits.visitors(),
+            ..Counts::default()
+        };
+        if wants.clients {
+            let clients = match wants.visits {
+                true => self.visits.into_clients(),
+                false => self.clients.into_iter().collect(),
+            };
+            counts.clients = (clients.into_iter())
+                .map(|(key, n)| (names.client(key), n))
+                .collect();
+        }
+        counts.urls = (self.urls.into_iter().enumerate())
+            .filter(|(_, stat)| stat.hits > 0)
+            .map(|(id, stat)| (names.name(Kind::Url, id as u32), stat))
+            .collect();
+        for (kind, hits, list) in [
+            (Kind::Agent, self.agents, &mut counts.agents),
+            (Kind::Referrer, self.referrers, &mut counts.referrers),
+            (Kind::Method, self.methods, &mut counts.methods),
+        ] {
+            *list = (hits.into_iter().enumerate())
+                .filter(|&(_, n)| n > 0)
+                .map(|(id, n)| (names.name(kind, id as u32), n))
+                .collect();
+        }
+        counts
+    }
+}
+
+/// Counts rows read as text (from a CSV, or the rows of a database): filters them, numbers
+/// their strings of the kinds wanted, and hands them to a [`Counter`]. One per counting thread.
+pub struct RowCounter<'f> {
+    filter: Filter<'f>,
+    counter: Counter,
+    wants: Wants,
+    /// Clients other than IPv4 addresses in their usual form.
+    clients: Interner,
+    urls: Interner,
+    agents: Interner,
+    referrers: Interner,
+    methods: Interner,
+}
+
+impl<'f> RowCounter<'f> {
+    pub fn new(wants: Wants, filters: &'f Filters) -> RowCounter<'f> {
+        RowCounter {
+            filter: Filter::new(filters),
+            counter: Counter::new(wants),
+            wants,
+            clients: Interner::default(),
+            urls: Interner::default(),
+            agents: Interner::default(),
+            referrers: Interner::default(),
+            methods: Interner::default(),
+        }
+    }
+
+    /// Counts `row` if it passes the filters.
+    #[inline]
+    pub fn add(&mut self, row: &Row<'_>) {
+        let (wants, filter) = (self.wants, &mut self.filter);
+        if !filter.accepts_time_and_status(row.timestamp, row.status) {
+            return;
+        }
+        let client = match wants.visits || wants.clients || filter.on_client() {
+            true => match canonical_ipv4(row.ip.as_bytes()) {
+                Some(v4) => ClientKey::V4(v4),
+                None => ClientKey::Other(self.clients.id(row.ip)),
+            }
+            .key(),
+            false => 0,
+        };
+        if !filter.accepts_client(client, || Cow::Borrowed(row.ip)) {
+            return;
+        }
+        let url = match wants.urls || filter.on_url() {
+            true => self.urls.id(row.url),
+            false => 0,
+        };
+        if !filter.accepts_url(url, || row.url) {
+            return;
+        }
+        let hit = Hit {
+            timestamp: row.timestamp,
+            status: row.status,
+            bytes: row.bytes.unwrap_or(0),
+            client,
+            url,
+            agent: match wants.agents || wants.visits {
+                true => self.agents.id(row.user_agent.unwrap_or(ABSENT)),
+                false => 0,
+            },
+            referrer: match wants.referrers {
+                true => row.referrer.map(|r| self.referrers.id(r)),
+                false => None,
+            },
+            method: match wants.methods {
+                true => self.methods.id(row.method.unwrap_or(ABSENT)),
+                false => 0,
+            },
+        };
+        self.counter.add(&hit);
+    }
+
+    pub fn into_counts(self) -> Counts {
+        /// Each id is asked for once: its string is moved out, not copied.
+        struct Taken {
+            names: [Vec<Box<str>>; 4],
+            clients: Vec<Box<str>>,
+        }
+        impl Names for Taken {
+            fn name(&mut self, kind: Kind, id: u32) -> Box<str> {
+                std::mem::take(&mut self.names[kind as usize][id as usize])
+            }
+            fn client(&mut self, key: u64) -> Box<str> {
+                match ClientKey::of(key) {
+                    ClientKey::V4(address) => ipv4_text(address),
+                    ClientKey::Other(id) => std::mem::take(&mut self.clients[id as usize]),
+                }
+            }
+        }
+        let mut names = Taken {
+            names: [
+                self.urls.names,
+                self.agents.names,
+                self.referrers.names,
+                self.methods.names,
+            ],
+            clients: self.clients.names,
+        };
+        self.counter.into_counts(&mut names)
+    }
+}
+
+/// Index of a status's class in [`CLASSES`].
+pub fn class_index(status: u16) -> usize {
+    match status / 100 {
+        c @ 2..=5 => usize::from(c - 2),
+        _ => 4,
+    }
+}
+
+impl Counts {
+    /// Adds the counts of rows from other clients than these (so from other visitors too): how
+    /// the counts of threads that split the clients between them are put together.
+    pub fn add_other_clients(&mut self, other: Counts) {
+        self.totals.merge(other.totals);
+        self.visitors += other.visitors;
+        self.clients.extend(other.clients);
+        add_by_key(&mut self.urls, other.urls, |a, b| *a += b);
+        for (mine, theirs) in [
+            (&mut self.agents, other.agents),
+            (&mut self.referrers, other.referrers),
+            (&mut self.methods, other.methods),
+        ] {
+            add_by_key(mine, theirs, |a, b| *a += b);
+        }
+    }
+}
+
+/// Adds `theirs` to `mine`, combining the values of a key both have.
+///
+/// The index borrows `mine`'s keys rather than copying them: with a million distinct URLs, a
+/// copy of each was the largest allocation of the whole report.
+fn add_by_key<V>(
+    mine: &mut Vec<(Box<str>, V)>,
+    theirs: Vec<(Box<str>, V)>,
+    combine: impl Fn(&mut V, V),
+) {
+    if mine.is_empty() {
+        *mine = theirs;
+        return;
+    }
+    let mut both = Vec::new();
+    let mut new = Vec::new();
+    {
+        let index: FxHashMap<&str, usize> = (mine.iter().enumerate())
+            .map(|(i, (k, _))| (&**k, i))
+            .collect();
+        for (key, value) in theirs {
+            match index.get(&*key) {
+                Some(&i) => both.push((i, value)),
+                None => new.push((key, value)),
+            }
+        }
+    }
+    for (i, value) in both {
+        combine(&mut mine[i].1, value);
+    }
+    mine.append(&mut new);
+}

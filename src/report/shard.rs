@@ -1,0 +1,196 @@
+//! The one parallel fan-out of the reports: a store is read once, on the calling thread, and
+//! every block read is handed, by reference, to each of `--threads` counting threads, which
+//! counts the entries of its own share of the clients.
+//!
+//! Splitting by client, not by position, is what makes the counts of the threads add up
+//! simply: a visitor (a client, a day, an agent) is seen whole by one thread, so its unique
+//! visits are never counted twice ([`super::Counts::add_other_clients`]). Handing every block
+//! to every thread, rather than sorting rows into a queue per thread, leaves the reading
+//! thread nothing to do but read: splitting and copying each row for its thread made it the
+//! slowest stage. Each thread passes over the rows of other shares as fast as it can tell them.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// Blocks read ahead of the slowest counting thread, per thread.
+const AHEAD: usize = 8;
+
+/// One of `of` shares of the clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Share {
+    /// The only share, of one thread.
+    pub const ALL: Share = Share { index: 0, of: 1 };
+
+    /// Is the client whose text is `ip` in this share? See [`share_of`].
+    #[inline]
+    pub fn has(&self, ip: &[u8]) -> bool {
+        self.of == 1 || share_of(ip, self.of) == self.index
+    }
+}
+
+/// Which of `of` shares the client `ip` (its text as stored) belongs to.
+#[inline]
+pub fn share_of(ip: &[u8], of: usize) -> usize {
+    use std::hash::BuildHasher;
+    (rustc_hash::FxBuildHasher.hash_one(ip) >> 32) as usize % of
+}
+
+/// The default of `--threads`: the machine's available parallelism.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The blocks a counting thread receives, in the order they were read.
+pub struct Blocks<B>(Receiver<Arc<B>>);
+
+impl<B> Iterator for Blocks<B> {
+    type Item = Arc<B>;
+
+    fn next(&mut self) -> Option<Arc<B>> {
+        self.0.recv().ok()
+    }
+}
+
+impl<B> Blocks<B> {
+    /// Blocks from any channel, for tests of a worker.
+    pub fn from_receiver(rx: Receiver<Arc<B>>) -> Blocks<B> {
+        Blocks(rx)
+    }
+}
+
+/// Runs `work` on `threads` threads, one per [`Share`], each given every block `read` sends,
+/// in order; `read` runs on the calling thread, and stops early when its `send` returns false
+/// (every counting thread has stopped). Returns what `read` returned, and what each thread
+/// returned, in share order; a panicking thread is an error.
+pub fn fan_out<B, R>(
+    threads: usize,
+    read: impl FnOnce(&mut dyn FnMut(B) -> bool) -> anyhow::Result<()>,
+    work: impl Fn(Share, Blocks<B>) -> R + Sync,
+) -> anyhow::Result<(anyhow::Result<()>, Vec<R>)>
+where
+    B: Send + Sync,
+    R: Send,
+{
+    let of = threads.max(1);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let (senders, workers): (Vec<SyncSender<Arc<B>>>, Vec<_>) = (0..of)
+            .map(|index| {
+                let (tx, rx) = sync_channel(AHEAD);
+                let worker = scope.spawn(move || work(Share { index, of }, Blocks(rx)));
+                (tx, worker)
+            })
+            .unzip();
+        let read_result = read(&mut |block: B| {
+            let block = Arc::new(block);
+            let mut delivered = false;
+            for tx in &senders {
+                // A closed channel is a thread that stopped (done early, or failed).
+                delivered |= tx.send(Arc::clone(&block)).is_ok();
+            }
+            delivered
+        });
+        drop(senders);
+        let results = (workers.into_iter())
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a counting thread panicked"))
+            })
+            .collect::<anyhow::Result<Vec<R>>>()?;
+        Ok((read_result, results))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_sees_every_block_in_order_and_the_shares_split_the_clients() {
+        let clients: Vec<String> = (0..500)
+            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+            .collect();
+        for threads in [1, 2, 3, 7] {
+            let (read, seen) = fan_out(
+                threads,
+                |send| {
+                    for chunk in clients.chunks(64) {
+                        assert!(send(chunk.to_vec()));
+                    }
+                    Ok(())
+                },
+                |share, blocks| {
+                    let mut all = Vec::new();
+                    let mut mine = Vec::new();
+                    for block in blocks {
+                        for ip in block.iter() {
+                            all.push(ip.clone());
+                            if share.has(ip.as_bytes()) {
+                                mine.push(ip.clone());
+                            }
+                        }
+                    }
+                    (share, all, mine)
+                },
+            )
+            .unwrap();
+            read.unwrap();
+            assert_eq!(seen.len(), threads);
+            let mut union = Vec::new();
+            for (i, (share, all, mine)) in seen.into_iter().enumerate() {
+                assert_eq!(
+                    share,
+                    Share {
+                        index: i,
+                        of: threads
+                    }
+                );
+                assert_eq!(
+                    all, clients,
+                    "thread {i} of {threads} sees every block in order"
+                );
+                union.extend(mine);
+            }
+            union.sort();
+            let mut expected = clients.clone();
+            expected.sort();
+            assert_eq!(union, expected, "each client is in exactly one share");
+        }
+    }
+
+    #[test]
+    fn reading_stops_when_every_thread_has_stopped_and_a_panic_is_an_error() {
+        let (read, _) = fan_out(
+            2,
+            |send| {
+                let mut sent = 0;
+                while send(sent) {
+                    sent += 1;
+                    assert!(sent < 1_000_000, "the reader was never told to stop");
+                }
+                Ok(())
+            },
+            |_, mut blocks| blocks.next(),
+        )
+        .unwrap();
+        read.unwrap();
+        let panicked = fan_out(
+            2,
+            |send| {
+                send(1);
+                Ok(())
+            },
+            |share, _| {
+                if share.index == 1 {
+                    panic!("counting failed");
+                }
+            },
+        );
+        assert!(panicked.is_err());
+    }
+}
