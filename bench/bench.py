@@ -5,7 +5,8 @@ medians, the ratio peer/ours (above 1: we are faster) and the peak resident memo
 is written to bench/results.json. Timings on a shared machine are noisy, which is why only
 ratios measured in the same run are reported, and why nothing here is a test.
 
-Peak memory comes from wait4(2)'s rusage of each child, so no external `time` is needed.
+Peak memory is read by GNU time (apt-get install time); without it only times are reported.
+The binaries are the ones `cargo build --release` just built, under $CARGO_TARGET_DIR when set.
 """
 
 import argparse
@@ -21,7 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
+# Where bench/run's `cargo build` put them: cargo reads a relative CARGO_TARGET_DIR from the
+# directory it runs in, which bench/run makes the project root.
+BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
 REF = (ROOT / ".." / "shared" / "reference").resolve()
 WORK = ROOT / "bench" / "work"
 
