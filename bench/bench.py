@@ -1,5 +1,11 @@
 """Side-by-side benchmark of log-pipeline against its peers (run through bench/run).
 
+The parse and report comparisons with the reference Python scripts run on each input (--inputs):
+`ours`, generate-logs' log; `seed`, the log of the seed's generate_logs.py; `real`, the real
+access logs in ../shared/data/real cycled to the same number of lines. The targets are checked
+on each. The other tasks (generate-logs, sqlite3 .import, GoAccess, awk, ingest rate, latency,
+900 KB lines) run once, on `ours`.
+
 Every task is run as `ours` and `peer`, alternating, at least three times each; the table shows
 medians, the ratio peer/ours (above 1: we are faster) and the peak resident memory of each, and
 is written to bench/results.json. Timings on a shared machine are noisy, which is why only
@@ -10,6 +16,7 @@ The binaries are the ones `cargo build --release` just built, under $CARGO_TARGE
 """
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -26,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # directory it runs in, which bench/run makes the project root.
 BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
 REF = (ROOT / ".." / "shared" / "reference").resolve()
+REAL = (ROOT / ".." / "shared" / "data" / "real").resolve()
 WORK = ROOT / "bench" / "work"
 
 SCHEMA = """CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, ident TEXT, "user" TEXT,
@@ -82,6 +90,116 @@ def measure(name, ours, peer, runs, prepare=None):
     print(f"  {name}: ours {row['ours_s']:.3f}s" + (f", peer {row['peer_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""),
           file=sys.stderr)
     return row
+
+
+def write_real_log(path, lines):
+    """Writes the real logs' records, cycled, until `lines` records.
+
+    Every file of ../shared/data/real is taken in name order (SOURCES.md describes them), the
+    .gz one decompressed, and nothing is cleaned: CRLF endings, truncated lines, binary escapes,
+    Common and Combined lines, the Elastic log before and after its hand fix, all stay, because
+    real logs are like that. Only a file's missing final newline is added, so that cycling does
+    not glue two files' lines into one the servers never wrote.
+    """
+    records = []
+    for f in sorted(REAL.iterdir()):
+        if f.name == "SOURCES.md" or f.name.startswith("."):
+            continue
+        data = f.read_bytes()
+        if f.suffix == ".gz":
+            data = gzip.decompress(data)
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        records.extend(r + b"\n" for r in data.split(b"\n")[:-1])
+    blob = b"".join(records)
+    with open(path, "wb") as out:
+        for _ in range(lines // len(records)):
+            out.write(blob)
+        out.write(b"".join(records[:lines % len(records)]))
+
+
+def make_input(name, lines, log):
+    """Writes the log of input `name` (ours, seed, real) with `lines` lines; returns its description."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if name == "ours":
+        subprocess.run([str(BIN / "generate-logs"), "--count", str(lines), "--seed", "1",
+                        "--start", "2024-01-01T00:00:00Z", "--output", str(log), "--quiet"], check=True)
+        return "generate-logs --seed 1"
+    if name == "seed":
+        # The seed generator appends, and creates logs/ in its working directory.
+        subprocess.run([sys.executable, str(REF / "generate_logs.py")], cwd=log.parent.parent, check=True,
+                       env=dict(os.environ, COUNT=str(lines), SEED="1", OUT=str(log)))
+        return "the seed's generate_logs.py, SEED=1"
+    write_real_log(log, lines)
+    return "the real logs of ../shared/data/real, cycled"
+
+
+def peer_comparisons(d, runs, py):
+    """parse-to-csv, parse-to-db, aggregate-csv and aggregate-db against the reference scripts,
+    on d/logs/access.log; leaves each side's stores (ours.csv, ours.db, py.csv, py.db) in d."""
+    b = lambda name: str(BIN / name)
+    w = str(d)
+
+    def rm(*names):
+        for n in names:
+            for p in d.glob(n):
+                p.unlink()
+
+    def fresh(ours_glob, peer_glob):
+        # A fresh output for each run (a re-run would add nothing), the other side's kept.
+        return lambda side: rm(ours_glob if side == "ours" else peer_glob)
+
+    results = [
+        measure("parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
+                lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
+                runs, prepare=fresh("ours.csv*", "py.csv")),
+        measure("parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+                lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
+                runs, prepare=fresh("ours.db*", "py.db")),
+        # Each report reads the store its own parser wrote.
+        measure("aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
+                lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs),
+        measure("aggregate-db (all reports)", lambda: run(f"{b('aggregate-db')} ours.db", w),
+                lambda: run(f"{py} {REF}/aggregate_db.py py.db", w), runs),
+    ]
+    return results
+
+
+def peer_targets(results):
+    """The issues' targets for one input: (target, met, measured)."""
+    by = {r["task"]: r for r in results}
+    ratio = lambda task: by[task].get("ratio") or 0
+    mib = lambda task: by[task]["ours_mib"]
+    return [
+        ("parse-to-csv >= 10x parse_logs.py", ratio("parse-to-csv") >= 10, f"x{ratio('parse-to-csv'):.2f}"),
+        ("parse-to-db >= 3x parse_to_db.py", ratio("parse-to-db") >= 3, f"x{ratio('parse-to-db'):.2f}"),
+        ("aggregate-csv >= 10x aggregate_csv.py", ratio("aggregate-csv (all reports)") >= 10,
+         f"x{ratio('aggregate-csv (all reports)'):.2f}"),
+        ("aggregate-db >= 3x aggregate_db.py", ratio("aggregate-db (all reports)") >= 3,
+         f"x{ratio('aggregate-db (all reports)'):.2f}"),
+        ("parse-to-csv peak memory < 64 MiB", (mib("parse-to-csv") or 1e9) < 64, f"{mib('parse-to-csv')} MiB"),
+        ("parse-to-db peak memory < 64 MiB", (mib("parse-to-db") or 1e9) < 64, f"{mib('parse-to-db')} MiB"),
+    ]
+
+
+def print_results(results):
+    print(f"{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['task']:<48} skipped: {r['skipped']}")
+        elif "ours_s" in r:
+            peer = f"{r['peer_s']:.3f}s" if "peer_s" in r else "-"
+            ratio_s = f"x{r['ratio']:.2f}" if "ratio" in r else "-"
+            print(f"{r['task']:<48} {r['ours_s']:>8.3f}s {peer:>9} {ratio_s:>7} {str(r['ours_mib']):>9} {str(r.get('peer_mib', '-')):>9}")
+        elif "lines_per_second" in r:
+            print(f"{r['task']:<48} {r['lines_per_second']:,} lines/s")
+        else:
+            print(f"{r['task']:<48} median {r['median_ms']} ms, p99 {r['p99_ms']} ms ({r['lines']} lines)")
+
+
+def print_targets(targets):
+    for t, m, v in targets:
+        print(f"  [{'met' if m else 'NOT met'}] {t}: {v}")
 
 
 def skipped(name, why):
@@ -149,10 +267,23 @@ def latency(lines_per_second, seconds):
     return row
 
 
+INPUTS = ("ours", "seed", "real")
+
+
+def input_list(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in INPUTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"inputs are a comma-separated list of {', '.join(INPUTS)}")
+    return list(dict.fromkeys(names))
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="100,000 lines, under a minute")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="100,000 lines, a few minutes")
     ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
+    ap.add_argument("--inputs", type=input_list, default=list(INPUTS),
+                    help="where the parse and report comparisons run: ours,seed,real (default all three)")
     ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
     ap.add_argument("--report-rows", type=int, default=None,
                     help="also time aggregate-db on a database of this many rows (#5: 10000000)")
@@ -162,19 +293,33 @@ def main():
     runs = max(3, args.runs)
     py = shutil.which("python3") or sys.executable
     shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "logs").mkdir(parents=True)
-    log = WORK / "logs" / "access.log"
+    WORK.mkdir(parents=True)
     b = lambda name: str(BIN / name)
-    w = str(WORK)
-    print(f"bench: {lines:,} lines, {runs} runs each, in {WORK}", file=sys.stderr)
-    subprocess.run([b("generate-logs"), "--count", str(lines), "--seed", "1", "--start", "2024-01-01T00:00:00Z",
-                    "--output", str(log), "--quiet"], check=True)
+    print(f"bench: {lines:,} lines, {runs} runs each, inputs {','.join(args.inputs)}, in {WORK}", file=sys.stderr)
+
+    # The parse and report comparisons, on each input.
+    inputs = {}
+    for name in args.inputs:
+        d = WORK / name
+        log = d / "logs" / "access.log"
+        what = make_input(name, lines, log)
+        print(f"input {name}: {what}, {log.stat().st_size:,} bytes", file=sys.stderr)
+        results = peer_comparisons(d, runs, py)
+        inputs[name] = {"log": what, "lines": lines, "log_bytes": log.stat().st_size, "results": results,
+                        "targets": peer_targets(results)}
+
+    # The rest runs once, on our generator's log.
+    d = WORK / "ours"
+    log = d / "logs" / "access.log"
+    if not log.exists():
+        make_input("ours", lines, log)
     size = log.stat().st_size
+    w = str(d)
     results = []
 
     def rm(*names):
         for n in names:
-            for p in WORK.glob(n):
+            for p in d.glob(n):
                 p.unlink()
 
     # generate-logs vs generate_logs.py
@@ -183,29 +328,18 @@ def main():
         lambda: run(f"{py} {REF}/generate_logs.py", w, env={"COUNT": str(lines), "SEED": "2", "OUT": "gen_py.log"}),
         runs, prepare=lambda side: rm("gen.log", "gen_py.log")))
 
-    # parse-to-csv vs parse_logs.py (a fresh output each run: a re-run would add nothing)
-    results.append(measure(
-        "parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
-        lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
-        runs, prepare=lambda side: rm("ours.csv*", "py.csv")))
-
-    # parse-to-db vs parse_to_db.py
-    results.append(measure(
-        "parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
-        lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
-        runs, prepare=lambda side: rm("ours.db*", "py.db")))
-
     # parse-to-db vs sqlite3 .import of the CSV parse-to-csv wrote, into the same schema
     if shutil.which("sqlite3"):
-        (WORK / "schema.sql").write_text(SCHEMA)
-        (WORK / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
+        (d / "schema.sql").write_text(SCHEMA)
+        (d / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
                                          "INSERT INTO logs (ip, ident, \"user\", timestamp, method, url, protocol, status, bytes, referrer, user_agent) "
                                          "SELECT * FROM logs_import;\n")
-        run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
+        if not (d / "ours.csv").exists():
+            run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
         results.append(measure(
-            "parse-to-db vs sqlite3 .import", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+            "parse-to-db vs sqlite3 .import", lambda: run(f"{b('parse-to-db')} logs/access.log --db job.db --quiet", w),
             lambda: run("sqlite3 imp.db < schema.sql && sqlite3 imp.db < import.sql", w),
-            runs, prepare=lambda side: rm("ours.db*", "imp.db")))
+            runs, prepare=lambda side: rm("job.db*", "imp.db")))
     else:
         results.append(skipped("parse-to-db vs sqlite3 .import", "sqlite3 not installed (apt-get install sqlite3)"))
 
@@ -214,20 +348,6 @@ def main():
         "continuous-parse --once", lambda: run(f"{b('continuous-parse')} --once --quiet", w),
         lambda: run(f"{py} {REF}/continuous_parse_logs.py", w, env={"ONCE": "1"}),
         runs, prepare=lambda side: rm("logs.db*", "logs/.offset")))
-
-    # The stores the reports read: each tool on its own store.
-    run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w) if not (WORK / "ours.csv").exists() else None
-    rm("ours.db*")
-    run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w)
-    run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w) if not (WORK / "py.csv").exists() else None
-    rm("py.db")
-    run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w)
-    results.append(measure(
-        "aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
-        lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs))
-    results.append(measure(
-        "aggregate-db (all reports)", lambda: run(f"{b('aggregate-db')} ours.db", w),
-        lambda: run(f"{py} {REF}/aggregate_db.py py.db", w), runs))
 
     # The whole job: parse and report.
     ours_job = lambda: run(f"{b('parse-to-db')} logs/access.log --db job.db --quiet && {b('aggregate-db')} job.db", w)
@@ -311,28 +431,20 @@ def main():
         row = measure(f"aggregate-db on {n:,} rows", lambda: run(f"{b('aggregate-db')} big.db", str(d)), None, runs)
         results.append(row)
 
-    # The issues' targets, each marked met or not.
+    # The issues' targets, each marked met or not: those of this part, then each input's.
     by = {r["task"]: r for r in results}
     def ratio(task):
         return by.get(task, {}).get("ratio")
     gen_rate = lines / by["generate-logs"]["ours_s"]
     targets = [
         ("generate-logs >= 1M lines/s", gen_rate >= 1e6, f"{gen_rate:,.0f} lines/s"),
-        ("parse-to-csv >= 10x parse_logs.py", (ratio("parse-to-csv") or 0) >= 10, f"x{ratio('parse-to-csv') or 0:.2f}"),
-        ("parse-to-db >= 3x parse_to_db.py", (ratio("parse-to-db") or 0) >= 3, f"x{ratio('parse-to-db') or 0:.2f}"),
         ("parse-to-db faster than sqlite3 .import", (ratio("parse-to-db vs sqlite3 .import") or 0) > 1,
          f"x{ratio('parse-to-db vs sqlite3 .import') or 0:.2f}"),
-        ("parse-to-csv peak memory < 64 MiB", (by["parse-to-csv"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-csv']['ours_mib']} MiB"),
-        ("parse-to-db peak memory < 64 MiB", (by["parse-to-db"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-db']['ours_mib']} MiB"),
         ("parse-to-csv peak memory < 64 MiB on 900 KB lines", (by["parse-to-csv on 900 KB lines"]["ours_mib"] or 1e9) < 64,
          f"{by['parse-to-csv on 900 KB lines']['ours_mib']} MiB"),
         ("parse-to-db peak memory < 64 MiB on 900 KB lines", (by["parse-to-db on 900 KB lines"]["ours_mib"] or 1e9) < 64,
          f"{by['parse-to-db on 900 KB lines']['ours_mib']} MiB"),
         ("continuous-parse ingest >= 300k lines/s", rate >= 300_000, f"{rate:,.0f} lines/s"),
-        ("aggregate-csv >= 10x aggregate_csv.py", (ratio("aggregate-csv (all reports)") or 0) >= 10,
-         f"x{ratio('aggregate-csv (all reports)') or 0:.2f}"),
-        ("aggregate-db >= 3x aggregate_db.py", (ratio("aggregate-db (all reports)") or 0) >= 3,
-         f"x{ratio('aggregate-db (all reports)') or 0:.2f}"),
     ]
     if args.report_rows:
         big = by[f"aggregate-db on {args.report_rows:,} rows"]
@@ -342,25 +454,23 @@ def main():
     if "median_ms" in lat:
         targets.append(("append-to-visible < 250 ms (p99)", lat["p99_ms"] < 250, f"median {lat['median_ms']} ms, p99 {lat['p99_ms']} ms"))
 
+    as_json = lambda ts, **extra: [dict(extra, target=t, met=m, measured=v) for t, m, v in ts]
     out = {"lines": lines, "log_bytes": size, "runs": runs, "results": results,
-           "targets": [{"target": t, "met": m, "measured": v} for t, m, v in targets]}
+           "inputs": {name: dict(i, targets=as_json(i["targets"])) for name, i in inputs.items()},
+           # Every target in one list, each input's marked with its name.
+           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i["targets"], input=name)]}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
-    print(f"\n{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
-    for r in results:
-        if "skipped" in r:
-            print(f"{r['task']:<48} skipped: {r['skipped']}")
-        elif "ours_s" in r:
-            peer = f"{r['peer_s']:.3f}s" if "peer_s" in r else "-"
-            ratio_s = f"x{r['ratio']:.2f}" if "ratio" in r else "-"
-            print(f"{r['task']:<48} {r['ours_s']:>8.3f}s {peer:>9} {ratio_s:>7} {str(r['ours_mib']):>9} {str(r.get('peer_mib', '-')):>9}")
-        elif "lines_per_second" in r:
-            print(f"{r['task']:<48} {r['lines_per_second']:,} lines/s")
-        else:
-            print(f"{r['task']:<48} median {r['median_ms']} ms, p99 {r['p99_ms']} ms ({r['lines']} lines)")
-    print("\ntargets:")
-    for t, m, v in targets:
-        print(f"  [{'met' if m else 'NOT met'}] {t}: {v}")
+    for name, i in inputs.items():
+        print(f"\n== input {name}: {i['log']}, {i['lines']:,} lines, {i['log_bytes']:,} bytes")
+        print_results(i["results"])
+    print("\n== once, on input ours")
+    print_results(results)
+    for name, i in inputs.items():
+        print(f"\ntargets on input {name}:")
+        print_targets(i["targets"])
+    print("\ntargets of the tasks run once:")
+    print_targets(targets)
     print(f"\nwritten to {args.out}")
 
 
