@@ -68,27 +68,32 @@ def run(cmd, cwd, env=None):
     return elapsed, mib
 
 
-def measure(name, ours, peer, runs, prepare=None):
-    """Alternates ours and peer `runs` times; `prepare()` runs before each command."""
-    times = {"ours": [], "peer": []}
-    mem = {"ours": None, "peer": None}
+def measure(name, ours, other, runs, prepare=None, side="peer"):
+    """Alternates ours and the other side `runs` times; `prepare(side)` runs before each command.
+
+    The other side is a peer, or the baseline build in a before/after comparison (`side`
+    names it in the row: peer_s or baseline_s). The ratio is its median over ours: above 1, we
+    are faster.
+    """
+    times = {"ours": [], side: []}
+    mem = {"ours": None, side: None}
     for _ in range(runs):
-        for side, cmd in (("ours", ours), ("peer", peer)):
+        for who, cmd in (("ours", ours), (side, other)):
             if cmd is None:
                 continue
             if prepare:
-                prepare(side)
+                prepare(who)
             t, m = cmd()
-            times[side].append(t)
-            mem[side] = None if m is None else max(mem[side] or 0.0, m)
+            times[who].append(t)
+            mem[who] = None if m is None else max(mem[who] or 0.0, m)
     mib = lambda m: None if m is None else round(m, 1)
     row = {"task": name, "ours_s": statistics.median(times["ours"]), "ours_mib": mib(mem["ours"])}
-    if times["peer"]:
-        row["peer_s"] = statistics.median(times["peer"])
-        row["peer_mib"] = mib(mem["peer"])
-        row["ratio"] = row["peer_s"] / row["ours_s"]
-    print(f"  {name}: ours {row['ours_s']:.3f}s" + (f", peer {row['peer_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""),
-          file=sys.stderr)
+    if times[side]:
+        row[f"{side}_s"] = statistics.median(times[side])
+        row[f"{side}_mib"] = mib(mem[side])
+        row["ratio"] = row[f"{side}_s"] / row["ours_s"]
+    print(f"  {name}: ours {row['ours_s']:.3f}s" +
+          (f", {side} {row[f'{side}_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""), file=sys.stderr)
     return row
 
 
@@ -182,6 +187,108 @@ def peer_targets(results):
     ]
 
 
+REPORTS = ("summary", "status", "urls", "not-found", "clients", "agents", "referrers", "methods", "traffic")
+
+
+def ensure(path, cmd, cwd):
+    """Runs `cmd` to write `path` unless it is there already (a store an earlier part left)."""
+    if not path.exists():
+        run(cmd, cwd)
+
+
+def baseline_db(base, d):
+    """Writes d/base.db with the baseline's own writer; returns how it was written.
+
+    Each build reads a store its own writer made, as a user upgrading would: the packed copy
+    the reports read may differ between builds. A baseline without parse-to-db (an older
+    build, or a partial copy) has continuous-parse --once write it; without either, the
+    baseline reads our database, and the table says so.
+    """
+    if (base / "parse-to-db").exists():
+        ensure(d / "base.db", f"{base / 'parse-to-db'} logs/access.log --db base.db --quiet", str(d))
+        return "its parse-to-db"
+    if (base / "continuous-parse").exists():
+        ensure(d / "base.db", f"{base / 'continuous-parse'} logs/access.log --once --quiet --db base.db "
+                              f"--offset-file base.offset", str(d))
+        return "its continuous-parse --once (no parse-to-db in the baseline)"
+    shutil.copyfile(d / "ours.db", d / "base.db")
+    return "our parse-to-db (no parse-to-db or continuous-parse in the baseline)"
+
+
+def baseline_comparisons(d, base, runs, reports=REPORTS):
+    """Before/after on d/logs/access.log: the baseline build's binaries against ours, for
+    parse-to-csv, parse-to-db, and aggregate-csv and aggregate-db with each report alone and
+    all together. Returns (rows, how the baseline's database was written).
+
+    Only flags that every build since the first has are used: positional inputs, --output,
+    --db, --quiet, --report.
+    """
+    ours = lambda name: BIN / name
+    w = str(d)
+
+    def rm(*names):
+        for n in names:
+            for p in d.glob(n):
+                p.unlink()
+
+    def fresh(ours_glob, base_glob):
+        return lambda who: rm(ours_glob if who == "ours" else base_glob)
+
+    def timed(cmd):
+        return lambda: run(cmd, w)
+
+    rows = []
+    if (base / "parse-to-csv").exists():
+        rows.append(measure("parse-to-csv", timed(f"{ours('parse-to-csv')} logs/access.log --output ours.csv --quiet"),
+                            timed(f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet"),
+                            runs, prepare=fresh("ours.csv*", "base.csv*"), side="baseline"))
+    else:
+        rows.append(skipped("parse-to-csv", f"no parse-to-csv in {base}"))
+    if (base / "parse-to-db").exists():
+        rows.append(measure("parse-to-db", timed(f"{ours('parse-to-db')} logs/access.log --db ours.db --quiet"),
+                            timed(f"{base / 'parse-to-db'} logs/access.log --db base.db --quiet"),
+                            runs, prepare=fresh("ours.db*", "base.db*"), side="baseline"))
+    else:
+        rows.append(skipped("parse-to-db", f"no parse-to-db in {base}"))
+
+    ensure(d / "ours.csv", f"{ours('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
+    ensure(d / "ours.db", f"{ours('parse-to-db')} logs/access.log --db ours.db --quiet", w)
+    if (base / "parse-to-csv").exists():
+        ensure(d / "base.csv", f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet", w)
+    else:
+        shutil.copyfile(d / "ours.csv", d / "base.csv")
+    db_by = baseline_db(base, d)
+
+    for tool, store in (("aggregate-csv", "csv"), ("aggregate-db", "db")):
+        if not (base / tool).exists():
+            rows.append(skipped(tool, f"no {tool} in {base}"))
+            continue
+        for report in list(reports) + [None]:
+            flag = f" --report {report}" if report else ""
+            rows.append(measure(f"{tool} --report {report}" if report else f"{tool} (all reports)",
+                                timed(f"{ours(tool)} ours.{store}{flag}"), timed(f"{base / tool} base.{store}{flag}"),
+                                runs, side="baseline"))
+    return rows, db_by
+
+
+def print_baseline(rows):
+    """The before/after table. A row is flagged when ours is more than 10% (and 20 ms) slower,
+    or holds more than 10% (and 1 MiB) more memory: within that, a shared machine's noise and a
+    process's start-up decide."""
+    print(f"{'task':<34} {'baseline':>9} {'ours':>9} {'ratio':>7} {'base MiB':>9} {'ours MiB':>9}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['task']:<34} skipped: {r['skipped']}")
+            continue
+        flags = []
+        if r["ratio"] < 0.9 and r["ours_s"] - r["baseline_s"] > 0.02:
+            flags.append("slower")
+        if r["ours_mib"] is not None and r["baseline_mib"] is not None and r["ours_mib"] > 1.1 * r["baseline_mib"] + 1:
+            flags.append("more memory")
+        print(f"{r['task']:<34} {r['baseline_s']:>8.3f}s {r['ours_s']:>8.3f}s {'x%.2f' % r['ratio']:>7} "
+              f"{str(r['baseline_mib']):>9} {str(r['ours_mib']):>9}  {', '.join(flags)}".rstrip())
+
+
 def print_results(results):
     print(f"{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
     for r in results:
@@ -270,50 +377,15 @@ def latency(lines_per_second, seconds):
 INPUTS = ("ours", "seed", "real")
 
 
-def input_list(text):
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in INPUTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"inputs are a comma-separated list of {', '.join(INPUTS)}")
-    return list(dict.fromkeys(names))
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="100,000 lines, a few minutes")
-    ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
-    ap.add_argument("--inputs", type=input_list, default=list(INPUTS),
-                    help="where the parse and report comparisons run: ours,seed,real (default all three)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
-    ap.add_argument("--report-rows", type=int, default=None,
-                    help="also time aggregate-db on a database of this many rows (#5: 10000000)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON results")
-    args = ap.parse_args()
-    lines = args.lines or (100_000 if args.quick else 1_000_000)
-    runs = max(3, args.runs)
-    py = shutil.which("python3") or sys.executable
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+def once(args, lines, runs, py):
+    """The tasks that run once, on our generator's log: generate-logs, sqlite3 .import,
+    continuous-parse, GoAccess and awk, ingest rate, latency, 900 KB lines, --report-rows.
+    Returns (results, targets)."""
     b = lambda name: str(BIN / name)
-    print(f"bench: {lines:,} lines, {runs} runs each, inputs {','.join(args.inputs)}, in {WORK}", file=sys.stderr)
-
-    # The parse and report comparisons, on each input.
-    inputs = {}
-    for name in args.inputs:
-        d = WORK / name
-        log = d / "logs" / "access.log"
-        what = make_input(name, lines, log)
-        print(f"input {name}: {what}, {log.stat().st_size:,} bytes", file=sys.stderr)
-        results = peer_comparisons(d, runs, py)
-        inputs[name] = {"log": what, "lines": lines, "log_bytes": log.stat().st_size, "results": results,
-                        "targets": peer_targets(results)}
-
-    # The rest runs once, on our generator's log.
     d = WORK / "ours"
     log = d / "logs" / "access.log"
     if not log.exists():
         make_input("ours", lines, log)
-    size = log.stat().st_size
     w = str(d)
     results = []
 
@@ -396,8 +468,6 @@ def main():
     results.append({"task": "continuous-parse sustained ingest", "lines_per_second": round(rate)})
     print(f"  sustained ingest: {rate:,.0f} lines/s", file=sys.stderr)
 
-    if not GNU_TIME:
-        print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
     results.append(latency(1000, 2 if args.quick else 10))
 
     # Peak memory on lines just under the 1 MiB line limit: the memory goal holds whatever
@@ -453,24 +523,104 @@ def main():
     lat = by.get("continuous-parse latency at 1000 lines/s", {})
     if "median_ms" in lat:
         targets.append(("append-to-visible < 250 ms (p99)", lat["p99_ms"] < 250, f"median {lat['median_ms']} ms, p99 {lat['p99_ms']} ms"))
+    return results, targets
+
+
+PARTS = ("peers", "once", "baseline", "urls")
+
+
+def comma_list(allowed):
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names or any(n not in allowed for n in names):
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(allowed)}")
+        return list(dict.fromkeys(names))
+    return parse
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="100,000 lines, a few minutes")
+    ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
+    ap.add_argument("--inputs", type=comma_list(INPUTS), default=list(INPUTS),
+                    help="where the parse and report comparisons run: ours,seed,real (default all three)")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="before/after: also time the binaries in DIR (another build) against ours, for parsing "
+                         "and every report, on each input")
+    ap.add_argument("--only", type=comma_list(PARTS), default=None,
+                    help="run only these parts: peers (the reference scripts, per input), once (the other tasks), "
+                         "baseline (needs --baseline), urls; e.g. --only baseline")
+    ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
+    ap.add_argument("--report-rows", type=int, default=None,
+                    help="also time aggregate-db on a database of this many rows (#5: 10000000)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON results")
+    args = ap.parse_args()
+    parts = args.only or [p for p in PARTS if p != "baseline" or args.baseline]
+    if "baseline" in parts and not args.baseline:
+        ap.error("--only baseline needs --baseline DIR")
+    if args.baseline:
+        args.baseline = args.baseline.resolve()
+        missing = [n for n in ("parse-to-csv", "parse-to-db", "aggregate-csv", "aggregate-db")
+                   if not (args.baseline / n).exists()]
+        if len(missing) == 4:
+            ap.error(f"--baseline {args.baseline}: none of the binaries is there")
+    lines = args.lines or (100_000 if args.quick else 1_000_000)
+    runs = max(3, args.runs)
+    py = shutil.which("python3") or sys.executable
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    print(f"bench: {lines:,} lines, {runs} runs each, {','.join(parts)} on {','.join(args.inputs)}, in {WORK}",
+          file=sys.stderr)
+    if not GNU_TIME:
+        print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
+    if args.baseline and missing:
+        print(f"  (not in the baseline {args.baseline}: {', '.join(missing)})", file=sys.stderr)
+
+    # Each input's log, then the parts that run on each.
+    inputs = {}
+    for name in args.inputs if {"peers", "baseline"} & set(parts) else []:
+        d = WORK / name
+        log = d / "logs" / "access.log"
+        what = make_input(name, lines, log)
+        print(f"input {name}: {what}, {log.stat().st_size:,} bytes", file=sys.stderr)
+        i = inputs[name] = {"log": what, "lines": lines, "log_bytes": log.stat().st_size}
+        if "peers" in parts:
+            i["results"] = peer_comparisons(d, runs, py)
+            i["targets"] = peer_targets(i["results"])
+        if "baseline" in parts:
+            print(f"  before/after, baseline {args.baseline}", file=sys.stderr)
+            i["baseline"], i["baseline_db"] = baseline_comparisons(d, args.baseline, runs)
+
+    results, targets = once(args, lines, runs, py) if "once" in parts else ([], [])
 
     as_json = lambda ts, **extra: [dict(extra, target=t, met=m, measured=v) for t, m, v in ts]
-    out = {"lines": lines, "log_bytes": size, "runs": runs, "results": results,
-           "inputs": {name: dict(i, targets=as_json(i["targets"])) for name, i in inputs.items()},
+    ours_log = WORK / "ours" / "logs" / "access.log"
+    out = {"lines": lines, "log_bytes": ours_log.stat().st_size if ours_log.exists() else None, "runs": runs,
+           "parts": parts, "baseline": None if args.baseline is None else str(args.baseline),
+           "results": results,
+           "inputs": {name: dict(i, targets=as_json(i.get("targets", []))) for name, i in inputs.items()},
            # Every target in one list, each input's marked with its name.
-           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i["targets"], input=name)]}
+           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
     for name, i in inputs.items():
         print(f"\n== input {name}: {i['log']}, {i['lines']:,} lines, {i['log_bytes']:,} bytes")
-        print_results(i["results"])
-    print("\n== once, on input ours")
-    print_results(results)
+        if "results" in i:
+            print_results(i["results"])
+        if "baseline" in i:
+            print(f"\nbefore/after: baseline {args.baseline} against ours; ratio = baseline / ours "
+                  f"(above 1: ours is faster); the baseline's database written by {i['baseline_db']}")
+            print_baseline(i["baseline"])
+    if results:
+        print("\n== once, on input ours")
+        print_results(results)
     for name, i in inputs.items():
-        print(f"\ntargets on input {name}:")
-        print_targets(i["targets"])
-    print("\ntargets of the tasks run once:")
-    print_targets(targets)
+        if "targets" in i:
+            print(f"\ntargets on input {name}:")
+            print_targets(i["targets"])
+    if targets:
+        print("\ntargets of the tasks run once:")
+        print_targets(targets)
     print(f"\nwritten to {args.out}")
 
 
