@@ -4,7 +4,9 @@ The parse and report comparisons with the reference Python scripts run on each i
 `ours`, generate-logs' log; `seed`, the log of the seed's generate_logs.py; `real`, the real
 access logs in ../shared/data/real cycled to the same number of lines. The targets are checked
 on each. The other tasks (generate-logs, sqlite3 .import, GoAccess, awk, ingest rate, latency,
-900 KB lines) run once, on `ours`.
+900 KB lines) run once, on `ours`. The report memory check runs aggregate-db and aggregate-csv
+on a log of 1,000,000 distinct URLs. --baseline DIR adds a before/after comparison with another
+build's binaries; --only picks parts.
 
 Every task is run as `ours` and `peer`, alternating, at least three times each; the table shows
 medians, the ratio peer/ours (above 1: we are faster) and the peak resident memory of each, and
@@ -271,6 +273,59 @@ def baseline_comparisons(d, base, runs, reports=REPORTS):
     return rows, db_by
 
 
+def write_distinct_urls_log(path, n):
+    """n lines, each with its own URL (/p/<i>); the rest as in an ordinary log: 1,000 clients,
+    a line a second, a few statuses and agents. The URLs are what a report engine that keeps
+    every key would hold in memory, whichever report was asked for."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = 1704067200  # 2024-01-01T00:00:00Z
+    statuses = (200, 200, 200, 200, 200, 200, 301, 304, 404, 500)
+    agents = ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "curl/8.4.0",
+              "Googlebot/2.1 (+http://www.google.com/bot.html)")
+    with open(path, "w") as f:
+        for chunk in range(0, n, 10_000):
+            f.write("".join(
+                f'10.0.{i % 1000 // 250}.{i % 250} - - '
+                f'[{time.strftime("%d/%b/%Y:%H:%M:%S", time.gmtime(start + i))} +0000] '
+                f'"GET /p/{i} HTTP/1.1" {statuses[i % 10]} {100 + i % 5000} "-" "{agents[i % 3]}"\n'
+                for i in range(chunk, min(n, chunk + 10_000))))
+
+
+def distinct_urls(n, runs, base):
+    """The report engine's memory on n distinct URLs: a log parsed once into a CSV and a
+    database, then aggregate-db and aggregate-csv with --report status alone (which needs no
+    URL: its memory must not grow with them) and with all reports. With a baseline, its
+    binaries run beside ours, each on its own stores. Returns (rows, targets)."""
+    d = WORK / "distinct-urls"
+    write_distinct_urls_log(d / "logs" / "access.log", n)
+    w = str(d)
+    rows = []
+    for tool, out in (("parse-to-csv", "--output ours.csv"), ("parse-to-db", "--db ours.db")):
+        t, m = run(f"{BIN / tool} logs/access.log {out} --quiet", w)
+        rows.append({"task": tool, "ours_s": t, "ours_mib": None if m is None else round(m, 1)})
+        print(f"  {tool} on {n:,} distinct URLs: {t:.3f}s" + ("" if m is None else f", {m:.1f} MiB"), file=sys.stderr)
+    if base:
+        if (base / "parse-to-csv").exists():
+            run(f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet", w)
+        else:
+            shutil.copyfile(d / "ours.csv", d / "base.csv")
+        baseline_db(base, d)
+    for tool, store in (("aggregate-db", "db"), ("aggregate-csv", "csv")):
+        for report in ("status", None):
+            flag = f" --report {report}" if report else ""
+            other = None
+            if base and (base / tool).exists():
+                other = lambda tool=tool, store=store, flag=flag: run(f"{base / tool} base.{store}{flag}", w)
+            rows.append(measure(f"{tool} --report {report}" if report else f"{tool} (all reports)",
+                                lambda tool=tool, store=store, flag=flag: run(f"{BIN / tool} ours.{store}{flag}", w),
+                                other, runs, side="baseline"))
+    by = {r["task"]: r for r in rows}
+    targets = [(f"{tool} --report status peak memory < 32 MiB on {n:,} distinct URLs",
+                (by[f"{tool} --report status"]["ours_mib"] or 1e9) < 32, f"{by[f'{tool} --report status']['ours_mib']} MiB")
+               for tool in ("aggregate-db", "aggregate-csv")]
+    return rows, targets
+
+
 def print_baseline(rows):
     """The before/after table. A row is flagged when ours is more than 10% (and 20 ms) slower,
     or holds more than 10% (and 1 MiB) more memory: within that, a shared machine's noise and a
@@ -279,6 +334,9 @@ def print_baseline(rows):
     for r in rows:
         if "skipped" in r:
             print(f"{r['task']:<34} skipped: {r['skipped']}")
+            continue
+        if "baseline_s" not in r:
+            print(f"{r['task']:<34} {'-':>9} {r['ours_s']:>8.3f}s {'-':>7} {'-':>9} {str(r['ours_mib']):>9}")
             continue
         flags = []
         if r["ratio"] < 0.9 and r["ours_s"] - r["baseline_s"] > 0.02:
@@ -550,6 +608,8 @@ def main():
     ap.add_argument("--only", type=comma_list(PARTS), default=None,
                     help="run only these parts: peers (the reference scripts, per input), once (the other tasks), "
                          "baseline (needs --baseline), urls; e.g. --only baseline")
+    ap.add_argument("--distinct-urls", type=int, default=None, metavar="N",
+                    help="the report memory check's log: N distinct URLs (default 1,000,000; --quick 100,000)")
     ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
     ap.add_argument("--report-rows", type=int, default=None,
                     help="also time aggregate-db on a database of this many rows (#5: 10000000)")
@@ -593,14 +653,24 @@ def main():
 
     results, targets = once(args, lines, runs, py) if "once" in parts else ([], [])
 
+    urls = None
+    if "urls" in parts:
+        n = args.distinct_urls or (100_000 if args.quick else 1_000_000)
+        print(f"report memory on {n:,} distinct URLs", file=sys.stderr)
+        rows, url_targets = distinct_urls(n, runs, args.baseline)
+        urls = {"distinct_urls": n, "log_bytes": (WORK / "distinct-urls" / "logs" / "access.log").stat().st_size,
+                "results": rows, "targets": url_targets}
+
     as_json = lambda ts, **extra: [dict(extra, target=t, met=m, measured=v) for t, m, v in ts]
     ours_log = WORK / "ours" / "logs" / "access.log"
     out = {"lines": lines, "log_bytes": ours_log.stat().st_size if ours_log.exists() else None, "runs": runs,
            "parts": parts, "baseline": None if args.baseline is None else str(args.baseline),
            "results": results,
            "inputs": {name: dict(i, targets=as_json(i.get("targets", []))) for name, i in inputs.items()},
+           "distinct_urls": urls and dict(urls, targets=as_json(urls["targets"])),
            # Every target in one list, each input's marked with its name.
-           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]}
+           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]
+                      + (as_json(urls["targets"], input="distinct-urls") if urls else [])}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
     for name, i in inputs.items():
@@ -614,6 +684,10 @@ def main():
     if results:
         print("\n== once, on input ours")
         print_results(results)
+    if urls:
+        print(f"\n== report memory on {urls['distinct_urls']:,} distinct URLs ({urls['log_bytes']:,} bytes)"
+              + (f"; baseline {args.baseline} beside ours" if args.baseline else ""))
+        print_baseline(urls["results"]) if args.baseline else print_results(urls["results"])
     for name, i in inputs.items():
         if "targets" in i:
             print(f"\ntargets on input {name}:")
@@ -621,6 +695,9 @@ def main():
     if targets:
         print("\ntargets of the tasks run once:")
         print_targets(targets)
+    if urls:
+        print("\ntargets of the report memory check:")
+        print_targets(urls["targets"])
     print(f"\nwritten to {args.out}")
 
 
