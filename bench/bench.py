@@ -99,6 +99,19 @@ def measure(name, ours, other, runs, prepare=None, side="peer"):
     return row
 
 
+def remove(d, *globs):
+    """Removes d's files matching the globs: a parser's output before a run, so that each run
+    writes it afresh (a re-run would find nothing new and add nothing)."""
+    for g in globs:
+        for p in d.glob(g):
+            p.unlink()
+
+
+def fresh(d, ours_glob, other_glob):
+    """A `prepare` for measure(): removes the output of the side about to run, the other's kept."""
+    return lambda who: remove(d, ours_glob if who == "ours" else other_glob)
+
+
 def write_real_log(path, lines):
     """Writes the real logs' records, cycled, until `lines` records.
 
@@ -147,22 +160,14 @@ def peer_comparisons(d, runs, py):
     b = lambda name: str(BIN / name)
     w = str(d)
 
-    def rm(*names):
-        for n in names:
-            for p in d.glob(n):
-                p.unlink()
-
-    def fresh(ours_glob, peer_glob):
-        # A fresh output for each run (a re-run would add nothing), the other side's kept.
-        return lambda side: rm(ours_glob if side == "ours" else peer_glob)
 
     results = [
         measure("parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
                 lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
-                runs, prepare=fresh("ours.csv*", "py.csv")),
+                runs, prepare=fresh(d, "ours.csv*", "py.csv")),
         measure("parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
                 lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
-                runs, prepare=fresh("ours.db*", "py.db")),
+                runs, prepare=fresh(d, "ours.db*", "py.db")),
         # Each report reads the store its own parser wrote.
         measure("aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
                 lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs),
@@ -228,13 +233,6 @@ def baseline_comparisons(d, base, runs, reports=REPORTS):
     ours = lambda name: BIN / name
     w = str(d)
 
-    def rm(*names):
-        for n in names:
-            for p in d.glob(n):
-                p.unlink()
-
-    def fresh(ours_glob, base_glob):
-        return lambda who: rm(ours_glob if who == "ours" else base_glob)
 
     def timed(cmd):
         return lambda: run(cmd, w)
@@ -243,13 +241,13 @@ def baseline_comparisons(d, base, runs, reports=REPORTS):
     if (base / "parse-to-csv").exists():
         rows.append(measure("parse-to-csv", timed(f"{ours('parse-to-csv')} logs/access.log --output ours.csv --quiet"),
                             timed(f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet"),
-                            runs, prepare=fresh("ours.csv*", "base.csv*"), side="baseline"))
+                            runs, prepare=fresh(d, "ours.csv*", "base.csv*"), side="baseline"))
     else:
         rows.append(skipped("parse-to-csv", f"no parse-to-csv in {base}"))
     if (base / "parse-to-db").exists():
         rows.append(measure("parse-to-db", timed(f"{ours('parse-to-db')} logs/access.log --db ours.db --quiet"),
                             timed(f"{base / 'parse-to-db'} logs/access.log --db base.db --quiet"),
-                            runs, prepare=fresh("ours.db*", "base.db*"), side="baseline"))
+                            runs, prepare=fresh(d, "ours.db*", "base.db*"), side="baseline"))
     else:
         rows.append(skipped("parse-to-db", f"no parse-to-db in {base}"))
 
