@@ -1,14 +1,24 @@
 """Side-by-side benchmark of log-pipeline against its peers (run through bench/run).
 
+The parse and report comparisons with the reference Python scripts run on each input (--inputs):
+`ours`, generate-logs' log; `seed`, the log of the seed's generate_logs.py; `real`, the real
+access logs in ../shared/data/real cycled to the same number of lines. The targets are checked
+on each. The other tasks (generate-logs, sqlite3 .import, GoAccess, awk, ingest rate, latency,
+900 KB lines) run once, on `ours`. The report memory check runs aggregate-db and aggregate-csv
+on a log of 1,000,000 distinct URLs. --baseline DIR adds a before/after comparison with another
+build's binaries; --only picks parts.
+
 Every task is run as `ours` and `peer`, alternating, at least three times each; the table shows
 medians, the ratio peer/ours (above 1: we are faster) and the peak resident memory of each, and
 is written to bench/results.json. Timings on a shared machine are noisy, which is why only
 ratios measured in the same run are reported, and why nothing here is a test.
 
-Peak memory comes from wait4(2)'s rusage of each child, so no external `time` is needed.
+Peak memory is read by GNU time (apt-get install time); without it only times are reported.
+The binaries are the ones `cargo build --release` just built, under $CARGO_TARGET_DIR when set.
 """
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -21,8 +31,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
+# Where bench/run's `cargo build` put them: cargo reads a relative CARGO_TARGET_DIR from the
+# directory it runs in, which bench/run makes the project root.
+BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
 REF = (ROOT / ".." / "shared" / "reference").resolve()
+REAL = (ROOT / ".." / "shared" / "data" / "real").resolve()
 WORK = ROOT / "bench" / "work"
 
 SCHEMA = """CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, ident TEXT, "user" TEXT,
@@ -57,28 +70,299 @@ def run(cmd, cwd, env=None):
     return elapsed, mib
 
 
-def measure(name, ours, peer, runs, prepare=None):
-    """Alternates ours and peer `runs` times; `prepare()` runs before each command."""
-    times = {"ours": [], "peer": []}
-    mem = {"ours": None, "peer": None}
+def measure(name, ours, other, runs, prepare=None, side="peer"):
+    """Alternates ours and the other side `runs` times; `prepare(side)` runs before each command.
+
+    The other side is a peer, or the baseline build in a before/after comparison (`side`
+    names it in the row: peer_s or baseline_s). The ratio is its median over ours: above 1, we
+    are faster.
+    """
+    times = {"ours": [], side: []}
+    mem = {"ours": None, side: None}
     for _ in range(runs):
-        for side, cmd in (("ours", ours), ("peer", peer)):
+        for who, cmd in (("ours", ours), (side, other)):
             if cmd is None:
                 continue
             if prepare:
-                prepare(side)
+                prepare(who)
             t, m = cmd()
-            times[side].append(t)
-            mem[side] = None if m is None else max(mem[side] or 0.0, m)
+            times[who].append(t)
+            mem[who] = None if m is None else max(mem[who] or 0.0, m)
     mib = lambda m: None if m is None else round(m, 1)
     row = {"task": name, "ours_s": statistics.median(times["ours"]), "ours_mib": mib(mem["ours"])}
-    if times["peer"]:
-        row["peer_s"] = statistics.median(times["peer"])
-        row["peer_mib"] = mib(mem["peer"])
-        row["ratio"] = row["peer_s"] / row["ours_s"]
-    print(f"  {name}: ours {row['ours_s']:.3f}s" + (f", peer {row['peer_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""),
-          file=sys.stderr)
+    if times[side]:
+        row[f"{side}_s"] = statistics.median(times[side])
+        row[f"{side}_mib"] = mib(mem[side])
+        row["ratio"] = row[f"{side}_s"] / row["ours_s"]
+    print(f"  {name}: ours {row['ours_s']:.3f}s" +
+          (f", {side} {row[f'{side}_s']:.3f}s, x{row['ratio']:.2f}" if "ratio" in row else ""), file=sys.stderr)
     return row
+
+
+def remove(d, *globs):
+    """Removes d's files matching the globs: a parser's output before a run, so that each run
+    writes it afresh (a re-run would find nothing new and add nothing)."""
+    for g in globs:
+        for p in d.glob(g):
+            p.unlink()
+
+
+def fresh(d, ours_glob, other_glob):
+    """A `prepare` for measure(): removes the output of the side about to run, the other's kept."""
+    return lambda who: remove(d, ours_glob if who == "ours" else other_glob)
+
+
+def write_real_log(path, lines):
+    """Writes the real logs' records, cycled, until `lines` records.
+
+    Every file of ../shared/data/real is taken in name order (SOURCES.md describes them), the
+    .gz one decompressed, and nothing is cleaned: CRLF endings, truncated lines, binary escapes,
+    Common and Combined lines, the Elastic log before and after its hand fix, all stay, because
+    real logs are like that. Only a file's missing final newline is added, so that cycling does
+    not glue two files' lines into one the servers never wrote.
+    """
+    records = []
+    for f in sorted(REAL.iterdir()):
+        if f.name == "SOURCES.md" or f.name.startswith("."):
+            continue
+        data = f.read_bytes()
+        if f.suffix == ".gz":
+            data = gzip.decompress(data)
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        records.extend(r + b"\n" for r in data.split(b"\n")[:-1])
+    blob = b"".join(records)
+    with open(path, "wb") as out:
+        for _ in range(lines // len(records)):
+            out.write(blob)
+        out.write(b"".join(records[:lines % len(records)]))
+
+
+def make_input(name, lines, log):
+    """Writes the log of input `name` (ours, seed, real) with `lines` lines; returns its description."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if name == "ours":
+        subprocess.run([str(BIN / "generate-logs"), "--count", str(lines), "--seed", "1",
+                        "--start", "2024-01-01T00:00:00Z", "--output", str(log), "--quiet"], check=True)
+        return "generate-logs --seed 1"
+    if name == "seed":
+        # The seed generator appends, and creates logs/ in its working directory.
+        subprocess.run([sys.executable, str(REF / "generate_logs.py")], cwd=log.parent.parent, check=True,
+                       env=dict(os.environ, COUNT=str(lines), SEED="1", OUT=str(log)))
+        return "the seed's generate_logs.py, SEED=1"
+    write_real_log(log, lines)
+    return "the real logs of ../shared/data/real, cycled"
+
+
+def peer_comparisons(d, runs, py):
+    """parse-to-csv, parse-to-db, aggregate-csv and aggregate-db against the reference scripts,
+    on d/logs/access.log; leaves each side's stores (ours.csv, ours.db, py.csv, py.db) in d."""
+    b = lambda name: str(BIN / name)
+    w = str(d)
+
+
+    results = [
+        measure("parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
+                lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
+                runs, prepare=fresh(d, "ours.csv*", "py.csv")),
+        measure("parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+                lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
+                runs, prepare=fresh(d, "ours.db*", "py.db")),
+        # Each report reads the store its own parser wrote.
+        measure("aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
+                lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs),
+        measure("aggregate-db (all reports)", lambda: run(f"{b('aggregate-db')} ours.db", w),
+                lambda: run(f"{py} {REF}/aggregate_db.py py.db", w), runs),
+    ]
+    return results
+
+
+def peer_targets(results):
+    """The issues' targets for one input: (target, met, measured)."""
+    by = {r["task"]: r for r in results}
+    ratio = lambda task: by[task].get("ratio") or 0
+    mib = lambda task: by[task]["ours_mib"]
+    return [
+        ("parse-to-csv >= 10x parse_logs.py", ratio("parse-to-csv") >= 10, f"x{ratio('parse-to-csv'):.2f}"),
+        ("parse-to-db >= 3x parse_to_db.py", ratio("parse-to-db") >= 3, f"x{ratio('parse-to-db'):.2f}"),
+        ("aggregate-csv >= 10x aggregate_csv.py", ratio("aggregate-csv (all reports)") >= 10,
+         f"x{ratio('aggregate-csv (all reports)'):.2f}"),
+        ("aggregate-db >= 3x aggregate_db.py", ratio("aggregate-db (all reports)") >= 3,
+         f"x{ratio('aggregate-db (all reports)'):.2f}"),
+        ("parse-to-csv peak memory < 64 MiB", (mib("parse-to-csv") or 1e9) < 64, f"{mib('parse-to-csv')} MiB"),
+        ("parse-to-db peak memory < 64 MiB", (mib("parse-to-db") or 1e9) < 64, f"{mib('parse-to-db')} MiB"),
+    ]
+
+
+REPORTS = ("summary", "status", "urls", "not-found", "clients", "agents", "referrers", "methods", "traffic")
+
+
+def ensure(path, cmd, cwd):
+    """Runs `cmd` to write `path` unless it is there already (a store an earlier part left)."""
+    if not path.exists():
+        run(cmd, cwd)
+
+
+def baseline_db(base, d):
+    """Writes d/base.db with the baseline's own writer; returns how it was written.
+
+    Each build reads a store its own writer made, as a user upgrading would: the packed copy
+    the reports read may differ between builds. A baseline without parse-to-db (an older
+    build, or a partial copy) has continuous-parse --once write it; without either, the
+    baseline reads our database, and the table says so.
+    """
+    if (base / "parse-to-db").exists():
+        ensure(d / "base.db", f"{base / 'parse-to-db'} logs/access.log --db base.db --quiet", str(d))
+        return "its parse-to-db"
+    if (base / "continuous-parse").exists():
+        ensure(d / "base.db", f"{base / 'continuous-parse'} logs/access.log --once --quiet --db base.db "
+                              f"--offset-file base.offset", str(d))
+        return "its continuous-parse --once (no parse-to-db in the baseline)"
+    shutil.copyfile(d / "ours.db", d / "base.db")
+    return "our parse-to-db (no parse-to-db or continuous-parse in the baseline)"
+
+
+def baseline_comparisons(d, base, runs, reports=REPORTS):
+    """Before/after on d/logs/access.log: the baseline build's binaries against ours, for
+    parse-to-csv, parse-to-db, and aggregate-csv and aggregate-db with each report alone and
+    all together. Returns (rows, how the baseline's database was written).
+
+    Only flags that every build since the first has are used: positional inputs, --output,
+    --db, --quiet, --report.
+    """
+    ours = lambda name: BIN / name
+    w = str(d)
+
+
+    def timed(cmd):
+        return lambda: run(cmd, w)
+
+    rows = []
+    if (base / "parse-to-csv").exists():
+        rows.append(measure("parse-to-csv", timed(f"{ours('parse-to-csv')} logs/access.log --output ours.csv --quiet"),
+                            timed(f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet"),
+                            runs, prepare=fresh(d, "ours.csv*", "base.csv*"), side="baseline"))
+    else:
+        rows.append(skipped("parse-to-csv", f"no parse-to-csv in {base}"))
+    if (base / "parse-to-db").exists():
+        rows.append(measure("parse-to-db", timed(f"{ours('parse-to-db')} logs/access.log --db ours.db --quiet"),
+                            timed(f"{base / 'parse-to-db'} logs/access.log --db base.db --quiet"),
+                            runs, prepare=fresh(d, "ours.db*", "base.db*"), side="baseline"))
+    else:
+        rows.append(skipped("parse-to-db", f"no parse-to-db in {base}"))
+
+    ensure(d / "ours.csv", f"{ours('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
+    ensure(d / "ours.db", f"{ours('parse-to-db')} logs/access.log --db ours.db --quiet", w)
+    if (base / "parse-to-csv").exists():
+        ensure(d / "base.csv", f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet", w)
+    else:
+        shutil.copyfile(d / "ours.csv", d / "base.csv")
+    db_by = baseline_db(base, d)
+
+    for tool, store in (("aggregate-csv", "csv"), ("aggregate-db", "db")):
+        if not (base / tool).exists():
+            rows.append(skipped(tool, f"no {tool} in {base}"))
+            continue
+        for report in list(reports) + [None]:
+            flag = f" --report {report}" if report else ""
+            rows.append(measure(f"{tool} --report {report}" if report else f"{tool} (all reports)",
+                                timed(f"{ours(tool)} ours.{store}{flag}"), timed(f"{base / tool} base.{store}{flag}"),
+                                runs, side="baseline"))
+    return rows, db_by
+
+
+def write_distinct_urls_log(path, n):
+    """n lines, each with its own URL (/p/<i>); the rest as in an ordinary log: 1,000 clients,
+    a line a second, a few statuses and agents. The URLs are what a report engine that keeps
+    every key would hold in memory, whichever report was asked for."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = 1704067200  # 2024-01-01T00:00:00Z
+    statuses = (200, 200, 200, 200, 200, 200, 301, 304, 404, 500)
+    agents = ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "curl/8.4.0",
+              "Googlebot/2.1 (+http://www.google.com/bot.html)")
+    with open(path, "w") as f:
+        for chunk in range(0, n, 10_000):
+            f.write("".join(
+                f'10.0.{i % 1000 // 250}.{i % 250} - - '
+                f'[{time.strftime("%d/%b/%Y:%H:%M:%S", time.gmtime(start + i))} +0000] '
+                f'"GET /p/{i} HTTP/1.1" {statuses[i % 10]} {100 + i % 5000} "-" "{agents[i % 3]}"\n'
+                for i in range(chunk, min(n, chunk + 10_000))))
+
+
+def distinct_urls(n, runs, base):
+    """The report engine's memory on n distinct URLs: a log parsed once into a CSV and a
+    database, then aggregate-db and aggregate-csv with --report status alone (which needs no
+    URL: its memory must not grow with them) and with all reports. With a baseline, its
+    binaries run beside ours, each on its own stores. Returns (rows, targets)."""
+    d = WORK / "distinct-urls"
+    write_distinct_urls_log(d / "logs" / "access.log", n)
+    w = str(d)
+    rows = []
+    for tool, out in (("parse-to-csv", "--output ours.csv"), ("parse-to-db", "--db ours.db")):
+        t, m = run(f"{BIN / tool} logs/access.log {out} --quiet", w)
+        rows.append({"task": tool, "ours_s": t, "ours_mib": None if m is None else round(m, 1)})
+        print(f"  {tool} on {n:,} distinct URLs: {t:.3f}s" + ("" if m is None else f", {m:.1f} MiB"), file=sys.stderr)
+    if base:
+        if (base / "parse-to-csv").exists():
+            run(f"{base / 'parse-to-csv'} logs/access.log --output base.csv --quiet", w)
+        else:
+            shutil.copyfile(d / "ours.csv", d / "base.csv")
+        baseline_db(base, d)
+    for tool, store in (("aggregate-db", "db"), ("aggregate-csv", "csv")):
+        for report in ("status", None):
+            flag = f" --report {report}" if report else ""
+            other = None
+            if base and (base / tool).exists():
+                other = lambda tool=tool, store=store, flag=flag: run(f"{base / tool} base.{store}{flag}", w)
+            rows.append(measure(f"{tool} --report {report}" if report else f"{tool} (all reports)",
+                                lambda tool=tool, store=store, flag=flag: run(f"{BIN / tool} ours.{store}{flag}", w),
+                                other, runs, side="baseline"))
+    by = {r["task"]: r for r in rows}
+    targets = [(f"{tool} --report status peak memory < 32 MiB on {n:,} distinct URLs",
+                (by[f"{tool} --report status"]["ours_mib"] or 1e9) < 32, f"{by[f'{tool} --report status']['ours_mib']} MiB")
+               for tool in ("aggregate-db", "aggregate-csv")]
+    return rows, targets
+
+
+def print_baseline(rows):
+    """The before/after table. A row is flagged when ours is more than 10% (and 20 ms) slower,
+    or holds more than 10% (and 1 MiB) more memory: within that, a shared machine's noise and a
+    process's start-up decide."""
+    print(f"{'task':<34} {'baseline':>9} {'ours':>9} {'ratio':>7} {'base MiB':>9} {'ours MiB':>9}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['task']:<34} skipped: {r['skipped']}")
+            continue
+        if "baseline_s" not in r:
+            print(f"{r['task']:<34} {'-':>9} {r['ours_s']:>8.3f}s {'-':>7} {'-':>9} {str(r['ours_mib']):>9}")
+            continue
+        flags = []
+        if r["ratio"] < 0.9 and r["ours_s"] - r["baseline_s"] > 0.02:
+            flags.append("slower")
+        if r["ours_mib"] is not None and r["baseline_mib"] is not None and r["ours_mib"] > 1.1 * r["baseline_mib"] + 1:
+            flags.append("more memory")
+        print(f"{r['task']:<34} {r['baseline_s']:>8.3f}s {r['ours_s']:>8.3f}s {'x%.2f' % r['ratio']:>7} "
+              f"{str(r['baseline_mib']):>9} {str(r['ours_mib']):>9}  {', '.join(flags)}".rstrip())
+
+
+def print_results(results):
+    print(f"{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['task']:<48} skipped: {r['skipped']}")
+        elif "ours_s" in r:
+            peer = f"{r['peer_s']:.3f}s" if "peer_s" in r else "-"
+            ratio_s = f"x{r['ratio']:.2f}" if "ratio" in r else "-"
+            print(f"{r['task']:<48} {r['ours_s']:>8.3f}s {peer:>9} {ratio_s:>7} {str(r['ours_mib']):>9} {str(r.get('peer_mib', '-')):>9}")
+        elif "lines_per_second" in r:
+            print(f"{r['task']:<48} {r['lines_per_second']:,} lines/s")
+        else:
+            print(f"{r['task']:<48} median {r['median_ms']} ms, p99 {r['p99_ms']} ms ({r['lines']} lines)")
+
+
+def print_targets(targets):
+    for t, m, v in targets:
+        print(f"  [{'met' if m else 'NOT met'}] {t}: {v}")
 
 
 def skipped(name, why):
@@ -146,32 +430,24 @@ def latency(lines_per_second, seconds):
     return row
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="100,000 lines, under a minute")
-    ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
-    ap.add_argument("--report-rows", type=int, default=None,
-                    help="also time aggregate-db on a database of this many rows (#5: 10000000)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON results")
-    args = ap.parse_args()
-    lines = args.lines or (100_000 if args.quick else 1_000_000)
-    runs = max(3, args.runs)
-    py = shutil.which("python3") or sys.executable
-    shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "logs").mkdir(parents=True)
-    log = WORK / "logs" / "access.log"
+INPUTS = ("ours", "seed", "real")
+
+
+def once(args, lines, runs, py):
+    """The tasks that run once, on our generator's log: generate-logs, sqlite3 .import,
+    continuous-parse, GoAccess and awk, ingest rate, latency, 900 KB lines, --report-rows.
+    Returns (results, targets)."""
     b = lambda name: str(BIN / name)
-    w = str(WORK)
-    print(f"bench: {lines:,} lines, {runs} runs each, in {WORK}", file=sys.stderr)
-    subprocess.run([b("generate-logs"), "--count", str(lines), "--seed", "1", "--start", "2024-01-01T00:00:00Z",
-                    "--output", str(log), "--quiet"], check=True)
-    size = log.stat().st_size
+    d = WORK / "ours"
+    log = d / "logs" / "access.log"
+    if not log.exists():
+        make_input("ours", lines, log)
+    w = str(d)
     results = []
 
     def rm(*names):
         for n in names:
-            for p in WORK.glob(n):
+            for p in d.glob(n):
                 p.unlink()
 
     # generate-logs vs generate_logs.py
@@ -180,29 +456,18 @@ def main():
         lambda: run(f"{py} {REF}/generate_logs.py", w, env={"COUNT": str(lines), "SEED": "2", "OUT": "gen_py.log"}),
         runs, prepare=lambda side: rm("gen.log", "gen_py.log")))
 
-    # parse-to-csv vs parse_logs.py (a fresh output each run: a re-run would add nothing)
-    results.append(measure(
-        "parse-to-csv", lambda: run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w),
-        lambda: run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w),
-        runs, prepare=lambda side: rm("ours.csv*", "py.csv")))
-
-    # parse-to-db vs parse_to_db.py
-    results.append(measure(
-        "parse-to-db", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
-        lambda: run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w),
-        runs, prepare=lambda side: rm("ours.db*", "py.db")))
-
     # parse-to-db vs sqlite3 .import of the CSV parse-to-csv wrote, into the same schema
     if shutil.which("sqlite3"):
-        (WORK / "schema.sql").write_text(SCHEMA)
-        (WORK / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
+        (d / "schema.sql").write_text(SCHEMA)
+        (d / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
                                          "INSERT INTO logs (ip, ident, \"user\", timestamp, method, url, protocol, status, bytes, referrer, user_agent) "
                                          "SELECT * FROM logs_import;\n")
-        run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
+        if not (d / "ours.csv").exists():
+            run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)
         results.append(measure(
-            "parse-to-db vs sqlite3 .import", lambda: run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w),
+            "parse-to-db vs sqlite3 .import", lambda: run(f"{b('parse-to-db')} logs/access.log --db job.db --quiet", w),
             lambda: run("sqlite3 imp.db < schema.sql && sqlite3 imp.db < import.sql", w),
-            runs, prepare=lambda side: rm("ours.db*", "imp.db")))
+            runs, prepare=lambda side: rm("job.db*", "imp.db")))
     else:
         results.append(skipped("parse-to-db vs sqlite3 .import", "sqlite3 not installed (apt-get install sqlite3)"))
 
@@ -211,20 +476,6 @@ def main():
         "continuous-parse --once", lambda: run(f"{b('continuous-parse')} --once --quiet", w),
         lambda: run(f"{py} {REF}/continuous_parse_logs.py", w, env={"ONCE": "1"}),
         runs, prepare=lambda side: rm("logs.db*", "logs/.offset")))
-
-    # The stores the reports read: each tool on its own store.
-    run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w) if not (WORK / "ours.csv").exists() else None
-    rm("ours.db*")
-    run(f"{b('parse-to-db')} logs/access.log --db ours.db --quiet", w)
-    run(f"{py} {REF}/parse_logs.py logs/access.log py.csv", w) if not (WORK / "py.csv").exists() else None
-    rm("py.db")
-    run(f"{py} {REF}/parse_to_db.py logs/access.log py.db", w)
-    results.append(measure(
-        "aggregate-csv (all reports)", lambda: run(f"{b('aggregate-csv')} ours.csv", w),
-        lambda: run(f"{py} {REF}/aggregate_csv.py py.csv", w), runs))
-    results.append(measure(
-        "aggregate-db (all reports)", lambda: run(f"{b('aggregate-db')} ours.db", w),
-        lambda: run(f"{py} {REF}/aggregate_db.py py.db", w), runs))
 
     # The whole job: parse and report.
     ours_job = lambda: run(f"{b('parse-to-db')} logs/access.log --db job.db --quiet && {b('aggregate-db')} job.db", w)
@@ -273,8 +524,6 @@ def main():
     results.append({"task": "continuous-parse sustained ingest", "lines_per_second": round(rate)})
     print(f"  sustained ingest: {rate:,.0f} lines/s", file=sys.stderr)
 
-    if not GNU_TIME:
-        print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
     results.append(latency(1000, 2 if args.quick else 10))
 
     # Peak memory on lines just under the 1 MiB line limit: the memory goal holds whatever
@@ -308,28 +557,20 @@ def main():
         row = measure(f"aggregate-db on {n:,} rows", lambda: run(f"{b('aggregate-db')} big.db", str(d)), None, runs)
         results.append(row)
 
-    # The issues' targets, each marked met or not.
+    # The issues' targets, each marked met or not: those of this part, then each input's.
     by = {r["task"]: r for r in results}
     def ratio(task):
         return by.get(task, {}).get("ratio")
     gen_rate = lines / by["generate-logs"]["ours_s"]
     targets = [
         ("generate-logs >= 1M lines/s", gen_rate >= 1e6, f"{gen_rate:,.0f} lines/s"),
-        ("parse-to-csv >= 10x parse_logs.py", (ratio("parse-to-csv") or 0) >= 10, f"x{ratio('parse-to-csv') or 0:.2f}"),
-        ("parse-to-db >= 3x parse_to_db.py", (ratio("parse-to-db") or 0) >= 3, f"x{ratio('parse-to-db') or 0:.2f}"),
         ("parse-to-db faster than sqlite3 .import", (ratio("parse-to-db vs sqlite3 .import") or 0) > 1,
          f"x{ratio('parse-to-db vs sqlite3 .import') or 0:.2f}"),
-        ("parse-to-csv peak memory < 64 MiB", (by["parse-to-csv"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-csv']['ours_mib']} MiB"),
-        ("parse-to-db peak memory < 64 MiB", (by["parse-to-db"]["ours_mib"] or 1e9) < 64, f"{by['parse-to-db']['ours_mib']} MiB"),
         ("parse-to-csv peak memory < 64 MiB on 900 KB lines", (by["parse-to-csv on 900 KB lines"]["ours_mib"] or 1e9) < 64,
          f"{by['parse-to-csv on 900 KB lines']['ours_mib']} MiB"),
         ("parse-to-db peak memory < 64 MiB on 900 KB lines", (by["parse-to-db on 900 KB lines"]["ours_mib"] or 1e9) < 64,
          f"{by['parse-to-db on 900 KB lines']['ours_mib']} MiB"),
         ("continuous-parse ingest >= 300k lines/s", rate >= 300_000, f"{rate:,.0f} lines/s"),
-        ("aggregate-csv >= 10x aggregate_csv.py", (ratio("aggregate-csv (all reports)") or 0) >= 10,
-         f"x{ratio('aggregate-csv (all reports)') or 0:.2f}"),
-        ("aggregate-db >= 3x aggregate_db.py", (ratio("aggregate-db (all reports)") or 0) >= 3,
-         f"x{ratio('aggregate-db (all reports)') or 0:.2f}"),
     ]
     if args.report_rows:
         big = by[f"aggregate-db on {args.report_rows:,} rows"]
@@ -338,26 +579,123 @@ def main():
     lat = by.get("continuous-parse latency at 1000 lines/s", {})
     if "median_ms" in lat:
         targets.append(("append-to-visible < 250 ms (p99)", lat["p99_ms"] < 250, f"median {lat['median_ms']} ms, p99 {lat['p99_ms']} ms"))
+    return results, targets
 
-    out = {"lines": lines, "log_bytes": size, "runs": runs, "results": results,
-           "targets": [{"target": t, "met": m, "measured": v} for t, m, v in targets]}
+
+PARTS = ("peers", "once", "baseline", "urls")
+
+
+def comma_list(allowed):
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names or any(n not in allowed for n in names):
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(allowed)}")
+        return list(dict.fromkeys(names))
+    return parse
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="100,000 lines, a few minutes")
+    ap.add_argument("--lines", type=int, default=None, help="log size (default 1,000,000)")
+    ap.add_argument("--inputs", type=comma_list(INPUTS), default=list(INPUTS),
+                    help="where the parse and report comparisons run: ours,seed,real (default all three)")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="before/after: also time the binaries in DIR (another build) against ours, for parsing "
+                         "and every report, on each input")
+    ap.add_argument("--only", type=comma_list(PARTS), default=None,
+                    help="run only these parts: peers (the reference scripts, per input), once (the other tasks), "
+                         "baseline (needs --baseline), urls; e.g. --only baseline")
+    ap.add_argument("--distinct-urls", type=int, default=None, metavar="N",
+                    help="the report memory check's log: N distinct URLs (default 1,000,000; --quick 100,000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
+    ap.add_argument("--report-rows", type=int, default=None,
+                    help="also time aggregate-db on a database of this many rows (#5: 10000000)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON results")
+    args = ap.parse_args()
+    parts = args.only or [p for p in PARTS if p != "baseline" or args.baseline]
+    if "baseline" in parts and not args.baseline:
+        ap.error("--only baseline needs --baseline DIR")
+    if args.baseline:
+        args.baseline = args.baseline.resolve()
+        missing = [n for n in ("parse-to-csv", "parse-to-db", "aggregate-csv", "aggregate-db")
+                   if not (args.baseline / n).exists()]
+        if len(missing) == 4:
+            ap.error(f"--baseline {args.baseline}: none of the binaries is there")
+    lines = args.lines or (100_000 if args.quick else 1_000_000)
+    runs = max(3, args.runs)
+    py = shutil.which("python3") or sys.executable
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    print(f"bench: {lines:,} lines, {runs} runs each, {','.join(parts)} on {','.join(args.inputs)}, in {WORK}",
+          file=sys.stderr)
+    if not GNU_TIME:
+        print("  (peak memory not measured: GNU time is missing; apt-get install time)", file=sys.stderr)
+    if args.baseline and missing:
+        print(f"  (not in the baseline {args.baseline}: {', '.join(missing)})", file=sys.stderr)
+
+    # Each input's log, then the parts that run on each.
+    inputs = {}
+    for name in args.inputs if {"peers", "baseline"} & set(parts) else []:
+        d = WORK / name
+        log = d / "logs" / "access.log"
+        what = make_input(name, lines, log)
+        print(f"input {name}: {what}, {log.stat().st_size:,} bytes", file=sys.stderr)
+        i = inputs[name] = {"log": what, "lines": lines, "log_bytes": log.stat().st_size}
+        if "peers" in parts:
+            i["results"] = peer_comparisons(d, runs, py)
+            i["targets"] = peer_targets(i["results"])
+        if "baseline" in parts:
+            print(f"  before/after, baseline {args.baseline}", file=sys.stderr)
+            i["baseline"], i["baseline_db"] = baseline_comparisons(d, args.baseline, runs)
+
+    results, targets = once(args, lines, runs, py) if "once" in parts else ([], [])
+
+    urls = None
+    if "urls" in parts:
+        n = args.distinct_urls or (100_000 if args.quick else 1_000_000)
+        print(f"report memory on {n:,} distinct URLs", file=sys.stderr)
+        rows, url_targets = distinct_urls(n, runs, args.baseline)
+        urls = {"distinct_urls": n, "log_bytes": (WORK / "distinct-urls" / "logs" / "access.log").stat().st_size,
+                "results": rows, "targets": url_targets}
+
+    as_json = lambda ts, **extra: [dict(extra, target=t, met=m, measured=v) for t, m, v in ts]
+    ours_log = WORK / "ours" / "logs" / "access.log"
+    out = {"lines": lines, "log_bytes": ours_log.stat().st_size if ours_log.exists() else None, "runs": runs,
+           "parts": parts, "baseline": None if args.baseline is None else str(args.baseline),
+           "results": results,
+           "inputs": {name: dict(i, targets=as_json(i.get("targets", []))) for name, i in inputs.items()},
+           "distinct_urls": urls and dict(urls, targets=as_json(urls["targets"])),
+           # Every target in one list, each input's marked with its name.
+           "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]
+                      + (as_json(urls["targets"], input="distinct-urls") if urls else [])}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
-    print(f"\n{'task':<48} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours MiB':>9} {'peer MiB':>9}")
-    for r in results:
-        if "skipped" in r:
-            print(f"{r['task']:<48} skipped: {r['skipped']}")
-        elif "ours_s" in r:
-            peer = f"{r['peer_s']:.3f}s" if "peer_s" in r else "-"
-            ratio_s = f"x{r['ratio']:.2f}" if "ratio" in r else "-"
-            print(f"{r['task']:<48} {r['ours_s']:>8.3f}s {peer:>9} {ratio_s:>7} {str(r['ours_mib']):>9} {str(r.get('peer_mib', '-')):>9}")
-        elif "lines_per_second" in r:
-            print(f"{r['task']:<48} {r['lines_per_second']:,} lines/s")
-        else:
-            print(f"{r['task']:<48} median {r['median_ms']} ms, p99 {r['p99_ms']} ms ({r['lines']} lines)")
-    print("\ntargets:")
-    for t, m, v in targets:
-        print(f"  [{'met' if m else 'NOT met'}] {t}: {v}")
+    for name, i in inputs.items():
+        print(f"\n== input {name}: {i['log']}, {i['lines']:,} lines, {i['log_bytes']:,} bytes")
+        if "results" in i:
+            print_results(i["results"])
+        if "baseline" in i:
+            print(f"\nbefore/after: baseline {args.baseline} against ours; ratio = baseline / ours "
+                  f"(above 1: ours is faster); the baseline's database written by {i['baseline_db']}")
+            print_baseline(i["baseline"])
+    if results:
+        print("\n== once, on input ours")
+        print_results(results)
+    if urls:
+        print(f"\n== report memory on {urls['distinct_urls']:,} distinct URLs ({urls['log_bytes']:,} bytes)"
+              + (f"; baseline {args.baseline} beside ours" if args.baseline else ""))
+        print_baseline(urls["results"]) if args.baseline else print_results(urls["results"])
+    for name, i in inputs.items():
+        if "targets" in i:
+            print(f"\ntargets on input {name}:")
+            print_targets(i["targets"])
+    if targets:
+        print("\ntargets of the tasks run once:")
+        print_targets(targets)
+    if urls:
+        print("\ntargets of the report memory check:")
+        print_targets(urls["targets"])
     print(f"\nwritten to {args.out}")
 
 
