@@ -1,15 +1,16 @@
 //! Packed rows: a compact copy of every row of `logs`, which reports read instead of the rows.
 //!
-//! Reading ten million rows of text through SQLite takes ten seconds; the reports need eight
-//! small fields of each. So the SQLite sink also writes each row as a fixed 52-byte record
-//! (time, status, bytes, client address, and ids of its URL, agent, referrer and method in
-//! `packed_strings`), [`BLOCK_ROWS`] records to a blob in `packed_blocks`, in the same
-//! transaction as the rows. A report then reads a tenth of the bytes and counts integers, with
-//! any filter, and a reader's snapshot always has rows and records in step.
+//! Reading rows of text through SQLite costs far more than the reports' work on them, and
+//! the reports need eight small fields of each. So the SQLite sink also writes each row as a
+//! fixed 52-byte record (time, status, bytes, client address, and ids of its URL, agent,
+//! referrer and method in `packed_strings`), [`BLOCK_ROWS`] records to a blob in
+//! `packed_blocks`, in the same transaction as the rows. A report then reads a fraction of
+//! the bytes and counts integers, with any filter, and a reader's snapshot always has rows
+//! and records in step. Reading them back is [`crate::read::packed`]'s.
 //!
-//! We tried summary tables kept up to date per key instead: they answer an unfiltered report
-//! at once, but maintaining per-visitor and per-URL counts cost SQLite a b-tree update per
-//! key, which slowed parse-to-db by half. Appending records costs a blob write per block.
+//! Summary tables kept up to date per key would answer an unfiltered report at once, but
+//! they cost SQLite a b-tree update per key and row, on the writer, which is parse-to-db's
+//! bottleneck; appending records costs a blob write per block.
 //!
 //! `packed_state.covered` is the last `logs.id` packed. When it falls behind (rows written by
 //! another program, a database from an older version), the next writer packs the missing rows,
@@ -108,7 +109,7 @@ impl Client {
 
 /// One row as the reports read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Record {
+pub(crate) struct PackedRow {
     pub(crate) timestamp: i64,
     pub(crate) bytes: u64,
     pub(crate) client: Client,
@@ -120,7 +121,7 @@ pub(crate) struct Record {
     pub(crate) status: u16,
 }
 
-impl Record {
+impl PackedRow {
     fn write(&self, out: &mut Vec<u8>) {
         let (tag, address) = match self.client {
             Client::V4(a) => (Client::V4_TAG, u128::from(a)),
@@ -138,7 +139,7 @@ impl Record {
         debug_assert_eq!(out.len() % RECORD, 0);
     }
 
-    pub(crate) fn read(b: &[u8]) -> Record {
+    pub(crate) fn read(b: &[u8]) -> PackedRow {
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let address = u128::from_le_bytes(b[16..32].try_into().expect("16 bytes"));
@@ -148,7 +149,7 @@ impl Record {
             Client::V6_TAG => Client::V6(address),
             _ => Client::Text(address as u32),
         };
-        Record {
+        PackedRow {
             timestamp: u64_at(0) as i64,
             bytes: u64_at(8),
             client,
@@ -210,8 +211,8 @@ impl Strings {
 
 /// Rows waiting to be packed, their strings numbered against the batch's own distinct ones.
 ///
-/// Looking up four strings per row in the id cache took a fifth of the writer's time, and the
-/// writer is the bottleneck of parse-to-db. So the parsing threads, which have time to spare,
+/// Looking up four strings per row in the id cache would cost the writer, the bottleneck of
+/// parse-to-db, a hash lookup per string. So the parsing threads, which have time to spare,
 /// build these for each batch (as its [`Encoder`]), and the writer then looks up only the
 /// batch's distinct strings and indexes arrays for the rows.
 #[derive(Debug, Default)]
@@ -401,7 +402,7 @@ impl Packer {
         let methods = ids(&keys.methods, Kind::Method)?;
         let ips = ids(&keys.ips, Kind::Ip)?;
         for row in &keys.rows {
-            let record = Record {
+            let record = PackedRow {
                 timestamp: row.timestamp,
                 bytes: row.bytes,
                 client: match row.client {
@@ -420,7 +421,7 @@ impl Packer {
         Ok(())
     }
 
-    fn push(&mut self, conn: &Connection, record: &Record) -> rusqlite::Result<()> {
+    fn push(&mut self, conn: &Connection, record: &PackedRow) -> rusqlite::Result<()> {
         let open = self.open.get_or_insert_with(OpenBlock::default);
         record.write(&mut open.data);
         open.dirty = true;
@@ -522,7 +523,7 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let record = Record {
+        let record = PackedRow {
             timestamp: -86_401,
             bytes: u64::MAX,
             client: Client::V6(u128::MAX - 5),
@@ -535,13 +536,13 @@ mod tests {
         let mut bytes = Vec::new();
         record.write(&mut bytes);
         assert_eq!(bytes.len(), RECORD);
-        assert_eq!(Record::read(&bytes), record);
-        let text = Record {
+        assert_eq!(PackedRow::read(&bytes), record);
+        let text = PackedRow {
             client: Client::Text(42),
             ..record
         };
         bytes.clear();
         text.write(&mut bytes);
-        assert_eq!(Record::read(&bytes), text);
+        assert_eq!(PackedRow::read(&bytes), text);
     }
 }

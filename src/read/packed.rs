@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 
-use crate::packed::{Client, Kind, RECORD, Record};
+use crate::packed::{Client, Kind, PackedRow, RECORD};
 use crate::report::count::{self, Counter, Hit, Names};
 use crate::report::filter::Filter;
 use crate::report::shard::{self, Share};
@@ -64,7 +64,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
             let mut clients = ClientNumbers::default();
             for block in blocks {
                 for bytes in block.chunks_exact(RECORD) {
-                    let r = Record::read(bytes);
+                    let r = PackedRow::read(bytes);
                     if !in_share(r.client, share)
                         || !filter.accepts_time_and_status(r.timestamp, r.status)
                     {

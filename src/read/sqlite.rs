@@ -50,16 +50,16 @@ pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts
     from_rows(path, &conn, query)
 }
 
-/// Rows per [`RowBatch`].
-const ROW_BATCH: usize = 4096;
+/// Rows per [`RowBlock`].
+const BLOCK_ROWS: usize = 4096;
 
-/// Bytes of text per [`RowBatch`], at most (but for one row): a batch of 4,096 rows of
+/// Bytes of text per [`RowBlock`], at most (but for one row): a block of 4,096 rows of
 /// megabyte-long URLs would hold gigabytes, and the few in flight would all be that size.
-const ROW_BATCH_BYTES: usize = 512 << 10;
+const BLOCK_BYTES: usize = 512 << 10;
 
 /// Rows handed from the reading thread to the counting ones, their text in one arena.
 #[derive(Default)]
-struct RowBatch {
+struct RowBlock {
     text: Arena,
     rows: Vec<RowSpans>,
 }
@@ -71,32 +71,32 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
     let (read, results) = shard::fan_out(
         query.threads,
         |send| {
-            let mut batch = RowBatch::default();
+            let mut block = RowBlock::default();
             let mut stopped = false;
             for_each_row(conn, 0, &mut |row| {
                 let row = row.map_err(|id| {
                     bad = Some(id);
                     anyhow::anyhow!("row {id} has no valid timestamp")
                 })?;
-                batch.rows.push(RowSpans::push(&mut batch.text, row));
-                let full = batch.rows.len() == ROW_BATCH || batch.text.len() >= ROW_BATCH_BYTES;
-                // Only a counting thread that panicked stops taking batches; the join says so.
-                if full && !send(std::mem::take(&mut batch)) {
+                block.rows.push(RowSpans::push(&mut block.text, row));
+                let full = block.rows.len() == BLOCK_ROWS || block.text.len() >= BLOCK_BYTES;
+                // Only a counting thread that panicked stops taking blocks; the join says so.
+                if full && !send(std::mem::take(&mut block)) {
                     stopped = true;
                     bail!("the counting threads stopped");
                 }
                 Ok(())
             })?;
             if !stopped {
-                send(batch);
+                send(block);
             }
             Ok(())
         },
         |share, blocks| {
             let mut counter = RowCounter::new(wants, &query.filters);
-            for batch in blocks {
-                for spans in &batch.rows {
-                    let row = spans.row(&batch.text);
+            for block in blocks {
+                for spans in &block.rows {
+                    let row = spans.row(&block.text);
                     if share.has(row.ip.as_bytes()) {
                         counter.add(&row);
                     }
