@@ -7,6 +7,7 @@ mod test_args;
 mod test_exactly_once;
 mod test_follow;
 mod test_generate;
+mod test_layout;
 mod test_model;
 mod test_nginx;
 mod test_parse;
