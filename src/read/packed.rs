@@ -150,7 +150,7 @@ struct Strings {
 impl Strings {
     fn load(conn: &Connection, needs: Needs) -> rusqlite::Result<Strings> {
         let mut strings = Strings::default();
-        let mut kinds = Vec::new();
+        let mut kinds = [false; 256];
         for (need, kind) in [
             (needs.url, Kind::Url),
             (needs.agent, Kind::Agent),
@@ -158,26 +158,22 @@ impl Strings {
             (needs.method, Kind::Method),
             (needs.client, Kind::Ip),
         ] {
-            if need {
-                kinds.push((kind as u8).to_string());
-            }
+            kinds[kind as usize] = need;
         }
-        if kinds.is_empty() {
+        if !kinds.contains(&true) {
             return Ok(strings);
         }
-        let sql = format!(
-            "SELECT id, kind, value FROM packed_strings WHERE kind IN ({}) ORDER BY id",
-            kinds.join(",")
-        );
-        let mut stmt = conn.prepare(&sql)?;
+        // The whole table in its own order, the kinds told apart here: a `WHERE kind IN`
+        // would go through the (kind, value) index and then sort by id.
+        let mut stmt = conn.prepare("SELECT id, kind, value FROM packed_strings")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let id = usize::try_from(r.get::<_, i64>(0)?).unwrap_or(usize::MAX);
             let kind: u8 = r.get(1)?;
-            let value: Box<str> = r.get_ref(2)?.as_str()?.into();
-            if id >= u32::MAX as usize {
+            if id >= u32::MAX as usize || !kinds[usize::from(kind)] {
                 continue;
             }
+            let value: Box<str> = r.get_ref(2)?.as_str()?.into();
             if kind == Kind::Ip as u8 {
                 if id >= strings.ips.len() {
                     strings.ips.resize(id + 1, Box::default());
