@@ -5,11 +5,13 @@
 //! anyone with `sqlite3`) read while a parser writes; a busy timeout makes two writers (cron's
 //! `parse-to-db` and a running `continuous-parse`) wait for each other instead of failing.
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi, params};
 
 use crate::batch::{Arena, Span};
 use crate::batch::{Batch, Prepare};
@@ -287,9 +289,7 @@ pub fn load_checkpoint(conn: &Connection, source: &str) -> rusqlite::Result<Opti
 
 /// Writes entries into `logs`, rejects into `rejects`, checkpoints into `checkpoints`.
 pub struct SqliteSink {
-    /// Declared before `conn`: a statement must be finalized before its connection closes.
-    full_insert: FullInsert,
-    conn: Connection,
+    conn: WriteConnection,
     path: PathBuf,
     busy_timeout: Duration,
     in_transaction: bool,
@@ -442,19 +442,6 @@ impl PendingRows {
         Ok(())
     }
 
-    /// Binds the [`ROWS_PER_INSERT`] pending rows to `insert` without copying them, and runs
-    /// it.
-    fn insert_full(&mut self, insert: &FullInsert, conn: &Connection) -> rusqlite::Result<()> {
-        debug_assert_eq!(self.len(), ROWS_PER_INSERT);
-        let _ = self.each_value(|index, value| -> Result<(), ()> {
-            insert.bind(index as i32, value);
-            Ok(())
-        });
-        let result = insert.run(conn);
-        self.clear();
-        result
-    }
-
     /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
     fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         self.each_value(|index, value| match value {
@@ -487,10 +474,8 @@ impl SqliteSink {
         if checkpointer.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
         }
-        let full_insert = FullInsert::prepare(&conn)?;
         let mut sink = SqliteSink {
-            full_insert,
-            conn,
+            conn: WriteConnection::new(conn)?,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
@@ -557,7 +542,9 @@ impl SqliteSink {
             return Ok(());
         }
         let result = if rows == ROWS_PER_INSERT {
-            self.pending.insert_full(&self.full_insert, &self.conn)
+            let result = self.conn.insert_full(&self.pending);
+            self.pending.clear();
+            result
         } else {
             self.conn
                 .prepare_cached(&insert_sql(rows))
@@ -760,92 +747,395 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
         })
 }
 
-/// The full-size multi-row INSERT, bound without copying the values.
+/// The writer's connection, with the full-size multi-row INSERT prepared on it and bound
+/// without copying the values.
 ///
 /// rusqlite binds every string as `SQLITE_TRANSIENT`, so SQLite copies each value into an
 /// allocation of its own before copying it again into the record: nine allocations, copies and
-/// frees per row, a fifth of the writer's time in parse-to-db. Here the values stay in
-/// [`PendingRows`] until the statement has run, so `SQLITE_STATIC` is sound; this is the one
-/// place where we step outside rusqlite.
-struct FullInsert {
-    stmt: std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>,
+/// frees per row, a fifth of the writer's time in parse-to-db. Here text is bound as
+/// `SQLITE_STATIC`, pointing into [`PendingRows`]. This is the one place where we step outside
+/// rusqlite, and the type is shaped so that no use of its safe methods can leave SQLite
+/// reading freed memory:
+///
+/// - the one method that binds, [`WriteConnection::insert_full`], borrows the rows for the
+///   whole call and resets the statement and clears its bindings before it returns (or
+///   unwinds), so no binding outlives the borrow of the text it points to;
+/// - it owns the connection, lending it only as `&Connection` (through `Deref`), so nothing
+///   can close it or move it away while the statement lives; `Drop` finalizes the statement
+///   before the connection closes;
+/// - lengths go through [`c_len`], and the result of every SQLite call is checked.
+struct WriteConnection {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    conn: Connection,
 }
 
-impl FullInsert {
-    fn prepare(conn: &Connection) -> rusqlite::Result<FullInsert> {
-        use rusqlite::ffi;
+/// Values per row of the INSERT made by [`insert_sql`].
+const VALUES_PER_ROW: usize = 11;
+
+impl WriteConnection {
+    /// Prepares the INSERT of [`ROWS_PER_INSERT`] rows on `conn`, which it keeps.
+    fn new(conn: Connection) -> rusqlite::Result<WriteConnection> {
         let sql = insert_sql(ROWS_PER_INSERT);
+        let len = c_len(sql.len())?;
         let mut stmt = std::ptr::null_mut();
-        // SAFETY: `conn.handle()` is a live connection; `sql` outlives the call and its length
-        // is passed, so no terminator is needed.
+        // SAFETY: `conn.handle()` is the live connection `conn` owns; `sql` outlives the call
+        // and its length is passed, so no terminator is needed; `stmt` is a valid out-pointer,
+        // and the statement it receives is finalized by `Drop` (or below).
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
                 conn.handle(),
                 sql.as_ptr().cast(),
-                sql.len() as i32,
+                len,
                 ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
                 std::ptr::null_mut(),
             )
         };
-        match std::ptr::NonNull::new(stmt) {
-            Some(stmt) if rc == ffi::SQLITE_OK => Ok(FullInsert { stmt }),
-            _ => Err(last_error(conn, rc)),
+        match NonNull::new(stmt) {
+            Some(stmt) if rc == ffi::SQLITE_OK => Ok(WriteConnection { stmt, conn }),
+            other => {
+                let error = error_of(&conn, rc);
+                if let Some(stmt) = other {
+                    // SAFETY: a statement SQLite made, finalized once, here and nowhere else.
+                    unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+                }
+                Err(error)
+            }
         }
     }
 
-    /// Binds a value; text must stay unchanged until [`FullInsert::run`].
-    fn bind(&self, index: i32, value: Value<'_>) {
-        use rusqlite::ffi;
+    /// Inserts the [`ROWS_PER_INSERT`] rows of `rows` with one run of the statement, their text
+    /// bound in place, without a copy.
+    ///
+    /// Before it returns, whatever happened, the statement is reset and its bindings are
+    /// cleared: the rows may change as soon as it has.
+    fn insert_full(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+        if rows.len() != ROWS_PER_INSERT {
+            return Err(rusqlite::Error::InvalidParameterCount(
+                rows.len() * VALUES_PER_ROW,
+                ROWS_PER_INSERT * VALUES_PER_ROW,
+            ));
+        }
         let stmt = self.stmt.as_ptr();
-        // SAFETY: the statement is live; SQLite reads text only during `run`, and the caller
-        // keeps it in place until then. Binding an index in range cannot fail.
-        unsafe {
-            match value {
-                Value::Text(Some(v)) => ffi::sqlite3_bind_text(
-                    stmt,
-                    index,
-                    v.as_ptr().cast(),
-                    v.len() as i32,
-                    ffi::SQLITE_STATIC(),
-                ),
-                Value::Int(Some(v)) => ffi::sqlite3_bind_int64(stmt, index, v),
-                Value::Text(None) | Value::Int(None) => ffi::sqlite3_bind_null(stmt, index),
+        // Every way out of this function from here, an error or a panic included, resets the
+        // statement and clears its bindings.
+        let cleared = ClearOnExit {
+            conn: self,
+            done: false,
+        };
+        let bound = rows.each_value(|index, value| {
+            let index = c_int::try_from(index).map_err(|_| {
+                rusqlite::Error::InvalidParameterCount(index, ROWS_PER_INSERT * VALUES_PER_ROW)
+            })?;
+            let rc = match value {
+                Value::Text(Some(text)) => {
+                    let len = c_len(text.len())?;
+                    // SAFETY: `stmt` is live (finalized only when `self` is dropped, which
+                    // `cleared` borrows). `text` lies in `rows`, borrowed for this whole call,
+                    // and `cleared` clears the bindings before the call ends, so SQLite never
+                    // reads it afterwards; SQLITE_STATIC tells SQLite neither to copy nor to
+                    // free it. `len` is its exact length.
+                    unsafe {
+                        ffi::sqlite3_bind_text(
+                            stmt,
+                            index,
+                            text.as_ptr().cast(),
+                            len,
+                            ffi::SQLITE_STATIC(),
+                        )
+                    }
+                }
+                // SAFETY: `stmt` is live; an integer is copied into the statement.
+                Value::Int(Some(n)) => unsafe { ffi::sqlite3_bind_int64(stmt, index, n) },
+                // SAFETY: `stmt` is live.
+                Value::Text(None) | Value::Int(None) => unsafe {
+                    ffi::sqlite3_bind_null(stmt, index)
+                },
             };
+            cleared.conn.check(rc)
+        });
+        let inserted = bound.and_then(|()| {
+            // SAFETY: `stmt` is live. Every value bound to it is one bound above, from `rows`,
+            // which is in place; any parameter not bound since the last clear is NULL.
+            let rc = unsafe { ffi::sqlite3_step(stmt) };
+            match rc {
+                ffi::SQLITE_DONE => Ok(()),
+                // The message is read before the reset.
+                _ => Err(error_of(&cleared.conn.conn, rc)),
+            }
+        });
+        // A failed step makes the reset report the same error: the first one is kept.
+        inserted.and(cleared.finish())
+    }
+
+    /// Resets the statement and clears its bindings (all become NULL).
+    fn reset_and_clear(&self) -> rusqlite::Result<()> {
+        let stmt = self.stmt.as_ptr();
+        // SAFETY: `stmt` is live; resetting reads no bound value.
+        let reset = unsafe { ffi::sqlite3_reset(stmt) };
+        // SAFETY: `stmt` is live; clearing only drops the pointers (SQLITE_STATIC: no free).
+        let clear = unsafe { ffi::sqlite3_clear_bindings(stmt) };
+        self.check(reset).and(self.check(clear))
+    }
+
+    /// `rc` from a call on the statement: SQLITE_OK, or the connection's error.
+    fn check(&self, rc: c_int) -> rusqlite::Result<()> {
+        match rc {
+            ffi::SQLITE_OK => Ok(()),
+            _ => Err(error_of(&self.conn, rc)),
         }
     }
 
-    /// Runs the statement once and resets it for the next rows.
-    fn run(&self, conn: &Connection) -> rusqlite::Result<()> {
-        use rusqlite::ffi;
-        // SAFETY: the statement is live and belongs to `conn`.
-        let rc = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
-        let result = if rc == ffi::SQLITE_DONE {
-            Ok(())
-        } else {
-            Err(last_error(conn, rc))
-        };
-        // SAFETY: as above; the error of a failed step was read first.
-        unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
-        result
+    /// The statement with its current bindings expanded, for tests: `NULL` for a cleared one.
+    #[cfg(test)]
+    fn expanded_sql(&self) -> String {
+        // SAFETY: `stmt` is live. `sqlite3_expanded_sql` returns a NUL-terminated string that
+        // we own (or NULL when out of memory), copied before it is freed once.
+        unsafe {
+            let sql = ffi::sqlite3_expanded_sql(self.stmt.as_ptr());
+            assert!(!sql.is_null(), "sqlite3_expanded_sql ran out of memory");
+            let copy = std::ffi::CStr::from_ptr(sql).to_string_lossy().into_owned();
+            ffi::sqlite3_free(sql.cast());
+            copy
+        }
     }
 }
 
-impl Drop for FullInsert {
-    fn drop(&mut self) {
-        // SAFETY: the statement is live, and finalized once.
-        unsafe { rusqlite::ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+impl std::ops::Deref for WriteConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
     }
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live and finalized once, here, before `self.conn` (a field,
+        // dropped after this) closes the connection it belongs to. Its result only repeats the
+        // last step's error, which was reported then.
+        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+    }
+}
+
+/// Resets the statement of a [`WriteConnection`] and clears its bindings when an insert ends:
+/// through [`ClearOnExit::finish`], which reports a failure, or when dropped by a panic.
+struct ClearOnExit<'a> {
+    conn: &'a WriteConnection,
+    done: bool,
+}
+
+impl ClearOnExit<'_> {
+    fn finish(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.reset_and_clear()
+    }
+}
+
+impl Drop for ClearOnExit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.reset_and_clear();
+        }
+    }
+}
+
+/// `len` as the `int` SQLite takes for a length. A value of 2 GiB or more is an error, where
+/// `as` would wrap it to a negative length, which SQLite reads as "up to the first NUL".
+fn c_len(len: usize) -> rusqlite::Result<c_int> {
+    c_int::try_from(len).map_err(|_| {
+        rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_TOOBIG),
+            Some(format!(
+                "a value of {len} bytes is more than SQLite takes (2 GiB)"
+            )),
+        )
+    })
 }
 
 /// The error SQLite holds for `conn` after a call returned `rc`.
-fn last_error(conn: &Connection, rc: i32) -> rusqlite::Error {
+fn error_of(conn: &Connection, rc: c_int) -> rusqlite::Error {
     // SAFETY: `conn.handle()` is live; sqlite3_errmsg returns a NUL-terminated string that is
     // copied before any other call on the connection.
     let message = unsafe {
-        std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_errmsg(conn.handle()))
+        std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle()))
             .to_string_lossy()
             .into_owned()
     };
-    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), Some(message))
+    rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Combined Log Format line with URL `url`, client `10.0.0.n` and size `n`.
+    fn line(n: usize, url: &str) -> String {
+        format!(
+            "10.0.0.{} - bob [01/Jan/2024:00:00:{:02} +0000] \"GET {url} HTTP/1.1\" 200 {n} \"http://ref/{n}\" \"agent {n}\"",
+            n % 250,
+            n % 60
+        )
+    }
+
+    /// `ROWS_PER_INSERT` lines with URLs `{prefix}{n}`.
+    fn lines(prefix: &str) -> Vec<String> {
+        (0..ROWS_PER_INSERT)
+            .map(|n| line(n, &format!("{prefix}{n}")))
+            .collect()
+    }
+
+    fn pending(lines: &[String]) -> PendingRows {
+        let mut rows = PendingRows::default();
+        fill(&mut rows, lines);
+        rows
+    }
+
+    /// Replaces what `rows` holds, reusing its buffers.
+    fn fill(rows: &mut PendingRows, lines: &[String]) {
+        rows.clear();
+        for l in lines {
+            rows.push(&crate::parse::parse_line(l.as_bytes()).unwrap());
+        }
+    }
+
+    fn writer() -> WriteConnection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        WriteConnection::new(conn).unwrap()
+    }
+
+    /// Every row, as its columns in text (NULL as "").
+    fn rows(conn: &Connection) -> Vec<Vec<String>> {
+        let mut stmt = conn
+            .prepare(r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+            .unwrap();
+        stmt.query_map([], |r| {
+            (0..11)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Null => String::new(),
+                        rusqlite::types::Value::Integer(n) => n.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// The rows `lines` make, as [`rows`] reads them back.
+    fn expected(lines: &[String]) -> Vec<Vec<String>> {
+        lines
+            .iter()
+            .map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let (url, n) = (fields[6], fields[9].parse::<usize>().unwrap());
+                [
+                    format!("10.0.0.{}", n % 250),
+                    String::new(),
+                    "bob".into(),
+                    format!("2024-01-01T00:00:{:02}Z", n % 60),
+                    "GET".into(),
+                    url.into(),
+                    "HTTP/1.1".into(),
+                    "200".into(),
+                    n.to_string(),
+                    format!("http://ref/{n}"),
+                    format!("agent {n}"),
+                ]
+                .to_vec()
+            })
+            .collect()
+    }
+
+    /// No parameter of the statement is bound to anything but NULL.
+    fn assert_nothing_bound(conn: &WriteConnection) {
+        let sql = conn.expanded_sql();
+        assert_eq!(
+            sql.matches("NULL").count(),
+            ROWS_PER_INSERT * VALUES_PER_ROW,
+            "{sql}"
+        );
+        assert!(!sql.contains('\''), "a text value is still bound: {sql}");
+    }
+
+    #[test]
+    fn rows_inserted_in_place_are_stored_whole_and_nothing_stays_bound() {
+        let mut conn = writer();
+        let first = lines("/first/");
+        let mut pending = pending(&first);
+        conn.insert_full(&pending).unwrap();
+        assert_nothing_bound(&conn);
+        // The buffers the text was bound from now hold other text: the database must not care.
+        let second = lines("/2nd/");
+        fill(&mut pending, &second);
+        assert_eq!(rows(&conn), expected(&first));
+        conn.insert_full(&pending).unwrap();
+        drop(pending);
+        assert_nothing_bound(&conn);
+        let both: Vec<String> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(rows(&conn), expected(&both));
+    }
+
+    #[test]
+    fn a_failed_insert_leaves_nothing_bound_and_the_statement_usable() {
+        let mut conn = writer();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON logs WHEN NEW.url = '/refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .unwrap();
+        let mut bad = lines("/ok/");
+        bad[7] = line(7, "/refused");
+        let err = conn.insert_full(&pending(&bad)).unwrap_err();
+        assert!(err.to_string().contains("refused by the test"), "{err}");
+        assert_nothing_bound(&conn);
+        assert!(
+            rows(&conn).is_empty(),
+            "the failed statement inserted nothing"
+        );
+
+        // A bind that fails (a value longer than the connection takes) stops before the step.
+        // SAFETY: the connection is live; sqlite3_limit only sets a number.
+        let old = unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
+        let mut long = lines("/ok/");
+        long[3] = line(3, &format!("/{}", "x".repeat(200)));
+        let err = conn.insert_full(&pending(&long)).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, old) };
+        // (Expanding the statement needs more than 100 bytes too.)
+        assert_nothing_bound(&conn);
+
+        let good = lines("/ok/");
+        conn.insert_full(&pending(&good)).unwrap();
+        assert_eq!(rows(&conn), expected(&good));
+    }
+
+    #[test]
+    fn only_a_full_set_of_rows_is_inserted() {
+        let mut conn = writer();
+        let mut short = lines("/x/");
+        short.pop();
+        assert!(matches!(
+            conn.insert_full(&pending(&short)),
+            Err(rusqlite::Error::InvalidParameterCount(693, 704))
+        ));
+        assert!(rows(&conn).is_empty());
+    }
+
+    #[test]
+    fn lengths_of_2_gib_and_more_are_refused_not_wrapped() {
+        assert_eq!(c_len(0).unwrap(), 0);
+        assert_eq!(c_len(i32::MAX as usize).unwrap(), i32::MAX);
+        for len in [i32::MAX as usize + 1, u32::MAX as usize + 5, usize::MAX] {
+            let err = c_len(len).unwrap_err();
+            assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
+            assert!(err.to_string().contains(&len.to_string()), "{err}");
+        }
+    }
 }
