@@ -130,11 +130,6 @@ impl RowEncoder {
         self.text(value.as_deref().unwrap_or("").as_bytes())
     }
 
-    /// Bytes encoded and not yet taken.
-    fn pending(&self) -> usize {
-        self.out.len()
-    }
-
     /// The rows encoded since the last call.
     pub fn take(&mut self) -> Vec<u8> {
         let capacity = self.out.capacity();
@@ -190,7 +185,8 @@ pub struct CsvSink {
     path: PathBuf,
     state_path: PathBuf,
     file: Guarded,
-    /// Rows written one at a time, until they are appended to the file.
+    /// The header of a new file, until it is appended with the first rows (the rows come
+    /// encoded by the parsing threads, in the format this encoder holds).
     encoder: RowEncoder,
     state: State,
 }
@@ -299,7 +295,7 @@ impl CsvSink {
         self.file.write_all(rows).map_err(|e| self.fail(e.into()))
     }
 
-    /// Appends the rows written one at a time.
+    /// Appends what the encoder holds: the header of a new file.
     fn append_pending(&mut self) -> anyhow::Result<()> {
         let rows = self.encoder.take();
         self.append(&rows)
@@ -338,7 +334,7 @@ impl Sink for CsvSink {
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         // More than a header line.
         let header = COLUMNS.join(",").len() as u64 + 1;
-        Ok(self.state.csv_len > header || self.encoder.pending() as u64 > header)
+        Ok(self.state.csv_len > header)
     }
 
     fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>> {
@@ -358,22 +354,13 @@ impl Sink for CsvSink {
         }
     }
 
-    fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        self.encoder.encode(e);
-        if self.encoder.pending() >= 1 << 20 {
-            self.append_pending()?;
-        }
-        Ok(())
-    }
-
     fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
-        match batch.csv_rows() {
-            Some(rows) => {
-                self.append_pending()?;
-                self.append(rows)
-            }
-            None => batch.entries().try_for_each(|e| self.write(&e)),
-        }
+        let Some(rows) = batch.csv_rows() else {
+            bail!("internal error: a batch without the CSV rows this store asks for in `prepare`");
+        };
+        // The header, before the first rows of a new file.
+        self.append_pending()?;
+        self.append(rows)
     }
 
     fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {

@@ -17,8 +17,7 @@ use crate::batch::{Arena, Span};
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{LogEntry, Rfc3339};
-use crate::packed::{BatchKeys, Packer};
-use crate::report::Row;
+use crate::packed::Packer;
 use crate::sink::{Rejected, Sink, Update};
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
@@ -591,7 +590,9 @@ impl Sink for SqliteSink {
             return Ok(());
         }
         let Some(keys) = &batch.keys else {
-            return batch.entries().try_for_each(|e| self.write(&e));
+            bail!(
+                "internal error: a batch without the packed keys this store asks for in `prepare`"
+            );
         };
         self.begin()?;
         for e in batch.entries() {
@@ -599,18 +600,6 @@ impl Sink for SqliteSink {
         }
         self.packer
             .add(&self.conn, keys)
-            .map_err(|err| explain(err, &self.path, self.busy_timeout))
-            .inspect_err(|_| self.rollback())?;
-        Ok(())
-    }
-
-    fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        self.begin()?;
-        self.push_row(e)?;
-        let mut keys = BatchKeys::default();
-        keys.push(&Row::of(e));
-        self.packer
-            .add(&self.conn, &keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())?;
         Ok(())
