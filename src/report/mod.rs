@@ -894,27 +894,9 @@ fn with_csv_row(
 /// Reads the `logs` table, passing each row to `emit`, through a read-only connection (it
 /// works while a parser writes: WAL readers see the last commit).
 pub fn read_db(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
-    let conn = crate::sink::sqlite::open_for_reading(path, std::time::Duration::from_secs(10))?;
+    let conn =
+        crate::sink::sqlite::open_logs_for_reading(path, std::time::Duration::from_secs(10))?;
     let context = || format!("cannot read database {}", path.display());
-    let has_logs: bool = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logs'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => {
-                anyhow::anyhow!("{} is not a SQLite database or is corrupt", path.display())
-            }
-            _ => anyhow::Error::from(e).context(context()),
-        })?;
-    if !has_logs {
-        bail!(
-            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
-            path.display()
-        );
-    }
     let mut bad = None;
     let result = for_each_row(&conn, 0, &mut |row| match row {
         Ok(row) => {
@@ -1039,8 +1021,8 @@ pub fn from_db(path: &Path, filters: &Filters, packed: bool) -> anyhow::Result<C
 /// Anything that stands in the way (no packed rows, an older schema, an unreadable file)
 /// leaves the answer to the rows, which also report the error properly.
 fn db_packed(path: &Path, filters: &Filters) -> Option<Counts> {
-    let conn =
-        crate::sink::sqlite::open_for_reading(path, std::time::Duration::from_secs(10)).ok()?;
+    let conn = crate::sink::sqlite::open_logs_for_reading(path, std::time::Duration::from_secs(10))
+        .ok()?;
     conn.execute_batch("BEGIN").ok()?;
     crate::packed::counts(&conn, filters).ok().flatten()
 }

@@ -113,21 +113,160 @@ pub fn open_for_writing(
     Ok(conn)
 }
 
-/// Opens a database read-only (reports), without creating it.
-pub fn open_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
-    if !path.exists() {
-        bail!(
+/// The columns of `logs` that reports read.
+const REPORT_COLUMNS: [&str; 9] = [
+    "id",
+    "ip",
+    "timestamp",
+    "method",
+    "url",
+    "status",
+    "bytes",
+    "referrer",
+    "user_agent",
+];
+
+/// Opens a database for reports: read-only, creating nothing, and only once everything that
+/// stands between the user and a report has been checked, so that each failure says what it
+/// is: the path is a file (not missing, not a directory) that the user may read, it is a
+/// SQLite database, and it holds a `logs` table with the columns reports read.
+///
+/// A WAL database needs its `-shm` file, which SQLite cannot create where the directory is
+/// read-only (a backup mounted read-only): such a database is opened as immutable instead,
+/// unless its `-wal` file holds changes, which an immutable reader would not see.
+pub fn open_logs_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
+    let cannot_read = || format!("cannot read database {}", path.display());
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "database {} does not exist: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(cannot_read),
+        Ok(meta) if meta.is_dir() => bail!(
+            "{} is a directory, not a database file (give the path of a database, such as {})",
+            path.display(),
+            path.join("logs.db").display()
+        ),
+        Ok(_) => {}
+    }
+    // SQLite would say only "unable to open database file" (no permission, say).
+    std::fs::File::open(path).with_context(cannot_read)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).with_context(cannot_read)?;
+    conn.busy_timeout(busy_timeout).with_context(cannot_read)?;
+    // The first read opens the WAL files: where that fails, whatever the reason, the file
+    // itself is known to be readable (above), so what is missing is the right to create them.
+    let conn = match conn.query_row("PRAGMA application_id", [], |r| r.get::<_, i64>(0)) {
+        Err(e) if can_not_open_beside(&e) => {
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read database {} where it is: SQLite cannot create its -shm file \
+                         there (a read-only directory?), and without one it would not see the \
+                         changes in {}; copy both files to a writable directory",
+                        path.display(),
+                        wal.display()
+                    )
+                });
+            }
+            let uri = immutable_uri(path).with_context(cannot_read)?;
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .with_context(cannot_read)?
+        }
+        _ => conn,
+    };
+    check_logs(&conn, path).map_err(|e| explain_read(e, path, busy_timeout))?;
+    Ok(conn)
+}
+
+/// Is this the error of SQLite failing to open or create the files beside a database (its
+/// `-shm` and `-wal`)?
+fn can_not_open_beside(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// `path` as a SQLite URI filename that opens it immutable: no locks, no `-shm`, no `-wal`.
+///
+/// The path is made absolute (a URI's path must not begin with `//`, which would name a host)
+/// and every byte but the unreserved ones is percent-encoded (`?`, `#` and `%` have a meaning
+/// in a URI).
+fn immutable_uri(path: &Path) -> std::io::Result<String> {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::fs::canonicalize(path)?;
+    let mut uri = String::from("file:");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
+}
+
+/// Refuses a database that holds no `logs` table that reports can read.
+fn check_logs(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app_id != 0 && app_id != APPLICATION_ID {
+        bail!(
+            "{} is not a log-pipeline database (application id {app_id:#x})",
             path.display()
         );
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(busy_timeout)?;
-    Ok(conn)
+    let columns = table_columns(conn, "logs")?;
+    if columns.is_empty() {
+        bail!(
+            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        );
+    }
+    if columns.iter().map(String::as_str).eq(LEGACY_COLUMNS) {
+        bail!(
+            "{} holds the original scripts' `logs` table: open it once with `parse-to-db --db {}` \
+             (or `continuous-parse`), which upgrades it in place",
+            path.display(),
+            path.display()
+        );
+    }
+    let missing: Vec<&str> = (REPORT_COLUMNS.iter().copied())
+        .filter(|c| !columns.iter().any(|have| have == c))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} is not a log-pipeline database: its `logs` table has the columns {}, and lacks {}",
+            path.display(),
+            columns.join(", "),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// [`explain_any`] for a reader: SQLite's terse errors turned into what a user can act on.
+fn explain_read(e: anyhow::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|e| e.sqlite_error_code());
+    match code {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            e.context(format!("{} is not a SQLite database or is corrupt", path.display()))
+        }
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => e.context(format!(
+            "database {} stayed locked by another process for longer than the busy timeout ({:.1}s)",
+            path.display(),
+            busy_timeout.as_secs_f64()
+        )),
+        Some(_) => e.context(format!("cannot read database {}", path.display())),
+        // Our own message, which names the database already.
+        None => e,
+    }
 }
 
 fn explain(e: rusqlite::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
@@ -1126,5 +1265,27 @@ mod tests {
             assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
             assert!(err.to_string().contains(&len.to_string()), "{err}");
         }
+    }
+
+    #[test]
+    fn an_immutable_uri_names_any_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd ?#%é&=name.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (42)")
+            .unwrap();
+        let uri = immutable_uri(&path).unwrap();
+        assert!(
+            uri.starts_with("file:/") && !uri.starts_with("file://"),
+            "{uri}"
+        );
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let x: i64 = conn.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
     }
 }
