@@ -355,6 +355,57 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
+/// Opens a log named as an input. `Ok(Err(_))`: nothing is at the path, which may be a log
+/// rotated away (only its checkpoint can tell); an error: something is there that cannot be
+/// read (a directory, a file without permission).
+fn open_log(path: &Path) -> anyhow::Result<Result<File, io::Error>> {
+    match File::open(path) {
+        Ok(file) => {
+            let meta = file
+                .metadata()
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if meta.is_dir() {
+                anyhow::bail!("cannot read log {}: it is a directory", path.display());
+            }
+            Ok(Ok(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Err(e)),
+        Err(e) => Err(e).with_context(|| format!("cannot open log {}", path.display())),
+    }
+}
+
+/// Fails when no input can give a line, before the caller takes the store's lock or opens the
+/// store: a run that can only fail then creates nothing (no empty database, no lock file, no
+/// CSV with only a header). `store_exists`: a missing log may then be one rotated away, whose
+/// rotated file the pass still reads (from the checkpoint in the store), so it counts as one
+/// that can give lines.
+///
+/// When some input can, the pass runs as usual, and reports the others in
+/// [`Summary::failed`].
+pub fn check_inputs(inputs: &[Input], store_exists: bool) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for input in inputs {
+        let Input::File(path) = input else {
+            return Ok(());
+        };
+        match open_log(path) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) if store_exists && !is_gz(path) => return Ok(()),
+            Ok(Err(e)) => errors
+                .push(anyhow::Error::new(e).context(format!("cannot open log {}", path.display()))),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            let each: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
+            anyhow::bail!("none of the {n} inputs can be read: {}", each.join("; "))
+        }
+    }
+}
+
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
         if self.sink.holds_rows()? {
@@ -373,22 +424,9 @@ impl Pass<'_> {
 
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let key = source_key(path);
-        let mut missing = None;
-        let opened = match File::open(path) {
-            Ok(file) => {
-                let meta = file
-                    .metadata()
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if meta.is_dir() {
-                    anyhow::bail!("cannot read log {}: it is a directory", path.display());
-                }
-                Some(file)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing = Some(e);
-                None
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot open log {}", path.display())),
+        let (opened, mut missing) = match open_log(path)? {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(e)),
         };
         let not_found = || {
             anyhow::Error::new(
