@@ -406,6 +406,22 @@ pub fn check_inputs(inputs: &[Input], store_exists: bool) -> anyhow::Result<()> 
     }
 }
 
+/// The compression whose magic bytes `head` starts with, if any.
+fn compression(head: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 6] = [
+        (b"\x1f\x8b", "gzip"),
+        (b"BZh", "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"PK\x03\x04", "zip"),
+        (b"\x04\x22\x4d\x18", "lz4"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|&(_, name)| name)
+}
+
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
         if self.sink.holds_rows()? {
@@ -415,10 +431,12 @@ impl Pass<'_> {
             ));
         }
         let stdin = io::stdin();
+        let before = self.counts();
         self.drain((stdin, 0), "-", 0, PartialRule::Take, None, &mut |_, _| {
             Ok(None)
         })
         .context("cannot read standard input")?;
+        self.warn_if_no_entry(Path::new("standard input"), before, None);
         Ok(())
     }
 
@@ -443,7 +461,12 @@ impl Pass<'_> {
         };
         if is_gz(path) {
             let file = opened.ok_or_else(not_found)?;
-            return self.gz_input(file, path, &key, &all);
+            let before = self.counts();
+            let from_start = self.gz_input(file, path, &key, &all)?;
+            if from_start {
+                self.warn_if_no_entry(path, before, None);
+            }
+            return Ok(());
         }
         let records = Records::of(&key, &all);
         if records.current.is_none()
@@ -527,8 +550,51 @@ impl Pass<'_> {
             PartialRule::Leave
         };
         let saved = records.current.filter(|_| start.is_some());
-        self.plain(&file, path, &key, start.unwrap_or((0, 0)), rule, saved)?;
+        let start = start.unwrap_or((0, 0));
+        let before = self.counts();
+        self.plain(&file, path, &key, start, rule, saved)?;
+        if start == (0, 0) {
+            self.warn_if_no_entry(path, before, Some(&file));
+        }
         Ok(())
+    }
+
+    /// Lines read and entries written so far: taken before an input is read, to tell what it
+    /// gave ([`Pass::warn_if_no_entry`]).
+    fn counts(&self) -> (u64, u64) {
+        (self.summary.read, self.summary.written)
+    }
+
+    /// After an input was read from its first line: if it had lines and none was an entry, it
+    /// is most likely not an access log at all (a binary, a compressed file, another log), which
+    /// a run that ends well would otherwise not say. `file` is the plain file, whose first
+    /// bytes may say how it is compressed.
+    fn warn_if_no_entry(&mut self, path: &Path, (read, written): (u64, u64), file: Option<&File>) {
+        let lines = self.summary.read - read;
+        if lines == 0 || self.summary.written > written {
+            return;
+        }
+        let mut head = [0u8; 6];
+        let head = match file.map(|f| f.read_at(&mut head, 0)) {
+            Some(Ok(n)) => &head[..n],
+            _ => &[],
+        };
+        let what = match lines {
+            1 => "its one line is not an access log line".to_owned(),
+            n => format!("none of its {n} lines is an access log line"),
+        };
+        let hint = match compression(head) {
+            Some("gzip") => {
+                "it looks compressed (gzip): name it .gz to have it read decompressed, \
+                 or decompress it first"
+                    .to_owned()
+            }
+            Some(kind) => format!(
+                "it looks compressed ({kind}): decompress it first (only .gz files are read compressed)"
+            ),
+            None => "is it an access log (Common or Combined Log Format)?".to_owned(),
+        };
+        (self.notify)(format!("{}: {what}: {hint}", path.display()));
     }
 
     /// The file at `path` is no longer what `cp` was taken on (`why`): the old file was
@@ -806,14 +872,15 @@ impl Pass<'_> {
 
     /// A `.gz` named as an input: under its own checkpoint if it has one; else, if it holds
     /// lines a rotated or done record already took (the log's rotated file, compressed), read
-    /// on from there under that record; else from its start.
+    /// on from there under that record; else from its start. Returns whether it was read from
+    /// its first line.
     fn gz_input(
         &mut self,
         file: File,
         path: &Path,
         key: &str,
         all: &[(String, Checkpoint)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let own = all.iter().find(|(k, _)| k == key).map(|(_, cp)| *cp);
         let mut start = (0, 0);
         match own {
@@ -842,12 +909,14 @@ impl Pass<'_> {
                             path.display(),
                             cp.offset
                         ));
-                        return self.finish(path, Opened::Compressed(file), record, cp, true);
+                        self.finish(path, Opened::Compressed(file), record, cp, true)?;
+                        return Ok(false);
                     }
                 }
             }
         }
-        self.compressed(file, path, key, start)
+        self.compressed(file, path, key, start)?;
+        Ok(start == (0, 0))
     }
     /// Reads a plain file from `(offset, line)` under the record `key`. Returns the last
     /// checkpoint committed (or found unchanged).
