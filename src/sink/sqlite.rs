@@ -908,7 +908,7 @@ impl WriteConnection {
         let mut stmt = std::ptr::null_mut();
         // SAFETY: `conn.handle()` is the live connection `conn` owns; `sql` outlives the call
         // and its length is passed, so no terminator is needed; `stmt` is a valid out-pointer,
-        // and the statement it receives is finalized by `Drop` (or below).
+        // and the statement it receives is finalized by `Drop`.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
                 conn.handle(),
@@ -919,16 +919,10 @@ impl WriteConnection {
                 std::ptr::null_mut(),
             )
         };
+        // On an error SQLite leaves `stmt` NULL: there is nothing to finalize.
         match NonNull::new(stmt) {
             Some(stmt) if rc == ffi::SQLITE_OK => Ok(WriteConnection { stmt, conn }),
-            other => {
-                let error = error_of(&conn, rc);
-                if let Some(stmt) = other {
-                    // SAFETY: a statement SQLite made, finalized once, here and nowhere else.
-                    unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
-                }
-                Err(error)
-            }
+            _ => Err(error_of(&conn, rc)),
         }
     }
 
@@ -1242,6 +1236,15 @@ mod tests {
         let good = lines("/ok/");
         conn.insert_full(&pending(&good)).unwrap();
         assert_eq!(rows(&conn), expected(&good));
+    }
+
+    #[test]
+    fn a_statement_that_cannot_be_prepared_is_an_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        let Err(err) = WriteConnection::new(conn) else {
+            panic!("prepared an INSERT into a table that does not exist");
+        };
+        assert!(err.to_string().contains("no such table: logs"), "{err}");
     }
 
     #[test]
