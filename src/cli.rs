@@ -165,6 +165,15 @@ pub fn warn(tool: &str) -> impl FnMut(String) + '_ {
     }
 }
 
+/// Fails when no input of a one-time run can be read, before anything of `store` is created
+/// or locked (see [`crate::ingest::check_inputs`]).
+pub fn check_inputs(store: &std::path::Path, args: &IngestArgs) -> anyhow::Result<()> {
+    let inputs: Vec<_> = (args.inputs.iter())
+        .map(|p| crate::ingest::Input::from_arg(p))
+        .collect();
+    crate::ingest::check_inputs(&inputs, store.exists())
+}
+
 /// Takes the write lock of `store` for a one-time run, before the store is opened (its schema
 /// is created or upgraded under the lock), to be held until the run ends.
 pub fn lock_store(

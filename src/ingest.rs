@@ -355,6 +355,73 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
+/// Opens a log named as an input. `Ok(Err(_))`: nothing is at the path, which may be a log
+/// rotated away (only its checkpoint can tell); an error: something is there that cannot be
+/// read (a directory, a file without permission).
+fn open_log(path: &Path) -> anyhow::Result<Result<File, io::Error>> {
+    match File::open(path) {
+        Ok(file) => {
+            let meta = file
+                .metadata()
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if meta.is_dir() {
+                anyhow::bail!("cannot read log {}: it is a directory", path.display());
+            }
+            Ok(Ok(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Err(e)),
+        Err(e) => Err(e).with_context(|| format!("cannot open log {}", path.display())),
+    }
+}
+
+/// Fails when no input can give a line, before the caller takes the store's lock or opens the
+/// store: a run that can only fail then creates nothing (no empty database, no lock file, no
+/// CSV with only a header). `store_exists`: a missing log may then be one rotated away, whose
+/// rotated file the pass still reads (from the checkpoint in the store), so it counts as one
+/// that can give lines.
+///
+/// When some input can, the pass runs as usual, and reports the others in
+/// [`Summary::failed`].
+pub fn check_inputs(inputs: &[Input], store_exists: bool) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for input in inputs {
+        let Input::File(path) = input else {
+            return Ok(());
+        };
+        match open_log(path) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) if store_exists && !is_gz(path) => return Ok(()),
+            Ok(Err(e)) => errors
+                .push(anyhow::Error::new(e).context(format!("cannot open log {}", path.display()))),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            let each: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
+            anyhow::bail!("none of the {n} inputs can be read: {}", each.join("; "))
+        }
+    }
+}
+
+/// The compression whose magic bytes `head` starts with, if any.
+fn compression(head: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 6] = [
+        (b"\x1f\x8b", "gzip"),
+        (b"BZh", "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"PK\x03\x04", "zip"),
+        (b"\x04\x22\x4d\x18", "lz4"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|&(_, name)| name)
+}
+
 impl Pass<'_> {
     fn stdin(&mut self) -> anyhow::Result<()> {
         if self.sink.holds_rows()? {
@@ -364,31 +431,20 @@ impl Pass<'_> {
             ));
         }
         let stdin = io::stdin();
+        let before = self.counts();
         self.drain((stdin, 0), "-", 0, PartialRule::Take, None, &mut |_, _| {
             Ok(None)
         })
         .context("cannot read standard input")?;
+        self.warn_if_no_entry(Path::new("standard input"), before, None);
         Ok(())
     }
 
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let key = source_key(path);
-        let mut missing = None;
-        let opened = match File::open(path) {
-            Ok(file) => {
-                let meta = file
-                    .metadata()
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if meta.is_dir() {
-                    anyhow::bail!("cannot read log {}: it is a directory", path.display());
-                }
-                Some(file)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing = Some(e);
-                None
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot open log {}", path.display())),
+        let (opened, mut missing) = match open_log(path)? {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(e)),
         };
         let not_found = || {
             anyhow::Error::new(
@@ -405,7 +461,12 @@ impl Pass<'_> {
         };
         if is_gz(path) {
             let file = opened.ok_or_else(not_found)?;
-            return self.gz_input(file, path, &key, &all);
+            let before = self.counts();
+            let from_start = self.gz_input(file, path, &key, &all)?;
+            if from_start {
+                self.warn_if_no_entry(path, before, None);
+            }
+            return Ok(());
         }
         let records = Records::of(&key, &all);
         if records.current.is_none()
@@ -489,8 +550,51 @@ impl Pass<'_> {
             PartialRule::Leave
         };
         let saved = records.current.filter(|_| start.is_some());
-        self.plain(&file, path, &key, start.unwrap_or((0, 0)), rule, saved)?;
+        let start = start.unwrap_or((0, 0));
+        let before = self.counts();
+        self.plain(&file, path, &key, start, rule, saved)?;
+        if start == (0, 0) {
+            self.warn_if_no_entry(path, before, Some(&file));
+        }
         Ok(())
+    }
+
+    /// Lines read and entries written so far: taken before an input is read, to tell what it
+    /// gave ([`Pass::warn_if_no_entry`]).
+    fn counts(&self) -> (u64, u64) {
+        (self.summary.read, self.summary.written)
+    }
+
+    /// After an input was read from its first line: if it had lines and none was an entry, it
+    /// is most likely not an access log at all (a binary, a compressed file, another log), which
+    /// a run that ends well would otherwise not say. `file` is the plain file, whose first
+    /// bytes may say how it is compressed.
+    fn warn_if_no_entry(&mut self, path: &Path, (read, written): (u64, u64), file: Option<&File>) {
+        let lines = self.summary.read - read;
+        if lines == 0 || self.summary.written > written {
+            return;
+        }
+        let mut head = [0u8; 6];
+        let head = match file.map(|f| f.read_at(&mut head, 0)) {
+            Some(Ok(n)) => &head[..n],
+            _ => &[],
+        };
+        let what = match lines {
+            1 => "its one line is not an access log line".to_owned(),
+            n => format!("none of its {n} lines is an access log line"),
+        };
+        let hint = match compression(head) {
+            Some("gzip") => {
+                "it looks compressed (gzip): name it .gz to have it read decompressed, \
+                 or decompress it first"
+                    .to_owned()
+            }
+            Some(kind) => format!(
+                "it looks compressed ({kind}): decompress it first (only .gz files are read compressed)"
+            ),
+            None => "is it an access log (Common or Combined Log Format)?".to_owned(),
+        };
+        (self.notify)(format!("{}: {what}: {hint}", path.display()));
     }
 
     /// The file at `path` is no longer what `cp` was taken on (`why`): the old file was
@@ -768,14 +872,15 @@ impl Pass<'_> {
 
     /// A `.gz` named as an input: under its own checkpoint if it has one; else, if it holds
     /// lines a rotated or done record already took (the log's rotated file, compressed), read
-    /// on from there under that record; else from its start.
+    /// on from there under that record; else from its start. Returns whether it was read from
+    /// its first line.
     fn gz_input(
         &mut self,
         file: File,
         path: &Path,
         key: &str,
         all: &[(String, Checkpoint)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let own = all.iter().find(|(k, _)| k == key).map(|(_, cp)| *cp);
         let mut start = (0, 0);
         match own {
@@ -804,12 +909,14 @@ impl Pass<'_> {
                             path.display(),
                             cp.offset
                         ));
-                        return self.finish(path, Opened::Compressed(file), record, cp, true);
+                        self.finish(path, Opened::Compressed(file), record, cp, true)?;
+                        return Ok(false);
                     }
                 }
             }
         }
-        self.compressed(file, path, key, start)
+        self.compressed(file, path, key, start)?;
+        Ok(start == (0, 0))
     }
     /// Reads a plain file from `(offset, line)` under the record `key`. Returns the last
     /// checkpoint committed (or found unchanged).

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
 use crate::workdir::{Workdir, bin_path, lines, wait_until};
@@ -585,4 +586,143 @@ fn packed_copy_stays_whole_when_two_writers_take_turns() {
         .unwrap();
     assert!(follower.0.wait().unwrap().success());
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+}
+
+#[test]
+fn a_path_that_is_no_log_database_is_named_for_what_it_is() {
+    let wd = Workdir::new();
+    std::fs::create_dir(wd.path("adir")).unwrap();
+    wd.cmd("aggregate-db")
+        .arg("adir")
+        .assert()
+        .code(2)
+        .stderr(contains("adir is a directory"))
+        .stderr(contains("Error code").not());
+    rusqlite::Connection::open(wd.path("foreign.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE logs (foo, bar); INSERT INTO logs VALUES (1, 2)")
+        .unwrap();
+    wd.cmd("aggregate-db")
+        .arg("foreign.db")
+        .assert()
+        .code(2)
+        .stderr(contains("foreign.db is not a log-pipeline database"))
+        .stderr(contains("columns foo, bar"))
+        .stderr(contains("no such column").not());
+    // The original scripts' table: parse-to-db upgrades it, and says so.
+    rusqlite::Connection::open(wd.path("legacy.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT, timestamp TEXT, url TEXT, status INTEGER, user_agent TEXT)",
+        )
+        .unwrap();
+    wd.cmd("aggregate-db")
+        .arg("legacy.db")
+        .assert()
+        .code(2)
+        .stderr(contains("original scripts"))
+        .stderr(contains("parse-to-db --db legacy.db"));
+    wd.write(
+        "text.db",
+        "not a database, but text long enough to fill a header......",
+    );
+    wd.cmd("aggregate-db")
+        .arg("text.db")
+        .assert()
+        .code(2)
+        .stderr(contains("text.db is not a SQLite database"));
+}
+
+#[test]
+fn an_unreadable_database_says_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    let wd = Workdir::new();
+    wd.write("logs/access.log", crate::workdir::numbered_lines(0, 5));
+    both_stores(&wd, &["logs/access.log"]);
+    std::fs::set_permissions(wd.path("out.db"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = if std::fs::read(wd.path("out.db")).is_ok() {
+        // Root reads any file: without the two capabilities that let it, it is denied too.
+        let mut cmd = assert_cmd::Command::new("setpriv");
+        cmd.args(["--bounding-set", "-dac_override,-dac_read_search"])
+            .arg(bin_path("aggregate-db"))
+            .current_dir(wd.root());
+        let works = Command::new("setpriv")
+            .args(["--bounding-set", "-dac_override,-dac_read_search", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            eprintln!("SKIPPED: running as root, and setpriv cannot drop CAP_DAC_OVERRIDE");
+            return;
+        }
+        cmd
+    } else {
+        wd.cmd("aggregate-db")
+    };
+    cmd.arg("out.db")
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read database out.db: Permission denied"))
+        .stderr(contains("unable to open").not());
+}
+
+#[test]
+fn a_database_on_a_read_only_mount_is_read() {
+    let wd = Workdir::new();
+    let Some(mount) = crate::workdir::Mount::tmpfs(&wd.path("ro"), "size=4m") else {
+        return;
+    };
+    wd.write("logs/access.log", crate::workdir::numbered_lines(0, 50));
+    wd.cmd("parse-to-db")
+        .args(["--db", "ro/logs.db", "--final", "--quiet"])
+        .assert()
+        .success();
+    let report = |args: &[&str]| {
+        wd.cmd("aggregate-db")
+            .args(["ro/logs.db", "--format", "json"])
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    let before = report(&[]);
+    // The case to cover: a database closed cleanly by its writer, so no -shm for a reader to
+    // use (the reader just now left one behind, and an empty -wal).
+    assert_eq!(
+        std::fs::metadata(wd.path("ro/logs.db-wal")).map_or(0, |m| m.len()),
+        0
+    );
+    let _ = std::fs::remove_file(wd.path("ro/logs.db-shm"));
+    // A copy taken while a writer had changes in its -wal: read without them, it would be stale.
+    wd.cmd("parse-to-db")
+        .args(["--db", "live.db", "--final", "--quiet"])
+        .assert()
+        .success();
+    let writer = rusqlite::Connection::open(wd.path("live.db")).unwrap();
+    writer
+        .execute_batch(
+            "PRAGMA wal_autocheckpoint = 0;
+             INSERT INTO logs (ip, timestamp, url, status) SELECT ip, timestamp, url, status FROM logs LIMIT 1;",
+        )
+        .unwrap();
+    std::fs::copy(wd.path("live.db"), wd.path("ro/copy.db")).unwrap();
+    std::fs::copy(wd.path("live.db-wal"), wd.path("ro/copy.db-wal")).unwrap();
+    if !mount.remount_read_only() {
+        return;
+    }
+    assert!(
+        report(&[]) == before,
+        "the report from a read-only mount differs"
+    );
+    assert!(
+        report(&["--scan"]) == before,
+        "the rows on a read-only mount differ"
+    );
+    wd.cmd("aggregate-db")
+        .arg("ro/copy.db")
+        .assert()
+        .code(2)
+        .stderr(contains("ro/copy.db-wal"))
+        .stderr(contains("writable directory"));
 }

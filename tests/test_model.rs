@@ -77,9 +77,6 @@ impl Sink for Crashing<'_> {
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         self.inner.holds_rows()
     }
-    fn write(&mut self, entry: &log_pipeline::LogEntry<'_>) -> anyhow::Result<()> {
-        self.inner.write(entry)
-    }
     fn prepare(&self) -> log_pipeline::batch::Prepare {
         self.inner.prepare()
     }

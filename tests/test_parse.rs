@@ -600,3 +600,149 @@ fn disk_full_and_read_only_outputs_fail_cleanly() {
         .code(2)
         .stderr(contains("ro/out.db"));
 }
+
+#[test]
+fn a_run_that_can_read_no_input_creates_nothing() {
+    let wd = Workdir::new();
+    std::fs::create_dir(wd.path("adir")).unwrap();
+    for tool in BOTH {
+        let [_, out] = tool.out_args();
+        for (inputs, says) in [
+            (
+                &["nope.log"][..],
+                &["cannot open log nope.log", "No such file"][..],
+            ),
+            (&["adir"], &["cannot read log adir: it is a directory"]),
+            (&["nope.log.gz"], &["nope.log.gz", "No such file"]),
+            (
+                &["nope.log", "adir"],
+                &["none of the 2 inputs can be read", "nope.log", "adir"],
+            ),
+        ] {
+            let mut assert = wd
+                .cmd(tool.bin())
+                .args(tool.out_args())
+                .args(inputs)
+                .assert()
+                .code(2);
+            for s in says {
+                assert = assert.stderr(contains(*s));
+            }
+            let left: Vec<_> = std::fs::read_dir(wd.root())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.starts_with(out))
+                .collect();
+            assert!(left.is_empty(), "{tool:?} {inputs:?} left {left:?}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_input_beside_a_readable_one_fails_alone() {
+    for tool in BOTH {
+        let wd = Workdir::new();
+        wd.write("a.log", numbered_lines(0, 5));
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .args(["nope.log", "a.log"])
+            .assert()
+            .code(2)
+            .stderr(contains("FAILED: nope.log"))
+            .stderr(contains("No such file"));
+        assert_eq!(urls(&tool.rows(&wd)), expected_urls(0, 5), "{tool:?}");
+    }
+}
+
+#[test]
+fn a_log_rotated_away_without_a_new_one_is_still_drained() {
+    // logrotate's `nocreate`: the log is renamed, and no new one exists until the server
+    // reopens it. Only the store's checkpoint knows where the rest of the lines went, so the
+    // missing log must not stop the run before the store is opened.
+    for tool in BOTH {
+        let wd = Workdir::new();
+        wd.write("logs/access.log", numbered_lines(0, 5));
+        tool.run(&wd, &["--quiet"]);
+        wd.append("logs/access.log", numbered_lines(5, 8));
+        std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .assert()
+            .code(2)
+            .stderr(contains("reading the rest of"))
+            .stderr(contains("No such file"));
+        assert_eq!(urls(&tool.rows(&wd)), expected_urls(0, 8), "{tool:?}");
+    }
+}
+
+#[test]
+fn a_file_with_no_access_log_line_gets_a_hint() {
+    let wd = Workdir::new();
+    wd.write("notes.txt", "hello\nworld\n");
+    wd.write("one.txt", "hello\n");
+    wd.write("empty.log", "");
+    for (name, magic, kind) in [
+        ("a.bz2", &b"BZh91AY&SY"[..], "bzip2"),
+        ("a.xz", b"\xfd7zXZ\x00\x00", "xz"),
+        ("a.zst", b"\x28\xb5\x2f\xfd\x00", "zstd"),
+        ("a.zip", b"PK\x03\x04\x14\x00", "zip"),
+        ("a.lz4", b"\x04\x22\x4d\x18\x64", "lz4"),
+        ("gzipped.log", b"\x1f\x8b\x08\x00", "gzip"),
+    ] {
+        let mut bytes = magic.to_vec();
+        bytes.extend_from_slice(b"\x00\x01binary\nmore\x00\n");
+        wd.write(name, bytes);
+        for tool in BOTH {
+            let [_, out] = tool.out_args();
+            let _ = std::fs::remove_file(wd.path(out));
+            let _ = std::fs::remove_file(wd.path(&format!("{out}.checkpoint")));
+            wd.cmd(tool.bin())
+                .args(tool.out_args())
+                .arg(name)
+                .assert()
+                .success()
+                .stderr(contains(format!(
+                    "warning: {name}: none of its 2 lines is an access log line: it looks compressed ({kind})"
+                )));
+        }
+    }
+    for tool in BOTH {
+        let [_, out] = tool.out_args();
+        let _ = std::fs::remove_file(wd.path(out));
+        let _ = std::fs::remove_file(wd.path(&format!("{out}.checkpoint")));
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .args(["notes.txt", "one.txt", "empty.log"])
+            .assert()
+            .success()
+            .stderr(contains(
+                "warning: notes.txt: none of its 2 lines is an access log line: is it an access log",
+            ))
+            .stderr(contains("warning: one.txt: its one line is not an access log line"))
+            .stderr(contains("empty.log:").not());
+        // Read again from where it stopped, nothing new: nothing to say.
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .arg("notes.txt")
+            .assert()
+            .success()
+            .stderr(contains("warning").not());
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .arg("-")
+            .write_stdin("not a log\n")
+            .assert()
+            .success()
+            .stderr(contains(
+                "warning: standard input: its one line is not an access log line",
+            ));
+        // An access log with a bad line is an access log.
+        wd.write("mixed.log", format!("garbage\n{}", numbered_lines(0, 2)));
+        wd.cmd(tool.bin())
+            .args(tool.out_args())
+            .arg("mixed.log")
+            .assert()
+            .success()
+            .stderr(contains("warning").not());
+    }
+}

@@ -204,6 +204,23 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// Makes the file system read-only, as a backup mounted read-only is. False (after saying
+    /// SKIPPED) where that is not allowed.
+    pub fn remount_read_only(&self) -> bool {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot remount {} read-only", self.0.display());
+        }
+        ok
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();

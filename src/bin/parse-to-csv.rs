@@ -27,6 +27,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("parse-to-csv", || {
         let args = Args::parse();
+        cli::check_inputs(&args.output, &args.ingest)?;
         let _lock = cli::lock_store("parse-to-csv", &args.output, &args.ingest)?;
         let mut sink = CsvSink::open(
             &args.output,

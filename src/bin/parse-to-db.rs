@@ -27,6 +27,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("parse-to-db", || {
         let args = Args::parse();
+        cli::check_inputs(&args.db, &args.ingest)?;
         let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
         let mut sink =
             SqliteSink::open(&args.db, args.busy_timeout, &mut cli::warn("parse-to-db"))?;

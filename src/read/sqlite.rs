@@ -10,7 +10,7 @@ use crate::report::count::RowCounter;
 use crate::report::shard;
 use crate::report::{Counts, Query};
 use crate::row::{Arena, RowSpans};
-use crate::sink::sqlite::{for_each_row, open_for_reading};
+use crate::sink::sqlite::{for_each_row, open_logs_for_reading};
 
 /// How long a report waits for a writer's lock: readers in WAL mode rarely wait at all.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,27 +20,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// else from its rows. Both are read in one snapshot, through a read-only connection, so a
 /// report works while a parser writes.
 pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts> {
-    let conn = open_for_reading(path, BUSY_TIMEOUT)?;
+    let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
     let context = || format!("cannot read database {}", path.display());
-    let has_logs: bool = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logs'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => {
-                anyhow::anyhow!("{} is not a SQLite database or is corrupt", path.display())
-            }
-            _ => anyhow::Error::from(e).context(context()),
-        })?;
-    if !has_logs {
-        bail!(
-            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
-            path.display()
-        );
-    }
     conn.execute_batch("BEGIN").with_context(context)?;
     // Anything that stands in the way of the packed copy (none, an older schema) leaves the
     // answer to the rows, which also report an error properly.

@@ -141,11 +141,6 @@ impl RowEncoder {
         self.text(value.as_deref().unwrap_or("").as_bytes())
     }
 
-    /// Bytes encoded and not yet taken.
-    fn pending(&self) -> usize {
-        self.out.len()
-    }
-
     /// The rows encoded since the last call.
     pub fn take(&mut self) -> Vec<u8> {
         let capacity = self.out.capacity();
@@ -201,7 +196,8 @@ pub struct CsvSink {
     path: PathBuf,
     state_path: PathBuf,
     file: Guarded,
-    /// Rows written one at a time, until they are appended to the file.
+    /// The header of a new file, until it is appended with the first rows (the rows come
+    /// encoded by the parsing threads, in the format this encoder holds).
     encoder: RowEncoder,
     state: State,
 }
@@ -310,7 +306,7 @@ impl CsvSink {
         self.file.write_all(rows).map_err(|e| self.fail(e.into()))
     }
 
-    /// Appends the rows written one at a time.
+    /// Appends what the encoder holds: the header of a new file.
     fn append_pending(&mut self) -> anyhow::Result<()> {
         let rows = self.encoder.take();
         self.append(&rows)
@@ -349,7 +345,7 @@ impl Sink for CsvSink {
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         // More than a header line.
         let header = COLUMNS.join(",").len() as u64 + 1;
-        Ok(self.state.csv_len > header || self.encoder.pending() as u64 > header)
+        Ok(self.state.csv_len > header)
     }
 
     fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>> {
@@ -373,22 +369,13 @@ impl Sink for CsvSink {
         }
     }
 
-    fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        self.encoder.encode(e);
-        if self.encoder.pending() >= 1 << 20 {
-            self.append_pending()?;
-        }
-        Ok(())
-    }
-
     fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
-        match batch.encoded::<Vec<u8>>() {
-            Some(rows) => {
-                self.append_pending()?;
-                self.append(rows)
-            }
-            None => batch.entries().try_for_each(|e| self.write(&e)),
-        }
+        let Some(rows) = batch.encoded::<Vec<u8>>() else {
+            bail!("internal error: a batch without the CSV rows this store asks for in `prepare`");
+        };
+        // The header, before the first rows of a new file.
+        self.append_pending()?;
+        self.append(rows)
     }
 
     fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
@@ -423,7 +410,7 @@ impl Sink for CsvSink {
     }
 }
 
-/// The CSV file behind the csv writer. After the first failed write every further write fails
+/// The CSV file the sink appends to. After the first failed write every further write fails
 /// too, so nothing lands after the tail that [`CsvSink::fail`] cut off.
 struct Guarded {
     file: File,

@@ -10,7 +10,6 @@ pub mod sqlite;
 
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
-use crate::entry::LogEntry;
 use crate::parse::Reject;
 
 /// A line that was not taken, as kept aside.
@@ -48,18 +47,13 @@ pub trait Sink {
     /// Does the store hold any rows already (from this or an earlier run)?
     fn holds_rows(&mut self) -> anyhow::Result<bool>;
 
-    /// Adds an entry to the pending batch.
-    fn write(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()>;
-
     /// What the parsing threads should prepare in each batch for [`Sink::write_batch`].
     fn prepare(&self) -> Prepare {
         Prepare::default()
     }
 
-    /// Adds the entries of a batch to the pending batch.
-    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
-        batch.entries().try_for_each(|e| self.write(&e))
-    }
+    /// Adds the entries of a batch, prepared as [`Sink::prepare`] asked, to the pending batch.
+    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()>;
 
     /// Keeps a rejected line with the pending batch, where the store has room for it.
     fn reject(&mut self, _rejected: &Rejected<'_>) -> anyhow::Result<()> {

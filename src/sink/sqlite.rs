@@ -5,11 +5,13 @@
 //! anyone with `sqlite3`) read while a parser writes; a busy timeout makes two writers (cron's
 //! `parse-to-db` and a running `continuous-parse`) wait for each other instead of failing.
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi, params};
 
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
@@ -88,8 +90,8 @@ pub fn open_for_writing(
     // Ownership is checked before anything (even the WAL switch) touches the file.
     check_ownership(&conn, path).map_err(|e| explain_any(e, path, busy_timeout))?;
     // 16 KiB pages for a new database (an existing one keeps its own): a quarter of the
-    // b-tree pages and page writes per row of the 4 KiB default. Measured: parse-to-db 6-24%
-    // faster with a third less system time, aggregate-db about 14% faster.
+    // b-tree pages and page writes per row of the 4 KiB default, for the writer and for
+    // readers of the packed copy alike.
     conn.execute_batch("PRAGMA page_size=16384")
         .with_context(context)?;
     let mode: String = conn
@@ -104,29 +106,168 @@ pub fn open_for_writing(
     }
     // NORMAL in WAL mode: a commit survives a killed process; only a power cut can lose the
     // last commits, never half of one. An 8 MiB page cache: a commit's pages spill to the WAL
-    // before it either way (200,000 rows are about 50 MiB), and at ten million rows 16 MiB
-    // took parse-to-db to 63 of its 64 MiB, with no gain in speed.
+    // before it either way (a commit of --batch-lines rows is far larger), so a bigger cache
+    // only adds to the writer's memory, which must stay bounded whatever the database size.
     conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8192")
         .with_context(context)?;
     migrate(&conn, path, notify).map_err(|e| explain_any(e, path, busy_timeout))?;
     Ok(conn)
 }
 
-/// Opens a database read-only (reports), without creating it.
-pub fn open_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
-    if !path.exists() {
-        bail!(
+/// The columns of `logs` that reports read.
+const REPORT_COLUMNS: [&str; 9] = [
+    "id",
+    "ip",
+    "timestamp",
+    "method",
+    "url",
+    "status",
+    "bytes",
+    "referrer",
+    "user_agent",
+];
+
+/// Opens a database for reports: read-only, creating nothing, and only once everything that
+/// stands between the user and a report has been checked, so that each failure says what it
+/// is: the path is a file (not missing, not a directory) that the user may read, it is a
+/// SQLite database, and it holds a `logs` table with the columns reports read.
+///
+/// A WAL database needs its `-shm` file, which SQLite cannot create where the directory is
+/// read-only (a backup mounted read-only): such a database is opened as immutable instead,
+/// unless its `-wal` file holds changes, which an immutable reader would not see.
+pub fn open_logs_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
+    let cannot_read = || format!("cannot read database {}", path.display());
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "database {} does not exist: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(cannot_read),
+        Ok(meta) if meta.is_dir() => bail!(
+            "{} is a directory, not a database file (give the path of a database, such as {})",
+            path.display(),
+            path.join("logs.db").display()
+        ),
+        Ok(_) => {}
+    }
+    // SQLite would say only "unable to open database file" (no permission, say).
+    std::fs::File::open(path).with_context(cannot_read)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).with_context(cannot_read)?;
+    conn.busy_timeout(busy_timeout).with_context(cannot_read)?;
+    // The first read opens the WAL files: where that fails, whatever the reason, the file
+    // itself is known to be readable (above), so what is missing is the right to create them.
+    let conn = match conn.query_row("PRAGMA application_id", [], |r| r.get::<_, i64>(0)) {
+        Err(e) if can_not_open_beside(&e) => {
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read database {} where it is: SQLite cannot create its -shm file \
+                         there (a read-only directory?), and without one it would not see the \
+                         changes in {}; copy both files to a writable directory",
+                        path.display(),
+                        wal.display()
+                    )
+                });
+            }
+            let uri = immutable_uri(path).with_context(cannot_read)?;
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .with_context(cannot_read)?
+        }
+        _ => conn,
+    };
+    check_logs(&conn, path).map_err(|e| explain_read(e, path, busy_timeout))?;
+    Ok(conn)
+}
+
+/// Is this the error of SQLite failing to open or create the files beside a database (its
+/// `-shm` and `-wal`)?
+fn can_not_open_beside(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// `path` as a SQLite URI filename that opens it immutable: no locks, no `-shm`, no `-wal`.
+///
+/// The path is made absolute (a URI's path must not begin with `//`, which would name a host)
+/// and every byte but the unreserved ones is percent-encoded (`?`, `#` and `%` have a meaning
+/// in a URI).
+fn immutable_uri(path: &Path) -> std::io::Result<String> {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::fs::canonicalize(path)?;
+    let mut uri = String::from("file:");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
+}
+
+/// Refuses a database that holds no `logs` table that reports can read.
+fn check_logs(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app_id != 0 && app_id != APPLICATION_ID {
+        bail!(
+            "{} is not a log-pipeline database (application id {app_id:#x})",
             path.display()
         );
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(busy_timeout)?;
-    Ok(conn)
+    let columns = table_columns(conn, "logs")?;
+    if columns.is_empty() {
+        bail!(
+            "{} has no `logs` table: fill it first with `parse-to-db` (or `continuous-parse`)",
+            path.display()
+        );
+    }
+    if columns.iter().map(String::as_str).eq(LEGACY_COLUMNS) {
+        bail!(
+            "{} holds the original scripts' `logs` table: open it once with `parse-to-db --db {}` \
+             (or `continuous-parse`), which upgrades it in place",
+            path.display(),
+            path.display()
+        );
+    }
+    let missing: Vec<&str> = (REPORT_COLUMNS.iter().copied())
+        .filter(|c| !columns.iter().any(|have| have == c))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} is not a log-pipeline database: its `logs` table has the columns {}, and lacks {}",
+            path.display(),
+            columns.join(", "),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// [`explain_any`] for a reader: SQLite's terse errors turned into what a user can act on.
+fn explain_read(e: anyhow::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|e| e.sqlite_error_code());
+    match code {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            e.context(format!("{} is not a SQLite database or is corrupt", path.display()))
+        }
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => e.context(format!(
+            "database {} stayed locked by another process for longer than the busy timeout ({:.1}s)",
+            path.display(),
+            busy_timeout.as_secs_f64()
+        )),
+        Some(_) => e.context(format!("cannot read database {}", path.display())),
+        // Our own message, which names the database already.
+        None => e,
+    }
 }
 
 fn explain(e: rusqlite::Error, path: &Path, busy_timeout: Duration) -> anyhow::Error {
@@ -287,9 +428,7 @@ pub fn load_checkpoint(conn: &Connection, source: &str) -> rusqlite::Result<Opti
 
 /// Writes entries into `logs`, rejects into `rejects`, checkpoints into `checkpoints`.
 pub struct SqliteSink {
-    /// Declared before `conn`: a statement must be finalized before its connection closes.
-    full_insert: FullInsert,
-    conn: Connection,
+    conn: WriteConnection,
     path: PathBuf,
     busy_timeout: Duration,
     in_transaction: bool,
@@ -300,7 +439,7 @@ pub struct SqliteSink {
     /// would have to ignore the store's lock), the batch is rolled back instead of storing its
     /// lines a second time.
     known: std::collections::HashMap<String, Option<Checkpoint>>,
-    _checkpointer: Option<Checkpointer>,
+    _wal_copier: Option<WalCopier>,
 }
 
 /// Copies the WAL back into the database on a thread of its own.
@@ -309,14 +448,14 @@ pub struct SqliteSink {
 /// of parse-to-db) also pays for writing every page a second time and for the fsyncs. A
 /// passive checkpoint from another connection does the same work beside it, without blocking
 /// it or any reader.
-struct Checkpointer {
+struct WalCopier {
     /// Dropped to stop the thread: it wakes at once, instead of after its pause.
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Checkpointer {
-    fn start(path: &Path, busy_timeout: Duration) -> Option<Checkpointer> {
+impl WalCopier {
+    fn start(path: &Path, busy_timeout: Duration) -> Option<WalCopier> {
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(busy_timeout).ok()?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -329,14 +468,14 @@ impl Checkpointer {
                 }
             }
         });
-        Some(Checkpointer {
+        Some(WalCopier {
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 }
 
-impl Drop for Checkpointer {
+impl Drop for WalCopier {
     fn drop(&mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take() {
@@ -348,17 +487,49 @@ impl Drop for Checkpointer {
 /// Rows waiting to be inserted [`ROWS_PER_INSERT`] at a time.
 ///
 /// One multi-row `INSERT ... VALUES (...), (...), ...` costs SQLite far less than as many
-/// single-row statements (one VDBE run, one reset), which is most of what makes parse-to-db
-/// beat the Python baseline threefold. The rows wait here as bytes in one reused buffer, so
-/// the hot path allocates nothing.
+/// single-row statements (one VDBE run and one reset for many rows). The rows wait here as
+/// bytes in one reused buffer, so the hot path allocates nothing.
 #[derive(Default)]
 struct PendingRows {
     text: Arena,
     ts: Vec<u8>,
-    /// Per row, the 9 text columns as byte ranges in `text` (None for NULL).
-    spans: Vec<[Option<Span>; 9]>,
-    /// Per row, status and bytes.
-    numbers: Vec<(i64, Option<i64>)>,
+    rows: Vec<PendingRow>,
+}
+
+/// A pending row: its text columns as spans of [`PendingRows::text`] (`None` for NULL).
+#[derive(Debug, Clone, Copy)]
+struct PendingRow {
+    ip: Option<Span>,
+    ident: Option<Span>,
+    user: Option<Span>,
+    timestamp: Option<Span>,
+    method: Option<Span>,
+    url: Option<Span>,
+    protocol: Option<Span>,
+    status: i64,
+    bytes: Option<i64>,
+    referrer: Option<Span>,
+    user_agent: Option<Span>,
+}
+
+impl PendingRow {
+    /// Its values in the column order of [`insert_sql`]: the one place that knows that order.
+    fn values<'t>(&self, text: &'t Arena) -> [Value<'t>; 11] {
+        let t = |span| Value::Text(text.get(span));
+        [
+            t(self.ip),
+            t(self.ident),
+            t(self.user),
+            t(self.timestamp),
+            t(self.method),
+            t(self.url),
+            t(self.protocol),
+            Value::Int(Some(self.status)),
+            Value::Int(self.bytes),
+            t(self.referrer),
+            t(self.user_agent),
+        ]
+    }
 }
 
 /// Rows per multi-row INSERT: 64 rows of 11 values stay far below SQLite's 32,766 variables.
@@ -390,69 +561,44 @@ impl PendingRows {
         Rfc3339(e.timestamp).write_to(&mut self.ts);
         let ts = std::str::from_utf8(&self.ts).expect("ASCII digits");
         let text = &mut self.text;
-        let mut span = |value: Option<&str>| text.push(value);
-        let spans = [
-            span(Some(&e.ip)),
-            span(b(&e.ident)),
-            span(b(&e.user)),
-            span(Some(ts)),
-            span(b(&e.method)),
-            span(Some(&e.url)),
-            span(b(&e.protocol)),
-            span(b(&e.referrer)),
-            span(b(&e.user_agent)),
-        ];
-        self.spans.push(spans);
-        self.numbers
-            .push((i64::from(e.status), e.bytes.map(|n| n as i64)));
+        self.rows.push(PendingRow {
+            ip: text.push(Some(&e.ip)),
+            ident: text.push(b(&e.ident)),
+            user: text.push(b(&e.user)),
+            timestamp: text.push(Some(ts)),
+            method: text.push(b(&e.method)),
+            url: text.push(Some(&e.url)),
+            protocol: text.push(b(&e.protocol)),
+            status: i64::from(e.status),
+            bytes: e.bytes.map(|n| n as i64),
+            referrer: text.push(b(&e.referrer)),
+            user_agent: text.push(b(&e.user_agent)),
+        });
     }
 
     fn len(&self) -> usize {
-        self.spans.len()
+        self.rows.len()
     }
 
     fn clear(&mut self) {
         self.text.clear();
-        self.spans.clear();
-        self.numbers.clear();
+        self.rows.clear();
     }
 
     /// Passes every value of every pending row, with its 1-based parameter index in an
-    /// INSERT made by [`insert_sql`], to `bind`: the one place that knows the column order.
+    /// INSERT made by [`insert_sql`], to `bind`.
     fn each_value<E>(
         &self,
         mut bind: impl FnMut(usize, Value<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut index = 1;
-        for (spans, &(status, bytes)) in self.spans.iter().zip(&self.numbers) {
-            // Column order: ip, ident, user, timestamp, method, url, protocol, status, bytes,
-            // referrer, user_agent.
-            for &span in &spans[..7] {
-                bind(index, Value::Text(self.text.get(span)))?;
-                index += 1;
-            }
-            bind(index, Value::Int(Some(status)))?;
-            bind(index + 1, Value::Int(bytes))?;
-            index += 2;
-            for &span in &spans[7..] {
-                bind(index, Value::Text(self.text.get(span)))?;
+        for row in &self.rows {
+            for value in row.values(&self.text) {
+                bind(index, value)?;
                 index += 1;
             }
         }
         Ok(())
-    }
-
-    /// Binds the [`ROWS_PER_INSERT`] pending rows to `insert` without copying them, and runs
-    /// it.
-    fn insert_full(&mut self, insert: &FullInsert, conn: &Connection) -> rusqlite::Result<()> {
-        debug_assert_eq!(self.len(), ROWS_PER_INSERT);
-        let _ = self.each_value(|index, value| -> Result<(), ()> {
-            insert.bind(index as i32, value);
-            Ok(())
-        });
-        let result = insert.run(conn);
-        self.clear();
-        result
     }
 
     /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
@@ -483,21 +629,19 @@ impl SqliteSink {
         let conn = open_for_writing(path, busy_timeout, notify)?;
         // One cached statement per partial-batch size, plus the few others.
         conn.set_prepared_statement_cache_capacity(ROWS_PER_INSERT + 8);
-        let checkpointer = Checkpointer::start(path, busy_timeout);
-        if checkpointer.is_some() {
+        let wal_copier = WalCopier::start(path, busy_timeout);
+        if wal_copier.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
         }
-        let full_insert = FullInsert::prepare(&conn)?;
         let mut sink = SqliteSink {
-            full_insert,
-            conn,
+            conn: WriteConnection::new(conn)?,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
             pending: PendingRows::default(),
             packer: Packer::default(),
             known: Default::default(),
-            _checkpointer: checkpointer,
+            _wal_copier: wal_copier,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
         Ok(sink)
@@ -557,7 +701,9 @@ impl SqliteSink {
             return Ok(());
         }
         let result = if rows == ROWS_PER_INSERT {
-            self.pending.insert_full(&self.full_insert, &self.conn)
+            let result = self.conn.insert_full(&self.pending);
+            self.pending.clear();
+            result
         } else {
             self.conn
                 .prepare_cached(&insert_sql(rows))
@@ -606,7 +752,9 @@ impl Sink for SqliteSink {
             return Ok(());
         }
         let Some(keys) = batch.encoded::<BatchKeys>() else {
-            return batch.entries().try_for_each(|e| self.write(&e));
+            bail!(
+                "internal error: a batch without the packed keys this store asks for in `prepare`"
+            );
         };
         self.begin()?;
         for e in batch.entries() {
@@ -614,18 +762,6 @@ impl Sink for SqliteSink {
         }
         self.packer
             .add(&self.conn, keys)
-            .map_err(|err| explain(err, &self.path, self.busy_timeout))
-            .inspect_err(|_| self.rollback())?;
-        Ok(())
-    }
-
-    fn write(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        self.begin()?;
-        self.push_row(e)?;
-        let mut keys = BatchKeys::default();
-        keys.push(&Row::of(e));
-        self.packer
-            .add(&self.conn, &keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())?;
         Ok(())
@@ -805,92 +941,420 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
         })
 }
 
-/// The full-size multi-row INSERT, bound without copying the values.
+/// The writer's connection, with the full-size multi-row INSERT prepared on it and bound
+/// without copying the values.
 ///
 /// rusqlite binds every string as `SQLITE_TRANSIENT`, so SQLite copies each value into an
 /// allocation of its own before copying it again into the record: nine allocations, copies and
-/// frees per row, a fifth of the writer's time in parse-to-db. Here the values stay in
-/// [`PendingRows`] until the statement has run, so `SQLITE_STATIC` is sound; this is the one
-/// place where we step outside rusqlite.
-struct FullInsert {
-    stmt: std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>,
+/// frees per row, on the thread that sets parse-to-db's pace. Here text is bound as
+/// `SQLITE_STATIC`, pointing into [`PendingRows`]. This is the one place where we step outside
+/// rusqlite, and the type is shaped so that no use of its safe methods can leave SQLite
+/// reading freed memory:
+///
+/// - the one method that binds, [`WriteConnection::insert_full`], borrows the rows for the
+///   whole call and resets the statement and clears its bindings before it returns (or
+///   unwinds), so no binding outlives the borrow of the text it points to;
+/// - it owns the connection, lending it only as `&Connection` (through `Deref`), so nothing
+///   can close it or move it away while the statement lives; `Drop` finalizes the statement
+///   before the connection closes;
+/// - lengths go through [`c_len`], and the result of every SQLite call is checked.
+struct WriteConnection {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    conn: Connection,
 }
 
-impl FullInsert {
-    fn prepare(conn: &Connection) -> rusqlite::Result<FullInsert> {
-        use rusqlite::ffi;
+/// Values per row of the INSERT made by [`insert_sql`].
+const VALUES_PER_ROW: usize = 11;
+
+impl WriteConnection {
+    /// Prepares the INSERT of [`ROWS_PER_INSERT`] rows on `conn`, which it keeps.
+    fn new(conn: Connection) -> rusqlite::Result<WriteConnection> {
         let sql = insert_sql(ROWS_PER_INSERT);
+        let len = c_len(sql.len())?;
         let mut stmt = std::ptr::null_mut();
-        // SAFETY: `conn.handle()` is a live connection; `sql` outlives the call and its length
-        // is passed, so no terminator is needed.
+        // SAFETY: `conn.handle()` is the live connection `conn` owns; `sql` outlives the call
+        // and its length is passed, so no terminator is needed; `stmt` is a valid out-pointer,
+        // and the statement it receives is finalized by `Drop`.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
                 conn.handle(),
                 sql.as_ptr().cast(),
-                sql.len() as i32,
+                len,
                 ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
                 std::ptr::null_mut(),
             )
         };
-        match std::ptr::NonNull::new(stmt) {
-            Some(stmt) if rc == ffi::SQLITE_OK => Ok(FullInsert { stmt }),
-            _ => Err(last_error(conn, rc)),
+        // On an error SQLite leaves `stmt` NULL: there is nothing to finalize.
+        match NonNull::new(stmt) {
+            Some(stmt) if rc == ffi::SQLITE_OK => Ok(WriteConnection { stmt, conn }),
+            _ => Err(error_of(&conn, rc)),
         }
     }
 
-    /// Binds a value; text must stay unchanged until [`FullInsert::run`].
-    fn bind(&self, index: i32, value: Value<'_>) {
-        use rusqlite::ffi;
+    /// Inserts the [`ROWS_PER_INSERT`] rows of `rows` with one run of the statement, their text
+    /// bound in place, without a copy.
+    ///
+    /// Before it returns, whatever happened, the statement is reset and its bindings are
+    /// cleared: the rows may change as soon as it has.
+    fn insert_full(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+        if rows.len() != ROWS_PER_INSERT {
+            return Err(rusqlite::Error::InvalidParameterCount(
+                rows.len() * VALUES_PER_ROW,
+                ROWS_PER_INSERT * VALUES_PER_ROW,
+            ));
+        }
         let stmt = self.stmt.as_ptr();
-        // SAFETY: the statement is live; SQLite reads text only during `run`, and the caller
-        // keeps it in place until then. Binding an index in range cannot fail.
-        unsafe {
-            match value {
-                Value::Text(Some(v)) => ffi::sqlite3_bind_text(
-                    stmt,
-                    index,
-                    v.as_ptr().cast(),
-                    v.len() as i32,
-                    ffi::SQLITE_STATIC(),
-                ),
-                Value::Int(Some(v)) => ffi::sqlite3_bind_int64(stmt, index, v),
-                Value::Text(None) | Value::Int(None) => ffi::sqlite3_bind_null(stmt, index),
+        // Every way out of this function from here, an error or a panic included, resets the
+        // statement and clears its bindings.
+        let cleared = ClearOnExit {
+            conn: self,
+            done: false,
+        };
+        let bound = rows.each_value(|index, value| {
+            let index = c_int::try_from(index).map_err(|_| {
+                rusqlite::Error::InvalidParameterCount(index, ROWS_PER_INSERT * VALUES_PER_ROW)
+            })?;
+            let rc = match value {
+                Value::Text(Some(text)) => {
+                    let len = c_len(text.len())?;
+                    // SAFETY: `stmt` is live (finalized only when `self` is dropped, which
+                    // `cleared` borrows). `text` lies in `rows`, borrowed for this whole call,
+                    // and `cleared` clears the bindings before the call ends, so SQLite never
+                    // reads it afterwards; SQLITE_STATIC tells SQLite neither to copy nor to
+                    // free it. `len` is its exact length.
+                    unsafe {
+                        ffi::sqlite3_bind_text(
+                            stmt,
+                            index,
+                            text.as_ptr().cast(),
+                            len,
+                            ffi::SQLITE_STATIC(),
+                        )
+                    }
+                }
+                // SAFETY: `stmt` is live; an integer is copied into the statement.
+                Value::Int(Some(n)) => unsafe { ffi::sqlite3_bind_int64(stmt, index, n) },
+                // SAFETY: `stmt` is live.
+                Value::Text(None) | Value::Int(None) => unsafe {
+                    ffi::sqlite3_bind_null(stmt, index)
+                },
             };
+            cleared.conn.check(rc)
+        });
+        let inserted = bound.and_then(|()| {
+            // SAFETY: `stmt` is live. Every value bound to it is one bound above, from `rows`,
+            // which is in place; any parameter not bound since the last clear is NULL.
+            let rc = unsafe { ffi::sqlite3_step(stmt) };
+            match rc {
+                ffi::SQLITE_DONE => Ok(()),
+                // The message is read before the reset.
+                _ => Err(error_of(&cleared.conn.conn, rc)),
+            }
+        });
+        // A failed step makes the reset report the same error: the first one is kept.
+        inserted.and(cleared.finish())
+    }
+
+    /// Resets the statement and clears its bindings (all become NULL).
+    fn reset_and_clear(&self) -> rusqlite::Result<()> {
+        let stmt = self.stmt.as_ptr();
+        // SAFETY: `stmt` is live; resetting reads no bound value.
+        let reset = unsafe { ffi::sqlite3_reset(stmt) };
+        // SAFETY: `stmt` is live; clearing only drops the pointers (SQLITE_STATIC: no free).
+        let clear = unsafe { ffi::sqlite3_clear_bindings(stmt) };
+        self.check(reset).and(self.check(clear))
+    }
+
+    /// `rc` from a call on the statement: SQLITE_OK, or the connection's error.
+    fn check(&self, rc: c_int) -> rusqlite::Result<()> {
+        match rc {
+            ffi::SQLITE_OK => Ok(()),
+            _ => Err(error_of(&self.conn, rc)),
         }
     }
 
-    /// Runs the statement once and resets it for the next rows.
-    fn run(&self, conn: &Connection) -> rusqlite::Result<()> {
-        use rusqlite::ffi;
-        // SAFETY: the statement is live and belongs to `conn`.
-        let rc = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
-        let result = if rc == ffi::SQLITE_DONE {
-            Ok(())
-        } else {
-            Err(last_error(conn, rc))
-        };
-        // SAFETY: as above; the error of a failed step was read first.
-        unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
-        result
+    /// The statement with its current bindings expanded, for tests: `NULL` for a cleared one.
+    #[cfg(test)]
+    fn expanded_sql(&self) -> String {
+        // SAFETY: `stmt` is live. `sqlite3_expanded_sql` returns a NUL-terminated string that
+        // we own (or NULL when out of memory), copied before it is freed once.
+        unsafe {
+            let sql = ffi::sqlite3_expanded_sql(self.stmt.as_ptr());
+            assert!(!sql.is_null(), "sqlite3_expanded_sql ran out of memory");
+            let copy = std::ffi::CStr::from_ptr(sql).to_string_lossy().into_owned();
+            ffi::sqlite3_free(sql.cast());
+            copy
+        }
     }
 }
 
-impl Drop for FullInsert {
-    fn drop(&mut self) {
-        // SAFETY: the statement is live, and finalized once.
-        unsafe { rusqlite::ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+impl std::ops::Deref for WriteConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
     }
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live and finalized once, here, before `self.conn` (a field,
+        // dropped after this) closes the connection it belongs to. Its result only repeats the
+        // last step's error, which was reported then.
+        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+    }
+}
+
+/// Resets the statement of a [`WriteConnection`] and clears its bindings when an insert ends:
+/// through [`ClearOnExit::finish`], which reports a failure, or when dropped by a panic.
+struct ClearOnExit<'a> {
+    conn: &'a WriteConnection,
+    done: bool,
+}
+
+impl ClearOnExit<'_> {
+    fn finish(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.reset_and_clear()
+    }
+}
+
+impl Drop for ClearOnExit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.reset_and_clear();
+        }
+    }
+}
+
+/// `len` as the `int` SQLite takes for a length. A value of 2 GiB or more is an error, where
+/// `as` would wrap it to a negative length, which SQLite reads as "up to the first NUL".
+fn c_len(len: usize) -> rusqlite::Result<c_int> {
+    c_int::try_from(len).map_err(|_| {
+        rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_TOOBIG),
+            Some(format!(
+                "a value of {len} bytes is more than SQLite takes (2 GiB)"
+            )),
+        )
+    })
 }
 
 /// The error SQLite holds for `conn` after a call returned `rc`.
-fn last_error(conn: &Connection, rc: i32) -> rusqlite::Error {
+fn error_of(conn: &Connection, rc: c_int) -> rusqlite::Error {
     // SAFETY: `conn.handle()` is live; sqlite3_errmsg returns a NUL-terminated string that is
     // copied before any other call on the connection.
     let message = unsafe {
-        std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_errmsg(conn.handle()))
+        std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle()))
             .to_string_lossy()
             .into_owned()
     };
-    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), Some(message))
+    rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Combined Log Format line with URL `url`, client `10.0.0.n` and size `n`.
+    fn line(n: usize, url: &str) -> String {
+        format!(
+            "10.0.0.{} - bob [01/Jan/2024:00:00:{:02} +0000] \"GET {url} HTTP/1.1\" 200 {n} \"http://ref/{n}\" \"agent {n}\"",
+            n % 250,
+            n % 60
+        )
+    }
+
+    /// `ROWS_PER_INSERT` lines with URLs `{prefix}{n}`.
+    fn lines(prefix: &str) -> Vec<String> {
+        (0..ROWS_PER_INSERT)
+            .map(|n| line(n, &format!("{prefix}{n}")))
+            .collect()
+    }
+
+    fn pending(lines: &[String]) -> PendingRows {
+        let mut rows = PendingRows::default();
+        fill(&mut rows, lines);
+        rows
+    }
+
+    /// Replaces what `rows` holds, reusing its buffers.
+    fn fill(rows: &mut PendingRows, lines: &[String]) {
+        rows.clear();
+        for l in lines {
+            rows.push(&crate::parse::parse_line(l.as_bytes()).unwrap());
+        }
+    }
+
+    fn writer() -> WriteConnection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        WriteConnection::new(conn).unwrap()
+    }
+
+    /// Every row, as its columns in text (NULL as "").
+    fn rows(conn: &Connection) -> Vec<Vec<String>> {
+        let mut stmt = conn
+            .prepare(r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+            .unwrap();
+        stmt.query_map([], |r| {
+            (0..11)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Null => String::new(),
+                        rusqlite::types::Value::Integer(n) => n.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// The rows `lines` make, as [`rows`] reads them back.
+    fn expected(lines: &[String]) -> Vec<Vec<String>> {
+        lines
+            .iter()
+            .map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let (url, n) = (fields[6], fields[9].parse::<usize>().unwrap());
+                [
+                    format!("10.0.0.{}", n % 250),
+                    String::new(),
+                    "bob".into(),
+                    format!("2024-01-01T00:00:{:02}Z", n % 60),
+                    "GET".into(),
+                    url.into(),
+                    "HTTP/1.1".into(),
+                    "200".into(),
+                    n.to_string(),
+                    format!("http://ref/{n}"),
+                    format!("agent {n}"),
+                ]
+                .to_vec()
+            })
+            .collect()
+    }
+
+    /// No parameter of the statement is bound to anything but NULL.
+    fn assert_nothing_bound(conn: &WriteConnection) {
+        let sql = conn.expanded_sql();
+        assert_eq!(
+            sql.matches("NULL").count(),
+            ROWS_PER_INSERT * VALUES_PER_ROW,
+            "{sql}"
+        );
+        assert!(!sql.contains('\''), "a text value is still bound: {sql}");
+    }
+
+    #[test]
+    fn rows_inserted_in_place_are_stored_whole_and_nothing_stays_bound() {
+        let mut conn = writer();
+        let first = lines("/first/");
+        let mut pending = pending(&first);
+        conn.insert_full(&pending).unwrap();
+        assert_nothing_bound(&conn);
+        // The buffers the text was bound from now hold other text: the database must not care.
+        let second = lines("/2nd/");
+        fill(&mut pending, &second);
+        assert_eq!(rows(&conn), expected(&first));
+        conn.insert_full(&pending).unwrap();
+        drop(pending);
+        assert_nothing_bound(&conn);
+        let both: Vec<String> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(rows(&conn), expected(&both));
+    }
+
+    #[test]
+    fn a_failed_insert_leaves_nothing_bound_and_the_statement_usable() {
+        let mut conn = writer();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON logs WHEN NEW.url = '/refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .unwrap();
+        let mut bad = lines("/ok/");
+        bad[7] = line(7, "/refused");
+        let err = conn.insert_full(&pending(&bad)).unwrap_err();
+        assert!(err.to_string().contains("refused by the test"), "{err}");
+        assert_nothing_bound(&conn);
+        assert!(
+            rows(&conn).is_empty(),
+            "the failed statement inserted nothing"
+        );
+
+        // A bind that fails (a value longer than the connection takes) stops before the step.
+        // SAFETY: the connection is live; sqlite3_limit only sets a number.
+        let old = unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
+        let mut long = lines("/ok/");
+        long[3] = line(3, &format!("/{}", "x".repeat(200)));
+        let err = conn.insert_full(&pending(&long)).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, old) };
+        // (Expanding the statement needs more than 100 bytes too.)
+        assert_nothing_bound(&conn);
+
+        let good = lines("/ok/");
+        conn.insert_full(&pending(&good)).unwrap();
+        assert_eq!(rows(&conn), expected(&good));
+    }
+
+    #[test]
+    fn a_statement_that_cannot_be_prepared_is_an_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        let Err(err) = WriteConnection::new(conn) else {
+            panic!("prepared an INSERT into a table that does not exist");
+        };
+        assert!(err.to_string().contains("no such table: logs"), "{err}");
+    }
+
+    #[test]
+    fn only_a_full_set_of_rows_is_inserted() {
+        let mut conn = writer();
+        let mut short = lines("/x/");
+        short.pop();
+        assert!(matches!(
+            conn.insert_full(&pending(&short)),
+            Err(rusqlite::Error::InvalidParameterCount(693, 704))
+        ));
+        assert!(rows(&conn).is_empty());
+    }
+
+    #[test]
+    fn lengths_of_2_gib_and_more_are_refused_not_wrapped() {
+        assert_eq!(c_len(0).unwrap(), 0);
+        assert_eq!(c_len(i32::MAX as usize).unwrap(), i32::MAX);
+        for len in [i32::MAX as usize + 1, u32::MAX as usize + 5, usize::MAX] {
+            let err = c_len(len).unwrap_err();
+            assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
+            assert!(err.to_string().contains(&len.to_string()), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_immutable_uri_names_any_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd ?#%é&=name.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (42)")
+            .unwrap();
+        let uri = immutable_uri(&path).unwrap();
+        assert!(
+            uri.starts_with("file:/") && !uri.starts_with("file://"),
+            "{uri}"
+        );
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let x: i64 = conn.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
+    }
 }
