@@ -10,7 +10,8 @@ use log_pipeline::report;
 /// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
 /// time) from a CSV written by parse-to-csv. aggregate-db prints the same from SQLite.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "aggregate-csv", version)]
 struct Args {
     /// The CSV written by parse-to-csv.
     #[arg(default_value = "parsed_logs.csv")]

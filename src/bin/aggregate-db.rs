@@ -11,7 +11,8 @@ use log_pipeline::report;
 /// time) from the SQLite database written by parse-to-db or continuous-parse, opened
 /// read-only: it works while they write. aggregate-csv prints the same from a CSV.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "aggregate-db", version)]
 struct Args {
     /// The SQLite database.
     #[arg(default_value = "logs.db")]

@@ -12,7 +12,8 @@ use log_pipeline::follow::{self, FollowConfig};
 /// once, through rotation, truncation and restarts. Runs until Ctrl+C (or SIGTERM), which
 /// commits what was read and exits 0.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "continuous-parse", version)]
 struct Args {
     /// The log to follow.
     #[arg(default_value = "logs/access.log")]

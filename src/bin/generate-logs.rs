@@ -11,7 +11,8 @@ use log_pipeline::generate::{self, GenerateConfig, LogFormat};
 /// Append realistic Apache/Nginx access-log lines to a file: 10 lines every 5 seconds until
 /// Ctrl+C, or --count lines as fast as possible.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "generate-logs", version)]
 struct Args {
     /// The log file to append to (its directory is created if missing).
     #[arg(long, default_value = "logs/access.log")]

@@ -10,7 +10,8 @@ use log_pipeline::sink::csv::CsvSink;
 /// Parse access logs into a CSV file. A re-run (from cron, say) adds only the lines that
 /// arrived since the last run: progress is kept in `<output>.checkpoint`.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "parse-to-csv", version)]
 struct Args {
     /// The CSV file to append to (created with a header when new).
     #[arg(long, short, default_value = "parsed_logs.csv")]
