@@ -45,7 +45,7 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Log files to read (`-` for standard input; `.gz` files are decompressed).
-    #[arg(default_value = "logs/access.log")]
+    #[arg(value_name = "LOG", default_value = "logs/access.log")]
     pub inputs: Vec<std::path::PathBuf>,
     /// Reject lines longer than this many bytes (they are skipped without being held in memory).
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = parse_line_limit, allow_negative_numbers = true)]
@@ -224,7 +224,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub report: Vec<crate::report::Section>,
     /// Rows per ranking.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
     // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
@@ -235,13 +235,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only this status code (100-599) or class (1xx-5xx).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub status: Option<crate::report::StatusFilter>,
     /// Only URLs matching this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub url: Option<regex::Regex>,
     /// Only this client IP.
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
     /// Time bucket of the traffic report (default: chosen from the time span).
     #[arg(long, value_enum)]

@@ -13,9 +13,13 @@ use log_pipeline::report;
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "aggregate-csv", version)]
 struct Args {
-    /// The CSV written by parse-to-csv.
-    #[arg(default_value = "parsed_logs.csv")]
+    /// The CSV written by parse-to-csv (its -o/--output, also spelt --csv there).
+    #[arg(long, value_name = "PATH", default_value = "parsed_logs.csv")]
     csv: PathBuf,
+    /// The CSV as the first argument, the way it was given before --csv: kept so that
+    /// scripts written then still work.
+    #[arg(value_name = "PATH", hide = true, conflicts_with = "csv")]
+    csv_arg: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -23,6 +27,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
-        cli::report(&args.report, |filters| report::from_csv(&args.csv, filters))
+        let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
+        cli::report(&args.report, |filters| report::from_csv(csv, filters))
     })
 }

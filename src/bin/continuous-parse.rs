@@ -16,10 +16,10 @@ use log_pipeline::follow::{self, FollowConfig};
 #[command(name = "continuous-parse", version)]
 struct Args {
     /// The log to follow.
-    #[arg(default_value = "logs/access.log")]
+    #[arg(value_name = "LOG", default_value = "logs/access.log")]
     log: PathBuf,
     /// The SQLite database (created when missing; shared with parse-to-db).
-    #[arg(long, default_value = "logs.db")]
+    #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
     /// Where to mirror the committed offset for people and scripts [default: .offset beside
     /// the log]. Read at start when the database has no checkpoint yet.

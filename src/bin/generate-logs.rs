@@ -15,24 +15,24 @@ use log_pipeline::generate::{self, GenerateConfig, LogFormat};
 #[command(name = "generate-logs", version)]
 struct Args {
     /// The log file to append to (its directory is created if missing).
-    #[arg(long, default_value = "logs/access.log")]
+    #[arg(long, short, value_name = "PATH", default_value = "logs/access.log")]
     output: PathBuf,
     /// Lines written per batch in the default loop.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     lines_per_batch: u64,
     /// Seconds between batches (fractions allowed, 0 = no pause).
-    #[arg(long, default_value = "5", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
     interval: Duration,
     /// Write N lines as fast as possible, then exit.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Seed the random generator: the same seed gives the same lines (timestamps excepted
     /// unless --start is set too).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// First timestamp (RFC 3339, e.g. 2024-01-01T00:00:00Z); later ones advance on a
     /// simulated clock instead of following the wall clock.
-    #[arg(long, value_parser = parse_start)]
+    #[arg(long, value_name = "TIME", value_parser = parse_start)]
     start: Option<chrono::DateTime<chrono::Utc>>,
     /// Line format.
     #[arg(long, value_enum, default_value_t = Format::Combined)]

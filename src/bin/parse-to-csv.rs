@@ -13,8 +13,15 @@ use log_pipeline::sink::csv::CsvSink;
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "parse-to-csv", version)]
 struct Args {
-    /// The CSV file to append to (created with a header when new).
-    #[arg(long, short, default_value = "parsed_logs.csv")]
+    /// The CSV file to append to (created with a header when new). `--csv` is the same flag,
+    /// spelt as aggregate-csv spells the CSV it reads.
+    #[arg(
+        long,
+        short,
+        visible_alias = "csv",
+        value_name = "PATH",
+        default_value = "parsed_logs.csv"
+    )]
     output: PathBuf,
     /// Prefix values that start with = + - @ with ' so spreadsheets do not run them as
     /// formulas. Use it for CSVs that people open in Excel or LibreOffice, not for CSVs that

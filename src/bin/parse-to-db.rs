@@ -16,7 +16,7 @@ use log_pipeline::sink::sqlite::SqliteSink;
 #[command(name = "parse-to-db", version)]
 struct Args {
     /// The SQLite database (created when missing).
-    #[arg(long, default_value = "logs.db")]
+    #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
     /// How long to wait for another writer to release the database.
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
