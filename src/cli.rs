@@ -223,8 +223,8 @@ pub struct ReportArgs {
     /// Reports to print, in order (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub report: Vec<crate::report::Section>,
-    /// Rows per ranking.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    /// Rows per ranking; 0 for every row.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
     // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
@@ -280,7 +280,13 @@ pub fn report(
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{Section, csv, json, table};
     let filters = args.filters()?;
-    let report = counts(&filters)?.into_report(args.top, args.bucket, &filters);
+    // A ranking of every key is one cut at no row: `usize::MAX`, which the table titles
+    // "All URLs" rather than "Top 0 URLs".
+    let top = match args.top {
+        0 => usize::MAX,
+        n => n,
+    };
+    let report = counts(&filters)?.into_report(top, args.bucket, &filters);
     let sections: &[Section] = if args.report.is_empty() {
         &Section::ALL
     } else {

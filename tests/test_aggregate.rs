@@ -586,3 +586,42 @@ fn packed_copy_stays_whole_when_two_writers_take_turns() {
     assert!(follower.0.wait().unwrap().success());
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
+
+/// `-n` is `--top`; `--top 0` ranks every key (it printed headers over no rows), and the
+/// titles say so.
+#[test]
+fn top_zero_ranks_every_key() {
+    let wd = Workdir::new();
+    let log: String = (0..25)
+        .map(|n| format!("10.0.0.{n} - - [01/Jan/2024:00:00:{n:02} +0000] \"GET /p/{n} HTTP/1.1\" 404 5 \"-\" \"a{n}\"\n"))
+        .collect();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json"];
+        all.extend(args);
+        serde_json::from_slice(&report(&wd, "aggregate-db", &all)).unwrap()
+    };
+    for section in ["urls", "not_found", "clients", "agents"] {
+        assert_eq!(json(&["-n", "0"])[section].as_array().unwrap().len(), 25);
+        assert_eq!(json(&["--top", "0"])[section].as_array().unwrap().len(), 25);
+        assert_eq!(json(&["-n", "3"])[section].as_array().unwrap().len(), 3);
+    }
+    let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "0"])).unwrap();
+    for title in [
+        "All URLs",
+        "All URLs answered 404",
+        "All clients",
+        "All user agents",
+    ] {
+        assert!(table.contains(&format!("\n{title}\n")), "{title}:\n{table}");
+    }
+    assert!(!table.contains("Top "), "{table}");
+    assert_eq!(
+        table.matches("/p/").count(),
+        50,
+        "every URL, twice:\n{table}"
+    );
+    let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "3"])).unwrap();
+    assert!(table.contains("\nTop 3 URLs\n"), "{table}");
+}

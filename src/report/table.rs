@@ -67,6 +67,15 @@ fn heading(out: &mut String, title: &str) {
     let _ = writeln!(out, "\n{title}\n{}", "─".repeat(title.chars().count()));
 }
 
+/// "Top 10 URLs", or "All URLs" for a ranking that was not cut (`--top 0`).
+fn ranking_title(top: usize, what: &str) -> String {
+    if top == usize::MAX {
+        format!("All {what}")
+    } else {
+        format!("Top {top} {what}")
+    }
+}
+
 fn ranking(out: &mut String, title: &str, rows: &[Ranked], total: u64, label: &str) {
     heading(out, title);
     if rows.is_empty() {
@@ -167,7 +176,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 }
             }
             Section::Urls => {
-                heading(&mut out, &format!("Top {} URLs", report.top));
+                heading(&mut out, &ranking_title(report.top, "URLs"));
                 let _ = writeln!(
                     out,
                     "  {:>11} {:>6} {:>14} {:>9}  url",
@@ -188,28 +197,28 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             }
             Section::NotFound => ranking(
                 &mut out,
-                &format!("Top {} URLs answered 404", report.top),
+                &ranking_title(report.top, "URLs answered 404"),
                 &report.not_found,
                 total,
                 "url",
             ),
             Section::Clients => ranking(
                 &mut out,
-                &format!("Top {} clients", report.top),
+                &ranking_title(report.top, "clients"),
                 &report.clients,
                 total,
                 "ip",
             ),
             Section::Agents => ranking(
                 &mut out,
-                &format!("Top {} user agents", report.top),
+                &ranking_title(report.top, "user agents"),
                 &report.agents,
                 total,
                 "user agent",
             ),
             Section::Referrers => ranking(
                 &mut out,
-                &format!("Top {} referrers", report.top),
+                &ranking_title(report.top, "referrers"),
                 &report.referrers,
                 total,
                 "referrer",
