@@ -100,7 +100,7 @@ fn stores_are_named_by_the_same_flags_everywhere() {
     // The positional is for old scripts, not a second spelling to learn.
     for bin in ["aggregate-db", "aggregate-csv"] {
         let help = stdout_of(bin, &["--help"]);
-        assert!(help.starts_with(&format!("Print reports")), "{help}");
+        assert!(help.starts_with("Print reports"), "{help}");
         assert!(
             help.contains(&format!("Usage: {bin} [OPTIONS]\n")),
             "{help}"
