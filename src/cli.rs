@@ -249,9 +249,53 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Width of tables in columns [default: $COLUMNS, else the terminal's width, else 80].
+    #[arg(long, value_name = "N", value_parser = parse_width)]
+    pub width: Option<usize>,
+}
+
+/// Parses `--width`: from the narrowest to the widest table the renderer lays out.
+fn parse_width(s: &str) -> Result<usize, String> {
+    use crate::report::table::{MAX_WIDTH, MIN_WIDTH};
+    match s.parse::<usize>() {
+        Ok(n) if (MIN_WIDTH..=MAX_WIDTH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of columns from {MIN_WIDTH} to {MAX_WIDTH}"
+        )),
+    }
+}
+
+/// The width of tables: `--width`, else `$COLUMNS` (as `ls` reads it, and for scripts that
+/// want a width without a terminal), else the terminal's when stdout is one, else 80.
+/// `$COLUMNS` and the terminal are taken within the renderer's bounds.
+fn table_width(flag: Option<usize>, columns: Option<&str>, terminal: Option<usize>) -> usize {
+    use crate::report::table::{DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH};
+    let columns = columns.and_then(|c| c.trim().parse::<usize>().ok());
+    flag.or(columns.filter(|&c| c > 0))
+        .or(terminal.filter(|&w| w > 0))
+        .unwrap_or(DEFAULT_WIDTH)
+        .clamp(MIN_WIDTH, MAX_WIDTH)
 }
 
 impl ReportArgs {
+    /// How tables are laid out for where stdout goes.
+    pub fn table_options(&self) -> crate::report::table::Options {
+        use std::io::IsTerminal;
+        let stdout = std::io::stdout();
+        let terminal = (stdout.is_terminal())
+            .then(|| terminal_size::terminal_size_of(&stdout))
+            .flatten()
+            .map(|(width, _)| usize::from(width.0));
+        crate::report::table::Options {
+            width: table_width(
+                self.width,
+                std::env::var("COLUMNS").ok().as_deref(),
+                terminal,
+            ),
+            color: false,
+        }
+    }
+
     pub fn filters(&self) -> anyhow::Result<crate::report::Filters> {
         let now = chrono::Utc::now();
         let time = |arg: &Option<String>, flag: &str| -> anyhow::Result<_> {
@@ -293,7 +337,7 @@ pub fn report(
         &args.report
     };
     let bytes = match args.format {
-        ReportFormat::Table => table::render(&report, sections),
+        ReportFormat::Table => table::render(&report, sections, args.table_options()),
         ReportFormat::Json => json::render(&report, sections),
         ReportFormat::Csv => csv::render(&report, sections),
     };
@@ -347,6 +391,31 @@ mod tests {
         // The longest one taken is one SQLite takes (rusqlite panics on a longer one).
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.busy_timeout(MAX_BUSY_TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn tables_take_the_flag_then_columns_then_the_terminal_then_80() {
+        assert_eq!(table_width(Some(100), Some("120"), Some(140)), 100);
+        assert_eq!(table_width(None, Some("120"), Some(140)), 120);
+        assert_eq!(table_width(None, None, Some(140)), 140);
+        assert_eq!(table_width(None, None, None), 80);
+        // A $COLUMNS that is no width, or a terminal that reports none, is passed over.
+        for columns in ["", "wide", "0", "-5"] {
+            assert_eq!(
+                table_width(None, Some(columns), Some(90)),
+                90,
+                "{columns:?}"
+            );
+            assert_eq!(table_width(None, Some(columns), None), 80, "{columns:?}");
+        }
+        assert_eq!(table_width(None, None, Some(0)), 80);
+        // Within what the renderer lays out.
+        assert_eq!(table_width(None, Some("12"), None), 60);
+        assert_eq!(table_width(None, None, Some(5000)), 1000);
+        assert_eq!(parse_width("60"), Ok(60));
+        assert!(parse_width("59").unwrap_err().contains("from 60 to 1000"));
+        assert!(parse_width("1001").is_err());
+        assert!(parse_width("wide").is_err());
     }
 
     #[test]

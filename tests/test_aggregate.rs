@@ -625,3 +625,126 @@ fn top_zero_ranks_every_key() {
     let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "3"])).unwrap();
     assert!(table.contains("\nTop 3 URLs\n"), "{table}");
 }
+
+/// Lines longer than `width` characters, for the message of a failed check.
+fn too_wide(table: &str, width: usize) -> Vec<&str> {
+    table
+        .lines()
+        .filter(|l| l.chars().count() > width)
+        .collect()
+}
+
+/// Tables are as wide as they are told (`--width`, then `COLUMNS`, then the terminal, then
+/// 80): the key columns show more of a long URL or agent, and the traffic bars take the
+/// rest, the busiest bucket's bar reaching the last column.
+#[test]
+fn tables_take_the_width_they_are_given() {
+    let wd = Workdir::new();
+    wd.cmd("generate-logs")
+        .args([
+            "--count",
+            "20000",
+            "--seed",
+            "3",
+            "--start",
+            "2024-01-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    let long_url = format!("/{}", "u".repeat(300));
+    wd.append(
+        "logs/access.log",
+        format!("1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {long_url} HTTP/1.1\" 200 5 \"-\" \"ua\"\n"),
+    );
+    both_stores(&wd, &["logs/access.log"]);
+    let table = |columns: Option<&str>, args: &[&str]| {
+        let mut cmd = wd.cmd("aggregate-db");
+        cmd.args(["--db", "out.db"]).args(args);
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+    };
+    let longest_url_cell = |t: &str| {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|w| w.starts_with("/uuu"))
+            .map(|w| w.chars().count())
+            .max()
+            .unwrap()
+    };
+    let traffic_width = |t: &str| {
+        let traffic = &t[t.find("Traffic per").unwrap()..];
+        traffic.lines().map(|l| l.chars().count()).max().unwrap()
+    };
+    for (columns, args, width) in [
+        (None, &[][..], 80),
+        (Some("120"), &[][..], 120),
+        (Some("200"), &["--width", "100"][..], 100),
+        (None, &["--width", "60"][..], 60),
+        (Some("junk"), &[][..], 80),
+    ] {
+        let t = table(columns, args);
+        assert!(
+            too_wide(&t, width).is_empty(),
+            "{columns:?} {args:?}: lines over {width}: {:#?}",
+            too_wide(&t, width)
+        );
+        // The URL takes what the numbers leave (47 columns of them), the bar of the busiest
+        // hour reaches the last column.
+        let urls = table(
+            columns,
+            &[args, &["--report", "urls", "--url", "^/uuu"]].concat(),
+        );
+        assert_eq!(
+            longest_url_cell(&urls),
+            width - 47,
+            "{columns:?} {args:?}:\n{urls}"
+        );
+        assert_eq!(traffic_width(&t), width, "{columns:?} {args:?}:\n{t}");
+    }
+    wd.cmd("aggregate-db")
+        .args(["--width", "59"])
+        .assert()
+        .code(2)
+        .stderr(contains("'59' is not a number of columns from 60 to 1000"));
+}
+
+/// The traffic chart has a column for 2xx to 5xx always, and for any other class only when
+/// some bucket has requests in it: 80 columns are kept for the bar.
+#[test]
+fn traffic_shows_the_rarer_classes_only_when_there_are_some() {
+    let wd = Workdir::new();
+    let line = |status: u16| {
+        format!(
+            "1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"
+        )
+    };
+    let header = |log: String| {
+        wd.write("logs/access.log", log);
+        std::fs::remove_file(wd.path("out.db")).ok();
+        wd.cmd("parse-to-db")
+            .args(["--db", "out.db", "--final", "--quiet"])
+            .assert()
+            .success();
+        let table =
+            String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+        let header = table
+            .lines()
+            .find(|l| l.contains("start (UTC)"))
+            .unwrap()
+            .to_string();
+        header
+            .split_whitespace()
+            .skip(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(header(line(200) + &line(404)), "2xx 3xx 4xx 5xx bar");
+    let with_101 = header(line(200) + &line(101));
+    assert_eq!(with_101.split(' ').count(), 6, "{with_101}");
+    assert!(
+        with_101.starts_with("1xx 2xx") || with_101.ends_with("5xx other bar"),
+        "{with_101}"
+    );
+}
