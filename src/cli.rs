@@ -252,6 +252,37 @@ pub struct ReportArgs {
     /// Width of tables in columns [default: $COLUMNS, else the terminal's width, else 80].
     #[arg(long, value_name = "N", value_parser = parse_width)]
     pub width: Option<usize>,
+    /// Colour tables: auto colours when stdout is a terminal and NO_COLOR is not set. JSON
+    /// and CSV are never coloured.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether tables are coloured. `auto` colours only a terminal (a file or a pipe would keep
+/// the escape codes), and not when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org) or the terminal is `dumb`; `always` and `never`, asked for on the command
+/// line, win over the environment, as no-color.org has it.
+fn use_color(
+    choice: ColorChoice,
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+        }
+    }
 }
 
 /// Parses `--width`: from the narrowest to the widest table the renderer lays out.
@@ -282,7 +313,8 @@ impl ReportArgs {
     pub fn table_options(&self) -> crate::report::table::Options {
         use std::io::IsTerminal;
         let stdout = std::io::stdout();
-        let terminal = (stdout.is_terminal())
+        let is_terminal = stdout.is_terminal();
+        let terminal = (is_terminal)
             .then(|| terminal_size::terminal_size_of(&stdout))
             .flatten()
             .map(|(width, _)| usize::from(width.0));
@@ -292,7 +324,12 @@ impl ReportArgs {
                 std::env::var("COLUMNS").ok().as_deref(),
                 terminal,
             ),
-            color: false,
+            color: use_color(
+                self.color,
+                is_terminal,
+                std::env::var_os("NO_COLOR").as_deref(),
+                std::env::var_os("TERM").as_deref(),
+            ),
         }
     }
 
@@ -416,6 +453,34 @@ mod tests {
         assert!(parse_width("59").unwrap_err().contains("from 60 to 1000"));
         assert!(parse_width("1001").is_err());
         assert!(parse_width("wide").is_err());
+    }
+
+    #[test]
+    fn colour_when_asked_or_on_a_terminal_that_wants_it() {
+        use std::ffi::OsStr;
+        let (set, empty, dumb, xterm) = (
+            Some(OsStr::new("1")),
+            Some(OsStr::new("")),
+            Some(OsStr::new("dumb")),
+            Some(OsStr::new("xterm-256color")),
+        );
+        assert!(use_color(ColorChoice::Auto, true, None, xterm));
+        assert!(use_color(ColorChoice::Auto, true, None, None));
+        assert!(
+            use_color(ColorChoice::Auto, true, empty, xterm),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(
+            !use_color(ColorChoice::Auto, false, None, xterm),
+            "a pipe or a file"
+        );
+        assert!(!use_color(ColorChoice::Auto, true, set, xterm));
+        assert!(!use_color(ColorChoice::Auto, true, None, dumb));
+        assert!(
+            use_color(ColorChoice::Always, false, set, dumb),
+            "the flag wins"
+        );
+        assert!(!use_color(ColorChoice::Never, true, None, xterm));
     }
 
     #[test]

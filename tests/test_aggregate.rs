@@ -748,3 +748,104 @@ fn traffic_shows_the_rarer_classes_only_when_there_are_some() {
         "{with_101}"
     );
 }
+
+/// Removes the colours the table renderer adds (SGR sequences), to compare with the plain
+/// table and to see that nothing else escapes.
+fn without_colour(table: &str) -> String {
+    regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(table, "")
+        .into_owned()
+}
+
+/// `--color always` colours the status classes (2xx green, 3xx cyan, 4xx yellow, 5xx red)
+/// and nothing else changes; `auto` colours only a terminal, and `never` and JSON and CSV
+/// never. A log's own escape bytes are still shown escaped.
+#[test]
+fn colour_is_asked_for_or_given_to_terminals_only() {
+    let wd = Workdir::new();
+    let line = |status: u16, url: &str| {
+        format!(
+            "1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {url} HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"
+        )
+    };
+    wd.write(
+        "logs/access.log",
+        [
+            line(200, "/"),
+            line(301, "/old"),
+            line(404, "/\\x1B[31mred\\x1B]0;pwned\\x07"),
+            line(503, "/api"),
+        ]
+        .concat(),
+    );
+    both_stores(&wd, &["logs/access.log"]);
+    let plain = report(&wd, "aggregate-db", &[]);
+    let table = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = wd.cmd("aggregate-db");
+        cmd.args(["--db", "out.db"]).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.assert().success().get_output().stdout.clone()
+    };
+    let coloured = String::from_utf8(table(&["--color", "always"], &[("NO_COLOR", "1")])).unwrap();
+    for (sgr, class) in [("32", "2xx"), ("36", "3xx"), ("33", "4xx"), ("31", "5xx")] {
+        assert!(
+            coloured.contains(&format!("\x1b[{sgr}m{class:<6}\x1b[0m")),
+            "{class} in \\x1b[{sgr}m:\n{coloured}"
+        );
+    }
+    assert_eq!(
+        without_colour(&coloured).as_bytes(),
+        plain,
+        "only colour is added"
+    );
+    assert!(
+        !without_colour(&coloured).contains('\x1b'),
+        "the log's escape bytes stay escaped:\n{coloured}"
+    );
+    assert!(coloured.contains("/\\x1B[31mred\\x1B]0;pwned\\x07"));
+    assert_eq!(table(&["--color", "never"], &[]), plain);
+    assert_eq!(table(&["--color", "auto"], &[]), plain, "stdout is a pipe");
+    for format in ["json", "csv"] {
+        let out = table(&["--color", "always", "--format", format], &[]);
+        // (The CSV holds the log's escape byte as it came, as CSV does.)
+        assert_eq!(out, table(&["--format", format], &[]), "{format}");
+    }
+
+    // On a terminal (a pseudo-terminal from util-linux's script), auto colours unless
+    // NO_COLOR is set or the terminal is dumb.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: colour on a terminal (no `script` to make one)");
+        return;
+    }
+    let on_terminal = |env: &[(&str, &str)]| {
+        let command = format!(
+            "{} --db out.db --report status",
+            bin_path("aggregate-db").display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .current_dir(wd.root())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        on_terminal(&[]).contains("\x1b[32m2xx"),
+        "{}",
+        on_terminal(&[])
+    );
+    assert!(!on_terminal(&[("NO_COLOR", "1")]).contains('\x1b'));
+    assert!(!on_terminal(&[("TERM", "dumb")]).contains('\x1b'));
+}
