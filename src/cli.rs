@@ -356,6 +356,7 @@ impl ReportArgs {
 /// Runs a report: gets the counts of the entries that pass the filters from `counts` (see
 /// [`crate::report::from_csv`], [`crate::report::from_db`]), renders as asked, writes to stdout.
 pub fn report(
+    tool: &str,
     args: &ReportArgs,
     counts: impl FnOnce(&crate::report::Filters) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
@@ -368,6 +369,17 @@ pub fn report(
         n => n,
     };
     let report = counts(&filters)?.into_report(top, args.bucket, &filters);
+    if let Some(asked) = args.bucket
+        && asked != report.bucket
+        && (args.report.is_empty() || args.report.contains(&crate::report::Section::Traffic))
+    {
+        warn(tool)(format!(
+            "traffic is shown per {}: per {} it would be more than {} rows",
+            report.bucket.name(),
+            asked.name(),
+            crate::human::count(crate::report::MAX_TRAFFIC_ROWS as u64)
+        ));
+    }
     let sections: &[Section] = if args.report.is_empty() {
         &Section::ALL
     } else {

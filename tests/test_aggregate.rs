@@ -849,3 +849,89 @@ fn colour_is_asked_for_or_given_to_terminals_only() {
     assert!(!on_terminal(&[("NO_COLOR", "1")]).contains('\x1b'));
     assert!(!on_terminal(&[("TERM", "dumb")]).contains('\x1b'));
 }
+
+/// Every bucket from the first to the last is a row, the empty ones with zeros: an outage
+/// was invisible when empty buckets were left out. A bucket that would make more than 3,000
+/// rows is made coarser, and said; days beyond that are not filled in, and the table says so.
+#[test]
+fn traffic_shows_empty_buckets_between_the_first_and_the_last() {
+    let wd = Workdir::new();
+    let line = |time: &str, status: u16| {
+        format!("1.1.1.1 - - [{time} +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n")
+    };
+    let fill = |lines: &[String]| {
+        wd.write("logs/access.log", lines.concat());
+        for store in ["out.csv", "out.csv.checkpoint", "out.db"] {
+            std::fs::remove_file(wd.path(store)).ok();
+        }
+        both_stores(&wd, &["logs/access.log"]);
+    };
+    let traffic = |args: &[&str]| -> (serde_json::Value, String) {
+        let run = wd
+            .cmd("aggregate-csv")
+            .args([
+                "--csv", "out.csv", "--report", "traffic", "--format", "json",
+            ])
+            .args(args)
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&run.get_output().stdout).unwrap();
+        let stderr = String::from_utf8(run.get_output().stderr.clone()).unwrap();
+        (doc["traffic"].clone(), stderr)
+    };
+    let hits = |traffic: &serde_json::Value| -> Vec<u64> {
+        (traffic["rows"].as_array().unwrap().iter())
+            .map(|r| r["hits"].as_u64().unwrap())
+            .collect()
+    };
+
+    // Five minutes without a request.
+    fill(&[
+        line("01/Jan/2024:00:00:10", 200),
+        line("01/Jan/2024:00:00:50", 200),
+        line("01/Jan/2024:00:06:10", 503),
+    ]);
+    let (t, stderr) = traffic(&[]);
+    assert_eq!(t["bucket"], "minute");
+    assert_eq!(hits(&t), [2, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(t["rows"][3]["start"], "2024-01-01T00:03:00Z");
+    assert_eq!(t["rows"][3]["2xx"], 0);
+    assert!(stderr.is_empty(), "{stderr}");
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+    assert!(
+        table.contains("\n  2024-01-01 00:03     0    0    0    0    0\n"),
+        "{table}"
+    );
+    assert_eq!(
+        table,
+        String::from_utf8(report(&wd, "aggregate-csv", &["--report", "traffic"])).unwrap()
+    );
+
+    // Three days and more per minute: 4,326 rows, so per hour, and said.
+    fill(&[
+        line("01/Jan/2024:00:00:10", 200),
+        line("04/Jan/2024:00:05:10", 200),
+    ]);
+    let (t, stderr) = traffic(&["--bucket", "minute"]);
+    assert_eq!(t["bucket"], "hour");
+    assert_eq!(hits(&t).len(), 73);
+    assert!(
+        stderr.contains("aggregate-csv: warning: traffic is shown per hour: per minute it would be more than 3,000 rows"),
+        "{stderr}"
+    );
+    let (t, stderr) = traffic(&["--bucket", "day"]);
+    assert_eq!((hits(&t), stderr.as_str()), (vec![1, 0, 0, 1], ""));
+
+    // A stray timestamp 53 years back: only the days with requests.
+    fill(&[
+        line("01/Jan/1971:00:00:10", 200),
+        line("01/Jan/2024:00:00:10", 200),
+    ]);
+    let (t, _) = traffic(&[]);
+    assert_eq!((t["bucket"].as_str(), hits(&t)), (Some("day"), vec![1, 1]));
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+    assert!(
+        table.contains("(only the days with requests: first to last is more than 3,000 days)"),
+        "{table}"
+    );
+}

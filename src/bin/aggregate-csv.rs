@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
         let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
-        cli::report(&args.report, |filters| report::from_csv(csv, filters))
+        cli::report("aggregate-csv", &args.report, |filters| {
+            report::from_csv(csv, filters)
+        })
     })
 }

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
         let db = args.db_arg.as_ref().unwrap_or(&args.db);
-        cli::report(&args.report, |filters| {
+        cli::report("aggregate-db", &args.report, |filters| {
             report::from_db(db, filters, !args.scan)
         })
     })

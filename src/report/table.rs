@@ -9,7 +9,8 @@
 
 use std::fmt::Write;
 
-use super::{CLASSES, Ranked, Report, Section, class_index, percent};
+use super::{CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, class_index, percent};
+use crate::human::count;
 
 /// How a table is laid out. The renderer does not look at the terminal: the caller
 /// (`crate::cli`) decides from the flags, the environment and where stdout goes.
@@ -98,19 +99,6 @@ fn blocks(eighths: usize) -> String {
 /// The bar of `part` of `whole`, `cells` cells long for the whole.
 fn bar(part: u64, whole: u64, cells: usize) -> String {
     blocks(eighths(part, whole, cells))
-}
-
-/// Thousands separators, for counts people read.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Colours our own text, never a value from a log (those are escaped by [`safe`] first).
@@ -435,6 +423,29 @@ fn traffic(out: &mut String, report: &Report, o: Options) {
         let bar = traffic_bar(&t.counts, peak, cells, paint);
         let _ = writeln!(out, "{}", format!("{line}  {bar}").trim_end());
     }
+    if has_gaps(report) {
+        let _ = writeln!(
+            out,
+            "  (only the {}s with requests: first to last is more than {} {0}s)",
+            report.bucket.name(),
+            count(MAX_TRAFFIC_ROWS as u64)
+        );
+    }
+}
+
+/// Whether buckets between the first and the last are missing: the report fills them in
+/// with zeros unless there would be more than [`MAX_TRAFFIC_ROWS`].
+fn has_gaps(report: &Report) -> bool {
+    let step = match report.bucket {
+        super::Bucket::Minute => 60,
+        super::Bucket::Hour => 3600,
+        super::Bucket::Day => 86_400,
+    };
+    let starts: Vec<i64> = (report.traffic.iter())
+        .filter_map(|t| crate::entry::parse_rfc3339(&t.start))
+        .map(|t| t.timestamp())
+        .collect();
+    starts.windows(2).any(|pair| pair[1] - pair[0] > step)
 }
 
 #[cfg(test)]
@@ -462,9 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_bars() {
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(12), "12");
+    fn bars() {
         assert_eq!(bar(1, 2, 20), "█".repeat(10));
         assert_eq!(bar(1, 1000, 20), "▏", "a part too small to see still shows");
         assert_eq!(bar(0, 10, 20), "");
