@@ -935,3 +935,49 @@ fn traffic_shows_empty_buckets_between_the_first_and_the_last() {
         "{table}"
     );
 }
+
+/// Each format counts each class in its own place, by the class's name: JSON a key per
+/// class, CSV the columns 2xx to 5xx, the table a column per class it shows.
+#[test]
+fn traffic_counts_each_class_under_its_name_in_every_format() {
+    let wd = Workdir::new();
+    let log: String = [200, 200, 301, 404, 503, 101]
+        .iter()
+        .map(|status| format!("1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"))
+        .collect();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let args = ["--report", "traffic", "--format"];
+    let out = |format: &str| report(&wd, "aggregate-db", &[&args[..], &[format]].concat());
+
+    let json: serde_json::Value = serde_json::from_slice(&out("json")).unwrap();
+    let row = json["traffic"]["rows"][0].as_object().unwrap();
+    assert_eq!(row["hits"], 6);
+    for (class, n) in [("2xx", 2), ("3xx", 1), ("4xx", 1), ("5xx", 1)] {
+        assert_eq!(row[class], n, "{class}: {row:?}");
+    }
+    let by_class: u64 = (row.iter())
+        .filter(|(k, _)| !["start", "hits"].contains(&k.as_str()))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_class, 6, "every hit in one class: {row:?}");
+
+    let csv = String::from_utf8(out("csv")).unwrap();
+    assert_eq!(
+        csv,
+        "report,key,value,percent,bytes,visitors,2xx,3xx,4xx,5xx\n\
+         traffic,2024-01-01T00:00:00Z,6,,,,2,1,1,1\n"
+    );
+
+    let table = String::from_utf8(out("table")).unwrap();
+    let mut lines = table.lines().skip_while(|l| !l.contains("start (UTC)"));
+    let header: Vec<&str> = (lines.next().unwrap().split_whitespace().skip(3))
+        .filter(|&h| h != "bar")
+        .collect();
+    let values: Vec<&str> = lines.next().unwrap().split_whitespace().skip(3).collect();
+    let columns: HashMap<&str, &str> = header.into_iter().zip(values).collect();
+    assert_eq!(columns.len(), 5, "2xx to 5xx and the class of 101: {table}");
+    for (class, n) in [("2xx", "2"), ("3xx", "1"), ("4xx", "1"), ("5xx", "1")] {
+        assert_eq!(columns[class], n, "{class}: {table}");
+    }
+}
