@@ -193,11 +193,11 @@ pub fn ingest(
         doc["output"] = sink.describe().into();
         println!("{doc}");
     } else if !args.quiet {
+        let line = summary.line(tool, &sink.describe());
         let _ = writeln!(
             std::io::stderr().lock(),
-            "{} into {}",
-            summary.line(tool),
-            sink.describe()
+            "{}",
+            line.fit(crate::human::stderr_width())
         );
     }
     if summary.failed.is_empty() {

@@ -107,3 +107,171 @@ fn stores_are_named_by_the_same_flags_everywhere() {
         );
     }
 }
+
+/// Lines longer than `width`, for the message of a failed check.
+fn too_wide(text: &str, width: usize) -> Vec<&str> {
+    text.lines().filter(|l| l.chars().count() > width).collect()
+}
+
+/// The summary and status lines count in words people read ("1 line", "1,500 lines"), and
+/// on a terminal (here: COLUMNS=80) fit it, long paths and all; to a file or a pipe each is
+/// one whole line, for grep.
+#[test]
+fn status_lines_read_well_and_fit_the_terminal() {
+    let wd = Workdir::new();
+    let deep = "a-rather-long-directory-name/".repeat(5);
+    std::fs::create_dir_all(wd.path(&deep)).unwrap();
+    let log = format!("{deep}access.log");
+    let db = format!("{deep}logs.db");
+    let stderr_of = |bin: &str, args: &[&str], columns: Option<&str>| {
+        let mut cmd = wd.cmd(bin);
+        cmd.args(args);
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        let run = cmd
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .success();
+        String::from_utf8(run.get_output().stderr.clone()).unwrap()
+    };
+
+    let out = stderr_of("generate-logs", &["-o", &log, "--count", "1"], Some("80"));
+    assert!(
+        out.starts_with("generate-logs: wrote 1 line\n  to …/"),
+        "{out}"
+    );
+    assert!(too_wide(&out, 80).is_empty(), "{out}");
+    let args = ["--db", &db, &log, "--final"];
+    let out = stderr_of("parse-to-db", &args, Some("80"));
+    assert!(
+        out.starts_with("parse-to-db: read 1 line, wrote 1, rejected 0 in "),
+        "{out}"
+    );
+    assert!(
+        out.contains("(1 line/s)") || out.contains("lines/s)"),
+        "{out}"
+    );
+    let into = out
+        .lines()
+        .find(|l| l.starts_with("  into "))
+        .unwrap_or_default();
+    assert!(
+        into.starts_with("  into …/a-rather") && into.ends_with("/logs.db"),
+        "{out}"
+    );
+    assert!(too_wide(&out, 80).is_empty(), "{out}");
+
+    stderr_of(
+        "generate-logs",
+        &["-o", &log, "--count", "1500", "-q"],
+        None,
+    );
+    let out = stderr_of("parse-to-db", &args, None);
+    assert_eq!(out.lines().count(), 1, "whole off a terminal: {out}");
+    assert!(
+        out.starts_with("parse-to-db: read 1,500 lines, wrote 1,500, rejected 0 in "),
+        "{out}"
+    );
+    assert!(out.ends_with(&format!(" into {db}\n")), "{out}");
+
+    let once = ["--db", &db, &log, "--once"];
+    let out = stderr_of("continuous-parse", &once, Some("80"));
+    assert!(too_wide(&out, 80).is_empty(), "{out}");
+    assert!(
+        out.starts_with("continuous-parse: following\n  …/"),
+        "{out}"
+    );
+    let offset = regex::Regex::new(r"from offset [0-9]{1,3},[0-9]{3}\n").unwrap();
+    assert!(
+        offset.is_match(&out),
+        "byte offsets with separators too: {out}"
+    );
+    assert!(
+        out.contains("continuous-parse: stopped after 0 lines (0 written, 0 rejected)"),
+        "{out}"
+    );
+
+    // The status line of a running follower.
+    std::fs::write(wd.path("status.txt"), "").unwrap();
+    let file = std::fs::File::create(wd.path("status.txt")).unwrap();
+    let follower = crate::workdir::Running::spawn(
+        std::process::Command::new(crate::workdir::bin_path("continuous-parse"))
+            .args([
+                "--db",
+                &db,
+                &log,
+                "--status-interval",
+                "0",
+                "--poll-interval",
+                "0.05",
+            ])
+            .env("COLUMNS", "80")
+            .current_dir(wd.root())
+            .stderr(file),
+    );
+    wd.append(&log, std::fs::read(wd.path(&log)).unwrap());
+    crate::workdir::wait_until("a status line", || {
+        wd.text("status.txt").contains("1,501 lines in total")
+    });
+    follower.signal_and_wait("-INT");
+    let out = wd.text("status.txt");
+    assert!(too_wide(&out, 80).is_empty(), "{out}");
+    assert!(
+        out.contains("continuous-parse: stopped after 1,501 lines (1,501 written, 0 rejected)"),
+        "{out}"
+    );
+    let status = regex::Regex::new(
+        r"\ncontinuous-parse: 1,501 lines in total, [0-9,]+ lines/s, 0 bytes behind\n",
+    )
+    .unwrap();
+    assert!(status.is_match(&out), "{out}");
+}
+
+/// The progress bar of a large input (64 MiB and more, on a terminal: here a pseudo-terminal
+/// of 80 columns from util-linux's script) fits the terminal however long the path: the path
+/// is cut to its end and the bar takes the rest.
+#[test]
+fn the_progress_bar_fits_the_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: progress bar on a terminal (no `script` to make one)");
+        return;
+    }
+    let wd = Workdir::new();
+    let deep = "a-rather-long-directory-name/".repeat(4);
+    let log = format!("{deep}access.log");
+    wd.cmd("generate-logs")
+        .args(["-o", &log, "--count", "400000", "--seed", "1", "-q"])
+        .assert()
+        .success();
+    assert!(
+        wd.read(&log).len() >= 64 << 20,
+        "big enough for a progress bar"
+    );
+    let command = format!(
+        "stty cols 80; {} --db {deep}logs.db {log} --final",
+        crate::workdir::bin_path("parse-to-db").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(wd.root())
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let escapes = regex::Regex::new("\x1b\\[[0-9;?]*[A-Za-z]").unwrap();
+    let frames: Vec<String> = (screen.split(['\r', '\n']))
+        .map(|f| escapes.replace_all(f, "").into_owned())
+        .collect();
+    assert!(
+        frames.iter().any(|f| f.starts_with("…/access.log [")),
+        "a progress bar with the end of the path:\n{screen}"
+    );
+    let wide: Vec<&String> = frames.iter().filter(|f| f.chars().count() > 80).collect();
+    assert!(wide.is_empty(), "{wide:#?}");
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use log_pipeline::cli;
 use log_pipeline::generate::{self, GenerateConfig, LogFormat};
+use log_pipeline::human::{self, Line};
 
 /// Append realistic Apache/Nginx access-log lines to a file: 10 lines every 5 seconds until
 /// Ctrl+C, or --count lines as fast as possible.
@@ -69,20 +70,21 @@ fn main() -> ExitCode {
             },
         };
         let stop = cli::stop_flag()?;
+        let width = human::stderr_width();
         if !args.quiet && config.count.is_none() {
-            eprintln!(
-                "generate-logs: appending {} lines every {}s to {} (Ctrl+C to stop)",
-                config.lines_per_batch,
-                config.interval.as_secs_f64(),
-                config.output.display()
-            );
+            let mut line = Line::new("generate-logs: appending");
+            line.piece(human::counted(config.lines_per_batch, "line"));
+            line.piece(format!("every {}s", config.interval.as_secs_f64()));
+            line.path("to ", config.output.display());
+            line.words("(Ctrl+C to stop)");
+            eprintln!("{}", line.fit(width));
         }
         let written = generate::run(&config, &stop)?;
         if !args.quiet {
-            eprintln!(
-                "generate-logs: wrote {written} lines to {}",
-                config.output.display()
-            );
+            let mut line = Line::new("generate-logs: wrote");
+            line.piece(human::counted(written, "line"));
+            line.path("to ", config.output.display());
+            eprintln!("{}", line.fit(width));
         }
         Ok(ExitCode::SUCCESS)
     })
