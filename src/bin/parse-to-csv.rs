@@ -13,8 +13,8 @@ use log_pipeline::sink::csv::CsvSink;
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "parse-to-csv", version)]
 struct Args {
-    /// The CSV file to append to (created with a header when new). `--csv` is the same flag,
-    /// spelt as aggregate-csv spells the CSV it reads.
+    /// The CSV file to append to (created with a header when new). Also --csv, the flag
+    /// aggregate-csv reads it with.
     #[arg(
         long,
         short,
