@@ -45,7 +45,7 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Log files to read (`-` for standard input; `.gz` files are decompressed).
-    #[arg(default_value = "logs/access.log")]
+    #[arg(value_name = "LOG", default_value = "logs/access.log")]
     pub inputs: Vec<std::path::PathBuf>,
     /// Reject lines longer than this many bytes (they are skipped without being held in memory).
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = parse_line_limit, allow_negative_numbers = true)]
@@ -202,11 +202,11 @@ pub fn ingest(
         doc["output"] = sink.describe().into();
         println!("{doc}");
     } else if !args.quiet {
+        let line = summary.line(tool, &sink.describe());
         let _ = writeln!(
             std::io::stderr().lock(),
-            "{} into {}",
-            summary.line(tool),
-            sink.describe()
+            "{}",
+            line.fit(crate::human::stderr_width())
         );
     }
     if summary.failed.is_empty() {
@@ -232,8 +232,8 @@ pub struct ReportArgs {
     /// Reports to print, in order (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub report: Vec<crate::report::Section>,
-    /// Rows per ranking.
-    #[arg(long, default_value_t = 10)]
+    /// Rows per ranking; 0 for every row.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
     // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
@@ -244,13 +244,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only this status code (100-599) or class (1xx-5xx).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub status: Option<crate::report::StatusFilter>,
     /// Only URLs matching this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub url: Option<regex::Regex>,
     /// Only this client IP.
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
     /// Time bucket of the traffic report (default: chosen from the time span).
     #[arg(long, value_enum)]
@@ -261,9 +261,90 @@ pub struct ReportArgs {
     /// Counting threads (default: one per core).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Width of tables in columns [default: $COLUMNS, else the terminal's width, else 80].
+    #[arg(long, value_name = "N", value_parser = parse_width)]
+    pub width: Option<usize>,
+    /// Colour tables: auto colours when stdout is a terminal and NO_COLOR is not set. JSON
+    /// and CSV are never coloured.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether tables are coloured. `auto` colours only a terminal (a file or a pipe would keep
+/// the escape codes), and not when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org) or the terminal is `dumb`; `always` and `never`, asked for on the command
+/// line, win over the environment, as no-color.org has it.
+fn use_color(
+    choice: ColorChoice,
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+        }
+    }
+}
+
+/// Parses `--width`: from the narrowest to the widest table the renderer lays out.
+fn parse_width(s: &str) -> Result<usize, String> {
+    use crate::report::table::{MAX_WIDTH, MIN_WIDTH};
+    match s.parse::<usize>() {
+        Ok(n) if (MIN_WIDTH..=MAX_WIDTH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of columns from {MIN_WIDTH} to {MAX_WIDTH}"
+        )),
+    }
+}
+
+/// The width of tables: `--width`, else `$COLUMNS` (as `ls` reads it, and for scripts that
+/// want a width without a terminal), else the terminal's when stdout is one, else 80.
+/// `$COLUMNS` and the terminal are taken within the renderer's bounds.
+fn table_width(flag: Option<usize>, columns: Option<&str>, terminal: Option<usize>) -> usize {
+    use crate::report::table::{DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH};
+    let columns = columns.and_then(|c| c.trim().parse::<usize>().ok());
+    flag.or(columns.filter(|&c| c > 0))
+        .or(terminal.filter(|&w| w > 0))
+        .unwrap_or(DEFAULT_WIDTH)
+        .clamp(MIN_WIDTH, MAX_WIDTH)
 }
 
 impl ReportArgs {
+    /// How tables are laid out for where stdout goes.
+    pub fn table_options(&self) -> crate::report::table::Options {
+        use std::io::IsTerminal;
+        let stdout = std::io::stdout();
+        let is_terminal = stdout.is_terminal();
+        let terminal = (is_terminal)
+            .then(|| terminal_size::terminal_size_of(&stdout))
+            .flatten()
+            .map(|(width, _)| usize::from(width.0));
+        crate::report::table::Options {
+            width: table_width(
+                self.width,
+                std::env::var("COLUMNS").ok().as_deref(),
+                terminal,
+            ),
+            color: use_color(
+                self.color,
+                is_terminal,
+                std::env::var_os("NO_COLOR").as_deref(),
+                std::env::var_os("TERM").as_deref(),
+            ),
+        }
+    }
+
     pub fn filters(&self) -> anyhow::Result<crate::report::Filters> {
         let now = chrono::Utc::now();
         let time = |arg: &Option<String>, flag: &str| -> anyhow::Result<_> {
@@ -302,15 +383,33 @@ impl ReportArgs {
 /// Runs a report: gets the counts of the entries that pass the filters from `counts` (see
 /// [`crate::read`]), renders as asked, writes to stdout.
 pub fn report(
+    tool: &str,
     args: &ReportArgs,
     counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{csv, json, table};
     let query = args.query()?;
-    let report = counts(&query)?.into_report(args.top, args.bucket, &query.filters);
+    // A ranking of every key is one cut at no row: `usize::MAX`, which the table titles
+    // "All URLs" rather than "Top 0 URLs".
+    let top = match args.top {
+        0 => usize::MAX,
+        n => n,
+    };
+    let report = counts(&query)?.into_report(top, args.bucket, &query.filters);
+    if let Some(asked) = args.bucket
+        && asked != report.bucket
+        && query.sections.contains(&crate::report::Section::Traffic)
+    {
+        warn(tool)(format!(
+            "traffic is shown per {}: per {} it would be more than {} rows",
+            report.bucket.name(),
+            asked.name(),
+            crate::human::count(crate::report::MAX_TRAFFIC_ROWS as u64)
+        ));
+    }
     let sections = &query.sections[..];
     let bytes = match args.format {
-        ReportFormat::Table => table::render(&report, sections),
+        ReportFormat::Table => table::render(&report, sections, args.table_options()),
         ReportFormat::Json => json::render(&report, sections),
         ReportFormat::Csv => csv::render(&report, sections),
     };
@@ -364,6 +463,59 @@ mod tests {
         // The longest one taken is one SQLite takes (rusqlite panics on a longer one).
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.busy_timeout(MAX_BUSY_TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn tables_take_the_flag_then_columns_then_the_terminal_then_80() {
+        assert_eq!(table_width(Some(100), Some("120"), Some(140)), 100);
+        assert_eq!(table_width(None, Some("120"), Some(140)), 120);
+        assert_eq!(table_width(None, None, Some(140)), 140);
+        assert_eq!(table_width(None, None, None), 80);
+        // A $COLUMNS that is no width, or a terminal that reports none, is passed over.
+        for columns in ["", "wide", "0", "-5"] {
+            assert_eq!(
+                table_width(None, Some(columns), Some(90)),
+                90,
+                "{columns:?}"
+            );
+            assert_eq!(table_width(None, Some(columns), None), 80, "{columns:?}");
+        }
+        assert_eq!(table_width(None, None, Some(0)), 80);
+        // Within what the renderer lays out.
+        assert_eq!(table_width(None, Some("12"), None), 60);
+        assert_eq!(table_width(None, None, Some(5000)), 1000);
+        assert_eq!(parse_width("60"), Ok(60));
+        assert!(parse_width("59").unwrap_err().contains("from 60 to 1000"));
+        assert!(parse_width("1001").is_err());
+        assert!(parse_width("wide").is_err());
+    }
+
+    #[test]
+    fn colour_when_asked_or_on_a_terminal_that_wants_it() {
+        use std::ffi::OsStr;
+        let (set, empty, dumb, xterm) = (
+            Some(OsStr::new("1")),
+            Some(OsStr::new("")),
+            Some(OsStr::new("dumb")),
+            Some(OsStr::new("xterm-256color")),
+        );
+        assert!(use_color(ColorChoice::Auto, true, None, xterm));
+        assert!(use_color(ColorChoice::Auto, true, None, None));
+        assert!(
+            use_color(ColorChoice::Auto, true, empty, xterm),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(
+            !use_color(ColorChoice::Auto, false, None, xterm),
+            "a pipe or a file"
+        );
+        assert!(!use_color(ColorChoice::Auto, true, set, xterm));
+        assert!(!use_color(ColorChoice::Auto, true, None, dumb));
+        assert!(
+            use_color(ColorChoice::Always, false, set, dumb),
+            "the flag wins"
+        );
+        assert!(!use_color(ColorChoice::Never, true, None, xterm));
     }
 
     #[test]

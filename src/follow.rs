@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{self, write_atomically};
+use crate::human::{self, Line};
 use crate::ingest::{self, Held, IngestConfig, Input, source_key};
 use crate::lock;
 use crate::sink::sqlite::SqliteSink;
@@ -82,14 +83,18 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         sink
     };
     let start_offset = sink.checkpoint(&key)?.map_or(0, |cp| cp.offset);
+    // Status lines fit the terminal they go to (see `human::Line`), whole in a file.
+    let width = human::stderr_width();
     if !config.quiet {
-        eprintln!(
-            "{tool}: following {} from offset {} into {}{}",
-            config.log.display(),
-            if config.from_start { 0 } else { start_offset },
-            config.db.display(),
-            if config.once { " (once)" } else { "" }
-        );
+        let mut line = Line::new(&format!("{tool}: following"));
+        line.path("", config.log.display());
+        let offset = if config.from_start { 0 } else { start_offset };
+        line.piece(format!("from offset {}", human::count(offset)));
+        line.path("into ", config.db.display());
+        if config.once {
+            line.piece("(once)");
+        }
+        eprintln!("{}", line.fit(width));
     }
 
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -177,13 +182,17 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                 &config.log,
                 sink.checkpoint(&key)?.map_or(0, |cp| cp.offset),
             );
-            eprintln!(
-                "{tool}: {:.0} lines/s, {} lines in total, {} rejected, {} bytes behind",
-                (totals.read - last_status.1) as f64 / elapsed,
-                totals.read,
-                totals.rejected,
-                lag
-            );
+            let rate = ((totals.read - last_status.1) as f64 / elapsed).round() as u64;
+            // Short enough for one line of 80 columns with ten-digit totals; the rejected
+            // count only when there are some (the stop line always gives it).
+            let mut line = Line::new(&format!("{tool}:"));
+            line.piece(format!("{} in total,", human::counted(totals.read, "line")));
+            line.piece(format!("{} lines/s,", human::count(rate)));
+            if totals.rejected > 0 {
+                line.piece(format!("{} rejected,", human::count(totals.rejected)));
+            }
+            line.piece(format!("{} behind", human::bytes(lag)));
+            eprintln!("{}", line.fit(width));
             last_status = (Instant::now(), totals.read);
         }
         if backoff.is_zero() {
@@ -193,10 +202,11 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         }
     }
     if !config.quiet {
-        eprintln!(
-            "{tool}: stopped after {} lines ({} written, {} rejected)",
-            totals.read, totals.written, totals.rejected
-        );
+        let mut line = Line::new(&format!("{tool}: stopped after"));
+        line.piece(human::counted(totals.read, "line"));
+        line.piece(format!("({} written,", human::count(totals.written)));
+        line.piece(format!("{} rejected)", human::count(totals.rejected)));
+        eprintln!("{}", line.fit(width));
     }
     Ok(totals)
 }

@@ -114,50 +114,49 @@ impl Summary {
         self.read as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// The one-line summary for stderr.
-    pub fn line(&self, tool: &str) -> String {
-        let mut s = format!(
-            "{tool}: read {} lines, wrote {}, rejected {}",
-            self.read,
-            self.written,
-            self.rejected_total()
-        );
-        if !self.rejected.is_empty() {
-            let parts: Vec<_> = self
-                .rejected
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            s.push_str(&format!(" ({})", parts.join(", ")));
+    /// The summary for stderr, of a run that wrote `into`: one line, which
+    /// [`Line::fit`](crate::human::Line::fit) breaks to fit a terminal.
+    pub fn line(&self, tool: &str, into: &str) -> crate::human::Line {
+        use crate::human::{Line, count, counted};
+        let mut line = Line::new(&format!("{tool}: read"));
+        line.piece(counted(self.read, "line")).glue(",");
+        line.piece(format!("wrote {},", count(self.written)));
+        line.piece(format!("rejected {}", count(self.rejected_total())));
+        let reasons = self.rejected.len();
+        for (i, (reason, n)) in self.rejected.iter().enumerate() {
+            let open = if i == 0 { "(" } else { "" };
+            let close = if i + 1 == reasons { ")" } else { "," };
+            line.piece(format!("{open}{reason} {}{close}", count(*n)));
         }
         if self.nul_padded > 0 {
-            s.push_str(&format!(
-                ", skipped NUL padding before {} line{}",
-                self.nul_padded,
-                if self.nul_padded == 1 { "" } else { "s" }
-            ));
+            line.glue(",").words("skipped NUL padding before");
+            line.piece(counted(self.nul_padded, "line"));
         }
         if self.pending_bytes > 0 {
-            s.push_str(&format!(
-                ", left an unfinished last line ({} bytes) for later",
-                self.pending_bytes
-            ));
+            line.glue(",").words("left an unfinished last line");
+            line.piece(format!("({})", counted(self.pending_bytes, "byte")));
+            line.words("for later");
         }
-        s.push_str(&format!(
-            " in {:.2}s ({:.0} lines/s)",
-            self.elapsed.as_secs_f64(),
-            self.rate()
-        ));
+        line.piece(format!("in {:.2}s", self.elapsed.as_secs_f64()));
+        line.piece(format!("({} lines/s)", count(self.rate().round() as u64)));
+        line.path("into ", into);
         if !self.failed.is_empty() {
-            let failed: Vec<&str> = self.failed.iter().map(|(name, _)| name.as_str()).collect();
-            s.push_str(&format!(
-                "; committed {} of {} inputs, FAILED: {}",
-                self.committed.len(),
-                self.committed.len() + self.failed.len(),
-                failed.join(", ")
+            let inputs = self.committed.len() + self.failed.len();
+            line.glue(";");
+            line.piece(format!(
+                "committed {} of",
+                count(self.committed.len() as u64)
             ));
+            line.piece(format!("{},", counted(inputs as u64, "input")));
+            line.words("FAILED:");
+            for (i, (name, _)) in self.failed.iter().enumerate() {
+                line.path("", name);
+                if i + 1 < self.failed.len() {
+                    line.glue(",");
+                }
+            }
         }
-        s
+        line
     }
 
     /// The summary as a JSON document (`--json`).
@@ -1039,11 +1038,12 @@ impl Pass<'_> {
         let bar = indicatif::ProgressBar::new(bytes);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+                "{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        bar.set_message(path.display().to_string());
+        // The bar takes the width the rest leaves; a long path would leave it none and wrap.
+        bar.set_message(crate::human::path_tail(&path.display().to_string(), 24));
         Some(bar)
     }
 

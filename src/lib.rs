@@ -9,6 +9,7 @@ pub mod cli;
 pub mod entry;
 pub mod follow;
 pub mod generate;
+pub mod human;
 pub mod ingest;
 pub mod lock;
 pub mod packed;

@@ -726,3 +726,398 @@ fn a_database_on_a_read_only_mount_is_read() {
         .stderr(contains("ro/copy.db-wal"))
         .stderr(contains("writable directory"));
 }
+
+/// `-n` is `--top`; `--top 0` ranks every key (it printed headers over no rows), and the
+/// titles say so.
+#[test]
+fn top_zero_ranks_every_key() {
+    let wd = Workdir::new();
+    let log: String = (0..25)
+        .map(|n| format!("10.0.0.{n} - - [01/Jan/2024:00:00:{n:02} +0000] \"GET /p/{n} HTTP/1.1\" 404 5 \"-\" \"a{n}\"\n"))
+        .collect();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json"];
+        all.extend(args);
+        serde_json::from_slice(&report(&wd, "aggregate-db", &all)).unwrap()
+    };
+    for section in ["urls", "not_found", "clients", "agents"] {
+        assert_eq!(json(&["-n", "0"])[section].as_array().unwrap().len(), 25);
+        assert_eq!(json(&["--top", "0"])[section].as_array().unwrap().len(), 25);
+        assert_eq!(json(&["-n", "3"])[section].as_array().unwrap().len(), 3);
+    }
+    let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "0"])).unwrap();
+    for title in [
+        "All URLs",
+        "All URLs answered 404",
+        "All clients",
+        "All user agents",
+    ] {
+        assert!(table.contains(&format!("\n{title}\n")), "{title}:\n{table}");
+    }
+    assert!(!table.contains("Top "), "{table}");
+    assert_eq!(
+        table.matches("/p/").count(),
+        50,
+        "every URL, twice:\n{table}"
+    );
+    let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "3"])).unwrap();
+    assert!(table.contains("\nTop 3 URLs\n"), "{table}");
+}
+
+/// Lines longer than `width` characters, for the message of a failed check.
+fn too_wide(table: &str, width: usize) -> Vec<&str> {
+    table
+        .lines()
+        .filter(|l| l.chars().count() > width)
+        .collect()
+}
+
+/// Tables are as wide as they are told (`--width`, then `COLUMNS`, then the terminal, then
+/// 80): the key columns show more of a long URL or agent, and the traffic bars take the
+/// rest, the busiest bucket's bar reaching the last column.
+#[test]
+fn tables_take_the_width_they_are_given() {
+    let wd = Workdir::new();
+    wd.cmd("generate-logs")
+        .args([
+            "--count",
+            "20000",
+            "--seed",
+            "3",
+            "--start",
+            "2024-01-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    let long_url = format!("/{}", "u".repeat(300));
+    wd.append(
+        "logs/access.log",
+        format!("1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {long_url} HTTP/1.1\" 200 5 \"-\" \"ua\"\n"),
+    );
+    both_stores(&wd, &["logs/access.log"]);
+    let table = |columns: Option<&str>, args: &[&str]| {
+        let mut cmd = wd.cmd("aggregate-db");
+        cmd.args(["--db", "out.db"]).args(args);
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+    };
+    let longest_url_cell = |t: &str| {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|w| w.starts_with("/uuu"))
+            .map(|w| w.chars().count())
+            .max()
+            .unwrap()
+    };
+    let traffic_width = |t: &str| {
+        let traffic = &t[t.find("Traffic per").unwrap()..];
+        traffic.lines().map(|l| l.chars().count()).max().unwrap()
+    };
+    for (columns, args, width) in [
+        (None, &[][..], 80),
+        (Some("120"), &[][..], 120),
+        (Some("200"), &["--width", "100"][..], 100),
+        (None, &["--width", "60"][..], 60),
+        (Some("junk"), &[][..], 80),
+    ] {
+        let t = table(columns, args);
+        assert!(
+            too_wide(&t, width).is_empty(),
+            "{columns:?} {args:?}: lines over {width}: {:#?}",
+            too_wide(&t, width)
+        );
+        // The URL takes what the numbers leave (47 columns of them), the bar of the busiest
+        // hour reaches the last column.
+        let urls = table(
+            columns,
+            &[args, &["--report", "urls", "--url", "^/uuu"]].concat(),
+        );
+        assert_eq!(
+            longest_url_cell(&urls),
+            width - 47,
+            "{columns:?} {args:?}:\n{urls}"
+        );
+        assert_eq!(traffic_width(&t), width, "{columns:?} {args:?}:\n{t}");
+    }
+    wd.cmd("aggregate-db")
+        .args(["--width", "59"])
+        .assert()
+        .code(2)
+        .stderr(contains("'59' is not a number of columns from 60 to 1000"));
+}
+
+/// The traffic chart has a column for 2xx to 5xx always, and for any other class only when
+/// some bucket has requests in it: 80 columns are kept for the bar.
+#[test]
+fn traffic_shows_the_rarer_classes_only_when_there_are_some() {
+    let wd = Workdir::new();
+    let line = |status: u16| {
+        format!(
+            "1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"
+        )
+    };
+    let header = |log: String| {
+        wd.write("logs/access.log", log);
+        std::fs::remove_file(wd.path("out.db")).ok();
+        wd.cmd("parse-to-db")
+            .args(["--db", "out.db", "--final", "--quiet"])
+            .assert()
+            .success();
+        let table =
+            String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+        let header = table
+            .lines()
+            .find(|l| l.contains("start (UTC)"))
+            .unwrap()
+            .to_string();
+        header
+            .split_whitespace()
+            .skip(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(header(line(200) + &line(404)), "2xx 3xx 4xx 5xx bar");
+    let with_101 = header(line(200) + &line(101));
+    assert_eq!(with_101.split(' ').count(), 6, "{with_101}");
+    assert!(
+        with_101.starts_with("1xx 2xx") || with_101.ends_with("5xx other bar"),
+        "{with_101}"
+    );
+}
+
+/// Removes the colours the table renderer adds (SGR sequences), to compare with the plain
+/// table and to see that nothing else escapes.
+fn without_colour(table: &str) -> String {
+    regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(table, "")
+        .into_owned()
+}
+
+/// `--color always` colours the status classes (2xx green, 3xx cyan, 4xx yellow, 5xx red)
+/// and nothing else changes; `auto` colours only a terminal, and `never` and JSON and CSV
+/// never. A log's own escape bytes are still shown escaped.
+#[test]
+fn colour_is_asked_for_or_given_to_terminals_only() {
+    let wd = Workdir::new();
+    let line = |status: u16, url: &str| {
+        format!(
+            "1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET {url} HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"
+        )
+    };
+    wd.write(
+        "logs/access.log",
+        [
+            line(200, "/"),
+            line(301, "/old"),
+            line(404, "/\\x1B[31mred\\x1B]0;pwned\\x07"),
+            line(503, "/api"),
+        ]
+        .concat(),
+    );
+    both_stores(&wd, &["logs/access.log"]);
+    let plain = report(&wd, "aggregate-db", &[]);
+    let table = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = wd.cmd("aggregate-db");
+        cmd.args(["--db", "out.db"]).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.assert().success().get_output().stdout.clone()
+    };
+    let coloured = String::from_utf8(table(&["--color", "always"], &[("NO_COLOR", "1")])).unwrap();
+    for (sgr, class) in [("32", "2xx"), ("36", "3xx"), ("33", "4xx"), ("31", "5xx")] {
+        assert!(
+            coloured.contains(&format!("\x1b[{sgr}m{class:<6}\x1b[0m")),
+            "{class} in \\x1b[{sgr}m:\n{coloured}"
+        );
+    }
+    assert_eq!(
+        without_colour(&coloured).as_bytes(),
+        plain,
+        "only colour is added"
+    );
+    assert!(
+        !without_colour(&coloured).contains('\x1b'),
+        "the log's escape bytes stay escaped:\n{coloured}"
+    );
+    assert!(coloured.contains("/\\x1B[31mred\\x1B]0;pwned\\x07"));
+    assert_eq!(table(&["--color", "never"], &[]), plain);
+    assert_eq!(table(&["--color", "auto"], &[]), plain, "stdout is a pipe");
+    for format in ["json", "csv"] {
+        let out = table(&["--color", "always", "--format", format], &[]);
+        // (The CSV holds the log's escape byte as it came, as CSV does.)
+        assert_eq!(out, table(&["--format", format], &[]), "{format}");
+    }
+
+    // On a terminal (a pseudo-terminal from util-linux's script), auto colours unless
+    // NO_COLOR is set or the terminal is dumb.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: colour on a terminal (no `script` to make one)");
+        return;
+    }
+    let on_terminal = |env: &[(&str, &str)]| {
+        let command = format!(
+            "{} --db out.db --report status",
+            bin_path("aggregate-db").display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .current_dir(wd.root())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        on_terminal(&[]).contains("\x1b[32m2xx"),
+        "{}",
+        on_terminal(&[])
+    );
+    assert!(!on_terminal(&[("NO_COLOR", "1")]).contains('\x1b'));
+    assert!(!on_terminal(&[("TERM", "dumb")]).contains('\x1b'));
+}
+
+/// Every bucket from the first to the last is a row, the empty ones with zeros: an outage
+/// was invisible when empty buckets were left out. A bucket that would make more than 3,000
+/// rows is made coarser, and said; days beyond that are not filled in, and the table says so.
+#[test]
+fn traffic_shows_empty_buckets_between_the_first_and_the_last() {
+    let wd = Workdir::new();
+    let line = |time: &str, status: u16| {
+        format!("1.1.1.1 - - [{time} +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n")
+    };
+    let fill = |lines: &[String]| {
+        wd.write("logs/access.log", lines.concat());
+        for store in ["out.csv", "out.csv.checkpoint", "out.db"] {
+            std::fs::remove_file(wd.path(store)).ok();
+        }
+        both_stores(&wd, &["logs/access.log"]);
+    };
+    let traffic = |args: &[&str]| -> (serde_json::Value, String) {
+        let run = wd
+            .cmd("aggregate-csv")
+            .args([
+                "--csv", "out.csv", "--report", "traffic", "--format", "json",
+            ])
+            .args(args)
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&run.get_output().stdout).unwrap();
+        let stderr = String::from_utf8(run.get_output().stderr.clone()).unwrap();
+        (doc["traffic"].clone(), stderr)
+    };
+    let hits = |traffic: &serde_json::Value| -> Vec<u64> {
+        (traffic["rows"].as_array().unwrap().iter())
+            .map(|r| r["hits"].as_u64().unwrap())
+            .collect()
+    };
+
+    // Five minutes without a request.
+    fill(&[
+        line("01/Jan/2024:00:00:10", 200),
+        line("01/Jan/2024:00:00:50", 200),
+        line("01/Jan/2024:00:06:10", 503),
+    ]);
+    let (t, stderr) = traffic(&[]);
+    assert_eq!(t["bucket"], "minute");
+    assert_eq!(hits(&t), [2, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(t["rows"][3]["start"], "2024-01-01T00:03:00Z");
+    assert_eq!(t["rows"][3]["2xx"], 0);
+    assert!(stderr.is_empty(), "{stderr}");
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+    assert!(
+        table.contains("\n  2024-01-01 00:03     0    0    0    0    0\n"),
+        "{table}"
+    );
+    assert_eq!(
+        table,
+        String::from_utf8(report(&wd, "aggregate-csv", &["--report", "traffic"])).unwrap()
+    );
+
+    // Three days and more per minute: 4,326 rows, so per hour, and said.
+    fill(&[
+        line("01/Jan/2024:00:00:10", 200),
+        line("04/Jan/2024:00:05:10", 200),
+    ]);
+    let (t, stderr) = traffic(&["--bucket", "minute"]);
+    assert_eq!(t["bucket"], "hour");
+    assert_eq!(hits(&t).len(), 73);
+    assert!(
+        stderr.contains("aggregate-csv: warning: traffic is shown per hour: per minute it would be more than 3,000 rows"),
+        "{stderr}"
+    );
+    let (t, stderr) = traffic(&["--bucket", "day"]);
+    assert_eq!((hits(&t), stderr.as_str()), (vec![1, 0, 0, 1], ""));
+
+    // A stray timestamp 53 years back: only the days with requests.
+    fill(&[
+        line("01/Jan/1971:00:00:10", 200),
+        line("01/Jan/2024:00:00:10", 200),
+    ]);
+    let (t, _) = traffic(&[]);
+    assert_eq!((t["bucket"].as_str(), hits(&t)), (Some("day"), vec![1, 1]));
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "traffic"])).unwrap();
+    assert!(
+        table.contains("(only the days with requests: first to last is more than 3,000 days)"),
+        "{table}"
+    );
+}
+
+/// Each format counts each class in its own place, by the class's name: JSON a key per
+/// class, CSV the columns 2xx to 5xx, the table a column per class it shows.
+#[test]
+fn traffic_counts_each_class_under_its_name_in_every_format() {
+    let wd = Workdir::new();
+    let log: String = [200, 200, 301, 404, 503, 101]
+        .iter()
+        .map(|status| format!("1.1.1.1 - - [01/Jan/2024:00:00:00 +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"ua\"\n"))
+        .collect();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let args = ["--report", "traffic", "--format"];
+    let out = |format: &str| report(&wd, "aggregate-db", &[&args[..], &[format]].concat());
+
+    let json: serde_json::Value = serde_json::from_slice(&out("json")).unwrap();
+    let row = json["traffic"]["rows"][0].as_object().unwrap();
+    assert_eq!(row["hits"], 6);
+    for (class, n) in [("2xx", 2), ("3xx", 1), ("4xx", 1), ("5xx", 1)] {
+        assert_eq!(row[class], n, "{class}: {row:?}");
+    }
+    let by_class: u64 = (row.iter())
+        .filter(|(k, _)| !["start", "hits"].contains(&k.as_str()))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_class, 6, "every hit in one class: {row:?}");
+
+    let csv = String::from_utf8(out("csv")).unwrap();
+    assert_eq!(
+        csv,
+        "report,key,value,percent,bytes,visitors,2xx,3xx,4xx,5xx\n\
+         traffic,2024-01-01T00:00:00Z,6,,,,2,1,1,1\n"
+    );
+
+    let table = String::from_utf8(out("table")).unwrap();
+    let mut lines = table.lines().skip_while(|l| !l.contains("start (UTC)"));
+    let header: Vec<&str> = (lines.next().unwrap().split_whitespace().skip(3))
+        .filter(|&h| h != "bar")
+        .collect();
+    let values: Vec<&str> = lines.next().unwrap().split_whitespace().skip(3).collect();
+    let columns: HashMap<&str, &str> = header.into_iter().zip(values).collect();
+    assert_eq!(columns.len(), 5, "2xx to 5xx and the class of 101: {table}");
+    for (class, n) in [("2xx", "2"), ("3xx", "1"), ("4xx", "1"), ("5xx", "1")] {
+        assert_eq!(columns[class], n, "{class}: {table}");
+    }
+}

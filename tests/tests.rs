@@ -12,3 +12,4 @@ mod test_model;
 mod test_nginx;
 mod test_parse;
 mod test_real_logs;
+mod test_suite;

@@ -27,10 +27,13 @@ impl Workdir {
         self.dir.path()
     }
 
-    /// A command for one of the crate's binaries, run in this directory.
+    /// A command for one of the crate's binaries, run in this directory. The variables that
+    /// change how tables look are removed, so that a test sees what a pipe gets by default
+    /// whatever the shell that runs it exports; tests of them set them.
     pub fn cmd(&self, bin: &str) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(bin_path(bin));
         cmd.current_dir(self.dir.path());
+        cmd.env_remove("COLUMNS").env_remove("NO_COLOR");
         cmd
     }
 

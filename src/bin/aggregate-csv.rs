@@ -10,11 +10,16 @@ use log_pipeline::read;
 /// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
 /// time) from a CSV written by parse-to-csv. aggregate-db prints the same from SQLite.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "aggregate-csv", version)]
 struct Args {
-    /// The CSV written by parse-to-csv.
-    #[arg(default_value = "parsed_logs.csv")]
+    /// The CSV written by parse-to-csv (its -o/--output, also spelt --csv there).
+    #[arg(long, value_name = "PATH", default_value = "parsed_logs.csv")]
     csv: PathBuf,
+    /// The CSV as the first argument, the way it was given before --csv: kept so that
+    /// scripts written then still work.
+    #[arg(value_name = "PATH", hide = true, conflicts_with = "csv")]
+    csv_arg: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -22,6 +27,9 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
-        cli::report(&args.report, |query| read::csv::counts(&args.csv, query))
+        let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
+        cli::report("aggregate-csv", &args.report, |query| {
+            read::csv::counts(csv, query)
+        })
     })
 }

@@ -11,11 +11,16 @@ use log_pipeline::read;
 /// time) from the SQLite database written by parse-to-db or continuous-parse, opened
 /// read-only: it works while they write. aggregate-csv prints the same from a CSV.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "aggregate-db", version)]
 struct Args {
-    /// The SQLite database.
-    #[arg(default_value = "logs.db")]
+    /// The SQLite database, as parse-to-db and continuous-parse name it.
+    #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
+    /// The database as the first argument, the way it was given before --db: kept so that
+    /// scripts written then still work.
+    #[arg(value_name = "PATH", hide = true, conflicts_with = "db")]
+    db_arg: Option<PathBuf>,
     /// Read the rows themselves, not the packed copy that parse-to-db and continuous-parse
     /// keep for reports: slower, and the same output (a cross-check).
     #[arg(long)]
@@ -27,8 +32,9 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        cli::report(&args.report, |query| {
-            read::sqlite::counts(&args.db, query, !args.scan)
+        let db = args.db_arg.as_ref().unwrap_or(&args.db);
+        cli::report("aggregate-db", &args.report, |query| {
+            read::sqlite::counts(db, query, !args.scan)
         })
     })
 }

@@ -12,13 +12,14 @@ use log_pipeline::follow::{self, FollowConfig};
 /// once, through rotation, truncation and restarts. Runs until Ctrl+C (or SIGTERM), which
 /// commits what was read and exits 0.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "continuous-parse", version)]
 struct Args {
     /// The log to follow.
-    #[arg(default_value = "logs/access.log")]
+    #[arg(value_name = "LOG", default_value = "logs/access.log")]
     log: PathBuf,
     /// The SQLite database (created when missing; shared with parse-to-db).
-    #[arg(long, default_value = "logs.db")]
+    #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
     /// Where to mirror the committed offset for people and scripts [default: .offset beside
     /// the log]. Read at start when the database has no checkpoint yet.

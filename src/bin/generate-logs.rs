@@ -7,31 +7,33 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use log_pipeline::cli;
 use log_pipeline::generate::{self, GenerateConfig, LogFormat};
+use log_pipeline::human::{self, Line};
 
 /// Append realistic Apache/Nginx access-log lines to a file: 10 lines every 5 seconds until
 /// Ctrl+C, or --count lines as fast as possible.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "generate-logs", version)]
 struct Args {
     /// The log file to append to (its directory is created if missing).
-    #[arg(long, default_value = "logs/access.log")]
+    #[arg(long, short, value_name = "PATH", default_value = "logs/access.log")]
     output: PathBuf,
     /// Lines written per batch in the default loop.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     lines_per_batch: u64,
     /// Seconds between batches (fractions allowed, 0 = no pause).
-    #[arg(long, default_value = "5", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = cli::parse_seconds, allow_negative_numbers = true)]
     interval: Duration,
     /// Write N lines as fast as possible, then exit.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Seed the random generator: the same seed gives the same lines (timestamps excepted
     /// unless --start is set too).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// First timestamp (RFC 3339, e.g. 2024-01-01T00:00:00Z); later ones advance on a
     /// simulated clock instead of following the wall clock.
-    #[arg(long, value_parser = parse_start)]
+    #[arg(long, value_name = "TIME", value_parser = parse_start)]
     start: Option<chrono::DateTime<chrono::Utc>>,
     /// Line format.
     #[arg(long, value_enum, default_value_t = Format::Combined)]
@@ -68,20 +70,21 @@ fn main() -> ExitCode {
             },
         };
         let stop = cli::stop_flag()?;
+        let width = human::stderr_width();
         if !args.quiet && config.count.is_none() {
-            eprintln!(
-                "generate-logs: appending {} lines every {}s to {} (Ctrl+C to stop)",
-                config.lines_per_batch,
-                config.interval.as_secs_f64(),
-                config.output.display()
-            );
+            let mut line = Line::new("generate-logs: appending");
+            line.piece(human::counted(config.lines_per_batch, "line"));
+            line.piece(format!("every {}s", config.interval.as_secs_f64()));
+            line.path("to ", config.output.display());
+            line.words("(Ctrl+C to stop)");
+            eprintln!("{}", line.fit(width));
         }
         let written = generate::run(&config, &stop)?;
         if !args.quiet {
-            eprintln!(
-                "generate-logs: wrote {written} lines to {}",
-                config.output.display()
-            );
+            let mut line = Line::new("generate-logs: wrote");
+            line.piece(human::counted(written, "line"));
+            line.path("to ", config.output.display());
+            eprintln!("{}", line.fit(width));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -10,10 +10,18 @@ use log_pipeline::sink::csv::CsvSink;
 /// Parse access logs into a CSV file. A re-run (from cron, say) adds only the lines that
 /// arrived since the last run: progress is kept in `<output>.checkpoint`.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "parse-to-csv", version)]
 struct Args {
-    /// The CSV file to append to (created with a header when new).
-    #[arg(long, short, default_value = "parsed_logs.csv")]
+    /// The CSV file to append to (created with a header when new). Also --csv, the flag
+    /// aggregate-csv reads it with.
+    #[arg(
+        long,
+        short,
+        visible_alias = "csv",
+        value_name = "PATH",
+        default_value = "parsed_logs.csv"
+    )]
     output: PathBuf,
     /// Prefix values that start with = + - @ with ' so spreadsheets do not run them as
     /// formulas. Use it for CSVs that people open in Excel or LibreOffice, not for CSVs that

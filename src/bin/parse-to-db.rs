@@ -12,10 +12,11 @@ use log_pipeline::sink::sqlite::SqliteSink;
 /// adds only the lines that arrived since the last run: progress is kept in the database,
 /// committed together with the rows.
 #[derive(Parser)]
-#[command(version)]
+// The name, not the package's, so that `--version` says which tool this is.
+#[command(name = "parse-to-db", version)]
 struct Args {
     /// The SQLite database (created when missing).
-    #[arg(long, default_value = "logs.db")]
+    #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
     /// How long to wait for another writer to release the database.
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]

@@ -7,6 +7,10 @@ use super::{CLASSES, Report, Section, percent};
 
 type Writer = csv::Writer<Vec<u8>>;
 
+/// The classes that have a column, found in [`CLASSES`] by name: the columns stay the same
+/// whatever other classes (1xx, other) the counts hold, whose hits are in `value` only.
+const COLUMN_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
 fn row(w: &mut Writer, fields: [&str; 10]) {
     w.write_record(fields).expect("writing to memory");
 }
@@ -112,7 +116,12 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             }
             Section::Traffic => {
                 for t in &report.traffic {
-                    let c = t.counts.map(|n| n.to_string());
+                    let [c2, c3, c4, c5] = COLUMN_CLASSES.map(|class| {
+                        (CLASSES.iter().zip(t.counts.iter()))
+                            .find(|(c, _)| **c == class)
+                            .map_or(0, |(_, &n)| n)
+                            .to_string()
+                    });
                     row(
                         w,
                         [
@@ -122,10 +131,10 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                             "",
                             "",
                             "",
-                            &c[0],
-                            &c[1],
-                            &c[2],
-                            &c[3],
+                            &c2,
+                            &c3,
+                            &c4,
+                            &c5,
                         ],
                     );
                 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{CLASSES, Ranked, Report, Section, percent};
+use super::{CLASSES, Ranked, Report, Section, TrafficRow, percent};
 
 fn pct(part: u64, whole: u64) -> Value {
     percent(part, whole)
@@ -17,6 +17,18 @@ fn ranking(rows: &[Ranked], total: u64, key: &str) -> Value {
     rows.iter()
         .map(|r| json!({ key: r.key, "hits": r.hits, "percent": pct(r.hits, total) }))
         .collect()
+}
+
+/// A traffic row: its start, its hits, and the hits of each class under the class's name
+/// (`2xx` ... `other`), whatever classes [`CLASSES`] holds.
+fn traffic_row(t: &TrafficRow) -> Value {
+    let mut row = Map::new();
+    row.insert("start".into(), json!(t.start));
+    row.insert("hits".into(), json!(t.total()));
+    for (class, n) in CLASSES.iter().zip(t.counts.iter()) {
+        row.insert((*class).into(), json!(n));
+    }
+    Value::Object(row)
 }
 
 /// Renders the chosen sections as one JSON document (and a newline).
@@ -60,10 +72,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             Section::Methods => ranking(&report.methods, total, "method"),
             Section::Traffic => json!({
                 "bucket": report.bucket.name(),
-                "rows": report.traffic.iter().map(|t| json!({
-                    "start": t.start, "hits": t.total(),
-                    "2xx": t.counts[0], "3xx": t.counts[1], "4xx": t.counts[2], "5xx": t.counts[3], "other": t.counts[4],
-                })).collect::<Vec<_>>(),
+                "rows": report.traffic.iter().map(traffic_row).collect::<Vec<_>>(),
             }),
         };
         doc.insert(section.name().replace('-', "_"), value);

@@ -194,20 +194,8 @@ impl Counts {
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
 
-        let span = match (totals.first, totals.last) {
-            (Some(f), Some(l)) => l - f,
-            _ => 0,
-        };
-        let bucket = bucket.unwrap_or_else(|| Bucket::for_span(span));
-        let mut buckets: std::collections::BTreeMap<i64, [u64; 5]> =
-            std::collections::BTreeMap::new();
-        for (minute, counts) in totals.minutes() {
-            let start = (minute * 60).div_euclid(bucket.seconds()) * bucket.seconds();
-            let slot = buckets.entry(start).or_insert([0; 5]);
-            for (s, c) in slot.iter_mut().zip(counts) {
-                *s += c;
-            }
-        }
+        let range = totals.first.zip(totals.last);
+        let (bucket, buckets) = traffic_buckets(totals.minutes(), range, bucket);
         let traffic = buckets
             .into_iter()
             .map(|(start, counts)| TrafficRow {
@@ -241,6 +229,60 @@ impl Counts {
             top,
         }
     }
+}
+
+/// The most rows the traffic report fills in. A report of a year per minute would be half a
+/// million lines that no one reads; 3,000 rows are two days per minute, four months per hour,
+/// eight years per day.
+pub const MAX_TRAFFIC_ROWS: i64 = 3_000;
+
+/// The traffic report's bucket and its rows: the counts per class of the minutes of
+/// `minutes`, added up per bucket, with every bucket from the first to the last, empty ones
+/// included, so that an outage shows as a run of zeros rather than not at all.
+///
+/// The bucket is `requested`, or one chosen from the span `range` of the entries
+/// ([`Bucket::for_span`]), made coarser (minute, hour, day) while it would fill more than
+/// [`MAX_TRAFFIC_ROWS`] rows; `--bucket minute` over a month gives hours (the binaries say
+/// so). Days over a longer span (a stray timestamp from 1970 makes one) are not filled in:
+/// only the days with requests are rows then (the table says so).
+///
+/// Generic over the number of classes, so that it follows [`CLASSES`].
+fn traffic_buckets<const N: usize>(
+    minutes: impl Iterator<Item = (i64, [u64; N])>,
+    range: Option<(i64, i64)>,
+    requested: Option<Bucket>,
+) -> (Bucket, std::collections::BTreeMap<i64, [u64; N]>) {
+    let rows = |bucket: Bucket| {
+        range.map_or(0, |(first, last)| {
+            last.div_euclid(bucket.seconds()) - first.div_euclid(bucket.seconds()) + 1
+        })
+    };
+    let span = range.map_or(0, |(first, last)| last - first);
+    let mut bucket = requested.unwrap_or_else(|| Bucket::for_span(span));
+    while rows(bucket) > MAX_TRAFFIC_ROWS && bucket != Bucket::Day {
+        bucket = match bucket {
+            Bucket::Minute => Bucket::Hour,
+            _ => Bucket::Day,
+        };
+    }
+    let step = bucket.seconds();
+    let mut buckets = std::collections::BTreeMap::new();
+    for (minute, counts) in minutes {
+        let start = (minute * 60).div_euclid(step) * step;
+        let slot = buckets.entry(start).or_insert([0; N]);
+        for (s, c) in slot.iter_mut().zip(counts) {
+            *s += c;
+        }
+    }
+    let ends = buckets.keys().next().zip(buckets.keys().next_back());
+    if let Some((&first, &last)) = ends
+        && rows(bucket) <= MAX_TRAFFIC_ROWS
+    {
+        for start in (first..last).step_by(step as usize).skip(1) {
+            buckets.entry(start).or_insert([0; N]);
+        }
+    }
+    (bucket, buckets)
 }
 
 /// Sorted by hits descending, then key ascending (a total order, so both stores agree), and

@@ -1,16 +1,51 @@
-//! The table renderer: aligned, readable at 80 columns, a bar for each share.
+//! The table renderer: aligned to the width it is given, a bar for each share, colour where
+//! it tells something (the status classes).
 //!
 //! Log fields are written by strangers. A URL or user agent can carry terminal escape
 //! sequences; printed raw, they could recolour, retitle or rewrite the user's terminal. So
 //! every value is shown through [`safe`], which escapes control and bidi characters, and is
-//! cut with an ellipsis to fit its column.
+//! cut with an ellipsis to fit its column. The only escape sequences in a table are the
+//! colours this module adds around its own text.
 
 use std::fmt::Write;
 
-use super::{CLASSES, Ranked, Report, Section, percent};
+use super::{CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, class_index, percent};
+use crate::human::count;
 
-const WIDTH: usize = 80;
-const BAR: usize = 20;
+/// How a table is laid out. The renderer does not look at the terminal: the caller
+/// (`crate::cli`) decides from the flags, the environment and where stdout goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Columns per line. The numbers keep their widths; the key columns (URL, user agent,
+    /// referrer) and the traffic bars take what they leave.
+    pub width: usize,
+    /// Colour the status classes and the traffic bars (ANSI SGR codes).
+    pub color: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            width: DEFAULT_WIDTH,
+            color: false,
+        }
+    }
+}
+
+/// The width when nothing says otherwise (output to a file or a pipe).
+pub const DEFAULT_WIDTH: usize = 80;
+/// The narrowest layout: every section fits in it, with keys cut short.
+pub const MIN_WIDTH: usize = 60;
+/// The widest layout: beyond it a traffic bar is longer than any screen.
+pub const MAX_WIDTH: usize = 1000;
+
+/// Cells of a share bar at 100%. Shares are drawn on the same scale in every section, so
+/// their bars compare; only the traffic chart, drawn against its peak, takes the free width.
+const SHARE_BAR: usize = 20;
+/// The shortest key column: share bars give up their cells to it first.
+const MIN_KEY: usize = 12;
+/// The shortest traffic bar, however wide the numbers.
+const MIN_TRAFFIC_BAR: usize = 4;
 
 /// A value made safe for a terminal: control characters (C0, DEL, C1) and bidi overrides are
 /// escaped as `\xHH` / `\u{HHHH}`, and the text is cut to `max` characters with `…`.
@@ -40,55 +75,114 @@ pub fn safe(value: &str, max: usize) -> String {
     out
 }
 
-fn bar(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        return String::new();
+/// The partial cells of a bar, by eighths (index 0 is no partial cell).
+const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+
+/// `part` of `whole` in eighths of a cell, over `cells` cells for the whole, rounded; at least
+/// one eighth when `part` is not 0, so that a row with hits never shows an empty bar.
+fn eighths(part: u64, whole: u64, cells: usize) -> usize {
+    if part == 0 || whole == 0 {
+        return 0;
     }
-    let cells = ((u128::from(part) * BAR as u128 * 2 + u128::from(whole)) / (2 * u128::from(whole)))
-        as usize;
-    let cells = if part > 0 { cells.max(1) } else { 0 };
-    "█".repeat(cells)
+    let whole = u128::from(whole);
+    let units = (u128::from(part) * cells as u128 * 16 + whole) / (2 * whole);
+    (units as usize).max(1)
 }
 
-/// Thousands separators, for counts people read.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
+/// A bar of `eighths` eighths of a cell: whole blocks, then the partial one.
+fn blocks(eighths: usize) -> String {
+    let mut bar = "█".repeat(eighths / 8);
+    bar.push_str(EIGHTHS[eighths % 8]);
+    bar
+}
+
+/// The bar of `part` of `whole`, `cells` cells long for the whole.
+fn bar(part: u64, whole: u64, cells: usize) -> String {
+    blocks(eighths(part, whole, cells))
+}
+
+/// Colours our own text, never a value from a log (those are escaped by [`safe`] first).
+#[derive(Debug, Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    /// `text` in the colour of the SGR parameters `sgr`, when colouring.
+    fn paint(self, sgr: &str, text: &str) -> String {
+        if self.0 && !text.is_empty() {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
         }
-        out.push(c);
     }
-    out
 }
 
-fn heading(out: &mut String, title: &str) {
-    let _ = writeln!(out, "\n{title}\n{}", "─".repeat(title.chars().count()));
+/// The colour of a status class: success green, redirects cyan, client errors yellow,
+/// server errors red; blue for informational, magenta for anything else.
+fn class_sgr(class: &str) -> &'static str {
+    match class {
+        "1xx" => "34",
+        "2xx" => "32",
+        "3xx" => "36",
+        "4xx" => "33",
+        "5xx" => "31",
+        _ => "35",
+    }
 }
 
-fn ranking(out: &mut String, title: &str, rows: &[Ranked], total: u64, label: &str) {
-    heading(out, title);
+fn heading(out: &mut String, title: &str, paint: Paint) {
+    let _ = writeln!(
+        out,
+        "\n{}\n{}",
+        paint.paint("1", title),
+        "─".repeat(title.chars().count())
+    );
+}
+
+/// "Top 10 URLs", or "All URLs" for a ranking that was not cut (`--top 0`).
+fn ranking_title(top: usize, what: &str) -> String {
+    if top == usize::MAX {
+        format!("All {what}")
+    } else {
+        format!("Top {top} {what}")
+    }
+}
+
+/// Cells of a share bar in a line of `width` whose other columns take `fixed`: the bar gives
+/// way to the key column on narrow screens.
+fn share_bar(width: usize, fixed: usize) -> usize {
+    SHARE_BAR.min(width.saturating_sub(fixed + MIN_KEY))
+}
+
+fn ranking(out: &mut String, title: &str, rows: &[Ranked], total: u64, label: &str, o: Options) {
+    heading(out, title, Paint(o.color));
     if rows.is_empty() {
         let _ = writeln!(out, "  (none)");
         return;
     }
-    let _ = writeln!(out, "  {:>11} {:>6}  {:<BAR$}  {label}", "hits", "%", "");
-    let key_width = WIDTH - (2 + 11 + 1 + 6 + 2 + BAR + 2);
+    // "  hits %  bar  key"
+    let fixed = 2 + 11 + 1 + 6 + 2 + 2;
+    let cells = share_bar(o.width, fixed);
+    let key_width = o.width.saturating_sub(fixed + cells).max(MIN_KEY);
+    let _ = writeln!(out, "  {:>11} {:>6}  {:<cells$}  {label}", "hits", "%", "");
     for r in rows {
         let _ = writeln!(
             out,
-            "  {:>11} {:>6}  {:<BAR$}  {}",
+            "  {:>11} {:>6}  {:<cells$}  {}",
             count(r.hits),
             percent(r.hits, total),
-            bar(r.hits, total),
+            bar(r.hits, total, cells),
             safe(&r.key, key_width)
         );
     }
 }
 
-/// Renders the chosen sections as text tables.
-pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
+/// Renders the chosen sections as text tables, laid out as `options` say.
+pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8> {
+    let o = Options {
+        width: options.width.clamp(MIN_WIDTH, MAX_WIDTH),
+        ..options
+    };
+    let paint = Paint(o.color);
     let mut out = String::new();
     let s = &report.summary;
     let total = s.requests;
@@ -117,7 +211,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
     for section in sections {
         match section {
             Section::Summary => {
-                heading(&mut out, "Summary");
+                heading(&mut out, "Summary", paint);
                 let rows = [
                     ("requests", count(s.requests)),
                     ("unique visitors", count(s.visitors)),
@@ -132,48 +226,16 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     let _ = writeln!(out, "  {k:<18} {v}");
                 }
             }
-            Section::Status => {
-                heading(&mut out, "Status codes");
-                let _ = writeln!(out, "  {:<6} {:>11} {:>6}  bar", "status", "hits", "%");
-                for (class, n) in CLASSES.iter().zip(report.classes) {
-                    if n == 0 {
-                        continue;
-                    }
-                    let _ = writeln!(
-                        out,
-                        "  {:<6} {:>11} {:>6}  {}",
-                        class,
-                        count(n),
-                        percent(n, total),
-                        bar(n, total)
-                    );
-                    let digit = class.as_bytes()[0];
-                    for &(code, hits) in &report.status {
-                        let in_class = match digit {
-                            b'o' => !(200..600).contains(&code),
-                            d => code / 100 == u16::from(d - b'0'),
-                        };
-                        if in_class {
-                            let _ = writeln!(
-                                out,
-                                "    {:<4} {:>11} {:>6}  {}",
-                                code,
-                                count(hits),
-                                percent(hits, total),
-                                bar(hits, total)
-                            );
-                        }
-                    }
-                }
-            }
+            Section::Status => status(&mut out, report, o),
             Section::Urls => {
-                heading(&mut out, &format!("Top {} URLs", report.top));
+                heading(&mut out, &ranking_title(report.top, "URLs"), paint);
                 let _ = writeln!(
                     out,
                     "  {:>11} {:>6} {:>14} {:>9}  url",
                     "hits", "%", "bytes", "visitors"
                 );
-                let key_width = WIDTH - (2 + 11 + 1 + 6 + 1 + 14 + 1 + 9 + 2);
+                let fixed = 2 + 11 + 1 + 6 + 1 + 14 + 1 + 9 + 2;
+                let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
                 for r in &report.urls {
                     let _ = writeln!(
                         out,
@@ -188,58 +250,202 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             }
             Section::NotFound => ranking(
                 &mut out,
-                &format!("Top {} URLs answered 404", report.top),
+                &ranking_title(report.top, "URLs answered 404"),
                 &report.not_found,
                 total,
                 "url",
+                o,
             ),
             Section::Clients => ranking(
                 &mut out,
-                &format!("Top {} clients", report.top),
+                &ranking_title(report.top, "clients"),
                 &report.clients,
                 total,
                 "ip",
+                o,
             ),
             Section::Agents => ranking(
                 &mut out,
-                &format!("Top {} user agents", report.top),
+                &ranking_title(report.top, "user agents"),
                 &report.agents,
                 total,
                 "user agent",
+                o,
             ),
             Section::Referrers => ranking(
                 &mut out,
-                &format!("Top {} referrers", report.top),
+                &ranking_title(report.top, "referrers"),
                 &report.referrers,
                 total,
                 "referrer",
+                o,
             ),
-            Section::Methods => ranking(&mut out, "Methods", &report.methods, total, "method"),
-            Section::Traffic => {
-                heading(&mut out, &format!("Traffic per {}", report.bucket.name()));
-                let peak = report.traffic.iter().map(|t| t.total()).max().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "  {:<20} {:>9} {:>7} {:>7} {:>7} {:>7}  bar",
-                    "start (UTC)", "hits", "2xx", "3xx", "4xx", "5xx"
-                );
-                for t in &report.traffic {
-                    let _ = writeln!(
-                        out,
-                        "  {:<20} {:>9} {:>7} {:>7} {:>7} {:>7}  {}",
-                        t.start,
-                        count(t.total()),
-                        count(t.counts[0]),
-                        count(t.counts[1]),
-                        count(t.counts[2]),
-                        count(t.counts[3]),
-                        bar(t.total(), peak).chars().take(13).collect::<String>()
-                    );
-                }
-            }
+            Section::Methods => ranking(&mut out, "Methods", &report.methods, total, "method", o),
+            Section::Traffic => traffic(&mut out, report, o),
         }
     }
     out.into_bytes()
+}
+
+/// Each status class that has hits, then its codes, with their share in the class's colour.
+fn status(out: &mut String, report: &Report, o: Options) {
+    let paint = Paint(o.color);
+    let total = report.summary.requests;
+    heading(out, "Status codes", paint);
+    let cells = share_bar(o.width, 2 + 6 + 1 + 11 + 1 + 6 + 2);
+    let _ = writeln!(out, "  {:<6} {:>11} {:>6}  bar", "status", "hits", "%");
+    for (i, (class, &n)) in CLASSES.iter().zip(report.classes.iter()).enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let sgr = class_sgr(class);
+        let _ = writeln!(
+            out,
+            "  {} {:>11} {:>6}  {}",
+            paint.paint(sgr, &format!("{class:<6}")),
+            count(n),
+            percent(n, total),
+            paint.paint(sgr, &bar(n, total, cells))
+        );
+        for &(code, hits) in report.status.iter().filter(|s| class_index(s.0) == i) {
+            let _ = writeln!(
+                out,
+                "    {} {:>11} {:>6}  {}",
+                paint.paint(sgr, &format!("{code:<4}")),
+                count(hits),
+                percent(hits, total),
+                paint.paint(sgr, &bar(hits, total, cells))
+            );
+        }
+    }
+}
+
+/// The start of a traffic bucket as people read it: `2024-01-01 13:05` (the seconds of a
+/// bucket are always 0), or the day alone for days. Anything else is shown as it is.
+fn bucket_start(start: &str, bucket: super::Bucket) -> String {
+    let rfc3339 = start.len() == 20 && start.as_bytes()[10] == b'T' && start.ends_with(":00Z");
+    match bucket {
+        _ if !rfc3339 => start.to_owned(),
+        super::Bucket::Day => start[..10].to_owned(),
+        _ => format!("{} {}", &start[..10], &start[11..16]),
+    }
+}
+
+/// The bar of a traffic row: its hits against the peak's over `cells` cells, in eighths of
+/// a cell. In colour it is split by status class, in the classes' colours, in the order of
+/// [`CLASSES`]; its length is the same either way.
+fn traffic_bar(counts: &[u64], peak: u64, cells: usize, paint: Paint) -> String {
+    let total: u64 = counts.iter().sum();
+    let units = eighths(total, peak, cells);
+    if !paint.0 {
+        return blocks(units);
+    }
+    let whole_cells = units / 8;
+    let last = counts.iter().rposition(|&n| n > 0);
+    let mut out = String::new();
+    let (mut drawn, mut so_far) = (0, 0u64);
+    for (i, (class, &n)) in CLASSES.iter().zip(counts).enumerate() {
+        if n == 0 {
+            continue;
+        }
+        so_far += n;
+        // Where this class's part ends, rounded to whole cells; the partial cell, if any,
+        // goes to the last class.
+        let end = if Some(i) == last {
+            whole_cells
+        } else {
+            ((u128::from(so_far) * whole_cells as u128 * 2 + u128::from(total))
+                / (2 * u128::from(total))) as usize
+        };
+        let mut part = "█".repeat(end - drawn);
+        if Some(i) == last {
+            part.push_str(EIGHTHS[units % 8]);
+        }
+        drawn = end;
+        out.push_str(&paint.paint(class_sgr(class), &part));
+    }
+    out
+}
+
+/// Requests per bucket, split by status class, with a bar against the busiest bucket that
+/// takes the width the numbers leave.
+///
+/// A column per class of [`CLASSES`]: 2xx to 5xx always, so that the layout does not move
+/// from one report to the next, and the others (1xx, other) only when some bucket has them,
+/// to keep 80 columns for the bar.
+fn traffic(out: &mut String, report: &Report, o: Options) {
+    let paint = Paint(o.color);
+    heading(out, &format!("Traffic per {}", report.bucket.name()), paint);
+    let rows = &report.traffic;
+    let shown: Vec<usize> = (0..CLASSES.len())
+        .filter(|&i| {
+            matches!(CLASSES[i], "2xx" | "3xx" | "4xx" | "5xx")
+                || rows.iter().any(|t| t.counts.get(i).is_some_and(|&n| n > 0))
+        })
+        .collect();
+    let starts: Vec<String> = rows
+        .iter()
+        .map(|t| bucket_start(&t.start, report.bucket))
+        .collect();
+    let widest = |header: &str, values: &mut dyn Iterator<Item = usize>| {
+        values.fold(header.chars().count(), usize::max)
+    };
+    let start_width = widest("start (UTC)", &mut starts.iter().map(|s| s.chars().count()));
+    let hits_width = widest("hits", &mut rows.iter().map(|t| count(t.total()).len()));
+    let class_widths: Vec<usize> = (shown.iter())
+        .map(|&i| {
+            widest(
+                CLASSES[i],
+                &mut rows.iter().map(|t| count(t.counts[i]).len()),
+            )
+        })
+        .collect();
+    // Columns two spaces apart, each as wide as its widest value.
+    let fixed =
+        2 + start_width + 2 + hits_width + class_widths.iter().map(|w| w + 2).sum::<usize>();
+    let cells = o.width.saturating_sub(fixed + 2).max(MIN_TRAFFIC_BAR);
+
+    let mut line = format!("  {:<start_width$}  {:>hits_width$}", "start (UTC)", "hits");
+    for (&i, &w) in shown.iter().zip(&class_widths) {
+        let _ = write!(
+            line,
+            "  {}",
+            paint.paint(class_sgr(CLASSES[i]), &format!("{:>w$}", CLASSES[i]))
+        );
+    }
+    let _ = writeln!(out, "{line}  bar");
+    let peak = rows.iter().map(|t| t.total()).max().unwrap_or(0);
+    for (t, start) in rows.iter().zip(&starts) {
+        let mut line = format!("  {start:<start_width$}  {:>hits_width$}", count(t.total()));
+        for (&i, &w) in shown.iter().zip(&class_widths) {
+            let _ = write!(line, "  {:>w$}", count(t.counts[i]));
+        }
+        let bar = traffic_bar(&t.counts, peak, cells, paint);
+        let _ = writeln!(out, "{}", format!("{line}  {bar}").trim_end());
+    }
+    if has_gaps(report) {
+        let _ = writeln!(
+            out,
+            "  (only the {}s with requests: first to last is more than {} {0}s)",
+            report.bucket.name(),
+            count(MAX_TRAFFIC_ROWS as u64)
+        );
+    }
+}
+
+/// Whether buckets between the first and the last are missing: the report fills them in
+/// with zeros unless there would be more than [`MAX_TRAFFIC_ROWS`].
+fn has_gaps(report: &Report) -> bool {
+    let step = match report.bucket {
+        super::Bucket::Minute => 60,
+        super::Bucket::Hour => 3600,
+        super::Bucket::Day => 86_400,
+    };
+    let starts: Vec<i64> = (report.traffic.iter())
+        .filter_map(|t| crate::entry::parse_rfc3339(&t.start))
+        .map(|t| t.timestamp())
+        .collect();
+    starts.windows(2).any(|pair| pair[1] - pair[0] > step)
 }
 
 #[cfg(test)]
@@ -267,11 +473,80 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_bars() {
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(12), "12");
-        assert_eq!(bar(1, 2).chars().count(), 10);
-        assert_eq!(bar(1, 1000).chars().count(), 1);
-        assert_eq!(bar(0, 10), "");
+    fn bars() {
+        assert_eq!(bar(1, 2, 20), "█".repeat(10));
+        assert_eq!(bar(1, 1000, 20), "▏", "a part too small to see still shows");
+        assert_eq!(bar(0, 10, 20), "");
+        assert_eq!(bar(5, 0, 20), "");
+        assert_eq!(bar(7, 7, 20), "█".repeat(20));
+    }
+
+    #[test]
+    fn bars_are_drawn_to_an_eighth_of_a_cell() {
+        // 1/3 of 10 cells: 26.7 eighths, so 3 whole cells and 3 eighths.
+        assert_eq!(bar(1, 3, 10), "███▍");
+        assert_eq!(bar(1, 16, 1), "▏");
+        assert_eq!(bar(14, 16, 1), "▉");
+        assert_eq!(bar(15, 16, 1), "█", "7.5 eighths round up");
+        // Near values that whole cells drew alike (0.70 and 0.80 of 13 cells were both 13
+        // cells after a 20-cell bar was cut) are told apart.
+        assert_ne!(bar(70, 100, 13), bar(80, 100, 13));
+        for part in 0..=200 {
+            assert!(bar(part, 200, 13).chars().count() <= 13, "{part}");
+        }
+    }
+
+    /// The bar of a traffic row is as long in colour as without; in colour each class has
+    /// its part, in its colour.
+    #[test]
+    fn a_coloured_traffic_bar_is_the_plain_bar_split_by_class() {
+        let strip = |s: &str| {
+            regex::Regex::new("\x1b\\[[0-9;]*m")
+                .unwrap()
+                .replace_all(s, "")
+                .into_owned()
+        };
+        let mut counts = vec![0u64; CLASSES.len()];
+        let two = CLASSES.iter().position(|&c| c == "2xx").unwrap();
+        let five = CLASSES.iter().position(|&c| c == "5xx").unwrap();
+        counts[two] = 60;
+        counts[five] = 20;
+        for (peak, cells) in [(80, 20), (100, 13), (1000, 50), (80, 1)] {
+            let plain = traffic_bar(&counts, peak, cells, Paint(false));
+            let coloured = traffic_bar(&counts, peak, cells, Paint(true));
+            assert_eq!(strip(&coloured), plain, "{peak} {cells}");
+            assert!(!plain.contains('\x1b'));
+        }
+        let coloured = traffic_bar(&counts, 80, 20, Paint(true));
+        assert_eq!(
+            coloured,
+            format!(
+                "\x1b[32m{}\x1b[0m\x1b[31m{}\x1b[0m",
+                "█".repeat(15),
+                "█".repeat(5)
+            )
+        );
+        assert_eq!(
+            traffic_bar(&vec![0; CLASSES.len()], 80, 20, Paint(true)),
+            ""
+        );
+    }
+
+    #[test]
+    fn bucket_starts_read_as_dates_and_times() {
+        use super::super::Bucket;
+        assert_eq!(
+            bucket_start("2024-01-02T13:05:00Z", Bucket::Minute),
+            "2024-01-02 13:05"
+        );
+        assert_eq!(
+            bucket_start("2024-01-02T13:00:00Z", Bucket::Hour),
+            "2024-01-02 13:00"
+        );
+        assert_eq!(
+            bucket_start("2024-01-02T00:00:00Z", Bucket::Day),
+            "2024-01-02"
+        );
+        assert_eq!(bucket_start("-99999", Bucket::Day), "-99999");
     }
 }
