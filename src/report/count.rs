@@ -16,7 +16,10 @@ use super::visits::Visits;
 use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_text};
 
 /// The names of the status classes, in the order of [`class_index`].
-pub const CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Counts per status class, in [`CLASSES`] order.
+pub type ByClass = [u64; CLASSES.len()];
 
 /// What the chosen reports need counted; nothing else is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,11 +113,11 @@ pub struct Totals {
     pub last: Option<i64>,
     /// Hits by status code, the index.
     status: Vec<u64>,
-    /// Per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other.
-    minutes: FxHashMap<i64, [u64; 5]>,
+    /// Per minute since the epoch, by class.
+    minutes: FxHashMap<i64, ByClass>,
     /// The minute of the last row and the counts of its rows not yet in `minutes`: rows come
     /// in time order, so most fall in the minute of the row before and cost no lookup.
-    minute: (i64, [u64; 5]),
+    minute: (i64, ByClass),
 }
 
 impl Totals {
@@ -139,13 +142,13 @@ impl Totals {
     /// Moves the counts of the last minute into `minutes`.
     fn put_minute(&mut self) {
         let (minute, counts) = std::mem::take(&mut self.minute);
-        if counts != [0; 5] {
+        if counts != ByClass::default() {
             self.add_minute(minute, counts);
         }
     }
 
-    fn add_minute(&mut self, minute: i64, counts: [u64; 5]) {
-        let slot = self.minutes.entry(minute).or_insert([0; 5]);
+    fn add_minute(&mut self, minute: i64, counts: ByClass) {
+        let slot = self.minutes.entry(minute).or_default();
         for (s, c) in slot.iter_mut().zip(counts) {
             *s += c;
         }
@@ -158,9 +161,9 @@ impl Totals {
             .map(|(code, &n)| (code as u16, n))
     }
 
-    /// Takes out the hits per minute since the epoch: 2xx, 3xx, 4xx, 5xx, other; in no
+    /// Takes out the hits per minute since the epoch, by class; in no
     /// particular order.
-    pub fn minutes(&mut self) -> impl Iterator<Item = (i64, [u64; 5])> + '_ {
+    pub fn minutes(&mut self) -> impl Iterator<Item = (i64, ByClass)> + '_ {
         self.put_minute();
         self.minutes.drain()
     }
@@ -409,11 +412,12 @@ impl<'f> RowCounter<'f> {
     }
 }
 
-/// Index of a status's class in [`CLASSES`].
+/// Index of a status's class in [`CLASSES`]: 1xx to 5xx, and anything else a log holds
+/// (the parser keeps any three digits) as "other".
 pub fn class_index(status: u16) -> usize {
     match status / 100 {
-        c @ 2..=5 => usize::from(c - 2),
-        _ => 4,
+        c @ 1..=5 => usize::from(c - 1),
+        _ => CLASSES.len() - 1,
     }
 }
 

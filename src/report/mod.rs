@@ -17,7 +17,7 @@ mod visits;
 use chrono::DateTime;
 
 use crate::entry::Rfc3339;
-pub use count::{CLASSES, Counts, Wants, class_index};
+pub use count::{ByClass, CLASSES, Counts, Wants, class_index};
 pub use filter::{Filters, StatusFilter, parse_time_arg};
 
 /// The reports, in their default order.
@@ -152,7 +152,7 @@ impl Counts {
         let mut totals = self.totals;
         let requests = totals.requests;
         let status: Vec<(u16, u64)> = totals.status().collect();
-        let mut classes = [0u64; 5];
+        let mut classes = ByClass::default();
         for &(code, n) in &status {
             classes[class_index(code)] += n;
         }
@@ -213,8 +213,8 @@ impl Counts {
                 bytes: totals.bytes,
                 first: totals.first.map(time_text),
                 last: totals.last.map(time_text),
-                client_errors: classes[2],
-                server_errors: classes[3],
+                client_errors: classes[class_index(400)],
+                server_errors: classes[class_index(500)],
             },
             status,
             classes,
@@ -328,8 +328,8 @@ pub struct SummaryStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrafficRow {
     pub start: String,
-    /// 2xx, 3xx, 4xx, 5xx, other.
-    pub counts: [u64; 5],
+    /// By class, in [`CLASSES`] order.
+    pub counts: ByClass,
 }
 
 impl TrafficRow {
@@ -344,8 +344,8 @@ pub struct Report {
     pub filters: Vec<(String, String)>,
     pub summary: SummaryStats,
     pub status: Vec<(u16, u64)>,
-    /// 2xx, 3xx, 4xx, 5xx, other.
-    pub classes: [u64; 5],
+    /// By class, in [`CLASSES`] order.
+    pub classes: ByClass,
     pub urls: Vec<Ranked>,
     pub not_found: Vec<Ranked>,
     pub clients: Vec<Ranked>,
@@ -396,5 +396,40 @@ mod tests {
             got.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(),
             ["c", "a", "b"]
         );
+    }
+
+    #[test]
+    fn informational_answers_have_a_class_of_their_own() {
+        for (status, class) in [
+            (101, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (503, "5xx"),
+            (999, "other"),
+            (0, "other"),
+        ] {
+            assert_eq!(CLASSES[class_index(status)], class, "{status}");
+        }
+        let mut counts = Counts::default();
+        for (t, status) in [(0, 101), (60, 101), (120, 404), (180, 999), (240, 500)] {
+            counts.totals.add(t, status, 0);
+        }
+        let report = counts.into_report(10, Some(Bucket::Minute), &Filters::default());
+        let class = |name: &str| report.classes[CLASSES.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(
+            (class("1xx"), class("4xx"), class("5xx"), class("other")),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(
+            (report.summary.client_errors, report.summary.server_errors),
+            (1, 1)
+        );
+        let per_minute: Vec<u64> = report
+            .traffic
+            .iter()
+            .map(|t| t.counts[class_index(101)])
+            .collect();
+        assert_eq!(per_minute, [1, 1, 0, 0, 0]);
     }
 }
