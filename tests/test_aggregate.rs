@@ -138,6 +138,78 @@ fn csv_and_db_reports_are_identical_on_real_logs() {
     }
 }
 
+/// Every report, alone and together, is the same from one counting thread or many, from either
+/// store and from the rows themselves (`--scan`): threads split the clients, each report counts
+/// only what it needs, and none of that may change a number.
+#[test]
+fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
+    let wd = Workdir::new();
+    let real = crate::workdir::real_logs_dir();
+    let files: Vec<String> = [
+        "nasa-aug95-first20k_dbai-labs.log",
+        "agungbahtiarr-webserver_attack_access.log",
+        "michael-meade_access.log.gz",
+    ]
+    .iter()
+    .map(|f| real.join(f).display().to_string())
+    .collect();
+    let inputs: Vec<&str> = files.iter().map(String::as_str).collect();
+    both_stores(&wd, &inputs);
+    let json = |bin: &str, args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json", "--top", "0"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&report(&wd, bin, &all)).unwrap()
+    };
+    let whole = json("aggregate-db", &["--threads", "1"]);
+    let sections = [
+        ("summary", "summary"),
+        ("status", "status"),
+        ("urls", "urls"),
+        ("not-found", "not_found"),
+        ("clients", "clients"),
+        ("agents", "agents"),
+        ("referrers", "referrers"),
+        ("methods", "methods"),
+        ("traffic", "traffic"),
+    ];
+    for (section, key) in sections {
+        assert!(
+            whole[key].is_object() || whole[key].is_array(),
+            "{key} in {whole}"
+        );
+        for bin in ["aggregate-db", "aggregate-csv"] {
+            for threads in ["1", "2", "5"] {
+                for scan in [&[][..], &["--scan"]] {
+                    if bin == "aggregate-csv" && !scan.is_empty() {
+                        continue;
+                    }
+                    let mut args = vec!["--report", section, "--threads", threads];
+                    args.extend_from_slice(scan);
+                    let alone = json(bin, &args);
+                    assert_eq!(alone[key], whole[key], "{bin} {args:?}");
+                    let mut keys: Vec<&str> = alone
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    keys.sort_unstable();
+                    let mut expected = ["filters", key];
+                    expected.sort_unstable();
+                    assert_eq!(keys, expected, "only what was asked: {bin} {args:?}");
+                }
+            }
+        }
+    }
+    for bad in ["0", "-1", "x"] {
+        wd.cmd("aggregate-db")
+            .args(["out.db", "--threads", bad])
+            .assert()
+            .code(2)
+            .stderr(contains("--threads"));
+    }
+}
+
 /// Counts computed here, straight from the raw lines with a plain split, not with the crate.
 #[test]
 fn reports_equal_an_independent_count_over_the_raw_lines() {

@@ -470,3 +470,74 @@ fn add_by_key<V>(
     }
     mine.append(&mut new);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u32) -> Row<'static> {
+        let text = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        Row {
+            ip: text(format!("2001:db8::{i:x}")),
+            timestamp: i64::from(i) * 7,
+            method: Some("GET"),
+            url: text(format!("/p/{i}")),
+            status: 200 + (i % 3) as u16 * 100,
+            bytes: Some(u64::from(i)),
+            referrer: Some(text(format!("https://r/{}", i % 5))),
+            user_agent: Some(text(format!("agent {}", i % 4))),
+        }
+    }
+
+    #[test]
+    fn a_status_report_keeps_no_state_per_key() {
+        let filters = Filters::default();
+        let mut counter = RowCounter::new(Wants::default(), &filters);
+        for i in 0..5000 {
+            counter.add(&row(i));
+        }
+        for (kind, interner) in [
+            ("clients", &counter.clients),
+            ("urls", &counter.urls),
+            ("agents", &counter.agents),
+            ("referrers", &counter.referrers),
+            ("methods", &counter.methods),
+        ] {
+            assert!(interner.is_empty(), "{kind} were numbered");
+        }
+        let c = &counter.counter;
+        assert!(c.urls.is_empty() && c.agents.is_empty() && c.referrers.is_empty());
+        assert!(c.methods.is_empty() && c.clients.is_empty() && c.visits.visitors() == 0);
+        let counts = counter.into_counts();
+        assert_eq!(counts.totals.requests, 5000);
+        assert_eq!(counts.totals.status().map(|(_, n)| n).sum::<u64>(), 5000);
+        assert!(counts.urls.is_empty() && counts.clients.is_empty());
+    }
+
+    #[test]
+    fn each_report_counts_what_it_needs_and_the_same_as_all() {
+        let filters = Filters::default();
+        let mut all = RowCounter::new(Wants::ALL, &filters);
+        let only_urls = Wants {
+            urls: true,
+            ..Wants::default()
+        };
+        let mut urls = RowCounter::new(only_urls, &filters);
+        for i in 0..3000 {
+            all.add(&row(i % 1000));
+            urls.add(&row(i % 1000));
+        }
+        assert!(urls.clients.is_empty() && urls.agents.is_empty());
+        let (all, urls) = (all.into_counts(), urls.into_counts());
+        let strip = |c: &Counts| -> Vec<(String, u64, u64, u64)> {
+            let mut v: Vec<_> = (c.urls.iter())
+                .map(|(k, s)| (k.to_string(), s.hits, s.bytes, s.not_found))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(strip(&all), strip(&urls));
+        assert_eq!(all.clients.len(), 1000);
+        assert_eq!(all.visitors, 1000, "a visitor per client, agent and day");
+    }
+}
