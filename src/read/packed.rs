@@ -20,20 +20,7 @@ use crate::row::ClientKey;
 /// database has one that covers every row. Run inside a read transaction, so that the rows
 /// and the records come from one snapshot.
 pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>> {
-    let has_state: bool = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'packed_state'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_state {
-        return Ok(None);
-    }
-    let covered: Option<i64> =
-        conn.query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-    let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
-    if covered != Some(rows) {
+    if !covers_every_row(conn)? {
         return Ok(None);
     }
     let wants = query.wants();
@@ -58,49 +45,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
             }
             Ok(())
         },
-        |share, blocks| {
-            let mut filter = Filter::new(&query.filters);
-            let mut counter = Counter::new(wants);
-            let mut clients = ClientNumbers::default();
-            for block in blocks {
-                for bytes in block.chunks_exact(RECORD) {
-                    let r = PackedRow::read(bytes);
-                    if !in_share(r.client, share)
-                        || !filter.accepts_time_and_status(r.timestamp, r.status)
-                    {
-                        continue;
-                    }
-                    let client = match needs.client {
-                        true => clients.key(r.client),
-                        false => 0,
-                    };
-                    if !filter
-                        .accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
-                    {
-                        continue;
-                    }
-                    let url = strings.dense(r.url);
-                    if !filter.accepts_url(url, || &strings.urls[url as usize]) {
-                        continue;
-                    }
-                    counter.add(&Hit {
-                        timestamp: r.timestamp,
-                        status: r.status,
-                        bytes: r.bytes,
-                        client,
-                        url,
-                        agent: strings.dense(r.agent),
-                        // String ids start at 1: 0 is no referrer.
-                        referrer: (r.referrer != 0).then(|| strings.dense(r.referrer)),
-                        method: strings.dense(r.method),
-                    });
-                }
-            }
-            counter.into_counts(&mut PackedNames {
-                strings: &strings,
-                clients,
-            })
-        },
+        |share, blocks| count_share(share, blocks, query, needs, &strings),
     )?;
     read?;
     let mut counts = Counts::default();
@@ -108,6 +53,70 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
         counts.add_other_clients(other);
     }
     Ok(Some(counts))
+}
+
+/// Does the database have a packed copy, and does it cover every row of `logs`?
+fn covers_every_row(conn: &Connection) -> rusqlite::Result<bool> {
+    let has_state: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'packed_state'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_state {
+        return Ok(false);
+    }
+    let covered: Option<i64> =
+        conn.query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
+    Ok(covered == Some(rows))
+}
+
+/// One counting thread: the records of its share of the clients that pass the filters, as
+/// hits for the one counter.
+fn count_share(
+    share: Share,
+    blocks: shard::Blocks<Vec<u8>>,
+    query: &Query,
+    needs: Needs,
+    strings: &Strings,
+) -> Counts {
+    let mut filter = Filter::new(&query.filters);
+    let mut counter = Counter::new(query.wants());
+    let mut clients = ClientNumbers::default();
+    for block in blocks {
+        for bytes in block.chunks_exact(RECORD) {
+            let r = PackedRow::read(bytes);
+            if !in_share(r.client, share) || !filter.accepts_time_and_status(r.timestamp, r.status)
+            {
+                continue;
+            }
+            let client = match needs.client {
+                true => clients.key(r.client),
+                false => 0,
+            };
+            if !filter.accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into())) {
+                continue;
+            }
+            let url = strings.dense(r.url);
+            if !filter.accepts_url(url, || &strings.urls[url as usize]) {
+                continue;
+            }
+            counter.add(&Hit {
+                timestamp: r.timestamp,
+                status: r.status,
+                bytes: r.bytes,
+                client,
+                url,
+                agent: strings.dense(r.agent),
+                // String ids start at 1: 0 is no referrer.
+                referrer: (r.referrer != 0).then(|| strings.dense(r.referrer)),
+                method: strings.dense(r.method),
+            });
+        }
+    }
+    counter.into_counts(&mut PackedNames { strings, clients })
 }
 
 /// Is the client in the share? Keyed on its numbers, which are at hand, not on its text.
