@@ -51,9 +51,9 @@ pub struct FollowConfig {
     pub rotate_wait: Duration,
 }
 
-/// Totals over the whole run.
+/// Lines a follower read, wrote and rejected over its whole run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub struct RunTotals {
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
@@ -67,7 +67,7 @@ pub struct Totals {
 /// truncated under it, a full disk, a database locked for long): it says why and tries again,
 /// backing off up to [`MAX_BACKOFF`]; a retried pass neither loses nor repeats a line, since
 /// nothing of a failed pass was committed.
-pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<Totals> {
+pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<RunTotals> {
     let mut warn = crate::cli::warn(tool);
     let key = source_key(&config.log);
     let _follower = lock::lock_follower(&config.db, &key, tool)?;
@@ -124,7 +124,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         stop: Some(Arc::clone(&stop)),
     };
     let mut held = Held::default();
-    let mut totals = Totals::default();
+    let mut totals = RunTotals::default();
     let mut missing_said = false;
     let mut last_status = (Instant::now(), 0u64);
     let mut mirrored = None;

@@ -29,29 +29,10 @@ pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
 /// A property test writes rows through parse-to-csv's encoder (the csv crate's quoting) and
 /// holds what this reads back equal to them.
 pub fn rows(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
-    let mut file = open_csv(path)?;
-    let mut error = None;
-    let blocks = std::iter::from_fn(|| {
-        let mut block = Vec::with_capacity(BLOCK);
-        match (&mut file).take(BLOCK as u64).read_to_end(&mut block) {
-            Ok(0) => None,
-            Ok(_) => Some(Arc::new(Buffer::new(block))),
-            Err(e) => {
-                error = Some(e);
-                None
-            }
-        }
-    });
-    let result = read_share(
-        path,
-        Records::new(blocks),
-        Share::ALL,
-        &AtomicU64::new(u64::MAX),
-        emit,
-    );
-    if let Some(e) = error {
-        return Err(e).with_context(|| format!("cannot read {}", path.display()));
-    }
+    let mut blocks = FileBlocks::new(open_csv(path)?);
+    let records = Records::new(blocks.by_ref().map(Arc::new));
+    let result = read_share(path, records, Share::ALL, &AtomicU64::new(u64::MAX), emit);
+    blocks.error(path)?;
     result.map_err(|(_, e)| e)
 }
 
@@ -64,7 +45,15 @@ pub fn counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     let (wants, stop) = (query.wants(), AtomicU64::new(u64::MAX));
     let (read, results) = shard::fan_out(
         query.threads,
-        |send| read_blocks(path, file, send),
+        |send| {
+            let mut blocks = FileBlocks::new(file);
+            for block in blocks.by_ref() {
+                if !send(block) {
+                    break;
+                }
+            }
+            blocks.error(path)
+        },
         |share, blocks| {
             let mut counter = RowCounter::new(wants, &query.filters);
             read_share(path, Records::new(blocks), share, &stop, &mut |row| {
@@ -88,22 +77,40 @@ pub fn counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     }
 }
 
-/// Reads `input` in blocks of [`BLOCK`] bytes and sends each, checked as UTF-8 here: the
-/// reading thread has time to spare, the counting threads do not.
-fn read_blocks(
-    path: &Path,
-    mut input: impl Read,
-    send: &mut dyn FnMut(Buffer) -> bool,
-) -> anyhow::Result<()> {
-    loop {
+/// The blocks of a file, [`BLOCK`] bytes each, checked as UTF-8 as they are read (on the
+/// reading thread, which has time to spare, not on the counting ones). A read error ends
+/// them; [`FileBlocks::error`] tells it.
+struct FileBlocks<R> {
+    input: R,
+    error: Option<std::io::Error>,
+}
+
+impl<R: Read> FileBlocks<R> {
+    fn new(input: R) -> FileBlocks<R> {
+        FileBlocks { input, error: None }
+    }
+
+    fn error(self, path: &Path) -> anyhow::Result<()> {
+        match self.error {
+            Some(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R: Read> Iterator for FileBlocks<R> {
+    type Item = Buffer;
+
+    fn next(&mut self) -> Option<Buffer> {
         // Filled to the end, unlike a single `read`, and with no zeroing first.
         let mut block = Vec::with_capacity(BLOCK);
-        let n = (&mut input)
-            .take(BLOCK as u64)
-            .read_to_end(&mut block)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 || !send(Buffer::new(block)) {
-            return Ok(());
+        match (&mut self.input).take(BLOCK as u64).read_to_end(&mut block) {
+            Ok(0) => None,
+            Ok(_) => Some(Buffer::new(block)),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
         }
     }
 }

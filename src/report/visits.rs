@@ -34,7 +34,7 @@ struct Day<K> {
 
 /// URLs kept in a visitor's own slot. Most visitors hit only a few URLs a day, so which they
 /// hit is answered from the slot their hit is counted in, without another lookup.
-const INLINE: usize = 3;
+const INLINE: usize = 6;
 
 #[derive(Debug)]
 struct Visitor {
