@@ -83,24 +83,28 @@ fn count_share(
     strings: &Strings,
 ) -> Counts {
     let mut filter = Filter::new(&query.filters);
+    // Most reports filter nothing: their loop then asks the filter nothing either.
+    let filtered = !query.filters.is_empty();
     let mut counter = Counter::new(query.wants());
     let mut clients = ClientNumbers::default();
     for block in blocks {
         for bytes in block.chunks_exact(RECORD) {
             let r = PackedRow::read(bytes);
-            if !in_share(r.client, share) || !filter.accepts_time_and_status(r.timestamp, r.status)
-            {
+            if !share.has_hash(client_hash(r.client)) {
+                continue;
+            }
+            if filtered && !filter.accepts_time_and_status(r.timestamp, r.status) {
                 continue;
             }
             let client = match needs.client {
                 true => clients.key(r.client),
                 false => 0,
             };
-            if !filter.accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into())) {
-                continue;
-            }
             let url = strings.dense(r.url);
-            if !filter.accepts_url(url, || &strings.urls[url as usize]) {
+            if filtered
+                && (!filter.accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
+                    || !filter.accepts_url(url, || &strings.urls[url as usize]))
+            {
                 continue;
             }
             counter.add(&Hit {
@@ -119,18 +123,16 @@ fn count_share(
     counter.into_counts(&mut PackedNames { strings, clients })
 }
 
-/// Is the client in the share? Keyed on its numbers, which are at hand, not on its text.
+/// The client's hash for [`Share::has_hash`]: from its numbers, which are at hand, not from
+/// its text.
 #[inline]
-fn in_share(client: Client, share: Share) -> bool {
-    if share.of == 1 {
-        return true;
-    }
+fn client_hash(client: Client) -> u64 {
     let x = match client {
         Client::V4(a) => u64::from(a),
         Client::V6(a) => (a as u64) ^ (a >> 64) as u64,
         Client::Text(id) => u64::from(id) ^ 0x5555,
     };
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % share.of == share.index
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// The kinds of strings a query needs.

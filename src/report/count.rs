@@ -311,6 +311,8 @@ impl Counter {
 /// their strings of the kinds wanted, and hands them to a [`Counter`]. One per counting thread.
 pub struct RowCounter<'f> {
     filter: Filter<'f>,
+    /// Any filter at all: most reports have none, and then ask the filter nothing.
+    filtered: bool,
     counter: Counter,
     wants: Wants,
     /// Clients other than IPv4 addresses in their usual form.
@@ -325,6 +327,7 @@ impl<'f> RowCounter<'f> {
     pub fn new(wants: Wants, filters: &'f Filters) -> RowCounter<'f> {
         RowCounter {
             filter: Filter::new(filters),
+            filtered: !filters.is_empty(),
             counter: Counter::new(wants),
             wants,
             clients: Interner::default(),
@@ -338,8 +341,8 @@ impl<'f> RowCounter<'f> {
     /// Counts `row` if it passes the filters.
     #[inline]
     pub fn add(&mut self, row: &Row<'_>) {
-        let (wants, filter) = (self.wants, &mut self.filter);
-        if !filter.accepts_time_and_status(row.timestamp, row.status) {
+        let (wants, filter, filtered) = (self.wants, &mut self.filter, self.filtered);
+        if filtered && !filter.accepts_time_and_status(row.timestamp, row.status) {
             return;
         }
         let client = match wants.visits || wants.clients || filter.on_client() {
@@ -350,14 +353,14 @@ impl<'f> RowCounter<'f> {
             .key(),
             false => 0,
         };
-        if !filter.accepts_client(client, || Cow::Borrowed(row.ip)) {
+        if filtered && !filter.accepts_client(client, || Cow::Borrowed(row.ip)) {
             return;
         }
         let url = match wants.urls || filter.on_url() {
             true => self.urls.id(row.url),
             false => 0,
         };
-        if !filter.accepts_url(url, || row.url) {
+        if filtered && !filter.accepts_url(url, || row.url) {
             return;
         }
         let hit = Hit {

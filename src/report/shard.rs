@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Blocks read ahead of the slowest counting thread, per thread.
-const AHEAD: usize = 8;
+const AHEAD: usize = 16;
 
 /// One of `of` shares of the clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +31,27 @@ impl Share {
     pub fn has(&self, ip: &[u8]) -> bool {
         self.of == 1 || share_of(ip, self.of) == self.index
     }
+
+    /// Is the client whose well-mixed 64-bit hash is `hash` in this share? For readers that
+    /// hold clients as numbers ([`crate::read::packed`]) and hash those instead of a text.
+    #[inline]
+    pub fn has_hash(&self, hash: u64) -> bool {
+        self.of == 1 || pick(hash, self.of) == self.index
+    }
 }
 
 /// Which of `of` shares the client `ip` (its text as stored) belongs to.
 #[inline]
 pub fn share_of(ip: &[u8], of: usize) -> usize {
     use std::hash::BuildHasher;
-    (rustc_hash::FxBuildHasher.hash_one(ip) >> 32) as usize % of
+    pick(rustc_hash::FxBuildHasher.hash_one(ip), of)
+}
+
+/// `hash` mapped onto `0..of` by its high bits, with a multiplication rather than a division:
+/// every row of every report goes through it.
+#[inline]
+fn pick(hash: u64, of: usize) -> usize {
+    ((u128::from(hash) * of as u128) >> 64) as usize
 }
 
 /// The default of `--threads`: the machine's available parallelism.
