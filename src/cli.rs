@@ -246,7 +246,8 @@ pub struct ReportArgs {
     /// Only this status code (100-599) or class (1xx-5xx).
     #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub status: Option<crate::report::StatusFilter>,
-    /// Only URLs matching this regular expression.
+    /// Only URLs matching this regular expression, anywhere in the URL (anchor it with ^ and
+    /// $ to match it whole).
     #[arg(long, value_name = "REGEX")]
     pub url: Option<regex::Regex>,
     /// Only this client IP.
@@ -258,8 +259,9 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
-    /// Counting threads (default: one per core).
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..), allow_negative_numbers = true)]
+    /// Counting threads, 1 to 256 (default: one per core). Each reads every block of the
+    /// store, so more threads than cores only add work.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256), allow_negative_numbers = true)]
     pub threads: Option<u16>,
     /// Width of tables in columns [default: $COLUMNS, else the terminal's width, else 80].
     #[arg(long, value_name = "N", value_parser = parse_width)]
@@ -355,9 +357,19 @@ impl ReportArgs {
                 })
                 .transpose()
         };
+        let (since, until) = (time(&self.since, "since")?, time(&self.until, "until")?);
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            anyhow::bail!(
+                "--since {} is later than --until {}: no entry could match",
+                crate::entry::Rfc3339(s),
+                crate::entry::Rfc3339(u)
+            );
+        }
         Ok(crate::report::Filters {
-            since: time(&self.since, "since")?,
-            until: time(&self.until, "until")?,
+            since,
+            until,
             status: self.status,
             url: self.url.clone(),
             ip: self.ip.clone(),

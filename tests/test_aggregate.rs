@@ -201,12 +201,66 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
             }
         }
     }
-    for bad in ["0", "-1", "x"] {
+    for bad in ["0", "-1", "x", "257"] {
         wd.cmd("aggregate-db")
             .args(["out.db", "--threads", bad])
             .assert()
             .code(2)
             .stderr(contains("--threads"));
+    }
+    // A time range that is empty by its own bounds is a mistake, not an empty report.
+    wd.cmd("aggregate-csv")
+        .args([
+            "out.csv",
+            "--since",
+            "2024-02-01T00:00:00Z",
+            "--until",
+            "2024-01-01T00:00:00Z",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "--since 2024-02-01T00:00:00Z is later than --until",
+        ));
+    // An IPv6 client written with capitals is the same client, in every store.
+    let v6 = Workdir::new();
+    let line = |ip: &str, n: u32| {
+        format!(
+            "{ip} - - [01/Jan/2024:00:00:{n:02} +0000] \"GET /{n} HTTP/1.1\" 200 5 \"-\" \"a\"\n"
+        )
+    };
+    let log: String = (0..30)
+        .map(|n| {
+            line(
+                ["2001:db8::1", "2001:db8::2", "10.0.0.1"][n as usize % 3],
+                n,
+            )
+        })
+        .collect();
+    v6.write("logs/access.log", log);
+    both_stores(&v6, &["logs/access.log"]);
+    for bin in ["aggregate-db", "aggregate-csv"] {
+        for scan in [&[][..], &["--scan"]] {
+            if bin == "aggregate-csv" && !scan.is_empty() {
+                continue;
+            }
+            let requests = |ip: &str| {
+                let mut args = vec!["--report", "summary", "--format", "json", "--ip", ip];
+                args.extend_from_slice(scan);
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&report(&v6, bin, &args)).unwrap();
+                doc["summary"]["requests"].as_u64().unwrap()
+            };
+            for ip in ["2001:db8::1", "2001:DB8::1", "2001:db8:0:0:0:0:0:1"] {
+                assert_eq!(requests(ip), 10, "{bin} {scan:?} --ip {ip}");
+            }
+            assert_eq!(requests("10.0.0.1"), 10, "{bin} {scan:?}");
+            assert_eq!(
+                requests("10.0.0.01"),
+                0,
+                "{bin} {scan:?}: not an address, no client"
+            );
+        }
     }
 }
 

@@ -31,15 +31,31 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
         referrer: wants.referrers,
         method: wants.methods,
         client: wants.clients || wants.visits || probe.on_client(),
+        client_text: wants.clients || probe.on_client(),
     };
     let strings = Strings::load(conn, needs)?;
     let (read, results) = shard::fan_out(
         query.threads,
         |send| {
-            let mut stmt = conn.prepare("SELECT data FROM packed_blocks ORDER BY seq")?;
+            let mut stmt =
+                conn.prepare("SELECT seq, rows, data FROM packed_blocks ORDER BY seq")?;
             let mut blocks = stmt.query([])?;
             while let Some(r) = blocks.next()? {
-                if !send(r.get_ref(0)?.as_blob()?.to_vec()) {
+                let data = r.get_ref(2)?.as_blob()?;
+                let rows: i64 = r.get(1)?;
+                if usize::try_from(rows)
+                    .ok()
+                    .and_then(|n| n.checked_mul(RECORD))
+                    != Some(data.len())
+                {
+                    let seq: i64 = r.get(0)?;
+                    anyhow::bail!(
+                        "packed block {seq} holds {} bytes for {rows} rows: the packed copy is \
+                         damaged (aggregate-db --scan reads the rows themselves)",
+                        data.len()
+                    );
+                }
+                if !send(data.to_vec()) {
                     break;
                 }
             }
@@ -102,8 +118,10 @@ fn count_share(
             };
             let url = strings.dense(r.url);
             if filtered
-                && (!filter.accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
-                    || !filter.accepts_url(url, || &strings.urls[url as usize]))
+                && (!filter
+                    .accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
+                    || !filter
+                        .accepts_url(url, || strings.urls.get(url as usize).map_or("", |u| u)))
             {
                 continue;
             }
@@ -142,7 +160,10 @@ struct Needs {
     agent: bool,
     referrer: bool,
     method: bool,
+    /// Clients as keys (visitors, clients, `--ip`).
     client: bool,
+    /// Clients' text (the clients report, `--ip`).
+    client_text: bool,
 }
 
 /// The strings of the kinds needed, numbered densely per kind.
@@ -167,7 +188,7 @@ impl Strings {
             (needs.agent, Kind::Agent),
             (needs.referrer, Kind::Referrer),
             (needs.method, Kind::Method),
-            (needs.client, Kind::Ip),
+            (needs.client_text, Kind::Ip),
         ] {
             kinds[kind as usize] = need;
         }

@@ -23,9 +23,13 @@ pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts
     let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
     let context = || format!("cannot read database {}", path.display());
     conn.execute_batch("BEGIN").with_context(context)?;
-    // Anything that stands in the way of the packed copy (none, an older schema) leaves the
-    // answer to the rows, which also report an error properly.
-    if packed && let Ok(Some(counts)) = super::packed::counts(&conn, query) {
+    // No packed copy, or one behind the rows (written by another program, or an older
+    // version): the rows answer. A packed copy that cannot be read is an error, not a reason
+    // to answer silently from elsewhere.
+    if packed
+        && let Some(counts) = super::packed::counts(&conn, query)
+            .with_context(|| format!("cannot read the packed rows of {}", path.display()))?
+    {
         return Ok(counts);
     }
     from_rows(path, &conn, query)

@@ -26,7 +26,8 @@ pub type ByClass = [u64; CLASSES.len()];
 pub struct Wants {
     /// Unique visitors, in all and per URL: a set per (client, day, agent).
     pub visits: bool,
-    /// Hits per client.
+    /// Hits per client, named (the clients report). How many clients there are is known
+    /// from the visits too.
     pub clients: bool,
     /// Hits, bytes, 404s (and visitors, with `visits`) per URL.
     pub urls: bool,
@@ -97,7 +98,7 @@ pub struct UrlStat {
 impl std::ops::AddAssign for UrlStat {
     fn add_assign(&mut self, other: UrlStat) {
         self.hits += other.hits;
-        self.bytes += other.bytes;
+        self.bytes = self.bytes.saturating_add(other.bytes);
         self.not_found += other.not_found;
         self.visitors += other.visitors;
     }
@@ -123,7 +124,7 @@ pub struct Totals {
 impl Totals {
     pub fn add(&mut self, timestamp: i64, status: u16, bytes: u64) {
         self.requests += 1;
-        self.bytes += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
         self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
         self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
         let code = usize::from(status);
@@ -171,7 +172,7 @@ impl Totals {
     /// Adds the totals of other rows.
     pub fn merge(&mut self, mut other: Totals) {
         self.requests += other.requests;
-        self.bytes += other.bytes;
+        self.bytes = self.bytes.saturating_add(other.bytes);
         self.first = self.first.into_iter().chain(other.first).min();
         self.last = self.last.into_iter().chain(other.last).max();
         if other.status.len() > self.status.len() {
@@ -196,6 +197,8 @@ pub struct Counts {
     pub totals: Totals,
     /// Distinct (ip, day, user agent).
     pub visitors: u64,
+    /// Distinct clients (when the summary or the clients report asked).
+    pub distinct_clients: u64,
     pub urls: Vec<(Box<str>, UrlStat)>,
     /// Hits per client IP, user agent (`-` when absent), referrer and method (`-` when
     /// absent), in any order.
@@ -254,8 +257,11 @@ impl Counter {
         {
             bump(&mut self.referrers, referrer);
         }
+        // Which URLs a visitor hit matters only to the URLs report: without it, every hit of a
+        // visitor is on one URL, and the visitor keeps no set.
+        let url = if wants.urls { hit.url } else { 0 };
         let first_visit =
-            wants.visits && (self.visits).hit(hit.timestamp, hit.client, hit.agent, hit.url);
+            wants.visits && (self.visits).hit(hit.timestamp, hit.client, hit.agent, url);
         if wants.urls {
             let i = hit.url as usize;
             if i >= self.urls.len() {
@@ -263,7 +269,7 @@ impl Counter {
             }
             let stat = &mut self.urls[i];
             stat.hits += 1;
-            stat.bytes += hit.bytes;
+            stat.bytes = stat.bytes.saturating_add(hit.bytes);
             stat.not_found += u64::from(hit.status == 404);
             stat.visitors += u64::from(first_visit);
         }
@@ -280,14 +286,18 @@ impl Counter {
             visitors: self.visits.visitors(),
             ..Counts::default()
         };
-        if wants.clients {
+        // The summary needs only how many clients; the clients report needs them named.
+        if wants.clients || wants.visits {
             let clients = match wants.visits {
                 true => self.visits.into_clients(),
                 false => self.clients.into_iter().collect(),
             };
-            counts.clients = (clients.into_iter())
-                .map(|(key, n)| (names.client(key), n))
-                .collect();
+            counts.distinct_clients = clients.len() as u64;
+            if wants.clients {
+                counts.clients = (clients.into_iter())
+                    .map(|(key, n)| (names.client(key), n))
+                    .collect();
+            }
         }
         counts.urls = (self.urls.into_iter().enumerate())
             .filter(|(_, stat)| stat.hits > 0)
@@ -430,6 +440,8 @@ impl Counts {
     pub fn add_other_clients(&mut self, other: Counts) {
         self.totals.merge(other.totals);
         self.visitors += other.visitors;
+        // Threads split the clients: no client is in two counts.
+        self.distinct_clients += other.distinct_clients;
         self.clients.extend(other.clients);
         add_by_key(&mut self.urls, other.urls, |a, b| *a += b);
         for (mine, theirs) in [

@@ -10,7 +10,7 @@ use regex::Regex;
 use rustc_hash::FxHashMap;
 
 use crate::entry::{Rfc3339, parse_rfc3339};
-use crate::row::{ClientKey, canonical_ipv4};
+use crate::row::ClientKey;
 
 /// `--status`: one code, or a class such as `5xx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +139,11 @@ pub struct Filter<'f> {
     filters: &'f Filters,
     since: Option<i64>,
     until: Option<i64>,
-    /// `--ip` as an IPv4 key, when it is an address in its usual form: compared as a number.
+    /// `--ip` as an IPv4 key, when it is an IPv4 address: compared as a number.
     ip_v4: Option<u64>,
+    /// `--ip` as an address, when it is one: a client written another way (`2001:DB8::1` for
+    /// `2001:db8::1`) is the same client.
+    ip_addr: Option<std::net::IpAddr>,
     /// Per client key other than such an address: does its text equal `--ip`?
     clients: FxHashMap<u64, bool>,
     /// Per URL id: 0 not seen yet, 1 refused, 2 accepted by `--url`.
@@ -154,8 +157,9 @@ impl<'f> Filter<'f> {
             since: filters.since.map(|t| t.timestamp()),
             until: filters.until.map(|t| t.timestamp()),
             ip_v4: (filters.ip.as_deref())
-                .and_then(|ip| canonical_ipv4(ip.as_bytes()))
-                .map(|a| ClientKey::V4(a).key()),
+                .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+                .map(|a| ClientKey::V4(u32::from(a)).key()),
+            ip_addr: (filters.ip.as_deref()).and_then(|ip| ip.parse().ok()),
             clients: FxHashMap::default(),
             urls: Vec::new(),
         }
@@ -200,7 +204,11 @@ impl<'f> Filter<'f> {
             // `--ip` is not an IPv4 address in its usual form, so no such client is it.
             return false;
         }
-        *self.clients.entry(client).or_insert_with(|| text() == ip)
+        let addr = self.ip_addr;
+        *self.clients.entry(client).or_insert_with(|| {
+            let text = text();
+            text == ip || addr.is_some_and(|a| text.parse() == Ok(a))
+        })
     }
 
     /// The part on the URL with id `url`, whose text `text` gives when asked.
@@ -323,5 +331,22 @@ mod tests {
         let mut filter = Filter::new(&v4);
         assert!(filter.accepts_client(ClientKey::V4(0x0A00_0001).key(), || unreachable!()));
         assert!(!filter.accepts_client(ClientKey::Other(0).key(), || unreachable!()));
+        // An address written another way is the same client; text that is no address is
+        // matched as written.
+        let v6 = Filters {
+            ip: Some("2001:DB8::1".into()),
+            ..Filters::default()
+        };
+        let mut filter = Filter::new(&v6);
+        assert!(filter.accepts_client(ClientKey::Other(0).key(), || "2001:db8::1".into()));
+        assert!(filter.accepts_client(ClientKey::Other(1).key(), || "2001:db8:0:0:0:0:0:1".into()));
+        assert!(!filter.accepts_client(ClientKey::Other(2).key(), || "2001:db8::2".into()));
+        let host = Filters {
+            ip: Some("proxy.example".into()),
+            ..Filters::default()
+        };
+        let mut filter = Filter::new(&host);
+        assert!(filter.accepts_client(ClientKey::Other(0).key(), || "proxy.example".into()));
+        assert!(!filter.accepts_client(ClientKey::Other(1).key(), || "Proxy.example".into()));
     }
 }

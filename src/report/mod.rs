@@ -125,10 +125,8 @@ impl Query {
         let mut wants = Wants::default();
         for section in &self.sections {
             match section {
-                Section::Summary => {
-                    wants.visits = true;
-                    wants.clients = true;
-                }
+                // Visitors, and how many clients (which the visitors tell).
+                Section::Summary => wants.visits = true,
                 Section::Status | Section::Traffic => {}
                 Section::Urls => {
                     wants.urls = true;
@@ -188,7 +186,7 @@ impl Counts {
             }),
             top,
         );
-        let distinct_ips = self.clients.len() as u64;
+        let distinct_ips = self.distinct_clients;
         let clients = by_hits(self.clients, top);
         let agents = by_hits(self.agents, top);
         let referrers = by_hits(self.referrers, top);
