@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::entry::LogEntry;
 use crate::parse::{Parser, Reject};
-pub use crate::row::{Arena, Span};
+use crate::row::{Arena, Span};
 use crate::source::{Line, LineReader};
 
 /// One parsed entry, its text held by its [`Batch`].
@@ -55,9 +55,9 @@ pub type MakeEncoder = Arc<dyn Fn() -> Box<dyn Encoder> + Send + Sync>;
 /// there, in parallel, rather than on the sink's thread.
 #[derive(Clone)]
 pub struct Prepare {
-    /// Threads that parse. Two for a sink whose own work is light (CSV: appending bytes), so
-    /// that parsing uses both cores; one for a sink that needs a core of its own (SQLite's
-    /// inserts take longer than parsing), so that extra parsers only compete with it.
+    /// Threads that parse. One per core for a sink whose own work is light (CSV: appending
+    /// bytes); one for a sink that needs a core of its own (SQLite's inserts take longer than
+    /// parsing), so that extra parsers only compete with it.
     pub parsers: usize,
     /// The store's work on each entry ([`Batch::encoded`]).
     pub encoder: Option<MakeEncoder>,

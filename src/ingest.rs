@@ -580,7 +580,10 @@ impl Pass<'_> {
         };
         let what = match lines {
             1 => "its one line is not an access log line".to_owned(),
-            n => format!("none of its {n} lines is an access log line"),
+            n => format!(
+                "none of its {} is an access log line",
+                crate::human::counted(n, "line")
+            ),
         };
         let hint = match compression(head) {
             Some("gzip") => {

@@ -56,7 +56,7 @@ pub(crate) const RECORD: usize = 52;
 /// What a string id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub(crate) enum Kind {
+pub(crate) enum StringKind {
     Url = 0,
     Agent = 1,
     Referrer = 2,
@@ -177,7 +177,7 @@ impl Strings {
     const FULL: usize = 100_000;
     const FULL_BYTES: usize = 4 << 20;
 
-    fn id(&mut self, conn: &Connection, kind: Kind, value: &str) -> rusqlite::Result<u32> {
+    fn id(&mut self, conn: &Connection, kind: StringKind, value: &str) -> rusqlite::Result<u32> {
         if let Some(&id) = self.ids[kind as usize].get(value) {
             return Ok(id);
         }
@@ -380,9 +380,14 @@ impl Packer {
                 "row {id} of `logs` has no valid timestamp: reports will read the rows (slower)"
             )));
         }
+        // Ids can have gaps (rows deleted by another program): the message counts rows.
+        let rows: i64 =
+            conn.query_row("SELECT count(*) FROM logs WHERE id > ?1", [covered], |r| {
+                r.get(0)
+            })?;
         Ok(Some(format!(
-            "packed {} rows written by another program or an older version, for reports",
-            last - covered
+            "packed {} written by another program or an older version, for reports",
+            crate::human::counted(rows as u64, "row")
         )))
     }
 
@@ -391,16 +396,16 @@ impl Packer {
         if self.disabled {
             return Ok(());
         }
-        let mut ids = |interner: &Interner, kind: Kind| -> rusqlite::Result<Vec<u32>> {
+        let mut ids = |interner: &Interner, kind: StringKind| -> rusqlite::Result<Vec<u32>> {
             (interner.names.iter())
                 .map(|value| self.strings.id(conn, kind, value))
                 .collect()
         };
-        let urls = ids(&keys.urls, Kind::Url)?;
-        let agents = ids(&keys.agents, Kind::Agent)?;
-        let referrers = ids(&keys.referrers, Kind::Referrer)?;
-        let methods = ids(&keys.methods, Kind::Method)?;
-        let ips = ids(&keys.ips, Kind::Ip)?;
+        let urls = ids(&keys.urls, StringKind::Url)?;
+        let agents = ids(&keys.agents, StringKind::Agent)?;
+        let referrers = ids(&keys.referrers, StringKind::Referrer)?;
+        let methods = ids(&keys.methods, StringKind::Method)?;
+        let ips = ids(&keys.ips, StringKind::Ip)?;
         for row in &keys.rows {
             let record = PackedRow {
                 timestamp: row.timestamp,
@@ -483,13 +488,13 @@ mod tests {
         let mut strings = Strings::default();
         let long = |i: usize| format!("/{i}{}", "x".repeat(900_000));
         let ids: Vec<u32> = (0..20)
-            .map(|i| strings.id(&conn, Kind::Url, &long(i)).unwrap())
+            .map(|i| strings.id(&conn, StringKind::Url, &long(i)).unwrap())
             .collect();
-        assert!(strings.bytes[Kind::Url as usize] <= Strings::FULL_BYTES);
-        assert!(strings.ids[Kind::Url as usize].len() < 20);
+        assert!(strings.bytes[StringKind::Url as usize] <= Strings::FULL_BYTES);
+        assert!(strings.ids[StringKind::Url as usize].len() < 20);
         // Strings that fell out of the cache get their committed id back from the table.
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(strings.id(&conn, Kind::Url, &long(i)).unwrap(), *id);
+            assert_eq!(strings.id(&conn, StringKind::Url, &long(i)).unwrap(), *id);
         }
     }
 

@@ -138,8 +138,8 @@ pub fn parse_line(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
 }
 
 /// [`parse_line`] for a run of lines: it remembers the last time it converted, because
-/// consecutive lines of a busy log mostly share their second (three in four in the benchmark
-/// log), and converting a time is a tenth of the parse.
+/// consecutive lines of a busy log mostly share their second, and converting a time is a
+/// good part of the parse.
 #[derive(Debug, Default)]
 pub struct Parser {
     last_time: Vec<u8>,

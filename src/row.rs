@@ -125,8 +125,8 @@ impl RowSpans {
 /// visitors hold small integers.
 ///
 /// Each string is held once, in `names`; the table holds only ids and finds them by the hash
-/// of their string. A map from string to id held every key twice, which doubled the memory of
-/// a report over long distinct URLs.
+/// of their string: a map from string to id would hold every key twice, which matters for a
+/// report over long distinct URLs.
 #[derive(Debug, Default)]
 pub struct Interner {
     ids: hashbrown::HashTable<u32>,

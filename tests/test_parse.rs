@@ -490,7 +490,7 @@ fn the_original_scripts_database_is_upgraded_in_place() {
         .assert()
         .success()
         .stderr(contains("upgrading"))
-        .stderr(contains("packed 1 rows"));
+        .stderr(contains("packed 1 row written"));
     let rows = db_rows(&wd.path("logs.db"));
     assert_eq!(urls(&rows), ["/old", "/page/0", "/page/1", "/page/2"]);
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 
-use crate::packed::{Client, Kind, PackedRow, RECORD};
+use crate::packed::{Client, PackedRow, RECORD, StringKind};
 use crate::report::count::{self, Counter, Hit, Names};
 use crate::report::filter::Filter;
 use crate::report::shard::{self, Share};
@@ -33,7 +33,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
         client: wants.clients || wants.visits || probe.on_client(),
         client_text: wants.clients || probe.on_client(),
     };
-    let strings = Strings::load(conn, needs)?;
+    let strings = LoadedStrings::load(conn, needs)?;
     let (read, results) = shard::fan_out(
         query.threads,
         |send| {
@@ -96,7 +96,7 @@ fn count_share(
     blocks: shard::Blocks<Vec<u8>>,
     query: &Query,
     needs: Needs,
-    strings: &Strings,
+    strings: &LoadedStrings,
 ) -> Counts {
     let mut filter = Filter::new(&query.filters);
     // Most reports filter nothing: their loop then asks the filter nothing either.
@@ -168,7 +168,7 @@ struct Needs {
 
 /// The strings of the kinds needed, numbered densely per kind.
 #[derive(Default)]
-struct Strings {
+struct LoadedStrings {
     /// By string id: its number within its kind (0 for a kind not loaded).
     dense: Vec<u32>,
     urls: Vec<Box<str>>,
@@ -179,16 +179,16 @@ struct Strings {
     ips: Vec<Box<str>>,
 }
 
-impl Strings {
-    fn load(conn: &Connection, needs: Needs) -> rusqlite::Result<Strings> {
-        let mut strings = Strings::default();
+impl LoadedStrings {
+    fn load(conn: &Connection, needs: Needs) -> rusqlite::Result<LoadedStrings> {
+        let mut strings = LoadedStrings::default();
         let mut kinds = [false; 256];
         for (need, kind) in [
-            (needs.url, Kind::Url),
-            (needs.agent, Kind::Agent),
-            (needs.referrer, Kind::Referrer),
-            (needs.method, Kind::Method),
-            (needs.client_text, Kind::Ip),
+            (needs.url, StringKind::Url),
+            (needs.agent, StringKind::Agent),
+            (needs.referrer, StringKind::Referrer),
+            (needs.method, StringKind::Method),
+            (needs.client_text, StringKind::Ip),
         ] {
             kinds[kind as usize] = need;
         }
@@ -206,7 +206,7 @@ impl Strings {
                 continue;
             }
             let value: Box<str> = r.get_ref(2)?.as_str()?.into();
-            if kind == Kind::Ip as u8 {
+            if kind == StringKind::Ip as u8 {
                 if id >= strings.ips.len() {
                     strings.ips.resize(id + 1, Box::default());
                 }
@@ -214,9 +214,9 @@ impl Strings {
                 continue;
             }
             let list = match kind {
-                k if k == Kind::Url as u8 => &mut strings.urls,
-                k if k == Kind::Agent as u8 => &mut strings.agents,
-                k if k == Kind::Referrer as u8 => &mut strings.referrers,
+                k if k == StringKind::Url as u8 => &mut strings.urls,
+                k if k == StringKind::Agent as u8 => &mut strings.agents,
+                k if k == StringKind::Referrer as u8 => &mut strings.referrers,
                 _ => &mut strings.methods,
             };
             if id >= strings.dense.len() {
@@ -256,7 +256,7 @@ impl ClientNumbers {
 }
 
 struct PackedNames<'a> {
-    strings: &'a Strings,
+    strings: &'a LoadedStrings,
     clients: ClientNumbers,
 }
 

@@ -179,7 +179,7 @@ fn decode(raw: &[u8]) -> Vec<u8> {
 /// Positions of the commas (if `COMMAS`), quotes and line ends of a slice, in order.
 ///
 /// Found sixteen bytes at a time, as a mask with a bit for each of them: a record has a
-/// dozen in 200 bytes, and `memchr3` stopping at each cost more than the rest of the split.
+/// dozen in 200 bytes, and a search that stops at each one costs more than the split itself.
 struct Specials<'a, const COMMAS: bool> {
     input: &'a [u8],
     /// Where the chunk after the current one starts.

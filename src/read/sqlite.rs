@@ -36,7 +36,7 @@ pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts
 }
 
 /// Rows per [`RowBlock`].
-const BLOCK_ROWS: usize = 4096;
+const ROWS_PER_BLOCK: usize = 4096;
 
 /// Bytes of text per [`RowBlock`], at most (but for one row): a block of 4,096 rows of
 /// megabyte-long URLs would hold gigabytes, and the few in flight would all be that size.
@@ -64,7 +64,7 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
                     anyhow::anyhow!("row {id} has no valid timestamp")
                 })?;
                 block.rows.push(RowSpans::push(&mut block.text, row));
-                let full = block.rows.len() == BLOCK_ROWS || block.text.len() >= BLOCK_BYTES;
+                let full = block.rows.len() == ROWS_PER_BLOCK || block.text.len() >= BLOCK_BYTES;
                 // Only a counting thread that panicked stops taking blocks; the join says so.
                 if full && !send(std::mem::take(&mut block)) {
                     stopped = true;

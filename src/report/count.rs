@@ -398,12 +398,21 @@ impl<'f> RowCounter<'f> {
     pub fn into_counts(self) -> Counts {
         /// Each id is asked for once: its string is moved out, not copied.
         struct Taken {
-            names: [Vec<Box<str>>; 4],
+            urls: Vec<Box<str>>,
+            agents: Vec<Box<str>>,
+            referrers: Vec<Box<str>>,
+            methods: Vec<Box<str>>,
             clients: Vec<Box<str>>,
         }
         impl Names for Taken {
             fn name(&mut self, kind: Kind, id: u32) -> Box<str> {
-                std::mem::take(&mut self.names[kind as usize][id as usize])
+                let names = match kind {
+                    Kind::Url => &mut self.urls,
+                    Kind::Agent => &mut self.agents,
+                    Kind::Referrer => &mut self.referrers,
+                    Kind::Method => &mut self.methods,
+                };
+                std::mem::take(&mut names[id as usize])
             }
             fn client(&mut self, key: u64) -> Box<str> {
                 match ClientKey::of(key) {
@@ -413,12 +422,10 @@ impl<'f> RowCounter<'f> {
             }
         }
         let mut names = Taken {
-            names: [
-                self.urls.names,
-                self.agents.names,
-                self.referrers.names,
-                self.methods.names,
-            ],
+            urls: self.urls.names,
+            agents: self.agents.names,
+            referrers: self.referrers.names,
+            methods: self.methods.names,
             clients: self.clients.names,
         };
         self.counter.into_counts(&mut names)

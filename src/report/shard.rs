@@ -70,13 +70,6 @@ impl<B> Iterator for Blocks<B> {
     }
 }
 
-impl<B> Blocks<B> {
-    /// Blocks from any channel, for tests of a worker.
-    pub fn from_receiver(rx: Receiver<Arc<B>>) -> Blocks<B> {
-        Blocks(rx)
-    }
-}
-
 /// Runs `work` on `threads` threads, one per [`Share`], each given every block `read` sends,
 /// in order; `read` runs on the calling thread, and stops early when its `send` returns false
 /// (every counting thread has stopped). Returns what `read` returned, and what each thread

@@ -4,9 +4,9 @@
 //! belongs to one day and the visitors of different days (and the URLs they hit) never
 //! coincide: per-day counts simply add up, and so do a client's hits. Keeping small maps per
 //! day instead of one for the whole log changes no count, but logs are written in time order,
-//! so nearly every row lands in the day just seen, whose maps stay in the processor's cache.
-//! Over ten million rows the whole-log maps held millions of entries, each lookup was a trip
-//! to memory. A row out of order is counted the same, in its own day.
+//! so nearly every row lands in the day just seen, whose maps stay in the processor's cache,
+//! where whole-log maps of millions of entries would make each lookup a trip to memory. A row
+//! out of order is counted the same, in its own day.
 
 use std::hash::Hash;
 

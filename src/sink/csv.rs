@@ -50,8 +50,9 @@ pub struct CsvFormat {
 
 /// Encodes entries as CSV rows in memory, quoted the way the csv crate quotes.
 ///
-/// Encoding is about half the work of parse-to-csv, so it runs on the parsing threads, in
-/// parallel (see [`crate::batch::Prepare`]); the sink then only appends bytes to the file.
+/// Encoding is a large part of parse-to-csv's work, so it runs on the parsing threads, in
+/// parallel (it is the store's [`crate::batch::Encoder`]); the sink then only appends bytes
+/// to the file.
 pub struct RowEncoder {
     format: CsvFormat,
     out: Vec<u8>,
@@ -360,7 +361,8 @@ impl Sink for CsvSink {
     fn prepare(&self) -> Prepare {
         let format = self.encoder.format;
         Prepare {
-            parsers: 2,
+            // Appending bytes is light: every core can parse.
+            parsers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             encoder: Some(std::sync::Arc::new(move || {
                 Box::new(RowEncoder::new(format)) as Box<dyn Encoder>
             })),
