@@ -24,6 +24,16 @@ fn both_stores(wd: &Workdir, inputs: &[&str]) {
         .success();
 }
 
+/// Fills both stores from the named logs of `../shared/data/real`.
+fn both_stores_of_real(wd: &Workdir, names: &[&str]) {
+    let real = crate::workdir::real_logs_dir();
+    let files: Vec<String> = (names.iter())
+        .map(|f| real.join(f).display().to_string())
+        .collect();
+    let inputs: Vec<&str> = files.iter().map(String::as_str).collect();
+    both_stores(wd, &inputs);
+}
+
 fn report(wd: &Workdir, bin: &str, args: &[&str]) -> Vec<u8> {
     let store = if bin == "aggregate-csv" {
         "out.csv"
@@ -106,19 +116,16 @@ fn csv_and_db_reports_are_byte_identical_in_every_format_with_every_filter() {
 #[test]
 fn csv_and_db_reports_are_identical_on_real_logs() {
     let wd = Workdir::new();
-    let real = crate::workdir::real_logs_dir();
-    let files: Vec<String> = [
-        "ployt0-nginx_log_parser_access.log",
-        "nasa-aug95-first20k_dbai-labs.log",
-        "agungbahtiarr-webserver_attack_access.log",
-        "crowdsec-hub_nginx-http-malformed.log",
-        "phasinth-nikto-docker-apache_abnormal.log",
-    ]
-    .iter()
-    .map(|f| real.join(f).display().to_string())
-    .collect();
-    let inputs: Vec<&str> = files.iter().map(String::as_str).collect();
-    both_stores(&wd, &inputs);
+    both_stores_of_real(
+        &wd,
+        &[
+            "ployt0-nginx_log_parser_access.log",
+            "nasa-aug95-first20k_dbai-labs.log",
+            "agungbahtiarr-webserver_attack_access.log",
+            "crowdsec-hub_nginx-http-malformed.log",
+            "phasinth-nikto-docker-apache_abnormal.log",
+        ],
+    );
     for format in ["table", "json", "csv"] {
         for filters in [
             &[][..],
@@ -144,17 +151,14 @@ fn csv_and_db_reports_are_identical_on_real_logs() {
 #[test]
 fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
     let wd = Workdir::new();
-    let real = crate::workdir::real_logs_dir();
-    let files: Vec<String> = [
-        "nasa-aug95-first20k_dbai-labs.log",
-        "agungbahtiarr-webserver_attack_access.log",
-        "michael-meade_access.log.gz",
-    ]
-    .iter()
-    .map(|f| real.join(f).display().to_string())
-    .collect();
-    let inputs: Vec<&str> = files.iter().map(String::as_str).collect();
-    both_stores(&wd, &inputs);
+    both_stores_of_real(
+        &wd,
+        &[
+            "nasa-aug95-first20k_dbai-labs.log",
+            "agungbahtiarr-webserver_attack_access.log",
+            "michael-meade_access.log.gz",
+        ],
+    );
     let json = |bin: &str, args: &[&str]| -> serde_json::Value {
         let mut all = vec!["--format", "json", "--top", "0"];
         all.extend_from_slice(args);

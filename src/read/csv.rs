@@ -21,6 +21,9 @@ use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query};
 use crate::row::Row;
 
+/// Blocks of [`BLOCK`] bytes that may wait for the slowest counting thread.
+const BLOCKS_AHEAD: usize = 4;
+
 /// Receives each row read.
 pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
 
@@ -45,6 +48,7 @@ pub fn counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     let (wants, stop) = (query.wants(), AtomicU64::new(u64::MAX));
     let (read, results) = shard::fan_out(
         query.threads,
+        BLOCKS_AHEAD,
         |send| {
             let mut blocks = FileBlocks::new(file);
             for block in blocks.by_ref() {

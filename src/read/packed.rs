@@ -16,6 +16,10 @@ use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query};
 use crate::row::ClientKey;
 
+/// Packed blocks (of [`crate::packed::BLOCK_ROWS`] rows) that may wait for the slowest
+/// counting thread: small blocks, so more of them than of a CSV's.
+const BLOCKS_AHEAD: usize = 16;
+
 /// The counts of the rows that pass the query's filters, from the packed copy, if the
 /// database has one that covers every row. Run inside a read transaction, so that the rows
 /// and the records come from one snapshot.
@@ -36,6 +40,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
     let strings = LoadedStrings::load(conn, needs)?;
     let (read, results) = shard::fan_out(
         query.threads,
+        BLOCKS_AHEAD,
         |send| {
             let mut stmt =
                 conn.prepare("SELECT seq, rows, data FROM packed_blocks ORDER BY seq")?;

@@ -55,6 +55,7 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
     let mut bad = None;
     let (read, results) = shard::fan_out(
         query.threads,
+        4,
         |send| {
             let mut block = RowBlock::default();
             let mut stopped = false;

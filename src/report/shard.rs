@@ -12,9 +12,6 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-/// Blocks read ahead of the slowest counting thread, per thread.
-const AHEAD: usize = 16;
-
 /// One of `of` shares of the clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Share {
@@ -74,8 +71,13 @@ impl<B> Iterator for Blocks<B> {
 /// in order; `read` runs on the calling thread, and stops early when its `send` returns false
 /// (every counting thread has stopped). Returns what `read` returned, and what each thread
 /// returned, in share order; a panicking thread is an error.
+///
+/// `ahead` blocks may wait for the slowest thread: enough that the reader and the threads
+/// seldom wait on each other, few enough that the blocks in flight stay small (the reader
+/// knows its block size: a megabyte of CSV, or a few dozen kilobytes of packed rows).
 pub fn fan_out<B, R>(
     threads: usize,
+    ahead: usize,
     read: impl FnOnce(&mut dyn FnMut(B) -> bool) -> anyhow::Result<()>,
     work: impl Fn(Share, Blocks<B>) -> R + Sync,
 ) -> anyhow::Result<(anyhow::Result<()>, Vec<R>)>
@@ -88,7 +90,7 @@ where
         let work = &work;
         let (senders, workers): (Vec<SyncSender<Arc<B>>>, Vec<_>) = (0..of)
             .map(|index| {
-                let (tx, rx) = sync_channel(AHEAD);
+                let (tx, rx) = sync_channel(ahead.max(1));
                 let worker = scope.spawn(move || work(Share { index, of }, Blocks(rx)));
                 (tx, worker)
             })
@@ -125,6 +127,7 @@ mod tests {
         for threads in [1, 2, 3, 7] {
             let (read, seen) = fan_out(
                 threads,
+                4,
                 |send| {
                     for chunk in clients.chunks(64) {
                         assert!(send(chunk.to_vec()));
@@ -174,6 +177,7 @@ mod tests {
     fn reading_stops_when_every_thread_has_stopped_and_a_panic_is_an_error() {
         let (read, _) = fan_out(
             2,
+            4,
             |send| {
                 let mut sent = 0;
                 while send(sent) {
@@ -188,6 +192,7 @@ mod tests {
         read.unwrap();
         let panicked = fan_out(
             2,
+            4,
             |send| {
                 send(1);
                 Ok(())

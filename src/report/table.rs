@@ -52,6 +52,8 @@ const MIN_TRAFFIC_BAR: usize = 4;
 pub fn safe(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max + 8));
     let mut shown = 0;
+    // Where each piece put in `out` starts, and how many characters it shows.
+    let mut pieces: Vec<(usize, usize)> = Vec::new();
     for c in value.chars() {
         let piece = match c {
             '\0'..='\x1f' | '\x7f'..='\u{9f}' => format!("\\x{:02X}", c as u32),
@@ -63,12 +65,16 @@ pub fn safe(value: &str, max: usize) -> String {
         let len = piece.chars().count();
         if shown + len > max {
             // Cut whole pieces only (never half an escape), leaving room for the ellipsis.
-            while shown + 1 > max && out.pop().is_some() {
-                shown -= 1;
+            while shown + 1 > max
+                && let Some((start, len)) = pieces.pop()
+            {
+                out.truncate(start);
+                shown -= len;
             }
             out.push('…');
             return out;
         }
+        pieces.push((out.len(), len));
         shown += len;
         out.push_str(&piece);
     }
@@ -470,6 +476,9 @@ mod tests {
             "an escape is never cut in half"
         );
         assert_eq!(safe("abcdef\x1b", 7), "abcdef…");
+        // An escape just before the cut goes whole, not as `\x1…`.
+        assert_eq!(safe("ab\x1bc", 6), "ab…");
+        assert_eq!(safe("\x1bXY", 5), "\\x1B…");
     }
 
     #[test]
