@@ -21,6 +21,35 @@ use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query};
 use crate::row::Row;
 
+/// The position of the column `name` in [`COLUMNS`], found when compiling: the reader
+/// names the columns it reads, and a renamed column fails the build, not a report.
+const fn column(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        let (a, b) = (COLUMNS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such column in COLUMNS")
+}
+
+const IP: usize = column("ip");
+const TIMESTAMP: usize = column("timestamp");
+const METHOD: usize = column("method");
+const URL: usize = column("url");
+const STATUS: usize = column("status");
+const BYTES: usize = column("bytes");
+const REFERRER: usize = column("referrer");
+const USER_AGENT: usize = column("user_agent");
+
 /// Blocks of [`BLOCK`] bytes that may wait for the slowest counting thread.
 const BLOCKS_AHEAD: usize = 4;
 
@@ -188,11 +217,13 @@ fn with_csv_row(
             COLUMNS.len()
         ));
     }
-    // Each field as text, `None` when it is not UTF-8. ident, user and protocol (1, 2, 6)
-    // are in no report.
-    const READ: [usize; 8] = [0, 3, 4, 5, 7, 8, 9, 10];
-    let mut values: [Option<&str>; 11] = [Some(""); 11];
-    let decoded: [Option<Cow<'_, str>>; 11];
+    // Each field as text, `None` when it is not UTF-8. ident, user and protocol are in no
+    // report.
+    const READ: [usize; 8] = [
+        IP, TIMESTAMP, METHOD, URL, STATUS, BYTES, REFERRER, USER_AGENT,
+    ];
+    let mut values: [Option<&str>; COLUMNS.len()] = [Some(""); COLUMNS.len()];
+    let decoded: [Option<Cow<'_, str>>; COLUMNS.len()];
     let plain = READ.iter().all(|&i| {
         values[i] = record.text(i);
         values[i].is_some()
@@ -214,7 +245,7 @@ fn with_csv_row(
         Some("") => None,
         value => Some(value.unwrap_or("")),
     };
-    let time = text(3, "timestamp")?;
+    let time = text(TIMESTAMP, "timestamp")?;
     // Stored times are 20 bytes: compared as such, the comparison is a few loads instead of a
     // call to `memcmp`, on every row.
     let same = match (
@@ -231,17 +262,17 @@ fn with_csv_row(
     }
     let timestamp = last_time.1.ok_or_else(|| bad("timestamp"))?;
     emit(&Row {
-        ip: text(0, "ip")?,
+        ip: text(IP, "ip")?,
         timestamp: timestamp.timestamp(),
-        method: opt(4),
-        url: text(5, "url")?,
-        status: (text(7, "status")?.parse().ok()).ok_or_else(|| bad("status"))?,
-        bytes: match text(8, "bytes")? {
+        method: opt(METHOD),
+        url: text(URL, "url")?,
+        status: (text(STATUS, "status")?.parse().ok()).ok_or_else(|| bad("status"))?,
+        bytes: match text(BYTES, "bytes")? {
             "" => None,
             bytes => Some(bytes.parse().map_err(|_| bad("bytes"))?),
         },
-        referrer: opt(9),
-        user_agent: opt(10),
+        referrer: opt(REFERRER),
+        user_agent: opt(USER_AGENT),
     });
     Ok(())
 }
