@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 
 use crate::packed::{Client, PackedRow, RECORD, StringKind};
-use crate::report::count::{self, Counter, Hit, Names};
+use crate::report::count::{self, Counter, Hit, Names, Needs};
 use crate::report::filter::Filter;
 use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query};
@@ -27,16 +27,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
     if !covers_every_row(conn)? {
         return Ok(None);
     }
-    let wants = query.wants();
-    let probe = Filter::new(&query.filters);
-    let needs = Needs {
-        url: wants.urls || probe.on_url(),
-        agent: wants.agents || wants.visits,
-        referrer: wants.referrers,
-        method: wants.methods,
-        client: wants.clients || wants.visits || probe.on_client(),
-        client_text: wants.clients || probe.on_client(),
-    };
+    let needs = Needs::of(query.wants(), &query.filters);
     let strings = LoadedStrings::load(conn, needs)?;
     let (read, results) = shard::fan_out(
         query.threads,
@@ -156,19 +147,6 @@ fn client_hash(client: Client) -> u64 {
         Client::Text(id) => u64::from(id) ^ 0x5555,
     };
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// The kinds of strings a query needs.
-#[derive(Debug, Clone, Copy)]
-struct Needs {
-    url: bool,
-    agent: bool,
-    referrer: bool,
-    method: bool,
-    /// Clients as keys (visitors, clients, `--ip`).
-    client: bool,
-    /// Clients' text (the clients report, `--ip`).
-    client_text: bool,
 }
 
 /// The strings of the kinds needed, numbered densely per kind.

@@ -48,6 +48,36 @@ impl Wants {
     };
 }
 
+/// Which keys a store must give the counter for a query: those its reports count, and those
+/// its filters look at. Both kinds of store (rows read as text, packed records) derive them
+/// here, once per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Clients as keys (visitors, clients, `--ip`).
+    pub client: bool,
+    /// Clients' text (the clients report, `--ip`); the visitors need only their keys.
+    pub client_text: bool,
+    pub url: bool,
+    /// Agents (the agents report, and visitors, who are a client and an agent).
+    pub agent: bool,
+    pub referrer: bool,
+    pub method: bool,
+}
+
+impl Needs {
+    pub fn of(wants: Wants, filters: &Filters) -> Needs {
+        let ip = filters.ip.is_some();
+        Needs {
+            client: wants.clients || wants.visits || ip,
+            client_text: wants.clients || ip,
+            url: wants.urls || filters.url.is_some(),
+            agent: wants.agents || wants.visits,
+            referrer: wants.referrers,
+            method: wants.methods,
+        }
+    }
+}
+
 /// The kinds of strings a report ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -324,7 +354,7 @@ pub struct RowCounter<'f> {
     /// Any filter at all: most reports have none, and then ask the filter nothing.
     filtered: bool,
     counter: Counter,
-    wants: Wants,
+    needs: Needs,
     /// Clients other than IPv4 addresses in their usual form.
     clients: Interner,
     urls: Interner,
@@ -339,7 +369,7 @@ impl<'f> RowCounter<'f> {
             filter: Filter::new(filters),
             filtered: !filters.is_empty(),
             counter: Counter::new(wants),
-            wants,
+            needs: Needs::of(wants, filters),
             clients: Interner::default(),
             urls: Interner::default(),
             agents: Interner::default(),
@@ -351,11 +381,11 @@ impl<'f> RowCounter<'f> {
     /// Counts `row` if it passes the filters.
     #[inline]
     pub fn add(&mut self, row: &Row<'_>) {
-        let (wants, filter, filtered) = (self.wants, &mut self.filter, self.filtered);
+        let (needs, filter, filtered) = (self.needs, &mut self.filter, self.filtered);
         if filtered && !filter.accepts_time_and_status(row.timestamp, row.status) {
             return;
         }
-        let client = match wants.visits || wants.clients || filter.on_client() {
+        let client = match needs.client {
             true => match canonical_ipv4(row.ip.as_bytes()) {
                 Some(v4) => ClientKey::V4(v4),
                 None => ClientKey::Other(self.clients.id(row.ip)),
@@ -366,7 +396,7 @@ impl<'f> RowCounter<'f> {
         if filtered && !filter.accepts_client(client, || Cow::Borrowed(row.ip)) {
             return;
         }
-        let url = match wants.urls || filter.on_url() {
+        let url = match needs.url {
             true => self.urls.id(row.url),
             false => 0,
         };
@@ -379,15 +409,15 @@ impl<'f> RowCounter<'f> {
             bytes: row.bytes.unwrap_or(0),
             client,
             url,
-            agent: match wants.agents || wants.visits {
+            agent: match needs.agent {
                 true => self.agents.id(row.user_agent.unwrap_or(ABSENT)),
                 false => 0,
             },
-            referrer: match wants.referrers {
+            referrer: match needs.referrer {
                 true => row.referrer.map(|r| self.referrers.id(r)),
                 false => None,
             },
-            method: match wants.methods {
+            method: match needs.method {
                 true => self.methods.id(row.method.unwrap_or(ABSENT)),
                 false => 0,
             },

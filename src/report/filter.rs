@@ -165,16 +165,6 @@ impl<'f> Filter<'f> {
         }
     }
 
-    /// Does the filter look at clients (so a store must give their keys)?
-    pub fn on_client(&self) -> bool {
-        self.filters.ip.is_some()
-    }
-
-    /// Does the filter look at URLs (so a store must give their ids)?
-    pub fn on_url(&self) -> bool {
-        self.filters.url.is_some()
-    }
-
     /// The part of the predicate on numbers: time and status.
     #[inline]
     pub fn accepts_time_and_status(&self, timestamp: i64, status: u16) -> bool {
