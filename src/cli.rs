@@ -388,6 +388,12 @@ impl ReportArgs {
             threads: self
                 .threads
                 .map_or_else(shard::default_threads, usize::from),
+            // A ranking of every key is one cut at no row: `usize::MAX`, which the table
+            // titles "All URLs" rather than "Top 0 URLs".
+            top: match self.top {
+                0 => usize::MAX,
+                n => n,
+            },
         })
     }
 }
@@ -401,13 +407,7 @@ pub fn report(
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{csv, json, table};
     let query = args.query()?;
-    // A ranking of every key is one cut at no row: `usize::MAX`, which the table titles
-    // "All URLs" rather than "Top 0 URLs".
-    let top = match args.top {
-        0 => usize::MAX,
-        n => n,
-    };
-    let report = counts(&query)?.into_report(top, args.bucket, &query.filters);
+    let report = counts(&query)?.into_report(query.top, args.bucket, &query.filters);
     if let Some(asked) = args.bucket
         && asked != report.bucket
         && query.sections.contains(&crate::report::Section::Traffic)

@@ -187,23 +187,35 @@ impl ClientKey {
     }
 }
 
-/// `Ipv4Addr`'s text, written without the formatting machinery: a report names every client,
-/// a million of them in a large log.
+/// `Ipv4Addr`'s text, written without the formatting machinery: a report may compare the
+/// texts of millions of clients.
 pub fn ipv4_text(address: u32) -> Box<str> {
-    let mut text = String::with_capacity(15);
+    let (bytes, len) = ipv4_bytes(address);
+    // Digits and dots only, so never lossy.
+    String::from_utf8_lossy(&bytes[..len]).into()
+}
+
+/// The text of an IPv4 address in a buffer of its own, and its length: for comparing texts
+/// without allocating one.
+pub fn ipv4_bytes(address: u32) -> ([u8; 15], usize) {
+    let (mut bytes, mut len) = ([0u8; 15], 0);
     for (i, octet) in address.to_be_bytes().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            bytes[len] = b'.';
+            len += 1;
         }
         if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
+            bytes[len] = b'0' + octet / 100;
+            len += 1;
         }
         if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
+            bytes[len] = b'0' + octet / 10 % 10;
+            len += 1;
         }
-        text.push(char::from(b'0' + octet % 10));
+        bytes[len] = b'0' + octet % 10;
+        len += 1;
     }
-    text.into()
+    (bytes, len)
 }
 
 /// A dotted quad without leading zeros (the form that prints back the same), as a number:

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 
 use super::filter::{Filter, Filters};
 use super::visits::Visits;
-use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_text};
+use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_bytes, ipv4_text};
 
 /// The names of the status classes, in the order of [`class_index`].
 pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
@@ -22,7 +22,7 @@ pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 pub type ByClass = [u64; CLASSES.len()];
 
 /// What the chosen reports need counted; nothing else is kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wants {
     /// Unique visitors, in all and per URL: a set per (client, day, agent).
     pub visits: bool,
@@ -34,10 +34,24 @@ pub struct Wants {
     pub agents: bool,
     pub referrers: bool,
     pub methods: bool,
+    /// Rows shown of each ranking (`usize::MAX` for all). Only the clients shown are named
+    /// (see [`Counter::into_counts`]): a log can hold as many clients as lines.
+    pub top: usize,
 }
 
 impl Wants {
-    /// Everything: every report.
+    /// Nothing but the totals.
+    pub const NONE: Wants = Wants {
+        visits: false,
+        clients: false,
+        urls: false,
+        agents: false,
+        referrers: false,
+        methods: false,
+        top: usize::MAX,
+    };
+
+    /// Everything: every report, every row.
     pub const ALL: Wants = Wants {
         visits: true,
         clients: true,
@@ -45,7 +59,14 @@ impl Wants {
         agents: true,
         referrers: true,
         methods: true,
+        top: usize::MAX,
     };
+}
+
+impl Default for Wants {
+    fn default() -> Wants {
+        Wants::NONE
+    }
 }
 
 /// Which keys a store must give the counter for a query: those its reports count, and those
@@ -230,8 +251,8 @@ pub struct Counts {
     /// Distinct clients (when the summary or the clients report asked).
     pub distinct_clients: u64,
     pub urls: Vec<(Box<str>, UrlStat)>,
-    /// Hits per client IP, user agent (`-` when absent), referrer and method (`-` when
-    /// absent), in any order.
+    /// Hits per client IP (only of the clients that can be shown, see [`Wants::top`]), user
+    /// agent (`-` when absent), referrer and method (`-` when absent), in any order.
     pub clients: Vec<(Box<str>, u64)>,
     pub agents: Vec<(Box<str>, u64)>,
     pub referrers: Vec<(Box<str>, u64)>,
@@ -249,9 +270,83 @@ pub struct Counter {
     agents: Vec<u64>,
     referrers: Vec<u64>,
     methods: Vec<u64>,
+    /// Visitors, and the hits of each client: without visits wanted, each client is counted
+    /// as one visitor.
     visits: Visits<u64>,
-    /// Hits by client key, when no visits are kept (which hold them otherwise).
-    clients: FxHashMap<u64, u64>,
+}
+
+/// The clients of the first `top` rows of the clients ranking (hits descending, then text
+/// ascending, as [`Counts::into_report`] ranks), named; ties at the cut are settled here by
+/// text, so the ranking of the names kept is the ranking of all. Naming a million clients
+/// (a log where every line comes from a new address) to show ten would cost more than
+/// counting them; comparing the texts of IPv4 addresses allocates nothing.
+fn named_clients(
+    mut clients: Vec<(u64, u64)>,
+    top: usize,
+    names: &mut dyn Names,
+) -> Vec<(Box<str>, u64)> {
+    if clients.len() <= top {
+        return (clients.into_iter())
+            .map(|(key, hits)| (names.client(key), hits))
+            .collect();
+    }
+    if top == 0 {
+        return Vec::new();
+    }
+    // The hits of the top-th client: those with more are in, those with as many compete.
+    let cut = clients
+        .select_nth_unstable_by(top - 1, |a, b| b.1.cmp(&a.1))
+        .1
+        .1;
+    let mut named: Vec<(Box<str>, u64)> = Vec::with_capacity(top);
+    let mut tied = Vec::new();
+    for (key, hits) in clients {
+        if hits > cut {
+            named.push((names.client(key), hits));
+        } else if hits == cut {
+            tied.push(Text::of(key, names));
+        }
+    }
+    // Fewer than `top` have more hits than the top-th, so at least one tied client is in.
+    let room = top - named.len();
+    if tied.len() > room {
+        tied.select_nth_unstable_by(room - 1, |a, b| a.bytes().cmp(b.bytes()));
+        tied.truncate(room);
+    }
+    named.extend(tied.into_iter().map(|text| (text.into_name(), cut)));
+    named
+}
+
+/// A client's text, without allocating for an IPv4 address.
+enum Text {
+    V4([u8; 15], usize, u32),
+    Named(Box<str>),
+}
+
+impl Text {
+    fn of(key: u64, names: &mut dyn Names) -> Text {
+        match ClientKey::of(key) {
+            ClientKey::V4(address) => {
+                let (bytes, len) = ipv4_bytes(address);
+                Text::V4(bytes, len, address)
+            }
+            ClientKey::Other(_) => Text::Named(names.client(key)),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::V4(bytes, len, _) => &bytes[..*len],
+            Text::Named(name) => name.as_bytes(),
+        }
+    }
+
+    fn into_name(self) -> Box<str> {
+        match self {
+            Text::V4(_, _, address) => ipv4_text(address),
+            Text::Named(name) => name,
+        }
+    }
 }
 
 /// Adds one to `counts[id]`, growing it as ids come.
@@ -289,9 +384,12 @@ impl Counter {
         }
         // Which URLs a visitor hit matters only to the URLs report: without it, every hit of a
         // visitor is on one URL, and the visitor keeps no set.
-        let url = if wants.urls { hit.url } else { 0 };
-        let first_visit =
-            wants.visits && (self.visits).hit(hit.timestamp, hit.client, hit.agent, url);
+        if wants.visits {
+            let url = if wants.urls { hit.url } else { 0 };
+            (self.visits).hit(hit.timestamp, hit.client, hit.agent, url);
+        } else if wants.clients {
+            (self.visits).hit(0, hit.client, 0, 0);
+        }
         if wants.urls {
             let i = hit.url as usize;
             if i >= self.urls.len() {
@@ -301,33 +399,27 @@ impl Counter {
             stat.hits += 1;
             stat.bytes = stat.bytes.saturating_add(hit.bytes);
             stat.not_found += u64::from(hit.status == 404);
-            stat.visitors += u64::from(first_visit);
-        }
-        if wants.clients && !wants.visits {
-            *self.clients.entry(hit.client).or_insert(0) += 1;
         }
     }
 
     /// The counts, named.
-    pub fn into_counts(self, names: &mut dyn Names) -> Counts {
+    pub fn into_counts(mut self, names: &mut dyn Names) -> Counts {
         let wants = self.wants;
+        let visited = self.visits.finish();
         let mut counts = Counts {
             totals: self.totals,
-            visitors: self.visits.visitors(),
+            visitors: if wants.visits { visited.visitors } else { 0 },
             ..Counts::default()
         };
         // The summary needs only how many clients; the clients report needs them named.
         if wants.clients || wants.visits {
-            let clients = match wants.visits {
-                true => self.visits.into_clients(),
-                false => self.clients.into_iter().collect(),
-            };
-            counts.distinct_clients = clients.len() as u64;
+            counts.distinct_clients = visited.clients.len() as u64;
             if wants.clients {
-                counts.clients = (clients.into_iter())
-                    .map(|(key, n)| (names.client(key), n))
-                    .collect();
+                counts.clients = named_clients(visited.clients, wants.top, names);
             }
+        }
+        for (stat, visitors) in self.urls.iter_mut().zip(visited.url_visitors) {
+            stat.visitors = visitors;
         }
         counts.urls = (self.urls.into_iter().enumerate())
             .filter(|(_, stat)| stat.hits > 0)
@@ -541,6 +633,56 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Naming only the clients shown ranks them as naming all would, whatever the ties at
+        /// the cut, between IPv4 addresses and other clients (whose texts sort among them:
+        /// "10.0.0.1" < "::1" < "9.0.0.1" < "unknown").
+        #[test]
+        fn only_the_clients_shown_are_named_and_they_rank_as_all(
+            clients in proptest::collection::btree_map(
+                prop_oneof![
+                    (0u32..40).prop_map(|i| ClientKey::V4(i.rotate_right(5) ^ (0x0900_0000 * (i % 3)))),
+                    (0u32..4).prop_map(ClientKey::Other),
+                ].prop_map(ClientKey::key),
+                1u64..4,
+                0..40,
+            ),
+            top in 0usize..45,
+        ) {
+            struct Texts;
+            impl Names for Texts {
+                fn name(&mut self, _: Kind, _: u32) -> Box<str> {
+                    unreachable!("only clients are named")
+                }
+                fn client(&mut self, key: u64) -> Box<str> {
+                    match ClientKey::of(key) {
+                        ClientKey::V4(address) => ipv4_text(address),
+                        ClientKey::Other(id) => ["::1", "unknown", "-", "2001:db8::7"][id as usize].into(),
+                    }
+                }
+            }
+            let clients: Vec<(u64, u64)> = clients.into_iter().collect();
+            let rank = |named: Vec<(Box<str>, u64)>| {
+                let ranked = crate::report::ranked(
+                    named.into_iter().map(|(key, hits)| crate::report::Ranked {
+                        key: key.into(),
+                        hits,
+                        bytes: 0,
+                        visitors: 0,
+                    }),
+                    top,
+                );
+                ranked.into_iter().map(|r| (r.key, r.hits)).collect::<Vec<_>>()
+            };
+            let all = (clients.iter()).map(|&(key, hits)| (Texts.client(key), hits)).collect();
+            let named = named_clients(clients.clone(), top, &mut Texts);
+            prop_assert_eq!(named.len(), clients.len().min(top));
+            prop_assert_eq!(rank(named), rank(all));
+        }
+    }
+
     #[test]
     fn a_status_report_keeps_no_state_per_key() {
         let filters = Filters::default();
@@ -559,7 +701,7 @@ mod tests {
         }
         let c = &counter.counter;
         assert!(c.urls.is_empty() && c.agents.is_empty() && c.referrers.is_empty());
-        assert!(c.methods.is_empty() && c.clients.is_empty() && c.visits.visitors() == 0);
+        assert!(c.methods.is_empty() && c.visits.is_empty());
         let counts = counter.into_counts();
         assert_eq!(counts.totals.requests, 5000);
         assert_eq!(counts.totals.status().map(|(_, n)| n).sum::<u64>(), 5000);

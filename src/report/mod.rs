@@ -108,6 +108,8 @@ pub struct Query {
     pub sections: Vec<Section>,
     /// Counting threads (see [`shard`]).
     pub threads: usize,
+    /// Rows shown of each ranking (`usize::MAX` for all).
+    pub top: usize,
 }
 
 impl Query {
@@ -117,12 +119,16 @@ impl Query {
             filters: Filters::default(),
             sections: Section::ALL.to_vec(),
             threads: shard::default_threads(),
+            top: usize::MAX,
         }
     }
 
     /// What must be counted for the chosen reports.
     pub fn wants(&self) -> Wants {
-        let mut wants = Wants::default();
+        let mut wants = Wants {
+            top: self.top,
+            ..Wants::NONE
+        };
         for section in &self.sections {
             match section {
                 // Visitors, and how many clients (which the visitors tell).

@@ -1,123 +1,178 @@
-//! Visits: hits per client, unique visitors, and which visitors hit which URL, kept day by day.
+//! Visits: hits per client, unique visitors, and how many visitors hit each URL.
 //!
-//! A visitor is a distinct (client, day, user agent), as GoAccess counts them, so each visitor
-//! belongs to one day and the visitors of different days (and the URLs they hit) never
-//! coincide: per-day counts simply add up, and so do a client's hits. Keeping small maps per
-//! day instead of one for the whole log changes no count, but logs are written in time order,
-//! so nearly every row lands in the day just seen, whose maps stay in the processor's cache,
-//! where whole-log maps of millions of entries would make each lookup a trip to memory. A row
-//! out of order is counted the same, in its own day.
+//! A visitor is a distinct (client, day, user agent), as GoAccess counts them. Their number
+//! grows with the log (a log where every line comes from a new address holds as many visitors
+//! as lines), and one table of them all would be spread over so much memory that every hit
+//! missed the processor's caches and its address translation. So the visitors are split by
+//! client into [`PARTS`] tables, and hits are held back per table and counted [`PENDING`] at a
+//! time: each run of hits falls in one table a hundredth of the size. Each client is in one
+//! table only, so a client's hits add up table by table.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
-/// The visits of the rows seen; `K` identifies a client.
+/// Tables the visitors are split into (a power of two).
+const PARTS: usize = 128;
+/// Hits held back per table before they are counted together.
+const PENDING: usize = 128;
+
+/// The visits of the hits seen; `K` identifies a client.
 #[derive(Debug)]
 pub struct Visits<K> {
-    days: Vec<Day<K>>,
-    /// Day number → index in `days`.
-    index: FxHashMap<i32, usize>,
-    /// Index of the day of the last row.
-    last: usize,
+    parts: Vec<Part<K>>,
+    /// Visitors per URL id.
+    url_visitors: Vec<u64>,
+}
+
+/// What the visits add up to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Visited<K> {
+    /// Distinct visitors.
+    pub visitors: u64,
+    /// Distinct visitors per URL id (shorter than the URLs when the last ones had none).
+    pub url_visitors: Vec<u64>,
+    /// Each client once, with its hits, in no particular order.
+    pub clients: Vec<(K, u64)>,
 }
 
 #[derive(Debug)]
-struct Day<K> {
-    day: i32,
-    /// By (client, agent). The visitor is in the map itself, not in a list the map numbers:
-    /// one place in memory to reach per row, not two.
-    visitors: FxHashMap<(K, u32), Visitor>,
+struct Part<K> {
+    pending: Vec<(Visitor<K>, u32)>,
+    /// The visitor is in the map itself, not in a list the map numbers: one place in memory
+    /// to reach per hit, not two.
+    visitors: FxHashMap<Visitor<K>, Visits1>,
     /// URL << 32 | visitor number: the URLs of visitors who hit more than [`INLINE`].
     more_urls: FxHashSet<u64>,
 }
 
-/// URLs kept in a visitor's own slot. Most visitors hit only a few URLs a day, so which they
-/// hit is answered from the slot their hit is counted in, without another lookup.
-const INLINE: usize = 6;
+/// A visitor: client, day (since the epoch) and user agent id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Visitor<K> {
+    client: K,
+    day: i32,
+    agent: u32,
+}
 
+/// URLs kept in a visitor's own slot: most visitors hit few URLs a day, and a larger slot
+/// makes every visitor's larger, in a table of millions.
+const INLINE: usize = 2;
+/// An empty place in [`Visits1::urls`]: no URL id reaches it, ids being numbered from 0.
+const NO_URL: u32 = u32::MAX;
+
+/// One visitor's hits.
 #[derive(Debug)]
-struct Visitor {
-    /// In order of first sight within the day, for [`Day::more_urls`].
-    number: u32,
+struct Visits1 {
     hits: u64,
-    /// The first distinct URLs hit; the others are in [`Day::more_urls`].
+    /// In order of first sight within its table, for [`Part::more_urls`].
+    number: u32,
+    /// The first distinct URLs hit, then [`NO_URL`]; the others are in [`Part::more_urls`].
     urls: [u32; INLINE],
-    len: u8,
 }
 
 impl<K> Default for Visits<K> {
     fn default() -> Self {
         Visits {
-            days: Vec::new(),
-            index: FxHashMap::default(),
-            last: 0,
+            parts: (0..PARTS)
+                .map(|_| Part {
+                    pending: Vec::new(),
+                    visitors: FxHashMap::default(),
+                    more_urls: FxHashSet::default(),
+                })
+                .collect(),
+            url_visitors: Vec::new(),
         }
     }
 }
 
 impl<K: Copy + Eq + Hash> Visits<K> {
     /// Records a hit on `url` by `client` with `agent` (ids) at `timestamp` (seconds since the
-    /// epoch). True when that visitor had not hit that URL before.
-    pub fn hit(&mut self, timestamp: i64, client: K, agent: u32, url: u32) -> bool {
-        let day = timestamp.div_euclid(86_400) as i32;
-        if self.days.get(self.last).is_none_or(|d| d.day != day) {
-            self.last = *self.index.entry(day).or_insert_with(|| {
-                self.days.push(Day {
-                    day,
-                    visitors: FxHashMap::default(),
-                    more_urls: FxHashSet::default(),
-                });
-                self.days.len() - 1
-            });
+    /// epoch).
+    #[inline]
+    pub fn hit(&mut self, timestamp: i64, client: K, agent: u32, url: u32) {
+        // High bits of a hash mixed again: the counting threads split clients by their
+        // hash too, and each thread's clients must still spread over every table.
+        let hash = FxBuildHasher
+            .hash_one(client)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let part = &mut self.parts[(hash >> (64 - PARTS.trailing_zeros())) as usize];
+        let visitor = Visitor {
+            client,
+            day: timestamp.div_euclid(86_400) as i32,
+            agent,
+        };
+        part.pending.push((visitor, url));
+        if part.pending.len() >= PENDING {
+            part.count(&mut self.url_visitors);
         }
-        let day = &mut self.days[self.last];
-        let next = day.visitors.len() as u32;
-        let visitor = day.visitors.entry((client, agent)).or_insert(Visitor {
-            number: next,
-            hits: 0,
-            urls: [0; INLINE],
-            len: 0,
-        });
-        visitor.hits += 1;
-        let len = usize::from(visitor.len);
-        if visitor.urls[..len].contains(&url) {
-            return false;
-        }
-        if len < INLINE {
-            visitor.urls[len] = url;
-            visitor.len += 1;
-            return true;
-        }
-        day.more_urls
-            .insert(u64::from(url) << 32 | u64::from(visitor.number))
     }
 
-    /// How many distinct visitors.
-    pub fn visitors(&self) -> u64 {
-        self.days.iter().map(|d| d.visitors.len() as u64).sum()
+    /// No hit was recorded.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        (self.parts.iter()).all(|p| p.pending.is_empty() && p.visitors.is_empty())
     }
 
-    /// Each client once, with its hits, in order of `K`.
-    pub fn into_clients(self) -> Vec<(K, u64)>
+    /// Everything the hits add up to.
+    pub fn finish(mut self) -> Visited<K>
     where
         K: Ord,
     {
-        // Sorting and adding up neighbours reads memory in order; a map of every client
-        // would be a random access per visitor.
-        let mut hits: Vec<(K, u64)> = (self.days.into_iter())
-            .flat_map(|day| day.visitors)
-            .map(|((client, _), v)| (client, v.hits))
-            .collect();
-        hits.sort_unstable_by_key(|&(client, _)| client);
-        hits.dedup_by(|next, kept| {
-            let same = next.0 == kept.0;
-            if same {
-                kept.1 += next.1;
+        let mut visited = Visited {
+            visitors: 0,
+            url_visitors: Vec::new(),
+            clients: Vec::new(),
+        };
+        let mut clients = Vec::new();
+        for mut part in self.parts {
+            part.count(&mut self.url_visitors);
+            visited.visitors += part.visitors.len() as u64;
+            // A client is in one table only: adding up its hits needs only that table's, and
+            // sorting them reads memory in order.
+            clients.clear();
+            clients.extend(part.visitors.into_iter().map(|(v, s)| (v.client, s.hits)));
+            clients.sort_unstable_by_key(|&(client, _)| client);
+            clients.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 += next.1;
+                }
+                same
+            });
+            visited.clients.extend_from_slice(&clients);
+        }
+        visited.url_visitors = self.url_visitors;
+        visited
+    }
+}
+
+impl<K: Copy + Eq + Hash> Part<K> {
+    /// Counts the hits held back.
+    fn count(&mut self, url_visitors: &mut Vec<u64>) {
+        for (visitor, url) in self.pending.drain(..) {
+            let number = self.visitors.len() as u32;
+            let visits = self.visitors.entry(visitor).or_insert(Visits1 {
+                hits: 0,
+                number,
+                urls: [NO_URL; INLINE],
+            });
+            visits.hits += 1;
+            let first = match visits.urls.iter().position(|&u| u == url || u == NO_URL) {
+                Some(i) if visits.urls[i] == url => false,
+                Some(i) => {
+                    visits.urls[i] = url;
+                    true
+                }
+                None => (self.more_urls).insert(u64::from(url) << 32 | u64::from(visits.number)),
+            };
+            if first {
+                let i = url as usize;
+                if i >= url_visitors.len() {
+                    url_visitors.resize(i + 1, 0);
+                }
+                url_visitors[i] += 1;
             }
-            same
-        });
-        hits
+        }
     }
 }
 
@@ -129,28 +184,42 @@ mod tests {
 
     use super::*;
 
+    fn sorted<K: Ord>(mut clients: Vec<(K, u64)>) -> Vec<(K, u64)> {
+        clients.sort_unstable();
+        clients
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
-        /// Against sets of whole keys: few clients, agents and days and many URLs, so that
-        /// visitors outgrow their slot and rows go back to days already left.
+        /// Against sets of whole keys: few agents and days and many URLs, so that visitors
+        /// outgrow their slot and rows go back to days already left; few clients, so that a
+        /// table is counted many times over, or many, so that most hold hits back to the end.
         #[test]
         fn counts_are_those_of_whole_key_sets(
-            rows in proptest::collection::vec((-1i64..1, 0..86_400i64, 0u8..3, 0u32..2, 0u32..16), 0..400)
+            clients in prop_oneof![1u16..8, 1u16..2000],
+            rows in proptest::collection::vec((-1i64..1, 0..86_400i64, any::<u16>(), 0u32..2, 0u32..16), 0..3000)
         ) {
             let mut visits = Visits::default();
             let mut pairs = HashSet::new();
             let mut visitors = HashSet::new();
-            let mut clients: HashMap<u8, u64> = HashMap::new();
+            let mut hits: HashMap<u16, u64> = HashMap::new();
+            let mut url_visitors = vec![0u64; 16];
             for (day, second, client, agent, url) in rows {
-                let first = pairs.insert((day, client, agent, url));
+                let client = client % clients;
+                if pairs.insert((day, client, agent, url)) {
+                    url_visitors[url as usize] += 1;
+                }
                 visitors.insert((day, client, agent));
-                *clients.entry(client).or_default() += 1;
-                prop_assert_eq!(visits.hit(day * 86_400 + second, client, agent, url), first);
+                *hits.entry(client).or_default() += 1;
+                visits.hit(day * 86_400 + second, client, agent, url);
             }
-            prop_assert_eq!(visits.visitors(), visitors.len() as u64);
-            let mut clients: Vec<(u8, u64)> = clients.into_iter().collect();
-            clients.sort_unstable();
-            prop_assert_eq!(visits.into_clients(), clients);
+            let visited = visits.finish();
+            prop_assert_eq!(visited.visitors, visitors.len() as u64);
+            let mut got = visited.url_visitors.clone();
+            prop_assert!(got.len() <= url_visitors.len());
+            got.resize(url_visitors.len(), 0);
+            prop_assert_eq!(got, url_visitors);
+            prop_assert_eq!(sorted(visited.clients), sorted(hits.into_iter().collect()));
         }
     }
 
@@ -158,24 +227,27 @@ mod tests {
     fn a_visitor_is_a_client_agent_and_day_in_any_row_order() {
         let day = 86_400;
         let mut visits = Visits::default();
-        // (timestamp, client, agent, url, first hit of that url by that visitor?)
+        // (timestamp, client, agent, url)
         let rows = [
-            (10, 'a', 1, 7, true),
-            (20, 'a', 1, 7, false),      // same visitor, same URL
-            (30, 'a', 1, 8, true),       // same visitor, another URL
-            (40, 'a', 2, 7, true),       // another agent: another visitor
-            (40, 'b', 1, 7, true),       // another client: another visitor
-            (day + 5, 'a', 1, 7, true),  // the next day: another visitor
-            (50, 'a', 1, 8, false),      // back to the first day, out of order
-            (-5, 'a', 1, 7, true),       // before the epoch: the day before
-            (day - 1, 'a', 1, 8, false), // last second of the first day
-            (day + 6, 'a', 1, 7, false),
+            (10, 'a', 1, 7),
+            (20, 'a', 1, 7),      // same visitor, same URL
+            (30, 'a', 1, 8),      // same visitor, another URL
+            (40, 'a', 2, 7),      // another agent: another visitor
+            (40, 'b', 1, 7),      // another client: another visitor
+            (day + 5, 'a', 1, 7), // the next day: another visitor
+            (50, 'a', 1, 8),      // back to the first day, out of order
+            (-5, 'a', 1, 7),      // before the epoch: the day before
+            (day - 1, 'a', 1, 8), // last second of the first day
+            (day + 6, 'a', 1, 7),
         ];
-        for (i, &(t, client, agent, url, first)) in rows.iter().enumerate() {
-            assert_eq!(visits.hit(t, client, agent, url), first, "row {i}");
+        for (t, client, agent, url) in rows {
+            visits.hit(t, client, agent, url);
         }
+        let visited = visits.finish();
         // ('a', 1) on days 0, 1 and -1, ('a', 2) and ('b', 1) on day 0.
-        assert_eq!(visits.visitors(), 5);
-        assert_eq!(visits.into_clients(), [('a', 9), ('b', 1)]);
+        assert_eq!(visited.visitors, 5);
+        // URL 7: ('a', 1) on days 0, 1, -1, ('a', 2), ('b', 1); URL 8: ('a', 1) on day 0.
+        assert_eq!(visited.url_visitors[7..], [5, 1]);
+        assert_eq!(sorted(visited.clients), [('a', 9), ('b', 1)]);
     }
 }
