@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::entry::LogEntry;
+use crate::entry::{Extra, LogEntry};
 use crate::parse::{Parser, Reject};
 use crate::row::{Arena, Span};
 use crate::source::{Line, LineReader};
@@ -172,6 +172,7 @@ impl Batch {
             bytes: s.bytes,
             referrer: text(s.referrer),
             user_agent: text(s.user_agent),
+            extra: Extra::default(),
         })
     }
 }

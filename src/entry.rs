@@ -31,6 +31,29 @@ pub struct LogEntry<'a> {
     pub bytes: Option<u64>,
     pub referrer: Option<Cow<'a, str>>,
     pub user_agent: Option<Cow<'a, str>>,
+    /// The fields that only some formats carry (see `--log-format`); all absent in Common
+    /// and Combined lines.
+    pub extra: Extra<'a>,
+}
+
+/// What formats other than Common and Combined add to a request, and users report on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra<'a> {
+    /// The virtual host that answered (Apache `%v`, nginx `$host`/`$server_name`, IIS
+    /// `s-sitename` or `cs(Host)`), as written.
+    pub vhost: Option<Cow<'a, str>>,
+    /// The server port the request came in on (`%p`, `$server_port`, `s-port`).
+    pub port: Option<u16>,
+    /// Time taken to answer, in whole microseconds: `%D` as is, seconds (`%T`,
+    /// `$request_time`, Caddy's `duration`) and milliseconds (`%{ms}T`, IIS `time-taken`)
+    /// converted. An integer, so that sums and percentiles are exact in every store.
+    pub response_time_us: Option<u64>,
+    /// Time the upstream (backend) took, in microseconds (`$upstream_response_time`): the
+    /// sum of its values when the request tried several upstreams (`0.004, 0.010`).
+    pub upstream_time_us: Option<u64>,
+    /// The X-Forwarded-For header as written: the addresses of the proxies' clients, the
+    /// original client first.
+    pub forwarded_for: Option<Cow<'a, str>>,
 }
 
 /// The column names, in the order every store writes them.

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use regex::bytes::Regex;
 
-use crate::entry::LogEntry;
+use crate::entry::{Extra, LogEntry};
 
 /// The format, as a regex over bytes.
 ///
@@ -323,6 +323,7 @@ fn build<'a>(
         bytes,
         referrer: raw.referrer.and_then(absent_dash).map(unescape),
         user_agent: raw.agent.and_then(absent_dash).map(unescape),
+        extra: Extra::default(),
     })
 }
 

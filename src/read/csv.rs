@@ -325,6 +325,7 @@ mod tests {
                     bytes,
                     referrer: referrer.map(Cow::Owned),
                     user_agent: agent.map(Cow::Owned),
+                    extra: Default::default(),
                 },
             )
     }
