@@ -384,12 +384,6 @@ impl Counter {
         }
         // Which URLs a visitor hit matters only to the URLs report: without it, every hit of a
         // visitor is on one URL, and the visitor keeps no set.
-        if wants.visits {
-            let url = if wants.urls { hit.url } else { 0 };
-            (self.visits).hit(hit.timestamp, hit.client, hit.agent, url);
-        } else if wants.clients {
-            (self.visits).hit(0, hit.client, 0, 0);
-        }
         if wants.urls {
             let i = hit.url as usize;
             if i >= self.urls.len() {
@@ -400,12 +394,28 @@ impl Counter {
             stat.bytes = stat.bytes.saturating_add(hit.bytes);
             stat.not_found += u64::from(hit.status == 404);
         }
+        // After the URL's stat exists: the visits count visitors into the stats of URLs seen.
+        let visits = &mut self.visits;
+        if wants.visits && wants.urls {
+            let urls = &mut self.urls;
+            let first_visit = |url: u32| urls[url as usize].visitors += 1;
+            visits.hit(hit.timestamp, hit.client, hit.agent, hit.url, first_visit);
+        } else if wants.visits {
+            visits.hit(hit.timestamp, hit.client, hit.agent, 0, |_| {});
+        } else if wants.clients {
+            visits.hit(0, hit.client, 0, 0, |_| {});
+        }
     }
 
     /// The counts, named.
     pub fn into_counts(mut self, names: &mut dyn Names) -> Counts {
         let wants = self.wants;
-        let visited = self.visits.finish();
+        let urls = &mut self.urls;
+        let visited = self.visits.finish(|url| {
+            if wants.urls {
+                urls[url as usize].visitors += 1;
+            }
+        });
         let mut counts = Counts {
             totals: self.totals,
             visitors: if wants.visits { visited.visitors } else { 0 },
@@ -417,9 +427,6 @@ impl Counter {
             if wants.clients {
                 counts.clients = named_clients(visited.clients, wants.top, names);
             }
-        }
-        for (stat, visitors) in self.urls.iter_mut().zip(visited.url_visitors) {
-            stat.visitors = visitors;
         }
         counts.urls = (self.urls.into_iter().enumerate())
             .filter(|(_, stat)| stat.hits > 0)

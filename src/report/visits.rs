@@ -21,8 +21,6 @@ const PENDING: usize = 128;
 #[derive(Debug)]
 pub struct Visits<K> {
     parts: Vec<Part<K>>,
-    /// Visitors per URL id.
-    url_visitors: Vec<u64>,
 }
 
 /// What the visits add up to.
@@ -30,8 +28,6 @@ pub struct Visits<K> {
 pub struct Visited<K> {
     /// Distinct visitors.
     pub visitors: u64,
-    /// Distinct visitors per URL id (shorter than the URLs when the last ones had none).
-    pub url_visitors: Vec<u64>,
     /// Each client once, with its hits, in no particular order.
     pub clients: Vec<(K, u64)>,
 }
@@ -80,16 +76,23 @@ impl<K> Default for Visits<K> {
                     more_urls: FxHashSet::default(),
                 })
                 .collect(),
-            url_visitors: Vec::new(),
         }
     }
 }
 
 impl<K: Copy + Eq + Hash> Visits<K> {
     /// Records a hit on `url` by `client` with `agent` (ids) at `timestamp` (seconds since the
-    /// epoch).
+    /// epoch). `first_visit` is called with each URL a visitor hits for the first time, here
+    /// or in a later call: hits are counted in runs.
     #[inline]
-    pub fn hit(&mut self, timestamp: i64, client: K, agent: u32, url: u32) {
+    pub fn hit(
+        &mut self,
+        timestamp: i64,
+        client: K,
+        agent: u32,
+        url: u32,
+        first_visit: impl FnMut(u32),
+    ) {
         // High bits of a hash mixed again: the counting threads split clients by their
         // hash too, and each thread's clients must still spread over every table.
         let hash = FxBuildHasher
@@ -103,7 +106,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         };
         part.pending.push((visitor, url));
         if part.pending.len() >= PENDING {
-            part.count(&mut self.url_visitors);
+            part.count(first_visit);
         }
     }
 
@@ -113,19 +116,19 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         (self.parts.iter()).all(|p| p.pending.is_empty() && p.visitors.is_empty())
     }
 
-    /// Everything the hits add up to.
-    pub fn finish(mut self) -> Visited<K>
+    /// Everything the hits add up to; `first_visit` as in [`Visits::hit`], for the hits not
+    /// counted yet.
+    pub fn finish(self, mut first_visit: impl FnMut(u32)) -> Visited<K>
     where
         K: Ord,
     {
         let mut visited = Visited {
             visitors: 0,
-            url_visitors: Vec::new(),
             clients: Vec::new(),
         };
         let mut clients = Vec::new();
         for mut part in self.parts {
-            part.count(&mut self.url_visitors);
+            part.count(&mut first_visit);
             visited.visitors += part.visitors.len() as u64;
             // A client is in one table only: adding up its hits needs only that table's, and
             // sorting them reads memory in order.
@@ -141,14 +144,13 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             });
             visited.clients.extend_from_slice(&clients);
         }
-        visited.url_visitors = self.url_visitors;
         visited
     }
 }
 
 impl<K: Copy + Eq + Hash> Part<K> {
     /// Counts the hits held back.
-    fn count(&mut self, url_visitors: &mut Vec<u64>) {
+    fn count(&mut self, mut first_visit: impl FnMut(u32)) {
         for (visitor, url) in self.pending.drain(..) {
             let number = self.visitors.len() as u32;
             let visits = self.visitors.entry(visitor).or_insert(Visits1 {
@@ -166,11 +168,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
                 None => (self.more_urls).insert(u64::from(url) << 32 | u64::from(visits.number)),
             };
             if first {
-                let i = url as usize;
-                if i >= url_visitors.len() {
-                    url_visitors.resize(i + 1, 0);
-                }
-                url_visitors[i] += 1;
+                first_visit(url);
             }
         }
     }
@@ -204,6 +202,7 @@ mod tests {
             let mut visitors = HashSet::new();
             let mut hits: HashMap<u16, u64> = HashMap::new();
             let mut url_visitors = vec![0u64; 16];
+            let mut got = vec![0u64; 16];
             for (day, second, client, agent, url) in rows {
                 let client = client % clients;
                 if pairs.insert((day, client, agent, url)) {
@@ -211,13 +210,10 @@ mod tests {
                 }
                 visitors.insert((day, client, agent));
                 *hits.entry(client).or_default() += 1;
-                visits.hit(day * 86_400 + second, client, agent, url);
+                visits.hit(day * 86_400 + second, client, agent, url, |u| got[u as usize] += 1);
             }
-            let visited = visits.finish();
+            let visited = visits.finish(|u| got[u as usize] += 1);
             prop_assert_eq!(visited.visitors, visitors.len() as u64);
-            let mut got = visited.url_visitors.clone();
-            prop_assert!(got.len() <= url_visitors.len());
-            got.resize(url_visitors.len(), 0);
             prop_assert_eq!(got, url_visitors);
             prop_assert_eq!(sorted(visited.clients), sorted(hits.into_iter().collect()));
         }
@@ -240,14 +236,15 @@ mod tests {
             (day - 1, 'a', 1, 8), // last second of the first day
             (day + 6, 'a', 1, 7),
         ];
+        let mut url_visitors = [0; 9];
         for (t, client, agent, url) in rows {
-            visits.hit(t, client, agent, url);
+            visits.hit(t, client, agent, url, |u| url_visitors[u as usize] += 1);
         }
-        let visited = visits.finish();
+        let visited = visits.finish(|u| url_visitors[u as usize] += 1);
         // ('a', 1) on days 0, 1 and -1, ('a', 2) and ('b', 1) on day 0.
         assert_eq!(visited.visitors, 5);
         // URL 7: ('a', 1) on days 0, 1, -1, ('a', 2), ('b', 1); URL 8: ('a', 1) on day 0.
-        assert_eq!(visited.url_visitors[7..], [5, 1]);
+        assert_eq!(url_visitors[7..], [5, 1]);
         assert_eq!(sorted(visited.clients), [('a', 9), ('b', 1)]);
     }
 }
