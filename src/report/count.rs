@@ -671,17 +671,11 @@ mod tests {
                 }
             }
             let clients: Vec<(u64, u64)> = clients.into_iter().collect();
-            let rank = |named: Vec<(Box<str>, u64)>| {
-                let ranked = crate::report::ranked(
-                    named.into_iter().map(|(key, hits)| crate::report::Ranked {
-                        key: key.into(),
-                        hits,
-                        bytes: 0,
-                        visitors: 0,
-                    }),
-                    top,
-                );
-                ranked.into_iter().map(|r| (r.key, r.hits)).collect::<Vec<_>>()
+            // As reports rank: hits descending, then text.
+            let rank = |mut named: Vec<(Box<str>, u64)>| {
+                named.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                named.truncate(top);
+                named
             };
             let all = (clients.iter()).map(|&(key, hits)| (Texts.client(key), hits)).collect();
             let named = named_clients(clients.clone(), top, &mut Texts);
