@@ -36,6 +36,11 @@ struct EntrySpans {
     timestamp: DateTime<Utc>,
     status: u16,
     bytes: Option<u64>,
+    vhost: Option<Span>,
+    port: Option<u16>,
+    response_time_us: Option<u64>,
+    upstream_time_us: Option<u64>,
+    forwarded_for: Option<Span>,
 }
 
 /// Work a store has the parsing threads do on each entry, beside parsing, so that its own
@@ -140,6 +145,11 @@ impl Batch {
             timestamp: e.timestamp,
             status: e.status,
             bytes: e.bytes,
+            vhost: text.push(e.extra.vhost.as_deref()),
+            port: e.extra.port,
+            response_time_us: e.extra.response_time_us,
+            upstream_time_us: e.extra.upstream_time_us,
+            forwarded_for: text.push(e.extra.forwarded_for.as_deref()),
         });
     }
 
@@ -172,7 +182,13 @@ impl Batch {
             bytes: s.bytes,
             referrer: text(s.referrer),
             user_agent: text(s.user_agent),
-            extra: Extra::default(),
+            extra: Extra {
+                vhost: text(s.vhost),
+                port: s.port,
+                response_time_us: s.response_time_us,
+                upstream_time_us: s.upstream_time_us,
+                forwarded_for: text(s.forwarded_for),
+            },
         })
     }
 }

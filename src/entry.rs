@@ -56,8 +56,10 @@ pub struct Extra<'a> {
     pub forwarded_for: Option<Cow<'a, str>>,
 }
 
-/// The column names, in the order every store writes them.
-pub const COLUMNS: [&str; 11] = [
+/// The column names, in the order every store writes them: those of Common and Combined,
+/// then those of [`Extra`] (a CSV of an earlier version has only the first
+/// [`COMBINED_COLUMNS`]).
+pub const COLUMNS: [&str; 16] = [
     "ip",
     "ident",
     "user",
@@ -69,7 +71,15 @@ pub const COLUMNS: [&str; 11] = [
     "bytes",
     "referrer",
     "user_agent",
+    "vhost",
+    "port",
+    "response_time_us",
+    "upstream_time_us",
+    "forwarded_for",
 ];
+
+/// How many of [`COLUMNS`] the Combined fields are.
+pub const COMBINED_COLUMNS: usize = 11;
 
 /// Displays a timestamp as RFC 3339 UTC with a `Z`, e.g. `2000-10-10T20:55:36Z`.
 ///

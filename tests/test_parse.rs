@@ -532,6 +532,74 @@ fn a_schema_1_database_gets_its_packed_copy_on_the_first_write() {
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
 
+/// A database of schema 2 (before the columns of other log formats) gets them in place on the
+/// first write: its rows stay, NULL in the new columns.
+#[test]
+fn a_schema_2_database_gets_the_columns_of_other_formats_in_place() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 3));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE logs DROP COLUMN vhost; ALTER TABLE logs DROP COLUMN port;
+         ALTER TABLE logs DROP COLUMN response_time_us; ALTER TABLE logs DROP COLUMN upstream_time_us;
+         ALTER TABLE logs DROP COLUMN forwarded_for; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    wd.append("logs/access.log", numbered_lines(3, 5));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    let rows = db_rows(&wd.path("logs.db"));
+    assert_eq!(urls(&rows), expected_urls(0, 5));
+    assert!(rows.iter().all(|r| r[11..].iter().all(String::is_empty)));
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+}
+
+/// A CSV of an earlier version (the Combined columns only) is appended to in its own columns,
+/// never given a second header or rows of another width, and reports read it.
+#[test]
+fn a_csv_of_an_earlier_version_keeps_its_columns() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 3));
+    wd.cmd("parse-to-csv").arg("--quiet").assert().success();
+    // Make it the earlier version's file: its header and rows cut to 11 columns.
+    let old: String = String::from_utf8(wd.read("parsed_logs.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.splitn(12, ',').take(11).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    assert!(old.starts_with(
+        "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n"
+    ));
+    wd.write("parsed_logs.csv", &old);
+    wd.write(
+        "parsed_logs.csv.checkpoint",
+        format!(r#"{{"version":1,"csv_len":{},"sources":{{}}}}"#, old.len()),
+    );
+    wd.write("logs/other.log", numbered_lines(3, 5));
+    wd.cmd("parse-to-csv")
+        .args(["logs/other.log", "--quiet"])
+        .assert()
+        .success();
+    let text = String::from_utf8(wd.read("parsed_logs.csv")).unwrap();
+    assert!(text.starts_with(&old), "the earlier rows are untouched");
+    assert!(text.lines().all(|l| l.split(',').count() == 11), "{text}");
+    assert_eq!(
+        urls(&csv_rows(&wd.path("parsed_logs.csv"))),
+        expected_urls(0, 5)
+    );
+    wd.cmd("aggregate-csv")
+        .args(["--report", "summary", "--format", "json"])
+        .assert()
+        .success()
+        .stdout(contains("\"requests\": 5"));
+}
+
 #[test]
 fn a_database_locked_longer_than_the_busy_timeout_fails_cleanly() {
     let wd = Workdir::new();

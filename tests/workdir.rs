@@ -138,11 +138,16 @@ pub fn row_count(db: &Path) -> usize {
 /// Every row of the `logs` table, in id order, as text (NULL as "").
 pub fn db_rows(path: &Path) -> Vec<Vec<String>> {
     let conn = rusqlite::Connection::open(path).unwrap();
+    let columns = log_pipeline::entry::COLUMNS;
+    let quoted: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
     let mut stmt = conn
-        .prepare(r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
+        .prepare(&format!(
+            "SELECT {} FROM logs ORDER BY id",
+            quoted.join(", ")
+        ))
         .unwrap();
     stmt.query_map([], |r| {
-        (0..11)
+        (0..columns.len())
             .map(|i| {
                 r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
                     rusqlite::types::Value::Null => String::new(),

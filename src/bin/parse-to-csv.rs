@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         let mut sink = CsvSink::open(
             &args.output,
             args.safe_spreadsheet,
+            false,
             &mut cli::warn("parse-to-csv"),
         )?;
         cli::ingest("parse-to-csv", &mut sink, &args.ingest)

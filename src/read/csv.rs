@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 use super::records::{BLOCK, Buffer, Record, Records};
-use crate::entry::COLUMNS;
+use crate::entry::{COLUMNS, COMBINED_COLUMNS};
 use crate::parse::parse_stored_time;
 use crate::report::count::RowCounter;
 use crate::report::shard::{self, Share};
@@ -173,9 +173,12 @@ fn read_share(
         let Some(header) = records.next_record() else {
             return Ok(());
         };
-        if (0..header.len())
-            .map(|i| header.field(i))
-            .ne(COLUMNS.iter().map(|c| Cow::Borrowed(c.as_bytes())))
+        // This version's columns, or an earlier version's (the Combined ones only).
+        let columns = header.len();
+        if ![COLUMNS.len(), COMBINED_COLUMNS].contains(&columns)
+            || (0..columns).map(|i| header.field(i)).ne(COLUMNS[..columns]
+                .iter()
+                .map(|c| Cow::Borrowed(c.as_bytes())))
         {
             bail!(
                 "{} is not a log-pipeline CSV (its header is not `{}`)",
@@ -191,7 +194,7 @@ fn read_share(
             }
             // Records after the header, counted from 1.
             let number = record.number - 1;
-            with_csv_row(&record, &mut last_time, emit)
+            with_csv_row(&record, columns, &mut last_time, emit)
                 .map_err(|e| anyhow::anyhow!("{}: record {number}: {e}", path.display()))?;
         }
         Ok(())
@@ -203,19 +206,17 @@ fn read_share(
     })
 }
 
-/// Passes the row of a record of `parsed_logs.csv` to `emit`; `last_time` is the last
-/// timestamp read and its value (consecutive rows mostly share their second).
+/// Passes the row of a record of `parsed_logs.csv` (whose header names `columns` columns) to
+/// `emit`; `last_time` is the last timestamp read and its value (consecutive rows mostly
+/// share their second).
 fn with_csv_row(
     record: &Record<'_>,
+    columns: usize,
     last_time: &mut (String, Option<DateTime<Utc>>),
     emit: &mut Emit<'_>,
 ) -> Result<(), String> {
-    if record.len() != COLUMNS.len() {
-        return Err(format!(
-            "{} fields instead of {}",
-            record.len(),
-            COLUMNS.len()
-        ));
+    if record.len() != columns {
+        return Err(format!("{} fields instead of {columns}", record.len()));
     }
     // Each field as text, `None` when it is not UTF-8. ident, user and protocol are in no
     // report.
@@ -230,9 +231,12 @@ fn with_csv_row(
     });
     if !plain {
         // A field with quotes to decode, or a block that is not all UTF-8.
-        decoded = std::array::from_fn(|i| match record.field(i) {
-            Cow::Borrowed(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
-            Cow::Owned(bytes) => String::from_utf8(bytes).ok().map(Cow::Owned),
+        decoded = std::array::from_fn(|i| match READ.contains(&i) {
+            true => match record.field(i) {
+                Cow::Borrowed(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+                Cow::Owned(bytes) => String::from_utf8(bytes).ok().map(Cow::Owned),
+            },
+            false => None,
         });
         for i in READ {
             values[i] = decoded[i].as_deref();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{Batch, Encoder, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
-use crate::entry::{COLUMNS, LogEntry, Rfc3339, decimal};
+use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339, decimal};
 use crate::sink::{Sink, Update};
 
 /// The CSV store's work on the parsing threads: its rows, encoded there.
@@ -46,6 +46,18 @@ const STATE_VERSION: u32 = 1;
 pub struct CsvFormat {
     /// Neutralise fields that a spreadsheet would run as a formula.
     pub safe_spreadsheet: bool,
+    /// Write only the Combined columns: rows appended to a CSV of an earlier version, whose
+    /// header has no others.
+    pub combined_only: bool,
+}
+
+impl CsvFormat {
+    fn columns(&self) -> &'static [&'static str] {
+        match self.combined_only {
+            true => &COLUMNS[..COMBINED_COLUMNS],
+            false => &COLUMNS,
+        }
+    }
 }
 
 /// Encodes entries as CSV rows in memory, quoted the way the csv crate quotes.
@@ -73,7 +85,7 @@ impl RowEncoder {
 
     /// Encodes the header line.
     pub(crate) fn header(&mut self) {
-        for (i, column) in COLUMNS.iter().enumerate() {
+        for (i, column) in self.format.columns().iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
@@ -117,6 +129,23 @@ impl RowEncoder {
         self.opt(&e.referrer);
         self.out.push(b',');
         self.opt(&e.user_agent);
+        if !self.format.combined_only {
+            let x = &e.extra;
+            self.out.push(b',');
+            self.opt(&x.vhost);
+            for n in [
+                x.port.map(u64::from),
+                x.response_time_us,
+                x.upstream_time_us,
+            ] {
+                self.out.push(b',');
+                if let Some(n) = n {
+                    self.out.extend_from_slice(decimal(&mut num, n));
+                }
+            }
+            self.out.push(b',');
+            self.opt(&x.forwarded_for);
+        }
         self.out.push(b'\n');
     }
 
@@ -206,9 +235,12 @@ pub struct CsvSink {
 impl CsvSink {
     /// Opens (or creates) the CSV at `path`. `notify` receives what the user should know
     /// (a crashed run's tail cut off, a CSV changed behind the checkpoint's back).
+    /// `extra_fields`: the log format carries fields beyond Combined's, which a CSV of an
+    /// earlier version has no columns for.
     pub fn open(
         path: &Path,
         safe_spreadsheet: bool,
+        extra_fields: bool,
         notify: &mut dyn FnMut(String),
     ) -> anyhow::Result<CsvSink> {
         let state_path = PathBuf::from(format!("{}.checkpoint", path.display()));
@@ -265,8 +297,12 @@ impl CsvSink {
             };
         }
         let needs_header = state.csv_len == 0;
-        if !needs_header {
-            check_header(&file, path)?;
+        let combined_only = !needs_header && check_header(&file, path)? == COMBINED_COLUMNS;
+        if combined_only && extra_fields {
+            bail!(
+                "{} has only the {COMBINED_COLUMNS} columns of an earlier log-pipeline, and this log format has fields beyond them; choose another --output (the file is left as it is)",
+                path.display()
+            );
         }
         let first_run = !state_path.exists();
         let mut sink = CsvSink {
@@ -276,7 +312,10 @@ impl CsvSink {
                 file,
                 failed: false,
             },
-            encoder: RowEncoder::new(CsvFormat { safe_spreadsheet }),
+            encoder: RowEncoder::new(CsvFormat {
+                safe_spreadsheet,
+                combined_only,
+            }),
             state,
         };
         if first_run {
@@ -319,7 +358,9 @@ impl CsvSink {
     }
 }
 
-fn check_header(file: &File, path: &Path) -> anyhow::Result<()> {
+/// Checks the first line of an existing CSV: the header of this version or of an earlier one
+/// (the Combined columns only); returns how many columns it names.
+fn check_header(file: &File, path: &Path) -> anyhow::Result<usize> {
     let expected = COLUMNS.join(",");
     let mut first = vec![0u8; expected.len() + 2];
     let mut reader = file;
@@ -329,13 +370,17 @@ fn check_header(file: &File, path: &Path) -> anyhow::Result<()> {
     let first = &first[..n];
     let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line != expected.as_bytes() {
+    let earlier = COLUMNS[..COMBINED_COLUMNS].join(",");
+    if line == expected.as_bytes() {
+        Ok(COLUMNS.len())
+    } else if line == earlier.as_bytes() {
+        Ok(COMBINED_COLUMNS)
+    } else {
         bail!(
             "{} is not a log-pipeline CSV (its first line is not `{expected}`); choose another --output",
             path.display()
-        );
+        )
     }
-    Ok(())
 }
 
 impl Sink for CsvSink {
@@ -345,7 +390,7 @@ impl Sink for CsvSink {
 
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         // More than a header line.
-        let header = COLUMNS.join(",").len() as u64 + 1;
+        let header = self.encoder.format.columns().join(",").len() as u64 + 1;
         Ok(self.state.csv_len > header)
     }
 
@@ -491,7 +536,10 @@ mod tests {
         let line = br#"::1 - - [01/Jan/2024:00:00:00 +0000] "GET /a,b?q=\"x\" HTTP/1.1" 200 - "=cmd" "Mozilla (KHTML, like Gecko)""#;
         let entry = crate::parse::parse_line(line).unwrap();
         for safe_spreadsheet in [false, true] {
-            let mut encoder = RowEncoder::new(CsvFormat { safe_spreadsheet });
+            let mut encoder = RowEncoder::new(CsvFormat {
+                safe_spreadsheet,
+                combined_only: false,
+            });
             encoder.header();
             encoder.encode(&entry);
             let bytes = encoder.take();
@@ -513,9 +561,42 @@ mod tests {
                     "200",
                     "",
                     referrer,
-                    "Mozilla (KHTML, like Gecko)"
+                    "Mozilla (KHTML, like Gecko)",
+                    "",
+                    "",
+                    "",
+                    "",
+                    ""
                 ]
             );
         }
+    }
+
+    #[test]
+    fn the_fields_of_other_formats_follow_the_combined_ones_unless_the_file_has_no_columns_for_them()
+     {
+        let line = br#"::1 - - [01/Jan/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "-""#;
+        let mut entry = crate::parse::parse_line(line).unwrap();
+        entry.extra = crate::entry::Extra {
+            vhost: Some("example.org".into()),
+            port: Some(443),
+            response_time_us: Some(390_000),
+            upstream_time_us: Some(14_000),
+            forwarded_for: Some("203.0.113.7, 10.0.0.1".into()),
+        };
+        let row = |combined_only| {
+            let mut encoder = RowEncoder::new(CsvFormat {
+                safe_spreadsheet: false,
+                combined_only,
+            });
+            encoder.encode(&entry);
+            String::from_utf8(encoder.take()).unwrap()
+        };
+        let combined = "::1,,,2024-01-01T00:00:00Z,GET,/,HTTP/1.1,200,5,,";
+        assert_eq!(
+            row(false),
+            format!("{combined},example.org,443,390000,14000,\"203.0.113.7, 10.0.0.1\"\n")
+        );
+        assert_eq!(row(true), format!("{combined}\n"));
     }
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi, params};
 
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
-use crate::entry::{LogEntry, Rfc3339};
+use crate::entry::{COLUMNS, LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
 use crate::parse::parse_stored_time;
 use crate::row::{Arena, Row, Span};
@@ -28,8 +28,9 @@ pub const APPLICATION_ID: i64 = 0x4C4F_4750;
 /// `PRAGMA user_version`: the schema version, for migrations.
 ///
 /// 1: `logs`, `checkpoints`, `rejects`. 2: the packed copy of the rows for reports
-/// ([`crate::packed`]), built from the existing rows on the first open for writing.
-pub const SCHEMA_VERSION: i64 = 2;
+/// ([`crate::packed`]), built from the existing rows on the first open for writing. 3: the
+/// columns of formats other than Combined ([`EXTRA_COLUMNS`]), NULL in older rows.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS logs (
@@ -44,7 +45,12 @@ CREATE TABLE IF NOT EXISTS logs (
     status INTEGER NOT NULL,
     bytes INTEGER,
     referrer TEXT,
-    user_agent TEXT
+    user_agent TEXT,
+    vhost TEXT,
+    port INTEGER,
+    response_time_us INTEGER,
+    upstream_time_us INTEGER,
+    forwarded_for TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     source TEXT PRIMARY KEY,
@@ -65,6 +71,16 @@ CREATE TABLE IF NOT EXISTS rejects (
     raw BLOB NOT NULL
 );
 "#;
+
+/// The columns of `logs` added in schema 3, with their types: added in place to the tables of
+/// earlier versions.
+const EXTRA_COLUMNS: [(&str, &str); 5] = [
+    ("vhost", "TEXT"),
+    ("port", "INTEGER"),
+    ("response_time_us", "INTEGER"),
+    ("upstream_time_us", "INTEGER"),
+    ("forwarded_for", "TEXT"),
+];
 
 /// The columns of the original scripts' `logs` table, which we migrate in place.
 const LEGACY_COLUMNS: [&str; 6] = ["id", "ip", "timestamp", "url", "status", "user_agent"];
@@ -374,6 +390,13 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
                 conn.execute_batch(&format!("ALTER TABLE logs ADD COLUMN {column} {kind}"))?;
             }
         }
+        if !logs.is_empty() {
+            for (column, kind) in EXTRA_COLUMNS {
+                if !logs.iter().any(|c| c == column) {
+                    conn.execute_batch(&format!("ALTER TABLE logs ADD COLUMN {column} {kind}"))?;
+                }
+            }
+        }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::packed::SCHEMA)?;
         conn.execute_batch(&format!(
@@ -510,11 +533,16 @@ struct PendingRow {
     bytes: Option<i64>,
     referrer: Option<Span>,
     user_agent: Option<Span>,
+    vhost: Option<Span>,
+    port: Option<i64>,
+    response_time_us: Option<i64>,
+    upstream_time_us: Option<i64>,
+    forwarded_for: Option<Span>,
 }
 
 impl PendingRow {
     /// Its values in the column order of [`insert_sql`]: the one place that knows that order.
-    fn values<'t>(&self, text: &'t Arena) -> [Value<'t>; 11] {
+    fn values<'t>(&self, text: &'t Arena) -> [Value<'t>; COLUMNS.len()] {
         let t = |span| Value::Text(text.get(span));
         [
             t(self.ip),
@@ -528,11 +556,16 @@ impl PendingRow {
             Value::Int(self.bytes),
             t(self.referrer),
             t(self.user_agent),
+            t(self.vhost),
+            Value::Int(self.port),
+            Value::Int(self.response_time_us),
+            Value::Int(self.upstream_time_us),
+            t(self.forwarded_for),
         ]
     }
 }
 
-/// Rows per multi-row INSERT: 64 rows of 11 values stay far below SQLite's 32,766 variables.
+/// Rows per multi-row INSERT: 64 rows of 16 values stay far below SQLite's 32,766 variables.
 const ROWS_PER_INSERT: usize = 64;
 
 /// Bytes of text after which pending rows are inserted before there are [`ROWS_PER_INSERT`].
@@ -540,14 +573,14 @@ const PENDING_BYTES: usize = 256 << 10;
 
 /// The INSERT of `rows` rows.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        r#"INSERT INTO logs (ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent) VALUES "#,
-    );
+    let columns: Vec<String> = COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+    let row = format!("({})", vec!["?"; COLUMNS.len()].join(","));
+    let mut sql = format!("INSERT INTO logs ({}) VALUES ", columns.join(", "));
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+        sql.push_str(&row);
     }
     sql
 }
@@ -573,6 +606,18 @@ impl PendingRows {
             bytes: e.bytes.map(|n| n as i64),
             referrer: text.push(b(&e.referrer)),
             user_agent: text.push(b(&e.user_agent)),
+            vhost: text.push(b(&e.extra.vhost)),
+            port: e.extra.port.map(i64::from),
+            // Within i64: no response takes 292,000 years.
+            response_time_us: e
+                .extra
+                .response_time_us
+                .map(|n| n.min(i64::MAX as u64) as i64),
+            upstream_time_us: e
+                .extra
+                .upstream_time_us
+                .map(|n| n.min(i64::MAX as u64) as i64),
+            forwarded_for: text.push(b(&e.extra.forwarded_for)),
         });
     }
 
@@ -964,7 +1009,7 @@ struct WriteConnection {
 }
 
 /// Values per row of the INSERT made by [`insert_sql`].
-const VALUES_PER_ROW: usize = 11;
+const VALUES_PER_ROW: usize = COLUMNS.len();
 
 impl WriteConnection {
     /// Prepares the INSERT of [`ROWS_PER_INSERT`] rows on `conn`, which it keeps.
@@ -1320,7 +1365,8 @@ mod tests {
         short.pop();
         assert!(matches!(
             conn.insert_full(&pending(&short)),
-            Err(rusqlite::Error::InvalidParameterCount(693, 704))
+            Err(rusqlite::Error::InvalidParameterCount(n, all))
+                if n == (ROWS_PER_INSERT - 1) * VALUES_PER_ROW && all == ROWS_PER_INSERT * VALUES_PER_ROW
         ));
         assert!(rows(&conn).is_empty());
     }
