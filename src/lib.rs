@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod entry;
 pub mod follow;
+pub mod format;
 pub mod generate;
 pub mod human;
 pub mod ingest;

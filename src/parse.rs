@@ -55,6 +55,11 @@ pub enum Reject {
     /// does; such a field is damage (NUL padding fused to the line, binary sent to the port),
     /// and storing it would make a client no one can type in `--ip` or see in a report.
     Client,
+    /// A response or upstream time (`%D`, `%T`, `$request_time`, `$upstream_response_time`)
+    /// is not a number in the unit its format gives.
+    ResponseTime,
+    /// The server port (`%p`, `$server_port`) is not a number from 0 to 65535.
+    Port,
 }
 
 /// What exactly is wrong with a timestamp.
@@ -81,6 +86,8 @@ impl Reject {
             Reject::Bytes => "bytes",
             Reject::TooLong => "too-long",
             Reject::Client => "client",
+            Reject::ResponseTime => "response-time",
+            Reject::Port => "port",
         }
     }
 }
@@ -94,6 +101,8 @@ impl fmt::Display for Reject {
             Reject::Bytes => f.write_str("size is neither digits nor '-', or above 2^63-1"),
             Reject::TooLong => f.write_str("line longer than the limit"),
             Reject::Client => f.write_str("client field holds control bytes"),
+            Reject::ResponseTime => f.write_str("response time is not a number"),
+            Reject::Port => f.write_str("port is not a number up to 65535"),
         }
     }
 }
@@ -330,11 +339,11 @@ fn build<'a>(
 /// `-` is the log's "absent". An empty quoted field (`""`) says the same thing, and is treated
 /// so, because a CSV cannot tell an empty value from a missing one: both stores must hold the
 /// same entries.
-fn absent_dash(field: &[u8]) -> Option<&[u8]> {
+pub(crate) fn absent_dash(field: &[u8]) -> Option<&[u8]> {
     (field != b"-" && !field.is_empty()).then_some(field)
 }
 
-fn parse_status(b: &[u8]) -> Option<u16> {
+pub(crate) fn parse_status(b: &[u8]) -> Option<u16> {
     match b {
         [a, b, c] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
             Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
@@ -343,7 +352,7 @@ fn parse_status(b: &[u8]) -> Option<u16> {
     }
 }
 
-fn parse_u64(b: &[u8]) -> Option<u64> {
+pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;
     }
@@ -362,7 +371,7 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
 /// version is optional because HTTP/0.9-style requests (`"GET /path"`) fill old logs. Anything
 /// else (`-`, an empty request, TLS bytes sent to a plain-HTTP port) comes back as a raw target
 /// with no method and no protocol, so the request is still counted with its status.
-fn split_request(raw: &[u8]) -> (Option<&[u8]>, &[u8], Option<&[u8]>) {
+pub(crate) fn split_request(raw: &[u8]) -> (Option<&[u8]>, &[u8], Option<&[u8]>) {
     let Some(space) = raw.iter().position(|&b| b == b' ') else {
         return (None, raw, None);
     };
@@ -458,13 +467,13 @@ pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
 
 /// A line, checked for UTF-8 once as a whole rather than field by field (eight short checks
 /// cost more than one long one).
-struct Line<'a> {
+pub(crate) struct Line<'a> {
     /// The line as text, when all of it is UTF-8 (nearly always).
     text: Option<&'a str>,
 }
 
 impl<'a> Line<'a> {
-    fn new(bytes: &'a [u8]) -> Line<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Line<'a> {
         Line {
             text: std::str::from_utf8(bytes).ok(),
         }
@@ -472,7 +481,7 @@ impl<'a> Line<'a> {
 
     /// A field of the line as text. Fields end at ASCII delimiters, and an ASCII byte is never
     /// part of a longer UTF-8 sequence, so a field of a valid line is valid on its own.
-    fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
+    pub(crate) fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
         match self.text.and_then(|t| sub_str(t, field)) {
             Some(t) => Cow::Borrowed(t),
             None => text(field),
@@ -480,7 +489,7 @@ impl<'a> Line<'a> {
     }
 
     /// [`unescape`], with the line's UTF-8 check.
-    fn unescape(&self, field: &'a [u8]) -> Cow<'a, str> {
+    pub(crate) fn unescape(&self, field: &'a [u8]) -> Cow<'a, str> {
         if memchr::memchr(b'\\', field).is_some() {
             unescape(field)
         } else {
@@ -500,7 +509,7 @@ pub(crate) fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Option<&'a str> {
 }
 
 /// Decodes an unquoted field. Invalid UTF-8 is kept readable and lossless as `\xHH`.
-fn text(raw: &[u8]) -> Cow<'_, str> {
+pub(crate) fn text(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(bytes_to_text(raw)),

@@ -1,0 +1,244 @@
+//! A line's raw fields, checked and decoded into a [`LogEntry`]: the half of a parse that
+//! the compiled scanner and the regex share, so that they can differ only in how they split.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::entry::{Extra, LogEntry};
+use crate::parse::{
+    Line, Reject, TimestampError, absent_dash, parse_status, parse_time, parse_u64, split_request,
+};
+
+use super::definition::{Clock, Format, Slot, Slots};
+
+/// Decodes the fields of `line` found by either splitter. `time` converts the time field
+/// (the scanner's remembers the last one).
+pub(crate) fn build<'a>(
+    slots: &Slots<'a>,
+    line: &'a [u8],
+    format: &Format,
+    time: impl FnOnce(&[u8]) -> Result<DateTime<Utc>, TimestampError>,
+) -> Result<LogEntry<'a>, Reject> {
+    let get = |slot: Slot| slots[slot as usize];
+    let line = Line::new(line);
+    let text = |field| line.text(field);
+    let unescape = |field| line.unescape(field);
+    let ip = get(Slot::Client).unwrap_or(b"");
+    if ip.iter().any(u8::is_ascii_control) {
+        return Err(Reject::Client);
+    }
+    if ip.is_empty() && get(Slot::Client).is_some() {
+        return Err(Reject::Format);
+    }
+    let timestamp = time(get(Slot::Time).unwrap_or(b"")).map_err(Reject::Timestamp)?;
+    let status = parse_status(get(Slot::Status).unwrap_or(b"")).ok_or(Reject::Status)?;
+    let bytes = match get(Slot::Bytes) {
+        None | Some(b"-") => None,
+        Some(digits) => Some(
+            parse_u64(digits)
+                .filter(|&n| i64::try_from(n).is_ok())
+                .ok_or(Reject::Bytes)?,
+        ),
+    };
+    let port = match get(Slot::Port).and_then(absent_dash) {
+        None => None,
+        Some(digits) => Some(
+            parse_u64(digits)
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or(Reject::Port)?,
+        ),
+    };
+    let response_time_us = match get(Slot::ResponseTime).and_then(absent_dash) {
+        None => None,
+        Some(value) => Some(decimal(value, format.unit.micros()).ok_or(Reject::ResponseTime)?),
+    };
+    let upstream_time_us = match get(Slot::UpstreamTime) {
+        None => None,
+        Some(values) => upstream_sum(values).ok_or(Reject::ResponseTime)?,
+    };
+    let (method, url, protocol) = match get(Slot::Request) {
+        Some(request) => {
+            let (method, url, protocol) = split_request(request);
+            (method.map(text), unescape(url), protocol.map(text))
+        }
+        None => (
+            get(Slot::Method).and_then(absent_dash).map(text),
+            target(get(Slot::Uri), get(Slot::Path), get(Slot::Query), &unescape),
+            get(Slot::Protocol).and_then(absent_dash).map(text),
+        ),
+    };
+    Ok(LogEntry {
+        ip: text(ip),
+        ident: get(Slot::Ident).and_then(absent_dash).map(text),
+        user: get(Slot::User).and_then(absent_dash).map(text),
+        timestamp,
+        method,
+        url,
+        protocol,
+        status,
+        bytes,
+        referrer: get(Slot::Referrer).and_then(absent_dash).map(unescape),
+        user_agent: get(Slot::UserAgent).and_then(absent_dash).map(unescape),
+        extra: Extra {
+            vhost: get(Slot::Vhost).and_then(absent_dash).map(text),
+            port,
+            response_time_us,
+            upstream_time_us,
+            forwarded_for: get(Slot::ForwardedFor).and_then(absent_dash).map(unescape),
+        },
+    })
+}
+
+/// The request target from separate fields: the target as sent, else the path with the
+/// query (`%q` writes its `?`, `$args` does not; `-` or empty is no query).
+fn target<'a>(
+    uri: Option<&'a [u8]>,
+    path: Option<&'a [u8]>,
+    query: Option<&'a [u8]>,
+    unescape: &impl Fn(&'a [u8]) -> Cow<'a, str>,
+) -> Cow<'a, str> {
+    if let Some(uri) = uri {
+        return unescape(uri);
+    }
+    let path = unescape(path.unwrap_or(b""));
+    match query.and_then(absent_dash) {
+        None | Some(b"?") => path,
+        Some(query) => {
+            let mut url = path.into_owned();
+            if !query.starts_with(b"?") {
+                url.push('?');
+            }
+            url.push_str(&unescape(query));
+            Cow::Owned(url)
+        }
+    }
+}
+
+/// `value` (digits, optionally a `.` and more digits) times `scale`, exactly: the digits are
+/// read as a decimal, never through a float, so `0.390` s is 390000 µs.
+pub(crate) fn decimal(value: &[u8], scale: u64) -> Option<u64> {
+    let (int, frac) = match value.iter().position(|&c| c == b'.') {
+        Some(dot) => (&value[..dot], Some(&value[dot + 1..])),
+        None => (value, None),
+    };
+    let mut total = parse_u64(int)?.checked_mul(scale)?;
+    if let Some(frac) = frac {
+        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        // Digits below the unit of the result (a nanosecond of a µs) are dropped.
+        let mut unit = u128::from(scale);
+        let mut part: u128 = 0;
+        let mut denominator: u128 = 1;
+        for &c in frac.iter().take(18) {
+            part = part * 10 + u128::from(c - b'0');
+            denominator *= 10;
+        }
+        unit *= part;
+        total = total.checked_add(u64::try_from(unit / denominator).ok()?)?;
+    }
+    Some(total)
+}
+
+/// `$upstream_response_time`: `-`, one value, or one per upstream tried, joined by `, ` (or
+/// ` : ` across an internal redirect). The sum, in µs; `None` when no upstream answered.
+fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
+    let mut sum: Option<u64> = None;
+    for part in values.split(|&c| c == b',' || c == b':') {
+        let part = part.trim_ascii();
+        if part == b"-" {
+            continue;
+        }
+        let us = decimal(part, 1_000_000)?;
+        sum = Some(sum.unwrap_or(0).checked_add(us)?);
+    }
+    Some(sum)
+}
+
+/// Converts a time field as `clock` writes it.
+pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+    use TimestampError::{Range, Shape};
+    let epoch = |scale: u64| -> Result<DateTime<Utc>, TimestampError> {
+        // Whole seconds: the stores keep seconds, and a fraction would make two copies of
+        // one line compare unequal after a round trip through them.
+        let us = decimal(b, 1_000_000 / scale).ok_or(Shape)?;
+        DateTime::from_timestamp(i64::try_from(us / 1_000_000).map_err(|_| Range)?, 0)
+            .ok_or(Range)
+    };
+    match clock {
+        Clock::Clf => parse_time(b),
+        Clock::EpochSeconds => epoch(1),
+        Clock::EpochMillis => epoch(1_000),
+        Clock::EpochMicros => epoch(1_000_000),
+        Clock::Iso8601 => {
+            let s = std::str::from_utf8(b).map_err(|_| Shape)?;
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| Shape)
+        }
+        Clock::Strftime { format, zoned } => {
+            let s = std::str::from_utf8(b).map_err(|_| Shape)?;
+            if *zoned {
+                DateTime::parse_from_str(s, format)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| Shape)
+            } else {
+                NaiveDateTime::parse_from_str(s, format)
+                    .map(|t| t.and_utc())
+                    .map_err(|_| Shape)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_exact_integer_microseconds() {
+        assert_eq!(decimal(b"0.390", 1_000_000), Some(390_000));
+        assert_eq!(decimal(b"5.246", 1_000_000), Some(5_246_000));
+        assert_eq!(decimal(b"12", 1_000), Some(12_000));
+        assert_eq!(decimal(b"1234", 1), Some(1234));
+        assert_eq!(decimal(b"0.0000019", 1_000_000), Some(1));
+        assert_eq!(decimal(b"1.", 1), None);
+        assert_eq!(decimal(b"-1", 1), None);
+        assert_eq!(decimal(b"", 1), None);
+        assert_eq!(upstream_sum(b"0.004, 0.010"), Some(Some(14_000)));
+        assert_eq!(upstream_sum(b"0.004, 0.010 : 0.100"), Some(Some(114_000)));
+        assert_eq!(upstream_sum(b"-"), Some(None));
+        assert_eq!(upstream_sum(b"0.5, -"), Some(Some(500_000)));
+        assert_eq!(upstream_sum(b"x"), None);
+    }
+
+    #[test]
+    fn every_clock_reads_its_own_form() {
+        let t = "2017-06-29T00:50:22Z";
+        let check = |clock: Clock, text: &[u8]| {
+            let got = parse_clock(&clock, text).unwrap();
+            assert_eq!(crate::entry::Rfc3339(got).to_string(), t, "{clock:?}");
+        };
+        check(Clock::Clf, b"29/Jun/2017:03:50:22 +0300");
+        check(Clock::Iso8601, b"2017-06-29T03:50:22+03:00");
+        check(Clock::EpochSeconds, b"1498697422.123");
+        check(Clock::EpochMillis, b"1498697422123");
+        check(Clock::EpochMicros, b"1498697422123456");
+        check(
+            Clock::Strftime {
+                format: "%Y-%m-%d %H:%M:%S".into(),
+                zoned: false,
+            },
+            b"2017-06-29 00:50:22",
+        );
+        check(
+            Clock::Strftime {
+                format: "%d/%m/%Y %H:%M:%S %z".into(),
+                zoned: true,
+            },
+            b"29/06/2017 03:50:22 +0300",
+        );
+        assert!(parse_clock(&Clock::Iso8601, b"yesterday").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Log formats other than the built-in Combined: `--log-format` (issue #15).
+//!
+//! A format is given by name (`common`, `combined`, `vcombined`) or as the definition the
+//! server was configured with (an Apache `LogFormat` string or an nginx `log_format` string).
+//! A definition is read once into a [`Format`] and compiled into steps that a [`Scanner`]
+//! runs over each line: no regex and no interpretation of the definition per line. The same
+//! steps also give a regex ([`Format::regex`]), the readable definition the scanner is held
+//! equal to by a differential test.
+//!
+//! Reading rules shared by all formats, so that Combined from its definition reads exactly
+//! as the built-in parser does:
+//! - a field ends at the first byte of the literal after it (a space, `]`, `:`); a field
+//!   between `"` is quoted and may hold `\"` and `\\`;
+//! - a line may stop where the rest of the format holds only fields a Common line also leaves
+//!   out (referrer, user agent, forwarded-for, times, opaque fields), and may go on past the
+//!   format's end after a space (fields a server appends);
+//! - `-` or an empty value is absent, as in `parse`.
+
+mod apache;
+mod definition;
+mod fields;
+mod nginx;
+mod pattern;
+mod scanner;
+
+use std::sync::Arc;
+
+use regex::bytes::Regex;
+
+use crate::entry::LogEntry;
+use crate::parse::{Parser, Reject};
+
+pub use apache::apache;
+pub use definition::{Clock, Field, Format, FormatError, Piece, Unit};
+pub use nginx::nginx;
+pub use pattern::RegexParser;
+pub use scanner::Scanner;
+
+/// Apache's `common`.
+pub const COMMON: &str = r#"%h %l %u %t \"%r\" %>s %b"#;
+/// Apache's `combined`.
+pub const COMBINED: &str = r#"%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\""#;
+/// Debian's `vhost_combined`, written to `other_vhosts_access.log`.
+pub const VCOMBINED: &str =
+    r#"%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
+
+impl Format {
+    /// A parser for one thread.
+    pub fn scanner(&self) -> Scanner {
+        Scanner::new(Arc::new(self.clone()))
+    }
+
+    /// The format as a regex over bytes (field `i` of the compiled steps is group `s{i}`).
+    pub fn regex(&self) -> Regex {
+        Regex::new(&pattern::source(self)).expect("a format's regex compiles")
+    }
+
+    /// A parser through [`Format::regex`]: slower, for tests against the scanner.
+    pub fn regex_parser(&self) -> RegexParser<'_> {
+        RegexParser::new(self)
+    }
+}
+
+/// A format as chosen on the command line (`--log-format`).
+#[derive(Debug, Clone)]
+pub struct LogFormat {
+    name: String,
+    format: Arc<Format>,
+    /// The built-in Combined scanner (`parse::Parser`) reads the lines.
+    builtin: bool,
+}
+
+impl PartialEq for LogFormat {
+    fn eq(&self, other: &LogFormat) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for LogFormat {}
+
+impl LogFormat {
+    /// A name (`common`, `combined`, `vcombined` or `vhost_combined`), an Apache definition
+    /// (it holds `%`) or an nginx one (it holds `$`). `auto` is not a format: see [`detect`].
+    pub fn from_arg(arg: &str) -> Result<LogFormat, FormatError> {
+        let named = |name: &str, def: &str, builtin| LogFormat {
+            name: name.to_string(),
+            format: Arc::new(apache(def).expect("the named definitions are valid")),
+            builtin,
+        };
+        match arg.trim() {
+            "combined" => Ok(named("combined", COMBINED, true)),
+            "common" => Ok(named("common", COMMON, false)),
+            "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, false)),
+            def if def.contains('%') => Ok(LogFormat {
+                name: format!("apache:{def}"),
+                format: Arc::new(apache(def)?),
+                builtin: false,
+            }),
+            def if def.contains('$') => Ok(LogFormat {
+                name: format!("nginx:{def}"),
+                format: Arc::new(nginx(def)?),
+                builtin: false,
+            }),
+            _ => Err(FormatError::new(
+                0,
+                "not a format name (common, combined, vcombined), an Apache LogFormat \
+                 string (with %) or an nginx log_format string (with $)",
+            )),
+        }
+    }
+
+    /// A stable description to record in a checkpoint: the name, or `apache:`/`nginx:` and
+    /// the definition as given (trimmed).
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The formats `auto` chooses from.
+    pub fn candidates() -> Vec<LogFormat> {
+        ["common", "combined", "vcombined"]
+            .into_iter()
+            .map(|n| LogFormat::from_arg(n).expect("a named format"))
+            .collect()
+    }
+
+    /// The compiled definition.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// A parser for one thread.
+    pub fn parser(&self) -> LineParser {
+        LineParser(if self.builtin {
+            Inner::Builtin(Parser::default())
+        } else {
+            Inner::Compiled(Scanner::new(Arc::clone(&self.format)))
+        })
+    }
+}
+
+/// Parses lines of one [`LogFormat`]; one per thread.
+#[derive(Debug)]
+pub struct LineParser(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Builtin(Parser),
+    Compiled(Scanner),
+}
+
+impl LineParser {
+    /// Parses one line (without its `\n`; a trailing `\r` is ignored).
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
+        match &mut self.0 {
+            Inner::Builtin(p) => p.parse(line),
+            Inner::Compiled(s) => s.parse(line),
+        }
+    }
+}
+
+/// Picks the candidate format that reads `lines` (the first lines of a log).
+///
+/// The rule: the winner must parse every line that any candidate parses (when no format
+/// does, the lines are of several formats and none is picked); among those, the one that
+/// fills the most fields in all, then the one with the fewest fields of its own (a file of
+/// Common lines is `common`: `combined` reads it too but fills nothing more); a tie after
+/// that is refused, naming the tied formats.
+pub fn detect(lines: &[&[u8]]) -> Result<LogFormat, String> {
+    let candidates = LogFormat::candidates();
+    let results: Vec<(Vec<bool>, usize)> = candidates
+        .iter()
+        .map(|format| {
+            let mut parser = format.parser();
+            let mut filled = 0;
+            let parsed = lines
+                .iter()
+                .map(|line| match parser.parse(line) {
+                    Ok(entry) => {
+                        filled += fields_filled(&entry);
+                        true
+                    }
+                    Err(_) => false,
+                })
+                .collect();
+            (parsed, filled)
+        })
+        .collect();
+    let readable: Vec<bool> = (0..lines.len())
+        .map(|i| results.iter().any(|(parsed, _)| parsed[i]))
+        .collect();
+    if !readable.contains(&true) {
+        return Err(format!(
+            "none of the formats ({}) reads these lines",
+            names(&candidates)
+        ));
+    }
+    let complete: Vec<usize> = (0..candidates.len())
+        .filter(|&c| results[c].0 == readable)
+        .collect();
+    if complete.is_empty() {
+        let partial: Vec<&str> = (0..candidates.len())
+            .filter(|&c| results[c].0.contains(&true))
+            .map(|c| candidates[c].name.as_str())
+            .collect();
+        return Err(format!(
+            "the lines are in several formats ({}): no one format reads them all",
+            partial.join(", ")
+        ));
+    }
+    let key = |c: usize| (results[c].1, usize::MAX - candidates[c].format.field_count());
+    let best = complete.iter().map(|&c| key(c)).max().expect("not empty");
+    let tied: Vec<usize> = complete.into_iter().filter(|&c| key(c) == best).collect();
+    match tied[..] {
+        [one] => Ok(candidates[one].clone()),
+        _ => Err(format!(
+            "the lines fit several formats equally ({}); give --log-format",
+            tied.iter()
+                .map(|&c| candidates[c].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn names(formats: &[LogFormat]) -> String {
+    formats
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The optional fields an entry holds: how much of the line a format understood.
+fn fields_filled(e: &LogEntry<'_>) -> usize {
+    [
+        e.ident.is_some(),
+        e.user.is_some(),
+        e.method.is_some(),
+        e.protocol.is_some(),
+        e.bytes.is_some(),
+        e.referrer.is_some(),
+        e.user_agent.is_some(),
+        e.extra.vhost.is_some(),
+        e.extra.port.is_some(),
+        e.extra.response_time_us.is_some(),
+        e.extra.upstream_time_us.is_some(),
+        e.extra.forwarded_for.is_some(),
+    ]
+    .into_iter()
+    .filter(|&b| b)
+    .count()
+}
+
+#[cfg(test)]
+mod tests;
