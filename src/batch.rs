@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use crate::entry::{Extra, LogEntry};
-use crate::parse::{Parser, Reject};
+use crate::format::{LineParser, LogFormat};
+use crate::parse::Reject;
 use crate::row::{Arena, Span};
 use crate::source::{Line, LineReader};
 
@@ -112,6 +113,47 @@ impl Default for Prepare {
             parsers: 1,
             encoder: None,
             entries: true,
+        }
+    }
+}
+
+/// How the parsing threads read lines: in which format, and whom they take for the client.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub format: LogFormat,
+    pub client: ClientFrom,
+}
+
+impl Default for Reading {
+    fn default() -> Reading {
+        Reading {
+            format: LogFormat::from_arg("combined").expect("a named format"),
+            client: ClientFrom::Remote,
+        }
+    }
+}
+
+/// Who a request's client is (`--client`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientFrom {
+    /// The address that connected to the server.
+    #[default]
+    Remote,
+    /// The first address of X-Forwarded-For when the line has one (behind a proxy or a load
+    /// balancer, every request otherwise comes from it), else the address that connected.
+    Forwarded,
+}
+
+impl ClientFrom {
+    /// Makes the entry's client the one asked for.
+    fn apply(self, entry: &mut LogEntry<'_>) {
+        if self == ClientFrom::Forwarded
+            && let Some(first) = (entry.extra.forwarded_for.as_deref())
+                .and_then(|all| all.split(',').next())
+                .map(str::trim)
+                .filter(|first| !first.is_empty() && *first != "-" && *first != "unknown")
+        {
+            entry.ip = std::borrow::Cow::Owned(first.to_owned());
         }
     }
 }
@@ -220,7 +262,7 @@ impl RawBatch {
     fn parse(
         self,
         prepare: &Prepare,
-        parser: &mut Parser,
+        (parser, client): (&mut LineParser, ClientFrom),
         encoder: &mut Option<Box<dyn Encoder>>,
     ) -> Batch {
         let mut batch = Batch {
@@ -243,7 +285,10 @@ impl RawBatch {
                 batch.padded_lines += 1;
             }
             match parser.parse(&bytes[padding..]) {
-                Ok(entry) => batch.push(&entry, prepare.entries, encoder.as_mut()),
+                Ok(mut entry) => {
+                    client.apply(&mut entry);
+                    batch.push(&entry, prepare.entries, encoder.as_mut())
+                }
                 // The reject keeps the line as read, padding included: rejects are verbatim.
                 Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
             }
@@ -262,7 +307,7 @@ impl RawBatch {
 pub fn produce<R: Read + Send>(
     reader: LineReader<R>,
     first_line: u64,
-    (take_partial, prepare): (bool, Prepare),
+    (take_partial, prepare, reading): (bool, Prepare, &Reading),
     tx: &SyncSender<std::io::Result<Batch>>,
 ) {
     /// A raw batch to parse, and where its parser sends the result.
@@ -277,14 +322,15 @@ pub fn produce<R: Read + Send>(
             let work_rx = Arc::clone(&work_rx);
             let prepare = prepare.clone();
             scope.spawn(move || {
-                let mut parser = Parser::default();
+                let mut parser = reading.format.parser();
                 let mut encoder = prepare.encoder.as_ref().map(|make| make());
                 loop {
                     // The lock is held only while waiting for the next raw batch.
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((raw, result))) = next else { return };
                     // A closed result channel means the run stopped: drop the batch.
-                    let _ = result.send(raw.parse(&prepare, &mut parser, &mut encoder));
+                    let parsed = raw.parse(&prepare, (&mut parser, reading.client), &mut encoder);
+                    let _ = result.send(parsed);
                 }
             });
         }
@@ -390,8 +436,9 @@ mod tests {
     fn batches(input: &str, prepare: Prepare) -> Vec<Batch> {
         let (tx, rx) = sync_channel(2);
         let reader = LineReader::new(input.as_bytes(), 0, 1 << 20);
+        let reading = Reading::default();
         std::thread::scope(|scope| {
-            scope.spawn(move || produce(reader, 0, (true, prepare), &tx));
+            scope.spawn(|| produce(reader, 0, (true, prepare, &reading), &tx));
             rx.iter().map(Result::unwrap).collect()
         })
     }

@@ -1,11 +1,16 @@
 //! What every binary shares at its edge: the one place an error reaches the user, and the
 //! Ctrl+C / SIGTERM flag that long-running tools poll.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::batch::{ClientFrom, Reading};
+use crate::format::{Field, LogFormat};
 
 /// Runs a binary's body and turns its outcome into an exit code.
 ///
@@ -84,6 +89,138 @@ pub struct IngestArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub reading: ReadingArgs,
+}
+
+/// How lines are read: the options of every tool that parses logs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReadingArgs {
+    /// The log's format: `combined` (which also reads Common lines), `common`, `vcombined`
+    /// (Apache's vhost_combined), `auto` (chosen from the log's first lines, and said), or
+    /// the server's own definition: an Apache LogFormat string or an nginx log_format string
+    /// (see the README's "Log formats").
+    #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
+    pub log_format: FormatChoice,
+    /// Who the client is: `remote`, the address that connected, or `forwarded`, the first
+    /// address of X-Forwarded-For when the line has one (behind a proxy).
+    #[arg(long, value_enum, value_name = "FROM", default_value_t = ClientFrom::Remote)]
+    pub client: ClientFrom,
+}
+
+/// `--log-format`: a format, or `auto`.
+#[derive(Debug, Clone)]
+pub enum FormatChoice {
+    Auto,
+    Given(LogFormat),
+}
+
+fn parse_log_format(s: &str) -> Result<FormatChoice, String> {
+    match s.trim() {
+        "auto" => Ok(FormatChoice::Auto),
+        _ => LogFormat::from_arg(s)
+            .map(FormatChoice::Given)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Lines `auto` looks at, at most.
+const AUTO_LINES: usize = 200;
+
+impl ReadingArgs {
+    /// The reading of a run over `inputs`. `auto` looks at the first lines of the first
+    /// input, and says on stderr which format it chose.
+    pub fn reading(&self, tool: &str, inputs: &[crate::ingest::Input]) -> anyhow::Result<Reading> {
+        let format = match &self.log_format {
+            FormatChoice::Given(format) => format.clone(),
+            FormatChoice::Auto => {
+                let Some(crate::ingest::Input::File(path)) = inputs.first() else {
+                    anyhow::bail!(
+                        "--log-format auto needs a file to look at, not standard input; give the format"
+                    );
+                };
+                let head = first_lines(path, AUTO_LINES)?;
+                let lines: Vec<&[u8]> = head.iter().map(Vec::as_slice).collect();
+                if lines.is_empty() {
+                    anyhow::bail!(
+                        "--log-format auto: {} has no line to tell its format by; give the format",
+                        path.display()
+                    );
+                }
+                let format = crate::format::detect(&lines)
+                    .map_err(|e| anyhow::anyhow!("--log-format auto: {}: {e}", path.display()))?;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "{tool}: log format: {} (auto, from the first {} lines of {})",
+                    format.name(),
+                    lines.len(),
+                    path.display()
+                );
+                format
+            }
+        };
+        if self.client == ClientFrom::Forwarded && !carries(&format, |f| *f == Field::ForwardedFor)
+        {
+            warn(tool)(format!(
+                "--client forwarded: the format `{}` has no X-Forwarded-For field; every client is the address that connected",
+                format.name()
+            ));
+        }
+        Ok(Reading {
+            format,
+            client: self.client,
+        })
+    }
+}
+
+/// Does `format` hold a field that `wanted` picks?
+fn carries(format: &LogFormat, wanted: impl Fn(&Field) -> bool) -> bool {
+    (format.format().pieces.iter())
+        .any(|p| matches!(p, crate::format::Piece::Field { field, .. } if wanted(field)))
+}
+
+/// Does `format` fill fields beyond Combined's (those a CSV of an earlier version has no
+/// columns for)?
+pub fn carries_extra(format: &LogFormat) -> bool {
+    carries(format, |f| {
+        matches!(
+            f,
+            Field::Vhost
+                | Field::Port
+                | Field::ResponseTime(_)
+                | Field::UpstreamTime
+                | Field::ForwardedFor
+        )
+    })
+}
+
+/// The first `n` lines of a log (decompressed when it ends in `.gz`), the last one even
+/// without its newline.
+fn first_lines(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    use std::io::BufRead;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open log {}", path.display()))?;
+    let read: Box<dyn std::io::Read> = match path.extension().is_some_and(|e| e == "gz") {
+        true => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        false => Box::new(file),
+    };
+    let mut lines = Vec::new();
+    // At most 1 MiB of it: a first line without a line end could be the whole file.
+    let mut reader = std::io::BufReader::new(read.take(1 << 20));
+    while lines.len() < n {
+        let mut line = Vec::new();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read log {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        lines.push(line);
+    }
+    Ok(lines)
 }
 
 /// The longest wait a seconds flag takes. Nothing the tools wait for is longer; a bound makes
@@ -137,13 +274,14 @@ pub fn parse_line_limit(s: &str) -> Result<usize, String> {
 }
 
 impl IngestArgs {
-    pub fn config(&self) -> crate::ingest::IngestConfig {
-        crate::ingest::IngestConfig {
-            inputs: self
-                .inputs
-                .iter()
-                .map(|p| crate::ingest::Input::from_arg(p))
-                .collect(),
+    /// The configuration of a run of `tool`.
+    pub fn config(&self, tool: &str) -> anyhow::Result<crate::ingest::IngestConfig> {
+        let inputs: Vec<_> = (self.inputs.iter())
+            .map(|p| crate::ingest::Input::from_arg(p))
+            .collect();
+        Ok(crate::ingest::IngestConfig {
+            reading: self.reading.reading(tool, &inputs)?,
+            inputs,
             max_line: self.max_line_bytes,
             settle: self.settle,
             take_partial: self.take_partial,
@@ -154,7 +292,7 @@ impl IngestArgs {
             batch_lines: self.batch_lines,
             progress: !self.quiet,
             stop: None,
-        }
+        })
     }
 }
 
@@ -194,9 +332,9 @@ pub fn lock_store(
 pub fn ingest(
     tool: &str,
     sink: &mut dyn crate::sink::Sink,
-    args: &IngestArgs,
+    (args, config): (&IngestArgs, &crate::ingest::IngestConfig),
 ) -> anyhow::Result<ExitCode> {
-    let summary = crate::ingest::run(sink, &args.config(), &mut warn(tool))?;
+    let summary = crate::ingest::run(sink, config, &mut warn(tool))?;
     if args.json {
         let mut doc = summary.json();
         doc["output"] = sink.describe().into();

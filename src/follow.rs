@@ -49,6 +49,8 @@ pub struct FollowConfig {
     pub rotated: Option<String>,
     /// Read a rotated file until it has not changed for this long.
     pub rotate_wait: Duration,
+    /// The log format and the client taken (`--log-format`, `--client`).
+    pub reading: crate::batch::Reading,
 }
 
 /// Lines a follower read, wrote and rejected over its whole run.
@@ -122,6 +124,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         batch_lines: config.batch_lines,
         progress: false,
         stop: Some(Arc::clone(&stop)),
+        reading: config.reading.clone(),
     };
     let mut held = Held::default();
     let mut totals = RunTotals::default();

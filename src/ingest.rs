@@ -13,9 +13,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
-use crate::batch;
+use crate::batch::{self, Reading};
 use crate::checkpoint::{self, Checkpoint, Mismatch};
 use crate::parse::Reject;
 use crate::rotation::{self, Located, Opened, Records};
@@ -66,6 +66,8 @@ pub struct IngestConfig {
     pub progress: bool,
     /// Set by Ctrl+C/SIGTERM: the pass ends at its next commit.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The log format and the client taken (`--log-format`, `--client`).
+    pub reading: Reading,
 }
 
 impl Default for IngestConfig {
@@ -82,6 +84,7 @@ impl Default for IngestConfig {
             batch_lines: 200_000,
             progress: true,
             stop: None,
+            reading: Reading::default(),
         }
     }
 }
@@ -273,6 +276,7 @@ pub fn run_holding(
         held: std::mem::take(held),
         used: Held::default(),
     };
+    pass.sink.set_log_format(&config.reading.format.name());
     let mut errors = Vec::new();
     for input in &config.inputs {
         let result = match input {
@@ -439,6 +443,21 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// Refuses to go on reading `path` in another format than its saved checkpoint was read
+    /// with: its rows would be of two formats, and a line already read as one could be read
+    /// again as the other.
+    fn check_format(&mut self, key: &str, path: &Path) -> anyhow::Result<()> {
+        let asked = self.config.reading.format.name();
+        match self.sink.log_format(key)? {
+            Some(saved) if saved != asked => bail!(
+                "{} was read into {} as `{saved}`, and this run asks for `{asked}`: give the same --log-format, or write to another output",
+                path.display(),
+                self.sink.describe()
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn file(&mut self, path: &Path) -> anyhow::Result<()> {
         let key = source_key(path);
         let (opened, mut missing) = match open_log(path)? {
@@ -456,6 +475,7 @@ impl Pass<'_> {
         let all = if self.config.from_start {
             Vec::new()
         } else {
+            self.check_format(&key, path)?;
             self.sink.checkpoints()?
         };
         if is_gz(path) {
@@ -1068,8 +1088,14 @@ impl Pass<'_> {
             let prepare = self.sink.prepare();
             let (tx, rx) = std::sync::mpsc::sync_channel(prepare.queue());
             let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
+            let reading = &self.config.reading;
             scope.spawn(move || {
-                batch::produce(reader, line, (rule == PartialRule::Take, prepare), &tx)
+                batch::produce(
+                    reader,
+                    line,
+                    (rule == PartialRule::Take, prepare, reading),
+                    &tx,
+                )
             });
             let mut since_commit = 0u64;
             let mut position = None;

@@ -74,6 +74,12 @@ impl Sink for Crashing<'_> {
     fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>> {
         self.inner.checkpoints()
     }
+    fn log_format(&mut self, source: &str) -> anyhow::Result<Option<String>> {
+        self.inner.log_format(source)
+    }
+    fn set_log_format(&mut self, name: &str) {
+        self.inner.set_log_format(name)
+    }
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         self.inner.holds_rows()
     }

@@ -6,6 +6,7 @@ mod test_aggregate;
 mod test_args;
 mod test_exactly_once;
 mod test_follow;
+mod test_formats;
 mod test_generate;
 mod test_layout;
 mod test_model;

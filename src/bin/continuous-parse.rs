@@ -66,6 +66,8 @@ struct Args {
     /// No start, status or stop lines (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    reading: cli::ReadingArgs,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,8 @@ fn main() -> ExitCode {
                 .parent()
                 .map_or_else(|| PathBuf::from(".offset"), |dir| dir.join(".offset"))
         });
+        let input = log_pipeline::ingest::Input::File(args.log.clone());
+        let reading = args.reading.reading("continuous-parse", &[input])?;
         let config = FollowConfig {
             log: args.log,
             db: args.db,
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             max_line: args.max_line_bytes,
             rotated: args.rotated,
             rotate_wait: args.rotate_wait,
+            reading,
         };
         let stop = cli::stop_flag()?;
         follow::run(&config, stop, "continuous-parse")?;

@@ -36,13 +36,14 @@ fn main() -> ExitCode {
     cli::main_with("parse-to-csv", || {
         let args = Args::parse();
         cli::check_inputs(&args.output, &args.ingest)?;
+        let config = args.ingest.config("parse-to-csv")?;
         let _lock = cli::lock_store("parse-to-csv", &args.output, &args.ingest)?;
         let mut sink = CsvSink::open(
             &args.output,
             args.safe_spreadsheet,
-            false,
+            cli::carries_extra(&config.reading.format),
             &mut cli::warn("parse-to-csv"),
         )?;
-        cli::ingest("parse-to-csv", &mut sink, &args.ingest)
+        cli::ingest("parse-to-csv", &mut sink, (&args.ingest, &config))
     })
 }

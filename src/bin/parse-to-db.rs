@@ -29,9 +29,10 @@ fn main() -> ExitCode {
     cli::main_with("parse-to-db", || {
         let args = Args::parse();
         cli::check_inputs(&args.db, &args.ingest)?;
+        let config = args.ingest.config("parse-to-db")?;
         let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
         let mut sink =
             SqliteSink::open(&args.db, args.busy_timeout, &mut cli::warn("parse-to-db"))?;
-        cli::ingest("parse-to-db", &mut sink, &args.ingest)
+        cli::ingest("parse-to-db", &mut sink, (&args.ingest, &config))
     })
 }

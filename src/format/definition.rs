@@ -96,7 +96,9 @@ pub enum Field {
     ForwardedFor,
     /// A field the entry has no place for; it is read past and dropped. `list` says it may
     /// hold several values joined by `, ` or ` : ` (nginx's `$upstream_*` variables).
-    Opaque { list: bool },
+    Opaque {
+        list: bool,
+    },
 }
 
 /// Where a field's value goes in [`Slots`]: one index per entry field.
@@ -196,7 +198,10 @@ impl Slot {
 pub enum Piece {
     Literal(Vec<u8>),
     /// `at` is the field's byte offset in the definition, for errors.
-    Field { field: Field, at: usize },
+    Field {
+        field: Field,
+        at: usize,
+    },
 }
 
 /// One step of the compiled scanner; the regex is built from the same steps.
@@ -235,9 +240,9 @@ impl Format {
         let mut clock = None;
         let mut unit = None;
         let has = |slot: Slot| {
-            pieces.iter().any(|p| {
-                matches!(p, Piece::Field { field, .. } if field.slot() == Some(slot))
-            })
+            pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Field { field, .. } if field.slot() == Some(slot)))
         };
         if !has(Slot::Time) {
             return Err(FormatError::new(len, "the format has no time field"));
@@ -283,7 +288,8 @@ impl Format {
                         Field::Time(_) | Field::ResponseTime(_) => slot = None,
                         _ => {}
                     }
-                    let opened = matches!(steps.last(), Some(Step::Literal(b)) if b.ends_with(b"\""));
+                    let opened =
+                        matches!(steps.last(), Some(Step::Literal(b)) if b.ends_with(b"\""));
                     let closed = next.is_some_and(|n| n.starts_with(b"\""));
                     if opened && closed {
                         if let Some(Step::Literal(b)) = steps.pop()

@@ -87,9 +87,13 @@ impl<'f> RegexParser<'f> {
         let caps = self.regex.captures(line)?;
         let mut slots: Slots<'a> = [None; SLOTS];
         for (i, step) in self.format.steps.iter().enumerate() {
-            if let Step::Token { slot: Some(slot), .. }
+            if let Step::Token {
+                slot: Some(slot), ..
+            }
             | Step::Quoted { slot: Some(slot) }
-            | Step::List { slot: Some(slot), .. } = step
+            | Step::List {
+                slot: Some(slot), ..
+            } = step
                 && let Some(m) = caps.name(&format!("s{i}"))
             {
                 slots[*slot as usize].get_or_insert(m.as_bytes());

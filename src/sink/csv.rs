@@ -37,6 +37,10 @@ struct State {
     /// Length of the CSV covered by the checkpoints below.
     csv_len: u64,
     sources: BTreeMap<String, Checkpoint>,
+    /// The log format each source was read with; a source missing here was read before
+    /// formats were recorded, as `combined`.
+    #[serde(default)]
+    formats: BTreeMap<String, String>,
 }
 
 const STATE_VERSION: u32 = 1;
@@ -230,6 +234,8 @@ pub struct CsvSink {
     /// encoded by the parsing threads, in the format this encoder holds).
     encoder: RowEncoder,
     state: State,
+    /// Saved with each checkpoint (see [`Sink::set_log_format`]).
+    log_format: String,
 }
 
 impl CsvSink {
@@ -317,6 +323,7 @@ impl CsvSink {
                 combined_only,
             }),
             state,
+            log_format: "combined".to_owned(),
         };
         if first_run {
             // Record the starting length before the first byte is appended: a run killed
@@ -388,6 +395,16 @@ impl Sink for CsvSink {
         Ok(self.state.sources.get(source).copied())
     }
 
+    fn log_format(&mut self, source: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.state.sources.contains_key(source).then(|| {
+            (self.state.formats.get(source)).map_or_else(|| "combined".to_owned(), Clone::clone)
+        }))
+    }
+
+    fn set_log_format(&mut self, name: &str) {
+        name.clone_into(&mut self.log_format);
+    }
+
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         // More than a header line.
         let header = self.encoder.format.columns().join(",").len() as u64 + 1;
@@ -433,8 +450,14 @@ impl Sink for CsvSink {
         self.state.csv_len = len;
         for update in updates {
             match update {
-                Update::Set(source, cp) => self.state.sources.insert((*source).to_owned(), *cp),
-                Update::Remove(source) => self.state.sources.remove(*source),
+                Update::Set(source, cp) => {
+                    (self.state.formats).insert((*source).to_owned(), self.log_format.clone());
+                    self.state.sources.insert((*source).to_owned(), *cp);
+                }
+                Update::Remove(source) => {
+                    self.state.formats.remove(*source);
+                    self.state.sources.remove(*source);
+                }
             };
         }
         self.save_state()

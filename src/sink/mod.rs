@@ -44,6 +44,14 @@ pub trait Sink {
     /// their rotated files (see [`crate::rotation`]).
     fn checkpoints(&mut self) -> anyhow::Result<Vec<(String, Checkpoint)>>;
 
+    /// The log format the rows of `source` were read with (`--log-format`), as saved with its
+    /// checkpoint: `None` without a checkpoint, `combined` for one saved before formats were
+    /// recorded (the only format then).
+    fn log_format(&mut self, source: &str) -> anyhow::Result<Option<String>>;
+
+    /// The log format this run reads with, saved with every checkpoint it commits.
+    fn set_log_format(&mut self, name: &str);
+
     /// Does the store hold any rows already (from this or an earlier run)?
     fn holds_rows(&mut self) -> anyhow::Result<bool>;
 

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     "offset" INTEGER NOT NULL,
     line INTEGER NOT NULL,
     tail_hash INTEGER NOT NULL,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    format TEXT
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
@@ -397,6 +398,10 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
                 }
             }
         }
+        let checkpoints = table_columns(conn, "checkpoints")?;
+        if !checkpoints.is_empty() && !checkpoints.iter().any(|c| c == "format") {
+            conn.execute_batch("ALTER TABLE checkpoints ADD COLUMN format TEXT")?;
+        }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::packed::SCHEMA)?;
         conn.execute_batch(&format!(
@@ -462,6 +467,8 @@ pub struct SqliteSink {
     /// would have to ignore the store's lock), the batch is rolled back instead of storing its
     /// lines a second time.
     known: std::collections::HashMap<String, Option<Checkpoint>>,
+    /// Saved with each checkpoint (see [`Sink::set_log_format`]).
+    log_format: String,
     _wal_copier: Option<WalCopier>,
 }
 
@@ -686,6 +693,7 @@ impl SqliteSink {
             pending: PendingRows::default(),
             packer: Packer::default(),
             known: Default::default(),
+            log_format: "combined".to_owned(),
             _wal_copier: wal_copier,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
@@ -764,6 +772,22 @@ impl Sink for SqliteSink {
             .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
         self.known.insert(source.to_owned(), cp);
         Ok(cp)
+    }
+
+    fn log_format(&mut self, source: &str) -> anyhow::Result<Option<String>> {
+        let format: Option<Option<String>> = (self.conn)
+            .query_row(
+                "SELECT format FROM checkpoints WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        Ok(format.map(|f| f.unwrap_or_else(|| "combined".to_owned())))
+    }
+
+    fn set_log_format(&mut self, name: &str) {
+        name.clone_into(&mut self.log_format);
     }
 
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
@@ -899,12 +923,12 @@ impl SqliteSink {
 
     fn save_checkpoint(&self, source: &str, cp: &Checkpoint) -> rusqlite::Result<usize> {
         let mut stmt = self.conn.prepare_cached(
-            r#"INSERT INTO checkpoints (source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash, updated)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+            r#"INSERT INTO checkpoints (source, dev, inode, fingerprint_len, fingerprint, "offset", line, tail_hash, updated, format)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?9)
                ON CONFLICT(source) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
                  fingerprint_len = excluded.fingerprint_len, fingerprint = excluded.fingerprint,
                  "offset" = excluded."offset", line = excluded.line, tail_hash = excluded.tail_hash,
-                 updated = excluded.updated"#,
+                 updated = excluded.updated, format = excluded.format"#,
         )?;
         stmt.execute(params![
             source,
@@ -915,6 +939,7 @@ impl SqliteSink {
             cp.offset as i64,
             cp.line as i64,
             cp.tail_hash as i64,
+            self.log_format,
         ])
     }
 

@@ -1,0 +1,218 @@
+//! `--log-format` and `--client` end to end: the real logs of other formats in
+//! ../shared/data/formats/ (see SOURCES.md there) through the real binaries into both stores.
+
+use predicates::str::contains;
+
+use crate::workdir::{Workdir, csv_rows, db_rows, lines, numbered_lines};
+
+/// A log of ../shared/data/formats/.
+fn formats_log(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/formats")
+        .join(name);
+    assert!(
+        path.exists(),
+        "the format test data is expected at {}",
+        path.display()
+    );
+    path
+}
+
+const VHOSTS: &str = "dmjacas-logs_other_vhosts_access.log";
+const INGRESS: &str = "kyawzinmyolwin-cohort5website_ingress-nginx-controller.log";
+/// ingress-nginx's documented default `upstreaminfo` format (SOURCES.md).
+const UPSTREAMINFO: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"#;
+
+/// Debian's vhost_combined log: every line read, the virtual host and port stored, the same
+/// rows in the CSV and the database.
+#[test]
+fn vcombined_lines_keep_their_virtual_host_and_port_in_both_stores() {
+    let wd = Workdir::new();
+    let log = formats_log(VHOSTS);
+    let count = lines(&std::fs::read(&log).unwrap()).len();
+    assert!((1000..1_000_000).contains(&count));
+    for (tool, out) in [("parse-to-db", "--db"), ("parse-to-csv", "--output")] {
+        let target = if tool == "parse-to-db" {
+            "v.db"
+        } else {
+            "v.csv"
+        };
+        wd.cmd(tool)
+            .arg(&log)
+            .args(["--log-format", "vcombined", out, target])
+            .assert()
+            .success()
+            .stderr(contains(format!(
+                "wrote {},{:03}",
+                count / 1000,
+                count % 1000
+            )));
+    }
+    let (db, csv) = (db_rows(&wd.path("v.db")), csv_rows(&wd.path("v.csv")));
+    assert_eq!(db, csv);
+    assert_eq!(db.len(), count);
+    // neutralbank.app:443 200.25.27.118 - - [06/Aug/2024:00:01:35 +0000] "GET / HTTP/1.1" 200 6383 ...
+    let first = &db[0];
+    assert_eq!(
+        (first[0].as_str(), first[5].as_str(), first[7].as_str()),
+        ("200.25.27.118", "/", "200")
+    );
+    assert_eq!(
+        (first[11].as_str(), first[12].as_str()),
+        ("neutralbank.app", "443")
+    );
+    assert!(db.iter().all(|r| !r[11].is_empty() && !r[12].is_empty()));
+}
+
+/// An nginx definition: access lines read with their response and upstream times (in
+/// microseconds), the controller's own lines rejected as not access lines.
+#[test]
+fn an_nginx_definition_reads_times_and_rejects_the_lines_that_are_not_requests() {
+    let wd = Workdir::new();
+    wd.cmd("parse-to-db")
+        .arg(formats_log(INGRESS))
+        .args(["--log-format", UPSTREAMINFO, "--db", "i.db"])
+        .assert()
+        .success()
+        .stderr(contains("wrote 102, rejected 82 (format 82)"));
+    let rows = db_rows(&wd.path("i.db"));
+    // ... "GET /favicon.ico HTTP/1.1" 404 555 ... 809 0.005 [co5website-svc-main-80] [] 172.169.87.216:80 555 0.005 404 e3196d...
+    let favicon = rows
+        .iter()
+        .find(|r| r[5] == "/favicon.ico" && r[7] == "404")
+        .unwrap();
+    assert_eq!(
+        (favicon[13].as_str(), favicon[14].as_str()),
+        ("5000", "5000")
+    );
+    // The TLS handshakes sent to the HTTP port have no upstream: `-`, absent.
+    assert!(
+        rows.iter()
+            .any(|r| r[7] == "400" && r[14].is_empty() && !r[13].is_empty())
+    );
+}
+
+/// `auto` names what it chose, picks vcombined for a vhost log and combined for a Combined
+/// one, and refuses a file whose lines no one format reads.
+#[test]
+fn auto_says_what_it_chose_and_refuses_a_mixed_file() {
+    let wd = Workdir::new();
+    wd.cmd("parse-to-csv")
+        .arg(formats_log(VHOSTS))
+        .args(["--log-format", "auto", "-o", "v.csv"])
+        .assert()
+        .success()
+        .stderr(contains("log format: vcombined (auto"));
+    wd.write("logs/access.log", numbered_lines(0, 5));
+    wd.cmd("parse-to-csv")
+        .args(["--log-format", "auto", "-o", "c.csv"])
+        .assert()
+        .success()
+        .stderr(contains("log format: combined (auto"));
+    let vhost_lines = std::fs::read(formats_log(VHOSTS)).unwrap();
+    let mut mixed = numbered_lines(0, 5).into_bytes();
+    mixed.extend_from_slice(
+        &vhost_lines[..vhost_lines.iter().position(|&b| b == b'\n').unwrap() + 1],
+    );
+    wd.write("mixed.log", mixed);
+    wd.cmd("parse-to-csv")
+        .args(["mixed.log", "--log-format", "auto", "-o", "m.csv"])
+        .assert()
+        .code(2)
+        .stderr(contains("--log-format auto"))
+        .stderr(contains("several formats"));
+    assert!(
+        !wd.path("m.csv").exists(),
+        "nothing is created when the format is refused"
+    );
+}
+
+/// A source is never read in two formats into one store: the second run is refused and the
+/// store is left as it was.
+#[test]
+fn another_format_on_a_source_already_read_is_refused() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 3));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    wd.cmd("parse-to-csv").arg("--quiet").assert().success();
+    wd.append("logs/access.log", numbered_lines(3, 5));
+    for tool in ["parse-to-db", "parse-to-csv"] {
+        wd.cmd(tool)
+            .args(["--log-format", "common"])
+            .assert()
+            .code(2)
+            .stderr(contains("as `combined`, and this run asks for `common`"));
+    }
+    assert_eq!(db_rows(&wd.path("logs.db")).len(), 3);
+    assert_eq!(csv_rows(&wd.path("parsed_logs.csv")).len(), 3);
+    // The same format goes on where it stopped.
+    wd.cmd("parse-to-db")
+        .args(["--log-format", "combined", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(db_rows(&wd.path("logs.db")).len(), 5);
+}
+
+/// A definition that cannot be used is refused before anything is created, with where and why.
+#[test]
+fn an_unusable_definition_is_refused_with_its_position() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 3));
+    wd.cmd("parse-to-db")
+        .args(["--log-format", "%h %l %u %{Referer"])
+        .assert()
+        .code(2)
+        .stderr(contains("at byte 10"))
+        .stderr(contains("not closed"));
+    assert!(!wd.path("logs.db").exists());
+}
+
+/// `--client forwarded` takes the first address of X-Forwarded-For; a line without one keeps
+/// the address that connected.
+#[test]
+fn the_forwarded_client_is_the_first_address_of_x_forwarded_for() {
+    let wd = Workdir::new();
+    let format = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#;
+    wd.write(
+        "logs/access.log",
+        concat!(
+            "10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"ua\" \"203.0.113.7, 10.0.0.9\"\n",
+            "10.0.0.1 - - [01/Jan/2024:00:00:01 +0000] \"GET /b HTTP/1.1\" 200 5 \"-\" \"ua\" \"-\"\n",
+        ),
+    );
+    wd.cmd("parse-to-db")
+        .args(["--log-format", format, "--client", "forwarded", "--quiet"])
+        .assert()
+        .success();
+    let rows = db_rows(&wd.path("logs.db"));
+    let clients: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[15].as_str()))
+        .collect();
+    assert_eq!(
+        clients,
+        [("203.0.113.7", "203.0.113.7, 10.0.0.9"), ("10.0.0.1", "")]
+    );
+    // Without the field in the format, the flag warns that it changes nothing.
+    wd.cmd("parse-to-db")
+        .args(["--db", "other.db", "--client", "forwarded", "--quiet"])
+        .assert()
+        .success()
+        .stderr(contains("has no X-Forwarded-For field"));
+}
+
+/// A CSV of an earlier version has no columns for the fields of other formats: such a format
+/// is refused for it, and the file is left as it is.
+#[test]
+fn a_format_with_more_fields_is_refused_for_a_csv_of_an_earlier_version() {
+    let wd = Workdir::new();
+    let old = "ip,ident,user,timestamp,method,url,protocol,status,bytes,referrer,user_agent\n";
+    wd.write("parsed_logs.csv", old);
+    wd.cmd("parse-to-csv")
+        .arg(formats_log(VHOSTS))
+        .args(["--log-format", "vcombined"])
+        .assert()
+        .code(2)
+        .stderr(contains("only the 11 columns of an earlier log-pipeline"));
+    assert_eq!(wd.read("parsed_logs.csv"), old.as_bytes());
+}
