@@ -38,9 +38,10 @@ pub fn apache(def: &str) -> Result<Format, FormatError> {
                 }
                 let mut arg = None;
                 if b.get(i) == Some(&b'{') {
-                    let end = b[i..].iter().position(|&c| c == b'}').ok_or_else(|| {
-                        FormatError::new(offset + i, "`%{` is not closed by `}`")
-                    })?;
+                    let end = b[i..]
+                        .iter()
+                        .position(|&c| c == b'}')
+                        .ok_or_else(|| FormatError::new(at, "`%{` is not closed by `}`"))?;
                     arg = Some(&body[i + 1..i + end]);
                     i += end + 1;
                 }
@@ -149,7 +150,10 @@ fn unwrap_directive(def: &str) -> (&str, usize) {
         // The closing quote must end the string, up to a nickname.
         if i < b.len() {
             let after = rest[i + 1..].trim();
-            if after.is_empty() || after.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            if after.is_empty()
+                || after
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_')
             {
                 return (&rest[1..i], start + 1);
             }
@@ -176,10 +180,10 @@ mod tests {
     #[test]
     fn unusable_definitions_say_where_and_why() {
         let cases = [
-            ("%h %t \"%r\" %{Referer i %>s", 15, "not closed"),
+            ("%h %t \"%r\" %{Referer i %>s", 11, "not closed"),
             ("%h \"%r\" %>s", 11, "no time"),
             ("%h %t %>s", 9, "no request"),
-            ("%h %t \"%r\"", 11, "no status"),
+            ("%h %t \"%r\"", 10, "no status"),
             ("%h %t \"%r\" %>s%b", 14, "nothing between"),
             ("%h %t \"%r\" %>s %", 15, "end"),
         ];

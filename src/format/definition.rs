@@ -96,7 +96,9 @@ pub enum Field {
     ForwardedFor,
     /// A field the entry has no place for; it is read past and dropped. `list` says it may
     /// hold several values joined by `, ` or ` : ` (nginx's `$upstream_*` variables).
-    Opaque { list: bool },
+    Opaque {
+        list: bool,
+    },
 }
 
 /// Where a field's value goes in [`Slots`]: one index per entry field.
@@ -196,7 +198,10 @@ impl Slot {
 pub enum Piece {
     Literal(Vec<u8>),
     /// `at` is the field's byte offset in the definition, for errors.
-    Field { field: Field, at: usize },
+    Field {
+        field: Field,
+        at: usize,
+    },
 }
 
 /// One step of the compiled scanner; the regex is built from the same steps.
@@ -204,10 +209,12 @@ pub enum Piece {
 pub(crate) enum Step {
     /// These bytes, exactly.
     Literal(Box<[u8]>),
-    /// `[^stop]*`, reading past `skips` stop bytes (`(?:[^ ]* ){skips}[^ ]*`).
+    /// `[^stop also]*`, reading past `skips` stop bytes (`[^ ]*(?: [^ ]*){skips}`). `also`
+    /// is a second stop byte (`?` ends `%U` before `%q`), or `stop` again.
     Token {
         slot: Option<Slot>,
         stop: u8,
+        also: u8,
         skips: u8,
     },
     /// `"(?:[^"\\]|\\.)*"`: a quoted field in which a backslash escapes the next byte.
@@ -235,9 +242,9 @@ impl Format {
         let mut clock = None;
         let mut unit = None;
         let has = |slot: Slot| {
-            pieces.iter().any(|p| {
-                matches!(p, Piece::Field { field, .. } if field.slot() == Some(slot))
-            })
+            pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Field { field, .. } if field.slot() == Some(slot)))
         };
         if !has(Slot::Time) {
             return Err(FormatError::new(len, "the format has no time field"));
@@ -263,10 +270,23 @@ impl Format {
                         steps.push(Step::Literal(bytes.into()));
                     }
                 }
-                Piece::Field { field, at } => {
+                Piece::Field { field, .. } => {
+                    let mut also = None;
                     let next = match pieces.get(i + 1) {
                         Some(Piece::Literal(bytes)) => Some(&bytes[..]),
-                        Some(Piece::Field { .. }) => {
+                        // `%U%q`: the query Apache writes starts with its `?`, and is empty
+                        // when there is none; the path ends at either.
+                        Some(Piece::Field {
+                            field: Field::Query,
+                            ..
+                        }) if *field == Field::Path => {
+                            also = Some(match pieces.get(i + 2) {
+                                Some(Piece::Literal(bytes)) => bytes[0],
+                                _ => b' ',
+                            });
+                            Some(&b"?"[..])
+                        }
+                        Some(Piece::Field { at, .. }) => {
                             return Err(FormatError::new(
                                 *at,
                                 "two fields with nothing between them cannot be told apart",
@@ -283,7 +303,8 @@ impl Format {
                         Field::Time(_) | Field::ResponseTime(_) => slot = None,
                         _ => {}
                     }
-                    let opened = matches!(steps.last(), Some(Step::Literal(b)) if b.ends_with(b"\""));
+                    let opened =
+                        matches!(steps.last(), Some(Step::Literal(b)) if b.ends_with(b"\""));
                     let closed = next.is_some_and(|n| n.starts_with(b"\""));
                     if opened && closed {
                         if let Some(Step::Literal(b)) = steps.pop()
@@ -302,6 +323,7 @@ impl Format {
                         Step::Token {
                             slot,
                             stop,
+                            also: also.unwrap_or(stop),
                             skips: if stop == b' ' { field.spaces() } else { 0 },
                         }
                     });

@@ -163,8 +163,7 @@ pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, Time
         // Whole seconds: the stores keep seconds, and a fraction would make two copies of
         // one line compare unequal after a round trip through them.
         let us = decimal(b, 1_000_000 / scale).ok_or(Shape)?;
-        DateTime::from_timestamp(i64::try_from(us / 1_000_000).map_err(|_| Range)?, 0)
-            .ok_or(Range)
+        DateTime::from_timestamp(i64::try_from(us / 1_000_000).map_err(|_| Range)?, 0).ok_or(Range)
     };
     match clock {
         Clock::Clf => parse_time(b),

@@ -41,8 +41,7 @@ pub const COMMON: &str = r#"%h %l %u %t \"%r\" %>s %b"#;
 /// Apache's `combined`.
 pub const COMBINED: &str = r#"%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\""#;
 /// Debian's `vhost_combined`, written to `other_vhosts_access.log`.
-pub const VCOMBINED: &str =
-    r#"%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
+pub const VCOMBINED: &str = r#"%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
 
 impl Format {
     /// A parser for one thread.
@@ -207,7 +206,12 @@ pub fn detect(lines: &[&[u8]]) -> Result<LogFormat, String> {
             partial.join(", ")
         ));
     }
-    let key = |c: usize| (results[c].1, usize::MAX - candidates[c].format.field_count());
+    let key = |c: usize| {
+        (
+            results[c].1,
+            usize::MAX - candidates[c].format.field_count(),
+        )
+    };
     let best = complete.iter().map(|&c| key(c)).max().expect("not empty");
     let tied: Vec<usize> = complete.into_iter().filter(|&c| key(c) == best).collect();
     match tied[..] {

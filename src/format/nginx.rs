@@ -20,9 +20,10 @@ pub fn nginx(def: &str) -> Result<Format, FormatError> {
         }
         let at = offsets(i);
         let (name, next) = if b.get(i + 1) == Some(&b'{') {
-            let end = b[i..].iter().position(|&c| c == b'}').ok_or_else(|| {
-                FormatError::new(at, "`${` is not closed by `}`")
-            })?;
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'}')
+                .ok_or_else(|| FormatError::new(at, "`${` is not closed by `}`"))?;
             (&body[i + 2..i + end], i + end + 1)
         } else {
             let len = b[i + 1..]
@@ -136,7 +137,10 @@ mod tests {
 
     #[test]
     fn pasted_directive_and_bare_string_read_alike() {
-        let bare = nginx(r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent"#).unwrap();
+        let bare = nginx(
+            r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent"#,
+        )
+        .unwrap();
         let pasted = nginx(
             r#"log_format main '$remote_addr - $remote_user [$time_local] "$request" '
                    '$status ${body_bytes_sent}';"#,

@@ -26,8 +26,13 @@ pub(crate) fn source(format: &Format) -> String {
         };
         match step {
             Step::Literal(bytes) => bytes.iter().for_each(|&b| out.push_str(&byte(b))),
-            Step::Token { slot, stop, skips } => {
-                let not = format!("[^{}]*", byte(*stop));
+            Step::Token {
+                slot,
+                stop,
+                also,
+                skips,
+            } => {
+                let not = format!("[^{}{}]*", byte(*stop), byte(*also));
                 let mut body = not.clone();
                 for _ in 0..*skips {
                     body.push_str(&byte(*stop));
@@ -87,9 +92,13 @@ impl<'f> RegexParser<'f> {
         let caps = self.regex.captures(line)?;
         let mut slots: Slots<'a> = [None; SLOTS];
         for (i, step) in self.format.steps.iter().enumerate() {
-            if let Step::Token { slot: Some(slot), .. }
+            if let Step::Token {
+                slot: Some(slot), ..
+            }
             | Step::Quoted { slot: Some(slot) }
-            | Step::List { slot: Some(slot), .. } = step
+            | Step::List {
+                slot: Some(slot), ..
+            } = step
                 && let Some(m) = caps.name(&format!("s{i}"))
             {
                 slots[*slot as usize].get_or_insert(m.as_bytes());
