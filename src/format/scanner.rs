@@ -100,18 +100,24 @@ fn run<'a>(
                 (slot, &rest[1..len + 1])
             }
             Step::List { slot, stop } => {
-                let ends = list_ends(rest, *stop);
-                for &len in ends.iter().rev() {
-                    let mut tried = *slots;
-                    if let Some(slot) = slot {
-                        tried[*slot as usize].get_or_insert(&rest[..len]);
+                let first = item(rest, *stop);
+                if separator(&rest[first..], *stop).is_none() {
+                    // One value (`-`, `0.004`): the list ends there, as a token would.
+                    (slot, &rest[..first])
+                } else {
+                    let ends = list_ends(rest, *stop);
+                    for &len in ends.iter().rev() {
+                        let mut tried = *slots;
+                        if let Some(slot) = slot {
+                            tried[*slot as usize].get_or_insert(&rest[..len]);
+                        }
+                        if run(format, line, i + 1, pos + len, &mut tried) {
+                            *slots = tried;
+                            return true;
+                        }
                     }
-                    if run(format, line, i + 1, pos + len, &mut tried) {
-                        *slots = tried;
-                        return true;
-                    }
+                    return false;
                 }
-                return false;
             }
         };
         pos += value.len();
@@ -145,29 +151,32 @@ fn quoted(b: &[u8]) -> Option<usize> {
 /// Where a list at the start of `b` may end: after its first value, and after each further
 /// one joined by `, ` or ` : `, shortest first.
 fn list_ends(b: &[u8], stop: u8) -> Vec<usize> {
-    let item = |b: &[u8]| {
-        b.iter()
-            .position(|&c| c == b' ' || c == b',' || c == stop)
-            .unwrap_or(b.len())
-    };
-    let mut len = item(b);
+    let mut len = item(b, stop);
     let mut ends = vec![len];
-    loop {
-        let after = &b[len..];
-        let sep = if after.starts_with(b", ") {
-            2
-        } else if after.starts_with(b" : ") {
-            3
-        } else {
-            return ends;
-        };
-        let next = item(&after[sep..]);
-        if next == 0 {
-            return ends;
-        }
-        len += sep + next;
+    while let Some(sep) = separator(&b[len..], stop) {
+        len += sep + item(&b[len + sep..], stop);
         ends.push(len);
     }
+    ends
+}
+
+/// One value of a list: `[^ ,stop]*`.
+fn item(b: &[u8], stop: u8) -> usize {
+    b.iter()
+        .position(|&c| c == b' ' || c == b',' || c == stop)
+        .unwrap_or(b.len())
+}
+
+/// The length of the `, ` or ` : ` that joins another value to a list, when one follows.
+fn separator(b: &[u8], stop: u8) -> Option<usize> {
+    let sep = if b.starts_with(b", ") {
+        2
+    } else if b.starts_with(b" : ") {
+        3
+    } else {
+        return None;
+    };
+    (item(&b[sep..], stop) > 0).then_some(sep)
 }
 
 /// The length of `b` up to its first `stop` or `also` byte.

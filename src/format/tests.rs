@@ -444,6 +444,38 @@ fn detect_picks_the_format_of_each_file_and_refuses_a_mix() {
     assert!(pick(&[b"hello".to_vec()]).is_err());
 }
 
+#[test]
+fn detect_reads_each_real_log_as_common_or_combined() {
+    let mut picked = Vec::new();
+    for name in real_files() {
+        let data = read("real", &name);
+        let head: Vec<&[u8]> = lines(&data).into_iter().take(200).collect();
+        let format = detect(&head).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut parser = format.parser();
+        for line in &head {
+            if parse_line(line).is_ok() {
+                assert!(parser.parse(line).is_ok(), "{name}: {}", format.name());
+            }
+        }
+        picked.push((name, format.name()));
+    }
+    // The Common logs are the two of 1995; the others are Combined, including the crowdsec
+    // files whose referrer and agent are all `-`.
+    let common: Vec<&str> = picked
+        .iter()
+        .filter(|(_, f)| f == "common")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        common,
+        [
+            "nasa-aug95-first20k_dbai-labs.log",
+            "usask-1995_public_notebooks.log"
+        ]
+    );
+    assert!(picked.iter().all(|(_, f)| f == "common" || f == "combined"));
+}
+
 /// The formats the property tests run: the named ones, the real files' nginx formats and
 /// definitions that use every kind of step.
 fn formats() -> Vec<Format> {
