@@ -79,8 +79,30 @@ impl Eq for LogFormat {}
 
 impl LogFormat {
     /// A name (`common`, `combined`, `vcombined` or `vhost_combined`), an Apache definition
-    /// (it holds `%`) or an nginx one (it holds `$`). `auto` is not a format: see [`detect`].
+    /// (it holds `%`) or an nginx one (it holds `$`), or what [`LogFormat::name`] gave
+    /// (`apache:<definition>`, `nginx:<definition>`). `auto` is not a format: see [`detect`].
     pub fn from_arg(arg: &str) -> Result<LogFormat, FormatError> {
+        let trimmed = arg.trim();
+        let offset = arg.len() - arg.trim_start().len();
+        let prefixed = |prefix: &str| trimmed.strip_prefix(prefix);
+        let located = |e: FormatError, skip: usize| FormatError {
+            position: e.position + offset + skip,
+            ..e
+        };
+        if let Some(def) = prefixed("apache:") {
+            return Ok(LogFormat {
+                name: format!("apache:{def}"),
+                format: Arc::new(apache(def).map_err(|e| located(e, 7))?),
+                builtin: false,
+            });
+        }
+        if let Some(def) = prefixed("nginx:") {
+            return Ok(LogFormat {
+                name: format!("nginx:{def}"),
+                format: Arc::new(nginx(def).map_err(|e| located(e, 6))?),
+                builtin: false,
+            });
+        }
         let named = |name: &str, def: &str, builtin| LogFormat {
             name: name.to_string(),
             format: Arc::new(apache(def).expect("the named definitions are valid")),
@@ -92,12 +114,12 @@ impl LogFormat {
             "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, false)),
             def if def.contains('%') => Ok(LogFormat {
                 name: format!("apache:{def}"),
-                format: Arc::new(apache(def)?),
+                format: Arc::new(apache(def).map_err(|e| located(e, 0))?),
                 builtin: false,
             }),
             def if def.contains('$') => Ok(LogFormat {
                 name: format!("nginx:{def}"),
-                format: Arc::new(nginx(def)?),
+                format: Arc::new(nginx(def).map_err(|e| located(e, 0))?),
                 builtin: false,
             }),
             _ => Err(FormatError::new(

@@ -402,8 +402,13 @@ fn log_format_names_and_parsers() {
         (COMMON, &format!("apache:{COMMON}")),
         (UI_SHORT, &format!("nginx:{UI_SHORT}")),
     ] {
-        assert_eq!(LogFormat::from_arg(arg).unwrap().name(), name);
+        let format = LogFormat::from_arg(arg).unwrap();
+        assert_eq!(format.name(), name);
+        // What a checkpoint records gives the same format back.
+        assert_eq!(LogFormat::from_arg(&format.name()).unwrap(), format);
     }
+    let err = LogFormat::from_arg("  nginx:$remote_addr ${x").unwrap_err();
+    assert_eq!(err.position, 21, "{err}");
     assert!(LogFormat::from_arg("auto").is_err());
     assert!(LogFormat::from_arg("%h %t").is_err());
     // `combined` is the built-in parser, Common lines and all.
