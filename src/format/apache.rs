@@ -41,7 +41,7 @@ pub fn apache(def: &str) -> Result<Format, FormatError> {
                     let end = b[i..]
                         .iter()
                         .position(|&c| c == b'}')
-                        .ok_or_else(|| FormatError::new(offset + i, "`%{` is not closed by `}`"))?;
+                        .ok_or_else(|| FormatError::new(at, "`%{` is not closed by `}`"))?;
                     arg = Some(&body[i + 1..i + end]);
                     i += end + 1;
                 }
@@ -180,10 +180,10 @@ mod tests {
     #[test]
     fn unusable_definitions_say_where_and_why() {
         let cases = [
-            ("%h %t \"%r\" %{Referer i %>s", 15, "not closed"),
+            ("%h %t \"%r\" %{Referer i %>s", 11, "not closed"),
             ("%h \"%r\" %>s", 11, "no time"),
             ("%h %t %>s", 9, "no request"),
-            ("%h %t \"%r\"", 11, "no status"),
+            ("%h %t \"%r\"", 10, "no status"),
             ("%h %t \"%r\" %>s%b", 14, "nothing between"),
             ("%h %t \"%r\" %>s %", 15, "end"),
         ];

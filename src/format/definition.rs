@@ -209,10 +209,12 @@ pub enum Piece {
 pub(crate) enum Step {
     /// These bytes, exactly.
     Literal(Box<[u8]>),
-    /// `[^stop]*`, reading past `skips` stop bytes (`(?:[^ ]* ){skips}[^ ]*`).
+    /// `[^stop also]*`, reading past `skips` stop bytes (`[^ ]*(?: [^ ]*){skips}`). `also`
+    /// is a second stop byte (`?` ends `%U` before `%q`), or `stop` again.
     Token {
         slot: Option<Slot>,
         stop: u8,
+        also: u8,
         skips: u8,
     },
     /// `"(?:[^"\\]|\\.)*"`: a quoted field in which a backslash escapes the next byte.
@@ -268,10 +270,23 @@ impl Format {
                         steps.push(Step::Literal(bytes.into()));
                     }
                 }
-                Piece::Field { field, at } => {
+                Piece::Field { field, .. } => {
+                    let mut also = None;
                     let next = match pieces.get(i + 1) {
                         Some(Piece::Literal(bytes)) => Some(&bytes[..]),
-                        Some(Piece::Field { .. }) => {
+                        // `%U%q`: the query Apache writes starts with its `?`, and is empty
+                        // when there is none; the path ends at either.
+                        Some(Piece::Field {
+                            field: Field::Query,
+                            ..
+                        }) if *field == Field::Path => {
+                            also = Some(match pieces.get(i + 2) {
+                                Some(Piece::Literal(bytes)) => bytes[0],
+                                _ => b' ',
+                            });
+                            Some(&b"?"[..])
+                        }
+                        Some(Piece::Field { at, .. }) => {
                             return Err(FormatError::new(
                                 *at,
                                 "two fields with nothing between them cannot be told apart",
@@ -308,6 +323,7 @@ impl Format {
                         Step::Token {
                             slot,
                             stop,
+                            also: also.unwrap_or(stop),
                             skips: if stop == b' ' { field.spaces() } else { 0 },
                         }
                     });

@@ -79,8 +79,30 @@ impl Eq for LogFormat {}
 
 impl LogFormat {
     /// A name (`common`, `combined`, `vcombined` or `vhost_combined`), an Apache definition
-    /// (it holds `%`) or an nginx one (it holds `$`). `auto` is not a format: see [`detect`].
+    /// (it holds `%`) or an nginx one (it holds `$`), or what [`LogFormat::name`] gave
+    /// (`apache:<definition>`, `nginx:<definition>`). `auto` is not a format: see [`detect`].
     pub fn from_arg(arg: &str) -> Result<LogFormat, FormatError> {
+        let trimmed = arg.trim();
+        let offset = arg.len() - arg.trim_start().len();
+        let prefixed = |prefix: &str| trimmed.strip_prefix(prefix);
+        let located = |e: FormatError, skip: usize| FormatError {
+            position: e.position + offset + skip,
+            ..e
+        };
+        if let Some(def) = prefixed("apache:") {
+            return Ok(LogFormat {
+                name: format!("apache:{def}"),
+                format: Arc::new(apache(def).map_err(|e| located(e, 7))?),
+                builtin: false,
+            });
+        }
+        if let Some(def) = prefixed("nginx:") {
+            return Ok(LogFormat {
+                name: format!("nginx:{def}"),
+                format: Arc::new(nginx(def).map_err(|e| located(e, 6))?),
+                builtin: false,
+            });
+        }
         let named = |name: &str, def: &str, builtin| LogFormat {
             name: name.to_string(),
             format: Arc::new(apache(def).expect("the named definitions are valid")),
@@ -92,12 +114,12 @@ impl LogFormat {
             "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, false)),
             def if def.contains('%') => Ok(LogFormat {
                 name: format!("apache:{def}"),
-                format: Arc::new(apache(def)?),
+                format: Arc::new(apache(def).map_err(|e| located(e, 0))?),
                 builtin: false,
             }),
             def if def.contains('$') => Ok(LogFormat {
                 name: format!("nginx:{def}"),
-                format: Arc::new(nginx(def)?),
+                format: Arc::new(nginx(def).map_err(|e| located(e, 0))?),
                 builtin: false,
             }),
             _ => Err(FormatError::new(
@@ -161,9 +183,9 @@ impl LineParser {
 ///
 /// The rule: the winner must parse every line that any candidate parses (when no format
 /// does, the lines are of several formats and none is picked); among those, the one that
-/// fills the most fields in all, then the one with the fewest fields of its own (a file of
-/// Common lines is `common`: `combined` reads it too but fills nothing more); a tie after
-/// that is refused, naming the tied formats.
+/// reads the most fields in all (`-` counts: it is a field the server wrote), then the one
+/// with the fewest fields of its own (a file of Common lines is `common`: `combined` reads it
+/// too but finds nothing more); a tie after that is refused, naming the tied formats.
 pub fn detect(lines: &[&[u8]]) -> Result<LogFormat, String> {
     let candidates = LogFormat::candidates();
     let results: Vec<(Vec<bool>, usize)> = candidates
@@ -173,12 +195,12 @@ pub fn detect(lines: &[&[u8]]) -> Result<LogFormat, String> {
             let mut filled = 0;
             let parsed = lines
                 .iter()
-                .map(|line| match parser.parse(line) {
-                    Ok(entry) => {
-                        filled += fields_filled(&entry);
-                        true
+                .map(|line| {
+                    let ok = parser.parse(line).is_ok();
+                    if ok {
+                        filled += fields_read(&format.format, line);
                     }
-                    Err(_) => false,
+                    ok
                 })
                 .collect();
             (parsed, filled)
@@ -234,25 +256,11 @@ fn names(formats: &[LogFormat]) -> String {
         .join(", ")
 }
 
-/// The optional fields an entry holds: how much of the line a format understood.
-fn fields_filled(e: &LogEntry<'_>) -> usize {
-    [
-        e.ident.is_some(),
-        e.user.is_some(),
-        e.method.is_some(),
-        e.protocol.is_some(),
-        e.bytes.is_some(),
-        e.referrer.is_some(),
-        e.user_agent.is_some(),
-        e.extra.vhost.is_some(),
-        e.extra.port.is_some(),
-        e.extra.response_time_us.is_some(),
-        e.extra.upstream_time_us.is_some(),
-        e.extra.forwarded_for.is_some(),
-    ]
-    .into_iter()
-    .filter(|&b| b)
-    .count()
+/// How many of its fields `format` found in `line`, a `-` included: how much of the line a
+/// format understood (a Combined line whose referrer and agent are `-` is still Combined).
+fn fields_read(format: &Format, line: &[u8]) -> usize {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    scanner::split(format, line).map_or(0, |slots| slots.iter().flatten().count())
 }
 
 #[cfg(test)]

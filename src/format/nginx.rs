@@ -89,9 +89,12 @@ fn join_pieces(def: &str) -> (String, impl Fn(usize) -> usize) {
     let (text, starts) = (|| {
         let b = def.as_bytes();
         let mut i = 0;
-        // Skip `log_format name escape=json` up to the first quote.
+        // Skip `log_format name escape=json` up to the first quote. Without it, only
+        // single quotes make pieces: a bare definition may well start with `"$request"`.
         if def.trim_start().starts_with("log_format") {
             i = b.iter().position(|&c| c == b'\'' || c == b'"')?;
+        } else if !def.trim_start().starts_with('\'') {
+            return None;
         }
         loop {
             while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b';') {
@@ -156,5 +159,7 @@ mod tests {
         let err = nginx(r#"$remote_addr [$time_local] "$request" $ $status"#).unwrap_err();
         assert_eq!(err.position, 38, "{err}");
         assert!(nginx("$remote_addr [$time_local] $status").is_err());
+        // A bare definition that starts with a quote is not a run of pieces.
+        assert!(nginx(r#""$request" $status [$time_local]"#).is_ok());
     }
 }

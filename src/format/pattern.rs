@@ -26,8 +26,13 @@ pub(crate) fn source(format: &Format) -> String {
         };
         match step {
             Step::Literal(bytes) => bytes.iter().for_each(|&b| out.push_str(&byte(b))),
-            Step::Token { slot, stop, skips } => {
-                let not = format!("[^{}]*", byte(*stop));
+            Step::Token {
+                slot,
+                stop,
+                also,
+                skips,
+            } => {
+                let not = format!("[^{}{}]*", byte(*stop), byte(*also));
                 let mut body = not.clone();
                 for _ in 0..*skips {
                     body.push_str(&byte(*stop));

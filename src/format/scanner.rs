@@ -51,71 +51,73 @@ impl Scanner {
 /// [`super::pattern`] builds from the same steps, which a differential test holds it to.
 pub(crate) fn split<'a>(format: &Format, line: &'a [u8]) -> Option<Slots<'a>> {
     let mut slots: Slots<'a> = [None; SLOTS];
-    let mut pos = 0;
-    for (i, step) in format.steps.iter().enumerate() {
+    run(format, line, 0, 0, &mut slots).then_some(slots)
+}
+
+/// Runs the steps from `first` on, at `pos`. Every step but a list has one way to match
+/// (its field ends at a byte that cannot be in it); a list (`0.1, 0.2 : 0.3`) may end after
+/// any of its values, and, as the regex does, the longest that lets the rest match wins.
+fn run<'a>(
+    format: &Format,
+    line: &'a [u8],
+    first: usize,
+    mut pos: usize,
+    slots: &mut Slots<'a>,
+) -> bool {
+    for (i, step) in format.steps.iter().enumerate().skip(first) {
         if format.tail == Some(i) && pos == line.len() {
-            return Some(slots);
+            return true;
         }
         let rest = &line[pos..];
         let (slot, value) = match step {
             Step::Literal(bytes) => {
                 if !rest.starts_with(bytes) {
-                    return None;
+                    return false;
                 }
                 pos += bytes.len();
                 continue;
             }
-            Step::Token { slot, stop, skips } => {
-                let mut len = until(rest, *stop);
+            Step::Token {
+                slot,
+                stop,
+                also,
+                skips,
+            } => {
+                let mut len = until(rest, *stop, *also);
                 for _ in 0..*skips {
                     if len == rest.len() {
-                        return None;
+                        return false;
                     }
-                    len += 1 + until(&rest[len + 1..], *stop);
+                    len += 1 + until(&rest[len + 1..], *stop, *also);
                 }
                 (slot, &rest[..len])
             }
             Step::Quoted { slot } => {
-                if rest.first() != Some(&b'"') {
-                    return None;
-                }
-                let mut i = 1;
-                loop {
-                    i += memchr::memchr2(b'"', b'\\', &rest[i..])?;
-                    if rest[i] == b'"' {
-                        break;
-                    }
-                    i += 2;
-                    if i > rest.len() {
-                        return None;
-                    }
-                }
+                let Some(len) = quoted(rest) else {
+                    return false;
+                };
                 pos += 2;
-                (slot, &rest[1..i])
+                (slot, &rest[1..len + 1])
             }
             Step::List { slot, stop } => {
-                let item = |b: &[u8]| {
-                    b.iter()
-                        .position(|&c| c == b' ' || c == b',' || c == *stop)
-                        .unwrap_or(b.len())
-                };
-                let mut len = item(rest);
-                loop {
-                    let after = &rest[len..];
-                    let sep = if after.starts_with(b", ") {
-                        2
-                    } else if after.starts_with(b" : ") {
-                        3
-                    } else {
-                        break;
-                    };
-                    let next = item(&after[sep..]);
-                    if next == 0 {
-                        break;
+                let first = item(rest, *stop);
+                if separator(&rest[first..], *stop).is_none() {
+                    // One value (`-`, `0.004`): the list ends there, as a token would.
+                    (slot, &rest[..first])
+                } else {
+                    let ends = list_ends(rest, *stop);
+                    for &len in ends.iter().rev() {
+                        let mut tried = *slots;
+                        if let Some(slot) = slot {
+                            tried[*slot as usize].get_or_insert(&rest[..len]);
+                        }
+                        if run(format, line, i + 1, pos + len, &mut tried) {
+                            *slots = tried;
+                            return true;
+                        }
                     }
-                    len += sep + next;
+                    return false;
                 }
-                (slot, &rest[..len])
             }
         };
         pos += value.len();
@@ -125,11 +127,62 @@ pub(crate) fn split<'a>(format: &Format, line: &'a [u8]) -> Option<Slots<'a>> {
     }
     // Fields a server appends after the format's own (as the built-in parser allows after
     // the user agent) are read past.
-    (pos == line.len() || line[pos] == b' ').then_some(slots)
+    pos == line.len() || line[pos] == b' '
 }
 
-/// The length of `b` up to its first `stop` byte.
-fn until(b: &[u8], stop: u8) -> usize {
+/// `"(?:[^"\\]|\\.)*"` at the start of `b`: the length of the text between the quotes.
+fn quoted(b: &[u8]) -> Option<usize> {
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', &b[i..])?;
+        if b[i] == b'"' {
+            return Some(i - 1);
+        }
+        i += 2;
+        if i > b.len() {
+            return None;
+        }
+    }
+}
+
+/// Where a list at the start of `b` may end: after its first value, and after each further
+/// one joined by `, ` or ` : `, shortest first.
+fn list_ends(b: &[u8], stop: u8) -> Vec<usize> {
+    let mut len = item(b, stop);
+    let mut ends = vec![len];
+    while let Some(sep) = separator(&b[len..], stop) {
+        len += sep + item(&b[len + sep..], stop);
+        ends.push(len);
+    }
+    ends
+}
+
+/// One value of a list: `[^ ,stop]*`.
+fn item(b: &[u8], stop: u8) -> usize {
+    b.iter()
+        .position(|&c| c == b' ' || c == b',' || c == stop)
+        .unwrap_or(b.len())
+}
+
+/// The length of the `, ` or ` : ` that joins another value to a list, when one follows.
+fn separator(b: &[u8], stop: u8) -> Option<usize> {
+    let sep = if b.starts_with(b", ") {
+        2
+    } else if b.starts_with(b" : ") {
+        3
+    } else {
+        return None;
+    };
+    (item(&b[sep..], stop) > 0).then_some(sep)
+}
+
+/// The length of `b` up to its first `stop` or `also` byte.
+fn until(b: &[u8], stop: u8, also: u8) -> usize {
     // Fields are short: a plain loop beats memchr's set-up (as in `parse::Scanner::token`).
-    b.iter().position(|&c| c == stop).unwrap_or(b.len())
+    b.iter()
+        .position(|&c| c == stop || c == also)
+        .unwrap_or(b.len())
 }
