@@ -436,9 +436,10 @@ mod tests {
     fn batches(input: &str, prepare: Prepare) -> Vec<Batch> {
         let (tx, rx) = sync_channel(2);
         let reader = LineReader::new(input.as_bytes(), 0, 1 << 20);
-        let reading = Reading::default();
+        let reading = &Reading::default();
         std::thread::scope(|scope| {
-            scope.spawn(|| produce(reader, 0, (true, prepare, &reading), &tx));
+            // Moved in: the channel closes when `produce` is done with it.
+            scope.spawn(move || produce(reader, 0, (true, prepare, reading), &tx));
             rx.iter().map(Result::unwrap).collect()
         })
     }
