@@ -21,6 +21,7 @@ import argparse
 import gzip
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
 REF = (ROOT / ".." / "shared" / "reference").resolve()
 REAL = (ROOT / ".." / "shared" / "data" / "real").resolve()
+FORMATS = (ROOT / ".." / "shared" / "data" / "formats").resolve()
 WORK = ROOT / "bench" / "work"
 
 SCHEMA = """CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, ident TEXT, "user" TEXT,
@@ -582,7 +584,55 @@ def once(args, lines, runs, py):
     return results, targets
 
 
-PARTS = ("peers", "once", "baseline", "urls")
+# --log-format: the Combined definition string (Apache's, as in apache2.conf), and the real logs
+# of ../shared/data/formats with the definition each was written with (see SOURCES.md there).
+COMBINED_DEFINITION = r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
+FORMAT_LOGS = [
+    ("dmjacas-logs_other_vhosts_access.log", "vcombined"),
+    ("lovecoding1987-sample_logs_other_vhosts_access.log.5", "vcombined"),
+    ("kyawzinmyolwin-cohort5website_ingress-nginx-controller.log",
+     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+     '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] '
+     '[$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time '
+     '$upstream_status $req_id'),
+    # ui_short with its double space where the data has it (SOURCES.md).
+    ("WeirdIdea-OTUS_01_nginx-access-ui.log-20170630",
+     '$remote_addr $remote_user  $http_x_real_ip [$time_local] "$request" $status $body_bytes_sent '
+     '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" "$http_X_REQUEST_ID" "$http_X_RB_USER" '
+     '$request_time'),
+]
+
+
+def log_formats(lines, runs):
+    """parse-to-csv with --log-format: the Combined definition string against the built-in
+    scanner on our generator's log, and the lines per second of each format of FORMAT_LOGS on
+    its real log cycled to `lines` lines. Returns (rows, targets)."""
+    d = WORK / "formats"
+    make_input("ours", lines, d / "logs" / "access.log")
+    b = str(BIN / "parse-to-csv")
+    quote = shlex.quote
+    rows = [measure("parse-to-csv --log-format <Combined definition>",
+                    lambda: run(f"{b} logs/access.log -o def.csv -q --log-format {quote(COMBINED_DEFINITION)}", d),
+                    lambda: run(f"{b} logs/access.log -o builtin.csv -q", d),
+                    runs, prepare=fresh(d, "def.csv*", "builtin.csv*"), side="builtin")]
+    targets = [("--log-format <Combined definition> within 1.3x of the built-in scanner",
+                rows[0]["ratio"] >= 1 / 1.3, f"x{1 / rows[0]['ratio']:.2f} of its time")]
+    for name, fmt in FORMAT_LOGS:
+        records = [r + b"\n" for r in (FORMATS / name).read_bytes().split(b"\n") if r]
+        log = d / name
+        with open(log, "wb") as out:
+            for i in range(lines):
+                out.write(records[i % len(records)])
+        row = measure(f"parse-to-csv --log-format ({name})",
+                      lambda: run(f"{b} {quote(name)} -o f.csv -q --log-format {quote(fmt)}", d),
+                      None, runs, prepare=fresh(d, "f.csv*", "f.csv*"))
+        row["lines_per_s"] = lines / row["ours_s"]
+        rows.append(row)
+        targets.append((f"{name} at >= 1M lines/s", row["lines_per_s"] >= 1e6, f"{row['lines_per_s']:,.0f} lines/s"))
+    return rows, targets
+
+
+PARTS = ("peers", "once", "baseline", "urls", "formats")
 
 
 def comma_list(allowed):
@@ -605,7 +655,7 @@ def main():
                          "and every report, on each input")
     ap.add_argument("--only", type=comma_list(PARTS), default=None,
                     help="run only these parts: peers (the reference scripts, per input), once (the other tasks), "
-                         "baseline (needs --baseline), urls; e.g. --only baseline")
+                         "baseline (needs --baseline), urls, formats (--log-format); e.g. --only baseline")
     ap.add_argument("--distinct-urls", type=int, default=None, metavar="N",
                     help="the report memory check's log: N distinct URLs (default 1,000,000; --quick 100,000)")
     ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
@@ -651,6 +701,11 @@ def main():
 
     results, targets = once(args, lines, runs, py) if "once" in parts else ([], [])
 
+    formats = None
+    if "formats" in parts:
+        print("--log-format", file=sys.stderr)
+        formats = log_formats(lines, runs)
+
     urls = None
     if "urls" in parts:
         n = args.distinct_urls or (100_000 if args.quick else 1_000_000)
@@ -666,9 +721,11 @@ def main():
            "results": results,
            "inputs": {name: dict(i, targets=as_json(i.get("targets", []))) for name, i in inputs.items()},
            "distinct_urls": urls and dict(urls, targets=as_json(urls["targets"])),
+           "formats": formats and {"results": formats[0], "targets": as_json(formats[1])},
            # Every target in one list, each input's marked with its name.
            "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]
-                      + (as_json(urls["targets"], input="distinct-urls") if urls else [])}
+                      + (as_json(urls["targets"], input="distinct-urls") if urls else [])
+                      + (as_json(formats[1], input="formats") if formats else [])}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
     for name, i in inputs.items():
@@ -696,6 +753,15 @@ def main():
     if urls:
         print("\ntargets of the report memory check:")
         print_targets(urls["targets"])
+    if formats:
+        print("\n== --log-format (parse-to-csv; lines/s counts every line read, rejects included)")
+        for r in formats[0]:
+            if "builtin_s" in r:
+                print(f"{r['task']:<70} {r['ours_s']:.3f}s, built-in {r['builtin_s']:.3f}s, {r['ours_mib']} MiB")
+            else:
+                print(f"{r['task']:<70} {r['ours_s']:.3f}s, {r['lines_per_s']:,.0f} lines/s, {r['ours_mib']} MiB")
+        print("\ntargets of --log-format:")
+        print_targets(formats[1])
     print(f"\nwritten to {args.out}")
 
 

@@ -159,8 +159,7 @@ impl ReadingArgs {
                 format
             }
         };
-        if self.client == ClientFrom::Forwarded && !carries(&format, |f| *f == Field::ForwardedFor)
-        {
+        if self.client == ClientFrom::Forwarded && !format.has(|f| *f == Field::ForwardedFor) {
             warn(tool)(format!(
                 "--client forwarded: the format `{}` has no X-Forwarded-For field; every client is the address that connected",
                 format.name()
@@ -171,27 +170,6 @@ impl ReadingArgs {
             client: self.client,
         })
     }
-}
-
-/// Does `format` hold a field that `wanted` picks?
-fn carries(format: &LogFormat, wanted: impl Fn(&Field) -> bool) -> bool {
-    (format.format().pieces.iter())
-        .any(|p| matches!(p, crate::format::Piece::Field { field, .. } if wanted(field)))
-}
-
-/// Does `format` fill fields beyond Combined's (those a CSV of an earlier version has no
-/// columns for)?
-pub fn carries_extra(format: &LogFormat) -> bool {
-    carries(format, |f| {
-        matches!(
-            f,
-            Field::Vhost
-                | Field::Port
-                | Field::ResponseTime(_)
-                | Field::UpstreamTime
-                | Field::ForwardedFor
-        )
-    })
 }
 
 /// The first `n` lines of a log (decompressed when it ends in `.gz`), the last one even

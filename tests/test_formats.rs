@@ -162,7 +162,7 @@ fn an_unusable_definition_is_refused_with_its_position() {
         .args(["--log-format", "%h %l %u %{Referer"])
         .assert()
         .code(2)
-        .stderr(contains("at byte 10"))
+        .stderr(contains("at byte 9"))
         .stderr(contains("not closed"));
     assert!(!wd.path("logs.db").exists());
 }

@@ -36,7 +36,7 @@ fn value_names_are_the_same_kinds_in_every_tool() {
     const KINDS: &[&str] = &[
         "N", "SECS", "PATH", "TIME", "BYTES", "GLOB", "REGEX", "CODE", "IP", "LOG",
         // Closed sets, whose values clap lists beside them.
-        "FORMAT", "REPORT", "BUCKET", "WHEN",
+        "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM",
     ];
     let placeholder = regex::Regex::new(r"<([A-Z_]+)>").unwrap();
     for bin in TOOLS {

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         let mut sink = CsvSink::open(
             &args.output,
             args.safe_spreadsheet,
-            cli::carries_extra(&config.reading.format),
+            config.reading.format.has_extra_fields(),
             &mut cli::warn("parse-to-csv"),
         )?;
         cli::ingest("parse-to-csv", &mut sink, (&args.ingest, &config))

@@ -149,6 +149,27 @@ impl LogFormat {
         &self.format
     }
 
+    /// Does the format hold a field that `wanted` picks?
+    pub fn has(&self, wanted: impl Fn(&Field) -> bool) -> bool {
+        (self.format.pieces.iter())
+            .any(|p| matches!(p, Piece::Field { field, .. } if wanted(field)))
+    }
+
+    /// Does the format fill fields beyond Combined's (see [`crate::entry::Extra`]), which a
+    /// CSV of an earlier version has no columns for?
+    pub fn has_extra_fields(&self) -> bool {
+        self.has(|f| {
+            matches!(
+                f,
+                Field::Vhost
+                    | Field::Port
+                    | Field::ResponseTime(_)
+                    | Field::UpstreamTime
+                    | Field::ForwardedFor
+            )
+        })
+    }
+
     /// A parser for one thread.
     pub fn parser(&self) -> LineParser {
         LineParser(if self.builtin {
