@@ -42,7 +42,8 @@ WORK = ROOT / "bench" / "work"
 
 SCHEMA = """CREATE TABLE logs (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, ident TEXT, "user" TEXT,
 timestamp TEXT NOT NULL, method TEXT, url TEXT NOT NULL, protocol TEXT, status INTEGER NOT NULL,
-bytes INTEGER, referrer TEXT, user_agent TEXT);"""
+bytes INTEGER, referrer TEXT, user_agent TEXT, vhost TEXT, port INTEGER, response_time_us INTEGER,
+upstream_time_us INTEGER, forwarded_for TEXT);"""
 
 
 GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
@@ -462,7 +463,8 @@ def once(args, lines, runs, py):
     if shutil.which("sqlite3"):
         (d / "schema.sql").write_text(SCHEMA)
         (d / "import.sql").write_text(".mode csv\n.import --skip 1 ours.csv logs_import\n"
-                                         "INSERT INTO logs (ip, ident, \"user\", timestamp, method, url, protocol, status, bytes, referrer, user_agent) "
+                                         "INSERT INTO logs (ip, ident, \"user\", timestamp, method, url, protocol, status, bytes, referrer, "
+                                         "user_agent, vhost, port, response_time_us, upstream_time_us, forwarded_for) "
                                          "SELECT * FROM logs_import;\n")
         if not (d / "ours.csv").exists():
             run(f"{b('parse-to-csv')} logs/access.log --output ours.csv --quiet", w)

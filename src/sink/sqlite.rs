@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi, params};
 
 use crate::batch::{Batch, Prepare};
 use crate::checkpoint::Checkpoint;
-use crate::entry::{COLUMNS, LogEntry, Rfc3339};
+use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
 use crate::parse::parse_stored_time;
 use crate::row::{Arena, Row, Span};
@@ -524,6 +524,9 @@ struct PendingRows {
     text: Arena,
     ts: Vec<u8>,
     rows: Vec<PendingRow>,
+    /// A row holds a value of a column beyond Combined's: the rows are inserted with every
+    /// column, not only Combined's (which leaves the others NULL, at less cost per row).
+    extra: bool,
 }
 
 /// A pending row: its text columns as spans of [`PendingRows::text`] (`None` for NULL).
@@ -578,10 +581,13 @@ const ROWS_PER_INSERT: usize = 64;
 /// Bytes of text after which pending rows are inserted before there are [`ROWS_PER_INSERT`].
 const PENDING_BYTES: usize = 256 << 10;
 
-/// The INSERT of `rows` rows.
-fn insert_sql(rows: usize) -> String {
-    let columns: Vec<String> = COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
-    let row = format!("({})", vec!["?"; COLUMNS.len()].join(","));
+/// The INSERT of `rows` rows of the first `columns` of [`COLUMNS`].
+fn insert_sql(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(","));
+    let columns: Vec<String> = COLUMNS[..columns]
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
     let mut sql = format!("INSERT INTO logs ({}) VALUES ", columns.join(", "));
     for i in 0..rows {
         if i > 0 {
@@ -626,6 +632,20 @@ impl PendingRows {
                 .map(|n| n.min(i64::MAX as u64) as i64),
             forwarded_for: text.push(b(&e.extra.forwarded_for)),
         });
+        let x = &e.extra;
+        self.extra |= x.vhost.is_some()
+            || x.port.is_some()
+            || x.response_time_us.is_some()
+            || x.upstream_time_us.is_some()
+            || x.forwarded_for.is_some();
+    }
+
+    /// How many of [`COLUMNS`] the pending rows are inserted with (see [`PendingRows::extra`]).
+    fn columns(&self) -> usize {
+        match self.extra {
+            true => COLUMNS.len(),
+            false => COMBINED_COLUMNS,
+        }
     }
 
     fn len(&self) -> usize {
@@ -635,17 +655,18 @@ impl PendingRows {
     fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();
+        self.extra = false;
     }
 
     /// Passes every value of every pending row, with its 1-based parameter index in an
-    /// INSERT made by [`insert_sql`], to `bind`.
+    /// INSERT made by [`insert_sql`] for [`PendingRows::columns`], to `bind`.
     fn each_value<E>(
         &self,
         mut bind: impl FnMut(usize, Value<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut index = 1;
         for row in &self.rows {
-            for value in row.values(&self.text) {
+            for value in row.values(&self.text).into_iter().take(self.columns()) {
                 bind(index, value)?;
                 index += 1;
             }
@@ -653,7 +674,8 @@ impl PendingRows {
         Ok(())
     }
 
-    /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows) and runs it.
+    /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows and
+    /// [`PendingRows::columns`]) and runs it.
     fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         self.each_value(|index, value| match value {
             Value::Text(t) => stmt.raw_bind_parameter(index, t),
@@ -759,7 +781,7 @@ impl SqliteSink {
             result
         } else {
             self.conn
-                .prepare_cached(&insert_sql(rows))
+                .prepare_cached(&insert_sql(rows, self.pending.columns()))
                 .and_then(|mut stmt| self.pending.insert(&mut stmt))
         };
         result.map_err(|err| explain(err, &self.path, self.busy_timeout))
@@ -1029,36 +1051,27 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
 ///   before the connection closes;
 /// - lengths go through [`c_len`], and the result of every SQLite call is checked.
 struct WriteConnection {
-    stmt: NonNull<ffi::sqlite3_stmt>,
+    /// The INSERT of [`ROWS_PER_INSERT`] rows of the Combined columns, and of every column
+    /// (see [`PendingRows::columns`]).
+    stmts: [NonNull<ffi::sqlite3_stmt>; 2],
     conn: Connection,
 }
 
-/// Values per row of the INSERT made by [`insert_sql`].
-const VALUES_PER_ROW: usize = COLUMNS.len();
-
 impl WriteConnection {
-    /// Prepares the INSERT of [`ROWS_PER_INSERT`] rows on `conn`, which it keeps.
+    /// Prepares the INSERTs of [`ROWS_PER_INSERT`] rows on `conn`, which it keeps.
     fn new(conn: Connection) -> rusqlite::Result<WriteConnection> {
-        let sql = insert_sql(ROWS_PER_INSERT);
-        let len = c_len(sql.len())?;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: `conn.handle()` is the live connection `conn` owns; `sql` outlives the call
-        // and its length is passed, so no terminator is needed; `stmt` is a valid out-pointer,
-        // and the statement it receives is finalized by `Drop`.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                conn.handle(),
-                sql.as_ptr().cast(),
-                len,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        // On an error SQLite leaves `stmt` NULL: there is nothing to finalize.
-        match NonNull::new(stmt) {
-            Some(stmt) if rc == ffi::SQLITE_OK => Ok(WriteConnection { stmt, conn }),
-            _ => Err(error_of(&conn, rc)),
+        let combined = prepare_persistent(&conn, &insert_sql(ROWS_PER_INSERT, COMBINED_COLUMNS))?;
+        match prepare_persistent(&conn, &insert_sql(ROWS_PER_INSERT, COLUMNS.len())) {
+            Ok(all) => Ok(WriteConnection {
+                stmts: [combined, all],
+                conn,
+            }),
+            Err(e) => {
+                // SAFETY: `combined` was prepared on `conn`, which is still open, and is
+                // finalized once, here, never used again.
+                unsafe { ffi::sqlite3_finalize(combined.as_ptr()) };
+                Err(e)
+            }
         }
     }
 
@@ -1068,22 +1081,25 @@ impl WriteConnection {
     /// Before it returns, whatever happened, the statement is reset and its bindings are
     /// cleared: the rows may change as soon as it has.
     fn insert_full(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+        let columns = rows.columns();
         if rows.len() != ROWS_PER_INSERT {
             return Err(rusqlite::Error::InvalidParameterCount(
-                rows.len() * VALUES_PER_ROW,
-                ROWS_PER_INSERT * VALUES_PER_ROW,
+                rows.len() * columns,
+                ROWS_PER_INSERT * columns,
             ));
         }
-        let stmt = self.stmt.as_ptr();
+        let which = usize::from(columns == COLUMNS.len());
+        let stmt = self.stmts[which].as_ptr();
         // Every way out of this function from here, an error or a panic included, resets the
         // statement and clears its bindings.
         let cleared = ClearOnExit {
             conn: self,
+            which,
             done: false,
         };
         let bound = rows.each_value(|index, value| {
             let index = c_int::try_from(index).map_err(|_| {
-                rusqlite::Error::InvalidParameterCount(index, ROWS_PER_INSERT * VALUES_PER_ROW)
+                rusqlite::Error::InvalidParameterCount(index, ROWS_PER_INSERT * columns)
             })?;
             let rc = match value {
                 Value::Text(Some(text)) => {
@@ -1105,10 +1121,10 @@ impl WriteConnection {
                 }
                 // SAFETY: `stmt` is live; an integer is copied into the statement.
                 Value::Int(Some(n)) => unsafe { ffi::sqlite3_bind_int64(stmt, index, n) },
-                // SAFETY: `stmt` is live.
-                Value::Text(None) | Value::Int(None) => unsafe {
-                    ffi::sqlite3_bind_null(stmt, index)
-                },
+                // Nothing to bind: every parameter is NULL until bound, the bindings being
+                // cleared after each run (`cleared`) and none made before the first. Most rows
+                // of most formats leave several columns NULL.
+                Value::Text(None) | Value::Int(None) => ffi::SQLITE_OK,
             };
             cleared.conn.check(rc)
         });
@@ -1126,9 +1142,9 @@ impl WriteConnection {
         inserted.and(cleared.finish())
     }
 
-    /// Resets the statement and clears its bindings (all become NULL).
-    fn reset_and_clear(&self) -> rusqlite::Result<()> {
-        let stmt = self.stmt.as_ptr();
+    /// Resets statement `which` and clears its bindings (all become NULL).
+    fn reset_and_clear(&self, which: usize) -> rusqlite::Result<()> {
+        let stmt = self.stmts[which].as_ptr();
         // SAFETY: `stmt` is live; resetting reads no bound value.
         let reset = unsafe { ffi::sqlite3_reset(stmt) };
         // SAFETY: `stmt` is live; clearing only drops the pointers (SQLITE_STATIC: no free).
@@ -1144,18 +1160,46 @@ impl WriteConnection {
         }
     }
 
-    /// The statement with its current bindings expanded, for tests: `NULL` for a cleared one.
+    /// Statement `which` with its current bindings expanded, for tests: `NULL` for a cleared
+    /// one.
     #[cfg(test)]
-    fn expanded_sql(&self) -> String {
+    fn expanded_sql(&self, which: usize) -> String {
         // SAFETY: `stmt` is live. `sqlite3_expanded_sql` returns a NUL-terminated string that
         // we own (or NULL when out of memory), copied before it is freed once.
         unsafe {
-            let sql = ffi::sqlite3_expanded_sql(self.stmt.as_ptr());
+            let sql = ffi::sqlite3_expanded_sql(self.stmts[which].as_ptr());
             assert!(!sql.is_null(), "sqlite3_expanded_sql ran out of memory");
             let copy = std::ffi::CStr::from_ptr(sql).to_string_lossy().into_owned();
             ffi::sqlite3_free(sql.cast());
             copy
         }
+    }
+}
+
+/// Prepares `sql` on `conn` as a statement kept for the connection's life: the caller
+/// finalizes it before `conn` closes.
+fn prepare_persistent(
+    conn: &Connection,
+    sql: &str,
+) -> rusqlite::Result<NonNull<ffi::sqlite3_stmt>> {
+    let len = c_len(sql.len())?;
+    let mut stmt = std::ptr::null_mut();
+    // SAFETY: `conn.handle()` is the live connection `conn` is; `sql` outlives the call and
+    // its length is passed, so no terminator is needed; `stmt` is a valid out-pointer.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            conn.handle(),
+            sql.as_ptr().cast(),
+            len,
+            ffi::SQLITE_PREPARE_PERSISTENT,
+            &mut stmt,
+            std::ptr::null_mut(),
+        )
+    };
+    // On an error SQLite leaves `stmt` NULL: there is nothing to finalize.
+    match NonNull::new(stmt) {
+        Some(stmt) if rc == ffi::SQLITE_OK => Ok(stmt),
+        _ => Err(error_of(conn, rc)),
     }
 }
 
@@ -1169,10 +1213,12 @@ impl std::ops::Deref for WriteConnection {
 
 impl Drop for WriteConnection {
     fn drop(&mut self) {
-        // SAFETY: the statement is live and finalized once, here, before `self.conn` (a field,
-        // dropped after this) closes the connection it belongs to. Its result only repeats the
-        // last step's error, which was reported then.
-        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+        for stmt in self.stmts {
+            // SAFETY: each statement is live and finalized once, here, before `self.conn` (a
+            // field, dropped after this) closes the connection it belongs to. The result only
+            // repeats the last step's error, which was reported then.
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+        }
     }
 }
 
@@ -1180,20 +1226,22 @@ impl Drop for WriteConnection {
 /// through [`ClearOnExit::finish`], which reports a failure, or when dropped by a panic.
 struct ClearOnExit<'a> {
     conn: &'a WriteConnection,
+    /// The statement of the insert.
+    which: usize,
     done: bool,
 }
 
 impl ClearOnExit<'_> {
     fn finish(mut self) -> rusqlite::Result<()> {
         self.done = true;
-        self.conn.reset_and_clear()
+        self.conn.reset_and_clear(self.which)
     }
 }
 
 impl Drop for ClearOnExit<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.conn.reset_and_clear();
+            let _ = self.conn.reset_and_clear(self.which);
         }
     }
 }
@@ -1310,15 +1358,17 @@ mod tests {
             .collect()
     }
 
-    /// No parameter of the statement is bound to anything but NULL.
+    /// No parameter of either statement is bound to anything but NULL.
     fn assert_nothing_bound(conn: &WriteConnection) {
-        let sql = conn.expanded_sql();
-        assert_eq!(
-            sql.matches("NULL").count(),
-            ROWS_PER_INSERT * VALUES_PER_ROW,
-            "{sql}"
-        );
-        assert!(!sql.contains('\''), "a text value is still bound: {sql}");
+        for (which, columns) in [COMBINED_COLUMNS, COLUMNS.len()].into_iter().enumerate() {
+            let sql = conn.expanded_sql(which);
+            assert_eq!(
+                sql.matches("NULL").count(),
+                ROWS_PER_INSERT * columns,
+                "{sql}"
+            );
+            assert!(!sql.contains('\''), "a text value is still bound: {sql}");
+        }
     }
 
     #[test]
@@ -1391,7 +1441,7 @@ mod tests {
         assert!(matches!(
             conn.insert_full(&pending(&short)),
             Err(rusqlite::Error::InvalidParameterCount(n, all))
-                if n == (ROWS_PER_INSERT - 1) * VALUES_PER_ROW && all == ROWS_PER_INSERT * VALUES_PER_ROW
+                if n == (ROWS_PER_INSERT - 1) * COMBINED_COLUMNS && all == ROWS_PER_INSERT * COMBINED_COLUMNS
         ));
         assert!(rows(&conn).is_empty());
     }
