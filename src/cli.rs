@@ -179,7 +179,7 @@ fn first_lines(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>>
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open log {}", path.display()))?;
     let read: Box<dyn std::io::Read> = match path.extension().is_some_and(|e| e == "gz") {
-        true => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        true => Box::new(crate::rotation::decoder(file)?),
         false => Box::new(file),
     };
     let mut lines = Vec::new();

@@ -24,16 +24,16 @@ fn read(dir: &str, name: &str) -> Vec<u8> {
         .join("../shared/data")
         .join(dir)
         .join(name);
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if name.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    } else {
-        raw
+    if !name.ends_with(".gz") {
+        return std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    crate::rotation::decoder(file)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
 }
 
 /// A file's lines as the tools count them (a final line without a newline counts).
