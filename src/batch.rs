@@ -145,13 +145,19 @@ pub enum ClientFrom {
 }
 
 impl ClientFrom {
-    /// Makes the entry's client the one asked for.
+    /// Makes the entry's client the one asked for. A first forwarded address that no client
+    /// could be (empty, `unknown`, with a space or a control byte: the header is written by
+    /// the client itself) leaves the address that connected.
     fn apply(self, entry: &mut LogEntry<'_>) {
         if self == ClientFrom::Forwarded
             && let Some(first) = (entry.extra.forwarded_for.as_deref())
                 .and_then(|all| all.split(',').next())
                 .map(str::trim)
-                .filter(|first| !first.is_empty() && *first != "-" && *first != "unknown")
+                .filter(|first| {
+                    !first.is_empty()
+                        && !matches!(*first, "-" | "unknown")
+                        && !first.bytes().any(|b| b == b' ' || b.is_ascii_control())
+                })
         {
             entry.ip = std::borrow::Cow::Owned(first.to_owned());
         }

@@ -879,6 +879,8 @@ impl Pass<'_> {
                 continue;
             }
             if matches!(checkpoint::verify_content(file, cp, false), Ok(Ok(()))) {
+                // Read on under that record: in the format it was read with.
+                self.check_format(record, path)?;
                 (self.notify)(format!(
                     "{}: its first {} bytes were already taken (as {record}): reading on from there",
                     path.display(),
@@ -926,6 +928,7 @@ impl Pass<'_> {
                     }
                     let same_file = id == Some((cp.dev, cp.inode));
                     if rotation::gz_holds(&file, cp, same_file).unwrap_or(false) {
+                        self.check_format(record, path)?;
                         (self.notify)(format!(
                             "{}: its first {} bytes were already taken (as {record}): reading on from there",
                             path.display(),

@@ -178,6 +178,8 @@ fn the_forwarded_client_is_the_first_address_of_x_forwarded_for() {
         concat!(
             "10.0.0.1 - - [01/Jan/2024:00:00:00 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"ua\" \"203.0.113.7, 10.0.0.9\"\n",
             "10.0.0.1 - - [01/Jan/2024:00:00:01 +0000] \"GET /b HTTP/1.1\" 200 5 \"-\" \"ua\" \"-\"\n",
+            // A header no client address could be (the client writes it): a control byte.
+            "10.0.0.2 - - [01/Jan/2024:00:00:02 +0000] \"GET /c HTTP/1.1\" 200 5 \"-\" \"ua\" \"9.9.9.9\\x01, 10.0.0.9\"\n",
         ),
     );
     wd.cmd("parse-to-db")
@@ -191,7 +193,11 @@ fn the_forwarded_client_is_the_first_address_of_x_forwarded_for() {
         .collect();
     assert_eq!(
         clients,
-        [("203.0.113.7", "203.0.113.7, 10.0.0.9"), ("10.0.0.1", "")]
+        [
+            ("203.0.113.7", "203.0.113.7, 10.0.0.9"),
+            ("10.0.0.1", ""),
+            ("10.0.0.2", "9.9.9.9\u{1}, 10.0.0.9")
+        ]
     );
     // Without the field in the format, the flag warns that it changes nothing.
     wd.cmd("parse-to-db")
@@ -215,4 +221,29 @@ fn a_format_with_more_fields_is_refused_for_a_csv_of_an_earlier_version() {
         .code(2)
         .stderr(contains("only the 11 columns of an earlier log-pipeline"));
     assert_eq!(wd.read("parsed_logs.csv"), old.as_bytes());
+}
+
+/// The format is checked for whatever record a run reads on under, not only the log's own:
+/// here a rotated file given by its own name, which the store knows as the log's rotated file.
+#[test]
+fn another_format_is_refused_for_a_rotated_file_read_on_under_its_record() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 3));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    std::fs::rename(wd.path("logs/access.log"), wd.path("logs/access.log.1")).unwrap();
+    wd.write("logs/access.log", numbered_lines(3, 4));
+    wd.cmd("parse-to-db").arg("--quiet").assert().success();
+    // A writer still holding the old file.
+    wd.append("logs/access.log.1", numbered_lines(4, 6));
+    wd.cmd("parse-to-db")
+        .args(["logs/access.log.1", "--log-format", "common"])
+        .assert()
+        .code(2)
+        .stderr(contains("as `combined`, and this run asks for `common`"));
+    assert_eq!(db_rows(&wd.path("logs.db")).len(), 4);
+    wd.cmd("parse-to-db")
+        .args(["logs/access.log.1", "--quiet"])
+        .assert()
+        .success();
+    assert_eq!(db_rows(&wd.path("logs.db")).len(), 6);
 }

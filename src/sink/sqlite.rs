@@ -701,8 +701,9 @@ impl SqliteSink {
         notify: &mut dyn FnMut(String),
     ) -> anyhow::Result<SqliteSink> {
         let conn = open_for_writing(path, busy_timeout, notify)?;
-        // One cached statement per partial-batch size, plus the few others.
-        conn.set_prepared_statement_cache_capacity(ROWS_PER_INSERT + 8);
+        // Two cached statements per partial-batch size (Combined's columns, or every
+        // column: see `PendingRows::columns`), plus the few others.
+        conn.set_prepared_statement_cache_capacity(2 * ROWS_PER_INSERT + 8);
         let wal_copier = WalCopier::start(path, busy_timeout);
         if wal_copier.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
