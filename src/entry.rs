@@ -56,6 +56,24 @@ pub struct Extra<'a> {
     pub forwarded_for: Option<Cow<'a, str>>,
 }
 
+impl Extra<'_> {
+    /// None of the fields is there (a Common or Combined line).
+    pub fn is_empty(&self) -> bool {
+        let Extra {
+            vhost,
+            port,
+            response_time_us,
+            upstream_time_us,
+            forwarded_for,
+        } = self;
+        vhost.is_none()
+            && port.is_none()
+            && response_time_us.is_none()
+            && upstream_time_us.is_none()
+            && forwarded_for.is_none()
+    }
+}
+
 /// The column names, in the order every store writes them: those of Common and Combined,
 /// then those of [`Extra`] (a CSV of an earlier version has only the first
 /// [`COMBINED_COLUMNS`]).

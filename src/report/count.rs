@@ -304,7 +304,7 @@ fn named_clients(
         if hits > cut {
             named.push((names.client(key), hits));
         } else if hits == cut {
-            tied.push(Text::of(key, names));
+            tied.push(ClientText::of(key, names));
         }
     }
     // Fewer than `top` have more hits than the top-th, so at least one tied client is in.
@@ -318,33 +318,33 @@ fn named_clients(
 }
 
 /// A client's text, without allocating for an IPv4 address.
-enum Text {
+enum ClientText {
     V4([u8; 15], usize, u32),
     Named(Box<str>),
 }
 
-impl Text {
-    fn of(key: u64, names: &mut dyn Names) -> Text {
+impl ClientText {
+    fn of(key: u64, names: &mut dyn Names) -> ClientText {
         match ClientKey::of(key) {
             ClientKey::V4(address) => {
                 let (bytes, len) = ipv4_bytes(address);
-                Text::V4(bytes, len, address)
+                ClientText::V4(bytes, len, address)
             }
-            ClientKey::Other(_) => Text::Named(names.client(key)),
+            ClientKey::Other(_) => ClientText::Named(names.client(key)),
         }
     }
 
     fn bytes(&self) -> &[u8] {
         match self {
-            Text::V4(bytes, len, _) => &bytes[..*len],
-            Text::Named(name) => name.as_bytes(),
+            ClientText::V4(bytes, len, _) => &bytes[..*len],
+            ClientText::Named(name) => name.as_bytes(),
         }
     }
 
     fn into_name(self) -> Box<str> {
         match self {
-            Text::V4(_, _, address) => ipv4_text(address),
-            Text::Named(name) => name,
+            ClientText::V4(_, _, address) => ipv4_text(address),
+            ClientText::Named(name) => name,
         }
     }
 }

@@ -37,7 +37,7 @@ struct Part<K> {
     pending: Vec<(Visitor<K>, u32)>,
     /// The visitor is in the map itself, not in a list the map numbers: one place in memory
     /// to reach per hit, not two.
-    visitors: FxHashMap<Visitor<K>, Visits1>,
+    visitors: FxHashMap<Visitor<K>, VisitorHits>,
     /// URL << 32 | visitor number: the URLs of visitors who hit more than [`INLINE`].
     more_urls: FxHashSet<u64>,
 }
@@ -53,12 +53,12 @@ struct Visitor<K> {
 /// URLs kept in a visitor's own slot: most visitors hit few URLs a day, and a larger slot
 /// makes every visitor's larger, in a table of millions.
 const INLINE: usize = 2;
-/// An empty place in [`Visits1::urls`]: no URL id reaches it, ids being numbered from 0.
+/// An empty place in [`VisitorHits::urls`]: no URL id reaches it, ids being numbered from 0.
 const NO_URL: u32 = u32::MAX;
 
 /// One visitor's hits.
 #[derive(Debug)]
-struct Visits1 {
+struct VisitorHits {
     hits: u64,
     /// In order of first sight within its table, for [`Part::more_urls`].
     number: u32,
@@ -153,7 +153,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
     fn count(&mut self, mut first_visit: impl FnMut(u32)) {
         for (visitor, url) in self.pending.drain(..) {
             let number = self.visitors.len() as u32;
-            let visits = self.visitors.entry(visitor).or_insert(Visits1 {
+            let visits = self.visitors.entry(visitor).or_insert(VisitorHits {
                 hits: 0,
                 number,
                 urls: [NO_URL; INLINE],

@@ -632,12 +632,7 @@ impl PendingRows {
                 .map(|n| n.min(i64::MAX as u64) as i64),
             forwarded_for: text.push(b(&e.extra.forwarded_for)),
         });
-        let x = &e.extra;
-        self.extra |= x.vhost.is_some()
-            || x.port.is_some()
-            || x.response_time_us.is_some()
-            || x.upstream_time_us.is_some()
-            || x.forwarded_for.is_some();
+        self.extra |= !e.extra.is_empty();
     }
 
     /// How many of [`COLUMNS`] the pending rows are inserted with (see [`PendingRows::extra`]).
