@@ -275,9 +275,15 @@ pub struct Counter {
     visits: Visits<u64>,
 }
 
-/// The clients of the first `top` rows of the clients ranking (hits descending, then text
-/// ascending, as [`Counts::into_report`] ranks), named; ties at the cut are settled here by
-/// text, so the ranking of the names kept is the ranking of all. Naming a million clients
+/// The order of every ranking: hits descending, then key (its text's bytes) ascending. A
+/// total order, so that every store, and the counter that names only the clients shown, agree.
+pub fn rank_order(hits: (u64, u64), keys: (&[u8], &[u8])) -> std::cmp::Ordering {
+    hits.1.cmp(&hits.0).then_with(|| keys.0.cmp(keys.1))
+}
+
+/// The clients of the first `top` rows of the clients ranking ([`rank_order`]), named; ties
+/// at the cut are settled here by text, so the ranking of the names kept is the ranking of
+/// all. Naming a million clients
 /// (a log where every line comes from a new address) to show ten would cost more than
 /// counting them; comparing the texts of IPv4 addresses allocates nothing.
 fn named_clients(
@@ -310,7 +316,10 @@ fn named_clients(
     // Fewer than `top` have more hits than the top-th, so at least one tied client is in.
     let room = top - named.len();
     if tied.len() > room {
-        tied.select_nth_unstable_by(room - 1, |a, b| a.bytes().cmp(b.bytes()));
+        // All tied on hits: the rank order is their texts'.
+        tied.select_nth_unstable_by(room - 1, |a, b| {
+            rank_order((cut, cut), (a.bytes(), b.bytes()))
+        });
         tied.truncate(room);
     }
     named.extend(tied.into_iter().map(|text| (text.into_name(), cut)));
@@ -671,9 +680,8 @@ mod tests {
                 }
             }
             let clients: Vec<(u64, u64)> = clients.into_iter().collect();
-            // As reports rank: hits descending, then text.
             let rank = |mut named: Vec<(Box<str>, u64)>| {
-                named.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                named.sort_unstable_by(|a, b| rank_order((a.1, b.1), (a.0.as_bytes(), b.0.as_bytes())));
                 named.truncate(top);
                 named
             };

@@ -289,11 +289,12 @@ fn traffic_buckets<const N: usize>(
     (bucket, buckets)
 }
 
-/// Sorted by hits descending, then key ascending (a total order, so both stores agree), and
-/// cut to `top`.
+/// Sorted in [`count::rank_order`] and cut to `top`.
 fn ranked(items: impl Iterator<Item = Ranked>, top: usize) -> Vec<Ranked> {
     let mut all: Vec<Ranked> = items.collect();
-    let order = |a: &Ranked, b: &Ranked| b.hits.cmp(&a.hits).then_with(|| a.key.cmp(&b.key));
+    let order = |a: &Ranked, b: &Ranked| {
+        count::rank_order((a.hits, b.hits), (a.key.as_bytes(), b.key.as_bytes()))
+    };
     if all.len() > top {
         all.select_nth_unstable_by(top, order);
         all.truncate(top);
