@@ -156,7 +156,8 @@ impl ClientFrom {
                 .filter(|first| {
                     !first.is_empty()
                         && !matches!(*first, "-" | "unknown")
-                        && !first.bytes().any(|b| b == b' ' || b.is_ascii_control())
+                        && !first.contains(' ')
+                        && crate::parse::may_be_client(first.as_bytes())
                 })
         {
             entry.ip = std::borrow::Cow::Owned(first.to_owned());

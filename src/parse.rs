@@ -306,7 +306,7 @@ fn build<'a>(
     let unescape = |field| line.unescape(field);
     // Checked here rather than in a splitter, so that the regex and the fast scanner, which
     // both take any byte but a space in the client, still agree line for line.
-    if raw.ip.iter().any(u8::is_ascii_control) {
+    if !may_be_client(raw.ip) {
         return Err(Reject::Client);
     }
     let timestamp = parse_time(raw.time).map_err(Reject::Timestamp)?;
@@ -334,6 +334,13 @@ fn build<'a>(
         user_agent: raw.agent.and_then(absent_dash).map(unescape),
         extra: Extra::default(),
     })
+}
+
+/// Could `field` name a client? No address or host name holds a control byte (see
+/// [`Reject::Client`]): every way a client is read (a format's client field, or the first
+/// address of X-Forwarded-For) asks this.
+pub(crate) fn may_be_client(field: &[u8]) -> bool {
+    !field.iter().any(u8::is_ascii_control)
 }
 
 /// `-` is the log's "absent". An empty quoted field (`""`) says the same thing, and is treated

@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::entry::{Extra, LogEntry};
 use crate::parse::{
-    Line, Reject, TimestampError, absent_dash, parse_status, parse_time, parse_u64, split_request,
+    Line, Reject, TimestampError, absent_dash, may_be_client, parse_status, parse_time, parse_u64,
+    split_request,
 };
 
 use super::definition::{Clock, Format, Slot, Slots};
@@ -25,7 +26,7 @@ pub(crate) fn build<'a>(
     let text = |field| line.text(field);
     let unescape = |field| line.unescape(field);
     let ip = get(Slot::Client).unwrap_or(b"");
-    if ip.iter().any(u8::is_ascii_control) {
+    if !may_be_client(ip) {
         return Err(Reject::Client);
     }
     if ip.is_empty() && get(Slot::Client).is_some() {
