@@ -1,13 +1,11 @@
 //! What every binary shares at its edge: the one place an error reaches the user, and the
 //! Ctrl+C / SIGTERM flag that long-running tools poll.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use anyhow::Context;
 
 use crate::batch::{ClientFrom, Reading};
 use crate::format::{Field, LogFormat};
@@ -139,7 +137,7 @@ impl ReadingArgs {
                         "--log-format auto needs a file to look at, not standard input; give the format"
                     );
                 };
-                let head = first_lines(path, AUTO_LINES)?;
+                let head = crate::ingest::first_lines(path, AUTO_LINES)?;
                 let lines: Vec<&[u8]> = head.iter().map(Vec::as_slice).collect();
                 if lines.is_empty() {
                     anyhow::bail!(
@@ -170,35 +168,6 @@ impl ReadingArgs {
             client: self.client,
         })
     }
-}
-
-/// The first `n` lines of a log (decompressed when it ends in `.gz`), the last one even
-/// without its newline.
-fn first_lines(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-    use std::io::BufRead;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open log {}", path.display()))?;
-    let read: Box<dyn std::io::Read> = match path.extension().is_some_and(|e| e == "gz") {
-        true => Box::new(crate::rotation::decoder(file)?),
-        false => Box::new(file),
-    };
-    let mut lines = Vec::new();
-    // At most 1 MiB of it: a first line without a line end could be the whole file.
-    let mut reader = std::io::BufReader::new(read.take(1 << 20));
-    while lines.len() < n {
-        let mut line = Vec::new();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("cannot read log {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        lines.push(line);
-    }
-    Ok(lines)
 }
 
 /// The longest wait a seconds flag takes. Nothing the tools wait for is longer; a bound makes

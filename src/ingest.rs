@@ -358,6 +358,34 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
+/// The first `n` lines of a log (decompressed when it ends in `.gz`), the last one even
+/// without its newline: what `--log-format auto` looks at.
+pub fn first_lines(path: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    use std::io::BufRead;
+    let file = File::open(path).with_context(|| format!("cannot open log {}", path.display()))?;
+    let read: Box<dyn Read> = match is_gz(path) {
+        true => Box::new(crate::rotation::decoder(file)?),
+        false => Box::new(file),
+    };
+    let mut lines = Vec::new();
+    // At most 1 MiB of it: a first line without a line end could be the whole file.
+    let mut reader = io::BufReader::new(read.take(1 << 20));
+    while lines.len() < n {
+        let mut line = Vec::new();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read log {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
 /// Opens a log named as an input. `Ok(Err(_))`: nothing is at the path, which may be a log
 /// rotated away (only its checkpoint can tell); an error: something is there that cannot be
 /// read (a directory, a file without permission).
