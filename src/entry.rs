@@ -99,6 +99,15 @@ pub const COLUMNS: [&str; 16] = [
 /// How many of [`COLUMNS`] the Combined fields are.
 pub const COMBINED_COLUMNS: usize = 11;
 
+/// The columns a store writes: all of [`COLUMNS`], or only Combined's (for rows with no
+/// [`Extra`] field, or a CSV of an earlier version).
+pub fn columns(extra: bool) -> &'static [&'static str] {
+    match extra {
+        true => &COLUMNS,
+        false => &COLUMNS[..COMBINED_COLUMNS],
+    }
+}
+
 /// Displays a timestamp as RFC 3339 UTC with a `Z`, e.g. `2000-10-10T20:55:36Z`.
 ///
 /// This one fixed-width form sorts as text and is understood by SQLite's date functions, so

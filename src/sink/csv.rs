@@ -57,10 +57,7 @@ pub struct CsvFormat {
 
 impl CsvFormat {
     fn columns(&self) -> &'static [&'static str] {
-        match self.combined_only {
-            true => &COLUMNS[..COMBINED_COLUMNS],
-            false => &COLUMNS,
-        }
+        crate::entry::columns(!self.combined_only)
     }
 }
 
@@ -377,7 +374,7 @@ fn check_header(file: &File, path: &Path) -> anyhow::Result<usize> {
     let first = &first[..n];
     let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let earlier = COLUMNS[..COMBINED_COLUMNS].join(",");
+    let earlier = crate::entry::columns(false).join(",");
     if line == expected.as_bytes() {
         Ok(COLUMNS.len())
     } else if line == earlier.as_bytes() {

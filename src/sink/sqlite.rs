@@ -637,10 +637,7 @@ impl PendingRows {
 
     /// How many of [`COLUMNS`] the pending rows are inserted with (see [`PendingRows::extra`]).
     fn columns(&self) -> usize {
-        match self.extra {
-            true => COLUMNS.len(),
-            false => COMBINED_COLUMNS,
-        }
+        crate::entry::columns(self.extra).len()
     }
 
     fn len(&self) -> usize {
