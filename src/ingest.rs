@@ -729,17 +729,23 @@ impl Pass<'_> {
         rotated: &mut Vec<(String, Checkpoint)>,
     ) {
         // The records this pass began with (their files stand somewhere among the siblings),
-        // not the one just made of a file whose place is unknown; and only those that took
-        // something, since an empty file's record is known by its inode alone, which a newer
-        // file may have reused.
-        let known = &rotated[..records.rotated.len()];
-        let Some(newest_known) = siblings.iter().rposition(|s| {
-            known
-                .iter()
-                .chain(&records.done)
-                .filter(|(_, cp)| cp.fingerprint_len > 0)
-                .any(|(_, cp)| rotation::holds(s, cp))
-        }) else {
+        // not the one just made of a file whose place is unknown; and only those that had
+        // taken something when this pass began, since an empty file's record is known by its
+        // inode alone, which a newer file may have reused: [`Pass::refresh_unread`] may have
+        // just given such a record the head of that newer file, which says nothing of where
+        // the empty file stood.
+        let known = records
+            .rotated
+            .iter()
+            .zip(&rotated[..records.rotated.len()])
+            .filter(|((_, began), _)| began.fingerprint_len > 0)
+            .map(|(_, now)| now);
+        let done = records.done.iter().filter(|(_, cp)| cp.fingerprint_len > 0);
+        let known: Vec<_> = known.chain(done).collect();
+        let Some(newest_known) = siblings
+            .iter()
+            .rposition(|s| known.iter().any(|(_, cp)| rotation::holds(s, cp)))
+        else {
             return;
         };
         let newer = &siblings[newest_known + 1..];
