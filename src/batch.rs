@@ -252,6 +252,9 @@ struct RawBatch {
     end_offset: u64,
     end_line: u64,
     pending_bytes: u64,
+    /// The last header line before the first line (see `LogFormat::header`), which the
+    /// parser follows from the batch's start.
+    header: Option<Arc<[u8]>>,
 }
 
 impl RawBatch {
@@ -279,6 +282,7 @@ impl RawBatch {
             pending_bytes: self.pending_bytes,
             ..Batch::default()
         };
+        parser.follow(self.header.as_ref());
         for &(number, start, end, too_long) in &self.lines {
             let bytes = &self.text[start..end];
             if too_long {
@@ -308,12 +312,11 @@ impl RawBatch {
 }
 
 /// Reads and parses lines from `reader` and sends them in batches, in order, until the end of
-/// input. `first_line` is the number of lines before the reader's position; `take_partial`
-/// says whether an unfinished last line is taken or left. Stops early when the receiver is
-/// gone.
+/// input. `first_line` is the number of lines before the reader's position, and `header` the
+/// last header line before it (see `LogFormat::header`); `take_partial` says whether an
+/// unfinished last line is taken or left. Stops early when the receiver is gone.
 pub fn produce<R: Read + Send>(
-    reader: LineReader<R>,
-    first_line: u64,
+    (reader, first_line, header): (LineReader<R>, u64, Option<Arc<[u8]>>),
     (take_partial, prepare, reading): (bool, Prepare, &Reading),
     tx: &SyncSender<std::io::Result<Batch>>,
 ) {
@@ -346,7 +349,8 @@ pub fn produce<R: Read + Send>(
                 let (result_tx, result_rx) = sync_channel(1);
                 order_tx.send(Ok(result_rx)).is_ok() && work_tx.send((raw, result_tx)).is_ok()
             };
-            if let Err(e) = find_lines(reader, first_line, take_partial, send) {
+            let start = (first_line, header);
+            if let Err(e) = find_lines(reader, start, &reading.format, take_partial, send) {
                 let _ = order_tx.send(Err(e));
             }
         });
@@ -365,19 +369,31 @@ pub fn produce<R: Read + Send>(
 }
 
 /// Splits the input into raw batches and hands each to `send`, which says whether to go on.
-/// The last batch (possibly empty) carries the final position.
+/// The last batch (possibly empty) carries the final position. When the format has header
+/// lines, each batch carries the last one before it (`header` at first).
 fn find_lines<R: Read>(
     mut reader: LineReader<R>,
-    first_line: u64,
+    (first_line, mut header): (u64, Option<Arc<[u8]>>),
+    format: &LogFormat,
     take_partial: bool,
     send: impl Fn(RawBatch) -> bool,
 ) -> std::io::Result<()> {
+    let headers = format.has_headers();
     let mut line = first_line;
-    let mut raw = RawBatch::default();
+    let mut raw = RawBatch {
+        header: header.clone(),
+        ..RawBatch::default()
+    };
     while let Some(item) = reader.next_line()? {
         line += 1;
         match item {
-            Line::Complete(bytes) => raw.push(line, bytes, false),
+            Line::Complete(bytes) => {
+                if headers && format.header(bytes) {
+                    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                    header = Some(Arc::from(bytes));
+                }
+                raw.push(line, bytes, false)
+            }
             Line::TooLong { head, .. } => raw.push(line, head, true),
             Line::Partial(bytes) if take_partial => {
                 raw.push(line, bytes, false);
@@ -405,6 +421,7 @@ fn find_lines<R: Read>(
             let next = RawBatch {
                 text: Vec::with_capacity(raw.text.capacity()),
                 lines: Vec::with_capacity(raw.lines.capacity()),
+                header: header.clone(),
                 ..RawBatch::default()
             };
             if !send(std::mem::replace(&mut raw, next)) {
@@ -446,7 +463,7 @@ mod tests {
         let reading = &Reading::default();
         std::thread::scope(|scope| {
             // Moved in: the channel closes when `produce` is done with it.
-            scope.spawn(move || produce(reader, 0, (true, prepare, reading), &tx));
+            scope.spawn(move || produce((reader, 0, None), (true, prepare, reading), &tx));
             rx.iter().map(Result::unwrap).collect()
         })
     }

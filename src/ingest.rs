@@ -463,9 +463,14 @@ impl Pass<'_> {
         }
         let stdin = io::stdin();
         let before = self.counts();
-        self.drain((stdin, 0), "-", 0, PartialRule::Take, None, &mut |_, _| {
-            Ok(None)
-        })
+        self.drain(
+            (stdin, 0, None),
+            "-",
+            0,
+            PartialRule::Take,
+            None,
+            &mut |_, _| Ok(None),
+        )
         .context("cannot read standard input")?;
         self.warn_if_no_entry(Path::new("standard input"), before, None);
         Ok(())
@@ -1004,11 +1009,15 @@ impl Pass<'_> {
         handle
             .seek(io::SeekFrom::Start(offset))
             .with_context(context)?;
+        let header = match self.config.reading.format.has_headers() && offset > 0 {
+            true => crate::format::w3c::fields_before(file, offset).with_context(context)?,
+            false => None,
+        };
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
         let result = self.drain(
-            (handle, offset),
+            (handle, offset, header),
             key,
             line,
             rule,
@@ -1071,8 +1080,13 @@ impl Pass<'_> {
     ) -> anyhow::Result<Option<Checkpoint>> {
         let context = || format!("cannot read log {}", path.display());
         let mut decoder = rotation::decoder(file).with_context(context)?;
+        // The head before `offset` is read anyway; the last header line in it is kept.
+        let mut headers = Headers {
+            wanted: self.config.reading.format.has_headers(),
+            ..Headers::default()
+        };
         let skipped =
-            io::copy(&mut (&mut decoder).take(offset), &mut io::sink()).with_context(context)?;
+            io::copy(&mut (&mut decoder).take(offset), &mut headers).with_context(context)?;
         if skipped < offset {
             anyhow::bail!(
                 "{}: shorter than its checkpoint; it was replaced (use --from-start)",
@@ -1081,7 +1095,7 @@ impl Pass<'_> {
         }
         // A compressed file is complete: its last line is taken even without a newline.
         self.drain(
-            (decoder, offset),
+            (decoder, offset, headers.last),
             key,
             line,
             PartialRule::Take,
@@ -1114,7 +1128,7 @@ impl Pass<'_> {
     /// Returns the last checkpoint.
     fn drain<R: Read + Send>(
         &mut self,
-        (input, offset): (R, u64),
+        (input, offset, header): (R, u64, Option<std::sync::Arc<[u8]>>),
         key: &str,
         line: u64,
         rule: PartialRule,
@@ -1128,8 +1142,7 @@ impl Pass<'_> {
             let reading = &self.config.reading;
             scope.spawn(move || {
                 batch::produce(
-                    reader,
-                    line,
+                    (reader, line, header),
                     (rule == PartialRule::Take, prepare, reading),
                     &tx,
                 )
@@ -1221,6 +1234,30 @@ impl Pass<'_> {
 
 /// Has the file been left alone for `wait`? Then its modification time (to tell a later
 /// write), else `None`.
+/// Bytes skipped unread at the head of a compressed file: the last header line among them
+/// is kept when the format has any (see [`crate::format::LogFormat::header`]).
+#[derive(Default)]
+struct Headers {
+    wanted: bool,
+    carry: Vec<u8>,
+    last: Option<std::sync::Arc<[u8]>>,
+}
+
+impl Write for Headers {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.wanted
+            && let Some(found) = crate::format::w3c::last_fields_in(bytes, &mut self.carry)
+        {
+            self.last = Some(found);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn quiet(file: &File, wait: Duration) -> Option<SystemTime> {
     let modified = file.metadata().and_then(|m| m.modified()).ok()?;
     let age = SystemTime::now()

@@ -60,6 +60,9 @@ pub enum Reject {
     ResponseTime,
     /// The server port (`%p`, `$server_port`) is not a number from 0 to 65535.
     Port,
+    /// A directive of a W3C extended log (`#Fields:`, `#Version:`, `#Date:`…): a header the
+    /// server writes, not a request. Kept with the rejects, so that no line goes uncounted.
+    Directive,
 }
 
 /// What exactly is wrong with a timestamp.
@@ -88,6 +91,7 @@ impl Reject {
             Reject::Client => "client",
             Reject::ResponseTime => "response-time",
             Reject::Port => "port",
+            Reject::Directive => "directive",
         }
     }
 }
@@ -103,6 +107,7 @@ impl fmt::Display for Reject {
             Reject::Client => f.write_str("client field holds control bytes"),
             Reject::ResponseTime => f.write_str("response time is not a number"),
             Reject::Port => f.write_str("port is not a number up to 65535"),
+            Reject::Directive => f.write_str("a header directive (#Fields…), not a request"),
         }
     }
 }

@@ -247,3 +247,52 @@ fn another_format_is_refused_for_a_rotated_file_read_on_under_its_record() {
         .success();
     assert_eq!(db_rows(&wd.path("logs.db")).len(), 6);
 }
+
+/// IIS's W3C extended logs: each line is read by the last `#Fields:` line before it, also
+/// when a run resumes in the middle of a block (the header is then found before the
+/// checkpoint), and when the rest of a block is read from the log's compressed rotation.
+#[test]
+fn w3c_lines_follow_the_fields_line_before_them_across_runs_and_rotation() {
+    let wd = Workdir::new();
+    let a = "#Software: Microsoft Internet Information Services 10.0\r\n\
+             #Fields: date time c-ip cs-method cs-uri-stem sc-status time-taken\r\n";
+    let line_a = |n: u32| format!("2024-01-01 00:00:{n:02} 10.0.0.{n} GET /a/{n} 200 {n}\r\n");
+    let b = "#Fields: date time cs-uri-stem c-ip sc-status cs(User-Agent)\r\n";
+    let line_b = |n: u32| format!("2024-01-01 00:01:{n:02} /b/{n} 10.0.1.{n} 404 curl/8.0+(x)\r\n");
+    let run = |expect: &str| {
+        wd.cmd("parse-to-db")
+            .args(["--log-format", "w3c"])
+            .assert()
+            .success()
+            .stderr(contains(expect.to_string()));
+    };
+    wd.write("logs/access.log", format!("{a}{}{}", line_a(1), line_a(2)));
+    run("wrote 2, rejected 2 (directive 2)");
+    wd.append("logs/access.log", line_a(3));
+    run("wrote 1, rejected 0 ");
+    wd.append("logs/access.log", format!("{}{b}{}", line_a(4), line_b(5)));
+    // logrotate with compress: the rest of the old log is read from its .gz.
+    let old = wd.read("logs/access.log");
+    std::fs::remove_file(wd.path("logs/access.log")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &old).unwrap();
+    wd.write("logs/access.log.1.gz", gz.finish().unwrap());
+    wd.write("logs/access.log", format!("{b}{}", line_b(6)));
+    run("wrote 3, rejected 2 (directive 2)");
+    let rows = db_rows(&wd.path("logs.db"));
+    let got: Vec<[&str; 5]> = rows
+        .iter()
+        .map(|r| [&*r[0], &*r[5], &*r[7], &*r[10], &*r[13]])
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ["10.0.0.1", "/a/1", "200", "", "1000"],
+            ["10.0.0.2", "/a/2", "200", "", "2000"],
+            ["10.0.0.3", "/a/3", "200", "", "3000"],
+            ["10.0.0.4", "/a/4", "200", "", "4000"],
+            ["10.0.1.5", "/b/5", "404", "curl/8.0 (x)", ""],
+            ["10.0.1.6", "/b/6", "404", "curl/8.0 (x)", ""],
+        ]
+    );
+}

@@ -22,6 +22,7 @@ mod fields;
 mod nginx;
 mod pattern;
 mod scanner;
+pub mod w3c;
 
 use std::sync::Arc;
 
@@ -65,8 +66,19 @@ impl Format {
 pub struct LogFormat {
     name: String,
     format: Arc<Format>,
-    /// The built-in Combined scanner (`parse::Parser`) reads the lines.
-    builtin: bool,
+    /// How the lines are read beyond `format`.
+    kind: Kind,
+}
+
+/// Which parser reads a [`LogFormat`]'s lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The built-in Combined scanner (`parse::Parser`).
+    Builtin,
+    /// The compiled `format`.
+    Compiled,
+    /// W3C extended: each `#Fields:` line compiles to a format of its own (see [`w3c`]).
+    W3c,
 }
 
 impl PartialEq for LogFormat {
@@ -93,38 +105,45 @@ impl LogFormat {
             return Ok(LogFormat {
                 name: format!("apache:{def}"),
                 format: Arc::new(apache(def).map_err(|e| located(e, 7))?),
-                builtin: false,
+                kind: Kind::Compiled,
             });
         }
         if let Some(def) = prefixed("nginx:") {
             return Ok(LogFormat {
                 name: format!("nginx:{def}"),
                 format: Arc::new(nginx(def).map_err(|e| located(e, 6))?),
-                builtin: false,
+                kind: Kind::Compiled,
             });
         }
-        let named = |name: &str, def: &str, builtin| LogFormat {
+        let named = |name: &str, def: &str, kind| LogFormat {
             name: name.to_string(),
             format: Arc::new(apache(def).expect("the named definitions are valid")),
-            builtin,
+            kind,
         };
         match arg.trim() {
-            "combined" => Ok(named("combined", COMBINED, true)),
-            "common" => Ok(named("common", COMMON, false)),
-            "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, false)),
+            "combined" => Ok(named("combined", COMBINED, Kind::Builtin)),
+            "common" => Ok(named("common", COMMON, Kind::Compiled)),
+            "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, Kind::Compiled)),
+            "w3c" | "iis" => Ok(LogFormat {
+                name: "w3c".to_string(),
+                // What the fields are is known line by line; this one says which fields the
+                // format may fill (see `has`).
+                format: Arc::new(w3c::fields_format(W3C_FIELDS).expect("a valid field list")),
+                kind: Kind::W3c,
+            }),
             def if def.contains('%') => Ok(LogFormat {
                 name: format!("apache:{def}"),
                 format: Arc::new(apache(def).map_err(|e| located(e, 0))?),
-                builtin: false,
+                kind: Kind::Compiled,
             }),
             def if def.contains('$') => Ok(LogFormat {
                 name: format!("nginx:{def}"),
                 format: Arc::new(nginx(def).map_err(|e| located(e, 0))?),
-                builtin: false,
+                kind: Kind::Compiled,
             }),
             _ => Err(FormatError::new(
                 0,
-                "not a format name (common, combined, vcombined), an Apache LogFormat \
+                "not a format name (common, combined, vcombined, w3c), an Apache LogFormat \
                  string (with %) or an nginx log_format string (with $)",
             )),
         }
@@ -138,7 +157,7 @@ impl LogFormat {
 
     /// The formats `auto` chooses from.
     pub fn candidates() -> Vec<LogFormat> {
-        ["common", "combined", "vcombined"]
+        ["common", "combined", "vcombined", "w3c"]
             .into_iter()
             .map(|n| LogFormat::from_arg(n).expect("a named format"))
             .collect()
@@ -172,13 +191,29 @@ impl LogFormat {
 
     /// A parser for one thread.
     pub fn parser(&self) -> LineParser {
-        LineParser(if self.builtin {
-            Inner::Builtin(Parser::default())
-        } else {
-            Inner::Compiled(Scanner::new(Arc::clone(&self.format)))
+        LineParser(match self.kind {
+            Kind::Builtin => Inner::Builtin(Parser::default()),
+            Kind::Compiled => Inner::Compiled(Scanner::new(Arc::clone(&self.format))),
+            Kind::W3c => Inner::W3c(w3c::W3cParser::default()),
         })
     }
+
+    /// Do some lines say how the lines after them are written (W3C's `#Fields:`)? A reader
+    /// then hands each parser the last such line before its first (see [`LineParser::follow`]).
+    pub fn header(&self, line: &[u8]) -> bool {
+        self.kind == Kind::W3c && w3c::is_fields_line(line)
+    }
+
+    /// Are lines read with the header lines before them (see [`LogFormat::header`])?
+    pub fn has_headers(&self) -> bool {
+        self.kind == Kind::W3c
+    }
 }
+
+/// Every field an IIS log may name that has a column: what `w3c` may fill.
+const W3C_FIELDS: &[u8] = b"#Fields: date time s-sitename c-ip cs-username cs-method cs-uri-stem \
+    cs-uri-query cs-version sc-status sc-bytes cs(Referer) cs(User-Agent) s-port time-taken \
+    x-forwarded-for";
 
 /// Parses lines of one [`LogFormat`]; one per thread.
 #[derive(Debug)]
@@ -188,6 +223,7 @@ pub struct LineParser(Inner);
 enum Inner {
     Builtin(Parser),
     Compiled(Scanner),
+    W3c(w3c::W3cParser),
 }
 
 impl LineParser {
@@ -196,6 +232,15 @@ impl LineParser {
         match &mut self.0 {
             Inner::Builtin(p) => p.parse(line),
             Inner::Compiled(s) => s.parse(line),
+            Inner::W3c(p) => p.parse(line),
+        }
+    }
+
+    /// Reads the next lines as following `header`, the last header line before them (see
+    /// [`LogFormat::header`]), or none: for a parser that starts past a file's first line.
+    pub fn follow(&mut self, header: Option<&Arc<[u8]>>) {
+        if let Inner::W3c(p) = &mut self.0 {
+            p.set_fields(header);
         }
     }
 }

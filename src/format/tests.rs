@@ -492,6 +492,8 @@ fn formats() -> Vec<Format> {
         nginx(UPSTREAMINFO).unwrap(),
         apache(r#"%h %{%d/%b/%Y:%H:%M:%S %z}t %m %U%q %H %>s %b %D "%{X-Forwarded-For}i""#).unwrap(),
         nginx(r#"$remote_addr [$time_iso8601] "$request" $status $upstream_response_time $upstream_addr $request_time"#).unwrap(),
+        w3c::fields_format(b"#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken").unwrap(),
+        w3c::fields_format(b"#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query cs-version sc-status sc-bytes cs(Referer) cs-host X-Forwarded-For time-taken").unwrap(),
     ]
 }
 
@@ -515,6 +517,9 @@ fn generated(format: &Format, picks: &[u8]) -> Vec<u8> {
             Some(Slot::Time) => match &format.clock {
                 Clock::Clf => one(&["10/Oct/2000:13:55:36 -0700", "29/Feb/2024:00:00:00 +0000"]),
                 Clock::Iso8601 => one(&["2024-10-12T23:14:21+09:00"]),
+                Clock::Strftime { format, .. } if format == "%Y-%m-%d %H:%M:%S" => {
+                    one(&["2009-11-07 01:15:45", "2015-01-13 00:32:17"])
+                }
                 _ => one(&["1498697422.123"]),
             },
             Some(Slot::Request) => one(&["GET /a HTTP/1.1", "-", "", r#"GET /q?\"x\\ HTTP/1.0"#]),
@@ -575,7 +580,7 @@ proptest! {
 
     #[test]
     fn generated_lines_parse_the_same_through_scanner_and_regex(
-        which in 0..7usize,
+        which in 0..9usize,
         picks in proptest::collection::vec(any::<u8>(), 1..8),
         edits in proptest::collection::vec((0..400usize, any::<u8>(), 0..3u8), 0..4),
     ) {
@@ -592,10 +597,116 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_agree(
-        which in 0..7usize,
+        which in 0..9usize,
         line in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let format = &formats()[which];
         prop_assert_eq!(format.scanner().parse(&line), format.regex_parser().parse(&line));
+    }
+}
+
+/// The IIS files: every line that is not a directive parses, through the format its last
+/// `#Fields:` line names (scanner and regex agreeing); the directives are rejected as such.
+#[test]
+fn w3c_files_parse_every_request_line_by_their_fields_lines() {
+    let w3c = LogFormat::from_arg("w3c").unwrap();
+    for (name, total, directives, blocks) in [
+        ("bherila-waikolai_u_ex091107.log", 412, 60, 15),
+        ("tstack-lnav_logfile_w3c_big.0", 254, 44, 11),
+    ] {
+        let data = read("formats", name);
+        let lines = lines(&data);
+        assert_eq!(lines.len(), total, "{name}");
+        let mut parser = w3c.parser();
+        let mut rejected = Vec::new();
+        let mut fields_lines = 0;
+        // Each request line also through the scanner and regex of the format in force.
+        let mut in_force: Option<Format> = None;
+        for line in &lines {
+            let got = parser.parse(line);
+            if line.starts_with(b"#") {
+                assert_eq!(got, Err(Reject::Directive), "{name}");
+                if w3c::is_fields_line(line) {
+                    fields_lines += 1;
+                    in_force = Some(w3c::fields_format(line).unwrap());
+                }
+                continue;
+            }
+            match got {
+                Ok(entry) => {
+                    let format = in_force.as_ref().expect("a #Fields line came first");
+                    let direct = parse_all(format, &[line]).remove(0).unwrap();
+                    assert_eq!(entry.ip, direct.ip);
+                    assert_eq!(entry.url, direct.url);
+                }
+                Err(reason) => rejected.push((reason, String::from_utf8_lossy(line))),
+            }
+        }
+        assert!(rejected.is_empty(), "{name}: {rejected:#?}");
+        assert_eq!(
+            (
+                lines.iter().filter(|l| l.starts_with(b"#")).count(),
+                fields_lines
+            ),
+            (directives, blocks),
+            "{name}"
+        );
+    }
+    let mut parser = w3c.parser();
+    let iis7 = b"#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken\r";
+    let _ = parser.parse(iis7);
+    let e = parser
+        .parse(b"2009-11-07 01:42:05 W3SVC20 67.222.136.138 GET /flash/Current/finish.swf - 80 - 67.182.226.34 Mozilla/5.0+(Macintosh;+U;+Intel+Mac+OS+X+10_5_8;+en-us)+AppleWebKit/531.9+(KHTML,+like+Gecko)+Version/4.0.3+Safari/531.9 200 0 0 233848 329 2983\r")
+        .unwrap();
+    let got = fields(&e);
+    let got: Vec<(&str, &str)> = got.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("ip", "67.182.226.34"),
+            ("timestamp", "2009-11-07T01:42:05Z"),
+            ("url", "/flash/Current/finish.swf"),
+            ("status", "200"),
+            ("method", "GET"),
+            ("bytes", "233848"),
+            (
+                "user_agent",
+                "Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10_5_8; en-us) AppleWebKit/531.9 (KHTML, like Gecko) Version/4.0.3 Safari/531.9"
+            ),
+            ("vhost", "W3SVC20"),
+            ("port", "80"),
+            ("response_us", "2983000"),
+        ]
+    );
+    let iis85 = b"#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken";
+    let _ = parser.parse(iis85);
+    let e = parser
+        .parse(b"2015-01-13 22:30:11 100.79.192.81 GET /index.php m=admin 80 - 183.60.244.30 Mozilla/5.0+(Macintosh;+Intel+Mac+OS+X+10_9_4)+AppleWebKit/537.36+(KHTML,+like+Gecko)+Chrome/36.0.1985.125+Safari/537.36 - 404 0 2 1405 255 314")
+        .unwrap();
+    assert_eq!(
+        (
+            &*e.url,
+            e.status,
+            e.extra.vhost,
+            e.referrer,
+            e.extra.response_time_us
+        ),
+        ("/index.php?m=admin", 404, None, None, Some(314_000))
+    );
+}
+
+#[test]
+fn detect_picks_w3c_for_the_iis_files() {
+    for name in [
+        "bherila-waikolai_u_ex091107.log",
+        "tstack-lnav_logfile_w3c_big.0",
+    ] {
+        let data = read("formats", name);
+        let head: Vec<&[u8]> = lines(&data).into_iter().take(200).collect();
+        assert_eq!(
+            detect(&head).map(|f| f.name()),
+            Ok("w3c".to_string()),
+            "{name}"
+        );
     }
 }
