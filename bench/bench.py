@@ -602,6 +602,8 @@ FORMAT_LOGS = [
      '$remote_addr $remote_user  $http_x_real_ip [$time_local] "$request" $status $body_bytes_sent '
      '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" "$http_X_REQUEST_ID" "$http_X_RB_USER" '
      '$request_time'),
+    ("bherila-waikolai_u_ex091107.log", "w3c"),
+    ("tstack-lnav_logfile_w3c_big.0", "w3c"),
 ]
 
 
