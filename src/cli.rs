@@ -259,6 +259,25 @@ pub fn check_inputs(store: &std::path::Path, args: &IngestArgs) -> anyhow::Resul
     crate::ingest::check_inputs(&inputs, store.exists())
 }
 
+/// Makes the files of an ingest run as private as its logs (see [`crate::privacy`]): warns
+/// about those of `outputs` that exist and are not, and masks every file the run creates.
+/// `store` names the store's own files (`-wal`, `-shm`, `.checkpoint`, `.lock` beside it).
+pub fn private_outputs(
+    tool: &str,
+    inputs: &[crate::ingest::Input],
+    store: &std::path::Path,
+    others: &[Option<&std::path::Path>],
+) {
+    let mode = crate::privacy::output_mode(inputs);
+    let beside = |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", store.display()));
+    let mut outputs = vec![store.to_path_buf()];
+    outputs.extend(["-wal", "-shm", ".checkpoint", ".lock"].map(beside));
+    outputs.extend(others.iter().flatten().map(|p| p.to_path_buf()));
+    let outputs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
+    crate::privacy::warn_if_wider(&outputs, mode, &mut warn(tool));
+    crate::privacy::restrict_created_files(mode);
+}
+
 /// Takes the write lock of `store` for a one-time run, before the store is opened (its schema
 /// is created or upgraded under the lock), to be held until the run ends.
 pub fn lock_store(

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod lock;
 pub mod packed;
 pub mod parse;
+pub mod privacy;
 pub mod read;
 pub mod report;
 pub mod rotation;

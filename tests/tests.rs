@@ -12,5 +12,6 @@ mod test_layout;
 mod test_model;
 mod test_nginx;
 mod test_parse;
+mod test_privacy;
 mod test_real_logs;
 mod test_suite;

@@ -79,7 +79,13 @@ fn main() -> ExitCode {
                 .map_or_else(|| PathBuf::from(".offset"), |dir| dir.join(".offset"))
         });
         let input = log_pipeline::ingest::Input::File(args.log.clone());
-        let reading = args.reading.reading("continuous-parse", &[input])?;
+        let reading = args.reading.reading("continuous-parse", std::slice::from_ref(&input))?;
+        cli::private_outputs(
+            "continuous-parse",
+            std::slice::from_ref(&input),
+            &args.db,
+            &[Some(&offset_file), args.rejects.as_deref()],
+        );
         let config = FollowConfig {
             log: args.log,
             db: args.db,

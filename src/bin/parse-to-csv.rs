@@ -37,6 +37,12 @@ fn main() -> ExitCode {
         let args = Args::parse();
         cli::check_inputs(&args.output, &args.ingest)?;
         let config = args.ingest.config("parse-to-csv")?;
+        cli::private_outputs(
+            "parse-to-csv",
+            &config.inputs,
+            &args.output,
+            &[args.ingest.rejects.as_deref()],
+        );
         let _lock = cli::lock_store("parse-to-csv", &args.output, &args.ingest)?;
         let mut sink = CsvSink::open(
             &args.output,

@@ -30,6 +30,12 @@ fn main() -> ExitCode {
         let args = Args::parse();
         cli::check_inputs(&args.db, &args.ingest)?;
         let config = args.ingest.config("parse-to-db")?;
+        cli::private_outputs(
+            "parse-to-db",
+            &config.inputs,
+            &args.db,
+            &[args.ingest.rejects.as_deref()],
+        );
         let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
         let mut sink =
             SqliteSink::open(&args.db, args.busy_timeout, &mut cli::warn("parse-to-db"))?;
