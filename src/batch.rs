@@ -122,6 +122,8 @@ impl Default for Prepare {
 pub struct Reading {
     pub format: LogFormat,
     pub client: ClientFrom,
+    /// What is taken out of each line before it is stored, rejects included.
+    pub scrub: crate::privacy::Scrub,
 }
 
 impl Default for Reading {
@@ -129,6 +131,7 @@ impl Default for Reading {
         Reading {
             format: LogFormat::from_arg("combined").expect("a named format"),
             client: ClientFrom::Remote,
+            scrub: crate::privacy::Scrub::default(),
         }
     }
 }
@@ -272,9 +275,10 @@ impl RawBatch {
     fn parse(
         self,
         prepare: &Prepare,
-        (parser, client): (&mut LineParser, ClientFrom),
+        (parser, reading): (&mut LineParser, &Reading),
         encoder: &mut Option<Box<dyn Encoder>>,
     ) -> Batch {
+        let scrub = &reading.scrub;
         let mut batch = Batch {
             lines: self.lines.len() as u64,
             end_offset: self.end_offset,
@@ -288,7 +292,7 @@ impl RawBatch {
             if too_long {
                 batch
                     .rejects
-                    .push((number, Reject::TooLong, bytes.to_vec()));
+                    .push((number, Reject::TooLong, scrub.raw(bytes).into_owned()));
                 continue;
             }
             let padding = bytes.iter().take_while(|&&b| b == 0).count();
@@ -297,11 +301,15 @@ impl RawBatch {
             }
             match parser.parse(&bytes[padding..]) {
                 Ok(mut entry) => {
-                    client.apply(&mut entry);
+                    reading.client.apply(&mut entry);
+                    scrub.apply(&mut entry);
                     batch.push(&entry, prepare.entries, encoder.as_mut())
                 }
-                // The reject keeps the line as read, padding included: rejects are verbatim.
-                Err(reason) => batch.rejects.push((number, reason, bytes.to_vec())),
+                // The reject keeps the line as read, padding included: rejects are verbatim,
+                // but for what the scrub takes out.
+                Err(reason) => batch
+                    .rejects
+                    .push((number, reason, scrub.raw(bytes).into_owned())),
             }
         }
         if let Some(encoder) = encoder {
@@ -339,7 +347,7 @@ pub fn produce<R: Read + Send>(
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((raw, result))) = next else { return };
                     // A closed result channel means the run stopped: drop the batch.
-                    let parsed = raw.parse(&prepare, (&mut parser, reading.client), &mut encoder);
+                    let parsed = raw.parse(&prepare, (&mut parser, reading), &mut encoder);
                     let _ = result.send(parsed);
                 }
             });

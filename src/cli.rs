@@ -104,6 +104,40 @@ pub struct ReadingArgs {
     /// address of X-Forwarded-For when the line has one (behind a proxy).
     #[arg(long, value_enum, value_name = "FROM", default_value_t = ClientFrom::Remote)]
     pub client: ClientFrom,
+    /// Store only the network of each client address: IPv4 to /24 and IPv6 to /64, or
+    /// `--anonymize-ip=V4[/V6]` for other prefixes (`=16/48`). The full address is never
+    /// stored, rejects included (see the README's "Privacy").
+    #[arg(long, value_name = "BITS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "24/64", value_parser = parse_prefixes,
+          conflicts_with = "pseudonymize_ip")]
+    pub anonymize_ip: Option<(u8, u8)>,
+    /// Store a keyed hash of each client address instead of the address: per-client counts
+    /// and unique visitors stay exact. The key is read from PATH, created (0600) if
+    /// missing; keep it to add to the same store later.
+    #[arg(long, value_name = "PATH")]
+    pub pseudonymize_ip: Option<std::path::PathBuf>,
+    /// Replace the values of these query parameters with REDACTED, in URLs and referrers
+    /// (`--redact-query=token,sid`; alone: token, key, password, passwd, secret, session,
+    /// auth, sig, signature, code).
+    #[arg(long, value_name = "NAMES", num_args = 0..=1, require_equals = true,
+          value_delimiter = ',', default_missing_value = "token,key,password,passwd,secret,session,auth,sig,signature,code",
+          conflicts_with = "strip_query")]
+    pub redact_query: Option<Vec<String>>,
+    /// Drop query strings from URLs and referrers.
+    #[arg(long)]
+    pub strip_query: bool,
+}
+
+/// `--anonymize-ip=V4[/V6]`: prefix lengths in bits.
+fn parse_prefixes(s: &str) -> Result<(u8, u8), String> {
+    let (v4, v6) = s.split_once('/').unwrap_or((s, "64"));
+    let bits = |text: &str, max: u8| {
+        text.parse::<u8>()
+            .ok()
+            .filter(|&b| b <= max)
+            .ok_or_else(|| format!("`{text}` is not a prefix length of 0 to {max} bits"))
+    };
+    Ok((bits(v4, 32)?, bits(v6, 128)?))
 }
 
 /// `--log-format`: a format, or `auto`.
@@ -166,7 +200,24 @@ impl ReadingArgs {
         Ok(Reading {
             format,
             client: self.client,
+            scrub: self.scrub()?,
         })
+    }
+
+    /// What the privacy options take out of each line.
+    fn scrub(&self) -> anyhow::Result<crate::privacy::Scrub> {
+        use crate::privacy::{Addresses, Key, Query, Scrub};
+        let addresses = match (&self.anonymize_ip, &self.pseudonymize_ip) {
+            (Some((v4, v6)), _) => Addresses::Truncate { v4: *v4, v6: *v6 },
+            (None, Some(path)) => Addresses::Pseudonym(Arc::new(Key::load_or_create(path)?)),
+            (None, None) => Addresses::Keep,
+        };
+        let query = match (&self.redact_query, self.strip_query) {
+            (_, true) => Query::Strip,
+            (Some(names), false) => Query::Redact(names.clone()),
+            (None, false) => Query::Keep,
+        };
+        Ok(Scrub::new(addresses, query))
     }
 }
 
@@ -268,7 +319,10 @@ pub fn private_outputs(
     store: &std::path::Path,
     others: &[Option<&std::path::Path>],
 ) {
-    let mode = crate::privacy::output_mode(inputs);
+    let mode = crate::privacy::output_mode(inputs.iter().map(|input| match input {
+        crate::ingest::Input::Stdin => None,
+        crate::ingest::Input::File(path) => Some(path.as_path()),
+    }));
     let beside = |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", store.display()));
     let mut outputs = vec![store.to_path_buf()];
     outputs.extend(["-wal", "-shm", ".checkpoint", ".lock"].map(beside));

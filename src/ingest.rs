@@ -256,6 +256,7 @@ pub fn run_holding(
     held: &mut Held,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    check_scrub(sink, &config.reading.scrub)?;
     let rejects = match &config.rejects {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -319,6 +320,33 @@ pub fn run_holding(
 /// The key a source's checkpoint is saved under: its absolute path, with symbolic links
 /// resolved (a link to a log is the same source as the log), so that runs from different
 /// working directories, and through different links, share it.
+/// Refuses a run whose privacy choices differ from those the store's rows were stored with
+/// (raw addresses beside anonymized ones would count one client as two, and a visitor count
+/// over both would be wrong), and records this run's in a store that holds no rows yet. A
+/// store of an earlier version, which recorded nothing, holds raw rows.
+fn check_scrub(sink: &mut dyn Sink, scrub: &crate::privacy::Scrub) -> anyhow::Result<()> {
+    let wanted = scrub.describe();
+    let recorded = sink.scrubbed()?;
+    if recorded.as_deref() == Some(&wanted) {
+        return Ok(());
+    }
+    let before = recorded.unwrap_or_default();
+    if before != wanted && sink.holds_rows()? {
+        let said = |choices: &str| match choices {
+            "" => "no privacy option (full addresses and query strings)".to_owned(),
+            some => format!("`{some}`"),
+        };
+        bail!(
+            "{} holds rows stored with {}, and this run asks for {}: mixed, they would count \
+             wrong; give the same options, or write to another output",
+            sink.describe(),
+            said(&before),
+            said(&wanted)
+        );
+    }
+    sink.set_scrubbed(&wanted)
+}
+
 pub fn source_key(path: &Path) -> String {
     let absolute = if path.is_absolute() {
         path.to_owned()

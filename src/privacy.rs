@@ -1,4 +1,5 @@
-//! Outputs as private as the logs they come from (issue #18).
+//! Outputs as private as the logs they come from, and what can be left out of them
+//! (issue #18).
 //!
 //! Access logs hold personal data, and servers keep them private (Debian writes
 //! `access.log` 0640, readable by `adm`). Everything a tool makes from them (the database
@@ -9,19 +10,27 @@
 //! passed at each creation would miss some. No tool that reads logs creates directories, to
 //! which the mask would deny `x`.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::ingest::Input;
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use regex::bytes::Regex;
+
+use crate::entry::LogEntry;
 
 /// The permission bits an output may have: those every input has (a symbolic link counts
-/// as its target, whose bits protect the content), read and write only. Standard input, or
-/// an input that is not there yet, gives 0600: nothing says who else may read it.
-pub fn output_mode(inputs: &[Input]) -> u32 {
-    inputs.iter().fold(0o666, |mode, input| {
+/// as its target, whose bits protect the content), read and write only. Standard input
+/// (`None`), or an input that is not there yet, gives 0600: nothing says who else may read
+/// it.
+pub fn output_mode<'a>(inputs: impl IntoIterator<Item = Option<&'a Path>>) -> u32 {
+    inputs.into_iter().fold(0o666, |mode, input| {
         let bits = match input {
-            Input::Stdin => 0o600,
-            Input::File(path) => std::fs::metadata(path).map_or(0o600, |m| m.mode() & 0o666),
+            None => 0o600,
+            Some(path) => std::fs::metadata(path).map_or(0o600, |m| m.mode() & 0o666),
         };
         mode & bits
     })
@@ -60,6 +69,323 @@ pub fn warn_if_wider(outputs: &[&Path], mode: u32, warn: &mut dyn FnMut(String))
     }
 }
 
+/// What is taken out of every line before anything of it is stored: in the rows, in the
+/// packed copy (made from the rows), and in the rejects, whose raw bytes are scrubbed by
+/// pattern since they could not be parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Scrub {
+    pub addresses: Addresses,
+    pub query: Query,
+    /// The query pattern, compiled once (see [`Scrub::new`]).
+    query_pattern: Option<Regex>,
+}
+
+/// What becomes of client addresses (`ip` and `forwarded_for`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Addresses {
+    #[default]
+    Keep,
+    /// `--anonymize-ip`: only the network is kept, IPv4 to `v4` bits, IPv6 to `v6` bits. A
+    /// host name loses its first label (`gw1.att.com` becomes `*.att.com`).
+    Truncate { v4: u8, v6: u8 },
+    /// `--pseudonymize-ip`: a keyed hash of the address, the same for the same address.
+    Pseudonym(Arc<Key>),
+}
+
+/// What becomes of query strings (in the URL and the referrer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Query {
+    #[default]
+    Keep,
+    /// `--redact-query`: these parameters' values become `REDACTED` (names compared without
+    /// case).
+    Redact(Vec<String>),
+    /// `--strip-query`: the query string is dropped.
+    Strip,
+}
+
+/// The parameters `--redact-query` redacts when given no list.
+pub const REDACTED_BY_DEFAULT: &[&str] = &[
+    "token",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "session",
+    "auth",
+    "sig",
+    "signature",
+    "code",
+];
+
+/// The secret of `--pseudonymize-ip`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never printed, not even in a debug dump.
+        write!(f, "Key(id {})", self.id())
+    }
+}
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+impl Key {
+    /// Reads the key in `path` (64 hex digits), or creates it, mode 0600, from 32 random
+    /// bytes when there is no file.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Key> {
+        let context = || format!("cannot read key file {}", path.display());
+        match std::fs::read_to_string(path) {
+            Ok(text) => Key::from_hex(text.trim())
+                .with_context(|| format!("{} does not hold a key (64 hex digits)", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes: [u8; 32] = rand::random();
+                let key = Key(bytes);
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .with_context(|| format!("cannot create key file {}", path.display()))?;
+                std::io::Write::write_all(&mut file, format!("{}\n", key.hex()).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .with_context(|| format!("cannot write key file {}", path.display()))?;
+                Ok(key)
+            }
+            Err(e) => Err(e).with_context(context),
+        }
+    }
+
+    fn from_hex(text: &str) -> anyhow::Result<Key> {
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("not 64 hex digits");
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
+        }
+        Ok(Key(bytes))
+    }
+
+    fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// What the store records of the key: a hash that tells keys apart and reveals nothing
+    /// of them.
+    pub fn id(&self) -> String {
+        self.mac(b"log-pipeline key id")[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The pseudonym of `address`: 96 bits of HMAC-SHA-256 over its canonical form, enough
+    /// that two addresses of a billion never share one, so visitor counts stay exact.
+    fn pseudonym(&self, address: &str) -> String {
+        let canonical = match parse_ip(address) {
+            Some(ip) => ip.to_string(),
+            None => address.to_ascii_lowercase(),
+        };
+        let mac = self.mac(canonical.as_bytes());
+        let mut out = String::with_capacity(26);
+        out.push_str("h:");
+        for b in &mac[..12] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+}
+
+/// An address as logs write it: bare, `[v6]`, or with a `%zone`.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim_start_matches('[').trim_end_matches(']');
+    let text = text.split('%').next().unwrap_or(text);
+    text.parse().ok()
+}
+
+fn truncate(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(v4.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(bits & mask))
+        }
+        // An IPv4 address written as IPv6 (`::ffff:10.1.2.3`, from a dual-stack socket) is
+        // an IPv4 client: its network is its IPv4 network.
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+            let IpAddr::V4(v4) = truncate(IpAddr::V4(a.to_ipv4_mapped().expect("mapped")), v4, v6)
+            else {
+                unreachable!("an IPv4 address stays one")
+            };
+            IpAddr::V6(v4.to_ipv6_mapped())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(v6.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(bits & mask))
+        }
+    }
+}
+
+impl Scrub {
+    pub fn new(addresses: Addresses, query: Query) -> Scrub {
+        let query_pattern = match &query {
+            Query::Keep => None,
+            Query::Redact(names) => {
+                let names: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
+                Some(format!(r#"(?i)([?&;](?:{})=)[^&;#\s"]*"#, names.join("|")))
+            }
+            Query::Strip => Some(r#"\?[^#\s"]*"#.to_owned()),
+        }
+        .map(|p| Regex::new(&p).expect("a valid query pattern"));
+        Scrub {
+            addresses,
+            query,
+            query_pattern,
+        }
+    }
+
+    /// Does it change anything?
+    pub fn is_none(&self) -> bool {
+        self.addresses == Addresses::Keep && self.query == Query::Keep
+    }
+
+    /// The choices as the store records them, to refuse a later run that makes others
+    /// (rows kept raw beside rows without addresses would count wrong). Empty for none.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.addresses {
+            Addresses::Keep => {}
+            Addresses::Truncate { v4, v6 } => parts.push(format!("anonymize-ip={v4}/{v6}")),
+            Addresses::Pseudonym(key) => parts.push(format!("pseudonymize-ip=key:{}", key.id())),
+        }
+        match &self.query {
+            Query::Keep => {}
+            Query::Redact(names) => {
+                let mut names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+                names.sort();
+                names.dedup();
+                parts.push(format!("redact-query={}", names.join(",")));
+            }
+            Query::Strip => parts.push("strip-query".to_owned()),
+        }
+        parts.join(" ")
+    }
+
+    /// One address, as stored.
+    fn address(&self, text: &str) -> Option<String> {
+        match &self.addresses {
+            Addresses::Keep => None,
+            Addresses::Truncate { v4, v6 } => Some(match parse_ip(text) {
+                Some(ip) => truncate(ip, *v4, *v6).to_string(),
+                None => match text.split_once('.') {
+                    Some((_, domain)) if !domain.is_empty() => format!("*.{domain}"),
+                    _ => "*".to_owned(),
+                },
+            }),
+            Addresses::Pseudonym(key) => Some(key.pseudonym(text)),
+        }
+    }
+
+    fn query_text<'a>(&self, text: Cow<'a, str>) -> Cow<'a, str> {
+        let Some(pattern) = &self.query_pattern else {
+            return text;
+        };
+        let replaced = pattern.replace_all(text.as_bytes(), self.replacement());
+        match replaced {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).expect("ASCII replaced")),
+        }
+    }
+
+    fn replacement(&self) -> &'static [u8] {
+        match self.query {
+            Query::Strip => b"",
+            _ => b"${1}REDACTED",
+        }
+    }
+
+    /// Takes out of `entry` what the choices say: its addresses, its query strings.
+    pub fn apply(&self, entry: &mut LogEntry<'_>) {
+        if self.is_none() {
+            return;
+        }
+        if let Some(ip) = self.address(&entry.ip) {
+            entry.ip = Cow::Owned(ip);
+        }
+        if self.addresses != Addresses::Keep
+            && let Some(list) = &entry.extra.forwarded_for
+        {
+            let scrubbed: Vec<String> = list
+                .split(',')
+                .map(|a| self.address(a.trim()).unwrap_or_default())
+                .collect();
+            entry.extra.forwarded_for = Some(Cow::Owned(scrubbed.join(", ")));
+        }
+        entry.url = self.query_text(std::mem::take(&mut entry.url));
+        entry.referrer = entry.referrer.take().map(|r| self.query_text(r));
+    }
+
+    /// A line that could not be parsed, scrubbed by pattern: every run of bytes that reads as
+    /// an IPv4 or IPv6 address (with a `:port` or not), and the query parameters, as
+    /// [`Scrub::apply`] would have.
+    pub fn raw<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.is_none() {
+            return Cow::Borrowed(line);
+        }
+        let mut out: Cow<'a, [u8]> = Cow::Borrowed(line);
+        if self.addresses != Addresses::Keep {
+            out = Cow::Owned(self.raw_addresses(line));
+        }
+        if let Some(pattern) = &self.query_pattern {
+            let replaced = pattern.replace_all(&out, self.replacement()).into_owned();
+            out = Cow::Owned(replaced);
+        }
+        out
+    }
+
+    fn raw_addresses(&self, line: &[u8]) -> Vec<u8> {
+        let in_address = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+        let mut out = Vec::with_capacity(line.len());
+        let mut i = 0;
+        while i < line.len() {
+            if !in_address(line[i]) {
+                out.push(line[i]);
+                i += 1;
+                continue;
+            }
+            let end = i + line[i..].iter().take_while(|&&b| in_address(b)).count();
+            let run = std::str::from_utf8(&line[i..end]).expect("ASCII");
+            // A whole address, or one followed by `:port` (or a sentence's `.`).
+            let address = [run, run.trim_end_matches('.')]
+                .into_iter()
+                .chain(run.rsplit_once(':').map(|(a, _)| a))
+                .find(|a| a.parse::<IpAddr>().is_ok());
+            match address.and_then(|a| self.address(a).map(|s| (a.len(), s))) {
+                Some((len, scrubbed)) => {
+                    out.extend_from_slice(scrubbed.as_bytes());
+                    out.extend_from_slice(&line[i + len..end]);
+                }
+                None => out.extend_from_slice(&line[i..end]),
+            }
+            i = end;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,21 +397,121 @@ mod tests {
             let path = dir.path().join(name);
             std::fs::write(&path, "x\n").unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            Input::File(path)
+            path
         };
         let adm = file("access.log", 0o640);
         let open = file("other.log", 0o644);
         let private = file("private.log", 0o600);
-        assert_eq!(output_mode(std::slice::from_ref(&open)), 0o644);
-        assert_eq!(output_mode(&[open.clone(), adm.clone()]), 0o640);
-        assert_eq!(output_mode(&[adm, private.clone()]), 0o600);
-        assert_eq!(output_mode(&[open.clone(), Input::Stdin]), 0o600);
+        let of = |paths: &[Option<&Path>]| output_mode(paths.iter().copied());
+        assert_eq!(of(&[Some(&open)]), 0o644);
+        assert_eq!(of(&[Some(&open), Some(&adm)]), 0o640);
+        assert_eq!(of(&[Some(&adm), Some(&private)]), 0o600);
+        assert_eq!(of(&[Some(&open), None]), 0o600);
         let link = dir.path().join("link.log");
-        std::os::unix::fs::symlink(dir.path().join("private.log"), &link).unwrap();
-        assert_eq!(output_mode(&[Input::File(link)]), 0o600);
-        let missing = Input::File(dir.path().join("missing.log"));
-        assert_eq!(output_mode(&[open, missing]), 0o600);
-        let _ = private;
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        assert_eq!(of(&[Some(&link)]), 0o600);
+        let missing = dir.path().join("missing.log");
+        assert_eq!(of(&[Some(&open), Some(&missing)]), 0o600);
+    }
+
+    fn entry(ip: &str, url: &str) -> LogEntry<'static> {
+        let line = format!(
+            r#"{ip} - - [10/Oct/2000:13:55:36 -0700] "GET {url} HTTP/1.0" 200 1 "https://ref/?token=abc&q=1" "ua""#
+        );
+        let line: &'static str = Box::leak(line.into_boxed_str());
+        crate::parse::parse_line(line.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn anonymized_addresses_keep_only_their_network() {
+        let scrub = Scrub::new(Addresses::Truncate { v4: 24, v6: 64 }, Query::Keep);
+        let mut e = entry("203.0.113.77", "/a");
+        e.extra.forwarded_for = Some("198.51.100.9, 2001:db8:1:2:3:4:5:6, unknown".into());
+        scrub.apply(&mut e);
+        assert_eq!(e.ip, "203.0.113.0");
+        assert_eq!(
+            e.extra.forwarded_for.as_deref(),
+            Some("198.51.100.0, 2001:db8:1:2::, *")
+        );
+        let narrow = Scrub::new(Addresses::Truncate { v4: 16, v6: 48 }, Query::Keep);
+        let mut e = entry("2001:db8:aaaa:bbbb::1", "/a");
+        narrow.apply(&mut e);
+        assert_eq!(e.ip, "2001:db8:aaaa::");
+        let mut e = entry("gw1.att.com", "/a");
+        narrow.apply(&mut e);
+        assert_eq!(e.ip, "*.att.com");
+        let raw = scrub.raw(b"10.1.2.3:443 [::ffff:10.9.8.7] 2001:db8::1. v1.2 cafe 0.0.1");
+        assert_eq!(
+            String::from_utf8_lossy(&raw),
+            "10.1.2.0:443 [::ffff:10.9.8.0] 2001:db8::. v1.2 cafe 0.0.1"
+        );
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_per_address_and_key_and_hide_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ip.key");
+        let key = Key::load_or_create(&path).unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(Key::load_or_create(&path).unwrap(), key);
+        let scrub = Scrub::new(Addresses::Pseudonym(Arc::new(key.clone())), Query::Keep);
+        let (mut a, mut b, mut c) = (
+            entry("2001:db8::1", "/"),
+            entry("2001:0db8:0::1", "/"),
+            entry("2001:db8::2", "/"),
+        );
+        for e in [&mut a, &mut b, &mut c] {
+            scrub.apply(e);
+        }
+        assert_eq!(a.ip, b.ip, "one address, one pseudonym");
+        assert_ne!(a.ip, c.ip);
+        assert!(a.ip.starts_with("h:") && a.ip.len() == 26, "{}", a.ip);
+        let other = Key::load_or_create(&dir.path().join("other.key")).unwrap();
+        assert_ne!(other.pseudonym("2001:db8::1"), a.ip);
+        assert_ne!(key.id(), other.id());
+        assert!(!format!("{key:?}").contains(&key.hex()));
+        std::fs::write(
+            &path, "short
+",
+        )
+        .unwrap();
+        assert!(Key::load_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn query_parameters_are_redacted_or_stripped() {
+        let names = REDACTED_BY_DEFAULT.iter().map(|n| n.to_string()).collect();
+        let redact = Scrub::new(Addresses::Keep, Query::Redact(names));
+        let mut e = entry("1.2.3.4", "/reset?Token=s3cr3t&page=2&session=x;code=9#top");
+        redact.apply(&mut e);
+        assert_eq!(
+            e.url,
+            "/reset?Token=REDACTED&page=2&session=REDACTED;code=REDACTED#top"
+        );
+        assert_eq!(
+            e.referrer.as_deref(),
+            Some("https://ref/?token=REDACTED&q=1")
+        );
+        assert_eq!(e.ip, "1.2.3.4");
+        let raw = redact.raw(br#"x "GET /a?key=k1&keyboard=1 HTTP/1.1" y"#);
+        assert_eq!(&*raw, br#"x "GET /a?key=REDACTED&keyboard=1 HTTP/1.1" y"#);
+        let strip = Scrub::new(Addresses::Keep, Query::Strip);
+        let mut e = entry("1.2.3.4", "/reset?token=s3cr3t&page=2");
+        strip.apply(&mut e);
+        assert_eq!(
+            (&*e.url, e.referrer.as_deref()),
+            ("/reset", Some("https://ref/"))
+        );
+        assert_eq!(strip.describe(), "strip-query",);
+        assert_eq!(
+            redact.describe(),
+            "redact-query=auth,code,key,passwd,password,secret,session,sig,signature,token"
+        );
+        assert_eq!(Scrub::default().describe(), "");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
     #[test]

@@ -80,6 +80,14 @@ impl Sink for Crashing<'_> {
     fn set_log_format(&mut self, name: &str) {
         self.inner.set_log_format(name)
     }
+    fn scrubbed(&mut self) -> anyhow::Result<Option<String>> {
+        self.inner.scrubbed()
+    }
+
+    fn set_scrubbed(&mut self, choices: &str) -> anyhow::Result<()> {
+        self.inner.set_scrubbed(choices)
+    }
+
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
         self.inner.holds_rows()
     }

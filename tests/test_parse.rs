@@ -556,7 +556,16 @@ fn a_schema_2_database_gets_the_columns_of_other_formats_in_place() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    // Schema 4's table of settings, where the privacy choices are recorded: none here.
+    let scrubbed: String = conn
+        .query_row(
+            "SELECT value FROM settings WHERE name = 'scrubbed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(scrubbed, "");
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
 

@@ -26,18 +26,19 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Every file under `dir` but `except`, with its mode.
+/// Every file under `dir` but `except` (paths relative to `dir`), with its mode.
 fn created(dir: &Path, except: &[&str]) -> Vec<(String, u32)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.strip_prefix(dir).unwrap().display().to_string();
-        if path.is_dir() {
-            for (inner, m) in created(&path, except) {
-                out.push((format!("{name}/{inner}"), m));
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            if path.is_dir() {
+                todo.push(path);
+            } else if !except.contains(&name.as_str()) {
+                out.push((name, mode(&path)));
             }
-        } else if !except.contains(&name.as_str()) {
-            out.push((name, mode(&path)));
         }
     }
     out.sort();
@@ -143,4 +144,232 @@ fn a_wider_existing_output_is_left_as_it_is_with_a_warning() {
         ))
         .stderr(contains("chmod 0640 logs.db"));
     assert_eq!(mode(&wd.path("logs.db")), 0o644);
+}
+
+/// Lines from many clients, IPv4 and IPv6, with tokens in their query strings and
+/// referrers, and two rejects that hold a client address and a token.
+fn private_lines() -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut addresses = Vec::new();
+    for n in 0..300u32 {
+        let ip = if n % 3 == 0 {
+            format!("2001:db8:{:x}:1:dead:beef:{:x}:7", n % 40, n)
+        } else {
+            format!("10.{}.{}.{}", n % 7, n % 11 + 1, n % 97 + 2)
+        };
+        text.push_str(&format!(
+            "{ip} - - [01/Jan/2024:{:02}:{:02}:00 +0000] \"GET /reset?token=tok{n}x&page={n}&session=ses{n}x HTTP/1.1\" 200 {n} \"https://example.org/?auth=aut{n}x\" \"agent {}\"\n",
+            n / 60 % 24,
+            n % 60,
+            n % 5
+        ));
+        addresses.push(ip);
+    }
+    text.push_str("192.0.2.55 - - [garbage \"GET /x?token=tokbadx HTTP/1.1\" 200 1\n");
+    text.push_str("garbage from [2001:db8:ffff:1:dead:beef:1:7]:443 ?token=tokbad2x\n");
+    addresses.push("192.0.2.55".into());
+    (text, addresses)
+}
+
+/// The bytes of every file under the working directory but the log.
+fn stored_bytes(wd: &Workdir) -> Vec<(String, Vec<u8>)> {
+    created(wd.root(), &["logs/access.log"])
+        .into_iter()
+        .map(|(name, _)| {
+            let bytes = wd.read(&name);
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The first of `needles` in `haystack`, found in one pass.
+fn find_any(haystack: &[u8], needles: &[String]) -> Option<String> {
+    let alternatives: Vec<String> = needles.iter().map(|n| regex::escape(n)).collect();
+    let pattern = regex::bytes::Regex::new(&alternatives.join("|")).unwrap();
+    (pattern.find(haystack)).map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+}
+
+fn report(wd: &Workdir, tool: &str, args: &[&str]) -> serde_json::Value {
+    let out = wd
+        .cmd(tool)
+        .args(["--format", "json", "--top", "0"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// `--anonymize-ip`: no full client address from the log is anywhere in what the tools
+/// store (the database file and its WAL, the CSV, the rejects table and file), and the
+/// reports still work on the networks.
+#[test]
+fn anonymized_addresses_are_stored_nowhere_in_full() {
+    let wd = Workdir::new();
+    let (text, addresses) = private_lines();
+    wd.write("logs/access.log", &text);
+    wd.cmd("parse-to-db")
+        .args(["--anonymize-ip", "--rejects", "db-rejects.txt"])
+        .assert()
+        .success()
+        .stderr(contains("wrote 300, rejected 2"));
+    wd.cmd("parse-to-csv")
+        .args(["--anonymize-ip", "--rejects", "csv-rejects.txt"])
+        .assert()
+        .success();
+    wd.cmd("continuous-parse")
+        .args(["--once", "--db", "follow.db", "--anonymize-ip=24/64"])
+        .assert()
+        .success();
+    let stored = stored_bytes(&wd);
+    assert!(stored.iter().any(|(n, _)| n == "follow.db"));
+    assert!(stored.iter().any(|(n, _)| n == "logs.db"));
+    let mut needles = addresses.clone();
+    needles.push(":dead:beef:".into());
+    for (name, bytes) in &stored {
+        assert_eq!(find_any(bytes, &needles), None, "in {name}");
+    }
+    let rejects = wd.text("db-rejects.txt");
+    assert!(rejects.contains("192.0.2.0 - - [garbage"), "{rejects}");
+    assert!(rejects.contains("[2001:db8:ffff:1::]:443"), "{rejects}");
+    let db = report(&wd, "aggregate-db", &["--report", "summary,clients"]);
+    let csv = report(&wd, "aggregate-csv", &["--report", "summary,clients"]);
+    assert_eq!(db, csv);
+    assert_eq!(db["summary"]["requests"], 300);
+    let clients: Vec<&str> = db["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ip"].as_str().unwrap())
+        .collect();
+    assert!(
+        clients.contains(&"10.1.2.0") && clients.contains(&"2001:db8:3:1::"),
+        "{clients:?}"
+    );
+}
+
+/// `--pseudonymize-ip`: no address stored, and unique visitors and per-client counts equal
+/// those of a run that keeps the addresses; the key file is created owner-only.
+#[test]
+fn pseudonyms_count_exactly_what_addresses_count() {
+    let wd = Workdir::new();
+    let (text, addresses) = private_lines();
+    wd.write("logs/access.log", &text);
+    wd.cmd("parse-to-db")
+        .args(["--pseudonymize-ip", "ip.key", "--db", "hashed.db"])
+        .assert()
+        .success();
+    assert_eq!(mode(&wd.path("ip.key")), 0o600);
+    wd.cmd("parse-to-db")
+        .args(["--db", "raw.db"])
+        .assert()
+        .success();
+    let mut needles = addresses.clone();
+    needles.push(":dead:beef:".into());
+    assert_eq!(find_any(&wd.read("hashed.db"), &needles), None);
+    let counts = |db: &str| {
+        let r = report(
+            &wd,
+            "aggregate-db",
+            &["--db", db, "--report", "summary,clients"],
+        );
+        let mut hits: Vec<u64> = r["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["hits"].as_u64().unwrap())
+            .collect();
+        hits.sort();
+        (
+            r["summary"]["unique_visitors"].clone(),
+            r["summary"]["client_ips"].clone(),
+            hits,
+        )
+    };
+    let (hashed, raw) = (counts("hashed.db"), counts("raw.db"));
+    assert_eq!(hashed, raw);
+    assert!(raw.1.as_u64().unwrap() > 100, "{raw:?}");
+}
+
+/// `--redact-query` (its default list) and `--strip-query`: no value of a listed parameter
+/// is stored, in URLs, referrers or rejects.
+#[test]
+fn redacted_query_values_are_stored_nowhere() {
+    let wd = Workdir::new();
+    let (text, _) = private_lines();
+    wd.write("logs/access.log", &text);
+    wd.cmd("parse-to-db")
+        .args(["--redact-query", "--rejects", "rejects.txt"])
+        .assert()
+        .success();
+    wd.cmd("parse-to-csv")
+        .args(["--strip-query", "--output", "stripped.csv"])
+        .assert()
+        .success();
+    // Every value is `<kind><n>x`, and the rejects' `tokbad…`.
+    let values = regex::bytes::Regex::new(r"(tok|ses|aut)([0-9]+|bad[0-9]*)x").unwrap();
+    for (name, bytes) in stored_bytes(&wd) {
+        let leaked = values
+            .find(&bytes)
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
+        assert_eq!(leaked, None, "in {name}");
+    }
+    let rows = crate::workdir::db_rows(&wd.path("logs.db"));
+    assert_eq!(rows[1][5], "/reset?token=REDACTED&page=1&session=REDACTED");
+    assert_eq!(rows[1][9], "https://example.org/?auth=REDACTED");
+    let stripped = crate::workdir::csv_rows(&wd.path("stripped.csv"));
+    assert_eq!(
+        (&*stripped[1][5], &*stripped[1][9]),
+        ("/reset", "https://example.org/")
+    );
+}
+
+/// The choices are recorded in the store: a later run with others is refused, before it
+/// adds anything; the same choices go on.
+#[test]
+fn a_store_refuses_rows_scrubbed_otherwise() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 5));
+    for (tool, store) in [
+        ("parse-to-db", "logs.db"),
+        ("parse-to-csv", "parsed_logs.csv"),
+    ] {
+        wd.cmd(tool).arg("--anonymize-ip").assert().success();
+        wd.append("logs/access.log", numbered_lines(5, 6));
+        for other in [
+            &[][..],
+            &["--anonymize-ip=16"][..],
+            &["--pseudonymize-ip", "k"][..],
+        ] {
+            wd.cmd(tool)
+                .args(other)
+                .assert()
+                .failure()
+                .stderr(contains(format!(
+                    "{store} holds rows stored with `anonymize-ip=24/64`"
+                )));
+        }
+        wd.cmd(tool)
+            .arg("--anonymize-ip=24/64")
+            .assert()
+            .success()
+            .stderr(contains("wrote 1,"));
+        std::fs::write(wd.path("logs/access.log"), numbered_lines(0, 5)).unwrap();
+        let _ = std::fs::remove_file(wd.path("logs/access.log"));
+        wd.write("logs/access.log", numbered_lines(0, 5));
+    }
+    // A store of an earlier version holds raw rows: anonymizing into it is refused too.
+    let wd = Workdir::new();
+    wd.write("logs/access.log", numbered_lines(0, 5));
+    wd.cmd("parse-to-db").assert().success();
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute("DELETE FROM settings", []).unwrap();
+    drop(conn);
+    wd.cmd("parse-to-db")
+        .arg("--strip-query")
+        .assert()
+        .failure()
+        .stderr(contains("with no privacy option (full addresses and query strings), and this run asks for `strip-query`"));
 }

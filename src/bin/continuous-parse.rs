@@ -79,7 +79,9 @@ fn main() -> ExitCode {
                 .map_or_else(|| PathBuf::from(".offset"), |dir| dir.join(".offset"))
         });
         let input = log_pipeline::ingest::Input::File(args.log.clone());
-        let reading = args.reading.reading("continuous-parse", std::slice::from_ref(&input))?;
+        let reading = args
+            .reading
+            .reading("continuous-parse", std::slice::from_ref(&input))?;
         cli::private_outputs(
             "continuous-parse",
             std::slice::from_ref(&input),

@@ -41,6 +41,9 @@ struct State {
     /// formats were recorded, as `combined`.
     #[serde(default)]
     formats: BTreeMap<String, String>,
+    /// The privacy choices the rows were stored with (see `Sink::scrubbed`).
+    #[serde(default)]
+    scrubbed: Option<String>,
 }
 
 const STATE_VERSION: u32 = 1;
@@ -400,6 +403,16 @@ impl Sink for CsvSink {
 
     fn set_log_format(&mut self, name: &str) {
         name.clone_into(&mut self.log_format);
+    }
+
+    fn scrubbed(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(self.state.scrubbed.clone())
+    }
+
+    fn set_scrubbed(&mut self, choices: &str) -> anyhow::Result<()> {
+        // Saved with the checkpoints at the next commit, in the same file.
+        self.state.scrubbed = Some(choices.to_owned());
+        Ok(())
     }
 
     fn holds_rows(&mut self) -> anyhow::Result<bool> {

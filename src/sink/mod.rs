@@ -55,6 +55,14 @@ pub trait Sink {
     /// Does the store hold any rows already (from this or an earlier run)?
     fn holds_rows(&mut self) -> anyhow::Result<bool>;
 
+    /// The privacy choices its rows were stored with ([`crate::privacy::Scrub::describe`]):
+    /// `None` when none was recorded (a store of an earlier version, or a new one).
+    fn scrubbed(&mut self) -> anyhow::Result<Option<String>>;
+
+    /// Records the privacy choices of this run; made durable by its first commit at the
+    /// latest.
+    fn set_scrubbed(&mut self, choices: &str) -> anyhow::Result<()>;
+
     /// What the parsing threads should prepare in each batch for [`Sink::write_batch`].
     fn prepare(&self) -> Prepare {
         Prepare::default()

@@ -30,7 +30,7 @@ pub const APPLICATION_ID: i64 = 0x4C4F_4750;
 /// 1: `logs`, `checkpoints`, `rejects`. 2: the packed copy of the rows for reports
 /// ([`crate::packed`]), built from the existing rows on the first open for writing. 3: the
 /// columns of formats other than Combined ([`EXTRA_COLUMNS`]), NULL in older rows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS logs (
@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     tail_hash INTEGER NOT NULL,
     updated TEXT NOT NULL,
     format TEXT
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY,
@@ -803,6 +807,28 @@ impl Sink for SqliteSink {
 
     fn set_log_format(&mut self, name: &str) {
         name.clone_into(&mut self.log_format);
+    }
+
+    fn scrubbed(&mut self) -> anyhow::Result<Option<String>> {
+        (self.conn)
+            .query_row(
+                "SELECT value FROM settings WHERE name = 'scrubbed'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))
+    }
+
+    fn set_scrubbed(&mut self, choices: &str) -> anyhow::Result<()> {
+        (self.conn)
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ('scrubbed', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [choices],
+            )
+            .map(|_| ())
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))
     }
 
     fn holds_rows(&mut self) -> anyhow::Result<bool> {
