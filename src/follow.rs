@@ -51,6 +51,8 @@ pub struct FollowConfig {
     pub rotate_wait: Duration,
     /// The log format and the client taken (`--log-format`, `--client`).
     pub reading: crate::batch::Reading,
+    /// `--retain`: after each pass, rows older than this go.
+    pub retain: Option<crate::privacy::Retention>,
 }
 
 /// Lines a follower read, wrote and rejected over its whole run.
@@ -79,6 +81,9 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     let mut sink = {
         let _lock = lock_pass(&mut warn)?;
         let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
+        if config.retain.is_some() {
+            sink.erase_freed_space()?;
+        }
         if !config.from_start {
             adopt_offset_file(&mut sink, config, &key, &mut warn)?;
         }
@@ -134,8 +139,13 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     let mut backoff = Duration::ZERO;
 
     loop {
-        let pass = lock_pass(&mut warn)
-            .and_then(|_lock| ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held));
+        let pass = lock_pass(&mut warn).and_then(|_lock| {
+            let summary = ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held)?;
+            if let Some(retention) = &config.retain {
+                sink.retain(retention.cutoff(chrono::Utc::now()))?;
+            }
+            Ok(summary)
+        });
         match pass {
             Ok(summary) => {
                 missing_said = false;

@@ -30,7 +30,8 @@ use crate::row::{ABSENT, Interner, Row, canonical_ipv4, ipv4_text};
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS packed_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    covered INTEGER
+    covered INTEGER,
+    strings_generation INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO packed_state (id, covered) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS packed_strings (
@@ -137,6 +138,19 @@ impl PackedRow {
         out.extend_from_slice(&self.method.to_le_bytes());
         out.extend_from_slice(&((u32::from(self.status) << 8) | u32::from(tag)).to_le_bytes());
         debug_assert_eq!(out.len() % RECORD, 0);
+    }
+
+    /// The ids of `packed_strings` the record uses.
+    fn string_ids(&self) -> impl Iterator<Item = u32> + use<> {
+        let client = match self.client {
+            Client::Text(id) => Some(id),
+            _ => None,
+        };
+        [self.url, self.agent, self.referrer, self.method]
+            .into_iter()
+            .chain(client)
+            // 0 is no referrer.
+            .filter(|&id| id != 0)
     }
 
     pub(crate) fn read(b: &[u8]) -> PackedRow {
@@ -297,6 +311,10 @@ struct OpenBlock {
 #[derive(Default)]
 pub struct Packer {
     strings: Strings,
+    /// `packed_state.strings_generation` when `strings` was filled: [`retain`] deletes
+    /// strings no record uses any more and moves it, and every writer then forgets the ids
+    /// it holds, which may be of deleted strings.
+    generation: i64,
     /// Read from the database at the start of each transaction.
     open: Option<OpenBlock>,
     /// Packing is off for this database (a row that cannot be packed); reports read rows.
@@ -312,12 +330,18 @@ impl Packer {
         conn: &Connection,
         rows: ReadRows<'_>,
     ) -> anyhow::Result<Option<String>> {
-        let covered: Option<i64> = conn
-            .query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .flatten();
+        let state: Option<(Option<i64>, i64)> = conn
+            .query_row(
+                "SELECT covered, strings_generation FROM packed_state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (covered, generation) = state.unwrap_or((None, 0));
+        if generation != self.generation {
+            self.strings.clear();
+            self.generation = generation;
+        }
         let Some(covered) = covered else {
             self.disabled = true;
             return Ok(None);
@@ -462,6 +486,91 @@ impl Packer {
         self.open = None;
         self.strings.clear();
     }
+}
+
+/// `--retain`: removes from the packed copy the records of rows older than `before` (epoch
+/// seconds), in the transaction that just deleted those `deleted` rows from `logs` by the
+/// same test. Records are in row order, so the oldest are in the first blocks: the scan stops
+/// once it has removed as many. Then the strings that no record uses any more are deleted
+/// (the retained data must not outlive its window in them either), and every writer is told
+/// to forget its string ids. If the records do not match the rows (rows that another program
+/// deleted), the packed copy is dropped, and the next writer packs every row again.
+pub fn retain(conn: &Connection, before: i64, deleted: u64) -> rusqlite::Result<()> {
+    let covered: Option<i64> = conn
+        .query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    if deleted == 0 || covered.is_none() {
+        return Ok(());
+    }
+    let mut removed = 0u64;
+    // String ids the removed records used: deleted unless a kept record uses them too.
+    let mut unused = rustc_hash::FxHashSet::default();
+    let blocks: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = conn.prepare("SELECT seq, data FROM packed_blocks ORDER BY seq")?;
+        let mut out = Vec::new();
+        let mut rows = stmt.query([])?;
+        while removed < deleted
+            && let Some(r) = rows.next()?
+        {
+            let (seq, data): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            let mut kept = Vec::with_capacity(data.len());
+            for record in data.chunks_exact(RECORD) {
+                let row = PackedRow::read(record);
+                if row.timestamp < before {
+                    removed += 1;
+                    unused.extend(row.string_ids());
+                } else {
+                    kept.extend_from_slice(record);
+                }
+            }
+            if kept.len() != data.len() {
+                out.push((seq, kept));
+            }
+        }
+        out
+    };
+    if removed != deleted {
+        conn.execute_batch(
+            "UPDATE packed_state SET covered = 0 WHERE id = 1; DELETE FROM packed_blocks;",
+        )?;
+        return Ok(());
+    }
+    for (seq, kept) in &blocks {
+        if kept.is_empty() {
+            conn.execute("DELETE FROM packed_blocks WHERE seq = ?1", [seq])?;
+        } else {
+            conn.execute(
+                "UPDATE packed_blocks SET rows = ?2, data = ?3 WHERE seq = ?1",
+                params![seq, (kept.len() / RECORD) as i64, kept],
+            )?;
+        }
+    }
+    let mut stmt = conn.prepare("SELECT data FROM packed_blocks")?;
+    let mut rows = stmt.query([])?;
+    while !unused.is_empty()
+        && let Some(r) = rows.next()?
+    {
+        let data: Vec<u8> = r.get(0)?;
+        for record in data.chunks_exact(RECORD) {
+            for id in PackedRow::read(record).string_ids() {
+                unused.remove(&id);
+            }
+        }
+    }
+    let mut delete = conn.prepare("DELETE FROM packed_strings WHERE id = ?1")?;
+    for id in &unused {
+        delete.execute([id])?;
+    }
+    if !unused.is_empty() {
+        conn.execute(
+            "UPDATE packed_state SET strings_generation = strings_generation + 1 WHERE id = 1",
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 fn write_block(conn: &Connection, open: &mut OpenBlock) -> rusqlite::Result<()> {

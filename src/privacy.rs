@@ -386,6 +386,46 @@ impl Scrub {
     }
 }
 
+/// `--retain`: how long rows are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    window: chrono::TimeDelta,
+}
+
+impl Retention {
+    /// A span: digits and a unit, `s`, `m`, `h`, `d` or `w` (`30d`).
+    pub fn parse(s: &str) -> Result<Retention, String> {
+        let bad = || format!("'{s}' is not a span like 30d, 12h or 2w");
+        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        let window = match unit {
+            "s" => chrono::TimeDelta::try_seconds(n),
+            "m" => chrono::TimeDelta::try_minutes(n),
+            "h" => chrono::TimeDelta::try_hours(n),
+            "d" => chrono::TimeDelta::try_days(n),
+            "w" => chrono::TimeDelta::try_weeks(n),
+            _ => None,
+        }
+        .filter(|w| *w > chrono::TimeDelta::zero())
+        .ok_or_else(bad)?;
+        Ok(Retention { window })
+    }
+
+    /// Rows before this instant go. It moves in steps of 1/720 of the window (one hour for
+    /// 30 days, at least a second), so a follower deletes, and looks for strings no longer
+    /// used, once per step rather than at every pass: a row goes at most one step after it
+    /// leaves the window.
+    pub fn cutoff(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        let step = (self.window.num_seconds() / 720).clamp(1, 3600);
+        let edge = (now - self.window).timestamp();
+        let floored = edge - edge.rem_euclid(step);
+        chrono::DateTime::from_timestamp(floored, 0).unwrap_or(now - self.window)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +552,32 @@ mod tests {
 
     fn mode_of(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn retention_windows_are_spans_and_cut_in_steps() {
+        use chrono::TimeZone;
+        assert!(Retention::parse("30d").is_ok());
+        for bad in [
+            "",
+            "d",
+            "30",
+            "-3d",
+            "1.5d",
+            "0d",
+            "30y",
+            "2024-01-01T00:00:00Z",
+        ] {
+            assert!(Retention::parse(bad).is_err(), "{bad}");
+        }
+        let now = chrono::Utc
+            .with_ymd_and_hms(2024, 3, 31, 10, 42, 17)
+            .unwrap();
+        let cut =
+            |s: &str| crate::entry::Rfc3339(Retention::parse(s).unwrap().cutoff(now)).to_string();
+        assert_eq!(cut("30d"), "2024-03-01T10:00:00Z");
+        assert_eq!(cut("1h"), "2024-03-31T09:42:15Z");
+        assert_eq!(cut("60s"), "2024-03-31T10:41:17Z");
     }
 
     #[test]

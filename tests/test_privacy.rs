@@ -373,3 +373,123 @@ fn a_store_refuses_rows_scrubbed_otherwise() {
         .failure()
         .stderr(contains("with no privacy option (full addresses and query strings), and this run asks for `strip-query`"));
 }
+
+/// Lines around a 30-day window: `old` of them 31 to 40 days back (URL `/old/N`, agent
+/// `old agent N`), `kept` of them 1 to 29 days back (`/kept/N`), mixed as Apache's are not
+/// in time order. None is within a day of the edge, so the window's steps do not matter.
+fn window_lines(old: usize, kept: usize) -> (String, String) {
+    let now = chrono::Utc::now();
+    let stamp = |days_back: f64| {
+        let t = now - chrono::TimeDelta::seconds((days_back * 86_400.0) as i64);
+        t.format("%d/%b/%Y:%H:%M:%S +0000").to_string()
+    };
+    let mut all = Vec::new();
+    let mut only_kept = String::new();
+    for n in 0..old.max(kept) {
+        if n < old {
+            let back = 31.0 + 9.0 * (n as f64 / old as f64);
+            all.push(format!(
+                "10.9.{}.{} - - [{}] \"GET /old/{n} HTTP/1.1\" 200 {n} \"-\" \"old agent {n}\"\n",
+                n % 200,
+                n % 250 + 1,
+                stamp(back)
+            ));
+        }
+        if n < kept {
+            let back = 1.0 + 28.0 * (n as f64 / kept as f64);
+            let line = format!(
+                "10.1.{}.{} - - [{}] \"GET /kept/{} HTTP/1.1\" {} {n} \"-\" \"agent {}\"\n",
+                n % 200,
+                n % 250 + 1,
+                stamp(back),
+                n % 50,
+                [200, 404, 500][n % 3],
+                n % 7
+            );
+            all.push(line.clone());
+            only_kept.push_str(&line);
+        }
+    }
+    (all.concat(), only_kept)
+}
+
+/// `--retain 30d`: the rows older than the window are gone, with their packed records and
+/// every string only they used (their bytes are not left in the file either); the reports
+/// equal those of a store that was only ever given the kept lines.
+#[test]
+fn retained_stores_report_only_the_window() {
+    let wd = Workdir::new();
+    let (all, kept) = window_lines(500, 700);
+    wd.write("logs/access.log", &all);
+    wd.write("kept.log", &kept);
+    wd.cmd("parse-to-db")
+        .args(["--retain", "30d"])
+        .assert()
+        .success();
+    wd.cmd("continuous-parse")
+        .args(["--once", "--db", "follow.db", "--retain", "30d"])
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["kept.log", "--db", "kept.db"])
+        .assert()
+        .success();
+    let all_reports = |db: &str| report(&wd, "aggregate-db", &["--db", db]);
+    let expected = all_reports("kept.db");
+    assert_eq!(expected["summary"]["requests"], 700);
+    let old = regex::bytes::Regex::new("/old/|old agent").unwrap();
+    for db in ["logs.db", "follow.db"] {
+        assert_eq!(all_reports(db), expected, "{db}");
+        crate::workdir::assert_packed_matches_rows(&wd, db);
+        assert!(!old.is_match(&wd.read(db)), "{db} still holds old data");
+    }
+}
+
+/// A `--retain` killed at any moment of its deletion (observed through the WAL growing)
+/// leaves every kept row, and the old rows all there or all gone, with the packed copy in
+/// step; a run after it finishes the job.
+#[test]
+fn a_retention_killed_midway_loses_nothing_it_should_keep() {
+    let wd = Workdir::new();
+    let (all, kept) = window_lines(12_000, 8_000);
+    wd.write("logs/access.log", &all);
+    wd.cmd("parse-to-db").assert().success();
+    let urls = |wd: &Workdir| {
+        let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+        let count = |like: &str| -> i64 {
+            conn.query_row("SELECT count(*) FROM logs WHERE url LIKE ?1", [like], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        (count("/old/%"), count("/kept/%"))
+    };
+    assert_eq!(urls(&wd), (12_000, 8_000));
+    let wal = wd.path("logs.db-wal");
+    for threshold in [1u64, 64 << 10, 256 << 10, 1 << 20] {
+        let mut writer = crate::workdir::Running::spawn(
+            std::process::Command::new(bin_path("parse-to-db"))
+                .args(["--retain", "30d", "--quiet"])
+                .current_dir(wd.root()),
+        );
+        crate::workdir::wait_until("the WAL to grow, or the run to end", || {
+            std::fs::metadata(&wal).is_ok_and(|m| m.len() >= threshold)
+                || writer.try_wait().is_some()
+        });
+        drop(writer);
+        let (old, kept_rows) = urls(&wd);
+        assert_eq!(kept_rows, 8_000, "kill at WAL >= {threshold}");
+        assert!(
+            old == 12_000 || old == 0,
+            "half deleted: {old} old rows left"
+        );
+        eprintln!("killed at WAL >= {threshold}: {old} old rows left");
+        crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+    }
+    wd.cmd("parse-to-db")
+        .args(["--retain", "30d"])
+        .assert()
+        .success();
+    assert_eq!(urls(&wd), (0, 8_000));
+    let _ = kept;
+}

@@ -21,6 +21,10 @@ struct Args {
     /// The SQLite database (created when missing; shared with parse-to-db).
     #[arg(long, value_name = "PATH", default_value = "logs.db")]
     db: PathBuf,
+    /// After each pass, delete the rows older than this (30d, 12h, 2w; in steps of 1/720
+    /// of it), with their packed copy, in one transaction.
+    #[arg(long, value_name = "SPAN", value_parser = log_pipeline::privacy::Retention::parse)]
+    retain: Option<log_pipeline::privacy::Retention>,
     /// Where to mirror the committed offset for people and scripts [default: .offset beside
     /// the log]. Read at start when the database has no checkpoint yet.
     #[arg(long, value_name = "PATH")]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             rotated: args.rotated,
             rotate_wait: args.rotate_wait,
             reading,
+            retain: args.retain,
         };
         let stop = cli::stop_flag()?;
         follow::run(&config, stop, "continuous-parse")?;

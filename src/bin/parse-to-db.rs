@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log_pipeline::cli::{self, IngestArgs};
+use log_pipeline::privacy::Retention;
 use log_pipeline::sink::sqlite::SqliteSink;
 
 /// Parse access logs into the `logs` table of a SQLite database. A re-run (from cron, say)
@@ -21,6 +22,10 @@ struct Args {
     /// How long to wait for another writer to release the database.
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
     busy_timeout: Duration,
+    /// After the pass, delete the rows older than this (30d, 12h, 2w; in steps of 1/720
+    /// of it), with their packed copy, in one transaction.
+    #[arg(long, value_name = "SPAN", value_parser = Retention::parse)]
+    retain: Option<Retention>,
     #[command(flatten)]
     ingest: IngestArgs,
 }
@@ -39,6 +44,13 @@ fn main() -> ExitCode {
         let _lock = cli::lock_store("parse-to-db", &args.db, &args.ingest)?;
         let mut sink =
             SqliteSink::open(&args.db, args.busy_timeout, &mut cli::warn("parse-to-db"))?;
-        cli::ingest("parse-to-db", &mut sink, (&args.ingest, &config))
+        if args.retain.is_some() {
+            sink.erase_freed_space()?;
+        }
+        let code = cli::ingest("parse-to-db", &mut sink, (&args.ingest, &config))?;
+        if let Some(retention) = args.retain {
+            sink.retain(retention.cutoff(chrono::Utc::now()))?;
+        }
+        Ok(code)
     })
 }
