@@ -105,9 +105,9 @@ pub struct ReadingArgs {
     #[arg(long, value_enum, value_name = "FROM", default_value_t = ClientFrom::Remote)]
     pub client: ClientFrom,
     /// Store only the network of each client address: IPv4 to /24 and IPv6 to /64, or
-    /// `--anonymize-ip=V4[/V6]` for other prefixes (`=16/48`). The full address is never
+    /// `--anonymize-ip V4[/V6]` for other prefixes (`16/48`). The full address is never
     /// stored, rejects included (see the README's "Privacy").
-    #[arg(long, value_name = "BITS", num_args = 0..=1, require_equals = true,
+    #[arg(long, value_name = "BITS", num_args = 0..=1,
           default_missing_value = "24/64", value_parser = parse_prefixes,
           conflicts_with = "pseudonymize_ip")]
     pub anonymize_ip: Option<(u8, u8)>,
@@ -135,7 +135,12 @@ fn parse_prefixes(s: &str) -> Result<(u8, u8), String> {
         text.parse::<u8>()
             .ok()
             .filter(|&b| b <= max)
-            .ok_or_else(|| format!("`{text}` is not a prefix length of 0 to {max} bits"))
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is not a prefix length of 0 to {max} bits (a log named right \
+                     after --anonymize-ip is taken for its value: put the log first)"
+                )
+            })
     };
     Ok((bits(v4, 32)?, bits(v6, 128)?))
 }

@@ -355,7 +355,7 @@ fn a_store_refuses_rows_scrubbed_otherwise() {
         wd.append("logs/access.log", numbered_lines(5, 6));
         for other in [
             &[][..],
-            &["--anonymize-ip=16"][..],
+            &["--anonymize-ip", "16"][..],
             &["--pseudonymize-ip", "k"][..],
         ] {
             wd.cmd(tool)
@@ -375,6 +375,12 @@ fn a_store_refuses_rows_scrubbed_otherwise() {
         let _ = std::fs::remove_file(wd.path("logs/access.log"));
         wd.write("logs/access.log", numbered_lines(0, 5));
     }
+    // A log right after the flag is taken for its prefix, and said so.
+    wd.cmd("parse-to-db")
+        .args(["--anonymize-ip", "logs/access.log"])
+        .assert()
+        .failure()
+        .stderr(contains("put the log first"));
     // A store of an earlier version holds raw rows: anonymizing into it is refused too.
     let wd = Workdir::new();
     wd.write("logs/access.log", numbered_lines(0, 5));

@@ -37,8 +37,8 @@ fn value_names_are_the_same_kinds_in_every_tool() {
         "N", "SECS", "PATH", "TIME", "BYTES", "GLOB", "REGEX", "CODE", "IP", "LOG",
         // Closed sets, whose values clap lists beside them.
         "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM",
-        // Privacy: prefix lengths, query parameter names.
-        "BITS", "NAMES",
+        // Privacy: prefix lengths, query parameter names, how long rows are kept.
+        "BITS", "NAMES", "SPAN",
     ];
     let placeholder = regex::Regex::new(r"<([A-Z_]+)>").unwrap();
     for bin in TOOLS {
