@@ -6,7 +6,7 @@ use regex::bytes::Regex;
 use crate::entry::LogEntry;
 use crate::parse::Reject;
 
-use super::definition::{Format, SLOTS, Slots, Step};
+use super::definition::{Format, SLOTS, SYSLOG, Slots, Step};
 use super::fields::{build, parse_clock};
 
 /// The regex source for `format`: field `i` of the steps is the group `s{i}`.
@@ -50,9 +50,10 @@ pub(crate) fn source(format: &Format) -> String {
                 let body = format!("{item}*(?:(?:, | : ){item}+)*");
                 out.push_str(&group(slot.is_some(), body));
             }
+            Step::Syslog => out.push_str(SYSLOG),
         }
     }
-    out.push_str("(?: .*)?");
+    out.push_str(&format!("(?:{}.*)?", byte(format.sep)));
     if format.tail.is_some() {
         out.push_str(")?");
     }
