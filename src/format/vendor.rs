@@ -29,8 +29,10 @@ pub fn named(name: &str) -> Option<Format> {
 /// Traefik started, the router name, the server URL and the duration in whole milliseconds.
 /// From Traefik's `CommonLogFormatter` (pkg/middlewares/accesslog/logger_formatters.go):
 /// `"%s - %s [%s] \"%s %s %s\" %v %v %s %s %v %s %s %dms"`, and its documentation
-/// (doc.traefik.io, observability/access-logs, "Common Log Format").
-pub const TRAEFIK_CLF: &str = r#"%h - %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %{RequestCount}x \"%{RouterName}x\" \"%{ServiceURL}x\" %{ms}Tms"#;
+/// (doc.traefik.io, observability/access-logs, "Common Log Format"). Traefik always writes
+/// `-` for the ident; it is read as `%l` all the same, so that `auto` sees that this format
+/// reads more of a Traefik line than `combined` does.
+pub const TRAEFIK_CLF: &str = r#"%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %{RequestCount}x \"%{RouterName}x\" \"%{ServiceURL}x\" %{ms}Tms"#;
 
 /// AWS Classic ELB: `timestamp elb client:port backend:port request_processing_time
 /// backend_processing_time response_processing_time elb_status_code backend_status_code
