@@ -45,12 +45,13 @@ pub(crate) fn build<'a>(
     };
     let request = get(Slot::Request).or(get(Slot::AbsoluteRequest));
     // The balancer's absolute target: its host and port, and the path it leads to.
-    let (absolute_host, absolute_port, request_target) = match (request, get(Slot::Request)) {
-        (Some(request), None) => {
-            let (_, target, _) = split_request(request);
-            absolute(target)
-        }
-        _ => (None, None, None),
+    let absolute = match (request, get(Slot::Request)) {
+        (Some(request), None) => absolute(split_request(request).1),
+        _ => None,
+    };
+    let (absolute_host, absolute_port, request_target) = match &absolute {
+        Some(a) => (Some(a.host), a.port, Some(a.target)),
+        None => (None, None, None),
     };
     let port = match get(Slot::Port).or(absolute_port).and_then(absent_dash) {
         None => None,
@@ -138,34 +139,40 @@ fn split_port(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-/// An absolute request target `scheme://host[:port]/path?query`: (host, port, path and query;
-/// `/` when the URL has no path). `None`s when the target is not absolute (`*`, `/a`, a
-/// malformed request), which then stays the url as written.
-#[allow(clippy::type_complexity)]
-fn absolute(target: &[u8]) -> (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) {
-    let Some(scheme_end) = memchr::memmem::find(target, b"://") else {
-        return (None, None, None);
-    };
+/// What an absolute request target `scheme://host[:port]/path?query` holds.
+struct Absolute<'a> {
+    host: &'a [u8],
+    port: Option<&'a [u8]>,
+    /// The path and query; `/` when the URL has none.
+    target: &'a [u8],
+}
+
+/// `target` as an absolute URL; `None` when it is not one (`*`, `/a`, a malformed request),
+/// which then stays the url as written.
+fn absolute(target: &[u8]) -> Option<Absolute<'_>> {
+    let scheme_end = memchr::memmem::find(target, b"://")?;
     let scheme = &target[..scheme_end];
     if scheme.is_empty() || !scheme.iter().all(u8::is_ascii_alphabetic) {
-        return (None, None, None);
+        return None;
     }
     let rest = &target[scheme_end + 3..];
     let authority_len = rest
         .iter()
         .position(|&c| c == b'/' || c == b'?')
         .unwrap_or(rest.len());
-    let path = match &rest[authority_len..] {
-        [] => &b"/"[..],
-        path => path,
-    };
     let (host, port) = split_port(&rest[..authority_len]);
-    (Some(host), port, Some(path))
+    Some(Absolute {
+        host,
+        port,
+        target: match &rest[authority_len..] {
+            [] => b"/",
+            path => path,
+        },
+    })
 }
 
 /// A load balancer's timers ([`Timings`]): (response time, upstream time) in µs; `None`
 /// when the field is not `count` numbers joined by `sep` (`-1` and a leading `+` allowed).
-#[allow(clippy::type_complexity)]
 fn timings(field: &[u8], spec: &Timings) -> Option<(Option<u64>, Option<u64>)> {
     let mut values = [None; 8];
     let mut count = 0;
@@ -383,6 +390,63 @@ mod tests {
             },
             b"29/06/2017 03:50:22 +0300",
         );
+        check(Clock::Iso8601, b"2017-06-29T00:50:22.465313Z");
+        check(Clock::ClfMillis, b"29/Jun/2017:00:50:22.999");
         assert!(parse_clock(&Clock::Iso8601, b"yesterday").is_err());
+        assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22").is_err());
+        assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22.1x3").is_err());
+    }
+
+    #[test]
+    fn balancer_fields_split_as_documented() {
+        assert_eq!(address(b"10.0.0.1:443"), b"10.0.0.1");
+        assert_eq!(address(b"2001:db8::1:443"), b"2001:db8::1");
+        assert_eq!(address(b"[2001:db8::1]:443"), b"2001:db8::1");
+        assert_eq!(address(b"host"), b"host");
+        let a = absolute(b"https://[::1]:8443/a/b?c=d").unwrap();
+        assert_eq!(
+            (a.host, a.port, a.target),
+            (&b"::1"[..], Some(&b"8443"[..]), &b"/a/b?c=d"[..])
+        );
+        let a = absolute(b"http://example.com?q").unwrap();
+        assert_eq!(
+            (a.host, a.port, a.target),
+            (&b"example.com"[..], None, &b"?q"[..])
+        );
+        assert_eq!(absolute(b"http://example.com").unwrap().target, b"/");
+        assert!(absolute(b"/a?u=http://x").is_none());
+        assert!(absolute(b"*").is_none());
+        let elb = Timings {
+            unit: crate::format::Unit::Seconds,
+            sep: b' ',
+            count: 3,
+            response: &[0, 1, 2],
+            upstream: Some(1),
+        };
+        assert_eq!(
+            timings(b"0.000033 0.00082 0.000016", &elb),
+            Some((Some(869), Some(820)))
+        );
+        assert_eq!(timings(b"-1 -1 -1", &elb), Some((None, None)));
+        assert_eq!(timings(b"0.1 -1 0.1", &elb), Some((None, None)));
+        assert_eq!(timings(b"0.1 0.1", &elb), None);
+        assert_eq!(timings(b"0.1 0.1 0.1 0.1", &elb), None);
+        assert_eq!(timings(b"0.1 x 0.1", &elb), None);
+        let haproxy = Timings {
+            unit: crate::format::Unit::Millis,
+            sep: b'/',
+            count: 5,
+            response: &[4],
+            upstream: Some(3),
+        };
+        assert_eq!(
+            timings(b"0/0/7/1457/+1487", &haproxy),
+            Some((Some(1_487_000), Some(1_457_000)))
+        );
+        let line = Line::new(b"Mozilla/5.0%20(X11)%zz%E2%82%AC%FF");
+        assert_eq!(
+            percent_decoded(b"Mozilla/5.0%20(X11)%zz%E2%82%AC%FF", &line),
+            "Mozilla/5.0 (X11)%zz\u{20ac}\\xFF"
+        );
     }
 }
