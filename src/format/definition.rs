@@ -299,6 +299,9 @@ pub struct Format {
     /// The byte between fields (a space, CloudFront's tab): fields a server appends after
     /// the format's own follow it, and a line may stop before one (see `tail`).
     pub(crate) sep: u8,
+    /// Lines starting with `#` are header directives (CloudFront's `#Version:` and
+    /// `#Fields:`, as in W3C logs), rejected as [`crate::parse::Reject::Directive`].
+    pub(crate) directives: bool,
 }
 
 impl Format {
@@ -443,7 +446,21 @@ impl Format {
             unit: unit.unwrap_or(Unit::Micros),
             timings,
             sep,
+            directives: false,
         })
+    }
+
+    /// The format, with its `#` lines read as header directives.
+    pub(crate) fn with_directives(self) -> Format {
+        Format {
+            directives: true,
+            ..self
+        }
+    }
+
+    /// Is `line` a header directive of this format (see `directives`)?
+    pub(crate) fn directive(&self, line: &[u8]) -> bool {
+        self.directives && line.first() == Some(&b'#')
     }
 
     /// The fields this format fills, counted once each: how specific it is.

@@ -83,6 +83,9 @@ impl<'f> RegexParser<'f> {
 
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.format.directive(line) {
+            return Err(Reject::Directive);
+        }
         let slots = self.split(line).ok_or(Reject::Format)?;
         build(&slots, line, self.format, |t| {
             parse_clock(&self.format.clock, t)

@@ -32,6 +32,9 @@ impl Scanner {
     /// Parses one line (without its `\n`; a trailing `\r` is ignored).
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.format.directive(line) {
+            return Err(Reject::Directive);
+        }
         let slots = split(&self.format, line).ok_or(Reject::Format)?;
         let clock = &self.format.clock;
         build(&slots, line, &self.format, |time| match self.last {

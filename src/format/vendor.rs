@@ -157,7 +157,8 @@ const CLOUDFRONT_FIELDS: [&str; 33] = [
 /// `date` and `time` in UTC. The virtual host is `x-host-header` (the name the viewer asked
 /// for, not `cs(Host)`, the distribution's own `*.cloudfront.net`); the url is
 /// `cs-uri-stem` with `cs-uri-query`; the response time `time-taken` (seconds). The
-/// `#Version:` and `#Fields:` lines CloudFront writes first are not access lines.
+/// `#Version:` and `#Fields:` lines CloudFront writes first are rejected as directives, as
+/// `w3c` counts them.
 pub fn cloudfront() -> Format {
     let mut pieces = Vec::new();
     for name in CLOUDFRONT_FIELDS {
@@ -187,7 +188,7 @@ pub fn cloudfront() -> Format {
         }
         pieces.push(self::field(field));
     }
-    build(pieces, b'\t')
+    build(pieces, b'\t').with_directives()
 }
 
 /// HAProxy's `option httplog` line as syslog carries it: the syslog header (read past), then

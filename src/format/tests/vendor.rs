@@ -241,11 +241,13 @@ fn cloudfront_reads_its_tab_separated_fields_and_rejects_its_header_lines() {
     // percent-encoded agent, a referrer, a forwarded-for and no query.
     let header = b"#Version: 1.0";
     let fields = format!("#Fields: {}", vendor_fields().join(" "));
-    assert_eq!(cloudfront.scanner().parse(header), Err(Reject::Format));
-    assert_eq!(
-        cloudfront.scanner().parse(fields.as_bytes()),
-        Err(Reject::Format)
-    );
+    for line in [&header[..], fields.as_bytes()] {
+        assert_eq!(cloudfront.scanner().parse(line), Err(Reject::Directive));
+        assert_eq!(
+            cloudfront.regex_parser().parse(line),
+            Err(Reject::Directive)
+        );
+    }
     let documented = "2019-12-04\t21:02:31\tLAX1\t392\t192.0.2.100\tGET\td111111abcdef8.cloudfront.net\t/index.html\t200\thttps://example.com/\tMozilla/5.0%20(Windows%20NT%2010.0;%20Win64;%20x64)\t-\t-\tHit\tSOX4xwn4XV6Q4rgb7XiVGOHms_BGlTAC4KyHmureZmBNrjGdRLiNIQ==\twww.example.com\thttps\t23\t0.001\t203.0.113.7\tTLSv1.2\tECDHE-RSA-AES128-GCM-SHA256\tHit\tHTTP/1.1\t-\t-\t11040\t0.001\tHit\ttext/html\t78\t-\t-";
     expect(
         documented.as_bytes(),
