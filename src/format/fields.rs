@@ -417,7 +417,7 @@ mod tests {
         assert!(absolute(b"/a?u=http://x").is_none());
         assert!(absolute(b"*").is_none());
         let elb = Timings {
-            unit: crate::format::Unit::Seconds,
+            unit: super::super::definition::Unit::Seconds,
             sep: b' ',
             count: 3,
             response: &[0, 1, 2],
@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(timings(b"0.1 0.1 0.1 0.1", &elb), None);
         assert_eq!(timings(b"0.1 x 0.1", &elb), None);
         let haproxy = Timings {
-            unit: crate::format::Unit::Millis,
+            unit: super::super::definition::Unit::Millis,
             sep: b'/',
             count: 5,
             response: &[4],
