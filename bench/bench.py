@@ -604,6 +604,11 @@ FORMAT_LOGS = [
      '$request_time'),
     ("bherila-waikolai_u_ex091107.log", "w3c"),
     ("tstack-lnav_logfile_w3c_big.0", "w3c"),
+    ("atombrenner-elb-lambda-analyse_elb.log", "elb"),
+    ("iamon3-java_examples_elb.log", "elb"),
+    ("crowdsecurity-hub_aws-alb-logs.log", "alb"),
+    ("crowdsecurity-hub_aws-cloudfront-logs.log", "cloudfront"),
+    ("tstack-lnav_logfile_haproxy.0", "haproxy"),
 ]
 
 

@@ -95,7 +95,9 @@ pub struct IngestArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadingArgs {
     /// The log's format: `combined` (which also reads Common lines), `common`, `vcombined`
-    /// (Apache's vhost_combined), `w3c` (IIS), `auto` (chosen from the log's first lines, and said), or
+    /// (Apache's vhost_combined), `w3c` (IIS), a load balancer's or proxy's own (`elb`,
+    /// `alb`, `cloudfront`, `haproxy`, `traefik-clf`), `auto` (chosen from the log's first
+    /// lines, and said), or
     /// the server's own definition: an Apache LogFormat string or an nginx log_format string
     /// (see the README's "Log formats").
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]

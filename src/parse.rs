@@ -595,7 +595,7 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 /// UTF-8 where the bytes are valid, `\xHH` for each byte where they are not.
-fn bytes_to_text(mut raw: &[u8]) -> String {
+pub(crate) fn bytes_to_text(mut raw: &[u8]) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
     loop {
         match std::str::from_utf8(raw) {

@@ -296,3 +296,80 @@ fn w3c_lines_follow_the_fields_line_before_them_across_runs_and_rotation() {
         ]
     );
 }
+
+/// The named formats of load balancers and proxies through parse-to-db: HAProxy's syslog
+/// lines with HAProxy's own date and timers, its startup and TLS-failure lines rejected;
+/// an ELB log chosen by `auto`, its absolute URLs stored as vhost, port and path.
+#[test]
+fn vendor_formats_store_their_times_hosts_and_timers() {
+    let wd = Workdir::new();
+    wd.cmd("parse-to-db")
+        .arg(formats_log("tstack-lnav_logfile_haproxy.0"))
+        .args(["--log-format", "haproxy", "--db", "h.db"])
+        .assert()
+        .success()
+        .stderr(contains("wrote 13, rejected 4 (format 4)"));
+    let rows = db_rows(&wd.path("h.db"));
+    // Feb 25 16:19:49 ... haproxy[7]: 141.35.244.171:53332 [25/Feb/2019:16:19:48.143] ...
+    //   0/0/7/1457/1487 200 11394 ... "GET /admin/colt/administration?survey=130... HTTP/1.1"
+    let first = &rows[0];
+    assert_eq!(
+        (
+            first[0].as_str(),
+            first[3].as_str(),
+            first[4].as_str(),
+            first[7].as_str(),
+            first[8].as_str()
+        ),
+        (
+            "141.35.244.171",
+            "2019-02-25T16:19:48Z",
+            "GET",
+            "200",
+            "11394"
+        )
+    );
+    assert!(first[5].starts_with("/admin/colt/administration?survey=130"));
+    assert_eq!(
+        (first[13].as_str(), first[14].as_str()),
+        ("1487000", "1457000")
+    );
+
+    let elb = formats_log("iamon3-java_examples_elb.log");
+    wd.cmd("parse-to-db")
+        .arg(&elb)
+        .args(["--log-format", "auto", "--db", "e.db"])
+        .assert()
+        .success()
+        .stderr(contains("log format: elb (auto"))
+        .stderr(contains("wrote 6,301"));
+    let rows = db_rows(&wd.path("e.db"));
+    assert_eq!(rows.len(), 6301);
+    // 2018-06-09T07:40:37.627870Z elb123 23.57.74.53:43877 172.31.31.224:80 0.000054
+    //   0.135172 0.000082 200 200 74 83 "POST http://api.superprod.com:80/ws/shout/... HTTP/1.1"
+    let first = &rows[0];
+    assert_eq!(
+        (
+            first[0].as_str(),
+            first[3].as_str(),
+            first[5].as_str(),
+            first[11].as_str(),
+            first[12].as_str(),
+            first[13].as_str(),
+            first[14].as_str()
+        ),
+        (
+            "23.57.74.53",
+            "2018-06-09T07:40:37Z",
+            "/ws/shout/shoutByUser.json?platform=Cellular&pId=1",
+            "api.superprod.com",
+            "80",
+            "135308",
+            "135172"
+        )
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r[11] == "api.superprod.com" && r[12] == "80")
+    );
+}

@@ -37,8 +37,14 @@ impl std::error::Error for FormatError {}
 pub enum Clock {
     /// `10/Oct/2000:13:55:36 -0700` (Apache `%t` without its brackets, nginx `$time_local`).
     Clf,
-    /// `2024-10-12T23:14:21+09:00` (nginx `$time_iso8601`).
+    /// `2024-10-12T23:14:21+09:00` (nginx `$time_iso8601`), also with a fraction of a second
+    /// (`2015-03-08T16:35:33.465313Z`, AWS load balancers), which is dropped as the stores
+    /// keep whole seconds.
     Iso8601,
+    /// `25/Feb/2019:16:19:48.143`: HAProxy's accept date, milliseconds and no zone. HAProxy
+    /// writes its local time and says nothing of the zone, so it is taken as UTC (the
+    /// milliseconds are dropped, as the stores keep whole seconds).
+    ClfMillis,
     /// Seconds since the epoch, with or without a fraction (`$msec`, `%{sec}t`).
     EpochSeconds,
     /// Milliseconds since the epoch (`%{msec}t`).
@@ -65,6 +71,20 @@ impl Unit {
             Unit::Micros => 1,
         }
     }
+}
+
+/// Several timers written as one field, `count` numbers joined by `sep` (ELB's `0.000033
+/// 0.00082 0.000016`, HAProxy's `0/0/7/1457/1487`), in `unit`; `-1` is a timer that did not
+/// run (the request never reached a backend). The response time is the sum of the timers at
+/// `response` (absent when one of them did not run), the upstream time the timer at
+/// `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timings {
+    pub unit: Unit,
+    pub sep: u8,
+    pub count: usize,
+    pub response: &'static [usize],
+    pub upstream: Option<usize>,
 }
 
 /// What one field of a format carries.
@@ -94,6 +114,26 @@ pub enum Field {
     /// `$upstream_response_time`: one value per upstream tried, summed.
     UpstreamTime,
     ForwardedFor,
+    /// `address:port` of the client (AWS load balancers, HAProxy `%ci:%cp`): the address is
+    /// the client, the client's own port is dropped (it is not the server port of
+    /// [`crate::entry::Extra::port`]). The port follows the last `:`, so an IPv6 address
+    /// keeps its colons (and loses its brackets, if written with them).
+    Peer,
+    /// A request line whose target is the absolute URL a load balancer rebuilt from the
+    /// listener and the Host header (`GET http://www.example.com:80/a?b HTTP/1.1`): its host
+    /// is the virtual host, its port the port, its path and query the url, as a server
+    /// behind the balancer would have logged them. A target that is not `scheme://host...`
+    /// is kept whole as the url.
+    AbsoluteRequest,
+    /// The timers of a load balancer or proxy, in one field: see [`Timings`].
+    Timings(Timings),
+    /// A User-Agent that is percent-encoded (`curl%2F7.81.0`, `Mozilla/5.0%20(X11)`:
+    /// CloudFront's `cs(User-Agent)`); stored decoded, as other formats write it.
+    EncodedUserAgent,
+    /// A syslog header before the message: `Feb 25 16:19:49 host tag[pid]:` (the day may be
+    /// space-padded) or `2019-02-25T16:19:49+01:00 host tag:`; read past, as the message
+    /// carries its own, better time (HAProxy).
+    Syslog,
     /// A field the entry has no place for; it is read past and dropped. `list` says it may
     /// hold several values joined by `, ` or ` : ` (nginx's `$upstream_*` variables).
     Opaque {
@@ -123,9 +163,13 @@ pub(crate) enum Slot {
     ResponseTime,
     UpstreamTime,
     ForwardedFor,
+    Peer,
+    AbsoluteRequest,
+    Timings,
+    EncodedUserAgent,
 }
 
-pub(crate) const SLOTS: usize = Slot::ForwardedFor as usize + 1;
+pub(crate) const SLOTS: usize = Slot::EncodedUserAgent as usize + 1;
 
 /// The raw bytes of each field a line held, by [`Slot`].
 pub(crate) type Slots<'a> = [Option<&'a [u8]>; SLOTS];
@@ -152,19 +196,27 @@ impl Field {
             Field::ResponseTime(_) => Slot::ResponseTime,
             Field::UpstreamTime => Slot::UpstreamTime,
             Field::ForwardedFor => Slot::ForwardedFor,
-            Field::Opaque { .. } => return None,
+            Field::Peer => Slot::Peer,
+            Field::AbsoluteRequest => Slot::AbsoluteRequest,
+            Field::Timings(_) => Slot::Timings,
+            Field::EncodedUserAgent => Slot::EncodedUserAgent,
+            Field::Opaque { .. } | Field::Syslog => return None,
         })
     }
 
-    /// Spaces the field's own text holds, so that a field ended by a space reads past them.
-    fn spaces(&self) -> u8 {
-        match self {
-            Field::Time(Clock::Clf) => 1,
+    /// How many `stop` bytes the field's own text holds, so that a field ended by that byte
+    /// reads past them (the space inside a CLF time, the tab between CloudFront's date and
+    /// time, the spaces between ELB's timers).
+    fn skips(&self, stop: u8) -> u8 {
+        let count = match self {
+            Field::Time(Clock::Clf) => usize::from(stop == b' '),
             Field::Time(Clock::Strftime { format, .. }) => {
-                format.bytes().filter(|&b| b == b' ').count().min(255) as u8
+                format.bytes().filter(|&b| b == stop).count()
             }
+            Field::Timings(t) if t.sep == stop => t.count - 1,
             _ => 0,
-        }
+        };
+        count.min(255) as u8
     }
 
     /// Values that may hold `, `-separated lists when written bare.
@@ -188,6 +240,7 @@ impl Slot {
                     | Slot::ForwardedFor
                     | Slot::ResponseTime
                     | Slot::UpstreamTime
+                    | Slot::EncodedUserAgent
             )
         )
     }
@@ -221,7 +274,15 @@ pub(crate) enum Step {
     Quoted { slot: Option<Slot> },
     /// `[^ ,stop]*(?:(?:, | : )[^ ,stop]+)*`: values joined by `, ` or ` : `.
     List { slot: Option<Slot>, stop: u8 },
+    /// A syslog header ([`Field::Syslog`]) up to its tag's `:`, followed by a space: see
+    /// [`SYSLOG`] for the exact shape.
+    Syslog,
 }
+
+/// The regex of [`Step::Syslog`]: a BSD timestamp (`Feb 25 16:19:49`, `Feb  5 ...`) or an
+/// RFC 3339 one as rsyslog writes (`2019-02-25T16:19:49.123+01:00`), the host, and a tag
+/// ending with `:`. The scanner reads the same by hand (`scanner::syslog`).
+pub(crate) const SYSLOG: &str = "(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]*) [^ ]+ [^ ]*:";
 
 /// A format that can be used: its pieces, checked, and the steps they compile to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,14 +294,32 @@ pub struct Format {
     pub(crate) tail: Option<usize>,
     pub(crate) clock: Clock,
     pub(crate) unit: Unit,
+    /// The format's [`Field::Timings`], when it has one.
+    pub(crate) timings: Option<Timings>,
+    /// The byte between fields (a space, CloudFront's tab): fields a server appends after
+    /// the format's own follow it, and a line may stop before one (see `tail`).
+    pub(crate) sep: u8,
+    /// Lines starting with `#` are header directives (CloudFront's `#Version:` and
+    /// `#Fields:`, as in W3C logs), rejected as [`crate::parse::Reject::Directive`].
+    pub(crate) directives: bool,
 }
 
 impl Format {
     /// Checks `pieces` (read from a definition `len` bytes long) and compiles them.
     pub(crate) fn new(pieces: Vec<Piece>, len: usize) -> Result<Format, FormatError> {
+        Format::separated(pieces, len, b' ')
+    }
+
+    /// [`Format::new`] for a format whose fields are separated by `sep` rather than a space.
+    pub(crate) fn separated(
+        pieces: Vec<Piece>,
+        len: usize,
+        sep: u8,
+    ) -> Result<Format, FormatError> {
         let pieces = merge_literals(pieces);
         let mut clock = None;
         let mut unit = None;
+        let mut timings = None;
         let has = |slot: Slot| {
             pieces
                 .iter()
@@ -249,7 +328,8 @@ impl Format {
         if !has(Slot::Time) {
             return Err(FormatError::new(len, "the format has no time field"));
         }
-        if !(has(Slot::Request) || has(Slot::Uri) || has(Slot::Path)) {
+        if !(has(Slot::Request) || has(Slot::AbsoluteRequest) || has(Slot::Uri) || has(Slot::Path))
+        {
             return Err(FormatError::new(
                 len,
                 "the format has no request or URL field",
@@ -270,7 +350,10 @@ impl Format {
                         steps.push(Step::Literal(bytes.into()));
                     }
                 }
-                Piece::Field { field, .. } => {
+                Piece::Field {
+                    field,
+                    at: field_at,
+                } => {
                     let mut also = None;
                     let next = match pieces.get(i + 1) {
                         Some(Piece::Literal(bytes)) => Some(&bytes[..]),
@@ -300,7 +383,8 @@ impl Format {
                     match field {
                         Field::Time(c) if clock.is_none() => clock = Some(c.clone()),
                         Field::ResponseTime(u) if unit.is_none() => unit = Some(*u),
-                        Field::Time(_) | Field::ResponseTime(_) => slot = None,
+                        Field::Timings(t) if timings.is_none() => timings = Some(t.clone()),
+                        Field::Time(_) | Field::ResponseTime(_) | Field::Timings(_) => slot = None,
                         _ => {}
                     }
                     let opened =
@@ -316,22 +400,34 @@ impl Format {
                         quote_taken = true;
                         continue;
                     }
-                    let stop = next.map_or(b' ', |n| n[0]);
-                    steps.push(if field.is_list() {
+                    if *field == Field::Syslog {
+                        if !next.is_some_and(|n| n.starts_with(b" ")) {
+                            return Err(FormatError::new(
+                                *field_at,
+                                "a syslog header is followed by a space",
+                            ));
+                        }
+                        steps.push(Step::Syslog);
+                        continue;
+                    }
+                    let stop = next.map_or(sep, |n| n[0]);
+                    // A list's values may be joined by `, `: only a space-separated format
+                    // needs to tell them from the next field.
+                    steps.push(if field.is_list() && sep == b' ' {
                         Step::List { slot, stop }
                     } else {
                         Step::Token {
                             slot,
                             stop,
                             also: also.unwrap_or(stop),
-                            skips: if stop == b' ' { field.spaces() } else { 0 },
+                            skips: field.skips(stop),
                         }
                     });
                 }
             }
         }
         let tail = (1..steps.len()).find(|&k| {
-            matches!(&steps[k], Step::Literal(b) if b[0] == b' ')
+            matches!(&steps[k], Step::Literal(b) if b[0] == sep)
                 && !matches!(steps[k - 1], Step::Literal(_))
                 && steps[k..].iter().any(|s| !matches!(s, Step::Literal(_)))
                 && steps[k..].iter().all(|s| match s {
@@ -339,6 +435,7 @@ impl Format {
                     Step::Token { slot, .. } | Step::Quoted { slot } | Step::List { slot, .. } => {
                         Slot::optional(*slot)
                     }
+                    Step::Syslog => false,
                 })
         });
         Ok(Format {
@@ -347,7 +444,23 @@ impl Format {
             tail,
             clock: clock.expect("checked above"),
             unit: unit.unwrap_or(Unit::Micros),
+            timings,
+            sep,
+            directives: false,
         })
+    }
+
+    /// The format, with its `#` lines read as header directives.
+    pub(crate) fn with_directives(self) -> Format {
+        Format {
+            directives: true,
+            ..self
+        }
+    }
+
+    /// Is `line` a header directive of this format (see `directives`)?
+    pub(crate) fn directive(&self, line: &[u8]) -> bool {
+        self.directives && line.first() == Some(&b'#')
     }
 
     /// The fields this format fills, counted once each: how specific it is.

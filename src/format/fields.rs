@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 
 use crate::entry::{Extra, LogEntry};
 use crate::parse::{
@@ -11,7 +11,7 @@ use crate::parse::{
     split_request,
 };
 
-use super::definition::{Clock, Format, Slot, Slots};
+use super::definition::{Clock, Format, Slot, Slots, Timings};
 
 /// Decodes the fields of `line` found by either splitter. `time` converts the time field
 /// (the scanner's remembers the last one).
@@ -25,11 +25,12 @@ pub(crate) fn build<'a>(
     let line = Line::new(line);
     let text = |field| line.text(field);
     let unescape = |field| line.unescape(field);
-    let ip = get(Slot::Client).unwrap_or(b"");
+    let client = get(Slot::Client).or(get(Slot::Peer).map(address));
+    let ip = client.unwrap_or(b"");
     if !may_be_client(ip) {
         return Err(Reject::Client);
     }
-    if ip.is_empty() && get(Slot::Client).is_some() {
+    if ip.is_empty() && client.is_some() {
         return Err(Reject::Format);
     }
     let timestamp = time(get(Slot::Time).unwrap_or(b"")).map_err(Reject::Timestamp)?;
@@ -42,7 +43,17 @@ pub(crate) fn build<'a>(
                 .ok_or(Reject::Bytes)?,
         ),
     };
-    let port = match get(Slot::Port).and_then(absent_dash) {
+    let request = get(Slot::Request).or(get(Slot::AbsoluteRequest));
+    // The balancer's absolute target: its host and port, and the path it leads to.
+    let absolute = match (request, get(Slot::Request)) {
+        (Some(request), None) => absolute(split_request(request).1),
+        _ => None,
+    };
+    let (absolute_host, absolute_port, request_target) = match &absolute {
+        Some(a) => (Some(a.host), a.port, Some(a.target)),
+        None => (None, None, None),
+    };
+    let port = match get(Slot::Port).or(absolute_port).and_then(absent_dash) {
         None => None,
         Some(digits) => Some(
             parse_u64(digits)
@@ -54,13 +65,20 @@ pub(crate) fn build<'a>(
         None => None,
         Some(value) => Some(decimal(value, format.unit.micros()).ok_or(Reject::ResponseTime)?),
     };
-    let upstream_time_us = match get(Slot::UpstreamTime) {
+    let mut upstream_time_us = match get(Slot::UpstreamTime) {
         None => None,
         Some(values) => upstream_sum(values).ok_or(Reject::ResponseTime)?,
     };
-    let (method, url, protocol) = match get(Slot::Request) {
+    let mut response_time_us = response_time_us;
+    if let (Some(values), Some(spec)) = (get(Slot::Timings), &format.timings) {
+        let (response, upstream) = timings(values, spec).ok_or(Reject::ResponseTime)?;
+        response_time_us = response_time_us.or(response);
+        upstream_time_us = upstream_time_us.or(upstream);
+    }
+    let (method, url, protocol) = match request {
         Some(request) => {
             let (method, url, protocol) = split_request(request);
+            let url = request_target.unwrap_or(url);
             (method.map(text), unescape(url), protocol.map(text))
         }
         None => (
@@ -80,15 +98,133 @@ pub(crate) fn build<'a>(
         status,
         bytes,
         referrer: get(Slot::Referrer).and_then(absent_dash).map(unescape),
-        user_agent: get(Slot::UserAgent).and_then(absent_dash).map(unescape),
+        user_agent: match get(Slot::EncodedUserAgent) {
+            Some(encoded) if get(Slot::UserAgent).is_none() => {
+                absent_dash(encoded).map(|a| percent_decoded(a, &line))
+            }
+            _ => get(Slot::UserAgent).and_then(absent_dash).map(unescape),
+        },
         extra: Extra {
-            vhost: get(Slot::Vhost).and_then(absent_dash).map(text),
+            vhost: get(Slot::Vhost)
+                .or(absolute_host)
+                .and_then(absent_dash)
+                .map(text),
             port,
             response_time_us,
             upstream_time_us,
             forwarded_for: get(Slot::ForwardedFor).and_then(absent_dash).map(unescape),
         },
     })
+}
+
+/// The address of an `address:port` pair, without the brackets of `[2001:db8::1]:443`.
+fn address(peer: &[u8]) -> &[u8] {
+    split_port(peer).0
+}
+
+/// `host:port` split at the last `:` when digits follow it (else no port), the host without
+/// its IPv6 brackets.
+fn split_port(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let (host, port) = match pair.iter().rposition(|&c| c == b':') {
+        Some(colon)
+            if colon + 1 < pair.len() && pair[colon + 1..].iter().all(u8::is_ascii_digit) =>
+        {
+            (&pair[..colon], Some(&pair[colon + 1..]))
+        }
+        _ => (pair, None),
+    };
+    match host {
+        [b'[', inner @ .., b']'] => (inner, port),
+        _ => (host, port),
+    }
+}
+
+/// What an absolute request target `scheme://host[:port]/path?query` holds.
+struct Absolute<'a> {
+    host: &'a [u8],
+    port: Option<&'a [u8]>,
+    /// The path and query; `/` when the URL has none.
+    target: &'a [u8],
+}
+
+/// `target` as an absolute URL; `None` when it is not one (`*`, `/a`, a malformed request),
+/// which then stays the url as written.
+fn absolute(target: &[u8]) -> Option<Absolute<'_>> {
+    let scheme_end = memchr::memmem::find(target, b"://")?;
+    let scheme = &target[..scheme_end];
+    if scheme.is_empty() || !scheme.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let authority_len = rest
+        .iter()
+        .position(|&c| c == b'/' || c == b'?')
+        .unwrap_or(rest.len());
+    let (host, port) = split_port(&rest[..authority_len]);
+    Some(Absolute {
+        host,
+        port,
+        target: match &rest[authority_len..] {
+            [] => b"/",
+            path => path,
+        },
+    })
+}
+
+/// A load balancer's timers ([`Timings`]): (response time, upstream time) in µs; `None`
+/// when the field is not `count` numbers joined by `sep` (`-1` and a leading `+` allowed).
+fn timings(field: &[u8], spec: &Timings) -> Option<(Option<u64>, Option<u64>)> {
+    let mut values = [None; 8];
+    let mut count = 0;
+    for part in field.split(|&c| c == spec.sep) {
+        let slot = values.get_mut(count)?;
+        *slot = match part {
+            b"-1" => None,
+            _ => Some(decimal(
+                part.strip_prefix(b"+").unwrap_or(part),
+                spec.unit.micros(),
+            )?),
+        };
+        count += 1;
+    }
+    if count != spec.count {
+        return None;
+    }
+    let response = spec
+        .response
+        .iter()
+        .try_fold(0u64, |sum, &i| sum.checked_add(values[i]?));
+    Some((response, spec.upstream.and_then(|i| values[i])))
+}
+
+/// A percent-encoded field, decoded; bytes that are not UTF-8 afterwards are kept as `\xHH`.
+fn percent_decoded<'a>(field: &'a [u8], line: &Line<'a>) -> Cow<'a, str> {
+    if memchr::memchr(b'%', field).is_none() {
+        return line.text(field);
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        match (
+            field[i],
+            field.get(i + 1).and_then(|&c| hex(c)),
+            field.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(crate::parse::bytes_to_text(e.as_bytes())),
+    }
 }
 
 /// The request target from separate fields: the target as sent, else the path with the
@@ -175,7 +311,22 @@ pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, Time
             let s = std::str::from_utf8(b).map_err(|_| Shape)?;
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
+                .map(|t| t.with_nanosecond(0).expect("0 is a valid nanosecond"))
                 .map_err(|_| Shape)
+        }
+        Clock::ClfMillis => {
+            // `dd/Mon/yyyy:HH:MM:SS.mmm`: the fast CLF reader, given the seconds and `+0000`.
+            match b {
+                [clf @ .., b'.', d1, d2, d3]
+                    if clf.len() == 20 && [d1, d2, d3].iter().all(|d| d.is_ascii_digit()) =>
+                {
+                    let mut zoned = [0u8; 26];
+                    zoned[..20].copy_from_slice(clf);
+                    zoned[20..].copy_from_slice(b" +0000");
+                    parse_time(&zoned)
+                }
+                _ => Err(Shape),
+            }
         }
         Clock::Strftime { format, zoned } => {
             let s = std::str::from_utf8(b).map_err(|_| Shape)?;
@@ -239,6 +390,63 @@ mod tests {
             },
             b"29/06/2017 03:50:22 +0300",
         );
+        check(Clock::Iso8601, b"2017-06-29T00:50:22.465313Z");
+        check(Clock::ClfMillis, b"29/Jun/2017:00:50:22.999");
         assert!(parse_clock(&Clock::Iso8601, b"yesterday").is_err());
+        assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22").is_err());
+        assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22.1x3").is_err());
+    }
+
+    #[test]
+    fn balancer_fields_split_as_documented() {
+        assert_eq!(address(b"10.0.0.1:443"), b"10.0.0.1");
+        assert_eq!(address(b"2001:db8::1:443"), b"2001:db8::1");
+        assert_eq!(address(b"[2001:db8::1]:443"), b"2001:db8::1");
+        assert_eq!(address(b"host"), b"host");
+        let a = absolute(b"https://[::1]:8443/a/b?c=d").unwrap();
+        assert_eq!(
+            (a.host, a.port, a.target),
+            (&b"::1"[..], Some(&b"8443"[..]), &b"/a/b?c=d"[..])
+        );
+        let a = absolute(b"http://example.com?q").unwrap();
+        assert_eq!(
+            (a.host, a.port, a.target),
+            (&b"example.com"[..], None, &b"?q"[..])
+        );
+        assert_eq!(absolute(b"http://example.com").unwrap().target, b"/");
+        assert!(absolute(b"/a?u=http://x").is_none());
+        assert!(absolute(b"*").is_none());
+        let elb = Timings {
+            unit: super::super::definition::Unit::Seconds,
+            sep: b' ',
+            count: 3,
+            response: &[0, 1, 2],
+            upstream: Some(1),
+        };
+        assert_eq!(
+            timings(b"0.000033 0.00082 0.000016", &elb),
+            Some((Some(869), Some(820)))
+        );
+        assert_eq!(timings(b"-1 -1 -1", &elb), Some((None, None)));
+        assert_eq!(timings(b"0.1 -1 0.1", &elb), Some((None, None)));
+        assert_eq!(timings(b"0.1 0.1", &elb), None);
+        assert_eq!(timings(b"0.1 0.1 0.1 0.1", &elb), None);
+        assert_eq!(timings(b"0.1 x 0.1", &elb), None);
+        let haproxy = Timings {
+            unit: super::super::definition::Unit::Millis,
+            sep: b'/',
+            count: 5,
+            response: &[4],
+            upstream: Some(3),
+        };
+        assert_eq!(
+            timings(b"0/0/7/1457/+1487", &haproxy),
+            Some((Some(1_487_000), Some(1_457_000)))
+        );
+        let line = Line::new(b"Mozilla/5.0%20(X11)%zz%E2%82%AC%FF");
+        assert_eq!(
+            percent_decoded(b"Mozilla/5.0%20(X11)%zz%E2%82%AC%FF", &line),
+            "Mozilla/5.0 (X11)%zz\u{20ac}\\xFF"
+        );
     }
 }

@@ -22,6 +22,7 @@ mod fields;
 mod nginx;
 mod pattern;
 mod scanner;
+mod vendor;
 pub mod w3c;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use definition::{Clock, Field, Format, FormatError, Piece, Unit};
 pub use nginx::nginx;
 pub use pattern::RegexParser;
 pub use scanner::Scanner;
+pub use vendor::TRAEFIK_CLF;
 
 /// Apache's `common`.
 pub const COMMON: &str = r#"%h %l %u %t \"%r\" %>s %b"#;
@@ -131,6 +133,11 @@ impl LogFormat {
                 format: Arc::new(w3c::fields_format(W3C_FIELDS).expect("a valid field list")),
                 kind: Kind::W3c,
             }),
+            name if vendor::NAMES.contains(&name) => Ok(LogFormat {
+                name: name.to_string(),
+                format: Arc::new(vendor::named(name).expect("one of the names")),
+                kind: Kind::Compiled,
+            }),
             def if def.contains('%') => Ok(LogFormat {
                 name: format!("apache:{def}"),
                 format: Arc::new(apache(def).map_err(|e| located(e, 0))?),
@@ -143,8 +150,9 @@ impl LogFormat {
             }),
             _ => Err(FormatError::new(
                 0,
-                "not a format name (common, combined, vcombined, w3c), an Apache LogFormat \
-                 string (with %) or an nginx log_format string (with $)",
+                "not a format name (common, combined, vcombined, w3c, elb, alb, cloudfront, \
+                 haproxy, traefik-clf), an Apache LogFormat string (with %) or an nginx \
+                 log_format string (with $)",
             )),
         }
     }
@@ -159,6 +167,7 @@ impl LogFormat {
     pub fn candidates() -> Vec<LogFormat> {
         ["common", "combined", "vcombined", "w3c"]
             .into_iter()
+            .chain(vendor::NAMES)
             .map(|n| LogFormat::from_arg(n).expect("a named format"))
             .collect()
     }
@@ -185,6 +194,8 @@ impl LogFormat {
                     | Field::ResponseTime(_)
                     | Field::UpstreamTime
                     | Field::ForwardedFor
+                    | Field::AbsoluteRequest
+                    | Field::Timings(_)
             )
         })
     }

@@ -6,7 +6,7 @@ use regex::bytes::Regex;
 use crate::entry::LogEntry;
 use crate::parse::Reject;
 
-use super::definition::{Format, SLOTS, Slots, Step};
+use super::definition::{Format, SLOTS, SYSLOG, Slots, Step};
 use super::fields::{build, parse_clock};
 
 /// The regex source for `format`: field `i` of the steps is the group `s{i}`.
@@ -50,9 +50,10 @@ pub(crate) fn source(format: &Format) -> String {
                 let body = format!("{item}*(?:(?:, | : ){item}+)*");
                 out.push_str(&group(slot.is_some(), body));
             }
+            Step::Syslog => out.push_str(SYSLOG),
         }
     }
-    out.push_str("(?: .*)?");
+    out.push_str(&format!("(?:{}.*)?", byte(format.sep)));
     if format.tail.is_some() {
         out.push_str(")?");
     }
@@ -82,6 +83,9 @@ impl<'f> RegexParser<'f> {
 
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.format.directive(line) {
+            return Err(Reject::Directive);
+        }
         let slots = self.split(line).ok_or(Reject::Format)?;
         build(&slots, line, self.format, |t| {
             parse_clock(&self.format.clock, t)

@@ -32,6 +32,9 @@ impl Scanner {
     /// Parses one line (without its `\n`; a trailing `\r` is ignored).
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.format.directive(line) {
+            return Err(Reject::Directive);
+        }
         let slots = split(&self.format, line).ok_or(Reject::Format)?;
         let clock = &self.format.clock;
         build(&slots, line, &self.format, |time| match self.last {
@@ -92,6 +95,13 @@ fn run<'a>(
                 }
                 (slot, &rest[..len])
             }
+            Step::Syslog => {
+                let Some(len) = syslog(rest) else {
+                    return false;
+                };
+                pos += len;
+                continue;
+            }
             Step::Quoted { slot } => {
                 let Some(len) = quoted(rest) else {
                     return false;
@@ -127,7 +137,51 @@ fn run<'a>(
     }
     // Fields a server appends after the format's own (as the built-in parser allows after
     // the user agent) are read past.
-    pos == line.len() || line[pos] == b' '
+    pos == line.len() || line[pos] == format.sep
+}
+
+/// [`super::definition::SYSLOG`] at the start of `b`: the length of the header up to and
+/// with its tag's `:`, which a space must follow. The tag is `[^ ]*:` before a space, that
+/// is the whole word up to the space, ending with `:`.
+fn syslog(b: &[u8]) -> Option<usize> {
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let stamp = if b.first().is_some_and(u8::is_ascii_uppercase)
+        && b.get(1..3)
+            .is_some_and(|m| m.iter().all(u8::is_ascii_lowercase))
+        && at(3, b' ')
+        && b.get(4).is_some_and(|&c| c == b' ' || c.is_ascii_digit())
+        && digits(5..6)
+        && at(6, b' ')
+        && digits(7..9)
+        && at(9, b':')
+        && digits(10..12)
+        && at(12, b':')
+        && digits(13..15)
+    {
+        15
+    } else if digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+    {
+        11 + until(&b[11..], b' ', b' ')
+    } else {
+        return None;
+    };
+    if !at(stamp, b' ') {
+        return None;
+    }
+    let host = until(&b[stamp + 1..], b' ', b' ');
+    let tag_at = stamp + 1 + host;
+    if host == 0 || !at(tag_at, b' ') {
+        return None;
+    }
+    let end = tag_at + 1 + until(&b[tag_at + 1..], b' ', b' ');
+    (b[end - 1] == b':' && end > tag_at + 1).then_some(end)
 }
 
 /// `"(?:[^"\\]|\\.)*"` at the start of `b`: the length of the text between the quotes.

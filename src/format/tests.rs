@@ -510,18 +510,46 @@ fn generated(format: &Format, picks: &[u8]) -> Vec<u8> {
                 out.extend_from_slice(b);
                 continue;
             }
+            Step::Syslog => {
+                out.extend(one(&[
+                    "Feb 25 16:19:49 192.168.4.2 haproxy[7]:",
+                    "Feb  5 01:02:03 lb haproxy:",
+                    "2019-02-25T16:19:49.123+01:00 lb1 haproxy[12]:",
+                ]));
+                continue;
+            }
             Step::Token { slot, .. } | Step::Quoted { slot } | Step::List { slot, .. } => *slot,
         };
         let mut value = match slot {
             Some(Slot::Client) => one(&["1.2.3.4", "2001:db8::1", "gw1.att.com"]),
             Some(Slot::Time) => match &format.clock {
                 Clock::Clf => one(&["10/Oct/2000:13:55:36 -0700", "29/Feb/2024:00:00:00 +0000"]),
-                Clock::Iso8601 => one(&["2024-10-12T23:14:21+09:00"]),
-                Clock::Strftime { format, .. } if format == "%Y-%m-%d %H:%M:%S" => {
-                    one(&["2009-11-07 01:15:45", "2015-01-13 00:32:17"])
+                Clock::Iso8601 => {
+                    one(&["2024-10-12T23:14:21+09:00", "2015-03-08T16:35:33.465313Z"])
                 }
+                Clock::ClfMillis => one(&["25/Feb/2019:16:19:48.143"]),
+                Clock::Strftime { format, .. } => chrono::NaiveDate::from_ymd_opt(2024, 3, 12)
+                    .and_then(|d| d.and_hms_opt(15, 22, 28))
+                    .unwrap()
+                    .format(format)
+                    .to_string()
+                    .into_bytes(),
                 _ => one(&["1498697422.123"]),
             },
+            Some(Slot::Peer) => one(&["1.2.3.4:5678", "[2001:db8::1]:443", "2001:db8::1:443"]),
+            Some(Slot::AbsoluteRequest) => one(&[
+                "GET http://www.example.com:80/a?b=1 HTTP/1.1",
+                "POST https://[2001:db8::1]:443 HTTP/2.0",
+                "- - - ",
+                "GET /relative HTTP/1.1",
+            ]),
+            Some(Slot::Timings) => match format.timings.as_ref().map(|t| t.sep) {
+                Some(b' ') => one(&["0.000033 0.00082 0.000016", "-1 -1 -1", "0.086 0.048 0.037"]),
+                _ => one(&["0/0/7/1457/1487", "0/-1/-1/-1/+3"]),
+            },
+            Some(Slot::EncodedUserAgent) => {
+                one(&["curl/7.81.0", "Mozilla/5.0%20(X11)", "-", "%E2%82%AC%zz"])
+            }
             Some(Slot::Request) => one(&["GET /a HTTP/1.1", "-", "", r#"GET /q?\"x\\ HTTP/1.0"#]),
             Some(Slot::Method) => one(&["GET", "POST"]),
             Some(Slot::Path | Slot::Uri) => one(&["/a", "/b/c.html"]),
@@ -710,3 +738,5 @@ fn detect_picks_w3c_for_the_iis_files() {
         );
     }
 }
+
+mod vendor;
