@@ -293,6 +293,38 @@ fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
     Some(sum)
 }
 
+/// What of a time field says its second, for the scanner's cache of the last time read: a
+/// fraction of a second (ISO 8601's `.465313`, HAProxy's `.999`), which the stores drop,
+/// changes at every line of a busy log, and would make every line parse its time again. The
+/// fraction's digits are checked here; the rest is [`parse_clock`]'s to check, and it
+/// converts the result to the same instant as the whole field.
+pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8]) -> Cow<'b, [u8]> {
+    match clock {
+        Clock::Iso8601 if b.get(19) == Some(&b'.') => {
+            let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+            // Longer fractions are left to the full parse, which decides whether they are
+            // valid at all.
+            if !(1..=9).contains(&digits) {
+                return Cow::Borrowed(b);
+            }
+            let mut key = b[..19].to_vec();
+            key.extend_from_slice(&b[20 + digits..]);
+            Cow::Owned(key)
+        }
+        Clock::ClfMillis => match b {
+            [clf @ .., b'.', d1, d2, d3]
+                if clf.len() == 20 && [d1, d2, d3].iter().all(|d| d.is_ascii_digit()) =>
+            {
+                let mut key = clf.to_vec();
+                key.extend_from_slice(b".000");
+                Cow::Owned(key)
+            }
+            _ => Cow::Borrowed(b),
+        },
+        _ => Cow::Borrowed(b),
+    }
+}
+
 /// Converts a time field as `clock` writes it.
 pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
     use TimestampError::{Range, Shape};
@@ -362,6 +394,29 @@ mod tests {
         assert_eq!(upstream_sum(b"-"), Some(None));
         assert_eq!(upstream_sum(b"0.5, -"), Some(Some(500_000)));
         assert_eq!(upstream_sum(b"x"), None);
+    }
+
+    #[test]
+    fn a_time_read_by_its_second_is_the_time_read_whole() {
+        for (clock, text) in [
+            (Clock::Iso8601, &b"2017-06-29T00:50:22.465313Z"[..]),
+            (Clock::Iso8601, b"2017-06-29T03:50:22.4+03:00"),
+            (Clock::Iso8601, b"2017-06-29T00:50:22Z"),
+            (Clock::Iso8601, b"2017-06-29T00:50:22.Z"),
+            (Clock::Iso8601, b"2017-06-29T00:50:22.12a3Z"),
+            (Clock::Iso8601, b"2017-06-29T00:50:22.1234567890123Z"),
+            (Clock::ClfMillis, b"29/Jun/2017:00:50:22.999"),
+            (Clock::ClfMillis, b"29/Jun/2017:00:50:22.9x9"),
+            (Clock::ClfMillis, b"29/Jun/2017:00:50:99.999"),
+        ] {
+            let whole = parse_clock(&clock, text);
+            let by_second = parse_clock(&clock, &second_of(&clock, text));
+            assert_eq!(whole, by_second, "{}", String::from_utf8_lossy(text));
+        }
+        assert_eq!(
+            second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.465313Z"),
+            second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.000001Z")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::entry::LogEntry;
 use crate::parse::Reject;
 
 use super::definition::{Format, SLOTS, Slots, Step};
-use super::fields::{build, parse_clock};
+use super::fields::{build, parse_clock, second_of};
 
 /// A per-thread parser for one compiled format. It remembers the last time it converted,
 /// because consecutive lines of a busy log mostly share their second.
@@ -37,14 +37,17 @@ impl Scanner {
         }
         let slots = split(&self.format, line).ok_or(Reject::Format)?;
         let clock = &self.format.clock;
-        build(&slots, line, &self.format, |time| match self.last {
-            Some(t) if self.last_time == time => Ok(t),
-            _ => {
-                let t = parse_clock(clock, time)?;
-                self.last_time.clear();
-                self.last_time.extend_from_slice(time);
-                self.last = Some(t);
-                Ok(t)
+        build(&slots, line, &self.format, |time| {
+            let second = second_of(clock, time);
+            match self.last {
+                Some(t) if self.last_time == *second => Ok(t),
+                _ => {
+                    let t = parse_clock(clock, &second)?;
+                    self.last_time.clear();
+                    self.last_time.extend_from_slice(&second);
+                    self.last = Some(t);
+                    Ok(t)
+                }
             }
         })
     }
