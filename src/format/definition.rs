@@ -67,6 +67,19 @@ impl Unit {
     }
 }
 
+/// How the server escaped the bytes of a quoted value, so that they are decoded as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Escape {
+    /// Apache's `\"`, `\\` and `\xhh`, nginx's default `\xHH`.
+    #[default]
+    Default,
+    /// nginx `escape=json`: JSON string escapes (`\"`, `\\`, `\n`, `\u00XX`...); an
+    /// absent variable is written `""` (absent here too), where the default writes `-`.
+    Json,
+    /// nginx `escape=none`: nothing is escaped, values are taken as written.
+    None,
+}
+
 /// What one field of a format carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
@@ -233,6 +246,8 @@ pub struct Format {
     pub(crate) tail: Option<usize>,
     pub(crate) clock: Clock,
     pub(crate) unit: Unit,
+    /// How quoted values are decoded (nginx `escape=`; Apache's is always the default).
+    pub(crate) escape: Escape,
 }
 
 impl Format {
@@ -347,6 +362,7 @@ impl Format {
             tail,
             clock: clock.expect("checked above"),
             unit: unit.unwrap_or(Unit::Micros),
+            escape: Escape::Default,
         })
     }
 

@@ -32,7 +32,7 @@ use crate::entry::LogEntry;
 use crate::parse::{Parser, Reject};
 
 pub use apache::apache;
-pub use definition::{Clock, Field, Format, FormatError, Piece, Unit};
+pub use definition::{Clock, Escape, Field, Format, FormatError, Piece, Unit};
 pub use nginx::nginx;
 pub use pattern::RegexParser;
 pub use scanner::Scanner;
