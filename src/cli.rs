@@ -95,9 +95,11 @@ pub struct IngestArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadingArgs {
     /// The log's format: `combined` (which also reads Common lines), `common`, `vcombined`
-    /// (Apache's vhost_combined), `w3c` (IIS), `auto` (chosen from the log's first lines, and said), or
-    /// the server's own definition: an Apache LogFormat string or an nginx log_format string
-    /// (see the README's "Log formats").
+    /// (Apache's vhost_combined), `w3c` (IIS), `caddy` and `caddy-console` (Caddy's JSON and
+    /// console access logs), `traefik` (Traefik's JSON access log), `auto` (chosen from the
+    /// log's first lines, and said), or the server's own definition: an Apache LogFormat
+    /// string or an nginx log_format string, `escape=json` included (see the README's "Log
+    /// formats").
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
     pub log_format: FormatChoice,
     /// Who the client is: `remote`, the address that connected, or `forwarded`, the first

@@ -22,7 +22,7 @@ const UI_SHORT: &str = r#"$remote_addr $remote_user  $http_x_real_ip [$time_loca
 /// The private-isu `log_format`, pasted as it stands in its `nginx.conf`.
 const ISU_JSON: &str = r#"log_format json escape=json '{"time":"$time_iso8601","host":"$remote_addr","port":$remote_port,"method":"$request_method","uri":"$request_uri","status":"$status","body_bytes":$body_bytes_sent,"referer":"$http_referer","ua":"$http_user_agent","request_time":"$request_time","response_time":"$upstream_response_time"}';"#;
 
-fn read(dir: &str, name: &str) -> Vec<u8> {
+pub(super) fn read(dir: &str, name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data")
         .join(dir)
@@ -40,7 +40,7 @@ fn read(dir: &str, name: &str) -> Vec<u8> {
 }
 
 /// A file's lines as the tools count them (a final line without a newline counts).
-fn lines(data: &[u8]) -> Vec<&[u8]> {
+pub(super) fn lines(data: &[u8]) -> Vec<&[u8]> {
     let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
@@ -80,7 +80,7 @@ fn parse_all<'a>(format: &Format, lines: &[&'a [u8]]) -> Vec<Result<LogEntry<'a>
 }
 
 /// The exact fields of an entry, for sample lines: (name, value) with absent fields left out.
-fn fields(e: &LogEntry<'_>) -> Vec<(&'static str, String)> {
+pub(super) fn fields(e: &LogEntry<'_>) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("ip", e.ip.to_string()),
         ("timestamp", Rfc3339(e.timestamp).to_string()),
