@@ -904,3 +904,42 @@ proptest! {
         prop_assert_eq!(JsonParser::new(schema).parse(&line), slow(schema, &line));
     }
 }
+
+#[test]
+fn auto_picks_each_json_log_s_schema_and_not_a_user_s_own_keys() {
+    let head = |name: &str| -> Vec<Vec<u8>> {
+        let data = read("formats", name);
+        let lines = split_lines(&data);
+        lines.iter().take(200).map(|l| l.to_vec()).collect()
+    };
+    let pick = |lines: &[Vec<u8>]| {
+        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        crate::format::detect(&refs).map(|f| f.name())
+    };
+    for (name, schema) in [
+        (CADDY, "caddy"),
+        (CADDY_LNAV, "caddy"),
+        (CADDY_CONSOLE, "caddy-console"),
+        (TRAEFIK, "traefik"),
+    ] {
+        assert_eq!(pick(&head(name)), Ok(schema.to_string()), "{name}");
+        let format = crate::format::LogFormat::from_arg(schema).unwrap();
+        assert_eq!(format.name(), schema);
+        assert!(format.has_extra_fields());
+        assert!(format.has(|f| *f == Field::ForwardedFor));
+    }
+    // nginx escape=json keys are the user's: auto names none, and says what it tried.
+    let refused = pick(&head("y4-aoki-private-isu_access.log")).unwrap_err();
+    assert!(
+        refused.contains("caddy, caddy-console, traefik"),
+        "{refused}"
+    );
+    // A Caddy file with a Traefik line in it is refused as mixed.
+    let mut mixed = head(CADDY_LNAV);
+    mixed.extend(head(TRAEFIK).into_iter().take(1));
+    let refused = pick(&mixed).unwrap_err();
+    assert!(
+        refused.contains("several formats (caddy, traefik)"),
+        "{refused}"
+    );
+}
