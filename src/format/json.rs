@@ -522,7 +522,9 @@ fn seconds_us(number: &str) -> Option<u64> {
         return Some(us);
     }
     let seconds: f64 = number.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e12).then(|| (seconds * 1e6) as u64)
+    (0.0..1e12)
+        .contains(&seconds)
+        .then_some((seconds * 1e6) as u64)
 }
 
 /// Caddy's `ts`: seconds since the epoch with a fraction (the default), or an RFC 3339

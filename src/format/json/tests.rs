@@ -83,7 +83,7 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
         if text.contains(['e', 'E']) {
             let x: f64 = text.parse().ok()?;
             let x = x * 10f64.powi(digits as i32);
-            return (x >= 0.0 && x < 1e18).then_some(x as u64);
+            return (0.0..1e18).contains(&x).then_some(x as u64);
         }
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
         let ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
@@ -639,7 +639,7 @@ fn hosts_ports_and_header_values() {
 /// One of `options`, chosen by a byte: mostly from the first half, which holds the values a
 /// server writes, so that most lines parse and the rest fail each in their own way.
 fn one(pick: u8, options: Vec<Option<Value>>) -> Option<Value> {
-    let n = if pick % 8 == 0 {
+    let n = if pick.is_multiple_of(8) {
         options.len()
     } else {
         options.len().div_ceil(2)
