@@ -179,7 +179,8 @@ pub(crate) fn fields_read(schema: Schema, line: &[u8]) -> usize {
         return 0;
     };
     let x = &e.extra;
-    3 + [
+    // The client, the time, the URL and the status are always there.
+    4 + [
         e.user.is_some(),
         e.method.is_some(),
         e.protocol.is_some(),
