@@ -609,6 +609,16 @@ FORMAT_LOGS = [
     ("crowdsecurity-hub_aws-alb-logs.log", "alb"),
     ("crowdsecurity-hub_aws-cloudfront-logs.log", "cloudfront"),
     ("tstack-lnav_logfile_haproxy.0", "haproxy"),
+    # nginx escape=json, pasted as the directive stands in private-isu's nginx.conf.
+    ("y4-aoki-private-isu_access.log",
+     'log_format json escape=json \'{"time":"$time_iso8601","host":"$remote_addr","port":$remote_port,'
+     '"method":"$request_method","uri":"$request_uri","status":"$status","body_bytes":$body_bytes_sent,'
+     '"referer":"$http_referer","ua":"$http_user_agent","request_time":"$request_time",'
+     '"response_time":"$upstream_response_time"}\';'),
+    ("sandip3120-project-Inventory-Tracking-System_caddy_access.log", "caddy"),
+    ("tstack-lnav_logfile_caddy_log.1", "caddy"),
+    ("petevdp-squad_gps_caddy.log", "caddy-console"),
+    ("maborak-monitor-stack_access.log", "traefik"),
 ]
 
 

@@ -96,10 +96,11 @@ pub struct IngestArgs {
 pub struct ReadingArgs {
     /// The log's format: `combined` (which also reads Common lines), `common`, `vcombined`
     /// (Apache's vhost_combined), `w3c` (IIS), a load balancer's or proxy's own (`elb`,
-    /// `alb`, `cloudfront`, `haproxy`, `traefik-clf`), `auto` (chosen from the log's first
-    /// lines, and said), or
-    /// the server's own definition: an Apache LogFormat string or an nginx log_format string
-    /// (see the README's "Log formats").
+    /// `alb`, `cloudfront`, `haproxy`, `traefik-clf`), `caddy` and `caddy-console` (Caddy's
+    /// JSON and console access logs), `traefik` (Traefik's JSON access log), `auto` (chosen
+    /// from the log's first lines, and said), or the server's own definition: an Apache
+    /// LogFormat string or an nginx log_format string, `escape=json` included (see the
+    /// README's "Log formats").
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
     pub log_format: FormatChoice,
     /// Who the client is: `remote`, the address that connected, or `forwarded`, the first

@@ -373,3 +373,50 @@ fn vendor_formats_store_their_times_hosts_and_timers() {
             .all(|r| r[11] == "api.superprod.com" && r[12] == "80")
     );
 }
+
+/// A Caddy JSON access log through parse-to-db: every line stored, with the fields the
+/// README's key mapping gives (the float duration as exact microseconds), and `auto` names
+/// the format of a Caddy console log.
+#[test]
+fn caddy_json_lines_are_stored_with_their_mapped_fields() {
+    let wd = Workdir::new();
+    let log = formats_log("sandip3120-project-Inventory-Tracking-System_caddy_access.log");
+    wd.cmd("parse-to-db")
+        .arg(&log)
+        .args(["--log-format", "caddy", "--db", "c.db"])
+        .assert()
+        .success()
+        .stderr(contains("wrote 1,270"));
+    let rows = db_rows(&wd.path("c.db"));
+    assert_eq!(rows.len(), 1270);
+    // {"ts":1754047611.399995,...,"remote_ip":"192.168.2.101",...,"proto":"HTTP/1.1",
+    // "method":"GET","host":"192.168.2.101","uri":"/",...,"User-Agent":["curl/8.13.0"]},
+    // ...,"duration":0.0294296,"size":0,"status":302,...}
+    let first = rows
+        .iter()
+        .find(|r| r[3] == "2025-08-01T11:26:51Z")
+        .expect("the first line");
+    let columns = [0, 4, 5, 6, 7, 8, 10, 11, 13];
+    assert_eq!(
+        columns.map(|c| first[c].as_str()),
+        [
+            "192.168.2.101",
+            "GET",
+            "/",
+            "HTTP/1.1",
+            "302",
+            "0",
+            "curl/8.13.0",
+            "192.168.2.101",
+            "29429"
+        ]
+    );
+    assert!(rows.iter().all(|r| !r[13].is_empty() && !r[11].is_empty()));
+    wd.cmd("parse-to-csv")
+        .arg(formats_log("petevdp-squad_gps_caddy.log"))
+        .args(["--log-format", "auto", "-o", "console.csv"])
+        .assert()
+        .success()
+        .stderr(contains("log format: caddy-console (auto"))
+        .stderr(contains("wrote 433"));
+}

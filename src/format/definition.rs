@@ -87,6 +87,19 @@ pub struct Timings {
     pub upstream: Option<usize>,
 }
 
+/// How the server escaped the bytes of a quoted value, so that they are decoded as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Escape {
+    /// Apache's `\"`, `\\` and `\xhh`, nginx's default `\xHH`.
+    #[default]
+    Default,
+    /// nginx `escape=json`: JSON string escapes (`\"`, `\\`, `\n`, `\u00XX`...); an
+    /// absent variable is written `""` (absent here too), where the default writes `-`.
+    Json,
+    /// nginx `escape=none`: nothing is escaped, values are taken as written.
+    None,
+}
+
 /// What one field of a format carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
@@ -302,6 +315,8 @@ pub struct Format {
     /// Lines starting with `#` are header directives (CloudFront's `#Version:` and
     /// `#Fields:`, as in W3C logs), rejected as [`crate::parse::Reject::Directive`].
     pub(crate) directives: bool,
+    /// How quoted values are decoded (nginx `escape=`; Apache's is always the default).
+    pub(crate) escape: Escape,
 }
 
 impl Format {
@@ -447,6 +462,7 @@ impl Format {
             timings,
             sep,
             directives: false,
+            escape: Escape::Default,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::parse::{
     split_request,
 };
 
-use super::definition::{Clock, Format, Slot, Slots, Timings};
+use super::definition::{Clock, Escape, Format, Slot, Slots, Timings};
 
 /// Decodes the fields of `line` found by either splitter. `time` converts the time field
 /// (the scanner's remembers the last one).
@@ -23,8 +23,17 @@ pub(crate) fn build<'a>(
 ) -> Result<LogEntry<'a>, Reject> {
     let get = |slot: Slot| slots[slot as usize];
     let line = Line::new(line);
-    let text = |field| line.text(field);
-    let unescape = |field| line.unescape(field);
+    // Under `escape=json` every quoted value may hold escapes, and `""` is an absent value
+    // (see `absent_dash`); the other escapings leave the unquoted fields as written.
+    let unescape = |field| match format.escape {
+        Escape::Default => line.unescape(field),
+        Escape::Json if memchr::memchr(b'\\', field).is_some() => unescape_json(field),
+        Escape::Json | Escape::None => line.text(field),
+    };
+    let text = |field| match format.escape {
+        Escape::Json => unescape(field),
+        Escape::Default | Escape::None => line.text(field),
+    };
     let client = get(Slot::Client).or(get(Slot::Peer).map(address));
     let ip = client.unwrap_or(b"");
     if !may_be_client(ip) {
@@ -65,7 +74,7 @@ pub(crate) fn build<'a>(
         None => None,
         Some(value) => Some(decimal(value, format.unit.micros()).ok_or(Reject::ResponseTime)?),
     };
-    let mut upstream_time_us = match get(Slot::UpstreamTime) {
+    let mut upstream_time_us = match get(Slot::UpstreamTime).and_then(absent_dash) {
         None => None,
         Some(values) => upstream_sum(values).ok_or(Reject::ResponseTime)?,
     };
@@ -252,6 +261,66 @@ fn target<'a>(
     }
 }
 
+/// Decodes a value nginx wrote with `escape=json`: the JSON string escapes, `\uXXXX` with
+/// its surrogate pairs. Anything else after a backslash (which nginx does not write) is kept
+/// as written, and bytes that are not UTF-8 (nginx copies them as they came) become `\xHH`.
+pub(crate) fn unescape_json(raw: &[u8]) -> Cow<'_, str> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return crate::parse::text(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        let simple = match raw.get(i + 1) {
+            _ if c != b'\\' => None,
+            Some(b'"') => Some(b'"'),
+            Some(b'\\') => Some(b'\\'),
+            Some(b'/') => Some(b'/'),
+            Some(b'b') => Some(0x08),
+            Some(b'f') => Some(0x0C),
+            Some(b'n') => Some(b'\n'),
+            Some(b'r') => Some(b'\r'),
+            Some(b't') => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(byte) = simple {
+            out.push(byte);
+            i += 2;
+        } else if let Some((ch, len)) = (c == b'\\').then(|| json_char(&raw[i..])).flatten() {
+            out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+            i += len;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Cow::Owned(crate::parse::text(&out).into_owned())
+}
+
+/// `\uXXXX` (or a `\uD8xx\uDCxx` surrogate pair) at the start of `b`: the character and
+/// the length of its escape. A lone surrogate is no character.
+fn json_char(b: &[u8]) -> Option<(char, usize)> {
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = b.get(at..at + 4)?;
+        digits
+            .iter()
+            .try_fold(0, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
+    };
+    if b.get(..2)? != b"\\u" {
+        return None;
+    }
+    let high = hex4(2)?;
+    if !(0xD800..0xDC00).contains(&high) {
+        return char::from_u32(high).map(|c| (c, 6));
+    }
+    let low = (b.get(6..8)? == b"\\u").then(|| hex4(8)).flatten()?;
+    if !(0xDC00..0xE000).contains(&low) {
+        return None;
+    }
+    char::from_u32(0x10000 + ((high - 0xD800) << 10 | (low - 0xDC00))).map(|c| (c, 12))
+}
+
 /// `value` (digits, optionally a `.` and more digits) times `scale`, exactly: the digits are
 /// read as a decimal, never through a float, so `0.390` s is 390000 µs.
 pub(crate) fn decimal(value: &[u8], scale: u64) -> Option<u64> {
@@ -417,6 +486,25 @@ mod tests {
             second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.465313Z"),
             second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.000001Z")
         );
+    }
+
+    #[test]
+    fn json_escapes_are_decoded() {
+        let cases: [(&[u8], &str); 9] = [
+            (br#"plain"#, "plain"),
+            (br#"a\"b\\c\/d"#, "a\"b\\c/d"),
+            (br#"\n\r\t\b\f"#, "\n\r\t\u{8}\u{c}"),
+            (br#"caf\u00e9 \u00E9"#, "café é"),
+            (br#"\ud83d\ude00!"#, "😀!"),
+            // A lone surrogate, a short escape and a trailing backslash stay as written.
+            (br#"\ud83d x"#, r#"\ud83d x"#),
+            (br#"\u12"#, r#"\u12"#),
+            (br#"end\"#, r#"end\"#),
+            (b"\\\"\xff", "\"\\xFF"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(unescape_json(raw), want, "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod apache;
 mod definition;
 mod fields;
+mod json;
 mod nginx;
 mod pattern;
 mod scanner;
@@ -33,7 +34,8 @@ use crate::entry::LogEntry;
 use crate::parse::{Parser, Reject};
 
 pub use apache::apache;
-pub use definition::{Clock, Field, Format, FormatError, Piece, Unit};
+pub use definition::{Clock, Escape, Field, Format, FormatError, Piece, Unit};
+pub use json::{JsonParser, Schema};
 pub use nginx::nginx;
 pub use pattern::RegexParser;
 pub use scanner::Scanner;
@@ -81,6 +83,8 @@ enum Kind {
     Compiled,
     /// W3C extended: each `#Fields:` line compiles to a format of its own (see [`w3c`]).
     W3c,
+    /// A JSON log, read by key (see [`json`]); `format` lists the fields its mapping fills.
+    Json(Schema),
 }
 
 impl PartialEq for LogFormat {
@@ -126,6 +130,14 @@ impl LogFormat {
             "combined" => Ok(named("combined", COMBINED, Kind::Builtin)),
             "common" => Ok(named("common", COMMON, Kind::Compiled)),
             "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, Kind::Compiled)),
+            name @ ("caddy" | "caddy-console" | "traefik") => {
+                let schema = Schema::from_name(name).expect("a JSON schema's name");
+                Ok(LogFormat {
+                    name: name.to_string(),
+                    format: Arc::new(schema.format()),
+                    kind: Kind::Json(schema),
+                })
+            }
             "w3c" | "iis" => Ok(LogFormat {
                 name: "w3c".to_string(),
                 // What the fields are is known line by line; this one says which fields the
@@ -151,8 +163,8 @@ impl LogFormat {
             _ => Err(FormatError::new(
                 0,
                 "not a format name (common, combined, vcombined, w3c, elb, alb, cloudfront, \
-                 haproxy, traefik-clf), an Apache LogFormat string (with %) or an nginx \
-                 log_format string (with $)",
+                 haproxy, traefik-clf, caddy, caddy-console, traefik), an Apache LogFormat \
+                 string (with %) or an nginx log_format string (with $)",
             )),
         }
     }
@@ -163,11 +175,15 @@ impl LogFormat {
         self.name.clone()
     }
 
-    /// The formats `auto` chooses from.
+    /// The formats `auto` chooses from. An nginx `escape=json` log is not among them: its
+    /// keys are the user's own, so only its definition says how to read it.
     pub fn candidates() -> Vec<LogFormat> {
-        ["common", "combined", "vcombined", "w3c"]
+        let names = ["common", "combined", "vcombined", "w3c"];
+        let json = ["caddy", "caddy-console", "traefik"];
+        names
             .into_iter()
             .chain(vendor::NAMES)
+            .chain(json)
             .map(|n| LogFormat::from_arg(n).expect("a named format"))
             .collect()
     }
@@ -206,6 +222,7 @@ impl LogFormat {
             Kind::Builtin => Inner::Builtin(Parser::default()),
             Kind::Compiled => Inner::Compiled(Scanner::new(Arc::clone(&self.format))),
             Kind::W3c => Inner::W3c(w3c::W3cParser::default()),
+            Kind::Json(schema) => Inner::Json(JsonParser::new(schema)),
         })
     }
 
@@ -235,6 +252,7 @@ enum Inner {
     Builtin(Parser),
     Compiled(Scanner),
     W3c(w3c::W3cParser),
+    Json(JsonParser),
 }
 
 impl LineParser {
@@ -244,6 +262,7 @@ impl LineParser {
             Inner::Builtin(p) => p.parse(line),
             Inner::Compiled(s) => s.parse(line),
             Inner::W3c(p) => p.parse(line),
+            Inner::Json(p) => p.parse(line),
         }
     }
 
@@ -275,7 +294,10 @@ pub fn detect(lines: &[&[u8]]) -> Result<LogFormat, String> {
                 .map(|line| {
                     let ok = parser.parse(line).is_ok();
                     if ok {
-                        filled += fields_read(&format.format, line);
+                        filled += match format.kind {
+                            Kind::Json(schema) => json::fields_read(schema, line),
+                            _ => fields_read(&format.format, line),
+                        };
                     }
                     ok
                 })

@@ -2,12 +2,21 @@
 //!
 //! Accepted as written in `nginx.conf` too: a `log_format name` prefix, several quoted pieces
 //! (`'...' '...'`, nginx joins them) and the closing `;`, so a user can paste the directive.
+//! Its `escape=` parameter says how quoted values are decoded; a bare definition that is a
+//! JSON object (`{"time":"$time_iso8601",...}`) is taken as `escape=json`, the only escaping
+//! under which nginx writes valid JSON.
 
-use super::definition::{Clock, Field, Format, FormatError, Piece, Unit};
+use super::definition::{Clock, Escape, Field, Format, FormatError, Piece, Unit};
 
 /// Reads an nginx `log_format` definition.
 pub fn nginx(def: &str) -> Result<Format, FormatError> {
+    let escape = escape_parameter(def)?;
     let (body, offsets) = join_pieces(def);
+    let escape = escape.unwrap_or(if body.trim_start().starts_with('{') {
+        Escape::Json
+    } else {
+        Escape::Default
+    });
     let b = body.as_bytes();
     let mut pieces = Vec::new();
     let mut literal = Vec::new();
@@ -47,7 +56,36 @@ pub fn nginx(def: &str) -> Result<Format, FormatError> {
     if !literal.is_empty() {
         pieces.push(Piece::Literal(literal));
     }
-    Format::new(pieces, def.len())
+    let mut format = Format::new(pieces, def.len())?;
+    format.escape = escape;
+    Ok(format)
+}
+
+/// The `escape=` parameter of a pasted `log_format name escape=json '...'` (or of a bare
+/// `escape=json '...'`), when it has one.
+fn escape_parameter(def: &str) -> Result<Option<Escape>, FormatError> {
+    let start = def.len() - def.trim_start().len();
+    let head = &def[start..];
+    if !(head.starts_with("log_format") || head.starts_with("escape=")) {
+        return Ok(None);
+    }
+    let head = &head[..head.find(['\'', '"']).unwrap_or(head.len())];
+    let mut escape = None;
+    for word in head.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix("escape=") else {
+            continue;
+        };
+        let at = start + (word.as_ptr() as usize - head.as_ptr() as usize);
+        escape = Some(match value {
+            "default" => Escape::Default,
+            "json" => Escape::Json,
+            "none" => Escape::None,
+            _ => {
+                return Err(FormatError::new(at, "escape= takes default, json or none"));
+            }
+        });
+    }
+    Ok(escape)
 }
 
 /// What `$name` writes.
@@ -91,7 +129,8 @@ fn join_pieces(def: &str) -> (String, impl Fn(usize) -> usize) {
         let mut i = 0;
         // Skip `log_format name escape=json` up to the first quote. Without it, only
         // single quotes make pieces: a bare definition may well start with `"$request"`.
-        if def.trim_start().starts_with("log_format") {
+        let head = def.trim_start();
+        if head.starts_with("log_format") || head.starts_with("escape=") {
             i = b.iter().position(|&c| c == b'\'' || c == b'"')?;
         } else if !def.trim_start().starts_with('\'') {
             return None;

@@ -19,7 +19,10 @@ const UI_SHORT_PUBLISHED: &str = r#"log_format ui_short '$remote_addr  $remote_u
 /// `ui_short` as the data has it: the two spaces come after `$remote_user`.
 const UI_SHORT: &str = r#"$remote_addr $remote_user  $http_x_real_ip [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for" "$http_X_REQUEST_ID" "$http_X_RB_USER" $request_time"#;
 
-fn read(dir: &str, name: &str) -> Vec<u8> {
+/// The private-isu `log_format`, pasted as it stands in its `nginx.conf`.
+const ISU_JSON: &str = r#"log_format json escape=json '{"time":"$time_iso8601","host":"$remote_addr","port":$remote_port,"method":"$request_method","uri":"$request_uri","status":"$status","body_bytes":$body_bytes_sent,"referer":"$http_referer","ua":"$http_user_agent","request_time":"$request_time","response_time":"$upstream_response_time"}';"#;
+
+pub(super) fn read(dir: &str, name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data")
         .join(dir)
@@ -37,7 +40,7 @@ fn read(dir: &str, name: &str) -> Vec<u8> {
 }
 
 /// A file's lines as the tools count them (a final line without a newline counts).
-fn lines(data: &[u8]) -> Vec<&[u8]> {
+pub(super) fn lines(data: &[u8]) -> Vec<&[u8]> {
     let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
@@ -77,7 +80,7 @@ fn parse_all<'a>(format: &Format, lines: &[&'a [u8]]) -> Vec<Result<LogEntry<'a>
 }
 
 /// The exact fields of an entry, for sample lines: (name, value) with absent fields left out.
-fn fields(e: &LogEntry<'_>) -> Vec<(&'static str, String)> {
+pub(super) fn fields(e: &LogEntry<'_>) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("ip", e.ip.to_string()),
         ("timestamp", Rfc3339(e.timestamp).to_string()),
@@ -301,6 +304,101 @@ fn ingress_upstreaminfo_reads_every_access_line_and_no_other() {
 }
 
 #[test]
+fn nginx_escape_json_reads_every_line_pasted_or_bare() {
+    let data = read("formats", "y4-aoki-private-isu_access.log");
+    let lines = lines(&data);
+    assert_eq!(lines.len(), 4122);
+    let format = nginx(ISU_JSON).unwrap();
+    assert_eq!(format.escape, Escape::Json);
+    // The bare string is a JSON object: escape=json without saying so.
+    let body = &ISU_JSON[ISU_JSON.find('\'').unwrap() + 1..ISU_JSON.rfind('\'').unwrap()];
+    let bare = nginx(body).unwrap();
+    assert_eq!((&bare.steps, bare.escape), (&format.steps, Escape::Json));
+    let results = parse_all(&format, &lines);
+    for (line, result) in lines.iter().zip(&results) {
+        assert!(
+            result.is_ok(),
+            "{result:?}: {}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    // `""` is how escape=json writes an absent Referer.
+    let no_referrer = results.iter().flatten().filter(|e| e.referrer.is_none());
+    assert_eq!(no_referrer.count(), 4009);
+    expect(
+        lines[1],
+        &format,
+        &[
+            ("ip", "172.31.7.82"),
+            ("timestamp", "2024-10-12T14:14:20Z"),
+            ("method", "POST"),
+            ("url", "/login"),
+            ("status", "302"),
+            ("bytes", "0"),
+            ("user_agent", "benchmarker"),
+            ("response_us", "9000"),
+            ("upstream_us", "9000"),
+        ],
+    );
+    let other = lines
+        .iter()
+        .find(|l| l.windows(12).any(|w| w == b"80.82.77.202"));
+    expect(
+        other.unwrap(),
+        &format,
+        &[
+            ("ip", "80.82.77.202"),
+            ("timestamp", "2024-10-12T14:15:02Z"),
+            ("method", "GET"),
+            ("url", "/"),
+            ("status", "200"),
+            ("bytes", "17542"),
+            (
+                "user_agent",
+                "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/72.0.3626.122 Safari/537.36",
+            ),
+            ("response_us", "30868000"),
+            ("upstream_us", "5340000"),
+        ],
+    );
+    // What escape=json writes for quotes, backslashes, control bytes and non-ASCII, in a
+    // line of the same format; the default escaping would keep `\u00e9` as it stands.
+    let escaped = br#"{"time":"2024-10-12T23:14:20+09:00","host":"10.0.0.1","port":1,"method":"GET","uri":"/a\"b\\c\/d?q=caf\u00e9","status":"200","body_bytes":5,"referer":"http://x/\u0001","ua":"say \"hi\"\t","request_time":"0.001","response_time":""}"#;
+    expect(
+        escaped,
+        &format,
+        &[
+            ("ip", "10.0.0.1"),
+            ("timestamp", "2024-10-12T14:14:20Z"),
+            ("method", "GET"),
+            ("url", "/a\"b\\c/d?q=café"),
+            ("status", "200"),
+            ("bytes", "5"),
+            ("referrer", "http://x/\u{1}"),
+            ("user_agent", "say \"hi\"\t"),
+            ("response_us", "1000"),
+        ],
+    );
+    assert_eq!(
+        format.regex_parser().parse(escaped),
+        format.scanner().parse(escaped)
+    );
+    let mut default = format.clone();
+    default.escape = Escape::Default;
+    let url = default.scanner().parse(escaped).unwrap().url.into_owned();
+    assert!(url.ends_with(r"caf\u00e9"), "{url}");
+    // escape=none: the values as written; an unknown escaping is refused where it stands.
+    let none = nginx(&ISU_JSON.replace("escape=json", "escape=none")).unwrap();
+    assert_eq!(none.escape, Escape::None);
+    assert_eq!(
+        none.scanner().parse(escaped).unwrap().url,
+        r#"/a\"b\\c\/d?q=caf\u00e9"#
+    );
+    let err = nginx(&ISU_JSON.replace("escape=json", "escape=xml")).unwrap_err();
+    assert_eq!(err.position, 16, "{err}");
+}
+
+#[test]
 fn combined_from_its_definition_reads_the_real_logs_as_the_builtin_parser_does() {
     let format = apache(COMBINED).unwrap();
     for name in real_files() {
@@ -494,6 +592,7 @@ fn formats() -> Vec<Format> {
         nginx(r#"$remote_addr [$time_iso8601] "$request" $status $upstream_response_time $upstream_addr $request_time"#).unwrap(),
         w3c::fields_format(b"#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken").unwrap(),
         w3c::fields_format(b"#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query cs-version sc-status sc-bytes cs(Referer) cs-host X-Forwarded-For time-taken").unwrap(),
+        nginx(ISU_JSON).unwrap(),
     ]
 }
 
@@ -608,7 +707,7 @@ proptest! {
 
     #[test]
     fn generated_lines_parse_the_same_through_scanner_and_regex(
-        which in 0..9usize,
+        which in 0..10usize,
         picks in proptest::collection::vec(any::<u8>(), 1..8),
         edits in proptest::collection::vec((0..400usize, any::<u8>(), 0..3u8), 0..4),
     ) {
@@ -625,7 +724,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_agree(
-        which in 0..9usize,
+        which in 0..10usize,
         line in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let format = &formats()[which];
