@@ -123,7 +123,7 @@ pub struct ReadingArgs {
     /// (`--redact-query=token,sid`; alone: token, key, password, passwd, secret, session,
     /// auth, sig, signature, code).
     #[arg(long, value_name = "NAMES", num_args = 0..=1, require_equals = true,
-          value_delimiter = ',', default_missing_value = "token,key,password,passwd,secret,session,auth,sig,signature,code",
+          value_delimiter = ',', default_missing_value = crate::privacy::REDACTED_BY_DEFAULT,
           conflicts_with = "strip_query")]
     pub redact_query: Option<Vec<String>>,
     /// Drop query strings from URLs and referrers.

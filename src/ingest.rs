@@ -185,6 +185,18 @@ impl Summary {
 #[derive(Debug, Default)]
 pub struct Held {
     files: Vec<(PathBuf, File)>,
+    /// Per file (device, inode): the header line in force where the last pass began reading
+    /// it (see `LogFormat::header`), so that the next one looks back only to there, not to
+    /// the file's top (a W3C log has one `#Fields:` line at its top, and may be large).
+    headers: Vec<HeaderAt>,
+}
+
+/// The header line in force at `offset` of the file `id` (see [`Held`]).
+#[derive(Debug)]
+struct HeaderAt {
+    id: (u64, u64),
+    offset: u64,
+    header: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Held {
@@ -302,6 +314,7 @@ pub fn run_holding(
     // A follower keeps what this pass read, and what the last one held when this one could
     // not get to it (a log missing for a while).
     let mut keep = std::mem::take(&mut pass.used);
+    keep.headers = std::mem::take(&mut pass.held.headers);
     if !errors.is_empty() {
         for (name, file) in &pass.held.files {
             keep.add(name, file);
@@ -317,9 +330,6 @@ pub fn run_holding(
     Ok(pass.summary)
 }
 
-/// The key a source's checkpoint is saved under: its absolute path, with symbolic links
-/// resolved (a link to a log is the same source as the log), so that runs from different
-/// working directories, and through different links, share it.
 /// Refuses a run whose privacy choices differ from those the store's rows were stored with
 /// (raw addresses beside anonymized ones would count one client as two, and a visitor count
 /// over both would be wrong), and records this run's in a store that holds no rows yet. A
@@ -347,6 +357,9 @@ fn check_scrub(sink: &mut dyn Sink, scrub: &crate::privacy::Scrub) -> anyhow::Re
     sink.set_scrubbed(&wanted)
 }
 
+/// The key a source's checkpoint is saved under: its absolute path, with symbolic links
+/// resolved (a link to a log is the same source as the log), so that runs from different
+/// working directories, and through different links, share it.
 pub fn source_key(path: &Path) -> String {
     let absolute = if path.is_absolute() {
         path.to_owned()
@@ -942,7 +955,13 @@ impl Pass<'_> {
             return Ok(false);
         };
         for (record, cp) in all {
-            if record == key || rotation::log_of(record).is_none() || (cp.dev, cp.inode) != id {
+            // A record of a file that was empty is known by its inode alone, which this file
+            // may have reused: it says nothing of this file.
+            if record == key
+                || rotation::log_of(record).is_none()
+                || (cp.dev, cp.inode) != id
+                || cp.fingerprint_len == 0
+            {
                 continue;
             }
             if matches!(checkpoint::verify_content(file, cp, false), Ok(Ok(()))) {
@@ -1037,10 +1056,7 @@ impl Pass<'_> {
         handle
             .seek(io::SeekFrom::Start(offset))
             .with_context(context)?;
-        let header = match self.config.reading.format.has_headers() && offset > 0 {
-            true => crate::format::w3c::fields_before(file, offset).with_context(context)?,
-            false => None,
-        };
+        let header = self.header_before(file, offset).with_context(context)?;
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
@@ -1061,6 +1077,34 @@ impl Pass<'_> {
             bar.finish_and_clear();
         }
         result
+    }
+
+    /// The header line in force at `offset` in `file` (see `LogFormat::header`): looked for
+    /// back to where the last pass of a follower began, and remembered for the next.
+    fn header_before(
+        &mut self,
+        file: &File,
+        offset: u64,
+    ) -> io::Result<Option<std::sync::Arc<[u8]>>> {
+        let format = &self.config.reading.format;
+        if !format.has_headers() {
+            return Ok(None);
+        }
+        let id = identity(file);
+        let known = (self.held.headers.iter())
+            .find(|at| Some(at.id) == id && at.offset <= offset)
+            .map(|at| (at.offset, at.header.clone()));
+        let (from, before) = known.unwrap_or((0, None));
+        let header = format.header_before(file, from, offset)?.or(before);
+        if let Some(id) = id {
+            self.held.headers.retain(|at| at.id != id);
+            self.held.headers.push(HeaderAt {
+                id,
+                offset,
+                header: header.clone(),
+            });
+        }
+        Ok(header)
     }
 
     /// Reads a `.gz` input under its own key, from `(offset, line)` in decompressed bytes.
@@ -1110,8 +1154,9 @@ impl Pass<'_> {
         let mut decoder = rotation::decoder(file).with_context(context)?;
         // The head before `offset` is read anyway; the last header line in it is kept.
         let mut headers = Headers {
-            wanted: self.config.reading.format.has_headers(),
-            ..Headers::default()
+            format: &self.config.reading.format,
+            carry: Vec::new(),
+            last: None,
         };
         let skipped =
             io::copy(&mut (&mut decoder).take(offset), &mut headers).with_context(context)?;
@@ -1260,22 +1305,17 @@ impl Pass<'_> {
     }
 }
 
-/// Has the file been left alone for `wait`? Then its modification time (to tell a later
-/// write), else `None`.
 /// Bytes skipped unread at the head of a compressed file: the last header line among them
 /// is kept when the format has any (see [`crate::format::LogFormat::header`]).
-#[derive(Default)]
-struct Headers {
-    wanted: bool,
+struct Headers<'a> {
+    format: &'a crate::format::LogFormat,
     carry: Vec<u8>,
     last: Option<std::sync::Arc<[u8]>>,
 }
 
-impl Write for Headers {
+impl Write for Headers<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.wanted
-            && let Some(found) = crate::format::w3c::last_fields_in(bytes, &mut self.carry)
-        {
+        if let Some(found) = self.format.last_header_in(bytes, &mut self.carry) {
             self.last = Some(found);
         }
         Ok(bytes.len())
@@ -1286,6 +1326,8 @@ impl Write for Headers {
     }
 }
 
+/// Has the file been left alone for `wait`? Then its modification time (to tell a later
+/// write), else `None`.
 fn quiet(file: &File, wait: Duration) -> Option<SystemTime> {
     let modified = file.metadata().and_then(|m| m.modified()).ok()?;
     let age = SystemTime::now()

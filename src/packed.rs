@@ -490,11 +490,12 @@ impl Packer {
 
 /// `--retain`: removes from the packed copy the records of rows older than `before` (epoch
 /// seconds), in the transaction that just deleted those `deleted` rows from `logs` by the
-/// same test. Records are in row order, so the oldest are in the first blocks: the scan stops
-/// once it has removed as many. Then the strings that no record uses any more are deleted
+/// same test. The scan of the blocks stops once it has removed as many records (rows are
+/// roughly in time order, so that is usually early). Then the strings that no record uses any more are deleted
 /// (the retained data must not outlive its window in them either), and every writer is told
 /// to forget its string ids. If the records do not match the rows (rows that another program
-/// deleted), the packed copy is dropped, and the next writer packs every row again.
+/// deleted), the packed copy is dropped, its strings with it, and the next writer packs every
+/// row again. `covered` follows the rows when the last of them went.
 pub fn retain(conn: &Connection, before: i64, deleted: u64) -> rusqlite::Result<()> {
     let covered: Option<i64> = conn
         .query_row("SELECT covered FROM packed_state WHERE id = 1", [], |r| {
@@ -534,10 +535,17 @@ pub fn retain(conn: &Connection, before: i64, deleted: u64) -> rusqlite::Result<
     };
     if removed != deleted {
         conn.execute_batch(
-            "UPDATE packed_state SET covered = 0 WHERE id = 1; DELETE FROM packed_blocks;",
+            "UPDATE packed_state SET covered = 0, strings_generation = strings_generation + 1 \
+             WHERE id = 1; DELETE FROM packed_blocks; DELETE FROM packed_strings;",
         )?;
         return Ok(());
     }
+    // Every row was packed (`covered` at or past the last id): it still is, whichever went.
+    conn.execute(
+        "UPDATE packed_state SET covered = (SELECT coalesce(max(id), 0) FROM logs) \
+         WHERE id = 1 AND covered >= (SELECT coalesce(max(id), 0) FROM logs)",
+        [],
+    )?;
     for (seq, kept) in &blocks {
         if kept.is_empty() {
             conn.execute("DELETE FROM packed_blocks WHERE seq = ?1", [seq])?;

@@ -76,8 +76,10 @@ pub fn warn_if_wider(outputs: &[&Path], mode: u32, warn: &mut dyn FnMut(String))
 pub struct Scrub {
     pub addresses: Addresses,
     pub query: Query,
-    /// The query pattern, compiled once (see [`Scrub::new`]).
+    /// The query pattern, compiled once (see [`Scrub::new`]), for URLs and referrers...
     query_pattern: Option<Regex>,
+    /// ... and for rejected lines.
+    raw_query_pattern: Option<Regex>,
 }
 
 /// What becomes of client addresses (`ip` and `forwarded_for`).
@@ -105,18 +107,8 @@ pub enum Query {
 }
 
 /// The parameters `--redact-query` redacts when given no list.
-pub const REDACTED_BY_DEFAULT: &[&str] = &[
-    "token",
-    "key",
-    "password",
-    "passwd",
-    "secret",
-    "session",
-    "auth",
-    "sig",
-    "signature",
-    "code",
-];
+pub const REDACTED_BY_DEFAULT: &str =
+    "token,key,password,passwd,secret,session,auth,sig,signature,code";
 
 /// The secret of `--pseudonymize-ip`.
 #[derive(Clone, PartialEq, Eq)]
@@ -187,14 +179,12 @@ impl Key {
             .collect()
     }
 
-    /// The pseudonym of `address`: 96 bits of HMAC-SHA-256 over its canonical form, enough
-    /// that two addresses of a billion never share one, so visitor counts stay exact.
+    /// The pseudonym of `address`: 96 bits of HMAC-SHA-256 over its text as written, enough
+    /// that two addresses of a billion never share one. The text, not a canonical form: the
+    /// counts then equal those of the raw store exactly, where `2001:DB8::1` and
+    /// `2001:db8::1` are two clients too.
     fn pseudonym(&self, address: &str) -> String {
-        let canonical = match parse_ip(address) {
-            Some(ip) => ip.to_string(),
-            None => address.to_ascii_lowercase(),
-        };
-        let mac = self.mac(canonical.as_bytes());
+        let mac = self.mac(address.as_bytes());
         let mut out = String::with_capacity(26);
         out.push_str("h:");
         for b in &mac[..12] {
@@ -204,11 +194,35 @@ impl Key {
     }
 }
 
-/// An address as logs write it: bare, `[v6]`, or with a `%zone`.
+/// An address as logs write it: bare, `[v6]`, with a `%zone`, or with a `:port` (an
+/// X-Forwarded-For behind Azure's gateways or IIS ARR: `203.0.113.7:51234`,
+/// `[2001:db8::1]:443`).
 fn parse_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim_start_matches('[').trim_end_matches(']');
-    let text = text.split('%').next().unwrap_or(text);
-    text.parse().ok()
+    let bare = |t: &str| -> Option<IpAddr> {
+        let t = t.trim_start_matches('[').trim_end_matches(']');
+        t.split('%').next().unwrap_or(t).parse().ok()
+    };
+    bare(text).or_else(|| {
+        let (address, port) = text.rsplit_once(':')?;
+        let bracketed = address.starts_with('[') && address.ends_with(']');
+        let dotted = !address.contains(':');
+        (port.bytes().all(|b| b.is_ascii_digit()) && (bracketed || dotted))
+            .then(|| bare(address))
+            .flatten()
+    })
+}
+
+/// A host name (`gw1.att.com`), not a mangled address: it has a letter, and its last label
+/// is not all digits (`010.001.002.003` is an address, zero-padded).
+fn is_host_name(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_alphabetic())
+        && text
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 fn truncate(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
@@ -243,17 +257,29 @@ impl Scrub {
     pub fn new(addresses: Addresses, query: Query) -> Scrub {
         let query_pattern = match &query {
             Query::Keep => None,
+            // A name after `?`, `&` or `;`, or alone at the start of a field (W3C's
+            // `cs-uri-query` and CloudFront's have no `?`: in a rejected line, it is a field).
             Query::Redact(names) => {
                 let names: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
-                Some(format!(r#"(?i)([?&;](?:{})=)[^&;#\s"]*"#, names.join("|")))
+                Some(format!(
+                    r#"(?i)((?:^|[?&;\s"])(?:{})=)[^&;#\s"]*"#,
+                    names.join("|")
+                ))
             }
             Query::Strip => Some(r#"\?[^#\s"]*"#.to_owned()),
-        }
-        .map(|p| Regex::new(&p).expect("a valid query pattern"));
+        };
+        // In a rejected line, a query may also be a field of `name=value` pairs alone
+        // (W3C's `cs-uri-query`), with no `?` before it.
+        let raw_query_pattern = match &query {
+            Query::Strip => Some(r#"\?[^#\s"]*|(?:^|\s)[^\s"=?/]+=[^\s"]*"#.to_owned()),
+            _ => query_pattern.clone(),
+        };
+        let compile = |p: String| Regex::new(&p).expect("a valid query pattern");
         Scrub {
             addresses,
             query,
-            query_pattern,
+            query_pattern: query_pattern.map(compile),
+            raw_query_pattern: raw_query_pattern.map(compile),
         }
     }
 
@@ -288,10 +314,14 @@ impl Scrub {
     fn address(&self, text: &str) -> Option<String> {
         match &self.addresses {
             Addresses::Keep => None,
+            // A port is dropped with the host part: it tells connections apart.
             Addresses::Truncate { v4, v6 } => Some(match parse_ip(text) {
                 Some(ip) => truncate(ip, *v4, *v6).to_string(),
                 None => match text.split_once('.') {
-                    Some((_, domain)) if !domain.is_empty() => format!("*.{domain}"),
+                    Some((_, domain)) if is_host_name(text) && !domain.is_empty() => {
+                        format!("*.{domain}")
+                    }
+                    // Anything else may be an address in a form not read: nothing of it.
                     _ => "*".to_owned(),
                 },
             }),
@@ -349,7 +379,7 @@ impl Scrub {
         if self.addresses != Addresses::Keep {
             out = Cow::Owned(self.raw_addresses(line));
         }
-        if let Some(pattern) = &self.query_pattern {
+        if let Some(pattern) = &self.raw_query_pattern {
             let replaced = pattern.replace_all(&out, self.replacement()).into_owned();
             out = Cow::Owned(replaced);
         }
@@ -369,14 +399,23 @@ impl Scrub {
             let end = i + line[i..].iter().take_while(|&&b| in_address(b)).count();
             let run = std::str::from_utf8(&line[i..end]).expect("ASCII");
             // A whole address, or one followed by `:port` (or a sentence's `.`).
-            let address = [run, run.trim_end_matches('.')]
-                .into_iter()
-                .chain(run.rsplit_once(':').map(|(a, _)| a))
-                .find(|a| a.parse::<IpAddr>().is_ok());
-            match address.and_then(|a| self.address(a).map(|s| (a.len(), s))) {
+            // A run may start with the `:` before an address (`client:1.2.3.4`), but `::1`
+            // is an address whole.
+            let lead = run.len() - run.trim_start_matches(':').len();
+            let found = [0, lead].into_iter().find_map(|lead| {
+                let body = &run[lead..];
+                [body, body.trim_end_matches('.')]
+                    .into_iter()
+                    .chain(body.rsplit_once(':').map(|(a, _)| a))
+                    .find(|a| a.parse::<IpAddr>().is_ok())
+                    .map(|a| (lead, a))
+            });
+            let lead = found.map_or(0, |(lead, _)| lead);
+            match found.and_then(|(_, a)| self.address(a).map(|s| (a.len(), s))) {
                 Some((len, scrubbed)) => {
+                    out.extend_from_slice(&line[i..i + lead]);
                     out.extend_from_slice(scrubbed.as_bytes());
-                    out.extend_from_slice(&line[i + len..end]);
+                    out.extend_from_slice(&line[i + lead + len..end]);
                 }
                 None => out.extend_from_slice(&line[i..end]),
             }
@@ -396,7 +435,8 @@ impl Retention {
     /// A span: digits and a unit, `s`, `m`, `h`, `d` or `w` (`30d`).
     pub fn parse(s: &str) -> Result<Retention, String> {
         let bad = || format!("'{s}' is not a span like 30d, 12h or 2w");
-        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        let split = s.char_indices().last().map_or(0, |(i, _)| i);
+        let (digits, unit) = s.split_at(split);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
@@ -480,10 +520,21 @@ mod tests {
         let mut e = entry("gw1.att.com", "/a");
         narrow.apply(&mut e);
         assert_eq!(e.ip, "*.att.com");
-        let raw = scrub.raw(b"10.1.2.3:443 [::ffff:10.9.8.7] 2001:db8::1. v1.2 cafe 0.0.1");
+        let raw = scrub
+            .raw(b"10.1.2.3:443 [::ffff:10.9.8.7] 2001:db8::1. v1.2 cafe 0.0.1 client:10.7.7.7");
         assert_eq!(
             String::from_utf8_lossy(&raw),
-            "10.1.2.0:443 [::ffff:10.9.8.0] 2001:db8::. v1.2 cafe 0.0.1"
+            "10.1.2.0:443 [::ffff:10.9.8.0] 2001:db8::. v1.2 cafe 0.0.1 client:10.7.7.0"
+        );
+        // Ports (X-Forwarded-For behind some gateways) and zero-padded or unreadable
+        // addresses keep nothing of the host.
+        let mut e = entry("203.0.113.7:51234", "/a");
+        e.extra.forwarded_for = Some("[2001:db8:1:2::9]:443, 010.001.002.003, x:y".into());
+        scrub.apply(&mut e);
+        assert_eq!(e.ip, "203.0.113.0");
+        assert_eq!(
+            e.extra.forwarded_for.as_deref(),
+            Some("2001:db8:1:2::, *, *")
         );
     }
 
@@ -503,7 +554,7 @@ mod tests {
         for e in [&mut a, &mut b, &mut c] {
             scrub.apply(e);
         }
-        assert_eq!(a.ip, b.ip, "one address, one pseudonym");
+        assert_ne!(a.ip, b.ip, "two texts, two clients, as in a raw store");
         assert_ne!(a.ip, c.ip);
         assert!(a.ip.starts_with("h:") && a.ip.len() == 26, "{}", a.ip);
         let other = Key::load_or_create(&dir.path().join("other.key")).unwrap();
@@ -520,7 +571,7 @@ mod tests {
 
     #[test]
     fn query_parameters_are_redacted_or_stripped() {
-        let names = REDACTED_BY_DEFAULT.iter().map(|n| n.to_string()).collect();
+        let names = REDACTED_BY_DEFAULT.split(',').map(str::to_owned).collect();
         let redact = Scrub::new(Addresses::Keep, Query::Redact(names));
         let mut e = entry("1.2.3.4", "/reset?Token=s3cr3t&page=2&session=x;code=9#top");
         redact.apply(&mut e);
@@ -535,6 +586,12 @@ mod tests {
         assert_eq!(e.ip, "1.2.3.4");
         let raw = redact.raw(br#"x "GET /a?key=k1&keyboard=1 HTTP/1.1" y"#);
         assert_eq!(&*raw, br#"x "GET /a?key=REDACTED&keyboard=1 HTTP/1.1" y"#);
+        // A rejected W3C line: its query is a field with no `?`.
+        let w3c = b"2024-01-01 00:00:00 GET /reset token=abc&page=2 80";
+        assert_eq!(
+            &*redact.raw(w3c),
+            b"2024-01-01 00:00:00 GET /reset token=REDACTED&page=2 80"
+        );
         let strip = Scrub::new(Addresses::Keep, Query::Strip);
         let mut e = entry("1.2.3.4", "/reset?token=s3cr3t&page=2");
         strip.apply(&mut e);
@@ -542,6 +599,7 @@ mod tests {
             (&*e.url, e.referrer.as_deref()),
             ("/reset", Some("https://ref/"))
         );
+        assert_eq!(&*strip.raw(w3c), b"2024-01-01 00:00:00 GET /reset 80");
         assert_eq!(strip.describe(), "strip-query",);
         assert_eq!(
             redact.describe(),
@@ -578,6 +636,7 @@ mod tests {
         assert_eq!(cut("30d"), "2024-03-01T10:00:00Z");
         assert_eq!(cut("1h"), "2024-03-31T09:42:15Z");
         assert_eq!(cut("60s"), "2024-03-31T10:41:17Z");
+        assert!(Retention::parse("3é").is_err());
     }
 
     #[test]

@@ -420,3 +420,78 @@ fn caddy_json_lines_are_stored_with_their_mapped_fields() {
         .stderr(contains("log format: caddy-console (auto"))
         .stderr(contains("wrote 433"));
 }
+
+/// A W3C log longer than a batch, whose field list changes in its middle: the batches
+/// parsed on other threads after the change read by the new `#Fields:` line.
+#[test]
+fn w3c_batches_after_a_fields_line_read_by_it() {
+    let wd = Workdir::new();
+    let mut log = String::from("#Fields: date time c-ip cs-uri-stem sc-status\n");
+    for n in 0..10_000 {
+        log.push_str(&format!("2024-01-01 00:00:00 10.0.0.1 /a/{n} 200\n"));
+    }
+    log.push_str("#Fields: date time sc-status cs-uri-stem c-ip\n");
+    for n in 0..20_000 {
+        log.push_str(&format!("2024-01-01 00:00:01 404 /b/{n} 10.0.0.2\n"));
+    }
+    wd.write("logs/access.log", log);
+    wd.cmd("parse-to-db")
+        .args(["--log-format", "w3c"])
+        .assert()
+        .success()
+        .stderr(contains("wrote 30,000, rejected 2 (directive 2)"));
+    let rows = db_rows(&wd.path("logs.db"));
+    assert!(
+        rows[10_000..]
+            .iter()
+            .enumerate()
+            .all(|(n, r)| r[0] == "10.0.0.2" && r[5] == format!("/b/{n}") && r[7] == "404")
+    );
+}
+
+/// continuous-parse on a W3C log: each pass reads on by the `#Fields:` line in force where
+/// it resumes, which it remembers from the pass before, also when a new one arrives.
+#[test]
+fn a_w3c_follower_reads_each_pass_by_the_fields_in_force() {
+    let wd = Workdir::new();
+    let row = |n: usize| format!("2024-01-01 00:00:00 10.0.0.1 /a/{n} 200\n");
+    wd.write(
+        "logs/access.log",
+        format!("#Fields: date time c-ip cs-uri-stem sc-status\n{}", row(0)),
+    );
+    let _follower = wd.spawn(
+        "continuous-parse",
+        &[
+            "--poll",
+            "--poll-interval",
+            "0.05",
+            "--quiet",
+            "--log-format",
+            "w3c",
+        ],
+    );
+    let rows = || crate::workdir::row_count(&wd.path("logs.db"));
+    crate::workdir::wait_until("the first line", || rows() == 1);
+    wd.append("logs/access.log", row(1));
+    crate::workdir::wait_until("a line under the same #Fields", || rows() == 2);
+    wd.append(
+        "logs/access.log",
+        "#Fields: date time sc-status cs-uri-stem c-ip\n2024-01-01 00:00:01 404 /b/2 10.0.0.2\n",
+    );
+    crate::workdir::wait_until("a line under new #Fields", || rows() == 3);
+    wd.append("logs/access.log", "2024-01-01 00:00:01 404 /b/3 10.0.0.2\n");
+    crate::workdir::wait_until("a line after them", || rows() == 4);
+    let got: Vec<(String, String)> = db_rows(&wd.path("logs.db"))
+        .into_iter()
+        .map(|r| (r[5].clone(), r[7].clone()))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("/a/0", "200"),
+        ("/a/1", "200"),
+        ("/b/2", "404"),
+        ("/b/3", "404"),
+    ]
+    .map(|(u, s)| (u.to_owned(), s.to_owned()))
+    .to_vec();
+    assert_eq!(got, want);
+}

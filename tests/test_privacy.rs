@@ -514,3 +514,78 @@ fn a_retention_killed_midway_loses_nothing_it_should_keep() {
     assert_eq!(urls(&wd), (0, 8_000));
     let _ = kept;
 }
+
+/// `--retain` on a database upgraded from the original scripts, whose old rows keep their
+/// `01/Jan/2024:00:00:00 +0000` timestamps: by text those would sort wrong (a recent row on
+/// the 1st before an old one on the 28th); the old rows are rewritten to the tools' form
+/// first, and exactly those past the window go.
+#[test]
+fn retain_reads_the_original_scripts_timestamps_as_times() {
+    let wd = Workdir::new();
+    let now = chrono::Utc::now();
+    let clf = |days_back: i64| {
+        (now - chrono::TimeDelta::days(days_back))
+            .format("%d/%b/%Y:%H:%M:%S +0000")
+            .to_string()
+    };
+    let conn = rusqlite::Connection::open(wd.path("logs.db")).unwrap();
+    conn.execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY AUTOINCREMENT, ip TEXT, timestamp TEXT, url TEXT, status INTEGER, user_agent TEXT)").unwrap();
+    for (n, days_back) in [40, 35, 2, 10, 45, 1, 20, 31].into_iter().enumerate() {
+        conn.execute(
+            "INSERT INTO logs (ip, timestamp, url, status, user_agent) VALUES ('1.1.1.1', ?1, ?2, 200, 'ua')",
+            [clf(days_back), format!("/{}/{n}", if days_back > 30 { "old" } else { "kept" })],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    wd.write("logs/access.log", "");
+    wd.cmd("parse-to-db")
+        .args(["--retain", "30d"])
+        .assert()
+        .success();
+    let mut urls: Vec<String> = crate::workdir::db_rows(&wd.path("logs.db"))
+        .into_iter()
+        .map(|r| r[5].clone())
+        .collect();
+    urls.sort();
+    assert_eq!(urls, ["/kept/2", "/kept/3", "/kept/5", "/kept/6"]);
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+}
+
+/// A follower keeps writing after another process's `--retain` deleted strings it had
+/// cached the ids of: the ids are forgotten (`strings_generation`), so the packed copy
+/// still says what the rows say.
+#[test]
+fn a_writer_forgets_string_ids_that_a_retention_deleted() {
+    let wd = Workdir::new();
+    let (old, _) = window_lines(3, 0);
+    wd.write("logs/access.log", &old);
+    let mut follower = wd.spawn(
+        "continuous-parse",
+        &["--poll", "--poll-interval", "0.05", "--quiet"],
+    );
+    let rows = |wd: &Workdir| crate::workdir::row_count(&wd.path("logs.db"));
+    crate::workdir::wait_until("the follower to store the old lines", || {
+        wd.path("logs.db").exists() && rows(&wd) == 3
+    });
+    wd.cmd("parse-to-db")
+        .args(["--retain", "30d", "--final"])
+        .assert()
+        .success();
+    // A recent line with the same URL and agent as a deleted one: a cached id would point
+    // at a string that no longer exists.
+    let now = chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000");
+    wd.append(
+        "logs/access.log",
+        format!("10.9.0.1 - - [{now}] \"GET /old/0 HTTP/1.1\" 200 0 \"-\" \"old agent 0\"\n"),
+    );
+    crate::workdir::wait_until("the follower to store the new line", || rows(&wd) == 1);
+    assert!(
+        follower.try_wait().is_none(),
+        "the follower is still running"
+    );
+    drop(follower);
+    crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
+    let r = report(&wd, "aggregate-db", &["--report", "urls"]);
+    assert_eq!(r["urls"][0]["url"], "/old/0");
+}

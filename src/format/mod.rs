@@ -236,6 +236,30 @@ impl LogFormat {
     pub fn has_headers(&self) -> bool {
         self.kind == Kind::W3c
     }
+
+    /// The last header line that starts from `from` (a line start) and before `offset` in
+    /// `file`, for a read that resumes at `offset`.
+    pub fn header_before(
+        &self,
+        file: &std::fs::File,
+        from: u64,
+        offset: u64,
+    ) -> std::io::Result<Option<Arc<[u8]>>> {
+        match self.has_headers() && offset > from {
+            true => w3c::fields_before(file, from, offset),
+            false => Ok(None),
+        }
+    }
+
+    /// The last header line among `bytes`, the next bytes of a file read from its start
+    /// (`carry` keeps a line cut between two calls), for a compressed file whose head before
+    /// a resume is read anyway.
+    pub fn last_header_in(&self, bytes: &[u8], carry: &mut Vec<u8>) -> Option<Arc<[u8]>> {
+        match self.has_headers() {
+            true => w3c::last_fields_in(bytes, carry),
+            false => None,
+        }
+    }
 }
 
 /// Every field an IIS log may name that has a column: what `w3c` may fill.

@@ -171,10 +171,15 @@ fn plus_is_space(value: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// The last `#Fields:` line that starts before `offset` in `file`, for a read that resumes
-/// there: read backwards a block at a time, so a resume near the end of a large file reads
-/// only what lies after its last header.
-pub fn fields_before(file: &std::fs::File, offset: u64) -> io::Result<Option<Arc<[u8]>>> {
+/// The last `#Fields:` line that starts at or after `from` (a line start) and before
+/// `offset` in `file`, for a read that resumes at `offset`: read backwards a block at a time,
+/// down to `from` at most (a follower gives where its last pass began, whose header it
+/// knows; a first read, the file's top).
+pub fn fields_before(
+    file: &std::fs::File,
+    from: u64,
+    offset: u64,
+) -> io::Result<Option<Arc<[u8]>>> {
     const BLOCK: u64 = 64 << 10;
     let mut end = offset;
     // The bytes from `end` up to the first line start after it that was already searched: at
@@ -182,8 +187,8 @@ pub fn fields_before(file: &std::fs::File, offset: u64) -> io::Result<Option<Arc
     let mut carry = vec![0u8; BLOCK as usize];
     let n = file.read_at(&mut carry, offset)?;
     carry.truncate(memchr::memchr(b'\n', &carry[..n]).map_or(n, |nl| nl + 1));
-    while end > 0 {
-        let start = end.saturating_sub(BLOCK);
+    while end > from {
+        let start = end.saturating_sub(BLOCK).max(from);
         let mut block = vec![0u8; (end - start) as usize];
         file.read_exact_at(&mut block, start)?;
         block.extend_from_slice(&carry);
@@ -192,7 +197,7 @@ pub fn fields_before(file: &std::fs::File, offset: u64) -> io::Result<Option<Arc
             .map(|i| i + 1)
             .filter(|&i| i < block.len())
             .collect();
-        if start == 0 {
+        if start == from {
             starts.insert(0, 0);
         }
         for &s in starts.iter().rev() {
@@ -307,7 +312,7 @@ mod tests {
         text.push_str(line);
         f.write_all(text.as_bytes()).unwrap();
         let at = |offset: u64| {
-            fields_before(&f, offset)
+            fields_before(&f, 0, offset)
                 .unwrap()
                 .map(|l| String::from_utf8(l.to_vec()).unwrap())
         };
@@ -316,6 +321,11 @@ mod tests {
         assert_eq!(at(second).as_deref(), Some(a.trim_end()));
         assert_eq!(at(second + 1).as_deref(), Some(b.trim_end()));
         assert_eq!(at(text.len() as u64).as_deref(), Some(b.trim_end()));
+        // From a line start on: only what lies between.
+        let line_start = (a.len() + line.len()) as u64;
+        assert_eq!(fields_before(&f, line_start, second).unwrap(), None);
+        let from = fields_before(&f, line_start, second + 1).unwrap();
+        assert_eq!(from.as_deref(), Some(b.trim_end().as_bytes()));
         let mut carry = Vec::new();
         let bytes = text.as_bytes();
         let mut last = None;

@@ -46,7 +46,9 @@ struct State {
     scrubbed: Option<String>,
 }
 
-const STATE_VERSION: u32 = 1;
+/// 2: the privacy choices are recorded (`scrubbed`); an older parse-to-csv, which would
+/// append raw rows and drop them, refuses the file.
+const STATE_VERSION: u32 = 2;
 
 /// How entries are written as CSV rows.
 #[derive(Debug, Clone, Copy, Default)]

@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS rejects (
     source TEXT NOT NULL,
     line INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    raw BLOB NOT NULL
+    raw BLOB NOT NULL,
+    stored TEXT
 );
 "#;
 
@@ -402,6 +403,11 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
                 }
             }
         }
+        let rejects = table_columns(conn, "rejects")?;
+        if !rejects.is_empty() && !rejects.iter().any(|c| c == "stored") {
+            // When each reject was stored (it has no time of its own): what --retain goes by.
+            conn.execute_batch("ALTER TABLE rejects ADD COLUMN stored TEXT")?;
+        }
         let packed_state = table_columns(conn, "packed_state")?;
         if !packed_state.is_empty() && !packed_state.iter().any(|c| c == "strings_generation") {
             conn.execute_batch(
@@ -429,6 +435,52 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
             Err(e)
         }
     }
+}
+
+/// What a timestamp the tools write looks like: the rows `--retain` compares as text.
+const CANONICAL_TIME: &str =
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z";
+
+/// The deletion of [`SqliteSink::retain`], inside its transaction. Rows compare by their
+/// timestamp text, which the index orders, so the text must be the tools' own form: the
+/// first time, the old rows of a database upgraded from the original scripts
+/// (`10/Oct/2000:13:55:36 -0700`) are rewritten to it, once for all (recorded in
+/// `settings`). A timestamp that is not a time at all is never deleted (and the packed
+/// copy is off for such a store).
+fn retain_rows(conn: &Connection, before: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<u64> {
+    let canonical: Option<String> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE name = 'timestamps'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if canonical.is_none() {
+        let old: Vec<(i64, String)> = conn
+            .prepare(&format!(
+                "SELECT id, timestamp FROM logs WHERE timestamp NOT GLOB '{CANONICAL_TIME}'"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut update = conn.prepare("UPDATE logs SET timestamp = ?2 WHERE id = ?1")?;
+        for (id, text) in old {
+            if let Some(t) = crate::parse::parse_stored_time(&text) {
+                update.execute(params![id, crate::entry::Rfc3339(t).to_string()])?;
+            }
+        }
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES ('timestamps', 'rfc3339')",
+            [],
+        )?;
+    }
+    let cutoff = crate::entry::Rfc3339(before).to_string();
+    let deleted = conn.execute(
+        &format!("DELETE FROM logs WHERE timestamp < ?1 AND timestamp GLOB '{CANONICAL_TIME}'"),
+        [&cutoff],
+    )? as u64;
+    conn.execute("DELETE FROM rejects WHERE stored < ?1", [&cutoff])?;
+    crate::packed::retain(conn, before.timestamp(), deleted)?;
+    Ok(deleted)
 }
 
 /// Reads every saved checkpoint, with its key.
@@ -479,6 +531,8 @@ pub struct SqliteSink {
     known: std::collections::HashMap<String, Option<Checkpoint>>,
     /// Saved with each checkpoint (see [`Sink::set_log_format`]).
     log_format: String,
+    /// Where the last `--retain` cut ([`SqliteSink::retain`]).
+    retained: Option<chrono::DateTime<chrono::Utc>>,
     _wal_copier: Option<WalCopier>,
 }
 
@@ -719,6 +773,7 @@ impl SqliteSink {
             packer: Packer::default(),
             known: Default::default(),
             log_format: "combined".to_owned(),
+            retained: None,
             _wal_copier: wal_copier,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
@@ -886,13 +941,14 @@ impl Sink for SqliteSink {
     fn reject(&mut self, r: &Rejected<'_>) -> anyhow::Result<()> {
         self.begin()?;
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO rejects (source, line, reason, raw) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO rejects (source, line, reason, raw, stored) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         stmt.execute(params![
             r.source,
             r.line as i64,
             r.reason.to_string(),
-            r.raw
+            r.raw,
+            crate::entry::Rfc3339(chrono::Utc::now()).to_string()
         ])
         .map_err(|err| explain(err, &self.path, self.busy_timeout))?;
         Ok(())
@@ -990,9 +1046,6 @@ impl SqliteSink {
         ])
     }
 
-    /// A batch failed: roll it back and forget its pending rows, so that the caller can retry
-    /// from the last checkpoint (the follower does, on a database locked for too long) without
-    /// a row being inserted twice.
     /// For `--retain`: from now on, what SQLite frees is overwritten with zeros, the copies
     /// a page split leaves behind as much as deleted rows, so that a row's bytes do not
     /// outlive it in the file (`PRAGMA secure_delete`; a few percent of the writer's time).
@@ -1002,40 +1055,45 @@ impl SqliteSink {
             .map_err(|e| explain(e, &self.path, self.busy_timeout))
     }
 
-    /// `--retain`: deletes the rows older than `before`, their packed records and the strings
-    /// only they used, in one transaction, so a reader sees all of them or none gone, and a
-    /// crash loses nothing. Deleted content is overwritten, so data past its window does
-    /// not linger in free space (with [`SqliteSink::erase_freed_space`], which
-    /// the caller turns on before it writes). Returns the rows deleted.
+    /// `--retain`: deletes the rows older than `before`, their packed records, the strings
+    /// only they used, and the rejects stored before it, in one transaction, so a reader
+    /// sees all of them or none gone, and a crash loses nothing. Deleted content is
+    /// overwritten, so data past its window does not linger in free space (with
+    /// [`SqliteSink::erase_freed_space`], which the caller turns on before it writes).
+    /// Nothing is done (no lock taken) when `before` is where the last call left it, so an
+    /// idle follower writes nothing. Returns the rows deleted.
     pub fn retain(&mut self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        if self.retained == Some(before) {
+            return Ok(0);
+        }
         // Whatever is pending is committed first: the deletion is a transaction of its own.
         self.commit_batch(&[])?;
-        let explain_err = |e| explain(e, &self.path, self.busy_timeout);
-        // Finding the old rows must not read every row at every pass of a follower.
+        // Finding the old rows must not read every row at every step of a follower.
         (self.conn)
             .execute_batch(
                 "CREATE INDEX IF NOT EXISTS logs_timestamp ON logs (timestamp); \
                  BEGIN IMMEDIATE",
             )
-            .map_err(explain_err)?;
-        let cutoff = crate::entry::Rfc3339(before).to_string();
-        let result = (|| -> rusqlite::Result<u64> {
-            let deleted = self
-                .conn
-                .execute("DELETE FROM logs WHERE timestamp < ?1", [&cutoff])?;
-            crate::packed::retain(&self.conn, before.timestamp(), deleted as u64)?;
-            Ok(deleted as u64)
-        })();
-        let result = result.and_then(|deleted| {
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        let result = retain_rows(&self.conn, before).and_then(|deleted| {
             self.conn.execute_batch("COMMIT")?;
             Ok(deleted)
         });
-        if result.is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        match result {
+            Ok(deleted) => {
+                self.retained = Some(before);
+                Ok(deleted)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(explain(e, &self.path, self.busy_timeout))
+            }
         }
-        result.map_err(|e| explain(e, &self.path, self.busy_timeout))
     }
 
+    /// A batch failed: roll it back and forget its pending rows, so that the caller can retry
+    /// from the last checkpoint (the follower does, on a database locked for too long) without
+    /// a row being inserted twice.
     fn rollback(&mut self) {
         if self.in_transaction {
             let _ = self.conn.execute_batch("ROLLBACK");
