@@ -95,7 +95,7 @@ pub struct IngestArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadingArgs {
     /// The log's format: `combined` (which also reads Common lines), `common`, `vcombined`
-    /// (Apache's vhost_combined), `w3c` (IIS), a load balancer's or proxy's own (`elb`,
+    /// (Apache's vhost_combined), `ingress-nginx` (its default upstreaminfo), `w3c` (IIS), a load balancer's or proxy's own (`elb`,
     /// `alb`, `cloudfront`, `haproxy`, `traefik-clf`), `caddy` and `caddy-console` (Caddy's
     /// JSON and console access logs), `traefik` (Traefik's JSON access log), `auto` (chosen
     /// from the log's first lines, and said), or the server's own definition: an Apache
@@ -208,21 +208,36 @@ impl ReadingArgs {
         Ok(Reading {
             format,
             client: self.client,
-            scrub: self.scrub()?,
+            scrub: self.scrub(tool)?,
         })
     }
 
     /// What the privacy options take out of each line.
-    fn scrub(&self) -> anyhow::Result<crate::privacy::Scrub> {
+    fn scrub(&self, tool: &str) -> anyhow::Result<crate::privacy::Scrub> {
         use crate::privacy::{Addresses, Key, Query, Scrub};
         let addresses = match (&self.anonymize_ip, &self.pseudonymize_ip) {
             (Some((v4, v6)), _) => Addresses::Truncate { v4: *v4, v6: *v6 },
-            (None, Some(path)) => Addresses::Pseudonym(Arc::new(Key::load_or_create(path)?)),
+            (None, Some(path)) => {
+                let key = Key::load_or_create(path)?;
+                if let Some(message) = crate::privacy::key_exposure(path) {
+                    warn(tool)(message);
+                }
+                Addresses::Pseudonym(Arc::new(key))
+            }
             (None, None) => Addresses::Keep,
         };
         let query = match (&self.redact_query, self.strip_query) {
             (_, true) => Query::Strip,
-            (Some(names), false) => Query::Redact(names.clone()),
+            (Some(names), false) => {
+                let names: Vec<String> = (names.iter())
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if names.is_empty() {
+                    anyhow::bail!("--redact-query= names no parameter");
+                }
+                Query::Redact(names)
+            }
             (None, false) => Query::Keep,
         };
         Ok(Scrub::new(addresses, query))

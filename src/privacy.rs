@@ -194,6 +194,20 @@ impl Key {
     }
 }
 
+/// A warning when the key file at `path` may be read by others than its owner: whoever
+/// reads it can find any address's requests (see the README's "Privacy").
+pub fn key_exposure(path: &Path) -> Option<String> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} can be read by others ({mode:04o}): whoever has the key can tell which \
+             requests an address made; to fix: chmod 0600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// An address as logs write it: bare, `[v6]`, with a `%zone`, or with a `:port` (an
 /// X-Forwarded-For behind Azure's gateways or IIS ARR: `203.0.113.7:51234`,
 /// `[2001:db8::1]:443`).

@@ -277,6 +277,14 @@ fn pseudonyms_count_exactly_what_addresses_count() {
         .assert()
         .success();
     assert_eq!(mode(&wd.path("ip.key")), 0o600);
+    // A key others can read is used, with a warning.
+    set_mode(&wd.path("ip.key"), 0o644);
+    wd.cmd("parse-to-db")
+        .args(["--pseudonymize-ip", "ip.key", "--db", "hashed.db"])
+        .assert()
+        .success()
+        .stderr(contains("ip.key can be read by others (0644)"));
+    set_mode(&wd.path("ip.key"), 0o600);
     wd.cmd("parse-to-db")
         .args(["--db", "raw.db"])
         .assert()

@@ -45,6 +45,9 @@ pub use vendor::TRAEFIK_CLF;
 pub const COMMON: &str = r#"%h %l %u %t \"%r\" %>s %b"#;
 /// Apache's `combined`.
 pub const COMBINED: &str = r#"%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\""#;
+/// ingress-nginx's default `upstreaminfo` (its documentation's `log-format-upstream`), the
+/// access log of Kubernetes' most used ingress controller.
+pub const INGRESS_NGINX: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"#;
 /// Debian's `vhost_combined`, written to `other_vhosts_access.log`.
 pub const VCOMBINED: &str = r#"%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
 
@@ -130,6 +133,11 @@ impl LogFormat {
             "combined" => Ok(named("combined", COMBINED, Kind::Builtin)),
             "common" => Ok(named("common", COMMON, Kind::Compiled)),
             "vcombined" | "vhost_combined" => Ok(named("vcombined", VCOMBINED, Kind::Compiled)),
+            "ingress-nginx" => Ok(LogFormat {
+                name: "ingress-nginx".to_string(),
+                format: Arc::new(nginx(INGRESS_NGINX).expect("a valid definition")),
+                kind: Kind::Compiled,
+            }),
             name @ ("caddy" | "caddy-console" | "traefik") => {
                 let schema = Schema::from_name(name).expect("a JSON schema's name");
                 Ok(LogFormat {
@@ -162,7 +170,7 @@ impl LogFormat {
             }),
             _ => Err(FormatError::new(
                 0,
-                "not a format name (common, combined, vcombined, w3c, elb, alb, cloudfront, \
+                "not a format name (common, combined, vcombined, ingress-nginx, w3c, elb, alb, cloudfront, \
                  haproxy, traefik-clf, caddy, caddy-console, traefik), an Apache LogFormat \
                  string (with %) or an nginx log_format string (with $)",
             )),
@@ -178,7 +186,7 @@ impl LogFormat {
     /// The formats `auto` chooses from. An nginx `escape=json` log is not among them: its
     /// keys are the user's own, so only its definition says how to read it.
     pub fn candidates() -> Vec<LogFormat> {
-        let names = ["common", "combined", "vcombined", "w3c"];
+        let names = ["common", "combined", "vcombined", "ingress-nginx", "w3c"];
         let json = ["caddy", "caddy-console", "traefik"];
         names
             .into_iter()

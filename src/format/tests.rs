@@ -536,6 +536,12 @@ fn detect_picks_the_format_of_each_file_and_refuses_a_mix() {
     assert_eq!(pick(&nasa), Ok("common".to_string()));
     let elastic = first(&read("real", "elastic-examples_apache_logs.log"));
     assert_eq!(pick(&elastic), Ok("combined".to_string()));
+    // The controller's banner and klog lines among them are read by no format.
+    let ingress = first(&read(
+        "formats",
+        "kyawzinmyolwin-cohort5website_ingress-nginx-controller.log",
+    ));
+    assert_eq!(pick(&ingress), Ok("ingress-nginx".to_string()));
     let mixed: Vec<Vec<u8>> = vhost
         .iter()
         .take(20)
