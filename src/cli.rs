@@ -171,6 +171,18 @@ impl ReadingArgs {
     /// The reading of a run over `inputs`. `auto` looks at the first lines of the first
     /// input, and says on stderr which format it chose.
     pub fn reading(&self, tool: &str, inputs: &[crate::ingest::Input]) -> anyhow::Result<Reading> {
+        self.reading_or_saved(tool, inputs, || None)
+    }
+
+    /// [`ReadingArgs::reading`], where `auto` on a log that is missing or empty takes the
+    /// format `saved` gives (the one saved with the log's checkpoint): a follower started
+    /// before its log has lines again, after a rotation say.
+    pub fn reading_or_saved(
+        &self,
+        tool: &str,
+        inputs: &[crate::ingest::Input],
+        saved: impl FnOnce() -> Option<String>,
+    ) -> anyhow::Result<Reading> {
         let format = match &self.log_format {
             FormatChoice::Given(format) => format.clone(),
             FormatChoice::Auto => {
@@ -179,8 +191,25 @@ impl ReadingArgs {
                         "--log-format auto needs a file to look at, not standard input; give the format"
                     );
                 };
-                let head = crate::ingest::first_lines(path, AUTO_LINES)?;
+                let head = match crate::ingest::first_lines(path, AUTO_LINES) {
+                    Ok(head) => head,
+                    Err(_) if !path.exists() => Vec::new(),
+                    Err(e) => return Err(e),
+                };
                 let lines: Vec<&[u8]> = head.iter().map(Vec::as_slice).collect();
+                let saved = match lines.is_empty() {
+                    true => saved().and_then(|name| LogFormat::from_arg(&name).ok()),
+                    false => None,
+                };
+                if let Some(format) = saved {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "{tool}: log format: {} (auto, as saved with the checkpoint of {})",
+                        format.name(),
+                        path.display()
+                    );
+                    return self.with_format(tool, format);
+                }
                 if lines.is_empty() {
                     anyhow::bail!(
                         "--log-format auto: {} has no line to tell its format by; give the format",
@@ -199,6 +228,11 @@ impl ReadingArgs {
                 format
             }
         };
+        self.with_format(tool, format)
+    }
+
+    /// The reading in `format`, with the other options.
+    fn with_format(&self, tool: &str, format: LogFormat) -> anyhow::Result<Reading> {
         if self.client == ClientFrom::Forwarded && !format.has(|f| *f == Field::ForwardedFor) {
             warn(tool)(format!(
                 "--client forwarded: the format `{}` has no X-Forwarded-For field; every client is the address that connected",

@@ -495,3 +495,48 @@ fn a_w3c_follower_reads_each_pass_by_the_fields_in_force() {
     .to_vec();
     assert_eq!(got, want);
 }
+
+/// continuous-parse `--log-format auto` started while its log is gone (rotated away, not yet
+/// made again) takes the format saved with the log's checkpoint, and reads the new log by it;
+/// with nothing saved it refuses, naming the way out.
+#[test]
+fn auto_on_a_missing_log_takes_the_format_saved_with_its_checkpoint() {
+    let wd = Workdir::new();
+    let data = std::fs::read(formats_log(VHOSTS)).unwrap();
+    let vhost = lines(&data);
+    let text = |range: std::ops::Range<usize>| -> Vec<u8> {
+        vhost[range]
+            .iter()
+            .flat_map(|l| [*l, b"\n"].concat())
+            .collect()
+    };
+    wd.cmd("continuous-parse")
+        .args(["--once", "--log-format", "auto", "--db", "none.db"])
+        .assert()
+        .failure()
+        .stderr(contains("give the format"));
+    wd.write("logs/access.log", text(0..5));
+    wd.cmd("continuous-parse")
+        .args(["--once", "--log-format", "auto"])
+        .assert()
+        .success()
+        .stderr(contains("log format: vcombined (auto, from"));
+    std::fs::remove_file(wd.path("logs/access.log")).unwrap();
+    let _follower = wd.spawn_logged(
+        "continuous-parse",
+        &["--poll", "--poll-interval", "0.05", "--log-format", "auto"],
+        "follower.err",
+    );
+    crate::workdir::wait_until("the follower to take the saved format", || {
+        wd.text("follower.err")
+            .contains("log format: vcombined (auto, as saved with the checkpoint of")
+    });
+    wd.write("logs/access.log", text(5..10));
+    let rows = || crate::workdir::row_count(&wd.path("logs.db"));
+    crate::workdir::wait_until("the new log's lines", || rows() == 10);
+    let stored = db_rows(&wd.path("logs.db"));
+    assert!(
+        stored.iter().all(|r| r[11] == "neutralbank.app"),
+        "{stored:?}"
+    );
+}

@@ -83,9 +83,12 @@ fn main() -> ExitCode {
                 .map_or_else(|| PathBuf::from(".offset"), |dir| dir.join(".offset"))
         });
         let input = log_pipeline::ingest::Input::File(args.log.clone());
-        let reading = args
-            .reading
-            .reading("continuous-parse", std::slice::from_ref(&input))?;
+        let source = log_pipeline::ingest::source_key(&args.log);
+        let reading = args.reading.reading_or_saved(
+            "continuous-parse",
+            std::slice::from_ref(&input),
+            || log_pipeline::sink::sqlite::saved_format(&args.db, &source),
+        )?;
         cli::private_outputs(
             "continuous-parse",
             std::slice::from_ref(&input),

@@ -483,6 +483,22 @@ fn retain_rows(conn: &Connection, before: chrono::DateTime<chrono::Utc>) -> rusq
     Ok(deleted)
 }
 
+/// The log format saved with `source`'s checkpoint in the database at `db`, if it has one:
+/// for a follower asked for `auto` before its log has lines to tell the format by. Read
+/// only; any failure (no database yet, not ours) is no saved format.
+pub fn saved_format(db: &Path, source: &str) -> Option<String> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let format: Option<String> = conn
+        .query_row(
+            "SELECT format FROM checkpoints WHERE source = ?1",
+            [source],
+            |r| r.get(0),
+        )
+        .ok()?;
+    // Saved before formats were: the only format there was.
+    Some(format.unwrap_or_else(|| "combined".to_owned()))
+}
+
 /// Reads every saved checkpoint, with its key.
 pub fn load_checkpoints(conn: &Connection) -> rusqlite::Result<Vec<(String, Checkpoint)>> {
     let mut stmt = conn.prepare_cached(
