@@ -315,6 +315,9 @@ pub struct Format {
     /// Lines starting with `#` are header directives (CloudFront's `#Version:` and
     /// `#Fields:`, as in W3C logs), rejected as [`crate::parse::Reject::Directive`].
     pub(crate) directives: bool,
+    /// The size may have a `+` before it: HAProxy's `option logasap` logs the bytes sent so
+    /// far that way, as it does its timers.
+    pub(crate) signed_size: bool,
     /// How quoted values are decoded (nginx `escape=`; Apache's is always the default).
     pub(crate) escape: Escape,
 }
@@ -462,8 +465,17 @@ impl Format {
             timings,
             sep,
             directives: false,
+            signed_size: false,
             escape: Escape::Default,
         })
+    }
+
+    /// The format, with a `+` allowed before its size (see `signed_size`).
+    pub(crate) fn with_signed_size(self) -> Format {
+        Format {
+            signed_size: true,
+            ..self
+        }
     }
 
     /// The format, with its `#` lines read as header directives.

@@ -47,9 +47,12 @@ pub(crate) fn build<'a>(
     let bytes = match get(Slot::Bytes) {
         None | Some(b"-") => None,
         Some(digits) => Some(
-            parse_u64(digits)
-                .filter(|&n| i64::try_from(n).is_ok())
-                .ok_or(Reject::Bytes)?,
+            parse_u64(match digits {
+                [b'+', rest @ ..] if format.signed_size => rest,
+                _ => digits,
+            })
+            .filter(|&n| i64::try_from(n).is_ok())
+            .ok_or(Reject::Bytes)?,
         ),
     };
     let request = get(Slot::Request).or(get(Slot::AbsoluteRequest));
@@ -62,13 +65,12 @@ pub(crate) fn build<'a>(
         Some(a) => (Some(a.host), a.port, Some(a.target)),
         None => (None, None, None),
     };
-    let port = match get(Slot::Port).or(absolute_port).and_then(absent_dash) {
-        None => None,
-        Some(digits) => Some(
-            parse_u64(digits)
-                .and_then(|n| u16::try_from(n).ok())
-                .ok_or(Reject::Port)?,
-        ),
+    let port_of = |digits: &[u8]| parse_u64(digits).and_then(|n| u16::try_from(n).ok());
+    let port = match get(Slot::Port).and_then(absent_dash) {
+        Some(digits) => Some(port_of(digits).ok_or(Reject::Port)?),
+        // The port of an absolute URL is the client's to write: one that is no port is
+        // none, not a reason to lose the request.
+        None => absolute_port.and_then(absent_dash).and_then(port_of),
     };
     let response_time_us = match get(Slot::ResponseTime).and_then(absent_dash) {
         None => None,

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -386,10 +386,8 @@ impl JsonParser {
         let timestamp = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
         let status = status(traefik.downstream_status)?;
         let bytes = traefik.downstream_content_size.map(bytes).transpose()?;
-        let port = match present(traefik.request_port) {
-            None => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| Reject::Port)?),
-        };
+        // From the Host header, the client's to write: one that is no port is none.
+        let port = present(traefik.request_port).and_then(|p| p.parse::<u16>().ok());
         Ok(LogEntry {
             ip,
             ident: None,
@@ -540,7 +538,11 @@ fn epoch_or_rfc3339(raw: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
         _ => {
             let us = decimal(raw, 1_000_000).ok_or(TimestampError::Shape)?;
             let secs = i64::try_from(us / 1_000_000).map_err(|_| TimestampError::Range)?;
-            DateTime::from_timestamp(secs, 0).ok_or(TimestampError::Range)
+            // Past year 9999 the number is not seconds (Caddy's `time_format` set to
+            // milliseconds, say): refused, rather than stored as a time 50,000 years away.
+            DateTime::from_timestamp(secs, 0)
+                .filter(|t| t.year() <= 9999)
+                .ok_or(TimestampError::Range)
         }
     }
 }

@@ -234,7 +234,7 @@ pub fn haproxy() -> Format {
         field(Field::Request),
         lit("\""),
     ]);
-    build(pieces, b' ')
+    build(pieces, b' ').with_signed_size()
 }
 
 /// [`TRAEFIK_CLF`], compiled.

@@ -186,9 +186,11 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
                 }
                 (None, Some(Value::String(s))) => rfc3339(&s)?,
                 (None, Some(Value::Number(n))) => {
+                    use chrono::Datelike;
                     let us = scaled(&n.to_string(), 6).ok_or(Reject::Timestamp(Shape))?;
                     chrono::DateTime::from_timestamp((us / 1_000_000) as i64, 0)
-                        .ok_or(Reject::Timestamp(Shape))?
+                        .filter(|t| t.year() <= 9999)
+                        .ok_or(Reject::Timestamp(TimestampError::Range))?
                 }
                 (None, _) => return Err(Reject::Timestamp(Shape)),
             };
@@ -270,7 +272,7 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
             let bytes = size(n["DownstreamContentSize"])?;
             let port = match present(s["RequestPort"].clone()) {
                 None => None,
-                Some(p) => Some(p.parse::<u16>().map_err(|_| Reject::Port)?),
+                Some(p) => p.parse::<u16>().ok(),
             };
             Ok(LogEntry {
                 ip: Cow::Owned(ip),
@@ -582,10 +584,11 @@ fn lines_that_are_not_requests_are_rejected_with_a_reason() {
             r#"{"level":"info","msg":"Configuration loaded from flags.","time":"2021-02-05T07:56:46Z"}"#,
             Reject::Format,
         ),
+        // Milliseconds where seconds belong (Caddy's `time_format` changed): no year 57,000.
         (
-            Schema::Traefik,
-            r#"{"ClientHost":"10.0.0.4","RequestPath":"/","RequestPort":"http","DownstreamStatus":200,"StartUTC":"2021-02-05T07:57:16.396057908Z"}"#,
-            Reject::Port,
+            Schema::Caddy,
+            r#"{"ts":1754047611399.995,"logger":"http.log.access","request":{"remote_ip":"1.2.3.4","uri":"/"},"status":200}"#,
+            Reject::Timestamp(TimestampError::Range),
         ),
     ];
     for (schema, line, reject) in cases {
@@ -942,4 +945,14 @@ fn auto_picks_each_json_log_s_schema_and_not_a_user_s_own_keys() {
         refused.contains("several formats (caddy, traefik)"),
         "{refused}"
     );
+}
+
+/// Traefik's `RequestPort` comes from the Host header, which the client writes: one that is
+/// no port is none, and the request is kept.
+#[test]
+fn a_port_the_client_wrote_that_is_no_port_is_absent() {
+    let line = br#"{"ClientHost":"10.0.0.4","RequestPath":"/","RequestPort":"http","DownstreamStatus":200,"StartUTC":"2021-02-05T07:57:16.396057908Z"}"#;
+    let typed = JsonParser::new(Schema::Traefik).parse(line).unwrap();
+    assert_eq!((typed.extra.port, typed.status), (None, 200));
+    assert_eq!(slow(Schema::Traefik, line).unwrap(), typed);
 }

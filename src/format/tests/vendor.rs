@@ -481,3 +481,24 @@ proptest! {
         prop_assert_eq!(format.scanner().parse(&line), format.regex_parser().parse(&line));
     }
 }
+
+/// HAProxy's `option logasap` writes the size sent so far with a `+`, as it does the total
+/// time; an absolute URL's port that is no port (the client wrote it) leaves the request
+/// without one.
+#[test]
+fn logasap_sizes_and_ports_the_client_wrote_are_read() {
+    let haproxy = named("haproxy").unwrap();
+    let line: &[u8] = b"Feb 25 16:19:49 lb haproxy[7]: 1.2.3.4:5 [25/Feb/2019:16:19:48.143] fe be/s 0/0/7/1457/+1487 200 +11394 - - ---- 2/1/0/0/0 0/0 \"GET / HTTP/1.1\"";
+    let e = parse_all(&haproxy, &[line]).remove(0).unwrap();
+    assert_eq!(
+        (e.bytes, e.extra.response_time_us),
+        (Some(11394), Some(1_487_000))
+    );
+    let elb = named("elb").unwrap();
+    let line: &[u8] = b"2018-06-09T07:40:37.627870Z elb123 23.57.74.53:43877 172.31.31.224:80 0.000054 0.135172 0.000082 200 200 74 83 \"POST http://api.example.com:99999/ws HTTP/1.1\" \"ua\" - -";
+    let e = parse_all(&elb, &[line]).remove(0).unwrap();
+    assert_eq!(
+        (e.extra.vhost.as_deref(), e.extra.port, &*e.url),
+        (Some("api.example.com"), None, "/ws")
+    );
+}
