@@ -171,7 +171,13 @@ fn absolute(target: &[u8]) -> Option<Absolute<'_>> {
         .iter()
         .position(|&c| c == b'/' || c == b'?')
         .unwrap_or(rest.len());
-    let (host, port) = split_port(&rest[..authority_len]);
+    // `user:password@host`: the credentials are not the host (nor anything to store).
+    let authority = &rest[..authority_len];
+    let authority = match memchr::memrchr(b'@', authority) {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let (host, port) = split_port(authority);
     Some(Absolute {
         host,
         port,

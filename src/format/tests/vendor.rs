@@ -501,4 +501,10 @@ fn logasap_sizes_and_ports_the_client_wrote_are_read() {
         (e.extra.vhost.as_deref(), e.extra.port, &*e.url),
         (Some("api.example.com"), None, "/ws")
     );
+    let line: &[u8] = b"2018-06-09T07:40:37.627870Z elb123 23.57.74.53:43877 172.31.31.224:80 0.000054 0.135172 0.000082 200 200 74 83 \"GET http://bob:s3cret@api.example.com:8080/ws HTTP/1.1\" \"ua\" - -";
+    let e = parse_all(&elb, &[line]).remove(0).unwrap();
+    assert_eq!(
+        (e.extra.vhost.as_deref(), e.extra.port, &*e.url),
+        (Some("api.example.com"), Some(8080), "/ws")
+    );
 }
