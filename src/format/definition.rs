@@ -318,6 +318,10 @@ pub struct Format {
     /// The size may have a `+` before it: HAProxy's `option logasap` logs the bytes sent so
     /// far that way, as it does its timers.
     pub(crate) signed_size: bool,
+    /// A line may also stop before any later field of the tail: the vendor grew its layout
+    /// by appending fields (ALB had 25 fields before 29 and 33, CloudFront 23 and 26 before
+    /// 33), and older logs stop earlier.
+    pub(crate) grown: bool,
     /// How quoted values are decoded (nginx `escape=`; Apache's is always the default).
     pub(crate) escape: Escape,
 }
@@ -466,6 +470,7 @@ impl Format {
             sep,
             directives: false,
             signed_size: false,
+            grown: false,
             escape: Escape::Default,
         })
     }
@@ -475,6 +480,27 @@ impl Format {
         Format {
             signed_size: true,
             ..self
+        }
+    }
+
+    /// The format, for a layout that grew by appending fields (see `grown`).
+    pub(crate) fn grown(self) -> Format {
+        Format {
+            grown: true,
+            ..self
+        }
+    }
+
+    /// May a line stop where step `i` begins? At the tail, and, in a grown layout, before
+    /// each field after it (at a separator that follows a field).
+    pub(crate) fn may_stop(&self, i: usize) -> bool {
+        match self.tail {
+            Some(t) if t == i => true,
+            Some(t) if self.grown && i > t => {
+                matches!(&self.steps[i], Step::Literal(b) if b.first() == Some(&self.sep))
+                    && !matches!(self.steps[i - 1], Step::Literal(_))
+            }
+            _ => false,
         }
     }
 

@@ -13,9 +13,13 @@ use super::fields::{build, parse_clock};
 pub(crate) fn source(format: &Format) -> String {
     let byte = |b: u8| format!("\\x{b:02X}");
     let mut out = String::from("(?s-u)^");
+    // Each place a line may stop opens an optional group, closed at the end: nested, so
+    // that a line stops at one of them or goes on to the next.
+    let mut open = 0;
     for (i, step) in format.steps.iter().enumerate() {
-        if format.tail == Some(i) {
+        if format.may_stop(i) {
             out.push_str("(?:");
+            open += 1;
         }
         let group = |slot: bool, body: String| {
             if slot {
@@ -54,9 +58,7 @@ pub(crate) fn source(format: &Format) -> String {
         }
     }
     out.push_str(&format!("(?:{}.*)?", byte(format.sep)));
-    if format.tail.is_some() {
-        out.push_str(")?");
-    }
+    out.push_str(&")?".repeat(open));
     out.push('$');
     out
 }

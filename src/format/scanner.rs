@@ -71,7 +71,7 @@ fn run<'a>(
     slots: &mut Slots<'a>,
 ) -> bool {
     for (i, step) in format.steps.iter().enumerate().skip(first) {
-        if format.tail == Some(i) && pos == line.len() {
+        if format.may_stop(i) && pos == line.len() {
             return true;
         }
         let rest = &line[pos..];

@@ -79,7 +79,7 @@ pub fn alb() -> Format {
     for _ in 0..7 {
         pieces.extend([lit(" \""), opaque(), lit("\"")]);
     }
-    build(pieces, b' ')
+    build(pieces, b' ').grown()
 }
 
 /// What ELB and ALB share from the client on: `client:port target:port` then the three
@@ -188,7 +188,7 @@ pub fn cloudfront() -> Format {
         }
         pieces.push(self::field(field));
     }
-    build(pieces, b'\t').with_directives()
+    build(pieces, b'\t').with_directives().grown()
 }
 
 /// HAProxy's `option httplog` line as syslog carries it: the syslog header (read past), then

@@ -508,3 +508,56 @@ fn logasap_sizes_and_ports_the_client_wrote_are_read() {
         (Some("api.example.com"), Some(8080), "/ws")
     );
 }
+
+/// ALB logs from before 2020 have 25 fields, CloudFront's of 2017-2019 26 and older ones
+/// 24: the lines of today's files cut to those layouts read with the same values, by the
+/// scanner and the regex alike. (CloudFront's 23-field layout, without the protocol
+/// version, is not read: the protocol is not a field a line may leave out.)
+#[test]
+fn older_and_shorter_layouts_of_a_grown_format_are_read() {
+    let alb_data = read("formats", "crowdsecurity-hub_aws-alb-logs.log");
+    let cf_data = read("formats", "crowdsecurity-hub_aws-cloudfront-logs.log");
+    for (name, data, sep, quoted, keep) in [
+        ("alb", &alb_data, b' ', true, &[25usize, 29][..]),
+        ("cloudfront", &cf_data, b'\t', false, &[24, 26][..]),
+    ] {
+        let format = named(name).unwrap();
+        for line in lines(data) {
+            let whole = parse_all(&format, &[line]).remove(0).unwrap();
+            // Field boundaries: separators outside quotes.
+            let mut ends = Vec::new();
+            let mut inside = false;
+            for (i, &b) in line.iter().enumerate() {
+                if quoted && b == b'"' {
+                    inside = !inside;
+                } else if b == sep && !inside {
+                    ends.push(i);
+                }
+            }
+            for &fields in keep {
+                let Some(&end) = ends.get(fields - 1) else {
+                    continue;
+                };
+                let short = &line[..end];
+                let cut = parse_all(&format, &[short]).remove(0);
+                let cut = cut.unwrap_or_else(|r| {
+                    panic!(
+                        "{name} cut to {fields} fields: {r}: {}",
+                        String::from_utf8_lossy(short)
+                    )
+                });
+                assert_eq!(
+                    (&cut.ip, cut.timestamp, &cut.url, cut.status, cut.bytes),
+                    (
+                        &whole.ip,
+                        whole.timestamp,
+                        &whole.url,
+                        whole.status,
+                        whole.bytes
+                    ),
+                    "{name} cut to {fields} fields"
+                );
+            }
+        }
+    }
+}
