@@ -42,6 +42,11 @@ pub(crate) fn build<'a>(
     if ip.is_empty() && client.is_some() {
         return Err(Reject::Format);
     }
+    // Under escape=json, `\u0001` is a control byte once decoded: checked as stored.
+    let ip_text = text(ip);
+    if !may_be_client(ip_text.as_bytes()) {
+        return Err(Reject::Client);
+    }
     let timestamp = time(get(Slot::Time).unwrap_or(b"")).map_err(Reject::Timestamp)?;
     let status = parse_status(get(Slot::Status).unwrap_or(b"")).ok_or(Reject::Status)?;
     let bytes = match get(Slot::Bytes) {
@@ -99,7 +104,7 @@ pub(crate) fn build<'a>(
         ),
     };
     Ok(LogEntry {
-        ip: text(ip),
+        ip: ip_text,
         ident: get(Slot::Ident).and_then(absent_dash).map(text),
         user: get(Slot::User).and_then(absent_dash).map(text),
         timestamp,

@@ -325,6 +325,20 @@ fn nginx_escape_json_reads_every_line_pasted_or_bare() {
     // `""` is how escape=json writes an absent Referer.
     let no_referrer = results.iter().flatten().filter(|e| e.referrer.is_none());
     assert_eq!(no_referrer.count(), 4009);
+    // A client that decodes to a control byte is damage, as it is written raw.
+    let control = lines[1]
+        .windows(22)
+        .position(|w| w.starts_with(b"\"host\":\""))
+        .map(|at| {
+            let mut line = lines[1].to_vec();
+            line.splice(at + 8..at + 8, br"\u0001".iter().copied());
+            line
+        })
+        .expect("a host key");
+    assert_eq!(
+        parse_all(&format, &[&control]).remove(0),
+        Err(Reject::Client)
+    );
     expect(
         lines[1],
         &format,
