@@ -241,6 +241,23 @@ impl Field {
     }
 }
 
+/// The step from which a line may stop: the first separator after a field from which every
+/// field left is one that `optional` says a line may leave out.
+fn tail_of(steps: &[Step], sep: u8, optional: impl Fn(Option<Slot>) -> bool) -> Option<usize> {
+    (1..steps.len()).find(|&k| {
+        matches!(&steps[k], Step::Literal(b) if b[0] == sep)
+            && !matches!(steps[k - 1], Step::Literal(_))
+            && steps[k..].iter().any(|s| !matches!(s, Step::Literal(_)))
+            && steps[k..].iter().all(|s| match s {
+                Step::Literal(_) => true,
+                Step::Token { slot, .. } | Step::Quoted { slot } | Step::List { slot, .. } => {
+                    optional(*slot)
+                }
+                Step::Syslog => false,
+            })
+    })
+}
+
 impl Slot {
     /// Fields a line may leave out when it stops early, as Common lines leave out the
     /// referrer and user agent of Combined.
@@ -448,18 +465,7 @@ impl Format {
                 }
             }
         }
-        let tail = (1..steps.len()).find(|&k| {
-            matches!(&steps[k], Step::Literal(b) if b[0] == sep)
-                && !matches!(steps[k - 1], Step::Literal(_))
-                && steps[k..].iter().any(|s| !matches!(s, Step::Literal(_)))
-                && steps[k..].iter().all(|s| match s {
-                    Step::Literal(_) => true,
-                    Step::Token { slot, .. } | Step::Quoted { slot } | Step::List { slot, .. } => {
-                        Slot::optional(*slot)
-                    }
-                    Step::Syslog => false,
-                })
-        });
+        let tail = tail_of(&steps, sep, Slot::optional);
         Ok(Format {
             pieces,
             steps,
@@ -483,10 +489,14 @@ impl Format {
         }
     }
 
-    /// The format, for a layout that grew by appending fields (see `grown`).
+    /// The format, for a layout that grew by appending fields (see `grown`). Such a
+    /// vendor's oldest layout may also lack the protocol version (CloudFront's 23 fields),
+    /// so the tail may begin before it.
     pub(crate) fn grown(self) -> Format {
+        let optional = |slot| Slot::optional(slot) || slot == Some(Slot::Protocol);
         Format {
             grown: true,
+            tail: tail_of(&self.steps, self.sep, optional),
             ..self
         }
     }
