@@ -312,7 +312,7 @@ pub(crate) enum Step {
 /// The regex of [`Step::Syslog`]: a BSD timestamp (`Feb 25 16:19:49`, `Feb  5 ...`) or an
 /// RFC 3339 one as rsyslog writes (`2019-02-25T16:19:49.123+01:00`), the host, and a tag
 /// ending with `:`. The scanner reads the same by hand (`scanner::syslog`).
-pub(crate) const SYSLOG: &str = "(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]*) [^ ]+ [^ ]*:";
+pub(crate) const SYSLOG: &str = "(?:(?:<[0-9]{1,3}>)?(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]+)?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]*) [^ ]+ [^ ]*: )?";
 
 /// A format that can be used: its pieces, checked, and the steps they compile to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,7 +446,9 @@ impl Format {
                                 "a syslog header is followed by a space",
                             ));
                         }
+                        // The header takes the space after it: a line may have none.
                         steps.push(Step::Syslog);
+                        quote_taken = true;
                         continue;
                     }
                     let stop = next.map_or(sep, |n| n[0]);

@@ -99,10 +99,7 @@ fn run<'a>(
                 (slot, &rest[..len])
             }
             Step::Syslog => {
-                let Some(len) = syslog(rest) else {
-                    return false;
-                };
-                pos += len;
+                pos += syslog(rest);
                 continue;
             }
             Step::Quoted { slot } => {
@@ -144,9 +141,26 @@ fn run<'a>(
 }
 
 /// [`super::definition::SYSLOG`] at the start of `b`: the length of the header up to and
-/// with its tag's `:`, which a space must follow. The tag is `[^ ]*:` before a space, that
-/// is the whole word up to the space, ending with `:`.
-fn syslog(b: &[u8]) -> Option<usize> {
+/// with the space after its tag's `:`, or 0 when there is none (HAProxy logging to stdout,
+/// `log stdout format raw`). A `<PRI>` may lead it, and a BSD timestamp may have a fraction
+/// of a second (journald's `short-precise`). The tag is `[^ ]*:` before a space, that is the
+/// whole word up to the space, ending with `:`.
+fn syslog(b: &[u8]) -> usize {
+    let pri = match b {
+        [b'<', rest @ ..] => {
+            let d = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            if (1..=3).contains(&d) && rest.get(d) == Some(&b'>') {
+                d + 2
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    };
+    syslog_after(&b[pri..]).map_or(0, |len| pri + len)
+}
+
+fn syslog_after(b: &[u8]) -> Option<usize> {
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let at = |i: usize, c: u8| b.get(i) == Some(&c);
@@ -163,7 +177,16 @@ fn syslog(b: &[u8]) -> Option<usize> {
         && at(12, b':')
         && digits(13..15)
     {
-        15
+        let fraction = b[15..]
+            .iter()
+            .skip(1)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if at(15, b'.') && fraction > 0 {
+            16 + fraction
+        } else {
+            15
+        }
     } else if digits(0..4)
         && at(4, b'-')
         && digits(5..7)
@@ -184,7 +207,7 @@ fn syslog(b: &[u8]) -> Option<usize> {
         return None;
     }
     let end = tag_at + 1 + until(&b[tag_at + 1..], b' ', b' ');
-    (b[end - 1] == b':' && end > tag_at + 1).then_some(end)
+    (b[end - 1] == b':' && end > tag_at + 1 && at(end, b' ')).then_some(end + 1)
 }
 
 /// `"(?:[^"\\]|\\.)*"` at the start of `b`: the length of the text between the quotes.

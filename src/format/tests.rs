@@ -631,9 +631,11 @@ fn generated(format: &Format, picks: &[u8]) -> Vec<u8> {
             }
             Step::Syslog => {
                 out.extend(one(&[
-                    "Feb 25 16:19:49 192.168.4.2 haproxy[7]:",
-                    "Feb  5 01:02:03 lb haproxy:",
-                    "2019-02-25T16:19:49.123+01:00 lb1 haproxy[12]:",
+                    "Feb 25 16:19:49 192.168.4.2 haproxy[7]: ",
+                    "Feb  5 01:02:03 lb haproxy: ",
+                    "2019-02-25T16:19:49.123+01:00 lb1 haproxy[12]: ",
+                    "<134>Feb 25 16:19:49.123456 lb haproxy[7]: ",
+                    "",
                 ]));
                 continue;
             }

@@ -353,8 +353,9 @@ fn haproxy_reads_the_http_lines_and_rejects_startup_and_tls_failures() {
     );
     let rfc3339 = br#"2019-02-25T16:19:49.123+01:00 lb haproxy: 10.0.0.1:1 [25/Feb/2019:16:19:48.143] fe be/s 0/0/1/2/3 200 5 - - ---- 1/1/0/0/0 0/0 {x} {} "GET /a HTTP/1.1""#;
     assert!(haproxy.scanner().parse(rfc3339).is_ok());
-    // No syslog header: not this format.
-    assert_eq!(haproxy.scanner().parse(&rfc3339[43..]), Err(Reject::Format));
+    // No syslog header (`log stdout format raw`): the message alone reads the same.
+    let raw = haproxy.scanner().parse(&rfc3339[42..]).unwrap();
+    assert_eq!((&*raw.ip, &*raw.url), ("10.0.0.1", "/a"));
 }
 
 /// Traefik's `common` format as its formatter writes it (`TestCommonLogFormatter_Format` in
@@ -559,4 +560,27 @@ fn older_and_shorter_layouts_of_a_grown_format_are_read() {
             }
         }
     }
+}
+
+/// HAProxy's lines as other set-ups write them: with a syslog priority, with journald's
+/// fractional seconds, and with no syslog header at all (`log stdout format raw`, as in
+/// containers): each reads as the line with the usual header does.
+#[test]
+fn haproxy_lines_read_with_any_of_the_usual_headers_or_none() {
+    let haproxy = named("haproxy").unwrap();
+    let message = "141.35.244.171:53332 [25/Feb/2019:16:19:48.143] https~ backend/server 0/0/7/1457/1487 200 11394 - - ---- 2/2/0/0/0 0/0 \"GET /admin HTTP/1.1\"";
+    let usual = format!("Feb 25 16:19:49 lb haproxy[7]: {message}");
+    let want = parse_all(&haproxy, &[usual.as_bytes()]).remove(0).unwrap();
+    for line in [
+        format!("<134>Feb 25 16:19:49 lb haproxy[7]: {message}"),
+        format!("Feb 25 16:19:49.123456 lb haproxy[7]: {message}"),
+        format!("2019-02-25T16:19:49.123+01:00 lb haproxy[7]: {message}"),
+        message.to_string(),
+    ] {
+        let got = parse_all(&haproxy, &[line.as_bytes()]).remove(0);
+        assert_eq!(got.as_ref(), Ok(&want), "{line}");
+    }
+    // A header that is almost one is not taken for none: the line is refused.
+    let broken = format!("Feb 25 16:19:49 {message}");
+    assert!(parse_all(&haproxy, &[broken.as_bytes()]).remove(0).is_err());
 }
