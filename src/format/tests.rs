@@ -119,10 +119,17 @@ pub(super) fn fields(e: &LogEntry<'_>) -> Vec<(&'static str, String)> {
 }
 
 fn expect(line: &[u8], format: &Format, expected: &[(&str, &str)]) {
-    let entry = format
-        .scanner()
-        .parse(line)
-        .unwrap_or_else(|r| panic!("{r}: {}", String::from_utf8_lossy(line)));
+    assert_fields(format.scanner().parse(line), line, expected);
+}
+
+/// `parsed`, a parse of `line`, is an entry with exactly the `expected` fields (in any
+/// order; absent fields left out): what each format's sample-line checks assert.
+pub(crate) fn assert_fields(
+    parsed: Result<LogEntry<'_>, Reject>,
+    line: &[u8],
+    expected: &[(&str, &str)],
+) {
+    let entry = parsed.unwrap_or_else(|r| panic!("{r}: {}", String::from_utf8_lossy(line)));
     let got = fields(&entry);
     let got: Vec<(&str, &str)> = got.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut expected = expected.to_vec();
@@ -531,27 +538,31 @@ fn log_format_names_and_parsers() {
     assert_eq!(parser.parse(line), parse_line(line));
 }
 
+/// The first lines of `data`, as many as `auto` looks at.
+pub(crate) fn head(data: &[u8]) -> Vec<Vec<u8>> {
+    lines(data)
+        .into_iter()
+        .take(200)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The name of the format `auto` picks for `lines`, or why it picks none.
+pub(crate) fn pick(lines: &[Vec<u8>]) -> Result<String, String> {
+    let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    detect(&refs).map(|f| f.name())
+}
+
 #[test]
 fn detect_picks_the_format_of_each_file_and_refuses_a_mix() {
-    let first = |data: &[u8]| -> Vec<Vec<u8>> {
-        lines(data)
-            .into_iter()
-            .take(200)
-            .map(<[u8]>::to_vec)
-            .collect()
-    };
-    let pick = |lines: &[Vec<u8>]| {
-        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        detect(&refs).map(|f| f.name())
-    };
-    let vhost = first(&read("formats", "dmjacas-logs_other_vhosts_access.log"));
+    let vhost = head(&read("formats", "dmjacas-logs_other_vhosts_access.log"));
     assert_eq!(pick(&vhost), Ok("vcombined".to_string()));
-    let nasa = first(&read("real", "nasa-aug95-first20k_dbai-labs.log"));
+    let nasa = head(&read("real", "nasa-aug95-first20k_dbai-labs.log"));
     assert_eq!(pick(&nasa), Ok("common".to_string()));
-    let elastic = first(&read("real", "elastic-examples_apache_logs.log"));
+    let elastic = head(&read("real", "elastic-examples_apache_logs.log"));
     assert_eq!(pick(&elastic), Ok("combined".to_string()));
     // The controller's banner and klog lines among them are read by no format.
-    let ingress = first(&read(
+    let ingress = head(&read(
         "formats",
         "kyawzinmyolwin-cohort5website_ingress-nginx-controller.log",
     ));
@@ -851,12 +862,7 @@ fn detect_picks_w3c_for_the_iis_files() {
         "tstack-lnav_logfile_w3c_big.0",
     ] {
         let data = read("formats", name);
-        let head: Vec<&[u8]> = lines(&data).into_iter().take(200).collect();
-        assert_eq!(
-            detect(&head).map(|f| f.name()),
-            Ok("w3c".to_string()),
-            "{name}"
-        );
+        assert_eq!(pick(&head(&data)), Ok("w3c".to_string()), "{name}");
     }
 }
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::format::tests::{fields, lines as split_lines, read};
+use crate::format::tests::{assert_fields, head, lines as split_lines, pick, read};
 
 const CADDY: &str = "sandip3120-project-Inventory-Tracking-System_caddy_access.log";
 const CADDY_LNAV: &str = "tstack-lnav_logfile_caddy_log.1";
@@ -317,15 +317,7 @@ fn parse_all<'a>(schema: Schema, lines: &[&'a [u8]]) -> Vec<Result<LogEntry<'a>,
 }
 
 fn expect(schema: Schema, line: &[u8], expected: &[(&str, &str)]) {
-    let entry = JsonParser::new(schema)
-        .parse(line)
-        .unwrap_or_else(|r| panic!("{r}: {}", String::from_utf8_lossy(line)));
-    let got = fields(&entry);
-    let got: Vec<(&str, &str)> = got.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut expected = expected.to_vec();
-    let order = |n: &str| got.iter().position(|(g, _)| *g == n).unwrap_or(usize::MAX);
-    expected.sort_by_key(|(n, _)| order(n));
-    assert_eq!(got, expected, "{}", String::from_utf8_lossy(line));
+    assert_fields(JsonParser::new(schema).parse(line), line, expected);
 }
 
 fn find<'a>(lines: &[&'a [u8]], needle: &str) -> &'a [u8] {
@@ -910,15 +902,7 @@ proptest! {
 
 #[test]
 fn auto_picks_each_json_log_s_schema_and_not_a_user_s_own_keys() {
-    let head = |name: &str| -> Vec<Vec<u8>> {
-        let data = read("formats", name);
-        let lines = split_lines(&data);
-        lines.iter().take(200).map(|l| l.to_vec()).collect()
-    };
-    let pick = |lines: &[Vec<u8>]| {
-        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        crate::format::detect(&refs).map(|f| f.name())
-    };
+    let head = |name: &str| head(&read("formats", name));
     for (name, schema) in [
         (CADDY, "caddy"),
         (CADDY_LNAV, "caddy"),
