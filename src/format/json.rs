@@ -23,6 +23,8 @@ use crate::parse::{Reject, TimestampError, may_be_client};
 use super::definition::{Clock, Field, Format, Piece, Unit};
 use super::fields::decimal;
 
+mod scan;
+
 /// The JSON access logs read by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schema {
@@ -118,7 +120,7 @@ impl JsonParser {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match self.schema {
             Schema::Caddy => {
-                let caddy: CaddyLine<'a> = read(line)?;
+                let caddy = read(line, scan::caddy)?;
                 if caddy
                     .logger
                     .as_ref()
@@ -126,7 +128,7 @@ impl JsonParser {
                 {
                     return Err(Reject::Format);
                 }
-                let ts = caddy.ts.map(|raw| raw.get().as_bytes());
+                let ts = caddy.ts.map(|raw| raw.0.as_bytes());
                 self.caddy_entry(caddy, ts, epoch_or_rfc3339)
             }
             Schema::CaddyConsole => {
@@ -143,11 +145,11 @@ impl JsonParser {
                 if !is_access_logger(std::str::from_utf8(logger).unwrap_or("")) {
                     return Err(Reject::Format);
                 }
-                let caddy: CaddyLine<'a> = read(json)?;
+                let caddy = read(json, scan::caddy)?;
                 self.caddy_entry(caddy, Some(ts), console_time)
             }
             Schema::Traefik => {
-                let traefik: TraefikLine<'a> = read(line)?;
+                let traefik = read(line, scan::traefik)?;
                 self.traefik_entry(traefik)
             }
         }
@@ -198,12 +200,19 @@ pub(crate) fn fields_read(schema: Schema, line: &[u8]) -> usize {
     .count()
 }
 
-/// Reads a line as `T`. The line's UTF-8 is checked once as a whole (a fast pass over ASCII),
-/// so that serde does not check each string it reads again; a line that is not UTF-8 is no
-/// JSON of ours (Caddy and Traefik write UTF-8, replacing what is not).
-fn read<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, Reject> {
+/// Reads a line as `T`: by `fast` (see [`scan`]) when it is sure, else by serde. The line's
+/// UTF-8 is checked once as a whole (a fast pass over ASCII), so that neither checks each
+/// string again; a line that is not UTF-8 is no JSON of ours (Caddy and Traefik write UTF-8,
+/// replacing what is not).
+fn read<'a, T: Deserialize<'a>>(
+    json: &'a [u8],
+    fast: fn(&'a str) -> Option<T>,
+) -> Result<T, Reject> {
     let text = std::str::from_utf8(json).map_err(|_| Reject::Format)?;
-    serde_json::from_str(text).map_err(|_| Reject::Format)
+    match fast(text) {
+        Some(read) => Ok(read),
+        None => serde_json::from_str(text).map_err(|_| Reject::Format),
+    }
 }
 
 /// Caddy names its access loggers `http.log.access` and `http.log.access.<name>`; its other
@@ -216,7 +225,7 @@ fn is_access_logger(logger: &str) -> bool {
 
 /// A JSON string, borrowed from the line unless it held escapes. (serde borrows a bare
 /// `Cow<str>` field but not one inside an `Option`, hence this type.)
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Text<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -243,7 +252,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// A header as Caddy logs it, an array of strings (one per time the header was sent): the
 /// values joined by `, `, as HTTP joins repeated headers; `None` for `[]`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Values<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
@@ -269,23 +278,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A value's JSON text as written: serde's borrowed `RawValue`, as a type [`scan`] can make.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Raw<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|raw| Raw(raw.get()))
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
 struct CaddyLine<'a> {
     #[serde(borrow)]
     logger: Option<Text<'a>>,
     #[serde(borrow)]
-    ts: Option<&'a RawValue>,
+    ts: Option<Raw<'a>>,
     #[serde(borrow)]
     request: Option<CaddyRequest<'a>>,
     #[serde(borrow)]
     user_id: Option<Text<'a>>,
     #[serde(borrow)]
-    duration: Option<&'a RawValue>,
+    duration: Option<Raw<'a>>,
     size: Option<u64>,
     status: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 struct CaddyRequest<'a> {
     #[serde(borrow)]
     remote_ip: Option<Text<'a>>,
@@ -305,7 +324,7 @@ struct CaddyRequest<'a> {
 }
 
 /// The request headers the entry keeps; Caddy writes their names in Go's canonical case.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 struct CaddyHeaders<'a> {
     #[serde(borrow, rename = "User-Agent")]
     user_agent: Option<Values<'a>>,
@@ -336,7 +355,7 @@ impl JsonParser {
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,
-            Some(raw) => Some(seconds_us(raw.get()).ok_or(Reject::ResponseTime)?),
+            Some(raw) => Some(seconds_us(raw.0).ok_or(Reject::ResponseTime)?),
         };
         let bytes = caddy.size.map(bytes).transpose()?;
         let (vhost, port) = match request.host {
@@ -429,7 +448,7 @@ fn values(header: Option<Values<'_>>) -> Option<Cow<'_, str>> {
 
 /// Traefik's keys: its own (`PascalCase`) and the request headers it keeps, prefixed with
 /// `request_` in the header's own case.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TraefikLine<'a> {
     #[serde(borrow)]

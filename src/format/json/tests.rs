@@ -872,6 +872,111 @@ fn generated(schema: Schema, picks: &[u8]) -> Vec<u8> {
 
 const SCHEMAS: [Schema; 3] = [Schema::Caddy, Schema::CaddyConsole, Schema::Traefik];
 
+/// Where a line's JSON starts: after the console encoder's four tab-separated fields.
+fn json_of(schema: Schema, line: &[u8]) -> &[u8] {
+    match schema {
+        Schema::CaddyConsole => line.splitn(5, |&b| b == b'\t').nth(4).unwrap_or(b""),
+        Schema::Caddy | Schema::Traefik => line,
+    }
+}
+
+/// The fast reading of `json`, checked against serde's: `Some(true)` when it answered (and
+/// agreed), `Some(false)` when it left the line to serde, `None` when the text is not UTF-8.
+fn fast_agrees(schema: Schema, json: &[u8]) -> Result<Option<bool>, String> {
+    let Ok(text) = std::str::from_utf8(json) else {
+        return Ok(None);
+    };
+    let differ = |fast: &dyn fmt::Debug, serde: &dyn fmt::Debug| {
+        Err(format!("fast {fast:?}, serde {serde:?}, on {text}"))
+    };
+    match schema {
+        Schema::Caddy | Schema::CaddyConsole => match scan::caddy(text) {
+            None => Ok(Some(false)),
+            Some(fast) => match serde_json::from_str::<CaddyLine>(text) {
+                Ok(serde) if serde == fast => Ok(Some(true)),
+                serde => differ(&fast, &serde),
+            },
+        },
+        Schema::Traefik => match scan::traefik(text) {
+            None => Ok(Some(false)),
+            Some(fast) => match serde_json::from_str::<TraefikLine>(text) {
+                Ok(serde) if serde == fast => Ok(Some(true)),
+                serde => differ(&fast, &serde),
+            },
+        },
+    }
+}
+
+#[test]
+fn the_fast_reading_answers_for_every_real_line_as_serde_does() {
+    for (name, schema) in [
+        (CADDY, Schema::Caddy),
+        (CADDY_LNAV, Schema::Caddy),
+        (CADDY_CONSOLE, Schema::CaddyConsole),
+        (TRAEFIK, Schema::Traefik),
+    ] {
+        let data = read("formats", name);
+        for line in split_lines(&data) {
+            let json = json_of(schema, line);
+            assert_eq!(fast_agrees(schema, json), Ok(Some(true)), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_fast_reading_leaves_what_serde_refuses_or_reads_otherwise_to_serde() {
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+    let cases = [
+        r#"{"status":200,}"#,
+        r#"{"status":200}{"#,
+        r#"{"status":200} x"#,
+        r#"{"status":200,"status":201}"#,
+        r#"{"status":200.0}"#,
+        r#"{"status":2e2}"#,
+        r#"{"status":-0}"#,
+        r#"{"status":0200}"#,
+        r#"{"size":18446744073709551616}"#,
+        r#"{"a":01,"status":200}"#,
+        r#"{"a":1.,"status":200}"#,
+        r#"{"a":-,"status":200}"#,
+        r#"{"a":1e,"status":200}"#,
+        r#"{"a":tru,"status":200}"#,
+        r#"{"a":[1,],"status":200}"#,
+        r#"{"a":"\x","status":200}"#,
+        r#"{"a":"\u12g4","status":200}"#,
+        r#"{"a":"\ud800","status":200}"#,
+        r#"{"a":"\ud83d\ude00","status":200}"#,
+        r#"{"st\u0061tus":200}"#,
+        r#"{"request":{"uri":"/a\"b"}}"#,
+        r#"{"request":{"uri":"/\u00e9"}}"#,
+        r#"{"request":{"headers":{"User-Agent":["a","b\"c"]}}}"#,
+        r#"{"request":{"headers":{"User-Agent":"a"}}}"#,
+        r#"{"ts":"x" ,"duration":1e-05 , "request" : null}"#,
+        "{\"status\":\t200}",
+        "{\"a\":\"\u{1}\",\"status\":200}",
+        r#"["a",200]"#,
+        r#"{"DownstreamStatus":200,"DownstreamStatus":200}"#,
+        r#"{"Duration":1.5}"#,
+        r#"{"ClientHost":"a\/b","RequestPath":"/"}"#,
+        &deep,
+        r#"{"status":200}"#,
+    ];
+    for schema in SCHEMAS {
+        for case in cases {
+            assert!(fast_agrees(schema, case.as_bytes()).is_ok(), "{case}");
+        }
+    }
+    // The plain ones are answered by the fast reading itself.
+    for plain in [
+        r#"{"status":200}"#,
+        r#"{"ts":"x" ,"duration":1e-05 , "request" : null}"#,
+        r#"{"a":"\ud800","status":200}"#,
+        r#"{"request":{"uri":"/\u00e9?a=1\u0026b=\"2\"","headers":{"User-Agent":["a\/b"]}}}"#,
+    ] {
+        assert_eq!(fast_agrees(Schema::Caddy, plain.as_bytes()), Ok(Some(true)));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -888,6 +993,27 @@ proptest! {
             "{}",
             String::from_utf8_lossy(&line)
         );
+    }
+
+    #[test]
+    fn the_fast_reading_agrees_with_serde_on_damaged_lines(
+        which in 0..3usize,
+        picks in proptest::collection::vec(any::<u8>(), 1..40),
+        damage in proptest::collection::vec((any::<u16>(), any::<u8>(), 0..3u8), 0..4),
+    ) {
+        let schema = SCHEMAS[which];
+        let mut line = generated(schema, &picks);
+        for (at, byte, how) in damage {
+            let at = usize::from(at) % (line.len() + 1);
+            match how {
+                0 => line.insert(at, byte),
+                1 if at < line.len() => { line.remove(at); }
+                _ if at < line.len() => line[at] = byte,
+                _ => {}
+            }
+        }
+        let json = json_of(schema, &line);
+        prop_assert!(fast_agrees(schema, json).is_ok(), "{:?}", fast_agrees(schema, json));
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! A fast reading of the plain JSON lines servers write; whatever it is not sure of, serde
+//! reads.
+//!
+//! serde_json spends most of a Caddy line on the headers and TLS details that the entry does
+//! not keep. This reader skips them eight bytes at a time, checking the JSON grammar as it goes, and
+//! answers only for a plain line: no control byte, no escaped key, no surrogate escape in a value it keeps,
+//! no key it keeps given twice, nothing nested deeper than [`MAX_DEPTH`], integers
+//! where it wants integers. For anything else it answers `None` and the caller reads the line
+//! with serde, so both readings give the same struct for every line (the tests check it on
+//! generated and mutated lines). Its own checks must only ever be stricter than serde's.
+
+use std::borrow::Cow;
+
+use super::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
+
+/// Far deeper than any server nests, and well inside serde_json's own limit.
+const MAX_DEPTH: u32 = 64;
+
+/// A position in one line of JSON. Every method returns `None` to mean "not sure: ask serde".
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+    depth: u32,
+}
+
+impl<'a> Cursor<'a> {
+    /// `None` when the line has a control byte. JSON allows none inside a string and only
+    /// tab, CR and LF between tokens, which servers do not write there, so one pass over the
+    /// line spares a check per byte of every string.
+    fn new(text: &'a str) -> Option<Cursor<'a>> {
+        if has_control(text.as_bytes()) {
+            return None;
+        }
+        Some(Cursor {
+            text,
+            at: 0,
+            depth: 0,
+        })
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.at).copied()
+    }
+
+    fn spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.spaces();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Only spaces after the value, as serde requires.
+    fn end(&mut self) -> Option<()> {
+        self.spaces();
+        (self.at == self.text.len()).then_some(())
+    }
+
+    /// A string's text between its quotes, and whether it holds escapes (checked, not
+    /// decoded). The quotes and backslashes are ASCII, so the slice is on char boundaries.
+    fn string(&mut self) -> Option<(&'a str, bool)> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes()[self.at..];
+            let i = quote_or_backslash(rest)?;
+            self.at += i;
+            if rest[i] == b'"' {
+                let text = &self.text[start..self.at];
+                self.at += 1;
+                return Some((text, escaped));
+            }
+            escaped = true;
+            self.escape()?;
+        }
+    }
+
+    /// The escape at the cursor's backslash. A `\\u` escape of a lone surrogate passes, as
+    /// serde lets it pass in a value it skips; in a value kept, [`unescape`] refuses it.
+    fn escape(&mut self) -> Option<()> {
+        match *self.bytes().get(self.at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+            b'u' => {
+                let hex = self.bytes().get(self.at + 2..self.at + 6)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                self.at += 6;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn nest(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    /// An object, handing each key (which must have no escape) to `each` with the cursor
+    /// before its value; `each` reads or skips the value.
+    fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.nest()?;
+        self.spaces();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                let (key, escaped) = self.string()?;
+                if escaped {
+                    return None;
+                }
+                self.eat(b':')?;
+                each(self, key)?;
+                self.spaces();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// An array, `each` reading or skipping every element.
+    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.nest()?;
+        self.spaces();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+        } else {
+            loop {
+                each(self)?;
+                self.spaces();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Any value, checked and passed over.
+    fn skip(&mut self) -> Option<()> {
+        self.spaces();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(|c, _| c.skip()),
+            b'[' => self.array(Cursor::skip),
+            b't' => self.word("true"),
+            b'f' => self.word("false"),
+            b'n' => self.word("null"),
+            _ => self.number(),
+        }
+    }
+
+    fn word(&mut self, word: &str) -> Option<()> {
+        self.text[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
+    }
+
+    /// JSON's number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        let b = self.bytes();
+        let digits = |at: &mut usize| {
+            let start = *at;
+            while b.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at - start
+        };
+        let mut at = self.at;
+        if b.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        let int = digits(&mut at);
+        if int == 0 || (int > 1 && b[at - int] == b'0') {
+            return None;
+        }
+        if b.get(at) == Some(&b'.') {
+            at += 1;
+            if digits(&mut at) == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(at), Some(b'e' | b'E')) {
+            at += 1;
+            if matches!(b.get(at), Some(b'+' | b'-')) {
+                at += 1;
+            }
+            if digits(&mut at) == 0 {
+                return None;
+            }
+        }
+        self.at = at;
+        Some(())
+    }
+
+    /// `null`, which every kept field of ours reads as absent.
+    fn null(&mut self) -> bool {
+        self.spaces();
+        self.word("null").is_some()
+    }
+
+    /// A string, borrowed unless it held escapes, or `null`.
+    fn text(&mut self) -> Option<Option<Text<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.decoded().map(|text| Some(Text(text)))
+    }
+
+    /// A string's value: Go's encoder writes `&`, `<` and `>` as `\\u0026`..., so query
+    /// strings in Traefik's URLs are escaped often enough to be worth decoding here.
+    fn decoded(&mut self) -> Option<Cow<'a, str>> {
+        match self.string()? {
+            (text, false) => Some(Cow::Borrowed(text)),
+            (text, true) => unescape(text).map(Cow::Owned),
+        }
+    }
+
+    /// An unsigned integer in plain digits, or `null`. serde reads a sign, a fraction or an
+    /// exponent as another kind of number, and refuses leading zeros: all left to it.
+    fn integer(&mut self) -> Option<Option<u64>> {
+        if self.null() {
+            return Some(None);
+        }
+        let b = self.bytes();
+        let start = self.at;
+        let mut n = 0u64;
+        while let Some(d) = b.get(self.at).filter(|d| d.is_ascii_digit()) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        let other = matches!(b.get(self.at), Some(b'.' | b'e' | b'E'));
+        if digits == 0 || (digits > 1 && b[start] == b'0') || other {
+            return None;
+        }
+        Some(Some(n))
+    }
+
+    /// Any value's text as written (what serde's `RawValue` holds), or `null`.
+    fn raw(&mut self) -> Option<Option<Raw<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let start = self.at;
+        self.skip()?;
+        Some(Some(Raw(&self.text[start..self.at])))
+    }
+
+    /// A header's values: an array of strings, or `null`.
+    fn values(&mut self) -> Option<Option<Values<'a>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut joined: Option<Cow<'a, str>> = None;
+        self.array(|c| {
+            let value = c.decoded()?;
+            joined = Some(match joined.take() {
+                None => value,
+                Some(first) => format!("{first}, {value}").into(),
+            });
+            Some(())
+        })?;
+        Some(Some(Values(joined)))
+    }
+}
+
+/// The value of a string's text whose escapes [`Cursor::escape`] checked.
+fn unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = rest.get(at + 1..at + 2)?;
+        let (c, len) = match escape {
+            "u" => {
+                let hex = rest.get(at + 2..at + 6)?;
+                (char::from_u32(u32::from_str_radix(hex, 16).ok()?)?, 6)
+            }
+            _ => (
+                match escape {
+                    "b" => '\u{8}',
+                    "f" => '\u{c}',
+                    "n" => '\n',
+                    "r" => '\r',
+                    "t" => '\t',
+                    other => other.chars().next()?,
+                },
+                2,
+            ),
+        };
+        out.push(c);
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Whether `bytes` has a byte below 0x20, a block at a time so that the compiler
+/// vectorises the test (a short-circuiting `any` goes byte by byte).
+fn has_control(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    let block = |b: &[u8]| b.iter().fold(false, |found, &x| found | (x < 0x20));
+    blocks.any(block) || block(blocks.remainder())
+}
+
+/// Where the next `"` or `\\` is, eight bytes at a time: most JSON strings are keys and
+/// short values, shorter than a vector search pays for its set-up.
+fn quote_or_backslash(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte of `word` that equals `byte`. Bits above the first match may
+    // be wrong (a borrow), but the lowest set bit is exact, and only it is used.
+    let equal = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGH
+    };
+    let mut words = rest.chunks_exact(8);
+    for (n, word) in (&mut words).enumerate() {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        let found = equal(word, b'"') | equal(word, b'\\');
+        if found != 0 {
+            return Some(n * 8 + found.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    let at = rest.len() - tail.len();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| at + i)
+}
+
+/// Puts the value read for key number `bit` in its slot; `None` when the key was read
+/// before (serde refuses a known key given twice) or its value was not plain.
+fn set<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<Option<T>>) -> Option<()> {
+    if *seen & (1 << bit) != 0 {
+        return None;
+    }
+    *seen |= 1 << bit;
+    *slot = value?;
+    Some(())
+}
+
+/// A Caddy line, or `None` to ask serde.
+pub(super) fn caddy(json: &str) -> Option<CaddyLine<'_>> {
+    let mut c = Cursor::new(json)?;
+    let mut line = CaddyLine::default();
+    let mut seen = 0;
+    c.object(|c, key| match key {
+        "logger" => set(&mut seen, 0, &mut line.logger, c.text()),
+        "ts" => set(&mut seen, 1, &mut line.ts, c.raw()),
+        "request" => set(&mut seen, 2, &mut line.request, request(c)),
+        "user_id" => set(&mut seen, 3, &mut line.user_id, c.text()),
+        "duration" => set(&mut seen, 4, &mut line.duration, c.raw()),
+        "size" => set(&mut seen, 5, &mut line.size, c.integer()),
+        "status" => set(&mut seen, 6, &mut line.status, c.integer()),
+        _ => c.skip(),
+    })?;
+    c.end()?;
+    Some(line)
+}
+
+fn request<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyRequest<'a>>> {
+    if c.null() {
+        return Some(None);
+    }
+    let mut r = CaddyRequest::default();
+    let mut seen = 0;
+    c.object(|c, key| match key {
+        "remote_ip" => set(&mut seen, 0, &mut r.remote_ip, c.text()),
+        "remote_addr" => set(&mut seen, 1, &mut r.remote_addr, c.text()),
+        "proto" => set(&mut seen, 2, &mut r.proto, c.text()),
+        "method" => set(&mut seen, 3, &mut r.method, c.text()),
+        "host" => set(&mut seen, 4, &mut r.host, c.text()),
+        "uri" => set(&mut seen, 5, &mut r.uri, c.text()),
+        "headers" => set(&mut seen, 6, &mut r.headers, headers(c)),
+        _ => c.skip(),
+    })?;
+    Some(Some(r))
+}
+
+fn headers<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyHeaders<'a>>> {
+    if c.null() {
+        return Some(None);
+    }
+    let mut h = CaddyHeaders::default();
+    let mut seen = 0;
+    c.object(|c, key| match key {
+        "User-Agent" => set(&mut seen, 0, &mut h.user_agent, c.values()),
+        "Referer" => set(&mut seen, 1, &mut h.referer, c.values()),
+        "X-Forwarded-For" => set(&mut seen, 2, &mut h.forwarded_for, c.values()),
+        _ => c.skip(),
+    })?;
+    Some(Some(h))
+}
+
+/// A Traefik line, or `None` to ask serde.
+pub(super) fn traefik(json: &str) -> Option<TraefikLine<'_>> {
+    let mut c = Cursor::new(json)?;
+    let mut t = TraefikLine::default();
+    let mut seen = 0;
+    c.object(|c, key| match key {
+        "ClientHost" => set(&mut seen, 0, &mut t.client_host, c.text()),
+        "ClientAddr" => set(&mut seen, 1, &mut t.client_addr, c.text()),
+        "ClientUsername" => set(&mut seen, 2, &mut t.client_username, c.text()),
+        "StartUTC" => set(&mut seen, 3, &mut t.start_utc, c.text()),
+        "time" => set(&mut seen, 4, &mut t.time, c.text()),
+        "RequestMethod" => set(&mut seen, 5, &mut t.request_method, c.text()),
+        "RequestPath" => set(&mut seen, 6, &mut t.request_path, c.text()),
+        "RequestProtocol" => set(&mut seen, 7, &mut t.request_protocol, c.text()),
+        "RequestHost" => set(&mut seen, 8, &mut t.request_host, c.text()),
+        "RequestPort" => set(&mut seen, 9, &mut t.request_port, c.text()),
+        "DownstreamStatus" => set(&mut seen, 10, &mut t.downstream_status, c.integer()),
+        "DownstreamContentSize" => set(&mut seen, 11, &mut t.downstream_content_size, c.integer()),
+        "Duration" => set(&mut seen, 12, &mut t.duration, c.integer()),
+        "OriginDuration" => set(&mut seen, 13, &mut t.origin_duration, c.integer()),
+        "request_Referer" => set(&mut seen, 14, &mut t.referer, c.text()),
+        "request_User-Agent" => set(&mut seen, 15, &mut t.user_agent, c.text()),
+        "request_X-Forwarded-For" => set(&mut seen, 16, &mut t.forwarded_for, c.text()),
+        _ => c.skip(),
+    })?;
+    c.end()?;
+    Some(t)
+}
