@@ -19,6 +19,7 @@
 mod apache;
 mod definition;
 mod fields;
+mod find;
 mod json;
 mod nginx;
 mod pattern;

@@ -10,6 +10,7 @@ use crate::parse::Reject;
 
 use super::definition::{Format, SLOTS, Slots, Step};
 use super::fields::{build, parse_clock, second_of};
+use super::find::either;
 
 /// A per-thread parser for one compiled format. It remembers the last time it converted,
 /// because consecutive lines of a busy log mostly share their second.
@@ -261,8 +262,5 @@ fn separator(b: &[u8], stop: u8) -> Option<usize> {
 
 /// The length of `b` up to its first `stop` or `also` byte.
 fn until(b: &[u8], stop: u8, also: u8) -> usize {
-    // Fields are short: a plain loop beats memchr's set-up (as in `parse::Scanner::token`).
-    b.iter()
-        .position(|&c| c == stop || c == also)
-        .unwrap_or(b.len())
+    either(b, stop, also).unwrap_or(b.len())
 }

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use super::super::find::either;
 use super::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
 
 /// Far deeper than any server nests, and well inside serde_json's own limit.
@@ -71,7 +72,7 @@ impl<'a> Cursor<'a> {
         let mut escaped = false;
         loop {
             let rest = &self.bytes()[self.at..];
-            let i = quote_or_backslash(rest)?;
+            let i = either(rest, b'"', b'\\')?;
             self.at += i;
             if rest[i] == b'"' {
                 let text = &self.text[start..self.at];
@@ -327,32 +328,6 @@ fn has_control(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(32);
     let block = |b: &[u8]| b.iter().fold(false, |found, &x| found | (x < 0x20));
     blocks.any(block) || block(blocks.remainder())
-}
-
-/// Where the next `"` or `\\` is, eight bytes at a time: most JSON strings are keys and
-/// short values, shorter than a vector search pays for its set-up.
-fn quote_or_backslash(rest: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    // The high bit of each byte of `word` that equals `byte`. Bits above the first match may
-    // be wrong (a borrow), but the lowest set bit is exact, and only it is used.
-    let equal = |word: u64, byte: u8| {
-        let x = word ^ (ONES * u64::from(byte));
-        x.wrapping_sub(ONES) & !x & HIGH
-    };
-    let mut words = rest.chunks_exact(8);
-    for (n, word) in (&mut words).enumerate() {
-        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
-        let found = equal(word, b'"') | equal(word, b'\\');
-        if found != 0 {
-            return Some(n * 8 + found.trailing_zeros() as usize / 8);
-        }
-    }
-    let tail = words.remainder();
-    let at = rest.len() - tail.len();
-    tail.iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|i| at + i)
 }
 
 /// Puts the value read for key number `bit` in its slot; `None` when the key was read
