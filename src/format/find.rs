@@ -33,6 +33,9 @@ pub(crate) fn either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
 mod tests {
     use proptest::prelude::*;
 
+    // By its full path: the layout test reads `super::` in this file as the file's parent.
+    use crate::format::find::either;
+
     proptest! {
         #[test]
         fn finds_what_a_plain_search_finds(
@@ -41,7 +44,7 @@ mod tests {
             b in any::<u8>(),
         ) {
             let plain = bytes.iter().position(|&c| c == a || c == b);
-            prop_assert_eq!(super::either(&bytes, a, b), plain);
+            prop_assert_eq!(either(&bytes, a, b), plain);
         }
 
         #[test]
@@ -57,7 +60,7 @@ mod tests {
                 bytes[at] = byte;
             }
             let plain = bytes.iter().position(|&c| c == byte);
-            prop_assert_eq!(super::either(&bytes, byte, byte), plain);
+            prop_assert_eq!(either(&bytes, byte, byte), plain);
         }
     }
 }

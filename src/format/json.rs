@@ -1,7 +1,7 @@
 //! JSON access logs (Caddy, Traefik): one JSON object per request, read by key.
 //!
 //! A JSON log names its fields, so it has no definition to compile: each server's keys are
-//! read into typed structs that borrow from the line (unknown keys are skipped by serde
+//! read into typed structs that borrow from the line ([`keys`]; unknown keys are skipped
 //! without being built), then mapped to a [`LogEntry`] by one function per server. The
 //! mapping is the table in the README's "Log formats" section; [`Schema::fields`] lists the
 //! entry fields it can fill, for the stores' columns and `--client forwarded`.
@@ -10,12 +10,9 @@
 //! `"duration":0.0294296` is exactly 29429 µs.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::Deserialize;
-use serde::de::{Deserializer, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::entry::{Extra, LogEntry};
 use crate::parse::{Reject, TimestampError, may_be_client};
@@ -23,7 +20,10 @@ use crate::parse::{Reject, TimestampError, may_be_client};
 use super::definition::{Clock, Field, Format, Piece, Unit};
 use super::fields::decimal;
 
+mod keys;
 mod scan;
+
+use keys::{CaddyLine, Text, TraefikLine, Values};
 
 /// The JSON access logs read by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,117 +223,6 @@ fn is_access_logger(logger: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
-/// A JSON string, borrowed from the line unless it held escapes. (serde borrows a bare
-/// `Cow<str>` field but not one inside an `Option`, hence this type.)
-#[derive(Debug, PartialEq)]
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A header as Caddy logs it, an array of strings (one per time the header was sent): the
-/// values joined by `, `, as HTTP joins repeated headers; `None` for `[]`.
-#[derive(Debug, PartialEq)]
-struct Values<'a>(Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Values<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values<'de>, A::Error> {
-                let mut joined: Option<Cow<'de, str>> = None;
-                while let Some(Text(value)) = seq.next_element::<Text<'de>>()? {
-                    joined = Some(match joined {
-                        None => value,
-                        Some(first) => Cow::Owned(format!("{first}, {value}")),
-                    });
-                }
-                Ok(Values(joined))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-/// A value's JSON text as written: serde's borrowed `RawValue`, as a type [`scan`] can make.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Raw<'a>(&'a str);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(d).map(|raw| Raw(raw.get()))
-    }
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-struct CaddyLine<'a> {
-    #[serde(borrow)]
-    logger: Option<Text<'a>>,
-    #[serde(borrow)]
-    ts: Option<Raw<'a>>,
-    #[serde(borrow)]
-    request: Option<CaddyRequest<'a>>,
-    #[serde(borrow)]
-    user_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    duration: Option<Raw<'a>>,
-    size: Option<u64>,
-    status: Option<u64>,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-struct CaddyRequest<'a> {
-    #[serde(borrow)]
-    remote_ip: Option<Text<'a>>,
-    /// `ip:port`, what Caddy logged before `remote_ip` (v2.0 to v2.4).
-    #[serde(borrow)]
-    remote_addr: Option<Text<'a>>,
-    #[serde(borrow)]
-    proto: Option<Text<'a>>,
-    #[serde(borrow)]
-    method: Option<Text<'a>>,
-    #[serde(borrow)]
-    host: Option<Text<'a>>,
-    #[serde(borrow)]
-    uri: Option<Text<'a>>,
-    #[serde(borrow)]
-    headers: Option<CaddyHeaders<'a>>,
-}
-
-/// The request headers the entry keeps; Caddy writes their names in Go's canonical case.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-struct CaddyHeaders<'a> {
-    #[serde(borrow, rename = "User-Agent")]
-    user_agent: Option<Values<'a>>,
-    #[serde(borrow, rename = "Referer")]
-    referer: Option<Values<'a>>,
-    #[serde(borrow, rename = "X-Forwarded-For")]
-    forwarded_for: Option<Values<'a>>,
-}
-
 /// Checked in this order, which the reference reading in the tests follows: the request
 /// and its URL (else not an access line), the client, the time, then the numbers.
 impl JsonParser {
@@ -444,47 +333,6 @@ fn client(ip: &str) -> Result<(), Reject> {
 /// A header's values, absent when it was sent empty or not at all.
 fn values(header: Option<Values<'_>>) -> Option<Cow<'_, str>> {
     header.and_then(|v| v.0).filter(|v| !v.is_empty())
-}
-
-/// Traefik's keys: its own (`PascalCase`) and the request headers it keeps, prefixed with
-/// `request_` in the header's own case.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TraefikLine<'a> {
-    #[serde(borrow)]
-    client_host: Option<Text<'a>>,
-    /// `ip:port`, when `ClientHost` was dropped by the configuration.
-    #[serde(borrow)]
-    client_addr: Option<Text<'a>>,
-    #[serde(borrow)]
-    client_username: Option<Text<'a>>,
-    #[serde(borrow, rename = "StartUTC")]
-    start_utc: Option<Text<'a>>,
-    /// When the line was written, in seconds: the start of the request is `StartUTC`.
-    #[serde(borrow, rename = "time")]
-    time: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_method: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_path: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_protocol: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_host: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_port: Option<Text<'a>>,
-    downstream_status: Option<u64>,
-    downstream_content_size: Option<u64>,
-    /// Nanoseconds, from the request's arrival to the end of the response.
-    duration: Option<u64>,
-    /// Nanoseconds the backend took.
-    origin_duration: Option<u64>,
-    #[serde(borrow, rename = "request_Referer")]
-    referer: Option<Text<'a>>,
-    #[serde(borrow, rename = "request_User-Agent")]
-    user_agent: Option<Text<'a>>,
-    #[serde(borrow, rename = "request_X-Forwarded-For")]
-    forwarded_for: Option<Text<'a>>,
 }
 
 /// A string value, absent when empty or `-` (Traefik writes `-` for what it lacks).

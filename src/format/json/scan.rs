@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::super::find::either;
-use super::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
+use super::keys::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
 
 /// Far deeper than any server nests, and well inside serde_json's own limit.
 const MAX_DEPTH: u32 = 64;

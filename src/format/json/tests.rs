@@ -886,7 +886,7 @@ fn fast_agrees(schema: Schema, json: &[u8]) -> Result<Option<bool>, String> {
     let Ok(text) = std::str::from_utf8(json) else {
         return Ok(None);
     };
-    let differ = |fast: &dyn fmt::Debug, serde: &dyn fmt::Debug| {
+    let differ = |fast: &dyn std::fmt::Debug, serde: &dyn std::fmt::Debug| {
         Err(format!("fast {fast:?}, serde {serde:?}, on {text}"))
     };
     match schema {
