@@ -468,6 +468,10 @@ pub struct ReportArgs {
     /// Only this client IP.
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
+    /// Extensions that make a URL a static file for the pages and static reports, replacing
+    /// the default list (see the README): css,js,png...
+    #[arg(long, value_name = "EXTS")]
+    pub static_ext: Option<crate::report::StaticExtensions>,
     /// Time bucket of the traffic report (default: chosen from the time span).
     #[arg(long, value_enum)]
     pub bucket: Option<crate::report::Bucket>,
@@ -609,6 +613,7 @@ impl ReportArgs {
                 0 => usize::MAX,
                 n => n,
             },
+            static_ext: self.static_ext.clone().unwrap_or_default(),
         })
     }
 }
@@ -622,7 +627,7 @@ pub fn report(
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{csv, json, table};
     let query = args.query()?;
-    let report = counts(&query)?.into_report(query.top, args.bucket, &query.filters);
+    let report = counts(&query)?.into_report(&query, args.bucket);
     if let Some(asked) = args.bucket
         && asked != report.bucket
         && query.sections.contains(&crate::report::Section::Traffic)

@@ -175,6 +175,12 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
         ("referrers", "referrers"),
         ("methods", "methods"),
         ("traffic", "traffic"),
+        ("pages", "pages"),
+        ("static", "static"),
+        ("sites", "sites"),
+        ("days", "days"),
+        ("hours", "hours"),
+        ("weekdays", "weekdays"),
     ];
     for (section, key) in sections {
         assert!(
@@ -887,10 +893,14 @@ fn top_zero_ranks_every_key() {
         assert!(table.contains(&format!("\n{title}\n")), "{title}:\n{table}");
     }
     assert!(!table.contains("Top "), "{table}");
+    assert!(
+        table.contains("\nAll pages (25 requests, 100.0%)\n"),
+        "{table}"
+    );
     assert_eq!(
         table.matches("/p/").count(),
-        50,
-        "every URL, twice:\n{table}"
+        75,
+        "every URL three times (URLs, pages, 404s):\n{table}"
     );
     let table = String::from_utf8(report(&wd, "aggregate-csv", &["-n", "3"])).unwrap();
     assert!(table.contains("\nTop 3 URLs\n"), "{table}");
@@ -1249,5 +1259,179 @@ fn traffic_counts_each_class_under_its_name_in_every_format() {
     assert_eq!(columns.len(), 5, "2xx to 5xx and the class of 101: {table}");
     for (class, n) in [("2xx", "2"), ("3xx", "1"), ("4xx", "1"), ("5xx", "1")] {
         assert_eq!(columns[class], n, "{class}: {table}");
+    }
+}
+
+/// The reports decided per URL or referrer, or from the hits per minute, on a log whose
+/// every number is known: pages and static files, referring sites, days, hours, weekdays.
+#[test]
+fn pages_sites_days_hours_and_weekdays_count_exactly_in_every_store() {
+    let wd = Workdir::new();
+    let line = |ip: &str, time: &str, request: &str, status: u16, referrer: &str, agent: &str| {
+        format!(
+            "{ip} - - [{time} +0000] \"{request} HTTP/1.1\" {status} 10 \"{referrer}\" \"{agent}\"\n"
+        )
+    };
+    let log = [
+        line(
+            "1.1.1.1",
+            "05/Jan/2024:10:15:00",
+            "GET /index.html",
+            200,
+            "https://www.Google.com/search?q=x",
+            "A",
+        ),
+        line(
+            "1.1.1.1",
+            "05/Jan/2024:10:40:00",
+            "GET /style.css",
+            200,
+            "https://example.org/page",
+            "A",
+        ),
+        line(
+            "2.2.2.2",
+            "05/Jan/2024:23:59:59",
+            "GET /app.js?v=1",
+            304,
+            "-",
+            "B",
+        ),
+        line(
+            "2.2.2.2",
+            "06/Jan/2024:00:01:00",
+            "GET /",
+            200,
+            "http://www.google.com:80/",
+            "B",
+        ),
+        line(
+            "1.1.1.1",
+            "06/Jan/2024:00:30:00",
+            "GET /img/LOGO.PNG",
+            404,
+            "android-app://com.x/",
+            "A",
+        ),
+        line(
+            "3.3.3.3",
+            "08/Jan/2024:13:00:00",
+            "POST /api",
+            500,
+            "-",
+            "C",
+        ),
+    ]
+    .concat();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let sections = "summary,pages,static,sites,days,hours,weekdays";
+    for format in ["table", "json", "csv"] {
+        for ext in [&[][..], &["--static-ext", "HTML,.txt"]] {
+            let mut args = vec!["--report", sections, "--format", format];
+            args.extend_from_slice(ext);
+            let db = report(&wd, "aggregate-db", &args);
+            assert_eq!(db, report(&wd, "aggregate-csv", &args), "{args:?}");
+            args.push("--scan");
+            assert_eq!(db, report(&wd, "aggregate-db", &args), "{args:?}");
+        }
+    }
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--report", sections, "--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&report(&wd, "aggregate-db", &all)).unwrap()
+    };
+    let keys = |rows: &serde_json::Value, key: &str| -> Vec<(String, u64)> {
+        (rows.as_array().unwrap().iter())
+            .map(|r| {
+                (
+                    r[key].as_str().unwrap().to_string(),
+                    r["hits"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let owned = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|&(k, n)| (k.to_string(), n)).collect()
+    };
+    let doc = json(&[]);
+    assert_eq!(doc["pages"]["requests"], 3);
+    assert_eq!(
+        keys(&doc["pages"]["rows"], "url"),
+        owned(&[("/", 1), ("/api", 1), ("/index.html", 1)])
+    );
+    assert_eq!(doc["static"]["requests"], 3);
+    assert_eq!(
+        keys(&doc["static"]["rows"], "url"),
+        owned(&[("/app.js?v=1", 1), ("/img/LOGO.PNG", 1), ("/style.css", 1)])
+    );
+    assert_eq!(
+        keys(&doc["sites"], "site"),
+        owned(&[("www.google.com", 2), ("com.x", 1), ("example.org", 1)])
+    );
+    let days: Vec<(String, u64, u64)> = (doc["days"].as_array().unwrap().iter())
+        .map(|d| {
+            let n = |k: &str| d[k].as_u64().unwrap();
+            (
+                d["day"].as_str().unwrap().to_string(),
+                n("hits"),
+                n("visitors"),
+            )
+        })
+        .collect();
+    let day = |d: &str, hits, visitors| (d.to_string(), hits, visitors);
+    assert_eq!(
+        days,
+        [
+            day("2024-01-05", 3, 2),
+            day("2024-01-06", 2, 2),
+            day("2024-01-07", 0, 0),
+            day("2024-01-08", 1, 1),
+        ]
+    );
+    assert_eq!(
+        doc["summary"]["unique_visitors"], 5,
+        "the days' visitors add up"
+    );
+    let hours: Vec<u64> = (doc["hours"].as_array().unwrap().iter())
+        .map(|h| h["hits"].as_u64().unwrap())
+        .collect();
+    let mut expected = [0u64; 24];
+    (expected[0], expected[10], expected[13], expected[23]) = (2, 2, 1, 1);
+    assert_eq!(hours, expected);
+    assert_eq!(doc["hours"][10]["2xx"], 2);
+    assert_eq!(doc["hours"][0]["4xx"], 1);
+    let weekdays = keys(&doc["weekdays"], "weekday");
+    assert_eq!(
+        weekdays,
+        owned(&[
+            ("Monday", 1),
+            ("Tuesday", 0),
+            ("Wednesday", 0),
+            ("Thursday", 0),
+            ("Friday", 3),
+            ("Saturday", 2),
+            ("Sunday", 0)
+        ])
+    );
+    // `--static-ext` replaces the list: only .html and .txt are static now.
+    let doc = json(&["--static-ext", "HTML,.txt"]);
+    assert_eq!(
+        (
+            doc["pages"]["requests"].as_u64(),
+            doc["static"]["requests"].as_u64()
+        ),
+        (Some(5), Some(1))
+    );
+    assert_eq!(
+        keys(&doc["static"]["rows"], "url"),
+        owned(&[("/index.html", 1)])
+    );
+    for bad in ["", "css,", "a/b"] {
+        wd.cmd("aggregate-db")
+            .args(["out.db", "--static-ext", bad])
+            .assert()
+            .code(2)
+            .stderr(contains("--static-ext"));
     }
 }

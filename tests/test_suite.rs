@@ -38,7 +38,8 @@ fn value_names_are_the_same_kinds_in_every_tool() {
         // Closed sets, whose values clap lists beside them.
         "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM",
         // Privacy: prefix lengths, query parameter names, how long rows are kept.
-        "BITS", "NAMES", "SPAN",
+        "BITS", "NAMES", "SPAN", // File extensions (--static-ext).
+        "EXTS",
     ];
     let placeholder = regex::Regex::new(r"<([A-Z_]+)>").unwrap();
     for bin in TOOLS {

@@ -248,6 +248,8 @@ pub struct Counts {
     pub totals: Totals,
     /// Distinct (ip, day, user agent).
     pub visitors: u64,
+    /// Distinct visitors per day since the epoch (with the visitors), in any order.
+    pub days: Vec<(i64, u64)>,
     /// Distinct clients (when the summary or the clients report asked).
     pub distinct_clients: u64,
     pub urls: Vec<(Box<str>, UrlStat)>,
@@ -428,6 +430,11 @@ impl Counter {
         let mut counts = Counts {
             totals: self.totals,
             visitors: if wants.visits { visited.visitors } else { 0 },
+            days: if wants.visits {
+                visited.days
+            } else {
+                Vec::new()
+            },
             ..Counts::default()
         };
         // The summary needs only how many clients; the clients report needs them named.
@@ -585,6 +592,13 @@ impl Counts {
     pub fn add_other_clients(&mut self, other: Counts) {
         self.totals.merge(other.totals);
         self.visitors += other.visitors;
+        // Threads split the clients, so a visitor (a client's) is in one count only.
+        for (day, visitors) in other.days {
+            match self.days.iter_mut().find(|(d, _)| *d == day) {
+                Some((_, mine)) => *mine += visitors,
+                None => self.days.push((day, visitors)),
+            }
+        }
         // Threads split the clients: no client is in two counts.
         self.distinct_clients += other.distinct_clients;
         self.clients.extend(other.clients);

@@ -3,7 +3,7 @@
 //! Columns: `report,key,value,percent,bytes,visitors,2xx,3xx,4xx,5xx`; a column that does not
 //! apply to a section is empty. Quoting is the csv crate's, so any value round-trips.
 
-use super::{CLASSES, Report, Section, percent};
+use super::{ByClass, CLASSES, Report, Section, WEEKDAYS, percent};
 
 type Writer = csv::Writer<Vec<u8>>;
 
@@ -30,6 +30,34 @@ fn counted(w: &mut Writer, name: &str, key: &str, hits: u64, total: u64) {
             "",
             "",
             "",
+        ],
+    );
+}
+
+/// A row of hits split by class (a traffic bucket, an hour, a weekday), with its share of
+/// `total` when it has one.
+fn by_class(w: &mut Writer, name: &str, key: &str, counts: &ByClass, total: Option<u64>) {
+    let hits: u64 = counts.iter().sum();
+    let share = total.map(|t| percent(hits, t)).unwrap_or_default();
+    let [c2, c3, c4, c5] = COLUMN_CLASSES.map(|class| {
+        (CLASSES.iter().zip(counts.iter()))
+            .find(|(c, _)| **c == class)
+            .map_or(0, |(_, &n)| n)
+            .to_string()
+    });
+    row(
+        w,
+        [
+            name,
+            key,
+            &hits.to_string(),
+            &share,
+            "",
+            "",
+            &c2,
+            &c3,
+            &c4,
+            &c5,
         ],
     );
 }
@@ -74,8 +102,13 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     counted(w, name, class, hits, total);
                 }
             }
-            Section::Urls => {
-                for r in &report.urls {
+            Section::Urls | Section::Pages | Section::Static => {
+                let rows = match section {
+                    Section::Urls => &report.urls,
+                    Section::Pages => &report.pages.rows,
+                    _ => &report.statics.rows,
+                };
+                for r in rows {
                     let (hits, bytes, visitors) = (
                         r.hits.to_string(),
                         r.bytes.to_string(),
@@ -102,12 +135,14 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             | Section::Clients
             | Section::Agents
             | Section::Referrers
+            | Section::Sites
             | Section::Methods => {
                 let rows = match section {
                     Section::NotFound => &report.not_found,
                     Section::Clients => &report.clients,
                     Section::Agents => &report.agents,
                     Section::Referrers => &report.referrers,
+                    Section::Sites => &report.sites,
                     _ => &report.methods,
                 };
                 for r in rows {
@@ -116,27 +151,23 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             }
             Section::Traffic => {
                 for t in &report.traffic {
-                    let [c2, c3, c4, c5] = COLUMN_CLASSES.map(|class| {
-                        (CLASSES.iter().zip(t.counts.iter()))
-                            .find(|(c, _)| **c == class)
-                            .map_or(0, |(_, &n)| n)
-                            .to_string()
-                    });
-                    row(
-                        w,
-                        [
-                            name,
-                            &t.start,
-                            &t.total().to_string(),
-                            "",
-                            "",
-                            "",
-                            &c2,
-                            &c3,
-                            &c4,
-                            &c5,
-                        ],
-                    );
+                    by_class(w, name, &t.start, &t.counts, None);
+                }
+            }
+            Section::Hours => {
+                for (hour, counts) in report.hours.iter().enumerate() {
+                    by_class(w, name, &format!("{hour:02}"), counts, Some(total));
+                }
+            }
+            Section::Weekdays => {
+                for (day, counts) in WEEKDAYS.iter().zip(&report.weekdays) {
+                    by_class(w, name, day, counts, Some(total));
+                }
+            }
+            Section::Days => {
+                for d in &report.days {
+                    let (hits, visitors) = (d.hits.to_string(), d.visitors.to_string());
+                    row(w, [name, &d.day, &hits, "", "", &visitors, "", "", "", ""]);
                 }
             }
         }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{CLASSES, Ranked, Report, Section, TrafficRow, percent};
+use super::{ByClass, CLASSES, Ranked, Report, Section, TrafficRow, WEEKDAYS, percent};
 
 fn pct(part: u64, whole: u64) -> Value {
     percent(part, whole)
@@ -26,6 +26,23 @@ fn traffic_row(t: &TrafficRow) -> Value {
     row.insert("start".into(), json!(t.start));
     row.insert("hits".into(), json!(t.total()));
     for (class, n) in CLASSES.iter().zip(t.counts.iter()) {
+        row.insert((*class).into(), json!(n));
+    }
+    Value::Object(row)
+}
+
+fn url_row(r: &Ranked, total: u64) -> Value {
+    json!({"url": r.key, "hits": r.hits, "percent": pct(r.hits, total), "bytes": r.bytes, "visitors": r.visitors})
+}
+
+/// A row of hits by class: `{key: name, "hits", "percent", "1xx", ...}`.
+fn by_class(key: &str, name: Value, counts: &ByClass, total: u64) -> Value {
+    let hits: u64 = counts.iter().sum();
+    let mut row = Map::new();
+    row.insert(key.into(), name);
+    row.insert("hits".into(), json!(hits));
+    row.insert("percent".into(), json!(pct(hits, total)));
+    for (class, n) in CLASSES.iter().zip(counts) {
         row.insert((*class).into(), json!(n));
     }
     Value::Object(row)
@@ -60,16 +77,35 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 "codes": report.status.iter().map(|&(code, hits)| json!({"status": code, "hits": hits, "percent": pct(hits, total)})).collect::<Vec<_>>(),
                 "classes": CLASSES.iter().zip(report.classes).map(|(class, hits)| json!({"class": class, "hits": hits, "percent": pct(hits, total)})).collect::<Vec<_>>(),
             }),
-            Section::Urls => report
-                .urls
-                .iter()
-                .map(|r| json!({"url": r.key, "hits": r.hits, "percent": pct(r.hits, total), "bytes": r.bytes, "visitors": r.visitors}))
-                .collect(),
+            Section::Urls => report.urls.iter().map(|r| url_row(r, total)).collect(),
             Section::NotFound => ranking(&report.not_found, total, "url"),
             Section::Clients => ranking(&report.clients, total, "ip"),
             Section::Agents => ranking(&report.agents, total, "user_agent"),
             Section::Referrers => ranking(&report.referrers, total, "referrer"),
             Section::Methods => ranking(&report.methods, total, "method"),
+            Section::Pages | Section::Static => {
+                let group = match section {
+                    Section::Pages => &report.pages,
+                    _ => &report.statics,
+                };
+                json!({
+                    "requests": group.requests,
+                    "percent": pct(group.requests, total),
+                    "rows": group.rows.iter().map(|r| url_row(r, total)).collect::<Vec<_>>(),
+                })
+            }
+            Section::Sites => ranking(&report.sites, total, "site"),
+            Section::Days => report
+                .days
+                .iter()
+                .map(|d| json!({"day": d.day, "hits": d.hits, "visitors": d.visitors}))
+                .collect(),
+            Section::Hours => (report.hours.iter().enumerate())
+                .map(|(hour, counts)| by_class("hour", json!(hour), counts, total))
+                .collect(),
+            Section::Weekdays => (WEEKDAYS.iter().zip(&report.weekdays))
+                .map(|(day, counts)| by_class("weekday", json!(day), counts, total))
+                .collect(),
             Section::Traffic => json!({
                 "bucket": report.bucket.name(),
                 "rows": report.traffic.iter().map(traffic_row).collect::<Vec<_>>(),

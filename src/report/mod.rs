@@ -6,6 +6,7 @@
 //! `aggregate-csv` and `aggregate-db` byte-identical. Memory grows with the number of distinct
 //! keys the chosen reports need (URLs, clients, agents, visitors), never with the number of rows.
 
+pub mod classify;
 pub mod count;
 pub mod csv;
 pub mod filter;
@@ -17,6 +18,7 @@ mod visits;
 use chrono::DateTime;
 
 use crate::entry::Rfc3339;
+pub use classify::StaticExtensions;
 pub use count::{ByClass, CLASSES, Counts, Wants, class_index};
 pub use filter::{Filters, StatusFilter, parse_time_arg};
 
@@ -26,25 +28,43 @@ pub enum Section {
     Summary,
     Status,
     Urls,
+    /// URLs that are not static files (see [`classify::StaticExtensions`]).
+    Pages,
+    /// URLs that are static files.
+    Static,
     NotFound,
     Clients,
     Agents,
     Referrers,
+    /// Referrers rolled up to their host ([`classify::site_of`]).
+    Sites,
     Methods,
     Traffic,
+    /// Hits and unique visitors per day.
+    Days,
+    /// Hits by hour of the day, whatever the day.
+    Hours,
+    /// Hits by day of the week.
+    Weekdays,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 15] = [
         Section::Summary,
         Section::Status,
         Section::Urls,
+        Section::Pages,
+        Section::Static,
         Section::NotFound,
         Section::Clients,
         Section::Agents,
         Section::Referrers,
+        Section::Sites,
         Section::Methods,
         Section::Traffic,
+        Section::Days,
+        Section::Hours,
+        Section::Weekdays,
     ];
 
     /// The name used in `--report`, JSON keys and the CSV `report` column.
@@ -59,6 +79,12 @@ impl Section {
             Section::Referrers => "referrers",
             Section::Methods => "methods",
             Section::Traffic => "traffic",
+            Section::Pages => "pages",
+            Section::Static => "static",
+            Section::Sites => "sites",
+            Section::Days => "days",
+            Section::Hours => "hours",
+            Section::Weekdays => "weekdays",
         }
     }
 }
@@ -110,6 +136,8 @@ pub struct Query {
     pub threads: usize,
     /// Rows shown of each ranking (`usize::MAX` for all).
     pub top: usize,
+    /// What makes a URL a static file, for the pages and static reports.
+    pub static_ext: StaticExtensions,
 }
 
 impl Query {
@@ -120,6 +148,7 @@ impl Query {
             sections: Section::ALL.to_vec(),
             threads: shard::default_threads(),
             top: usize::MAX,
+            static_ext: StaticExtensions::default(),
         }
     }
 
@@ -132,16 +161,17 @@ impl Query {
         for section in &self.sections {
             match section {
                 // Visitors, and how many clients (which the visitors tell).
-                Section::Summary => wants.visits = true,
-                Section::Status | Section::Traffic => {}
-                Section::Urls => {
+                Section::Summary | Section::Days => wants.visits = true,
+                // All three come from the hits per minute the totals keep anyway.
+                Section::Status | Section::Traffic | Section::Hours | Section::Weekdays => {}
+                Section::Urls | Section::Pages | Section::Static => {
                     wants.urls = true;
                     wants.visits = true;
                 }
                 Section::NotFound => wants.urls = true,
                 Section::Clients => wants.clients = true,
                 Section::Agents => wants.agents = true,
-                Section::Referrers => wants.referrers = true,
+                Section::Referrers | Section::Sites => wants.referrers = true,
                 Section::Methods => wants.methods = true,
             }
         }
@@ -150,9 +180,10 @@ impl Query {
 }
 
 impl Counts {
-    /// The report, with `top` rows per ranking and traffic in `bucket` (or one chosen from the
-    /// span of the entries).
-    pub fn into_report(self, top: usize, bucket: Option<Bucket>, filters: &Filters) -> Report {
+    /// The report of `query` (its `top` rows per ranking, its filters and static files),
+    /// with traffic in `bucket` (or one chosen from the span of the entries).
+    pub fn into_report(self, query: &Query, bucket: Option<Bucket>) -> Report {
+        let top = query.top;
         let mut totals = self.totals;
         let requests = totals.requests;
         let status: Vec<(u16, u64)> = totals.status().collect();
@@ -162,44 +193,79 @@ impl Counts {
         }
         let by_hits = |items: Vec<(Box<str>, u64)>, top: usize| -> Vec<Ranked> {
             ranked(
-                items.into_iter().map(|(k, n)| Ranked {
-                    key: k.into(),
-                    hits: n,
-                    bytes: 0,
-                    visitors: 0,
-                }),
+                items.into_iter().map(|(k, n)| Ranked::hits(k.into(), n)),
                 top,
             )
         };
         let not_found = ranked(
-            self.urls
-                .iter()
+            (self.urls.iter())
                 .filter(|(_, s)| s.not_found > 0)
-                .map(|(k, s)| Ranked {
-                    key: k.to_string(),
-                    hits: s.not_found,
-                    bytes: 0,
-                    visitors: 0,
-                }),
+                .map(|(k, s)| Ranked::hits(k.to_string(), s.not_found)),
             top,
         );
-        let urls = ranked(
-            self.urls.into_iter().map(|(k, s)| Ranked {
-                key: k.into(),
-                hits: s.hits,
-                bytes: s.bytes,
-                visitors: s.visitors,
-            }),
-            top,
-        );
+        let (mut pages, mut statics) = (UrlGroup::default(), UrlGroup::default());
+        let url = |(k, s): &(Box<str>, count::UrlStat)| Ranked {
+            key: k.to_string(),
+            hits: s.hits,
+            bytes: s.bytes,
+            visitors: s.visitors,
+        };
+        for entry in &self.urls {
+            let kind = match query.static_ext.is_static(&entry.0) {
+                true => &mut statics,
+                false => &mut pages,
+            };
+            kind.requests += entry.1.hits;
+            kind.rows.push(url(entry));
+        }
+        let pages = UrlGroup {
+            rows: ranked(pages.rows.into_iter(), top),
+            ..pages
+        };
+        let statics = UrlGroup {
+            rows: ranked(statics.rows.into_iter(), top),
+            ..statics
+        };
+        let urls = ranked(self.urls.iter().map(url), top);
         let distinct_ips = self.distinct_clients;
         let clients = by_hits(self.clients, top);
         let agents = by_hits(self.agents, top);
+        let mut sites: rustc_hash::FxHashMap<String, u64> = Default::default();
+        for (referrer, n) in &self.referrers {
+            *sites
+                .entry(classify::site_of(referrer).into_owned())
+                .or_default() += n;
+        }
+        let sites = ranked(sites.into_iter().map(|(k, n)| Ranked::hits(k, n)), top);
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
 
         let range = totals.first.zip(totals.last);
-        let (bucket, buckets) = traffic_buckets(totals.minutes(), range, bucket);
+        let minutes: Vec<(i64, ByClass)> = totals.minutes().collect();
+        let mut hours = [ByClass::default(); 24];
+        let mut weekdays = [ByClass::default(); 7];
+        for &(minute, counts) in &minutes {
+            let hour = minute.div_euclid(60);
+            // 1970-01-01 was a Thursday: day 0 is weekday 3 counted from Monday.
+            let weekday = (hour.div_euclid(24) + 3).rem_euclid(7);
+            let add = |slot: &mut ByClass| slot.iter_mut().zip(counts).for_each(|(s, n)| *s += n);
+            add(&mut hours[hour.rem_euclid(24) as usize]);
+            add(&mut weekdays[weekday as usize]);
+        }
+        let visitors_on: rustc_hash::FxHashMap<i64, u64> = self.days.into_iter().collect();
+        let (_, per_day) = traffic_buckets(minutes.iter().copied(), range, Some(Bucket::Day));
+        let days = per_day
+            .into_iter()
+            .map(|(start, counts)| DayRow {
+                day: day_text(start),
+                hits: counts.iter().sum(),
+                visitors: visitors_on
+                    .get(&start.div_euclid(86_400))
+                    .copied()
+                    .unwrap_or(0),
+            })
+            .collect();
+        let (bucket, buckets) = traffic_buckets(minutes.into_iter(), range, bucket);
         let traffic = buckets
             .into_iter()
             .map(|(start, counts)| TrafficRow {
@@ -209,7 +275,7 @@ impl Counts {
             .collect();
 
         Report {
-            filters: filters.describe(),
+            filters: query.filters.describe(),
             summary: SummaryStats {
                 requests,
                 visitors: self.visitors,
@@ -223,13 +289,19 @@ impl Counts {
             status,
             classes,
             urls,
+            pages,
+            statics,
             not_found,
             clients,
             agents,
             referrers,
+            sites,
             methods,
             bucket,
             traffic,
+            days,
+            hours,
+            weekdays,
             top,
         }
     }
@@ -303,6 +375,14 @@ fn ranked(items: impl Iterator<Item = Ranked>, top: usize) -> Vec<Ranked> {
     all
 }
 
+/// The UTC day of a time, `2024-01-05`.
+fn day_text(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0).map_or_else(
+        || secs.div_euclid(86_400).to_string(),
+        |t| t.format("%Y-%m-%d").to_string(),
+    )
+}
+
 fn time_text(secs: i64) -> String {
     DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| Rfc3339(t).to_string())
 }
@@ -317,6 +397,46 @@ pub struct Ranked {
     /// Only for URLs: unique visitors.
     pub visitors: u64,
 }
+
+impl Ranked {
+    /// A line that has only hits.
+    fn hits(key: String, hits: u64) -> Ranked {
+        Ranked {
+            key,
+            hits,
+            bytes: 0,
+            visitors: 0,
+        }
+    }
+}
+
+/// The URLs of one kind (pages, or static files): how many requests they had, and the top
+/// of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlGroup {
+    pub requests: u64,
+    pub rows: Vec<Ranked>,
+}
+
+/// One day: its hits and its unique visitors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRow {
+    /// `2024-01-05`.
+    pub day: String,
+    pub hits: u64,
+    pub visitors: u64,
+}
+
+/// The names of the days of the week, in the order of [`Report::weekdays`].
+pub const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryStats {
@@ -352,13 +472,22 @@ pub struct Report {
     /// By class, in [`CLASSES`] order.
     pub classes: ByClass,
     pub urls: Vec<Ranked>,
+    pub pages: UrlGroup,
+    pub statics: UrlGroup,
     pub not_found: Vec<Ranked>,
     pub clients: Vec<Ranked>,
     pub agents: Vec<Ranked>,
     pub referrers: Vec<Ranked>,
+    pub sites: Vec<Ranked>,
     pub methods: Vec<Ranked>,
     pub bucket: Bucket,
     pub traffic: Vec<TrafficRow>,
+    /// Every day from the first to the last (as the traffic report fills them in).
+    pub days: Vec<DayRow>,
+    /// Hits by hour of the day (0 to 23) and by class, in UTC.
+    pub hours: [ByClass; 24],
+    /// Hits by day of the week ([`WEEKDAYS`]) and by class, in UTC.
+    pub weekdays: [ByClass; 7],
     pub top: usize,
 }
 
@@ -420,7 +549,11 @@ mod tests {
         for (t, status) in [(0, 101), (60, 101), (120, 404), (180, 999), (240, 500)] {
             counts.totals.add(t, status, 0);
         }
-        let report = counts.into_report(10, Some(Bucket::Minute), &Filters::default());
+        let query = Query {
+            top: 10,
+            ..Query::all()
+        };
+        let report = counts.into_report(&query, Some(Bucket::Minute));
         let class = |name: &str| report.classes[CLASSES.iter().position(|c| *c == name).unwrap()];
         assert_eq!(
             (class("1xx"), class("4xx"), class("5xx"), class("other")),

@@ -9,7 +9,9 @@
 
 use std::fmt::Write;
 
-use super::{CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, class_index, percent};
+use super::{
+    ByClass, CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, WEEKDAYS, class_index, percent,
+};
 use crate::human::count;
 
 /// How a table is laid out. The renderer does not look at the terminal: the caller
@@ -234,25 +236,56 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             }
             Section::Status => status(&mut out, report, o),
             Section::Urls => {
-                heading(&mut out, &ranking_title(report.top, "URLs"), paint);
-                let _ = writeln!(
-                    out,
-                    "  {:>11} {:>6} {:>14} {:>9}  url",
-                    "hits", "%", "bytes", "visitors"
+                let title = ranking_title(report.top, "URLs");
+                url_table(&mut out, &title, &report.urls, total, o);
+            }
+            Section::Pages | Section::Static => {
+                let (what, group) = match section {
+                    Section::Pages => ("pages", &report.pages),
+                    _ => ("static files", &report.statics),
+                };
+                let title = format!(
+                    "{} ({} requests, {}%)",
+                    ranking_title(report.top, what),
+                    count(group.requests),
+                    percent(group.requests, total)
                 );
-                let fixed = 2 + 11 + 1 + 6 + 1 + 14 + 1 + 9 + 2;
-                let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
-                for r in &report.urls {
-                    let _ = writeln!(
-                        out,
-                        "  {:>11} {:>6} {:>14} {:>9}  {}",
-                        count(r.hits),
-                        percent(r.hits, total),
-                        count(r.bytes),
-                        count(r.visitors),
-                        safe(&r.key, key_width)
-                    );
-                }
+                url_table(&mut out, &title, &group.rows, total, o);
+            }
+            Section::Sites => ranking(
+                &mut out,
+                &ranking_title(report.top, "referring sites"),
+                &report.sites,
+                total,
+                "site",
+                o,
+            ),
+            Section::Days => days(&mut out, report, o),
+            Section::Hours => {
+                let rows: Vec<(String, &ByClass)> = (report.hours.iter().enumerate())
+                    .map(|(hour, counts)| (format!("{hour:02}"), counts))
+                    .collect();
+                by_class(
+                    &mut out,
+                    "Hits by hour of day (UTC)",
+                    "hour",
+                    &rows,
+                    total,
+                    o,
+                );
+            }
+            Section::Weekdays => {
+                let rows: Vec<(String, &ByClass)> = (WEEKDAYS.iter().zip(&report.weekdays))
+                    .map(|(day, counts)| (day.to_string(), counts))
+                    .collect();
+                by_class(
+                    &mut out,
+                    "Hits by day of week (UTC)",
+                    "day",
+                    &rows,
+                    total,
+                    o,
+                );
             }
             Section::NotFound => ranking(
                 &mut out,
@@ -291,6 +324,96 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
         }
     }
     out.into_bytes()
+}
+
+/// A ranking of URLs, with their bytes and visitors.
+fn url_table(out: &mut String, title: &str, rows: &[Ranked], total: u64, o: Options) {
+    heading(out, title, Paint(o.color));
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>6} {:>14} {:>9}  url",
+        "hits", "%", "bytes", "visitors"
+    );
+    let fixed = 2 + 11 + 1 + 6 + 1 + 14 + 1 + 9 + 2;
+    let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:>11} {:>6} {:>14} {:>9}  {}",
+            count(r.hits),
+            percent(r.hits, total),
+            count(r.bytes),
+            count(r.visitors),
+            safe(&r.key, key_width)
+        );
+    }
+}
+
+/// Rows of hits by class (hours of the day, days of the week): every row, with a bar
+/// against the busiest in the classes' colours, so that the quiet hours show.
+fn by_class(
+    out: &mut String,
+    title: &str,
+    label: &str,
+    rows: &[(String, &ByClass)],
+    total: u64,
+    o: Options,
+) {
+    let paint = Paint(o.color);
+    heading(out, title, paint);
+    let label_width = rows
+        .iter()
+        .map(|(l, _)| l.len())
+        .fold(label.len(), usize::max);
+    let fixed = 2 + label_width + 2 + 11 + 1 + 6 + 2;
+    let cells = o.width.saturating_sub(fixed + 2).max(MIN_TRAFFIC_BAR);
+    let _ = writeln!(
+        out,
+        "  {label:<label_width$}  {:>11} {:>6}  bar",
+        "hits", "%"
+    );
+    let peak = rows
+        .iter()
+        .map(|(_, c)| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    for (name, counts) in rows {
+        let hits: u64 = counts.iter().sum();
+        let bar = traffic_bar(&counts[..], peak, cells, paint);
+        let line = format!(
+            "  {name:<label_width$}  {:>11} {:>6}  {bar}",
+            count(hits),
+            percent(hits, total)
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// Hits and unique visitors per day, with a bar of the hits against the busiest day.
+fn days(out: &mut String, report: &Report, o: Options) {
+    heading(out, "Days (UTC)", Paint(o.color));
+    let fixed = 2 + 10 + 2 + 11 + 1 + 9 + 2;
+    let cells = o.width.saturating_sub(fixed + 2).max(MIN_TRAFFIC_BAR);
+    let _ = writeln!(
+        out,
+        "  {:<10}  {:>11} {:>9}  bar",
+        "day", "hits", "visitors"
+    );
+    let peak = report.days.iter().map(|d| d.hits).max().unwrap_or(0);
+    for d in &report.days {
+        let line = format!(
+            "  {:<10}  {:>11} {:>9}  {}",
+            safe(&d.day, 10),
+            count(d.hits),
+            count(d.visitors),
+            bar(d.hits, peak, cells)
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }
 
 /// Each status class that has hits, then its codes, with their share in the class's colour.

@@ -30,6 +30,8 @@ pub struct Visited<K> {
     pub visitors: u64,
     /// Each client once, with its hits, in no particular order.
     pub clients: Vec<(K, u64)>,
+    /// Distinct visitors per day (since the epoch), in no particular order.
+    pub days: Vec<(i64, u64)>,
 }
 
 #[derive(Debug)]
@@ -125,7 +127,9 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         let mut visited = Visited {
             visitors: 0,
             clients: Vec::new(),
+            days: Vec::new(),
         };
+        let mut days: FxHashMap<i32, u64> = FxHashMap::default();
         let mut clients = Vec::new();
         for mut part in self.parts {
             part.count(&mut first_visit);
@@ -133,7 +137,21 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             // A client is in one table only: adding up its hits needs only that table's, and
             // sorting them reads memory in order.
             clients.clear();
-            clients.extend(part.visitors.into_iter().map(|(v, s)| (v.client, s.hits)));
+            // Most visitors of a table share a day with the one before: one lookup per run.
+            let mut day = (i32::MIN, 0u64);
+            clients.extend(part.visitors.into_iter().map(|(v, s)| {
+                if v.day != day.0 {
+                    if day.1 > 0 {
+                        *days.entry(day.0).or_default() += day.1;
+                    }
+                    day = (v.day, 0);
+                }
+                day.1 += 1;
+                (v.client, s.hits)
+            }));
+            if day.1 > 0 {
+                *days.entry(day.0).or_default() += day.1;
+            }
             clients.sort_unstable_by_key(|&(client, _)| client);
             clients.dedup_by(|next, kept| {
                 let same = next.0 == kept.0;
@@ -144,6 +162,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             });
             visited.clients.extend_from_slice(&clients);
         }
+        visited.days = days.into_iter().map(|(d, n)| (i64::from(d), n)).collect();
         visited
     }
 }
@@ -201,6 +220,7 @@ mod tests {
             let mut pairs = HashSet::new();
             let mut visitors = HashSet::new();
             let mut hits: HashMap<u16, u64> = HashMap::new();
+            let mut days: HashMap<i64, u64> = HashMap::new();
             let mut url_visitors = vec![0u64; 16];
             let mut got = vec![0u64; 16];
             for (day, second, client, agent, url) in rows {
@@ -208,7 +228,9 @@ mod tests {
                 if pairs.insert((day, client, agent, url)) {
                     url_visitors[url as usize] += 1;
                 }
-                visitors.insert((day, client, agent));
+                if visitors.insert((day, client, agent)) {
+                    *days.entry(day).or_default() += 1;
+                }
                 *hits.entry(client).or_default() += 1;
                 visits.hit(day * 86_400 + second, client, agent, url, |u| got[u as usize] += 1);
             }
@@ -216,6 +238,7 @@ mod tests {
             prop_assert_eq!(visited.visitors, visitors.len() as u64);
             prop_assert_eq!(got, url_visitors);
             prop_assert_eq!(sorted(visited.clients), sorted(hits.into_iter().collect()));
+            prop_assert_eq!(sorted(visited.days), sorted(days.into_iter().collect()));
         }
     }
 
