@@ -601,7 +601,7 @@ impl ReportArgs {
         Ok(crate::report::Query {
             filters: self.filters()?,
             sections: match self.report.is_empty() {
-                true => Section::ALL.to_vec(),
+                true => Section::DEFAULT.to_vec(),
                 false => self.report.clone(),
             },
             threads: self

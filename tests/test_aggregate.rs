@@ -1435,3 +1435,117 @@ fn pages_sites_days_hours_and_weekdays_count_exactly_in_every_store() {
             .stderr(contains("--static-ext"));
     }
 }
+
+/// `--report rejects`: the rejected lines by reason with the first of each, the same from the
+/// database and from the CSV's `--rejects` file, shown escaped, and asked for by name only.
+#[test]
+fn rejects_are_grouped_by_reason_with_a_sample_in_every_store() {
+    let wd = Workdir::new();
+    let good = |n: u32| {
+        format!(
+            "10.0.0.{n} - - [05/Jan/2024:10:00:{n:02} +0000] \"GET /{n} HTTP/1.1\" 200 1 \"-\" \"a\"\n"
+        )
+    };
+    let log = [
+        good(1),
+        "\x1b[31mred\n".to_string(),
+        "10.0.0.2 - - [05/Foo/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\"\n".into(),
+        good(3),
+        "scanner garbage\n".into(),
+        "10.0.0.4 - - [32/Jan/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\"\n".into(),
+        "10.0.0.5 - - [05/Jan/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 2000 1 \"-\" \"a\"\n".into(),
+        "more garbage\n".into(),
+    ]
+    .concat();
+    wd.write("logs/access.log", log);
+    wd.cmd("parse-to-csv")
+        .args(["--output", "out.csv", "--rejects", "rejects.txt", "--quiet"])
+        .args(["logs/access.log"])
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["--db", "out.db", "--quiet", "logs/access.log"])
+        .assert()
+        .success();
+    for format in ["table", "json", "csv"] {
+        let args = ["--report", "summary,rejects", "--format", format];
+        let db = report(&wd, "aggregate-db", &args);
+        let mut csv_args = vec!["--rejects", "rejects.txt"];
+        csv_args.extend_from_slice(&args);
+        assert_eq!(
+            String::from_utf8_lossy(&db),
+            String::from_utf8_lossy(&report(&wd, "aggregate-csv", &csv_args)),
+            "{format}"
+        );
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&report(
+        &wd,
+        "aggregate-db",
+        &["--report", "rejects", "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(doc["rejects"]["lines"], 6);
+    let reasons: Vec<(String, u64, u64, String)> = (doc["rejects"]["reasons"].as_array())
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let sample = &r["sample"];
+            (
+                r["reason"].as_str().unwrap().to_string(),
+                r["lines"].as_u64().unwrap(),
+                sample["line"].as_u64().unwrap(),
+                sample["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason =
+        |name: &str, lines, line, text: &str| (name.to_string(), lines, line, text.to_string());
+    assert_eq!(
+        reasons,
+        [
+            reason("format", 3, 2, "\x1b[31mred"),
+            // A month that is no month and a day 32: two causes, one reason.
+            reason(
+                "timestamp",
+                2,
+                3,
+                "10.0.0.2 - - [05/Foo/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\""
+            ),
+            reason(
+                "status",
+                1,
+                7,
+                "10.0.0.5 - - [05/Jan/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 2000 1 \"-\" \"a\""
+            ),
+        ]
+    );
+    // Not in the default reports (a CSV cannot answer it alone); asked of a CSV without the
+    // file, it says what is missing.
+    assert!(
+        !String::from_utf8(report(&wd, "aggregate-db", &[]))
+            .unwrap()
+            .contains("Rejected")
+    );
+    wd.cmd("aggregate-csv")
+        .args(["out.csv", "--report", "rejects"])
+        .assert()
+        .failure()
+        .stderr(contains("--rejects FILE"));
+    // A log with no entry at all still shows why.
+    let table = String::from_utf8(report(
+        &wd,
+        "aggregate-db",
+        &["--report", "rejects", "--status", "500"],
+    ))
+    .unwrap();
+    assert!(
+        table.contains("No log entries match the filters."),
+        "{table}"
+    );
+    assert!(
+        table.contains("Rejected lines (6): filters do not apply"),
+        "{table}"
+    );
+    assert!(table.contains("logs/access.log:2: \\x1B[31m"), "escaped: {table}");
+    assert!(!table.contains('\x1b'), "escaped: {table}");
+}

@@ -7,8 +7,9 @@ use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
 use log_pipeline::read;
 
-/// Print reports (status codes, top URLs, clients, agents, referrers, methods, traffic over
-/// time) from a CSV written by parse-to-csv. aggregate-db prints the same from SQLite.
+/// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
+/// and their sites, methods, traffic over time, days, hours, weekdays, rejects) from a CSV
+/// written by parse-to-csv. aggregate-db prints the same from SQLite.
 #[derive(Parser)]
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "aggregate-csv", version)]
@@ -20,6 +21,9 @@ struct Args {
     /// scripts written then still work.
     #[arg(value_name = "PATH", hide = true, conflicts_with = "csv")]
     csv_arg: Option<PathBuf>,
+    /// The rejected lines parse-to-csv wrote with --rejects, for `--report rejects`.
+    #[arg(long, value_name = "PATH")]
+    rejects: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -29,7 +33,7 @@ fn main() -> ExitCode {
         let args = Args::parse();
         let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
         cli::report("aggregate-csv", &args.report, |query| {
-            read::csv::counts(csv, query)
+            read::csv::counts(csv, args.rejects.as_deref(), query)
         })
     })
 }

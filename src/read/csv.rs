@@ -18,7 +18,7 @@ use crate::entry::{COLUMNS, COMBINED_COLUMNS};
 use crate::parse::parse_stored_time;
 use crate::report::count::RowCounter;
 use crate::report::shard::{self, Share};
-use crate::report::{Counts, Query};
+use crate::report::{Counts, Query, Section};
 use crate::row::Row;
 
 /// The position of the column `name` in [`COLUMNS`], found when compiling: the reader
@@ -68,11 +68,26 @@ pub fn rows(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     result.map_err(|(_, e)| e)
 }
 
-/// The counts of the entries of `path` that pass the query's filters, for its reports.
+/// The counts of the entries of `path` that pass the query's filters, for its reports; the
+/// rejects report reads the `rejects` file `parse-to-csv --rejects` wrote beside it.
 ///
 /// Only the first error of the file is told: a share stops at its first error, and the
 /// others once past it.
-pub fn counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
+pub fn counts(path: &Path, rejects: Option<&Path>, query: &Query) -> anyhow::Result<Counts> {
+    let rejects = match (query.sections.contains(&Section::Rejects), rejects) {
+        (false, _) => Vec::new(),
+        (true, Some(file)) => super::rejects::from_file(file)?,
+        (true, None) => bail!(
+            "the rejects report needs --rejects FILE, the file `parse-to-csv --rejects FILE` \
+             wrote: a CSV holds only the lines that were read"
+        ),
+    };
+    let mut counts = rows_counts(path, query)?;
+    counts.rejects = rejects;
+    Ok(counts)
+}
+
+fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     let file = open_csv(path)?;
     let (wants, stop) = (query.wants(), AtomicU64::new(u64::MAX));
     let (read, results) = shard::fan_out(

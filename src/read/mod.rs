@@ -1,5 +1,6 @@
 //! Each store read back for the reports: a CSV written by parse-to-csv ([`csv`]), the rows of
-//! a database ([`sqlite`]) or their packed copy ([`packed`]).
+//! a database ([`sqlite`]) or their packed copy ([`packed`]), and the rejected lines either
+//! kept ([`rejects`]).
 //!
 //! A reader only turns what its store holds into rows or hits for the report engine
 //! ([`crate::report`]), which filters, counts and ranks them the same way for every store.
@@ -7,4 +8,5 @@
 pub mod csv;
 pub mod packed;
 mod records;
+pub mod rejects;
 pub mod sqlite;

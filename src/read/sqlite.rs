@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::report::count::RowCounter;
 use crate::report::shard;
-use crate::report::{Counts, Query};
+use crate::report::{Counts, Query, Section};
 use crate::row::{Arena, RowSpans};
 use crate::sink::sqlite::{for_each_row, open_logs_for_reading};
 
@@ -26,13 +26,19 @@ pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts
     // No packed copy, or one behind the rows (written by another program, or an older
     // version): the rows answer. A packed copy that cannot be read is an error, not a reason
     // to answer silently from elsewhere.
-    if packed
-        && let Some(counts) = super::packed::counts(&conn, query)
-            .with_context(|| format!("cannot read the packed rows of {}", path.display()))?
-    {
-        return Ok(counts);
+    let mut counts = match packed {
+        true => super::packed::counts(&conn, query)
+            .with_context(|| format!("cannot read the packed rows of {}", path.display()))?,
+        false => None,
+    };
+    if counts.is_none() {
+        counts = Some(from_rows(path, &conn, query)?);
     }
-    from_rows(path, &conn, query)
+    let mut counts = counts.expect("counted from one or the other");
+    if query.sections.contains(&Section::Rejects) {
+        counts.rejects = super::rejects::from_database(&conn).with_context(context)?;
+    }
+    Ok(counts)
 }
 
 /// Rows per [`RowBlock`].

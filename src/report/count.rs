@@ -259,6 +259,22 @@ pub struct Counts {
     pub agents: Vec<(Box<str>, u64)>,
     pub referrers: Vec<(Box<str>, u64)>,
     pub methods: Vec<(Box<str>, u64)>,
+    /// The rejected lines by reason (only when the rejects report asked, from the store's
+    /// reader, not from the counter: see `crate::read::rejects`).
+    pub rejects: Vec<RejectGroup>,
+}
+
+/// The rejected lines of one reason, with the first of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectGroup {
+    /// The reason's stable name (`format`, `timestamp`...).
+    pub reason: String,
+    pub lines: u64,
+    /// Where the sample comes from: its log (as the store names it) and line number.
+    pub source: String,
+    pub line: u64,
+    /// The first rejected line of the reason, as kept (invalid UTF-8 replaced).
+    pub sample: String,
 }
 
 /// The one counter: totals always, and per key only what [`Wants`] asks for.

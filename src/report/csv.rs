@@ -164,6 +164,14 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     by_class(w, name, day, counts, Some(total));
                 }
             }
+            Section::Rejects => {
+                // The samples are in the table and JSON outputs: a CSV column of raw lines
+                // would be empty in every other report.
+                let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
+                for r in &report.rejects {
+                    counted(w, name, &r.reason, r.lines, lines);
+                }
+            }
             Section::Days => {
                 for d in &report.days {
                     let (hits, visitors) = (d.hits.to_string(), d.visitors.to_string());

@@ -95,6 +95,18 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 })
             }
             Section::Sites => ranking(&report.sites, total, "site"),
+            Section::Rejects => {
+                let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
+                json!({
+                    "lines": lines,
+                    "reasons": report.rejects.iter().map(|r| json!({
+                        "reason": r.reason,
+                        "lines": r.lines,
+                        "percent": pct(r.lines, lines),
+                        "sample": {"source": r.source, "line": r.line, "text": r.sample},
+                    })).collect::<Vec<_>>(),
+                })
+            }
             Section::Days => report
                 .days
                 .iter()

@@ -19,7 +19,7 @@ use chrono::DateTime;
 
 use crate::entry::Rfc3339;
 pub use classify::StaticExtensions;
-pub use count::{ByClass, CLASSES, Counts, Wants, class_index};
+pub use count::{ByClass, CLASSES, Counts, RejectGroup, Wants, class_index};
 pub use filter::{Filters, StatusFilter, parse_time_arg};
 
 /// The reports, in their default order.
@@ -46,10 +46,14 @@ pub enum Section {
     Hours,
     /// Hits by day of the week.
     Weekdays,
+    /// Rejected lines by reason, with a sample of each.
+    Rejects,
 }
 
 impl Section {
-    pub const ALL: [Section; 15] = [
+    /// The reports printed when `--report` names none: all but `rejects`, which a CSV store
+    /// cannot answer without the `--rejects` file its parser wrote.
+    pub const DEFAULT: [Section; 15] = [
         Section::Summary,
         Section::Status,
         Section::Urls,
@@ -85,6 +89,7 @@ impl Section {
             Section::Days => "days",
             Section::Hours => "hours",
             Section::Weekdays => "weekdays",
+            Section::Rejects => "rejects",
         }
     }
 }
@@ -141,11 +146,11 @@ pub struct Query {
 }
 
 impl Query {
-    /// Every report, no filter, one counting thread per core.
+    /// The default reports, no filter, one counting thread per core.
     pub fn all() -> Query {
         Query {
             filters: Filters::default(),
-            sections: Section::ALL.to_vec(),
+            sections: Section::DEFAULT.to_vec(),
             threads: shard::default_threads(),
             top: usize::MAX,
             static_ext: StaticExtensions::default(),
@@ -162,8 +167,13 @@ impl Query {
             match section {
                 // Visitors, and how many clients (which the visitors tell).
                 Section::Summary | Section::Days => wants.visits = true,
-                // All three come from the hits per minute the totals keep anyway.
-                Section::Status | Section::Traffic | Section::Hours | Section::Weekdays => {}
+                // All three come from the hits per minute the totals keep anyway; the rejects
+                // from the store's reader.
+                Section::Status
+                | Section::Traffic
+                | Section::Hours
+                | Section::Weekdays
+                | Section::Rejects => {}
                 Section::Urls | Section::Pages | Section::Static => {
                     wants.urls = true;
                     wants.visits = true;
@@ -239,6 +249,13 @@ impl Counts {
         let sites = ranked(sites.into_iter().map(|(k, n)| Ranked::hits(k, n)), top);
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
+        let mut rejects = self.rejects;
+        rejects.sort_unstable_by(|a, b| {
+            count::rank_order(
+                (a.lines, b.lines),
+                (a.reason.as_bytes(), b.reason.as_bytes()),
+            )
+        });
 
         let range = totals.first.zip(totals.last);
         let minutes: Vec<(i64, ByClass)> = totals.minutes().collect();
@@ -302,6 +319,7 @@ impl Counts {
             days,
             hours,
             weekdays,
+            rejects,
             top,
         }
     }
@@ -488,6 +506,8 @@ pub struct Report {
     pub hours: [ByClass; 24],
     /// Hits by day of the week ([`WEEKDAYS`]) and by class, in UTC.
     pub weekdays: [ByClass; 7],
+    /// Every reason, most lines first.
+    pub rejects: Vec<RejectGroup>,
     pub top: usize,
 }
 

@@ -214,10 +214,15 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                 " match the filters"
             }
         );
+        // Why a log gave no entry is what the rejects tell.
+        if sections.contains(&Section::Rejects) {
+            rejects(&mut out, report, o);
+        }
         return out.into_bytes();
     }
     for section in sections {
         match section {
+            Section::Rejects => rejects(&mut out, report, o),
             Section::Summary => {
                 heading(&mut out, "Summary", paint);
                 let rows = [
@@ -390,6 +395,41 @@ fn by_class(
             percent(hits, total)
         );
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// The rejected lines by reason, each with its first line as a sample.
+fn rejects(out: &mut String, report: &Report, o: Options) {
+    let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
+    let mut title = format!("Rejected lines ({})", count(lines));
+    if !report.filters.is_empty() {
+        title.push_str(": filters do not apply");
+    }
+    heading(out, &title, Paint(o.color));
+    if report.rejects.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>6}  reason, and its first line",
+        "lines", "%"
+    );
+    for r in &report.rejects {
+        let _ = writeln!(
+            out,
+            "  {:>11} {:>6}  {}",
+            count(r.lines),
+            percent(r.lines, lines),
+            safe(&r.reason, 40)
+        );
+        let sample = format!("{}:{}: {}", r.source, r.line, r.sample);
+        let _ = writeln!(
+            out,
+            "  {:>18}  {}",
+            "",
+            safe(&sample, o.width.saturating_sub(22).max(MIN_KEY))
+        );
     }
 }
 
