@@ -3,6 +3,7 @@
 //! The binaries in `src/bin/` are thin: they parse arguments into a config from one of these
 //! modules, call one function, and map the result to an exit code through [`cli`].
 
+pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
