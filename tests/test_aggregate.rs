@@ -181,6 +181,9 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
         ("days", "days"),
         ("hours", "hours"),
         ("weekdays", "weekdays"),
+        ("browsers", "browsers"),
+        ("os", "os"),
+        ("devices", "devices"),
     ];
     for (section, key) in sections {
         assert!(
@@ -1551,4 +1554,58 @@ fn rejects_are_grouped_by_reason_with_a_sample_in_every_store() {
         "escaped: {table}"
     );
     assert!(!table.contains('\x1b'), "escaped: {table}");
+}
+
+/// The Nikto log: one client, 5,780 "unique visitors" because every probe sends a new agent.
+/// Grouped by browser, the scanner is one crawler with nearly all of them, and the summary
+/// says how much of the traffic crawlers made.
+#[test]
+fn agents_grouped_by_browser_show_a_scanner_as_one_crawler() {
+    let wd = Workdir::new();
+    both_stores_of_real(&wd, &["phasinth-nikto-docker-apache_abnormal.log"]);
+    let args = ["--report", "summary,browsers,os,devices", "--top", "0"];
+    for format in ["table", "json", "csv"] {
+        let mut all = args.to_vec();
+        all.extend(["--format", format]);
+        let db = report(&wd, "aggregate-db", &all);
+        assert_eq!(db, report(&wd, "aggregate-csv", &all), "{format}");
+        all.push("--scan");
+        assert_eq!(db, report(&wd, "aggregate-db", &all), "{format} --scan");
+    }
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&report(&wd, "aggregate-db", &all)).unwrap();
+    let summary = &doc["summary"];
+    assert_eq!(summary["unique_visitors"], 5780);
+    assert_eq!(summary["client_ips"], 1);
+    let browser = |name: &str| {
+        (doc["browsers"].as_array().unwrap().iter())
+            .find(|b| b["browser"] == name)
+            .unwrap_or_else(|| panic!("{name} in {}", doc["browsers"]))
+            .clone()
+    };
+    let nikto = browser("Nikto");
+    assert_eq!(nikto["visitors"], 5776, "{nikto}");
+    assert_eq!(doc["browsers"][0]["browser"], "Nikto", "the first by hits");
+    // Every visitor is in exactly one browser, one OS and one device class.
+    for section in ["browsers", "os", "devices"] {
+        let sum = |key: &str| -> u64 {
+            (doc[section].as_array().unwrap().iter())
+                .map(|r| r[key].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum("visitors"), 5780, "{section}");
+        assert_eq!(Some(sum("hits")), summary["requests"].as_u64(), "{section}");
+    }
+    let bots = (doc["devices"].as_array().unwrap().iter())
+        .find(|d| d["device"] == "bot")
+        .unwrap()
+        .clone();
+    assert_eq!(summary["crawler_requests"], bots["hits"]);
+    assert_eq!(summary["crawler_visitors"], bots["visitors"]);
+    assert!(
+        summary["crawler_visitors"].as_u64().unwrap() >= 5776,
+        "{summary}"
+    );
 }

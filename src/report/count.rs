@@ -259,6 +259,8 @@ pub struct Counts {
     pub agents: Vec<(Box<str>, u64)>,
     pub referrers: Vec<(Box<str>, u64)>,
     pub methods: Vec<(Box<str>, u64)>,
+    /// Unique visitors per user agent (when both are counted), in any order.
+    pub agent_visitors: Vec<(Box<str>, u64)>,
     /// The rejected lines by reason (only when the rejects report asked, from the store's
     /// reader, not from the counter: see `crate::read::rejects`).
     pub rejects: Vec<RejectGroup>,
@@ -464,15 +466,27 @@ impl Counter {
             .filter(|(_, stat)| stat.hits > 0)
             .map(|(id, stat)| (names.name(Kind::Url, id as u32), stat))
             .collect();
+        // An agent is named once (a store may hand its text over, not copy it): its hits and
+        // its visitors, who are among its hits, share the name.
+        if wants.visits && wants.agents {
+            let visitors = |id: usize| visited.agents.get(id).copied().unwrap_or(0);
+            for (id, &hits) in self.agents.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let name = names.name(Kind::Agent, id as u32);
+                counts.agent_visitors.push((name.clone(), visitors(id)));
+                counts.agents.push((name, hits));
+            }
+            self.agents.clear();
+        }
         for (kind, hits, list) in [
             (Kind::Agent, self.agents, &mut counts.agents),
             (Kind::Referrer, self.referrers, &mut counts.referrers),
             (Kind::Method, self.methods, &mut counts.methods),
         ] {
-            *list = (hits.into_iter().enumerate())
-                .filter(|&(_, n)| n > 0)
-                .map(|(id, n)| (names.name(kind, id as u32), n))
-                .collect();
+            list.extend(
+                (hits.into_iter().enumerate())
+                    .filter(|&(_, n)| n > 0)
+                    .map(|(id, n)| (names.name(kind, id as u32), n)),
+            );
         }
         counts
     }
@@ -623,6 +637,7 @@ impl Counts {
             (&mut self.agents, other.agents),
             (&mut self.referrers, other.referrers),
             (&mut self.methods, other.methods),
+            (&mut self.agent_visitors, other.agent_visitors),
         ] {
             add_by_key(mine, theirs, |a, b| *a += b);
         }

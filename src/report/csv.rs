@@ -80,6 +80,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 let s = &report.summary;
                 let p4 = percent(s.client_errors, total);
                 let p5 = percent(s.server_errors, total);
+                let pc = percent(s.crawler_requests, total);
                 let values = [
                     ("requests", s.requests.to_string(), ""),
                     ("unique_visitors", s.visitors.to_string(), ""),
@@ -89,6 +90,12 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     ("last", s.last.clone().unwrap_or_default(), ""),
                     ("4xx", s.client_errors.to_string(), p4.as_str()),
                     ("5xx", s.server_errors.to_string(), p5.as_str()),
+                    (
+                        "crawler_requests",
+                        s.crawler_requests.to_string(),
+                        pc.as_str(),
+                    ),
+                    ("crawler_visitors", s.crawler_visitors.to_string(), ""),
                 ];
                 for (k, v, p) in &values {
                     row(w, [name, k, v, p, "", "", "", "", "", ""]);
@@ -100,6 +107,21 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 }
                 for (class, hits) in CLASSES.iter().zip(report.classes) {
                     counted(w, name, class, hits, total);
+                }
+            }
+            Section::Browsers | Section::Os | Section::Devices => {
+                let rows = match section {
+                    Section::Browsers => &report.browsers,
+                    Section::Os => &report.systems,
+                    _ => &report.devices,
+                };
+                for r in rows {
+                    let (hits, visitors) = (r.hits.to_string(), r.visitors.to_string());
+                    let share = percent(r.hits, total);
+                    row(
+                        w,
+                        [name, &r.key, &hits, &share, "", &visitors, "", "", "", ""],
+                    );
                 }
             }
             Section::Urls | Section::Pages | Section::Static => {

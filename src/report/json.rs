@@ -31,6 +31,12 @@ fn traffic_row(t: &TrafficRow) -> Value {
     Value::Object(row)
 }
 
+fn with_visitors(rows: &[Ranked], total: u64, key: &str) -> Value {
+    rows.iter()
+        .map(|r| json!({ key: r.key, "hits": r.hits, "percent": pct(r.hits, total), "visitors": r.visitors }))
+        .collect()
+}
+
 fn url_row(r: &Ranked, total: u64) -> Value {
     json!({"url": r.key, "hits": r.hits, "percent": pct(r.hits, total), "bytes": r.bytes, "visitors": r.visitors})
 }
@@ -71,6 +77,9 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                     "last": s.last,
                     "percent_4xx": pct(s.client_errors, total),
                     "percent_5xx": pct(s.server_errors, total),
+                    "crawler_requests": s.crawler_requests,
+                    "crawler_visitors": s.crawler_visitors,
+                    "percent_crawlers": pct(s.crawler_requests, total),
                 })
             }
             Section::Status => json!({
@@ -95,6 +104,9 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 })
             }
             Section::Sites => ranking(&report.sites, total, "site"),
+            Section::Browsers => with_visitors(&report.browsers, total, "browser"),
+            Section::Os => with_visitors(&report.systems, total, "os"),
+            Section::Devices => with_visitors(&report.devices, total, "device"),
             Section::Rejects => {
                 let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
                 json!({

@@ -35,6 +35,12 @@ pub enum Section {
     NotFound,
     Clients,
     Agents,
+    /// User agents grouped by browser (or crawler) family ([`crate::agent`]).
+    Browsers,
+    /// User agents grouped by operating system.
+    Os,
+    /// User agents grouped by class of device (desktop, mobile, tablet, bot, other).
+    Devices,
     Referrers,
     /// Referrers rolled up to their host ([`classify::site_of`]).
     Sites,
@@ -53,7 +59,7 @@ pub enum Section {
 impl Section {
     /// The reports printed when `--report` names none: all but `rejects`, which a CSV store
     /// cannot answer without the `--rejects` file its parser wrote.
-    pub const DEFAULT: [Section; 15] = [
+    pub const DEFAULT: [Section; 18] = [
         Section::Summary,
         Section::Status,
         Section::Urls,
@@ -62,6 +68,9 @@ impl Section {
         Section::NotFound,
         Section::Clients,
         Section::Agents,
+        Section::Browsers,
+        Section::Os,
+        Section::Devices,
         Section::Referrers,
         Section::Sites,
         Section::Methods,
@@ -90,6 +99,9 @@ impl Section {
             Section::Hours => "hours",
             Section::Weekdays => "weekdays",
             Section::Rejects => "rejects",
+            Section::Browsers => "browsers",
+            Section::Os => "os",
+            Section::Devices => "devices",
         }
     }
 }
@@ -165,8 +177,13 @@ impl Query {
         };
         for section in &self.sections {
             match section {
-                // Visitors, and how many clients (which the visitors tell).
-                Section::Summary | Section::Days => wants.visits = true,
+                // Visitors, and how many clients (which the visitors tell); the summary's
+                // crawler share is the hits and visitors of the agents that are crawlers.
+                Section::Summary | Section::Browsers | Section::Os | Section::Devices => {
+                    wants.visits = true;
+                    wants.agents = true;
+                }
+                Section::Days => wants.visits = true,
                 // All three come from the hits per minute the totals keep anyway; the rejects
                 // from the store's reader.
                 Section::Status
@@ -239,6 +256,7 @@ impl Counts {
         let urls = ranked(self.urls.iter().map(url), top);
         let distinct_ips = self.distinct_clients;
         let clients = by_hits(self.clients, top);
+        let groups = agent_groups(&self.agents, &self.agent_visitors, top);
         let agents = by_hits(self.agents, top);
         let mut sites: rustc_hash::FxHashMap<String, u64> = Default::default();
         for (referrer, n) in &self.referrers {
@@ -302,6 +320,8 @@ impl Counts {
                 last: totals.last.map(time_text),
                 client_errors: classes[class_index(400)],
                 server_errors: classes[class_index(500)],
+                crawler_requests: groups.crawlers.hits,
+                crawler_visitors: groups.crawlers.visitors,
             },
             status,
             classes,
@@ -311,6 +331,9 @@ impl Counts {
             not_found,
             clients,
             agents,
+            browsers: groups.browsers,
+            systems: groups.systems,
+            devices: groups.devices,
             referrers,
             sites,
             methods,
@@ -322,6 +345,55 @@ impl Counts {
             rejects,
             top,
         }
+    }
+}
+
+/// The user agents grouped by what [`crate::agent::classify`] makes of them.
+struct AgentGroups {
+    browsers: Vec<Ranked>,
+    systems: Vec<Ranked>,
+    devices: Vec<Ranked>,
+    /// The hits and visitors of all crawlers.
+    crawlers: Ranked,
+}
+
+/// Classifies each distinct agent once (`hits` has each once; `visitors` the same agents)
+/// and adds up the hits and visitors of each browser, OS and device class.
+fn agent_groups(hits: &[(Box<str>, u64)], visitors: &[(Box<str>, u64)], top: usize) -> AgentGroups {
+    let visitors: rustc_hash::FxHashMap<&str, u64> =
+        visitors.iter().map(|(k, n)| (&**k, *n)).collect();
+    type Sums = rustc_hash::FxHashMap<String, (u64, u64)>;
+    let (mut browsers, mut systems, mut devices) =
+        (Sums::default(), Sums::default(), Sums::default());
+    let mut crawlers = Ranked::hits("crawlers".into(), 0);
+    for (agent, n) in hits {
+        let seen = visitors.get(&**agent).copied().unwrap_or(0);
+        let class = crate::agent::classify(agent);
+        for (sums, key) in [
+            (&mut browsers, &*class.browser),
+            (&mut systems, &*class.os),
+            (&mut devices, class.device.name()),
+        ] {
+            let sum = sums.entry(key.to_string()).or_default();
+            (sum.0, sum.1) = (sum.0 + n, sum.1 + seen);
+        }
+        if class.crawler {
+            crawlers.hits += n;
+            crawlers.visitors += seen;
+        }
+    }
+    let rank = |sums: Sums| {
+        let rows = sums.into_iter().map(|(key, (hits, visitors))| Ranked {
+            visitors,
+            ..Ranked::hits(key, hits)
+        });
+        ranked(rows, top)
+    };
+    AgentGroups {
+        browsers: rank(browsers),
+        systems: rank(systems),
+        devices: rank(devices),
+        crawlers,
     }
 }
 
@@ -412,7 +484,7 @@ pub struct Ranked {
     pub hits: u64,
     /// Only for URLs.
     pub bytes: u64,
-    /// Only for URLs: unique visitors.
+    /// Only for URLs and groups of user agents: unique visitors.
     pub visitors: u64,
 }
 
@@ -466,6 +538,9 @@ pub struct SummaryStats {
     pub last: Option<String>,
     pub client_errors: u64,
     pub server_errors: u64,
+    /// Requests and unique visitors whose user agent is a crawler's ([`crate::agent`]).
+    pub crawler_requests: u64,
+    pub crawler_visitors: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,6 +570,10 @@ pub struct Report {
     pub not_found: Vec<Ranked>,
     pub clients: Vec<Ranked>,
     pub agents: Vec<Ranked>,
+    /// The agents grouped by browser family, OS and device class, with their visitors.
+    pub browsers: Vec<Ranked>,
+    pub systems: Vec<Ranked>,
+    pub devices: Vec<Ranked>,
     pub referrers: Vec<Ranked>,
     pub sites: Vec<Ranked>,
     pub methods: Vec<Ranked>,

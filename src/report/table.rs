@@ -234,6 +234,11 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     ("last request", s.last.clone().unwrap_or_default()),
                     ("4xx share", format!("{}%", percent(s.client_errors, total))),
                     ("5xx share", format!("{}%", percent(s.server_errors, total))),
+                    (
+                        "crawler share",
+                        format!("{}%", percent(s.crawler_requests, total)),
+                    ),
+                    ("crawler visitors", count(s.crawler_visitors)),
                 ];
                 for (k, v) in rows {
                     let _ = writeln!(out, "  {k:<18} {v}");
@@ -256,6 +261,18 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     percent(group.requests, total)
                 );
                 url_table(&mut out, &title, &group.rows, total, o);
+            }
+            Section::Browsers | Section::Os | Section::Devices => {
+                let (what, label, rows) = match section {
+                    Section::Browsers => ("browsers and crawlers", "browser", &report.browsers),
+                    Section::Os => ("operating systems", "os", &report.systems),
+                    _ => ("device classes", "device", &report.devices),
+                };
+                let title = match section {
+                    Section::Devices => "Device classes".to_string(),
+                    _ => ranking_title(report.top, what),
+                };
+                with_visitors(&mut out, &title, rows, total, label, o);
             }
             Section::Sites => ranking(
                 &mut out,
@@ -329,6 +346,39 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
         }
     }
     out.into_bytes()
+}
+
+/// A ranking of groups (browsers, systems, devices) with their hits and unique visitors.
+fn with_visitors(
+    out: &mut String,
+    title: &str,
+    rows: &[Ranked],
+    total: u64,
+    label: &str,
+    o: Options,
+) {
+    heading(out, title, Paint(o.color));
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    let fixed = 2 + 11 + 1 + 6 + 1 + 9 + 2;
+    let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>6} {:>9}  {label}",
+        "hits", "%", "visitors"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:>11} {:>6} {:>9}  {}",
+            count(r.hits),
+            percent(r.hits, total),
+            count(r.visitors),
+            safe(&r.key, key_width)
+        );
+    }
 }
 
 /// A ranking of URLs, with their bytes and visitors.

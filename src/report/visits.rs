@@ -32,6 +32,9 @@ pub struct Visited<K> {
     pub clients: Vec<(K, u64)>,
     /// Distinct visitors per day (since the epoch), in no particular order.
     pub days: Vec<(i64, u64)>,
+    /// Distinct visitors per user agent id, by id: a visitor has one agent, so the visitors of
+    /// a group of agents (a browser) are their sum.
+    pub agents: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -128,6 +131,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             visitors: 0,
             clients: Vec::new(),
             days: Vec::new(),
+            agents: Vec::new(),
         };
         let mut days: FxHashMap<i32, u64> = FxHashMap::default();
         let mut clients = Vec::new();
@@ -147,6 +151,11 @@ impl<K: Copy + Eq + Hash> Visits<K> {
                     day = (v.day, 0);
                 }
                 day.1 += 1;
+                let agent = v.agent as usize;
+                if agent >= visited.agents.len() {
+                    visited.agents.resize(agent + 1, 0);
+                }
+                visited.agents[agent] += 1;
                 (v.client, s.hits)
             }));
             if day.1 > 0 {
@@ -221,6 +230,7 @@ mod tests {
             let mut visitors = HashSet::new();
             let mut hits: HashMap<u16, u64> = HashMap::new();
             let mut days: HashMap<i64, u64> = HashMap::new();
+            let mut agents = vec![0u64; 2];
             let mut url_visitors = vec![0u64; 16];
             let mut got = vec![0u64; 16];
             for (day, second, client, agent, url) in rows {
@@ -230,6 +240,7 @@ mod tests {
                 }
                 if visitors.insert((day, client, agent)) {
                     *days.entry(day).or_default() += 1;
+                    agents[agent as usize] += 1;
                 }
                 *hits.entry(client).or_default() += 1;
                 visits.hit(day * 86_400 + second, client, agent, url, |u| got[u as usize] += 1);
@@ -239,6 +250,9 @@ mod tests {
             prop_assert_eq!(got, url_visitors);
             prop_assert_eq!(sorted(visited.clients), sorted(hits.into_iter().collect()));
             prop_assert_eq!(sorted(visited.days), sorted(days.into_iter().collect()));
+            let mut per_agent = visited.agents;
+            per_agent.resize(2, 0);
+            prop_assert_eq!(per_agent, agents);
         }
     }
 
