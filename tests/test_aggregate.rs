@@ -1945,6 +1945,9 @@ fn rejects_are_grouped_by_reason_with_a_sample_in_every_store() {
         table.contains("Rejected lines (6): filters do not apply"),
         "{table}"
     );
-    assert!(table.contains("logs/access.log:2: \\x1B[31m"), "escaped: {table}");
+    assert!(
+        table.contains("logs/access.log:2: \\x1B[31m"),
+        "escaped: {table}"
+    );
     assert!(!table.contains('\x1b'), "escaped: {table}");
 }
