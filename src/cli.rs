@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::batch::{ClientFrom, Reading};
 use crate::format::{Field, LogFormat};
+use crate::report::filter::Alternatives;
 
 /// Runs a binary's body and turns its outcome into an exit code.
 ///
@@ -126,7 +127,8 @@ pub struct ReadingArgs {
           value_delimiter = ',', default_missing_value = crate::privacy::REDACTED_BY_DEFAULT,
           conflicts_with = "strip_query")]
     pub redact_query: Option<Vec<String>>,
-    /// Drop query strings from URLs and referrers.
+    /// Drop query strings from URLs and referrers before they are stored. (The reports'
+    /// --strip-query groups a store that kept them the same way, for one report.)
     #[arg(long)]
     pub strip_query: bool,
 }
@@ -450,24 +452,53 @@ pub struct ReportArgs {
     /// Rows per ranking; 0 for every row.
     #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
     pub top: usize,
-    /// Only entries at or after this time: RFC 3339, or a span back from now (30m, 2h, 7d).
+    /// Only entries at or after this time: RFC 3339, a day (2024-01-05, today, yesterday:
+    /// from its first second, in UTC; there is no --tz yet), or a span back from now (30m,
+    /// 2h, 7d).
     // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
     // is wrong with it, instead of clap reading `-2` as an unknown flag.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Only entries at or before this time: RFC 3339, or a span back from now.
+    /// Only entries at or before this time: RFC 3339, a day (up to its last second, in UTC),
+    /// or a span back from now.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
-    /// Only this status code (100-599) or class (1xx-5xx).
-    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
-    pub status: Option<crate::report::StatusFilter>,
+    /// Only these status codes (100-599) or classes (1xx-5xx). Values separated by commas
+    /// are alternatives, here and in --ip and --method: `404,5xx` is either; a value after
+    /// `!` is left out (`'!404'`), and with only such values every other status counts.
+    #[arg(long, value_name = "CODES", allow_negative_numbers = true,
+          value_parser = crate::report::filter::parse_statuses)]
+    pub status: Option<Alternatives<crate::report::StatusFilter>>,
     /// Only URLs matching this regular expression, anywhere in the URL (anchor it with ^ and
-    /// $ to match it whole).
-    #[arg(long, value_name = "REGEX")]
-    pub url: Option<regex::Regex>,
-    /// Only this client IP.
-    #[arg(long, value_name = "IP")]
-    pub ip: Option<String>,
+    /// $ to match it whole); `!REGEX` leaves out the URLs it matches instead.
+    #[arg(long, value_name = "REGEX", value_parser = crate::report::filter::parse_pattern)]
+    pub url: Option<Alternatives<regex::Regex>>,
+    /// Leave out URLs matching this regular expression (with --url: those it lets through).
+    #[arg(long, value_name = "REGEX",
+          value_parser = crate::report::filter::parse_excluded_pattern)]
+    pub exclude_url: Option<Alternatives<regex::Regex>>,
+    /// Only these clients: addresses and networks (10.0.0.0/8, 2001:db8::/32), or a client
+    /// as stored when it is no address (a host name); `!` before one leaves it out.
+    /// Addresses are compared as addresses: 2001:DB8::1 is 2001:db8::1, and an IPv4 client
+    /// logged as ::ffff:1.2.3.4 is 1.2.3.4.
+    #[arg(long, value_name = "IPS", value_parser = crate::report::filter::parse_ips)]
+    pub ip: Option<Alternatives<crate::report::filter::IpFilter>>,
+    /// Leave out these clients (addresses, networks or names, as --ip takes them).
+    #[arg(long, value_name = "IPS", value_parser = crate::report::filter::parse_excluded_ips)]
+    pub exclude_ip: Option<Alternatives<crate::report::filter::IpFilter>>,
+    /// Only these request methods, without regard to case: `GET,POST`; `!GET` leaves one
+    /// out; `-` is a line that names none.
+    #[arg(long, value_name = "METHODS", value_parser = crate::report::filter::parse_methods)]
+    pub method: Option<Alternatives<crate::report::filter::MethodFilter>>,
+    /// Only user agents matching this regular expression, anywhere (`(?i)bot` ignores case);
+    /// `!REGEX` leaves them out; a line without one is `-`.
+    #[arg(long, value_name = "REGEX", value_parser = crate::report::filter::parse_pattern)]
+    pub agent: Option<Alternatives<regex::Regex>>,
+    /// Count URLs and referrers without their query string: /x.php?a=1 is /x.php (and --url
+    /// sees it so). The same as parse-to-db --strip-query, which drops the query before it
+    /// is stored: here the store keeps it, and only this report leaves it out.
+    #[arg(long)]
+    pub strip_query: bool,
     /// Extensions that make a URL a static file for the pages and static reports, replacing
     /// the default list (see the README): css,js,png...
     #[arg(long, value_name = "EXTS")]
@@ -567,16 +598,18 @@ impl ReportArgs {
     }
 
     pub fn filters(&self) -> anyhow::Result<crate::report::Filters> {
+        use crate::report::Edge;
         let now = chrono::Utc::now();
-        let time = |arg: &Option<String>, flag: &str| -> anyhow::Result<_> {
+        let time = |arg: &Option<String>, flag: &str, edge: Edge| -> anyhow::Result<_> {
             arg.as_deref()
                 .map(|s| {
-                    crate::report::parse_time_arg(s, now)
+                    crate::report::parse_time_arg(s, now, edge)
                         .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
                 })
                 .transpose()
         };
-        let (since, until) = (time(&self.since, "since")?, time(&self.until, "until")?);
+        let since = time(&self.since, "since", Edge::Start)?;
+        let until = time(&self.until, "until", Edge::End)?;
         if let (Some(s), Some(u)) = (since, until)
             && s > u
         {
@@ -589,9 +622,14 @@ impl ReportArgs {
         Ok(crate::report::Filters {
             since,
             until,
-            status: self.status,
-            url: self.url.clone(),
+            status: self.status.clone(),
             ip: self.ip.clone(),
+            exclude_ip: self.exclude_ip.clone(),
+            url: self.url.clone(),
+            exclude_url: self.exclude_url.clone(),
+            method: self.method.clone(),
+            agent: self.agent.clone(),
+            strip_query: self.strip_query,
         })
     }
 

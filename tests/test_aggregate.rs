@@ -62,6 +62,30 @@ const FILTER_SETS: &[&[&str]] = &[
         "2024-01-01T12:00:00Z",
     ],
     &["--report", "urls,traffic,summary", "--top", "25"],
+    &["--status", "404,5xx", "--method", "GET,head"],
+    &["--status", "!200", "--exclude-ip", "2001:db8::/32"],
+    &[
+        "--ip",
+        "128.0.0.0/1,!200.0.0.0/8",
+        "--exclude-url",
+        "^/static/",
+    ],
+    &["--agent", "!(?i)bot", "--url", "!^/api"],
+    &[
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-01-01",
+        "--method",
+        "!GET",
+    ],
+    &[
+        "--strip-query",
+        "--report",
+        "urls,referrers,not-found",
+        "--top",
+        "0",
+    ],
     // (Relative spans such as `--since 2h` are resolved against the clock of each run, and the
     // reports print the resolved time, so two runs a second apart legitimately differ: they
     // are covered by the unit tests of parse_time_arg.)
@@ -111,6 +135,381 @@ fn csv_and_db_reports_are_byte_identical_in_every_format_with_every_filter() {
             );
         }
     }
+}
+
+/// A log made by hand for the filters of #16, each line there for a filter to take or leave:
+/// two days' edges (the last second of the 4th, the first and last of the 5th, the 6th),
+/// clients of both families and a name (an IPv6 written with capitals, an IPv4 client logged
+/// by a dual-stack server as `::ffff:10.0.0.9`), URLs with and without a query, methods and
+/// agents absent (`-`) or not.
+const FILTER_LOG: &str = concat!(
+    // 1
+    "10.0.0.1 - - [04/Jan/2024:23:59:59 +0000] \"GET /x.php?a=1 HTTP/1.1\" 200 100 \"-\" \"Mozilla/5.0\"\n",
+    // 2
+    "10.0.0.1 - - [05/Jan/2024:00:00:00 +0000] \"GET /x.php?a=2 HTTP/1.1\" 200 100 \"https://ref.example/p?q=1\" \"Mozilla/5.0\"\n",
+    // 3
+    "10.0.0.2 - - [05/Jan/2024:01:00:00 +0000] \"POST /x.php HTTP/1.1\" 500 10 \"-\" \"curl/8.0\"\n",
+    // 4
+    "10.1.2.3 - - [05/Jan/2024:02:00:00 +0000] \"GET /static/a.css HTTP/1.1\" 404 0 \"https://ref.example/p?q=2\" \"Mozilla/5.0\"\n",
+    // 5
+    "192.168.1.5 - - [05/Jan/2024:03:00:00 +0000] \"HEAD / HTTP/1.1\" 301 0 \"-\" \"Googlebot/2.1\"\n",
+    // 6
+    "2001:db8::1 - - [05/Jan/2024:04:00:00 +0000] \"GET /api/v1?token=abc HTTP/1.1\" 503 20 \"-\" \"Googlebot/2.1\"\n",
+    // 7
+    "2001:DB8:ff::7 - - [05/Jan/2024:05:00:00 +0000] \"GET /api/v1 HTTP/1.1\" 200 30 \"-\" \"-\"\n",
+    // 8
+    "::ffff:10.0.0.9 - - [05/Jan/2024:06:00:00 +0000] \"DELETE /api/v1?id=3 HTTP/1.1\" 404 5 \"-\" \"curl/8.0\"\n",
+    // 9
+    "gw.example - - [05/Jan/2024:23:59:59 +0000] \"GET /x.php?a=1 HTTP/1.1\" 200 100 \"-\" \"Mozilla/5.0\"\n",
+    // 10
+    "10.0.0.2 - - [06/Jan/2024:00:00:00 +0000] \"GET / HTTP/1.1\" 404 7 \"-\" \"Mozilla/5.0\"\n",
+    // 11
+    "10.0.0.1 - - [06/Jan/2024:00:00:01 +0000] \"-\" 400 0 \"-\" \"-\"\n",
+);
+
+/// The three ways a report is read: the CSV, the packed copy of the database, its rows.
+const READERS: [(&str, &[&str]); 3] = [
+    ("aggregate-csv", &[]),
+    ("aggregate-db", &[]),
+    ("aggregate-db", &["--scan"]),
+];
+
+/// Each filter of #16 alone and together, with the requests and bytes of the lines of
+/// [`FILTER_LOG`] it keeps (counted by hand, line numbers in the comments): the same from
+/// every store, and the same output, byte for byte, in every format.
+#[test]
+fn filters_keep_exactly_the_lines_they_say_from_every_store() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", FILTER_LOG);
+    both_stores(&wd, &["logs/access.log"]);
+    crate::workdir::assert_packed_matches_rows(&wd, "out.db");
+    let cases: &[(&[&str], u64, u64)] = &[
+        (&[], 11, 372),
+        // 3, 4, 6, 8, 10.
+        (&["--status", "404,5xx"], 5, 42),
+        // All but 4, 8, 10.
+        (&["--status", "!404"], 8, 360),
+        // 11.
+        (&["--status", "4xx,!404"], 1, 0),
+        (&["--status", "!4xx,!5xx"], 5, 330),
+        // 1, 2, 3, 4, 8 (an IPv4 client written as IPv6), 10, 11.
+        (&["--ip", "10.0.0.0/8"], 7, 222),
+        (&["--ip", "10.0.0.0/8", "--exclude-ip", "10.0.0.1"], 4, 22),
+        (&["--ip", "10.0.0.0/8,!10.0.0.1"], 4, 22),
+        (&["--ip", "10.0.0.9"], 1, 5),
+        (&["--ip", "::ffff:10.0.0.0/104"], 7, 222),
+        // 6, and 7 written with capitals.
+        (&["--ip", "2001:db8::/32"], 2, 50),
+        (&["--ip", "2001:db8:ff::7,192.168.1.5"], 2, 30),
+        // 5 and 9: neither in 10/8 nor in 2001:db8::/32.
+        (&["--exclude-ip", "10.0.0.0/8,2001:db8::/32"], 2, 100),
+        (&["--ip", "gw.example"], 1, 100),
+        (&["--exclude-ip", "gw.example,::/0"], 0, 0),
+        // 1, 2, 3, 9.
+        (&["--url", "^/x\\.php"], 4, 310),
+        (&["--url", "!^/x\\.php"], 7, 62),
+        (&["--exclude-url", "^/x\\.php"], 7, 62),
+        // 7, 8.
+        (&["--url", "^/api", "--exclude-url", "token="], 2, 35),
+        // 1, 2, 4, 6, 7, 9, 10.
+        (&["--method", "GET"], 7, 357),
+        (&["--method", "get,post"], 8, 367),
+        // 3, 5, 8, 11.
+        (&["--method", "!GET"], 4, 15),
+        (&["--method", "-"], 1, 0),
+        // 5, 6.
+        (&["--agent", "(?i)BOT"], 2, 20),
+        (&["--agent", "!^Mozilla"], 6, 65),
+        // 7, 11.
+        (&["--agent", "^-$"], 2, 30),
+        // 2 to 11; 1 to 9; 2 to 9.
+        (&["--since", "2024-01-05"], 10, 272),
+        (&["--until", "2024-01-05"], 9, 365),
+        (&["--since", "2024-01-05", "--until", "2024-01-05"], 8, 265),
+        (
+            &["--since", "2024-01-05T23:59:59Z", "--until", "2024-01-06"],
+            3,
+            107,
+        ),
+        // 2, 6, 7, 9.
+        (
+            &[
+                "--since",
+                "2024-01-05",
+                "--until",
+                "2024-01-05",
+                "--status",
+                "!404",
+                "--exclude-ip",
+                "10.0.0.2",
+                "--method",
+                "GET",
+            ],
+            4,
+            250,
+        ),
+        // 1, 2, 9: without their queries, and --url sees them so.
+        (
+            &["--strip-query", "--url", "^/x\\.php$", "--method", "GET"],
+            3,
+            300,
+        ),
+        (&["--strip-query", "--url", "a="], 0, 0),
+        (&["--url", "a="], 3, 300),
+    ];
+    for &(filters, requests, bytes) in cases {
+        for (bin, scan) in READERS {
+            let args = [&["--format", "json"], scan, filters].concat();
+            let doc: serde_json::Value = serde_json::from_slice(&report(&wd, bin, &args)).unwrap();
+            assert_eq!(
+                (&doc["summary"]["requests"], &doc["summary"]["bytes"]),
+                (&requests.into(), &bytes.into()),
+                "{bin} {args:?}"
+            );
+        }
+        for format in ["table", "json", "csv"] {
+            let args = [&["--format", format, "--top", "0"], filters].concat();
+            let outputs: Vec<Vec<u8>> = (READERS.iter())
+                .map(|(bin, scan)| report(&wd, bin, &[&args[..], scan].concat()))
+                .collect();
+            for (output, (bin, scan)) in outputs.iter().zip(READERS).skip(1) {
+                assert!(
+                    *output == outputs[0],
+                    "{bin} {scan:?} {args:?} differs from aggregate-csv:\n{}\n---\n{}",
+                    String::from_utf8_lossy(output),
+                    String::from_utf8_lossy(&outputs[0])
+                );
+            }
+        }
+    }
+    // The rankings of what is kept, not only its totals.
+    let doc: serde_json::Value = serde_json::from_slice(&report(
+        &wd,
+        "aggregate-db",
+        &[
+            "--format",
+            "json",
+            "--top",
+            "0",
+            "--ip",
+            "10.0.0.0/8",
+            "--report",
+            "clients",
+        ],
+    ))
+    .unwrap();
+    let clients: Vec<(&str, u64)> = (doc["clients"].as_array().unwrap().iter())
+        .map(|c| (c["ip"].as_str().unwrap(), c["hits"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("10.0.0.1", 3),
+            ("10.0.0.2", 2),
+            ("10.1.2.3", 1),
+            ("::ffff:10.0.0.9", 1)
+        ]
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&report(
+        &wd,
+        "aggregate-csv",
+        &[
+            "--format", "json", "--method", "!GET", "--report", "methods",
+        ],
+    ))
+    .unwrap();
+    let methods: Vec<(&str, u64)> = (doc["methods"].as_array().unwrap().iter())
+        .map(|m| (m["method"].as_str().unwrap(), m["hits"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(methods, [("-", 1), ("DELETE", 1), ("HEAD", 1), ("POST", 1)]);
+}
+
+/// `--format json` names every filter as it was applied, and the table's header too.
+#[test]
+fn the_filters_applied_are_said_in_json_and_in_the_table() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", FILTER_LOG);
+    both_stores(&wd, &["logs/access.log"]);
+    let args = [
+        "--since",
+        "2024-01-05",
+        "--until",
+        "2024-01-05",
+        "--status",
+        "404,5XX,!503",
+        "--ip",
+        "10.1.2.3/8,!2001:DB8::1",
+        "--exclude-ip",
+        "gw.example",
+        "--url",
+        "!^/static",
+        "--exclude-url",
+        "\\.css$",
+        "--method",
+        "get,-",
+        "--agent",
+        "(?i)bot",
+        "--strip-query",
+    ];
+    for bin in ["aggregate-csv", "aggregate-db"] {
+        let doc: serde_json::Value = serde_json::from_slice(&report(
+            &wd,
+            bin,
+            &[&args[..], &["--format", "json"]].concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["filters"],
+            serde_json::json!({
+                "since": "2024-01-05T00:00:00Z",
+                "until": "2024-01-05T23:59:59Z",
+                "status": "404,5xx,!503",
+                "ip": "10.0.0.0/8,!2001:db8::1",
+                "exclude_ip": "gw.example",
+                "url": "!^/static",
+                "exclude_url": "\\.css$",
+                "method": "GET,-",
+                "agent": "(?i)bot",
+                "query": "stripped",
+            }),
+            "{bin}"
+        );
+        let table = String::from_utf8(report(&wd, bin, &args)).unwrap();
+        assert!(
+            table.starts_with(
+                "log-pipeline report (filters: since=2024-01-05T00:00:00Z, \
+                 until=2024-01-05T23:59:59Z, status=404,5xx,!503, "
+            ),
+            "{bin}: {table}"
+        );
+    }
+}
+
+/// The reports' `--strip-query` groups a store that kept its query strings exactly as the
+/// ingest option of that name stores them: the same reports, number for number.
+#[test]
+fn strip_query_groups_as_the_ingest_option_stores() {
+    let wd = Workdir::new();
+    wd.write("logs/access.log", FILTER_LOG);
+    both_stores(&wd, &["logs/access.log"]);
+    wd.cmd("parse-to-csv")
+        .args([
+            "--output",
+            "stripped.csv",
+            "--final",
+            "--quiet",
+            "--strip-query",
+        ])
+        .arg("logs/access.log")
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["--db", "stripped.db", "--final", "--quiet", "--strip-query"])
+        .arg("logs/access.log")
+        .assert()
+        .success();
+    let all = ["--top", "0", "--format"];
+    for (bin, kept, stripped) in [
+        ("aggregate-csv", "out.csv", "stripped.csv"),
+        ("aggregate-db", "out.db", "stripped.db"),
+    ] {
+        let run = |store: &str, args: &[&str]| {
+            let out = wd.cmd(bin).arg(store).args(args).assert().success();
+            out.get_output().stdout.clone()
+        };
+        // CSV output names no filter: byte for byte.
+        let grouped = run(kept, &[&all[..], &["csv", "--strip-query"]].concat());
+        assert!(
+            grouped == run(stripped, &[&all[..], &["csv"]].concat()),
+            "{bin}:\n{}",
+            String::from_utf8_lossy(&grouped)
+        );
+        let mut grouped: serde_json::Value =
+            serde_json::from_slice(&run(kept, &[&all[..], &["json", "--strip-query"]].concat()))
+                .unwrap();
+        let mut as_stored: serde_json::Value =
+            serde_json::from_slice(&run(stripped, &[&all[..], &["json"]].concat())).unwrap();
+        assert_eq!(grouped["filters"], serde_json::json!({"query": "stripped"}));
+        grouped["filters"].take();
+        as_stored["filters"].take();
+        assert_eq!(grouped, as_stored, "{bin}");
+        let urls: Vec<(&str, u64, u64, u64)> = (grouped["urls"].as_array().unwrap().iter())
+            .map(|u| {
+                let n = |k: &str| u[k].as_u64().unwrap();
+                (
+                    u["url"].as_str().unwrap(),
+                    n("hits"),
+                    n("bytes"),
+                    n("visitors"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("/x.php", 4, 310, 4),
+                ("/api/v1", 3, 55, 3),
+                ("/", 2, 7, 2),
+                ("-", 1, 0, 1),
+                ("/static/a.css", 1, 0, 1),
+            ],
+            "{bin}"
+        );
+        assert_eq!(
+            grouped["referrers"],
+            serde_json::json!([{"referrer": "https://ref.example/p", "hits": 2, "percent": 18.2}]),
+            "{bin}"
+        );
+    }
+    // Both the packed copy and the rows group so.
+    crate::workdir::assert_packed_matches_rows(&wd, "out.db");
+    let scan = |args: &[&str]| report(&wd, "aggregate-db", args);
+    assert!(
+        scan(&["--strip-query", "--top", "0"]) == scan(&["--strip-query", "--top", "0", "--scan"])
+    );
+}
+
+/// `today` and `yesterday` are days in UTC, whatever the clock of the machine says.
+#[test]
+fn today_and_yesterday_are_days_in_utc() {
+    let now = chrono::Utc::now();
+    let today = now.date_naive();
+    let day = |days_ago: i64, hour: u32| {
+        (today - chrono::TimeDelta::days(days_ago))
+            .and_hms_opt(hour, 0, 0)
+            .unwrap()
+            .and_utc()
+            .format("%d/%b/%Y:%H:%M:%S +0000")
+            .to_string()
+    };
+    let log: String = [day(2, 12), day(1, 0), day(1, 23), day(0, 0), day(0, 23)]
+        .iter()
+        .map(|t| format!("10.0.0.1 - - [{t}] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\"\n"))
+        .collect();
+    let wd = Workdir::new();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let requests = |bin: &str, args: &[&str]| {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&report(&wd, bin, &[args, &["--format", "json"]].concat()))
+                .unwrap();
+        doc["summary"]["requests"].as_u64().unwrap()
+    };
+    let mut got = Vec::new();
+    for bin in ["aggregate-csv", "aggregate-db"] {
+        got.push(requests(bin, &["--since", "today"]));
+        got.push(requests(
+            bin,
+            &["--since", "yesterday", "--until", "yesterday"],
+        ));
+        got.push(requests(bin, &["--until", "yesterday"]));
+        got.push(requests(bin, &["--since", "yesterday"]));
+    }
+    if chrono::Utc::now().date_naive() != today {
+        eprintln!("SKIPPED: the day changed (UTC) while the test ran");
+        return;
+    }
+    assert_eq!(got, [2, 2, 3, 4, 2, 2, 3, 4]);
 }
 
 #[test]

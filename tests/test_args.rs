@@ -159,6 +159,103 @@ fn a_span_that_is_not_digits_and_a_unit_is_refused() {
     }
 }
 
+/// The filters of the reports refuse a value they cannot read, naming the option and saying
+/// why, rather than print a report of nothing as if nothing had matched.
+#[test]
+fn filter_values_that_cannot_be_read_are_refused() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["--status", "99"],
+            "--status",
+            "'99' is not a status code from 100 to 599",
+        ),
+        (
+            &["--status", "404,99"],
+            "--status",
+            "'99' is not a status code",
+        ),
+        (&["--status=!600"], "--status", "'600' is not a status code"),
+        (
+            &["--status", "404,"],
+            "--status",
+            "'404,' has an empty value",
+        ),
+        (&["--status", "!"], "--status", "'!' has an empty value"),
+        (
+            &["--ip", "10.0.0.0/33"],
+            "--ip",
+            "'10.0.0.0/33' is not a network: its prefix is not a length of 0 to 32 bits",
+        ),
+        (
+            &["--ip", "10.0.0.1,2001:db8::/129"],
+            "--ip",
+            "0 to 128 bits",
+        ),
+        (
+            &["--ip", "host.example/24"],
+            "--ip",
+            "'host.example' is not an IP address",
+        ),
+        (
+            &["--exclude-ip", "10.0.0.256/8"],
+            "--exclude-ip",
+            "is not an IP address",
+        ),
+        (
+            &["--exclude-ip", "!10.0.0.1"],
+            "--exclude-ip",
+            "'!10.0.0.1': values given here",
+        ),
+        (
+            &["--since", "2024-13-01"],
+            "--since",
+            "--since: '2024-13-01' is not a day of the calendar (YYYY-MM-DD)",
+        ),
+        (
+            &["--until", "2023-02-29"],
+            "--until",
+            "is not a day of the calendar",
+        ),
+        (
+            &["--until", "tomorrow"],
+            "--until",
+            "'tomorrow' is neither an RFC 3339 time",
+        ),
+        (
+            &["--since", "today", "--until", "yesterday"],
+            "--since",
+            "is later than --until",
+        ),
+        (
+            &["--method", ""],
+            "--method",
+            "an empty value filters nothing",
+        ),
+        (
+            &["--method", "GET POST"],
+            "--method",
+            "'GET POST' is not a method",
+        ),
+        (&["--method", "GET,,POST"], "--method", "has an empty value"),
+        (&["--url", "("], "--url", "regex parse error"),
+        (&["--agent", "!["], "--agent", "regex parse error"),
+        (
+            &["--exclude-url", "!x"],
+            "--exclude-url",
+            "values given here are left out",
+        ),
+    ];
+    for bin in ["aggregate-csv", "aggregate-db"] {
+        for &(args, flag, why) in cases {
+            let stderr = refused(bin, args, flag);
+            assert!(
+                stderr.contains(why),
+                "{bin} {args:?}: says {why}:\n{stderr}"
+            );
+        }
+    }
+}
+
 /// A log as a crash leaves it: NULs where the file grew before its data reached the disk, the
 /// server's next line right after them, then a line whose client holds an escape byte.
 fn crashed_log() -> Vec<u8> {

@@ -35,6 +35,8 @@ fn version_names_the_tool_not_the_package() {
 fn value_names_are_the_same_kinds_in_every_tool() {
     const KINDS: &[&str] = &[
         "N", "SECS", "PATH", "TIME", "BYTES", "GLOB", "REGEX", "CODE", "IP", "LOG",
+        // Lists of alternatives (`404,5xx`, `10.0.0.0/8,!10.1.2.3`).
+        "CODES", "IPS", "METHODS",
         // Closed sets, whose values clap lists beside them.
         "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM",
         // Privacy: prefix lengths, query parameter names, how long rows are kept.

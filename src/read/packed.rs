@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 
 use crate::packed::{Client, PackedRow, RECORD, StringKind};
+use crate::privacy::strip_query;
 use crate::report::count::{self, Counter, Hit, Names, Needs};
 use crate::report::filter::Filter;
 use crate::report::shard::{self, Share};
@@ -28,7 +29,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
         return Ok(None);
     }
     let needs = Needs::of(query.wants(), &query.filters);
-    let strings = LoadedStrings::load(conn, needs)?;
+    let strings = LoadedStrings::load(conn, needs, query.filters.strip_query)?;
     let (read, results) = shard::fan_out(
         query.threads,
         BLOCKS_AHEAD,
@@ -87,12 +88,12 @@ fn covers_every_row(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// One counting thread: the records of its share of the clients that pass the filters, as
 /// hits for the one counter.
-fn count_share(
+fn count_share<'s>(
     share: Share,
     blocks: shard::Blocks<Vec<u8>>,
     query: &Query,
     needs: Needs,
-    strings: &LoadedStrings,
+    strings: &'s LoadedStrings,
 ) -> Counts {
     let mut filter = Filter::new(&query.filters);
     // Most reports filter nothing: their loop then asks the filter nothing either.
@@ -112,12 +113,18 @@ fn count_share(
                 true => clients.key(r.client),
                 false => 0,
             };
-            let url = strings.dense(r.url);
+            let (url, method, agent) = (
+                strings.dense(r.url),
+                strings.dense(r.method),
+                strings.dense(r.agent),
+            );
+            let text = |list: &'s [Box<str>], id: u32| list.get(id as usize).map_or("", |t| t);
             if filtered
                 && (!filter
                     .accepts_client(client, || Cow::Owned(r.client.text(&strings.ips).into()))
-                    || !filter
-                        .accepts_url(url, || strings.urls.get(url as usize).map_or("", |u| u)))
+                    || !filter.accepts_url(url, || text(&strings.urls, url))
+                    || !filter.accepts_method(method, || text(&strings.methods, method))
+                    || !filter.accepts_agent(agent, || text(&strings.agents, agent)))
             {
                 continue;
             }
@@ -127,10 +134,10 @@ fn count_share(
                 bytes: r.bytes,
                 client,
                 url,
-                agent: strings.dense(r.agent),
+                agent,
                 // String ids start at 1: 0 is no referrer.
                 referrer: (r.referrer != 0).then(|| strings.dense(r.referrer)),
-                method: strings.dense(r.method),
+                method,
             });
         }
     }
@@ -149,7 +156,9 @@ fn client_hash(client: Client) -> u64 {
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// The strings of the kinds needed, numbered densely per kind.
+/// The strings of the kinds needed, numbered densely per kind. With `--strip-query`, URLs
+/// and referrers are loaded without their query string, and the ids of those that are then
+/// the same text share one number: the rows are grouped so at no cost per row.
 #[derive(Default)]
 struct LoadedStrings {
     /// By string id: its number within its kind (0 for a kind not loaded).
@@ -163,8 +172,10 @@ struct LoadedStrings {
 }
 
 impl LoadedStrings {
-    fn load(conn: &Connection, needs: Needs) -> rusqlite::Result<LoadedStrings> {
+    fn load(conn: &Connection, needs: Needs, strip: bool) -> rusqlite::Result<LoadedStrings> {
         let mut strings = LoadedStrings::default();
+        // Per kind, with `strip`: the number of each text without its query.
+        let mut stripped: [FxHashMap<Box<str>, u32>; 2] = Default::default();
         let mut kinds = [false; 256];
         for (need, kind) in [
             (needs.url, StringKind::Url),
@@ -196,17 +207,28 @@ impl LoadedStrings {
                 strings.ips[id] = value;
                 continue;
             }
-            let list = match kind {
-                k if k == StringKind::Url as u8 => &mut strings.urls,
-                k if k == StringKind::Agent as u8 => &mut strings.agents,
-                k if k == StringKind::Referrer as u8 => &mut strings.referrers,
-                _ => &mut strings.methods,
+            let (list, grouped) = match kind {
+                k if k == StringKind::Url as u8 => (&mut strings.urls, Some(0)),
+                k if k == StringKind::Agent as u8 => (&mut strings.agents, None),
+                k if k == StringKind::Referrer as u8 => (&mut strings.referrers, Some(1)),
+                _ => (&mut strings.methods, None),
             };
             if id >= strings.dense.len() {
                 strings.dense.resize(id + 1, 0);
             }
-            strings.dense[id] = list.len() as u32;
-            list.push(value);
+            strings.dense[id] = match grouped.filter(|_| strip) {
+                Some(kind) => {
+                    let text: Box<str> = strip_query(&value).into();
+                    *stripped[kind].entry(text).or_insert_with_key(|text| {
+                        list.push(text.clone());
+                        list.len() as u32 - 1
+                    })
+                }
+                None => {
+                    list.push(value);
+                    list.len() as u32 - 1
+                }
+            };
         }
         Ok(strings)
     }

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 
 use super::filter::{Filter, Filters};
 use super::visits::Visits;
+use crate::privacy::strip_query;
 use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_bytes, ipv4_text};
 
 /// The names of the status classes, in the order of [`class_index`].
@@ -79,7 +80,7 @@ pub struct Needs {
     /// Clients' text (the clients report, `--ip`); the visitors need only their keys.
     pub client_text: bool,
     pub url: bool,
-    /// Agents (the agents report, and visitors, who are a client and an agent).
+    /// Agents (the agents report, visitors, who are a client and an agent, and `--agent`).
     pub agent: bool,
     pub referrer: bool,
     pub method: bool,
@@ -87,14 +88,14 @@ pub struct Needs {
 
 impl Needs {
     pub fn of(wants: Wants, filters: &Filters) -> Needs {
-        let ip = filters.ip.is_some();
+        let ip = filters.ip.is_some() || filters.exclude_ip.is_some();
         Needs {
             client: wants.clients || wants.visits || ip,
             client_text: wants.clients || ip,
-            url: wants.urls || filters.url.is_some(),
-            agent: wants.agents || wants.visits,
+            url: wants.urls || filters.url.is_some() || filters.exclude_url.is_some(),
+            agent: wants.agents || wants.visits || filters.agent.is_some(),
             referrer: wants.referrers,
-            method: wants.methods,
+            method: wants.methods || filters.method.is_some(),
         }
     }
 }
@@ -498,6 +499,8 @@ pub struct RowCounter<'f> {
     filter: Filter<'f>,
     /// Any filter at all: most reports have none, and then ask the filter nothing.
     filtered: bool,
+    /// `--strip-query`: URLs and referrers are numbered without their query string.
+    strip_query: bool,
     counter: Counter,
     needs: Needs,
     /// Clients other than IPv4 addresses in their usual form.
@@ -513,6 +516,7 @@ impl<'f> RowCounter<'f> {
         RowCounter {
             filter: Filter::new(filters),
             filtered: !filters.is_empty(),
+            strip_query: filters.strip_query,
             counter: Counter::new(wants),
             needs: Needs::of(wants, filters),
             clients: Interner::default(),
@@ -542,10 +546,25 @@ impl<'f> RowCounter<'f> {
             return;
         }
         let url = match needs.url {
-            true => self.urls.id(row.url),
+            true => self.urls.id(&grouped(self.strip_query, row.url)),
             false => 0,
         };
-        if filtered && !filter.accepts_url(url, || row.url) {
+        let urls = &self.urls;
+        if filtered && !filter.accepts_url(url, || &urls.names[url as usize]) {
+            return;
+        }
+        let method = match needs.method {
+            true => self.methods.id(row.method.unwrap_or(ABSENT)),
+            false => 0,
+        };
+        if filtered && !filter.accepts_method(method, || row.method.unwrap_or(ABSENT)) {
+            return;
+        }
+        let agent = match needs.agent {
+            true => self.agents.id(row.user_agent.unwrap_or(ABSENT)),
+            false => 0,
+        };
+        if filtered && !filter.accepts_agent(agent, || row.user_agent.unwrap_or(ABSENT)) {
             return;
         }
         let hit = Hit {
@@ -554,18 +573,14 @@ impl<'f> RowCounter<'f> {
             bytes: row.bytes.unwrap_or(0),
             client,
             url,
-            agent: match needs.agent {
-                true => self.agents.id(row.user_agent.unwrap_or(ABSENT)),
-                false => 0,
-            },
+            agent,
             referrer: match needs.referrer {
-                true => row.referrer.map(|r| self.referrers.id(r)),
+                true => row
+                    .referrer
+                    .map(|r| self.referrers.id(&grouped(self.strip_query, r))),
                 false => None,
             },
-            method: match needs.method {
-                true => self.methods.id(row.method.unwrap_or(ABSENT)),
-                false => 0,
-            },
+            method,
         };
         self.counter.add(&hit);
     }
@@ -604,6 +619,15 @@ impl<'f> RowCounter<'f> {
             clients: self.clients.names,
         };
         self.counter.into_counts(&mut names)
+    }
+}
+
+/// A URL or referrer as the counts group it: without its query string with `--strip-query`.
+#[inline]
+fn grouped(strip: bool, text: &str) -> Cow<'_, str> {
+    match strip {
+        true => strip_query(text),
+        false => Cow::Borrowed(text),
     }
 }
 

@@ -20,7 +20,7 @@ use chrono::DateTime;
 use crate::entry::Rfc3339;
 pub use classify::StaticExtensions;
 pub use count::{ByClass, CLASSES, Counts, RejectGroup, Wants, class_index};
-pub use filter::{Filters, StatusFilter, parse_time_arg};
+pub use filter::{Edge, Filters, StatusFilter, parse_time_arg};
 
 /// The reports, in their default order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
