@@ -494,6 +494,10 @@ pub struct ReportArgs {
     /// `!REGEX` leaves them out; a line without one is `-`.
     #[arg(long, value_name = "REGEX", value_parser = crate::report::filter::parse_pattern)]
     pub agent: Option<Alternatives<regex::Regex>>,
+    /// Requests from crawlers, scanners and scripts (see the README's browsers report):
+    /// counted with the others, left out, or counted alone.
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = crate::report::filter::Crawlers::Include)]
+    pub crawlers: crate::report::filter::Crawlers,
     /// Count URLs and referrers without their query string: /x.php?a=1 is /x.php (and --url
     /// sees it so). The same as parse-to-db --strip-query, which drops the query before it
     /// is stored: here the store keeps it, and only this report leaves it out.
@@ -629,6 +633,7 @@ impl ReportArgs {
             exclude_url: self.exclude_url.clone(),
             method: self.method.clone(),
             agent: self.agent.clone(),
+            crawlers: self.crawlers,
             strip_query: self.strip_query,
         })
     }

@@ -93,7 +93,10 @@ impl Needs {
             client: wants.clients || wants.visits || ip,
             client_text: wants.clients || ip,
             url: wants.urls || filters.url.is_some() || filters.exclude_url.is_some(),
-            agent: wants.agents || wants.visits || filters.agent.is_some(),
+            agent: wants.agents
+                || wants.visits
+                || filters.agent.is_some()
+                || filters.crawlers != super::filter::Crawlers::Include,
             referrer: wants.referrers,
             method: wants.methods || filters.method.is_some(),
         }

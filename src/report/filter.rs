@@ -350,11 +350,33 @@ pub struct Filters {
     pub exclude_url: Option<Alternatives<Regex>>,
     pub method: Option<Alternatives<MethodFilter>>,
     pub agent: Option<Alternatives<Regex>>,
+    /// `--crawlers`: whether requests from crawlers ([`crate::agent`]) count.
+    pub crawlers: Crawlers,
     /// Not a filter but a grouping: URLs and referrers are counted without their query
     /// string ([`crate::privacy::strip_query`]), as the ingest option of the same name stores
     /// them; `--url` sees them so too. Here because every store applies it where it reads
     /// URLs, as it applies the filters.
     pub strip_query: bool,
+}
+
+/// `--crawlers`: the requests whose user agent is a crawler's, a scanner's or a tool's
+/// ([`crate::agent::classify`]) are counted with the others, left out, or counted alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Crawlers {
+    #[default]
+    Include,
+    Exclude,
+    Only,
+}
+
+impl Crawlers {
+    fn accepts(self, crawler: bool) -> bool {
+        match self {
+            Crawlers::Include => true,
+            Crawlers::Exclude => !crawler,
+            Crawlers::Only => crawler,
+        }
+    }
 }
 
 /// Which end of a day a date stands for: `--since` takes its first second, `--until` its
@@ -454,6 +476,7 @@ impl Filters {
             && self.exclude_url.is_none()
             && self.method.is_none()
             && self.agent.is_none()
+            && self.crawlers == Crawlers::Include
     }
 
     /// A description, for the report header and the JSON `filters`: each option given, under
@@ -487,6 +510,14 @@ impl Filters {
         }
         if let Some(method) = &self.method {
             put("method", method.describe(|m| m.0.clone()));
+        }
+        if self.crawlers != Crawlers::Include {
+            let value = if self.crawlers == Crawlers::Exclude {
+                "exclude"
+            } else {
+                "only"
+            };
+            put("crawlers", value.to_owned());
         }
         if let Some(agent) = &self.agent {
             put("agent", agent.describe(pattern));
@@ -547,6 +578,7 @@ pub struct Filter<'f> {
     methods: Option<&'f Alternatives<MethodFilter>>,
     method_answers: Answers,
     agents: Option<&'f Alternatives<Regex>>,
+    crawlers: Crawlers,
     agent_answers: Answers,
 }
 
@@ -584,6 +616,7 @@ impl<'f> Filter<'f> {
             methods: filters.method.as_ref(),
             method_answers: Answers::default(),
             agents: filters.agent.as_ref(),
+            crawlers: filters.crawlers,
             agent_answers: Answers::default(),
         }
     }
@@ -653,15 +686,19 @@ impl<'f> Filter<'f> {
         })
     }
 
-    /// The part on the user agent with id `agent` (`-` for none), whose text `text` gives.
+    /// The part on the user agent with id `agent` (`-` for none), whose text `text` gives:
+    /// `--agent`, and `--crawlers` (each distinct agent classified once).
     #[inline]
     pub fn accepts_agent<'t>(&mut self, agent: u32, text: impl FnOnce() -> &'t str) -> bool {
-        let Some(patterns) = self.agents else {
+        let (patterns, crawlers) = (self.agents, self.crawlers);
+        if patterns.is_none() && crawlers == Crawlers::Include {
             return true;
-        };
+        }
         self.agent_answers.get(agent, || {
             let text = text();
-            patterns.accepts(|re| re.is_match(text))
+            patterns.is_none_or(|p| p.accepts(|re| re.is_match(text)))
+                && (crawlers == Crawlers::Include
+                    || crawlers.accepts(crate::agent::classify(text).crawler))
         })
     }
 }
@@ -1060,6 +1097,7 @@ mod tests {
             exclude_url: Some(parse_excluded_pattern(r"\.php$").unwrap()),
             method: Some(parse_methods("get").unwrap()),
             agent: Some(parse_pattern("bot").unwrap()),
+            crawlers: Crawlers::Exclude,
             strip_query: true,
         };
         let expected: Vec<(String, String)> = [
@@ -1071,6 +1109,7 @@ mod tests {
             ("url", "!^/static"),
             ("exclude_url", r"\.php$"),
             ("method", "GET"),
+            ("crawlers", "exclude"),
             ("agent", "bot"),
             ("query", "stripped"),
         ]
@@ -1086,5 +1125,31 @@ mod tests {
             grouping_only.is_empty(),
             "stripping queries filters nothing"
         );
+    }
+
+    #[test]
+    fn crawlers_are_left_out_or_kept_alone_by_their_agent() {
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+                      (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        for (which, curl, browser, none) in [
+            (Crawlers::Include, true, true, true),
+            (Crawlers::Exclude, false, true, false),
+            (Crawlers::Only, true, false, true),
+        ] {
+            let filters = Filters {
+                crawlers: which,
+                ..Filters::default()
+            };
+            assert_eq!(filters.is_empty(), which == Crawlers::Include);
+            let mut filter = Filter::new(&filters);
+            assert_eq!(filter.accepts_agent(1, || "curl/8.5.0"), curl, "{which:?}");
+            assert_eq!(filter.accepts_agent(2, || chrome), browser, "{which:?}");
+            assert_eq!(filter.accepts_agent(3, || "-"), none, "{which:?}");
+            // The answer is kept per id: the text is not asked again.
+            assert_eq!(
+                filter.accepts_agent(1, || unreachable!("asked twice")),
+                curl
+            );
+        }
     }
 }
