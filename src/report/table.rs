@@ -247,7 +247,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             Section::Status => status(&mut out, report, o),
             Section::Urls => {
                 let title = ranking_title(report.top, "URLs");
-                url_table(&mut out, &title, &report.urls, total, o);
+                with_visitors(&mut out, &title, &report.urls, total, ("url", true), o);
             }
             Section::Pages | Section::Static => {
                 let (what, group) = match section {
@@ -260,7 +260,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     count(group.requests),
                     percent(group.requests, total)
                 );
-                url_table(&mut out, &title, &group.rows, total, o);
+                with_visitors(&mut out, &title, &group.rows, total, ("url", true), o);
             }
             Section::Browsers | Section::Os | Section::Devices => {
                 let (what, label, rows) = match section {
@@ -272,7 +272,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     Section::Devices => "Device classes".to_string(),
                     _ => ranking_title(report.top, what),
                 };
-                with_visitors(&mut out, &title, rows, total, label, o);
+                with_visitors(&mut out, &title, rows, total, (label, false), o);
             }
             Section::Sites => ranking(
                 &mut out,
@@ -348,13 +348,14 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
     out.into_bytes()
 }
 
-/// A ranking of groups (browsers, systems, devices) with their hits and unique visitors.
+/// A ranking with the unique visitors of each row: URLs (with their bytes too, `bytes`) or
+/// groups of user agents (browsers, systems, devices).
 fn with_visitors(
     out: &mut String,
     title: &str,
     rows: &[Ranked],
     total: u64,
-    label: &str,
+    (label, bytes): (&str, bool),
     o: Options,
 ) {
     heading(out, title, Paint(o.color));
@@ -362,46 +363,30 @@ fn with_visitors(
         let _ = writeln!(out, "  (none)");
         return;
     }
-    let fixed = 2 + 11 + 1 + 6 + 1 + 9 + 2;
+    let bytes_width = if bytes { 15 } else { 0 };
+    let fixed = 2 + 11 + 1 + 6 + bytes_width + 1 + 9 + 2;
     let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
+    let bytes_header = if bytes {
+        format!(" {:>14}", "bytes")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  {:>11} {:>6} {:>9}  {label}",
+        "  {:>11} {:>6}{bytes_header} {:>9}  {label}",
         "hits", "%", "visitors"
     );
     for r in rows {
+        let bytes_cell = if bytes {
+            format!(" {:>14}", count(r.bytes))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  {:>11} {:>6} {:>9}  {}",
+            "  {:>11} {:>6}{bytes_cell} {:>9}  {}",
             count(r.hits),
             percent(r.hits, total),
-            count(r.visitors),
-            safe(&r.key, key_width)
-        );
-    }
-}
-
-/// A ranking of URLs, with their bytes and visitors.
-fn url_table(out: &mut String, title: &str, rows: &[Ranked], total: u64, o: Options) {
-    heading(out, title, Paint(o.color));
-    if rows.is_empty() {
-        let _ = writeln!(out, "  (none)");
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "  {:>11} {:>6} {:>14} {:>9}  url",
-        "hits", "%", "bytes", "visitors"
-    );
-    let fixed = 2 + 11 + 1 + 6 + 1 + 14 + 1 + 9 + 2;
-    let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "  {:>11} {:>6} {:>14} {:>9}  {}",
-            count(r.hits),
-            percent(r.hits, total),
-            count(r.bytes),
             count(r.visitors),
             safe(&r.key, key_width)
         );
