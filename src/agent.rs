@@ -2,7 +2,7 @@
 //! whether a person was behind it at all.
 //!
 //! The library is [woothee](https://crates.io/crates/woothee) (Project Woothee's dataset,
-//! compiled into the crate: nothing to load, no regex set to build before the first answer).
+//! compiled into the crate: nothing to load, and a few dozen small regexes built lazily).
 //! It was chosen over the uap-core parsers (`ua-parser`, `uaparser`) and the others studied in
 //! issue #16 because the start-up of a uap-core parser alone costs more than the report's
 //! whole budget (classification may add under 10% to `aggregate-db` on a million rows). On the
@@ -358,36 +358,6 @@ fn product(agent: &str, lower: &str) -> String {
     name.chars().take(40).collect()
 }
 
-/// Classifies each distinct agent once, for callers that have already numbered their agents
-/// (the report's interner gives every distinct string a dense id): a row then costs one index,
-/// not a hash of its agent, and the library runs once per distinct agent, never per row. One
-/// cache belongs to one numbering; ids from another interner would give other agents' answers.
-#[derive(Debug, Default)]
-pub struct AgentCache {
-    by_id: Vec<Option<Agent>>,
-}
-
-impl AgentCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The classification of agent `id`, whose text is `user_agent`; classified on the first
-    /// call for that id, and the text of later calls is not looked at.
-    pub fn get(&mut self, id: u32, user_agent: &str) -> &Agent {
-        let i = id as usize;
-        if i >= self.by_id.len() {
-            self.by_id.resize(i + 1, None);
-        }
-        self.by_id[i].get_or_insert_with(|| classify(user_agent))
-    }
-
-    /// How many distinct agents have been classified.
-    pub fn classified(&self) -> usize {
-        self.by_id.iter().filter(|a| a.is_some()).count()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,15 +431,5 @@ mod tests {
             let a = classify(ua);
             assert_eq!(a.crawler, a.device == Device::Bot, "{ua:?}");
         }
-    }
-
-    #[test]
-    fn cache_classifies_each_id_once() {
-        let mut cache = AgentCache::new();
-        assert_eq!(cache.get(3, "curl/7.54.0").browser.as_ref(), "curl");
-        // The id was classified already: its text is not looked at again.
-        assert_eq!(cache.get(3, "anything").browser.as_ref(), "curl");
-        assert_eq!(cache.get(0, "-").browser.as_ref(), NO_AGENT);
-        assert_eq!(cache.classified(), 2);
     }
 }

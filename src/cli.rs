@@ -446,7 +446,7 @@ pub enum ReportFormat {
 /// The options `aggregate-csv` and `aggregate-db` share.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Reports to print, in order (default: all).
+    /// Reports to print, in order (default: all but rejects).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub report: Vec<crate::report::Section>,
     /// Rows per ranking; 0 for every row.

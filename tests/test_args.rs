@@ -182,6 +182,11 @@ fn filter_values_that_cannot_be_read_are_refused() {
         ),
         (&["--status", "!"], "--status", "'!' has an empty value"),
         (
+            &["--ip", "10.0.0.256"],
+            "--ip",
+            "'10.0.0.256' is not an IP address",
+        ),
+        (
             &["--ip", "10.0.0.0/33"],
             "--ip",
             "'10.0.0.0/33' is not a network: its prefix is not a length of 0 to 32 bits",

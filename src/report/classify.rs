@@ -66,7 +66,14 @@ impl StaticExtensions {
 /// `scheme://`, or with no host after it, is its own site: rolling it up would hide what it
 /// is.
 pub fn site_of(referrer: &str) -> Cow<'_, str> {
-    let Some((_, rest)) = referrer.split_once("://") else {
+    // A scheme is a letter then letters, digits, `+`, `-` or `.` (RFC 3986): a `://` later
+    // on (`example.com/go?u=https://other.test/`) is no scheme's.
+    let scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
+    let Some((_, rest)) = referrer.split_once("://").filter(|(s, _)| scheme(s)) else {
         return Cow::Borrowed(referrer);
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
@@ -146,6 +153,12 @@ mod tests {
             ("example.com/page", "example.com/page"),
             ("file:///etc/passwd", "file:///etc/passwd"),
             ("-x", "-x"),
+            (
+                "example.com/go?u=https://other.test/x",
+                "example.com/go?u=https://other.test/x",
+            ),
+            ("/path://x", "/path://x"),
+            ("svn+ssh://Host.example/repo", "host.example"),
         ] {
             assert_eq!(site_of(referrer), site, "{referrer}");
         }

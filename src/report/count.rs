@@ -80,7 +80,8 @@ pub struct Needs {
     /// Clients' text (the clients report, `--ip`); the visitors need only their keys.
     pub client_text: bool,
     pub url: bool,
-    /// Agents (the agents report, visitors, who are a client and an agent, and `--agent`).
+    /// Agents (the agents report and its groups, visitors, who are a client and an agent,
+    /// `--agent` and `--crawlers`).
     pub agent: bool,
     pub referrer: bool,
     pub method: bool,

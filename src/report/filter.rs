@@ -1,5 +1,5 @@
 //! Which entries count: the filters of `--since`, `--until`, `--status`, `--ip`,
-//! `--exclude-ip`, `--url`, `--exclude-url`, `--method` and `--agent`, as a value
+//! `--exclude-ip`, `--url`, `--exclude-url`, `--method`, `--agent` and `--crawlers`, as a value
 //! ([`Filters`]) and as the one predicate every store's rows go through ([`Filter`]).
 //!
 //! Every filter takes its values the same way ([`Alternatives`]): values separated by commas
@@ -278,6 +278,15 @@ impl std::str::FromStr for IpFilter {
         }
         match s.parse::<IpAddr>() {
             Ok(addr) => Ok(IpFilter::Net(addr, full_length(addr))),
+            // Only digits and dots, or a colon or bracket: an address mistyped (`10.0.0.256`,
+            // `[::1]`), which as a host name would match nothing and print an empty report.
+            Err(_)
+                if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') || s.contains([':', '[']) =>
+            {
+                Err(format!(
+                    "'{s}' is not an IP address (10.0.0.1, 2001:db8::1) or a network"
+                ))
+            }
             Err(_) => Ok(IpFilter::Text(s.to_owned())),
         }
     }
@@ -888,7 +897,13 @@ mod tests {
         assert_eq!(net("2001:DB8::1").unwrap().to_string(), "2001:db8::1");
         assert_eq!(net("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
         assert_eq!(net("gw.example"), Ok(IpFilter::Text("gw.example".into())));
-        assert_eq!(net("10.0.0.01"), Ok(IpFilter::Text("10.0.0.01".into())));
+        // A mistyped address is refused, not taken as a host name that matches nothing.
+        for typo in ["10.0.0.01", "10.0.0.256", "10.0.0", "[::1]", "2001:db8::g"] {
+            assert!(
+                net(typo).unwrap_err().contains("is not an IP address"),
+                "{typo}"
+            );
+        }
         for (arg, why) in [
             ("10.0.0.0/33", "0 to 32 bits"),
             ("::/129", "0 to 128 bits"),

@@ -184,8 +184,8 @@ impl Query {
                     wants.agents = true;
                 }
                 Section::Days => wants.visits = true,
-                // All three come from the hits per minute the totals keep anyway; the rejects
-                // from the store's reader.
+                // The totals keep the hits per status and per minute anyway (traffic, hours and
+                // weekdays come from the minutes); the rejects come from the store's reader.
                 Section::Status
                 | Section::Traffic
                 | Section::Hours
@@ -230,39 +230,57 @@ impl Counts {
                 .map(|(k, s)| Ranked::hits(k.to_string(), s.not_found)),
             top,
         );
-        let (mut pages, mut statics) = (UrlGroup::default(), UrlGroup::default());
+        let asked = |section: Section| query.sections.contains(&section);
         let url = |(k, s): &(Box<str>, count::UrlStat)| Ranked {
             key: k.to_string(),
             hits: s.hits,
             bytes: s.bytes,
             visitors: s.visitors,
         };
-        for entry in &self.urls {
-            let kind = match query.static_ext.is_static(&entry.0) {
-                true => &mut statics,
-                false => &mut pages,
-            };
-            kind.requests += entry.1.hits;
-            kind.rows.push(url(entry));
+        // URLs are ranked by reference and only the rows shown are copied: a log can hold as
+        // many distinct URLs as lines.
+        let top_urls = |entries: Vec<&(Box<str>, count::UrlStat)>| -> Vec<Ranked> {
+            top_of(entries, top, |e| (e.1.hits, &e.0))
+                .into_iter()
+                .map(url)
+                .collect()
+        };
+        let (mut pages, mut statics) = (UrlGroup::default(), UrlGroup::default());
+        if asked(Section::Pages) || asked(Section::Static) {
+            let (mut page_urls, mut static_urls) = (Vec::new(), Vec::new());
+            for entry in &self.urls {
+                let (group, list) = match query.static_ext.is_static(&entry.0) {
+                    true => (&mut statics, &mut static_urls),
+                    false => (&mut pages, &mut page_urls),
+                };
+                group.requests += entry.1.hits;
+                list.push(entry);
+            }
+            (pages.rows, statics.rows) = (top_urls(page_urls), top_urls(static_urls));
         }
-        let pages = UrlGroup {
-            rows: ranked(pages.rows.into_iter(), top),
-            ..pages
-        };
-        let statics = UrlGroup {
-            rows: ranked(statics.rows.into_iter(), top),
-            ..statics
-        };
-        let urls = ranked(self.urls.iter().map(url), top);
+        let urls = top_urls(self.urls.iter().collect());
         let distinct_ips = self.distinct_clients;
         let clients = by_hits(self.clients, top);
-        let groups = agent_groups(&self.agents, &self.agent_visitors, top);
+        let groups = match [
+            Section::Summary,
+            Section::Browsers,
+            Section::Os,
+            Section::Devices,
+        ]
+        .into_iter()
+        .any(asked)
+        {
+            true => agent_groups(&self.agents, &self.agent_visitors, top),
+            false => AgentGroups::default(),
+        };
         let agents = by_hits(self.agents, top);
         let mut sites: rustc_hash::FxHashMap<String, u64> = Default::default();
-        for (referrer, n) in &self.referrers {
-            *sites
-                .entry(classify::site_of(referrer).into_owned())
-                .or_default() += n;
+        if asked(Section::Sites) {
+            for (referrer, n) in &self.referrers {
+                *sites
+                    .entry(classify::site_of(referrer).into_owned())
+                    .or_default() += n;
+            }
         }
         let sites = ranked(sites.into_iter().map(|(k, n)| Ranked::hits(k, n)), top);
         let referrers = by_hits(self.referrers, top);
@@ -349,6 +367,7 @@ impl Counts {
 }
 
 /// The user agents grouped by what [`crate::agent::classify`] makes of them.
+#[derive(Default)]
 struct AgentGroups {
     browsers: Vec<Ranked>,
     systems: Vec<Ranked>,
@@ -392,7 +411,14 @@ fn agent_groups(hits: &[(Box<str>, u64)], visitors: &[(Box<str>, u64)], top: usi
     AgentGroups {
         browsers: rank(browsers),
         systems: rank(systems),
-        devices: rank(devices),
+        // Five classes at most: never cut.
+        devices: ranked(
+            devices.into_iter().map(|(key, (hits, visitors))| Ranked {
+                visitors,
+                ..Ranked::hits(key, hits)
+            }),
+            usize::MAX,
+        ),
         crawlers,
     }
 }
@@ -453,9 +479,14 @@ fn traffic_buckets<const N: usize>(
 
 /// Sorted in [`count::rank_order`] and cut to `top`.
 fn ranked(items: impl Iterator<Item = Ranked>, top: usize) -> Vec<Ranked> {
-    let mut all: Vec<Ranked> = items.collect();
-    let order = |a: &Ranked, b: &Ranked| {
-        count::rank_order((a.hits, b.hits), (a.key.as_bytes(), b.key.as_bytes()))
+    top_of(items.collect(), top, |r| (r.hits, &r.key))
+}
+
+/// The first `top` of `all` in [`count::rank_order`] of their `(hits, key)`, sorted.
+fn top_of<T>(mut all: Vec<T>, top: usize, rank: impl Fn(&T) -> (u64, &str)) -> Vec<T> {
+    let order = |a: &T, b: &T| {
+        let ((hits_a, key_a), (hits_b, key_b)) = (rank(a), rank(b));
+        count::rank_order((hits_a, hits_b), (key_a.as_bytes(), key_b.as_bytes()))
     };
     if all.len() > top {
         all.select_nth_unstable_by(top, order);
@@ -478,7 +509,7 @@ fn time_text(secs: i64) -> String {
 }
 
 /// One line of a ranking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ranked {
     pub key: String,
     pub hits: u64,

@@ -479,6 +479,12 @@ fn days(out: &mut String, report: &Report, o: Options) {
         "day", "hits", "visitors"
     );
     let peak = report.days.iter().map(|d| d.hits).max().unwrap_or(0);
+    let day = |d: &super::DayRow| chrono::NaiveDate::parse_from_str(&d.day, "%Y-%m-%d").ok();
+    let gaps = (report.days.windows(2)).any(|w| {
+        day(&w[0])
+            .zip(day(&w[1]))
+            .is_some_and(|(a, b)| (b - a).num_days() > 1)
+    });
     for d in &report.days {
         let line = format!(
             "  {:<10}  {:>11} {:>9}  {}",
@@ -488,6 +494,13 @@ fn days(out: &mut String, report: &Report, o: Options) {
             bar(d.hits, peak, cells)
         );
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if gaps {
+        let _ = writeln!(
+            out,
+            "  (only the days with requests: first to last is more than {} days)",
+            count(MAX_TRAFFIC_ROWS as u64)
+        );
     }
 }
 
