@@ -40,6 +40,31 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A time given in microseconds, in the unit that suits it, to three significant digits at
+/// most: `850µs`, `12.3ms`, `1.25s`, `2m03s`, `1h05m`.
+pub fn duration_us(us: u64) -> String {
+    /// `value` (in some unit) with as many decimals as keep three significant digits.
+    fn three(value: f64, unit: &str) -> String {
+        match value {
+            v if v < 9.995 => format!("{v:.2}{unit}"),
+            v if v < 99.95 => format!("{v:.1}{unit}"),
+            v => format!("{v:.0}{unit}"),
+        }
+    }
+    match us {
+        0..1_000 => format!("{us}µs"),
+        1_000..999_500 => three(us as f64 / 1e3, "ms"),
+        999_500..59_950_000 => three(us as f64 / 1e6, "s"),
+        _ => {
+            let secs = us / 1_000_000 + u64::from(us % 1_000_000 >= 500_000);
+            match secs {
+                0..3_600 => format!("{}m{:02}s", secs / 60, secs % 60),
+                _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+            }
+        }
+    }
+}
+
 /// A status or summary line, made of pieces that are never split ("20,000 lines",
 /// "in 0.16s"), so that it can be broken between them to fit a terminal.
 ///
@@ -206,6 +231,27 @@ pub fn stderr_width() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_the_unit_that_suits_them() {
+        let cases = [
+            (0, "0µs"),
+            (999, "999µs"),
+            (1_000, "1.00ms"),
+            (12_345, "12.3ms"),
+            (999_499, "999ms"),
+            (999_500, "1.00s"),
+            (1_250_000, "1.25s"),
+            (59_949_999, "59.9s"),
+            (59_950_000, "1m00s"),
+            (123_000_000, "2m03s"),
+            (3_900_000_000, "1h05m"),
+            (u64::MAX, "5124095576h01m"),
+        ];
+        for (us, text) in cases {
+            assert_eq!(duration_us(us), text, "{us} µs");
+        }
+    }
 
     #[test]
     fn counts_get_separators_and_nouns_their_number() {

@@ -23,6 +23,8 @@ pub struct Row<'a> {
     pub bytes: Option<u64>,
     pub referrer: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// How long the server took to answer, in microseconds, when the log says.
+    pub response_time_us: Option<u64>,
 }
 
 impl<'a> Row<'a> {
@@ -37,6 +39,7 @@ impl<'a> Row<'a> {
             bytes: e.bytes,
             referrer: e.referrer.as_deref(),
             user_agent: e.user_agent.as_deref(),
+            response_time_us: e.extra.response_time_us,
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct RowSpans {
     pub timestamp: i64,
     pub status: u16,
     pub bytes: Option<u64>,
+    pub response_time_us: Option<u64>,
 }
 
 impl RowSpans {
@@ -103,6 +107,7 @@ impl RowSpans {
             timestamp: row.timestamp,
             status: row.status,
             bytes: row.bytes,
+            response_time_us: row.response_time_us,
         }
     }
 
@@ -117,6 +122,7 @@ impl RowSpans {
             bytes: self.bytes,
             referrer: arena.get(self.referrer),
             user_agent: arena.get(self.user_agent),
+            response_time_us: self.response_time_us,
         }
     }
 }
@@ -285,6 +291,7 @@ mod tests {
             bytes: Some(7),
             referrer: Some(""),
             user_agent: Some("é"),
+            response_time_us: Some(1_500),
         };
         let mut arena = Arena::default();
         let spans = RowSpans::push(&mut arena, &row);

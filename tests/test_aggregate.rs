@@ -2003,3 +2003,150 @@ fn agents_grouped_by_browser_show_a_scanner_as_one_crawler() {
         "{summary}"
     );
 }
+
+/// The times report: exact percentiles (nearest rank) for few requests, the same from every
+/// store and thread count, the slowest URLs by p95 and by total time, and a clear "none" for
+/// a log whose format records no time.
+#[test]
+fn response_times_are_exact_and_the_same_from_every_store() {
+    let wd = Workdir::new();
+    let format = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time"#;
+    let line = |n: usize, url: &str, time: &str| {
+        format!(
+            "10.0.{}.{} - - [05/Jan/2024:10:{:02}:00 +0000] \"GET {url} HTTP/1.1\" 200 5 \"-\" \"a\" {time}\n",
+            n / 250,
+            n % 250,
+            n % 60
+        )
+    };
+    // /a: 1 ms to 100 ms; /b: 2 s once; /c: no time; /many: 1,000 requests, past what a URL
+    // keeps exactly.
+    let mut log: Vec<String> = (1..=100)
+        .map(|i| line(i, "/a", &format!("0.{i:03}")))
+        .collect();
+    log.push(line(101, "/b", "2.000"));
+    log.push(line(102, "/c", "-"));
+    log.extend((0..1000).map(|i| line(200 + i, "/many", &format!("0.{:03}", 1 + i % 7))));
+    wd.write("logs/access.log", log.concat());
+    for (bin, out) in [("parse-to-csv", "--output"), ("parse-to-db", "--db")] {
+        let store = if bin == "parse-to-csv" {
+            "out.csv"
+        } else {
+            "out.db"
+        };
+        wd.cmd(bin)
+            .args([
+                "--log-format",
+                format,
+                out,
+                store,
+                "--quiet",
+                "logs/access.log",
+            ])
+            .assert()
+            .success();
+    }
+    for output in ["json", "table", "csv"] {
+        let mut seen = Vec::new();
+        for bin in ["aggregate-csv", "aggregate-db"] {
+            for threads in ["1", "2"] {
+                let args = [
+                    "--report",
+                    "times",
+                    "--format",
+                    output,
+                    "--threads",
+                    threads,
+                ];
+                seen.push(report(&wd, bin, &args));
+            }
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0] == w[1]),
+            "{output}: the stores differ"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(&report(
+        &wd,
+        "aggregate-db",
+        &["--report", "times", "--format", "json", "--url", "^/[ab]$"],
+    ))
+    .unwrap();
+    let t = &json["times"];
+    // 101 times: 1..=100 ms and 2 s. Nearest rank: p50 is the 51st, p95 the 96th, p99 the
+    // 100th.
+    assert_eq!(t["requests"], 101);
+    let total = 5_050_000 + 2_000_000;
+    assert_eq!(
+        t["all"],
+        serde_json::json!({
+            "count": 101, "total_us": total, "mean_us": total / 101, "p50_us": 51_000,
+            "p95_us": 96_000, "p99_us": 100_000, "max_us": 2_000_000, "exact": true,
+        })
+    );
+    let urls = |key: &str| -> Vec<(String, u64)> {
+        let field = if key == "slowest_by_p95" {
+            "p95_us"
+        } else {
+            "total_us"
+        };
+        (t[key].as_array().unwrap().iter())
+            .map(|r| {
+                (
+                    r["url"].as_str().unwrap().to_string(),
+                    r[field].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        urls("slowest_by_p95"),
+        [("/b".into(), 2_000_000), ("/a".into(), 95_000)]
+    );
+    assert_eq!(
+        urls("by_total_time"),
+        [("/a".into(), 5_050_000), ("/b".into(), 2_000_000)]
+    );
+    // /many is past the exact limit: its percentiles are within 1% of the truth (1 to 7 ms,
+    // each a seventh of the requests: p50 is 4 ms, p95 and p99 7 ms).
+    let json: serde_json::Value = serde_json::from_slice(&report(
+        &wd,
+        "aggregate-csv",
+        &["--report", "times", "--format", "json", "--url", "^/many$"],
+    ))
+    .unwrap();
+    let many = &json["times"]["all"];
+    assert_eq!(
+        (many["count"].as_u64(), many["exact"].as_bool()),
+        (Some(1000), Some(false))
+    );
+    for (field, truth) in [
+        ("p50_us", 4_000.0),
+        ("p95_us", 7_000.0),
+        ("p99_us", 7_000.0),
+    ] {
+        let got = many[field].as_f64().unwrap();
+        assert!((got - truth).abs() / truth <= 0.01, "{field}: {got}");
+    }
+    assert_eq!(many["max_us"], 7_000);
+    // The table says so, and a Combined log has no times to show.
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "times"])).unwrap();
+    assert!(
+        table.contains("Response times (1,101 of 1,102 requests)"),
+        "{table}"
+    );
+    assert!(table.contains("within 1%"), "{table}");
+    wd.write(
+        "logs/combined.log",
+        "1.2.3.4 - - [05/Jan/2024:10:00:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"a\"\n",
+    );
+    wd.cmd("parse-to-db")
+        .args(["--db", "c.db", "--quiet", "logs/combined.log"])
+        .assert()
+        .success();
+    wd.cmd("aggregate-db")
+        .args(["c.db", "--report", "times"])
+        .assert()
+        .success()
+        .stdout(contains("Response times (0 of 1 request)").and(contains("records no time")));
+}

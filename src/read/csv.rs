@@ -49,6 +49,7 @@ const STATUS: usize = column("status");
 const BYTES: usize = column("bytes");
 const REFERRER: usize = column("referrer");
 const USER_AGENT: usize = column("user_agent");
+const RESPONSE_TIME_US: usize = column("response_time_us");
 
 /// Blocks of [`BLOCK`] bytes that may wait for the slowest counting thread.
 const BLOCKS_AHEAD: usize = 4;
@@ -292,6 +293,18 @@ fn with_csv_row(
         },
         referrer: opt(REFERRER),
         user_agent: opt(USER_AGENT),
+        // A CSV of Combined's columns only has no times.
+        response_time_us: match columns > RESPONSE_TIME_US {
+            false => None,
+            true => match &*record.field(RESPONSE_TIME_US) {
+                b"" => None,
+                us => Some(
+                    (std::str::from_utf8(us).ok())
+                        .and_then(|us| us.parse().ok())
+                        .ok_or_else(|| bad("response_time_us"))?,
+                ),
+            },
+        },
     });
     Ok(())
 }
@@ -330,9 +343,10 @@ mod tests {
                 proptest::option::of(any::<u64>()),
             ),
             (proptest::option::of(text()), proptest::option::of(text())),
+            proptest::option::of(any::<u64>()),
         )
             .prop_map(
-                |((ip, method, url), (secs, status, bytes), (referrer, agent))| LogEntry {
+                |((ip, method, url), (secs, status, bytes), (referrer, agent), time)| LogEntry {
                     ip: Cow::Owned(ip),
                     ident: None,
                     user: None,
@@ -344,7 +358,10 @@ mod tests {
                     bytes,
                     referrer: referrer.map(Cow::Owned),
                     user_agent: agent.map(Cow::Owned),
-                    extra: Default::default(),
+                    extra: crate::entry::Extra {
+                        response_time_us: time,
+                        ..Default::default()
+                    },
                 },
             )
     }
@@ -358,6 +375,7 @@ mod tests {
         Option<u64>,
         Option<String>,
         Option<String>,
+        Option<u64>,
     );
 
     fn owned(r: &Row<'_>) -> OwnedRow {
@@ -371,6 +389,7 @@ mod tests {
             r.bytes,
             o(r.referrer),
             o(r.user_agent),
+            r.response_time_us,
         )
     }
 

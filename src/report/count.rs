@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use rustc_hash::FxHashMap;
 
 use super::filter::{Filter, Filters};
+use super::times::Times;
 use super::visits::Visits;
 use crate::privacy::strip_query;
 use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_bytes, ipv4_text};
@@ -35,6 +36,8 @@ pub struct Wants {
     pub agents: bool,
     pub referrers: bool,
     pub methods: bool,
+    /// Response times, in all and per URL.
+    pub times: bool,
     /// Rows shown of each ranking (`usize::MAX` for all). Only the clients shown are named
     /// (see [`Counter::into_counts`]): a log can hold as many clients as lines.
     pub top: usize,
@@ -49,6 +52,7 @@ impl Wants {
         agents: false,
         referrers: false,
         methods: false,
+        times: false,
         top: usize::MAX,
     };
 
@@ -60,6 +64,7 @@ impl Wants {
         agents: true,
         referrers: true,
         methods: true,
+        times: true,
         top: usize::MAX,
     };
 }
@@ -93,7 +98,10 @@ impl Needs {
         Needs {
             client: wants.clients || wants.visits || ip,
             client_text: wants.clients || ip,
-            url: wants.urls || filters.url.is_some() || filters.exclude_url.is_some(),
+            url: wants.urls
+                || wants.times
+                || filters.url.is_some()
+                || filters.exclude_url.is_some(),
             agent: wants.agents
                 || wants.visits
                 || filters.agent.is_some()
@@ -130,6 +138,8 @@ pub struct Hit {
     pub referrer: Option<u32>,
     /// The method's id (an absent one counts as `-`).
     pub method: u32,
+    /// The response time in microseconds, when the log has one (and the times are wanted).
+    pub time_us: Option<u64>,
 }
 
 /// The strings behind a counter's ids, asked for once each when the counts are handed over.
@@ -266,6 +276,10 @@ pub struct Counts {
     pub methods: Vec<(Box<str>, u64)>,
     /// Unique visitors per user agent (when both are counted), in any order.
     pub agent_visitors: Vec<(Box<str>, u64)>,
+    /// Response times of all requests that have one, and per URL (only URLs with times), in
+    /// any order.
+    pub times: Times,
+    pub url_times: Vec<(Box<str>, Times)>,
     /// The rejected lines by reason (only when the rejects report asked, from the store's
     /// reader, not from the counter: see `crate::read::rejects`).
     pub rejects: Vec<RejectGroup>,
@@ -295,6 +309,9 @@ pub struct Counter {
     agents: Vec<u64>,
     referrers: Vec<u64>,
     methods: Vec<u64>,
+    /// Response times, in all and by URL id.
+    times: Times,
+    url_times: Vec<Times>,
     /// Visitors, and the hits of each client: without visits wanted, each client is counted
     /// as one visitor.
     visits: Visits<u64>,
@@ -428,6 +445,16 @@ impl Counter {
             stat.bytes = stat.bytes.saturating_add(hit.bytes);
             stat.not_found += u64::from(hit.status == 404);
         }
+        if wants.times
+            && let Some(us) = hit.time_us
+        {
+            self.times.add(us);
+            let i = hit.url as usize;
+            if i >= self.url_times.len() {
+                self.url_times.resize_with(i + 1, Times::default);
+            }
+            self.url_times[i].add(us);
+        }
         // After the URL's stat exists: the visits count visitors into the stats of URLs seen.
         let visits = &mut self.visits;
         if wants.visits && wants.urls {
@@ -467,10 +494,22 @@ impl Counter {
                 counts.clients = named_clients(visited.clients, wants.top, names);
             }
         }
-        counts.urls = (self.urls.into_iter().enumerate())
-            .filter(|(_, stat)| stat.hits > 0)
-            .map(|(id, stat)| (names.name(Kind::Url, id as u32), stat))
-            .collect();
+        // A URL is named once (see the agents below): its stat and its times share the name.
+        counts.times = self.times;
+        let mut url_times = self.url_times;
+        for (id, stat) in (self.urls.into_iter().enumerate()).filter(|(_, s)| s.hits > 0) {
+            let name = names.name(Kind::Url, id as u32);
+            if let Some(times) = url_times.get_mut(id).filter(|t| t.count > 0) {
+                counts.url_times.push((name.clone(), std::mem::take(times)));
+            }
+            counts.urls.push((name, stat));
+        }
+        // Without the URLs report, its times are all the counter kept of a URL.
+        for (id, times) in (url_times.into_iter().enumerate()).filter(|(_, t)| t.count > 0) {
+            counts
+                .url_times
+                .push((names.name(Kind::Url, id as u32), times));
+        }
         // An agent is named once (a store may hand its text over, not copy it): its hits and
         // its visitors, who are among its hits, share the name.
         if wants.visits && wants.agents {
@@ -585,6 +624,7 @@ impl<'f> RowCounter<'f> {
                 false => None,
             },
             method,
+            time_us: row.response_time_us,
         };
         self.counter.add(&hit);
     }
@@ -661,6 +701,8 @@ impl Counts {
         self.distinct_clients += other.distinct_clients;
         self.clients.extend(other.clients);
         add_by_key(&mut self.urls, other.urls, |a, b| *a += b);
+        self.times.merge(other.times);
+        add_by_key(&mut self.url_times, other.url_times, Times::merge);
         for (mine, theirs) in [
             (&mut self.agents, other.agents),
             (&mut self.referrers, other.referrers),
@@ -719,6 +761,7 @@ mod tests {
             bytes: Some(u64::from(i)),
             referrer: Some(text(format!("https://r/{}", i % 5))),
             user_agent: Some(text(format!("agent {}", i % 4))),
+            response_time_us: (!i.is_multiple_of(3)).then_some(u64::from(i % 11) * 1000),
         }
     }
 
@@ -815,5 +858,42 @@ mod tests {
         assert_eq!(strip(&all), strip(&urls));
         assert_eq!(all.clients.len(), 1000);
         assert_eq!(all.visitors, 1000, "a visitor per client, agent and day");
+    }
+
+    /// The times of each URL are the same whether the URLs report is asked too (both share
+    /// the URL's name, which is handed over once) or alone.
+    #[test]
+    fn times_alone_are_the_times_with_every_report() {
+        let filters = Filters::default();
+        let only_times = Wants {
+            times: true,
+            ..Wants::default()
+        };
+        let (mut all, mut times) = (
+            RowCounter::new(Wants::ALL, &filters),
+            RowCounter::new(only_times, &filters),
+        );
+        for i in 0..3000 {
+            all.add(&row(i % 100));
+            times.add(&row(i % 100));
+        }
+        let stats = |c: Counts| {
+            let mut v: Vec<_> = (c.url_times.into_iter())
+                .map(|(url, t)| (url.to_string(), t.stats()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            (c.times.stats(), v)
+        };
+        let (all, times) = (stats(all.into_counts()), stats(times.into_counts()));
+        // Rows `i` with `i % 3 == 0` have no time: 66 of the 100 URLs have some.
+        assert_eq!(times.1.len(), 66);
+        assert!(
+            times
+                .1
+                .iter()
+                .all(|(url, s)| url.starts_with("/p/") && s.count == 30)
+        );
+        assert_eq!(times.0.count, 66 * 30);
+        assert_eq!(all, times);
     }
 }

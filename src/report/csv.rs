@@ -2,6 +2,10 @@
 //!
 //! Columns: `report,key,value,percent,bytes,visitors,2xx,3xx,4xx,5xx`; a column that does not
 //! apply to a section is empty. Quoting is the csv crate's, so any value round-trips.
+//!
+//! The times report does not fit these columns: its stats of all requests are rows of
+//! `times` keyed by the stat's name, and its rankings rows of `times-p95-us` and
+//! `times-total-us` keyed by URL, each with the time it is ranked by.
 
 use super::{ByClass, CLASSES, Report, Section, WEEKDAYS, percent};
 
@@ -192,6 +196,45 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
                 let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
                 for r in &report.rejects {
                     counted(w, name, &r.reason, r.lines, lines);
+                }
+            }
+            Section::Times => {
+                // The stats of all requests, one per row; then each URL of the two rankings
+                // with what it is ranked by (the other stats are in the table and JSON outputs).
+                let all = &report.times.all;
+                for (key, value) in [
+                    ("requests", all.count),
+                    ("mean_us", all.mean_us),
+                    ("p50_us", all.p50_us),
+                    ("p95_us", all.p95_us),
+                    ("p99_us", all.p99_us),
+                    ("max_us", all.max_us),
+                    ("total_us", all.total_us),
+                ] {
+                    row(
+                        w,
+                        [name, key, &value.to_string(), "", "", "", "", "", "", ""],
+                    );
+                }
+                for (url, s) in &report.times.slowest {
+                    row(
+                        w,
+                        [
+                            "times-p95-us",
+                            url,
+                            &s.p95_us.to_string(),
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                        ],
+                    );
+                }
+                for (url, s) in &report.times.most_time {
+                    counted(w, "times-total-us", url, s.total_us, all.total_us);
                 }
             }
             Section::Days => {

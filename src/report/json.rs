@@ -130,6 +130,22 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             Section::Weekdays => (WEEKDAYS.iter().zip(&report.weekdays))
                 .map(|(day, counts)| by_class("weekday", json!(day), counts, total))
                 .collect(),
+            Section::Times => {
+                let t = &report.times;
+                let url_row = |(url, stats): &(String, super::times::TimeStats)| {
+                    let mut row = json!({"url": url});
+                    row.as_object_mut()
+                        .expect("an object")
+                        .extend(stats_object(stats));
+                    row
+                };
+                json!({
+                    "requests": total,
+                    "all": stats_object(&t.all),
+                    "slowest_by_p95": t.slowest.iter().map(url_row).collect::<Vec<_>>(),
+                    "by_total_time": t.most_time.iter().map(url_row).collect::<Vec<_>>(),
+                })
+            }
             Section::Traffic => json!({
                 "bucket": report.bucket.name(),
                 "rows": report.traffic.iter().map(traffic_row).collect::<Vec<_>>(),
@@ -140,4 +156,13 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON values serialise");
     out.push(b'\n');
     out
+}
+
+/// The fields of some requests' time stats, in microseconds; `exact` says whether the
+/// percentiles are (see [`super::times`]).
+fn stats_object(stats: &super::times::TimeStats) -> Map<String, Value> {
+    match serde_json::to_value(stats).expect("plain numbers serialise") {
+        Value::Object(fields) => fields,
+        _ => unreachable!("a struct serialises as an object"),
+    }
 }

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod json;
 pub mod shard;
 pub mod table;
+pub mod times;
 mod visits;
 
 use chrono::DateTime;
@@ -21,6 +22,7 @@ use crate::entry::Rfc3339;
 pub use classify::StaticExtensions;
 pub use count::{ByClass, CLASSES, Counts, RejectGroup, Wants, class_index};
 pub use filter::{Edge, Filters, StatusFilter, parse_time_arg};
+use times::{TimeStats, Times};
 
 /// The reports, in their default order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -54,11 +56,15 @@ pub enum Section {
     Weekdays,
     /// Rejected lines by reason, with a sample of each.
     Rejects,
+    /// Response times, in all and of the slowest URLs ([`times`]).
+    Times,
 }
 
 impl Section {
     /// The reports printed when `--report` names none: all but `rejects`, which a CSV store
-    /// cannot answer without the `--rejects` file its parser wrote.
+    /// cannot answer without the `--rejects` file its parser wrote, and `times`, which most
+    /// logs (Common, Combined) cannot answer at all and which a database answers from its
+    /// rows, not from its faster packed copy.
     pub const DEFAULT: [Section; 18] = [
         Section::Summary,
         Section::Status,
@@ -102,6 +108,7 @@ impl Section {
             Section::Browsers => "browsers",
             Section::Os => "os",
             Section::Devices => "devices",
+            Section::Times => "times",
         }
     }
 }
@@ -200,6 +207,7 @@ impl Query {
                 Section::Agents => wants.agents = true,
                 Section::Referrers | Section::Sites => wants.referrers = true,
                 Section::Methods => wants.methods = true,
+                Section::Times => wants.times = true,
             }
         }
         wants
@@ -285,6 +293,10 @@ impl Counts {
         let sites = ranked(sites.into_iter().map(|(k, n)| Ranked::hits(k, n)), top);
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
+        let times = match asked(Section::Times) {
+            true => TimesReport::of(self.times, self.url_times, top),
+            false => TimesReport::default(),
+        };
         let mut rejects = self.rejects;
         rejects.sort_unstable_by(|a, b| {
             count::rank_order(
@@ -361,7 +373,35 @@ impl Counts {
             hours,
             weekdays,
             rejects,
+            times,
             top,
+        }
+    }
+}
+
+/// The times report: all requests that have a time, and the URLs that took longest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimesReport {
+    pub all: TimeStats,
+    /// The first URLs by p95, then by total time, each with its stats.
+    pub slowest: Vec<(String, TimeStats)>,
+    pub most_time: Vec<(String, TimeStats)>,
+}
+
+impl TimesReport {
+    fn of(all: Times, urls: Vec<(Box<str>, Times)>, top: usize) -> TimesReport {
+        let urls: Vec<(Box<str>, TimeStats)> =
+            urls.into_iter().map(|(url, t)| (url, t.stats())).collect();
+        let first = |by: fn(&TimeStats) -> u64| -> Vec<(String, TimeStats)> {
+            top_of(urls.iter().collect(), top, |e| (by(&e.1), &*e.0))
+                .into_iter()
+                .map(|(url, stats)| (url.to_string(), *stats))
+                .collect()
+        };
+        TimesReport {
+            all: all.stats(),
+            slowest: first(|s| s.p95_us),
+            most_time: first(|s| s.total_us),
         }
     }
 }
@@ -618,6 +658,7 @@ pub struct Report {
     pub weekdays: [ByClass; 7],
     /// Every reason, most lines first.
     pub rejects: Vec<RejectGroup>,
+    pub times: TimesReport,
     pub top: usize,
 }
 

@@ -12,7 +12,7 @@ use std::fmt::Write;
 use super::{
     ByClass, CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, WEEKDAYS, class_index, percent,
 };
-use crate::human::count;
+use crate::human::{count, counted, duration_us};
 
 /// How a table is laid out. The renderer does not look at the terminal: the caller
 /// (`crate::cli`) decides from the flags, the environment and where stdout goes.
@@ -343,9 +343,101 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             ),
             Section::Methods => ranking(&mut out, "Methods", &report.methods, total, "method", o),
             Section::Traffic => traffic(&mut out, report, o),
+            Section::Times => times(&mut out, report, o),
         }
     }
     out.into_bytes()
+}
+
+/// The response times: all requests that have one, then the slowest URLs by p95 and the
+/// URLs that took the most time in all.
+fn times(out: &mut String, report: &Report, o: Options) {
+    let all = &report.times.all;
+    let title = format!(
+        "Response times ({} of {})",
+        count(all.count),
+        counted(report.summary.requests, "request")
+    );
+    heading(out, &title, Paint(o.color));
+    if all.count == 0 {
+        let _ = writeln!(
+            out,
+            "  (none: the log's format records no time, as nginx's $request_time or Apache's %D do)"
+        );
+        return;
+    }
+    let d = duration_us;
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "requests", "mean", "p50", "p95", "p99", "max", "total"
+    );
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        count(all.count),
+        d(all.mean_us),
+        d(all.p50_us),
+        d(all.p95_us),
+        d(all.p99_us),
+        d(all.max_us),
+        d(all.total_us)
+    );
+    let inexact = !all.exact || report.times.slowest.iter().any(|(_, s)| !s.exact);
+    if inexact {
+        let _ = writeln!(
+            out,
+            "  Percentiles of more than {} requests are within 1%.",
+            count(super::times::EXACT as u64)
+        );
+    }
+    // "  requests mean p95 p99 max  url"
+    let fixed = 2 + 11 + 4 * 9 + 2;
+    let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
+    heading(
+        out,
+        &ranking_title(report.top, "slowest URLs, by p95"),
+        Paint(o.color),
+    );
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>8} {:>8} {:>8} {:>8}  url",
+        "requests", "mean", "p95", "p99", "max"
+    );
+    for (url, s) in &report.times.slowest {
+        let _ = writeln!(
+            out,
+            "  {:>11} {:>8} {:>8} {:>8} {:>8}  {}",
+            count(s.count),
+            d(s.mean_us),
+            d(s.p95_us),
+            d(s.p99_us),
+            d(s.max_us),
+            safe(url, key_width)
+        );
+    }
+    heading(
+        out,
+        &ranking_title(report.top, "URLs by total time"),
+        Paint(o.color),
+    );
+    let _ = writeln!(
+        out,
+        "  {:>11} {:>8} {:>6} {:>8} {:>8}  url",
+        "requests", "total", "%", "mean", "p95"
+    );
+    for (url, s) in &report.times.most_time {
+        let _ = writeln!(
+            out,
+            "  {:>11} {:>8} {:>6} {:>8} {:>8}  {}",
+            count(s.count),
+            d(s.total_us),
+            percent(s.total_us, all.total_us),
+            d(s.mean_us),
+            d(s.p95_us),
+            safe(url, key_width)
+        );
+    }
 }
 
 /// A ranking with the unique visitors of each row: URLs (with their bytes too, `bytes`) or

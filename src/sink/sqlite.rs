@@ -1127,9 +1127,18 @@ pub fn for_each_row(
     after: i64,
     emit: &mut dyn FnMut(Result<&Row<'_>, i64>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare(
-        r#"SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id FROM logs WHERE id > ?1 ORDER BY id"#,
-    )?;
+    // A database of schema 2, read without being upgraded, has no times.
+    let time = match table_columns(conn, "logs")?
+        .iter()
+        .any(|c| c == "response_time_us")
+    {
+        true => "response_time_us",
+        false => "NULL",
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT ip, timestamp, method, url, status, bytes, referrer, user_agent, id, {time} \
+         FROM logs WHERE id > ?1 ORDER BY id"
+    ))?;
     let mut rows = stmt.query([after])?;
     while let Some(r) = rows.next()? {
         use rusqlite::types::ValueRef;
@@ -1158,6 +1167,7 @@ pub fn for_each_row(
             bytes: int(5).and_then(|n| u64::try_from(n).ok()),
             referrer: text(6),
             user_agent: text(7),
+            response_time_us: int(9).and_then(|n| u64::try_from(n).ok()),
         }))?;
     }
     Ok(())
