@@ -453,14 +453,13 @@ pub struct ReportArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
     pub top: usize,
     /// Only entries at or after this time: RFC 3339, a day (2024-01-05, today, yesterday:
-    /// from its first second, in UTC; there is no --tz yet), or a span back from now (30m,
-    /// 2h, 7d).
+    /// from its first second, in the --tz zone), or a span back from now (30m, 2h, 7d).
     // Hyphen values are taken so that `--since -2h` reaches `parse_time_arg`, which says what
     // is wrong with it, instead of clap reading `-2` as an unknown flag.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Only entries at or before this time: RFC 3339, a day (up to its last second, in UTC),
-    /// or a span back from now.
+    /// Only entries at or before this time: RFC 3339, a day (up to its last second, in the
+    /// --tz zone), or a span back from now.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only these status codes (100-599) or classes (1xx-5xx). Values separated by commas
@@ -507,6 +506,17 @@ pub struct ReportArgs {
     /// the default list (see the README): css,js,png...
     #[arg(long, value_name = "EXTS")]
     pub static_ext: Option<crate::report::StaticExtensions>,
+    /// Time zone of days, hours and times: UTC (the default), local (the machine's), an
+    /// offset (+07:00) or an IANA name (Asia/Bangkok). It sets the traffic buckets, the days,
+    /// hours and weekdays, the day of each unique visitor, the days of --since and --until,
+    /// and how times are shown.
+    #[arg(long, value_name = "ZONE", allow_hyphen_values = true,
+          value_parser = crate::zone::Zone::parse)]
+    pub tz: Option<crate::zone::Zone>,
+    /// Which requests make unique visitors: all, or all but 4xx as GoAccess counts them by
+    /// default.
+    #[arg(long, value_enum, value_name = "RULE", default_value_t = crate::report::VisitorRule::All)]
+    pub visitors: crate::report::VisitorRule,
     /// Time bucket of the traffic report (default: chosen from the time span).
     #[arg(long, value_enum)]
     pub bucket: Option<crate::report::Bucket>,
@@ -607,7 +617,7 @@ impl ReportArgs {
         let time = |arg: &Option<String>, flag: &str, edge: Edge| -> anyhow::Result<_> {
             arg.as_deref()
                 .map(|s| {
-                    crate::report::parse_time_arg(s, now, edge)
+                    crate::report::parse_time_arg(s, now, edge, &self.zone())
                         .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
                 })
                 .transpose()
@@ -638,6 +648,11 @@ impl ReportArgs {
         })
     }
 
+    /// The zone asked for, UTC by default.
+    fn zone(&self) -> crate::zone::Zone {
+        self.tz.unwrap_or_default()
+    }
+
     /// The query a store's reader answers: filters, reports, threads.
     pub fn query(&self) -> anyhow::Result<crate::report::Query> {
         use crate::report::{Section, shard};
@@ -657,6 +672,8 @@ impl ReportArgs {
                 n => n,
             },
             static_ext: self.static_ext.clone().unwrap_or_default(),
+            zone: self.zone(),
+            visitors: self.visitors,
         })
     }
 }

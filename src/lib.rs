@@ -23,6 +23,7 @@ pub mod rotation;
 pub mod row;
 pub mod sink;
 pub mod source;
+pub mod zone;
 
 pub use entry::LogEntry;
 pub use parse::{Reject, parse_line};

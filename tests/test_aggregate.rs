@@ -377,7 +377,7 @@ fn the_filters_applied_are_said_in_json_and_in_the_table() {
         let table = String::from_utf8(report(&wd, bin, &args)).unwrap();
         assert!(
             table.starts_with(
-                "log-pipeline report (filters: since=2024-01-05T00:00:00Z, \
+                "log-pipeline report, times in UTC (filters: since=2024-01-05T00:00:00Z, \
                  until=2024-01-05T23:59:59Z, status=404,5xx,!503, "
             ),
             "{bin}: {table}"
@@ -563,7 +563,6 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
         all.extend_from_slice(args);
         serde_json::from_slice(&report(&wd, bin, &all)).unwrap()
     };
-    let whole = json("aggregate-db", &["--threads", "1"]);
     let sections = [
         ("summary", "summary"),
         ("status", "status"),
@@ -583,7 +582,14 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
         ("browsers", "browsers"),
         ("os", "os"),
         ("devices", "devices"),
+        ("times", "times"),
     ];
+    // Every report at once (the default ones and those asked for by name).
+    let every: Vec<&str> = sections.iter().map(|(section, _)| *section).collect();
+    let whole = json(
+        "aggregate-db",
+        &["--threads", "1", "--report", &every.join(",")],
+    );
     for (section, key) in sections {
         assert!(
             whole[key].is_object() || whole[key].is_array(),
@@ -606,7 +612,7 @@ fn every_report_is_the_same_whatever_the_threads_and_the_other_reports() {
                         .map(String::as_str)
                         .collect();
                     keys.sort_unstable();
-                    let mut expected = ["filters", key];
+                    let mut expected = ["filters", "time_zone", key];
                     expected.sort_unstable();
                     assert_eq!(keys, expected, "only what was asked: {bin} {args:?}");
                 }
@@ -2149,4 +2155,137 @@ fn response_times_are_exact_and_the_same_from_every_store() {
         .assert()
         .success()
         .stdout(contains("Response times (0 of 1 request)").and(contains("records no time")));
+}
+
+/// `--tz` moves days, hours, weekdays, visitors per day, the days of `--since`, and shown
+/// times into the zone, the same from every store; `--visitors goaccess` leaves 4xx requests
+/// out of the visitors only.
+#[test]
+fn a_time_zone_sets_days_hours_and_times_and_goaccess_visitors_leave_out_4xx() {
+    let wd = Workdir::new();
+    let line = |ip: &str, time: &str, url: &str, status: u16, agent: &str| {
+        format!("{ip} - - [{time} +0000] \"GET {url} HTTP/1.1\" {status} 1 \"-\" \"{agent}\"\n")
+    };
+    let log = [
+        line("2.2.2.2", "05/Jan/2024:10:00:00", "/c", 200, "B"),
+        line("1.1.1.1", "05/Jan/2024:20:30:00", "/a", 200, "A"),
+        line("1.1.1.1", "06/Jan/2024:01:00:00", "/b", 200, "A"),
+        line(
+            "3.3.3.3",
+            "06/Jan/2024:01:30:00",
+            "/wp-login.php",
+            404,
+            "scanner",
+        ),
+    ]
+    .concat();
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let all = [
+            args,
+            &[
+                "--format",
+                "json",
+                "--report",
+                "summary,days,hours,weekdays,traffic",
+            ],
+        ];
+        let docs: Vec<Vec<u8>> = ["aggregate-csv", "aggregate-db"]
+            .iter()
+            .map(|bin| report(&wd, bin, &all.concat()))
+            .collect();
+        assert_eq!(docs[0], docs[1], "the stores differ with {args:?}");
+        serde_json::from_slice(&docs[0]).unwrap()
+    };
+    let days = |doc: &serde_json::Value| -> Vec<(String, u64, u64)> {
+        (doc["days"].as_array().unwrap().iter())
+            .map(|d| {
+                let field = |k: &str| d[k].as_u64().unwrap();
+                (
+                    d["day"].as_str().unwrap().into(),
+                    field("hits"),
+                    field("visitors"),
+                )
+            })
+            .collect()
+    };
+    let busy = |doc: &serde_json::Value, key: &str, name: &str| -> Vec<String> {
+        (doc[key].as_array().unwrap().iter())
+            .filter(|r| r["hits"].as_u64() > Some(0))
+            .map(|r| r[name].to_string().trim_matches('"').to_string())
+            .collect()
+    };
+    let utc = json(&[]);
+    assert_eq!(utc["time_zone"], "UTC");
+    assert_eq!(
+        days(&utc),
+        [("2024-01-05".into(), 2, 2), ("2024-01-06".into(), 2, 2)]
+    );
+    assert_eq!(busy(&utc, "hours", "hour"), ["1", "10", "20"]);
+    assert_eq!(utc["summary"]["first"], "2024-01-05T10:00:00Z");
+
+    // At +07:00, 20:30 UTC is 03:30 the next day: 1.1.1.1 with agent A is one visitor.
+    for zone in ["+07:00", "+0700", "Asia/Bangkok"] {
+        let doc = json(&["--tz", zone]);
+        let name = if zone == "Asia/Bangkok" {
+            zone
+        } else {
+            "+07:00"
+        };
+        assert_eq!(doc["time_zone"], name);
+        assert_eq!(
+            days(&doc),
+            [("2024-01-05".into(), 1, 1), ("2024-01-06".into(), 3, 2)],
+            "{zone}"
+        );
+        assert_eq!(busy(&doc, "hours", "hour"), ["3", "8", "17"], "{zone}");
+        assert_eq!(
+            busy(&doc, "weekdays", "weekday"),
+            ["Friday", "Saturday"],
+            "{zone}"
+        );
+        assert_eq!(doc["summary"]["first"], "2024-01-05T17:00:00+07:00");
+        assert_eq!(doc["summary"]["last"], "2024-01-06T08:30:00+07:00");
+        assert_eq!(doc["summary"]["unique_visitors"], 3);
+        let traffic = doc["traffic"]["rows"].as_array().unwrap();
+        assert_eq!(traffic[0]["start"], "2024-01-05T17:00:00+07:00");
+        // A day given to --since is the zone's.
+        let since = json(&["--tz", zone, "--since", "2024-01-06"]);
+        assert_eq!(since["summary"]["requests"], 3, "{zone}");
+    }
+    assert_eq!(json(&["--since", "2024-01-06"])["summary"]["requests"], 2);
+
+    // The scanner's 404 makes no visitor as GoAccess counts them, but is still a request
+    // and a client.
+    let goaccess = json(&["--visitors", "goaccess"]);
+    assert_eq!(utc["summary"]["unique_visitors"], 4);
+    assert_eq!(goaccess["summary"]["unique_visitors"], 3);
+    assert_eq!(goaccess["summary"]["client_ips"], 3);
+    assert_eq!(goaccess["summary"]["requests"], 4);
+    assert_eq!(
+        days(&goaccess),
+        [("2024-01-05".into(), 2, 2), ("2024-01-06".into(), 2, 1)]
+    );
+
+    // The table's header and headings name the zone; `local` is $TZ.
+    let table = wd
+        .cmd("aggregate-db")
+        .args(["out.db", "--tz", "local", "--report", "days,hours"])
+        .env("TZ", "Asia/Bangkok")
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("log-pipeline report, times in Asia/Bangkok\n"),
+        "{table}"
+    );
+    assert!(table.contains("Days (Asia/Bangkok)") && table.contains("(Asia/Bangkok)"));
+    for bad in ["Mars/Olympus", "+25:00", "7"] {
+        wd.cmd("aggregate-csv")
+            .args(["out.csv", "--tz", bad])
+            .assert()
+            .code(2)
+            .stderr(contains("--tz"));
+    }
 }

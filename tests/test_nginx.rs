@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::workdir::{Workdir, bin_path, db_rows, lines};
+use crate::workdir::{Workdir, bin_path, db_rows, find_program, in_ci, lines};
 
 /// Requests per configuration, each `GET /req/N` with its own N.
 const REQUESTS: usize = 1500;
@@ -544,7 +544,7 @@ fn wait_caught_up(wd: &Workdir, progress: &mut Progress, last_rotation: Instant)
 
 /// nginx and logrotate, or None (after saying SKIPPED) where either is missing.
 fn tools() -> Option<(PathBuf, PathBuf)> {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let ci = in_ci();
     match (find_program("nginx"), find_program("logrotate")) {
         (Some(nginx), Some(logrotate)) => Some((nginx, logrotate)),
         (nginx, _) => {
@@ -561,18 +561,6 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-/// Looks in PATH and in the sbin directories, which a non-root PATH often lacks.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 fn rotate_conf(wd: &Workdir, scenario: &Scenario) -> String {

@@ -38,7 +38,9 @@ fn value_names_are_the_same_kinds_in_every_tool() {
         // Lists of alternatives (`404,5xx`, `10.0.0.0/8,!10.1.2.3`).
         "CODES", "IPS", "METHODS",
         // Closed sets, whose values clap lists beside them.
-        "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM", "WHICH",
+        "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM", "WHICH", "RULE",
+        // A time zone (--tz).
+        "ZONE",
         // Privacy: prefix lengths, query parameter names, how long rows are kept.
         "BITS", "NAMES", "SPAN", // File extensions (--static-ext).
         "EXTS",

@@ -8,6 +8,7 @@ mod test_exactly_once;
 mod test_follow;
 mod test_formats;
 mod test_generate;
+mod test_goaccess;
 mod test_layout;
 mod test_model;
 mod test_nginx;

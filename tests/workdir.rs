@@ -359,3 +359,22 @@ pub fn csv_offset(csv: &Path, source: &str) -> u64 {
     };
     doc["sources"][source]["offset"].as_u64().unwrap_or(0)
 }
+
+/// Looks in PATH and in the sbin directories, which a non-root PATH often lacks.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Whether this runs under CI, where a missing tool the tests need is a failure, not a skip:
+/// `.ci/run` installs them.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}

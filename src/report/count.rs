@@ -16,6 +16,7 @@ use super::times::Times;
 use super::visits::Visits;
 use crate::privacy::strip_query;
 use crate::row::{ABSENT, ClientKey, Interner, Row, canonical_ipv4, ipv4_bytes, ipv4_text};
+use crate::zone::{Clock, Zone};
 
 /// The names of the status classes, in the order of [`class_index`].
 pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
@@ -38,6 +39,10 @@ pub struct Wants {
     pub methods: bool,
     /// Response times, in all and per URL.
     pub times: bool,
+    /// The zone whose days and hours the counts are kept in.
+    pub zone: Zone,
+    /// Which requests make visitors.
+    pub visitors: VisitorRule,
     /// Rows shown of each ranking (`usize::MAX` for all). Only the clients shown are named
     /// (see [`Counter::into_counts`]): a log can hold as many clients as lines.
     pub top: usize,
@@ -53,6 +58,8 @@ impl Wants {
         referrers: false,
         methods: false,
         times: false,
+        zone: Zone::Utc,
+        visitors: VisitorRule::All,
         top: usize::MAX,
     };
 
@@ -65,8 +72,21 @@ impl Wants {
         referrers: true,
         methods: true,
         times: true,
+        zone: Zone::Utc,
+        visitors: VisitorRule::All,
         top: usize::MAX,
     };
+}
+
+/// Which requests make unique visitors (`--visitors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VisitorRule {
+    /// Every request.
+    #[default]
+    All,
+    /// Every request but the 4xx, as GoAccess counts them by default (its
+    /// `--4xx-to-unique-count` off): a scanner's probes answered 404 make no visitor.
+    Goaccess,
 }
 
 impl Default for Wants {
@@ -312,6 +332,8 @@ pub struct Counter {
     /// Response times, in all and by URL id.
     times: Times,
     url_times: Vec<Times>,
+    /// Shifts each hit's time into [`Wants::zone`].
+    clock: Clock,
     /// Visitors, and the hits of each client: without visits wanted, each client is counted
     /// as one visitor.
     visits: Visits<u64>,
@@ -414,13 +436,16 @@ impl Counter {
     pub fn new(wants: Wants) -> Counter {
         Counter {
             wants,
+            clock: Clock::new(wants.zone),
             ..Counter::default()
         }
     }
 
     #[inline]
     pub fn add(&mut self, hit: &Hit) {
-        self.totals.add(hit.timestamp, hit.status, hit.bytes);
+        // Every time counted from here on is the zone's: its minutes, hours and days.
+        let timestamp = self.clock.local(hit.timestamp);
+        self.totals.add(timestamp, hit.status, hit.bytes);
         let wants = self.wants;
         if wants.agents {
             bump(&mut self.agents, hit.agent);
@@ -457,12 +482,23 @@ impl Counter {
         }
         // After the URL's stat exists: the visits count visitors into the stats of URLs seen.
         let visits = &mut self.visits;
-        if wants.visits && wants.urls {
+        let visiting = match wants.visitors {
+            VisitorRule::All => true,
+            VisitorRule::Goaccess => !(400..500).contains(&hit.status),
+        };
+        if wants.visits {
             let urls = &mut self.urls;
-            let first_visit = |url: u32| urls[url as usize].visitors += 1;
-            visits.hit(hit.timestamp, hit.client, hit.agent, hit.url, first_visit);
-        } else if wants.visits {
-            visits.hit(hit.timestamp, hit.client, hit.agent, 0, |_| {});
+            // Which URLs a visitor hit matters only to the URLs report (see above).
+            let url = if wants.urls { hit.url } else { 0 };
+            let first_visit = |url: u32| {
+                if wants.urls {
+                    urls[url as usize].visitors += 1;
+                }
+            };
+            match visiting {
+                true => visits.hit(timestamp, hit.client, hit.agent, url, first_visit),
+                false => visits.hit_without_visit(hit.client, first_visit),
+            }
         } else if wants.clients {
             visits.hit(0, hit.client, 0, 0, |_| {});
         }

@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 use crate::entry::{Rfc3339, parse_rfc3339};
 use crate::row::ClientKey;
+use crate::zone::Zone;
 
 /// The values of one filter: those that let an entry through (any of them; every entry when
 /// there are none) and those that leave it out (any of them).
@@ -404,21 +405,30 @@ pub enum Edge {
 /// A span is digits and a unit, nothing else: a sign or a fraction (`-2h`, `+2h`, `1.5h`)
 /// is refused rather than read, because `-2h` would silently mean two hours in the future.
 /// A date that is no day of the calendar (`2024-13-01`, `2023-02-29`) is refused too.
-pub fn parse_time_arg(s: &str, now: DateTime<Utc>, edge: Edge) -> Result<DateTime<Utc>, String> {
+pub fn parse_time_arg(
+    s: &str,
+    now: DateTime<Utc>,
+    edge: Edge,
+    zone: &Zone,
+) -> Result<DateTime<Utc>, String> {
     if let Some(t) = parse_rfc3339(s) {
         return Ok(t);
     }
+    let today = zone.today(now);
     let day = match s {
-        "today" => Some(now.date_naive()),
-        "yesterday" => now.date_naive().pred_opt(),
+        "today" => Some(today),
+        "yesterday" => today.pred_opt(),
         _ => parse_date(s)?,
     };
     if let Some(day) = day {
-        let (h, m, sec) = match edge {
-            Edge::Start => (0, 0, 0),
-            Edge::End => (23, 59, 59),
+        // A day of the zone: from its first second to the last before the next day's.
+        return match edge {
+            Edge::Start => Ok(zone.start_of(day)),
+            Edge::End => day
+                .succ_opt()
+                .map(|next| zone.start_of(next) - chrono::TimeDelta::seconds(1))
+                .ok_or_else(|| format!("'{s}' is the last day there is")),
         };
-        return Ok(day.and_hms_opt(h, m, sec).expect("a time of day").and_utc());
     }
     let not_a_time = || {
         format!(
@@ -725,19 +735,19 @@ mod tests {
         let now = at("2024-01-10T00:00:00Z");
         for edge in [Edge::Start, Edge::End] {
             assert_eq!(
-                parse_time_arg("2h", now, edge).unwrap(),
+                parse_time_arg("2h", now, edge, &Zone::Utc).unwrap(),
                 at("2024-01-09T22:00:00Z")
             );
             assert_eq!(
-                parse_time_arg("7d", now, edge).unwrap(),
+                parse_time_arg("7d", now, edge, &Zone::Utc).unwrap(),
                 at("2024-01-03T00:00:00Z")
             );
             assert_eq!(
-                parse_time_arg("2024-01-01T00:00:00Z", now, edge).unwrap(),
+                parse_time_arg("2024-01-01T00:00:00Z", now, edge, &Zone::Utc).unwrap(),
                 at("2024-01-01T00:00:00Z")
             );
-            assert_eq!(parse_time_arg("0s", now, edge).unwrap(), now);
-            assert!(parse_time_arg("5y", now, edge).is_err());
+            assert_eq!(parse_time_arg("0s", now, edge, &Zone::Utc).unwrap(), now);
+            assert!(parse_time_arg("5y", now, edge, &Zone::Utc).is_err());
         }
     }
 
@@ -752,16 +762,44 @@ mod tests {
             ("yesterday", "2024-02-29T00:00:00Z", "2024-02-29T23:59:59Z"),
         ] {
             assert_eq!(
-                parse_time_arg(arg, now, Edge::Start),
+                parse_time_arg(arg, now, Edge::Start, &Zone::Utc),
                 Ok(at(start)),
                 "{arg}"
             );
-            assert_eq!(parse_time_arg(arg, now, Edge::End), Ok(at(end)), "{arg}");
+            assert_eq!(
+                parse_time_arg(arg, now, Edge::End, &Zone::Utc),
+                Ok(at(end)),
+                "{arg}"
+            );
         }
+        // In a zone, a day is the zone's: at 20:00 UTC it is already tomorrow at +07:00.
+        let bangkok = Zone::parse("+07:00").unwrap();
+        let evening = at("2024-01-05T20:00:00Z");
+        for (arg, start, end) in [
+            ("2024-01-05", "2024-01-04T17:00:00Z", "2024-01-05T16:59:59Z"),
+            ("today", "2024-01-05T17:00:00Z", "2024-01-06T16:59:59Z"),
+        ] {
+            assert_eq!(
+                parse_time_arg(arg, evening, Edge::Start, &bangkok),
+                Ok(at(start)),
+                "{arg}"
+            );
+            assert_eq!(
+                parse_time_arg(arg, evening, Edge::End, &bangkok),
+                Ok(at(end)),
+                "{arg}"
+            );
+        }
+        // A day of 23 hours: New York's on the day summer time began.
+        let new_york = Zone::parse("America/New_York").unwrap();
+        assert_eq!(
+            parse_time_arg("2024-03-10", now, Edge::End, &new_york),
+            Ok(at("2024-03-11T03:59:59Z"))
+        );
         // Just after midnight UTC, today is the new day whatever the local clock says.
         let midnight = at("2024-01-01T00:00:00Z");
         assert_eq!(
-            parse_time_arg("yesterday", midnight, Edge::Start),
+            parse_time_arg("yesterday", midnight, Edge::Start, &Zone::Utc),
             Ok(at("2023-12-31T00:00:00Z"))
         );
         for arg in [
@@ -772,7 +810,7 @@ mod tests {
             "0000-00-00",
         ] {
             assert_eq!(
-                parse_time_arg(arg, now, Edge::Start),
+                parse_time_arg(arg, now, Edge::Start, &Zone::Utc),
                 Err(format!("'{arg}' is not a day of the calendar (YYYY-MM-DD)")),
                 "{arg}"
             );
@@ -786,7 +824,7 @@ mod tests {
             "Today",
             "tomorrow",
         ] {
-            let err = parse_time_arg(arg, now, Edge::End).unwrap_err();
+            let err = parse_time_arg(arg, now, Edge::End, &Zone::Utc).unwrap_err();
             assert!(err.contains("is neither an RFC 3339 time"), "{arg}: {err}");
         }
     }
@@ -795,12 +833,12 @@ mod tests {
     fn time_args_refuse_spans_that_are_not_digits_and_a_unit() {
         let now = at("2024-01-10T00:00:00Z");
         // A negative span would be a time in the future: refused, and said so.
-        let err = parse_time_arg("-2h", now, Edge::Start).unwrap_err();
+        let err = parse_time_arg("-2h", now, Edge::Start, &Zone::Utc).unwrap_err();
         assert!(err.contains("'-2h' is a negative span"), "{err}");
         for arg in [
             "+2h", "1.5h", "2", "h", "", " 2h", "2h ", "--2h", "-h", "2é", "é", "2hh",
         ] {
-            let err = parse_time_arg(arg, now, Edge::Start).unwrap_err();
+            let err = parse_time_arg(arg, now, Edge::Start, &Zone::Utc).unwrap_err();
             assert!(
                 err.starts_with(&format!("'{arg}' is neither an RFC 3339 time")),
                 "{arg:?}: {err}"
@@ -812,7 +850,7 @@ mod tests {
             "9223372036854775807w",
             "300000000d",
         ] {
-            let err = parse_time_arg(arg, now, Edge::Start).unwrap_err();
+            let err = parse_time_arg(arg, now, Edge::Start, &Zone::Utc).unwrap_err();
             assert_eq!(err, format!("'{arg}' reaches too far back"));
         }
     }
@@ -1103,8 +1141,8 @@ mod tests {
     fn the_description_says_what_is_applied() {
         let now = at("2024-03-01T12:00:00Z");
         let filters = Filters {
-            since: Some(parse_time_arg("2024-01-05", now, Edge::Start).unwrap()),
-            until: Some(parse_time_arg("2024-01-05", now, Edge::End).unwrap()),
+            since: Some(parse_time_arg("2024-01-05", now, Edge::Start, &Zone::Utc).unwrap()),
+            until: Some(parse_time_arg("2024-01-05", now, Edge::End, &Zone::Utc).unwrap()),
             status: Some(parse_statuses("404,5XX,!503").unwrap()),
             ip: Some(parse_ips("10.1.2.3/8,!2001:DB8::1").unwrap()),
             exclude_ip: Some(parse_excluded_ips("gw.example").unwrap()),

@@ -64,6 +64,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     doc.insert("filters".into(), Value::Object(filters));
+    doc.insert("time_zone".into(), json!(report.zone));
     for section in sections {
         let value = match section {
             Section::Summary => {

@@ -18,9 +18,9 @@ mod visits;
 
 use chrono::DateTime;
 
-use crate::entry::Rfc3339;
+use crate::zone::Zone;
 pub use classify::StaticExtensions;
-pub use count::{ByClass, CLASSES, Counts, RejectGroup, Wants, class_index};
+pub use count::{ByClass, CLASSES, Counts, RejectGroup, VisitorRule, Wants, class_index};
 pub use filter::{Edge, Filters, StatusFilter, parse_time_arg};
 use times::{TimeStats, Times};
 
@@ -162,6 +162,10 @@ pub struct Query {
     pub top: usize,
     /// What makes a URL a static file, for the pages and static reports.
     pub static_ext: StaticExtensions,
+    /// The zone of the days, hours and times shown.
+    pub zone: Zone,
+    /// Which requests make unique visitors.
+    pub visitors: VisitorRule,
 }
 
 impl Query {
@@ -173,6 +177,8 @@ impl Query {
             threads: shard::default_threads(),
             top: usize::MAX,
             static_ext: StaticExtensions::default(),
+            zone: Zone::Utc,
+            visitors: VisitorRule::All,
         }
     }
 
@@ -180,6 +186,8 @@ impl Query {
     pub fn wants(&self) -> Wants {
         let mut wants = Wants {
             top: self.top,
+            zone: self.zone,
+            visitors: self.visitors,
             ..Wants::NONE
         };
         for section in &self.sections {
@@ -334,20 +342,21 @@ impl Counts {
         let traffic = buckets
             .into_iter()
             .map(|(start, counts)| TrafficRow {
-                start: time_text(start),
+                start: query.zone.show(start),
                 counts,
             })
             .collect();
 
         Report {
             filters: query.filters.describe(),
+            zone: query.zone.name(),
             summary: SummaryStats {
                 requests,
                 visitors: self.visitors,
                 distinct_ips,
                 bytes: totals.bytes,
-                first: totals.first.map(time_text),
-                last: totals.last.map(time_text),
+                first: totals.first.map(|t| query.zone.show(t)),
+                last: totals.last.map(|t| query.zone.show(t)),
                 client_errors: classes[class_index(400)],
                 server_errors: classes[class_index(500)],
                 crawler_requests: groups.crawlers.hits,
@@ -536,16 +545,12 @@ fn top_of<T>(mut all: Vec<T>, top: usize, rank: impl Fn(&T) -> (u64, &str)) -> V
     all
 }
 
-/// The UTC day of a time, `2024-01-05`.
+/// The day of a time (in the zone it was shifted to), `2024-01-05`.
 fn day_text(secs: i64) -> String {
     DateTime::from_timestamp(secs, 0).map_or_else(
         || secs.div_euclid(86_400).to_string(),
         |t| t.format("%Y-%m-%d").to_string(),
     )
-}
-
-fn time_text(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| Rfc3339(t).to_string())
 }
 
 /// One line of a ranking.
@@ -631,6 +636,8 @@ impl TrafficRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub filters: Vec<(String, String)>,
+    /// The zone of its days, hours and times ([`crate::zone::Zone::name`]).
+    pub zone: String,
     pub summary: SummaryStats,
     pub status: Vec<(u16, u64)>,
     /// By class, in [`CLASSES`] order.

@@ -194,7 +194,11 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
     let mut out = String::new();
     let s = &report.summary;
     let total = s.requests;
-    let _ = write!(out, "log-pipeline report");
+    let _ = write!(
+        out,
+        "log-pipeline report, times in {}",
+        safe(&report.zone, 40)
+    );
     if !report.filters.is_empty() {
         let parts: Vec<String> = report
             .filters
@@ -289,7 +293,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     .collect();
                 by_class(
                     &mut out,
-                    "Hits by hour of day (UTC)",
+                    &format!("Hits by hour of day ({})", report.zone),
                     "hour",
                     &rows,
                     total,
@@ -302,7 +306,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                     .collect();
                 by_class(
                     &mut out,
-                    "Hits by day of week (UTC)",
+                    &format!("Hits by day of week ({})", report.zone),
                     "day",
                     &rows,
                     total,
@@ -562,7 +566,7 @@ fn rejects(out: &mut String, report: &Report, o: Options) {
 
 /// Hits and unique visitors per day, with a bar of the hits against the busiest day.
 fn days(out: &mut String, report: &Report, o: Options) {
-    heading(out, "Days (UTC)", Paint(o.color));
+    heading(out, &format!("Days ({})", report.zone), Paint(o.color));
     let fixed = 2 + 10 + 2 + 11 + 1 + 9 + 2;
     let cells = o.width.saturating_sub(fixed + 2).max(MIN_TRAFFIC_BAR);
     let _ = writeln!(
@@ -632,7 +636,11 @@ fn status(out: &mut String, report: &Report, o: Options) {
 /// The start of a traffic bucket as people read it: `2024-01-01 13:05` (the seconds of a
 /// bucket are always 0), or the day alone for days. Anything else is shown as it is.
 fn bucket_start(start: &str, bucket: super::Bucket) -> String {
-    let rfc3339 = start.len() == 20 && start.as_bytes()[10] == b'T' && start.ends_with(":00Z");
+    // `2024-01-02T13:05:00Z` or `2024-01-02T13:05:00+07:00`, on the minute.
+    let rfc3339 = start.is_ascii()
+        && start.len() >= 20
+        && start.as_bytes()[10] == b'T'
+        && &start[16..19] == ":00";
     match bucket {
         _ if !rfc3339 => start.to_owned(),
         super::Bucket::Day => start[..10].to_owned(),
@@ -699,7 +707,8 @@ fn traffic(out: &mut String, report: &Report, o: Options) {
     let widest = |header: &str, values: &mut dyn Iterator<Item = usize>| {
         values.fold(header.chars().count(), usize::max)
     };
-    let start_width = widest("start (UTC)", &mut starts.iter().map(|s| s.chars().count()));
+    let start_label = format!("start ({})", report.zone);
+    let start_width = widest(&start_label, &mut starts.iter().map(|s| s.chars().count()));
     let hits_width = widest("hits", &mut rows.iter().map(|t| count(t.total()).len()));
     let class_widths: Vec<usize> = (shown.iter())
         .map(|&i| {
@@ -714,7 +723,7 @@ fn traffic(out: &mut String, report: &Report, o: Options) {
         2 + start_width + 2 + hits_width + class_widths.iter().map(|w| w + 2).sum::<usize>();
     let cells = o.width.saturating_sub(fixed + 2).max(MIN_TRAFFIC_BAR);
 
-    let mut line = format!("  {:<start_width$}  {:>hits_width$}", "start (UTC)", "hits");
+    let mut line = format!("  {:<start_width$}  {:>hits_width$}", start_label, "hits");
     for (&i, &w) in shown.iter().zip(&class_widths) {
         let _ = write!(
             line,
@@ -853,6 +862,10 @@ mod tests {
         );
         assert_eq!(
             bucket_start("2024-01-02T13:00:00Z", Bucket::Hour),
+            "2024-01-02 13:00"
+        );
+        assert_eq!(
+            bucket_start("2024-01-02T13:00:00+07:00", Bucket::Hour),
             "2024-01-02 13:00"
         );
         assert_eq!(

@@ -47,6 +47,10 @@ struct Part<K> {
     more_urls: FxHashSet<u64>,
 }
 
+/// The day of the hits that count for their client but make no visitor
+/// ([`Visits::hit_without_visit`]): no log reaches it.
+const NO_VISIT: i32 = i32::MIN;
+
 /// A visitor: client, day (since the epoch) and user agent id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Visitor<K> {
@@ -115,6 +119,14 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         }
     }
 
+    /// Records a hit that counts for `client` but makes no visitor (a 4xx, which GoAccess
+    /// leaves out of its visitors). `first_visit` as in [`Visits::hit`]: it may count the
+    /// hits held back.
+    #[inline]
+    pub fn hit_without_visit(&mut self, client: K, first_visit: impl FnMut(u32)) {
+        self.hit(i64::from(NO_VISIT) * 86_400, client, 0, NO_URL, first_visit);
+    }
+
     /// No hit was recorded.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
@@ -137,13 +149,17 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         let mut clients = Vec::new();
         for mut part in self.parts {
             part.count(&mut first_visit);
-            visited.visitors += part.visitors.len() as u64;
+            let mut visitors = part.visitors.len() as u64;
             // A client is in one table only: adding up its hits needs only that table's, and
             // sorting them reads memory in order.
             clients.clear();
             // Most visitors of a table share a day with the one before: one lookup per run.
             let mut day = (i32::MIN, 0u64);
             clients.extend(part.visitors.into_iter().map(|(v, s)| {
+                if v.day == NO_VISIT {
+                    visitors -= 1;
+                    return (v.client, s.hits);
+                }
                 if v.day != day.0 {
                     if day.1 > 0 {
                         *days.entry(day.0).or_default() += day.1;
@@ -161,6 +177,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             if day.1 > 0 {
                 *days.entry(day.0).or_default() += day.1;
             }
+            visited.visitors += visitors;
             clients.sort_unstable_by_key(|&(client, _)| client);
             clients.dedup_by(|next, kept| {
                 let same = next.0 == kept.0;
@@ -187,6 +204,9 @@ impl<K: Copy + Eq + Hash> Part<K> {
                 urls: [NO_URL; INLINE],
             });
             visits.hits += 1;
+            if visitor.day == NO_VISIT {
+                continue;
+            }
             let first = match visits.urls.iter().position(|&u| u == url || u == NO_URL) {
                 Some(i) if visits.urls[i] == url => false,
                 Some(i) => {
@@ -219,11 +239,12 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(500))]
         /// Against sets of whole keys: few agents and days and many URLs, so that visitors
         /// outgrow their slot and rows go back to days already left; few clients, so that a
-        /// table is counted many times over, or many, so that most hold hits back to the end.
+        /// table is counted many times over, or many, so that most hold hits back to the end;
+        /// some hits count for their client only.
         #[test]
         fn counts_are_those_of_whole_key_sets(
             clients in prop_oneof![1u16..8, 1u16..2000],
-            rows in proptest::collection::vec((-1i64..1, 0..86_400i64, any::<u16>(), 0u32..2, 0u32..16), 0..3000)
+            rows in proptest::collection::vec((-1i64..1, 0..86_400i64, any::<u16>(), 0u32..2, 0u32..16, 0u8..4), 0..3000)
         ) {
             let mut visits = Visits::default();
             let mut pairs = HashSet::new();
@@ -233,8 +254,14 @@ mod tests {
             let mut agents = vec![0u64; 2];
             let mut url_visitors = vec![0u64; 16];
             let mut got = vec![0u64; 16];
-            for (day, second, client, agent, url) in rows {
+            for (day, second, client, agent, url, visiting) in rows {
                 let client = client % clients;
+                *hits.entry(client).or_default() += 1;
+                // One hit in four makes no visitor (a 4xx, counted as GoAccess does).
+                if visiting == 0 {
+                    visits.hit_without_visit(client, |u| got[u as usize] += 1);
+                    continue;
+                }
                 if pairs.insert((day, client, agent, url)) {
                     url_visitors[url as usize] += 1;
                 }
@@ -242,7 +269,6 @@ mod tests {
                     *days.entry(day).or_default() += 1;
                     agents[agent as usize] += 1;
                 }
-                *hits.entry(client).or_default() += 1;
                 visits.hit(day * 86_400 + second, client, agent, url, |u| got[u as usize] += 1);
             }
             let visited = visits.finish(|u| got[u as usize] += 1);

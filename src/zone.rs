@@ -1,0 +1,320 @@
+//! The time zone reports count in: which day and hour a request falls in, and how times are
+//! shown (`--tz`).
+//!
+//! Stores keep every time in UTC. A report in another zone shifts each request's time by the
+//! zone's offset at that instant before counting, so days, hours, weekdays, traffic buckets
+//! and the visitors of a day are the zone's. Names are IANA's, from the `chrono-tz` crate's
+//! copy of the time-zone database, so a report does not depend on the machine's.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// A time zone: UTC, a fixed offset, or a named zone whose offset changes (summer time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    #[default]
+    Utc,
+    /// Seconds east of UTC.
+    Fixed(i32),
+    Named(Tz),
+}
+
+impl Zone {
+    /// `UTC`, `local` (the machine's zone: `$TZ`, else `/etc/localtime`), a fixed offset
+    /// (`+07:00`, `+0700`, `-04`) or an IANA name (`Asia/Bangkok`).
+    pub fn parse(s: &str) -> Result<Zone, String> {
+        if s.eq_ignore_ascii_case("utc") || s == "Z" {
+            return Ok(Zone::Utc);
+        }
+        if s == "local" {
+            return local();
+        }
+        if let Some(offset) = parse_offset(s) {
+            return offset
+                .map(Zone::Fixed)
+                .ok_or_else(|| format!("'{s}' is not an offset from -23:59 to +23:59"));
+        }
+        s.parse::<Tz>().map(Zone::Named).map_err(|_| {
+            format!(
+                "'{s}' is no time zone: give UTC, local, an offset such as +07:00, or an IANA \
+                 name such as Europe/Paris"
+            )
+        })
+    }
+
+    /// How reports name it: `UTC`, `+07:00`, `Asia/Bangkok`.
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Fixed(secs) => offset_text(*secs),
+            Zone::Named(tz) => tz.name().into(),
+        }
+    }
+
+    /// Seconds east of UTC at the instant `utc` (seconds since the epoch).
+    pub fn offset_at(&self, utc: i64) -> i32 {
+        match self {
+            Zone::Utc => 0,
+            Zone::Fixed(secs) => *secs,
+            Zone::Named(tz) => DateTime::from_timestamp(utc, 0).map_or(0, |t| {
+                tz.offset_from_utc_datetime(&t.naive_utc())
+                    .fix()
+                    .local_minus_utc()
+            }),
+        }
+    }
+
+    /// A time shifted to the zone (see [`Clock`]), as RFC 3339 with the zone's offset:
+    /// `2024-01-05T17:00:00+07:00`, or with `Z` in UTC.
+    pub fn show(&self, local: i64) -> String {
+        let offset = match self {
+            Zone::Utc => return crate::entry::Rfc3339(at(local)).to_string(),
+            Zone::Fixed(secs) => *secs,
+            // The offset of the instant that shows as `local`: around a change of offset,
+            // of one of the two instants that do.
+            Zone::Named(_) => self.offset_at(local - i64::from(self.offset_at(local))),
+        };
+        format!(
+            "{}{}",
+            at(local).naive_utc().format("%Y-%m-%dT%H:%M:%S"),
+            offset_text(offset)
+        )
+    }
+
+    /// The first instant (in UTC) of `day` in the zone; where a change of offset skips its
+    /// midnight, the first instant that day has.
+    pub fn start_of(&self, day: NaiveDate) -> DateTime<Utc> {
+        let midnight = day.and_hms_opt(0, 0, 0).expect("midnight");
+        match self {
+            Zone::Utc => midnight.and_utc(),
+            Zone::Fixed(secs) => midnight.and_utc() - chrono::TimeDelta::seconds(i64::from(*secs)),
+            Zone::Named(tz) => first_instant(tz, midnight),
+        }
+    }
+
+    /// The day it is in the zone at the instant `now`.
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        let local = now.timestamp() + i64::from(self.offset_at(now.timestamp()));
+        at(local).date_naive()
+    }
+}
+
+/// A time as a `DateTime` (the epoch for one beyond chrono's range, which no log holds).
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+fn first_instant(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    // A gap is at most a few hours: the first minute after it is the day's first instant.
+    (0..=24 * 60)
+        .find_map(|minutes| {
+            let t = local + chrono::TimeDelta::minutes(minutes);
+            tz.from_local_datetime(&t).earliest()
+        })
+        .map_or_else(|| local.and_utc(), |t| t.with_timezone(&Utc))
+}
+
+/// `+07:00`, `-04:00`, `+05:45`.
+fn offset_text(secs: i32) -> String {
+    let sign = if secs < 0 { '-' } else { '+' };
+    let abs = secs.unsigned_abs();
+    format!("{sign}{:02}:{:02}", abs / 3600, abs / 60 % 60)
+}
+
+/// `+07:00`, `+0700` or `+07` (and `-`): `None` when `s` does not start with a sign, else
+/// the offset in seconds, `Some(None)` when it is out of range or malformed.
+fn parse_offset(s: &str) -> Option<Option<i32>> {
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let rest = &s[1..];
+    if !rest.is_ascii() {
+        return Some(None);
+    }
+    let (hours, minutes) = match rest.len() {
+        2 => (rest, "00"),
+        4 => (&rest[..2], &rest[2..]),
+        5 if rest.as_bytes()[2] == b':' => (&rest[..2], &rest[3..]),
+        _ => return Some(None),
+    };
+    let number = |digits: &str| -> Option<i32> {
+        (digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    };
+    Some(match (number(hours), number(minutes)) {
+        (Some(h), Some(m)) if h < 24 && m < 60 => Some(sign * (h * 3600 + m * 60)),
+        _ => None,
+    })
+}
+
+/// The machine's zone: `$TZ` when set (an IANA name, or `UTC`), else the one
+/// `/etc/localtime` names.
+fn local() -> Result<Zone, String> {
+    let name = match std::env::var("TZ") {
+        Ok(tz) if !tz.is_empty() => tz.trim_start_matches(':').to_string(),
+        _ => iana_time_zone::get_timezone()
+            .map_err(|e| format!("cannot tell the local time zone ({e}): give its name"))?,
+    };
+    match Zone::parse(&name) {
+        Ok(zone) if name != "local" => Ok(zone),
+        _ => Err(format!(
+            "the local time zone '{name}' is no IANA name: give --tz a name or an offset"
+        )),
+    }
+}
+
+/// Shifts UTC times into a zone, request after request: the zone's offset is looked up once
+/// per quarter hour of requests, not once per request. A quarter hour with a change of
+/// offset in it is looked up request by request, so every request gets its own instant's
+/// offset.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    zone: Zone,
+    /// The quarter hour (since the epoch) whose offset is known to hold throughout, and it.
+    quarter: i64,
+    offset: i64,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new(Zone::Utc)
+    }
+}
+
+/// Seconds in a quarter hour.
+const QUARTER: i64 = 900;
+
+impl Clock {
+    pub fn new(zone: Zone) -> Clock {
+        Clock {
+            zone,
+            quarter: i64::MIN,
+            offset: 0,
+        }
+    }
+
+    /// `utc` (seconds since the epoch) as the same count of seconds in the zone: its
+    /// day, hour and minute are the zone's.
+    #[inline]
+    pub fn local(&mut self, utc: i64) -> i64 {
+        match self.zone {
+            Zone::Utc => utc,
+            Zone::Fixed(secs) => utc + i64::from(secs),
+            Zone::Named(_) => {
+                let quarter = utc.div_euclid(QUARTER);
+                if quarter != self.quarter {
+                    let start = quarter * QUARTER;
+                    let (first, last) = (
+                        self.zone.offset_at(start),
+                        self.zone.offset_at(start + QUARTER - 1),
+                    );
+                    if first != last {
+                        self.quarter = i64::MIN;
+                        return utc + i64::from(self.zone.offset_at(utc));
+                    }
+                    (self.quarter, self.offset) = (quarter, i64::from(first));
+                }
+                utc + self.offset
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_are_read_and_named() {
+        assert_eq!(Zone::parse("UTC"), Ok(Zone::Utc));
+        assert_eq!(Zone::parse("utc"), Ok(Zone::Utc));
+        for (text, secs, name) in [
+            ("+07:00", 7 * 3600, "+07:00"),
+            ("+0700", 7 * 3600, "+07:00"),
+            ("-04", -4 * 3600, "-04:00"),
+            ("+05:45", 5 * 3600 + 45 * 60, "+05:45"),
+            ("-03:30", -(3 * 3600 + 30 * 60), "-03:30"),
+        ] {
+            let zone = Zone::parse(text).unwrap();
+            assert_eq!(
+                (zone, zone.name()),
+                (Zone::Fixed(secs), name.into()),
+                "{text}"
+            );
+        }
+        for bad in [
+            "+24:00",
+            "+07:60",
+            "+7",
+            "+07:0",
+            "+070",
+            "+07-00",
+            "Mars/Base",
+            "",
+        ] {
+            assert!(Zone::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Zone::parse("Asia/Bangkok").unwrap().name(), "Asia/Bangkok");
+    }
+
+    #[test]
+    fn a_named_zone_changes_offset_on_the_right_second() {
+        let paris = Zone::parse("Europe/Paris").unwrap();
+        // Summer time began on 2024-03-31 at 01:00 UTC.
+        let change = DateTime::parse_from_rfc3339("2024-03-31T01:00:00Z")
+            .unwrap()
+            .timestamp();
+        let mut clock = Clock::new(paris);
+        for (utc, offset) in [
+            (change - 3600, 3600),
+            (change - 1, 3600),
+            (change, 7200),
+            (change + 1, 7200),
+            (change - 901, 3600),
+        ] {
+            assert_eq!(clock.local(utc) - utc, offset, "at {}", utc - change);
+        }
+        assert_eq!(paris.show(clock.local(change)), "2024-03-31T03:00:00+02:00");
+        assert_eq!(
+            paris.show(clock.local(change - 1)),
+            "2024-03-31T01:59:59+01:00"
+        );
+        // A change that is not on a quarter hour (Liberia, 1972-01-07, -00:44:30 to UTC).
+        let monrovia = Zone::parse("Africa/Monrovia").unwrap();
+        let change = DateTime::parse_from_rfc3339("1972-01-07T00:44:30Z")
+            .unwrap()
+            .timestamp();
+        let mut clock = Clock::new(monrovia);
+        assert_eq!(clock.local(change - 1) - (change - 1), -2670);
+        assert_eq!(clock.local(change) - change, 0);
+    }
+
+    #[test]
+    fn days_start_at_the_zones_midnight() {
+        let day = NaiveDate::from_ymd_opt(2024, 1, 5).unwrap();
+        let start = |zone: &str| Zone::parse(zone).unwrap().start_of(day).to_rfc3339();
+        assert_eq!(start("UTC"), "2024-01-05T00:00:00+00:00");
+        assert_eq!(start("+07:00"), "2024-01-04T17:00:00+00:00");
+        assert_eq!(start("America/New_York"), "2024-01-05T05:00:00+00:00");
+        // Santiago's summer time began at midnight on 2022-09-11: the day began at 01:00.
+        let chile = Zone::parse("America/Santiago").unwrap();
+        let day = NaiveDate::from_ymd_opt(2022, 9, 11).unwrap();
+        assert_eq!(
+            chile.start_of(day).to_rfc3339(),
+            "2022-09-11T04:00:00+00:00"
+        );
+        let now = DateTime::parse_from_rfc3339("2024-01-05T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            Zone::parse("+07:00").unwrap().today(now).to_string(),
+            "2024-01-06"
+        );
+        assert_eq!(Zone::Utc.today(now).to_string(), "2024-01-05");
+        assert_eq!(Zone::Utc.show(0), "1970-01-01T00:00:00Z");
+        assert_eq!(Zone::Fixed(-4 * 3600).show(0), "1970-01-01T00:00:00-04:00");
+    }
+}
