@@ -441,6 +441,8 @@ pub enum ReportFormat {
     Table,
     Json,
     Csv,
+    /// One self-contained page: inline CSS and SVG charts, no script, nothing fetched.
+    Html,
 }
 
 /// The options `aggregate-csv` and `aggregate-db` share.
@@ -523,6 +525,10 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Write the report to this file instead of standard output (made as private as the
+    /// store, and whole or not at all).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
     /// Counting threads, 1 to 256 (default: one per core). Each reads every block of the
     /// store, so more threads than cores only add work.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256), allow_negative_numbers = true)]
@@ -683,9 +689,17 @@ impl ReportArgs {
 pub fn report(
     tool: &str,
     args: &ReportArgs,
+    store: &std::path::Path,
     counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::report::{csv, json, table};
+    use crate::report::{csv, html, json, table};
+    // A report says what its store holds: its file is no more readable than the store. The
+    // umask is set before the counting threads start.
+    if let Some(output) = &args.output {
+        let mode = crate::privacy::output_mode([Some(store)]);
+        crate::privacy::warn_if_wider(&[output.as_path()], mode, &mut warn(tool));
+        crate::privacy::restrict_created_files(mode);
+    }
     let query = args.query()?;
     let report = counts(&query)?.into_report(&query, args.bucket);
     if let Some(asked) = args.bucket
@@ -704,11 +718,40 @@ pub fn report(
         ReportFormat::Table => table::render(&report, sections, args.table_options()),
         ReportFormat::Json => json::render(&report, sections),
         ReportFormat::Csv => csv::render(&report, sections),
+        ReportFormat::Html => html::render(&report, sections),
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&bytes)?;
-    stdout.flush()?;
+    match &args.output {
+        Some(path) => write_whole(path, &bytes)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, renamed over it once whole:
+/// a reader (a browser reloading the page) never sees half a report. The file is created
+/// under the umask [`report`] set, so it is as private as the store.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let context = || format!("cannot write the report to {}", path.display());
+    let name = path.file_name().with_context(context)?.to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.with_context(context)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod test_follow;
 mod test_formats;
 mod test_generate;
 mod test_goaccess;
+mod test_html;
 mod test_layout;
 mod test_model;
 mod test_nginx;

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
         let db = args.db_arg.as_ref().unwrap_or(&args.db);
-        cli::report("aggregate-db", &args.report, |query| {
+        cli::report("aggregate-db", &args.report, db, |query| {
             read::sqlite::counts(db, query, !args.scan)
         })
     })

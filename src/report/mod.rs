@@ -10,6 +10,7 @@ pub mod classify;
 pub mod count;
 pub mod csv;
 pub mod filter;
+pub mod html;
 pub mod json;
 pub mod shard;
 pub mod table;
