@@ -7,6 +7,7 @@ pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
+pub mod dashboard;
 pub mod entry;
 pub mod follow;
 pub mod format;

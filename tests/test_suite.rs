@@ -39,8 +39,8 @@ fn value_names_are_the_same_kinds_in_every_tool() {
         "CODES", "IPS", "METHODS",
         // Closed sets, whose values clap lists beside them.
         "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM", "WHICH", "RULE",
-        // A time zone (--tz).
-        "ZONE",
+        // A time zone (--tz), an address to serve on (--serve).
+        "ZONE", "ADDR",
         // Privacy: prefix lengths, query parameter names, how long rows are kept.
         "BITS", "NAMES", "SPAN", // File extensions (--static-ext).
         "EXTS",

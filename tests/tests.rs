@@ -16,4 +16,5 @@ mod test_nginx;
 mod test_parse;
 mod test_privacy;
 mod test_real_logs;
+mod test_serve;
 mod test_suite;

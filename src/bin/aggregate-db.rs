@@ -26,6 +26,14 @@ struct Args {
     /// keep for reports: slower, and the same output (a cross-check).
     #[arg(long)]
     scan: bool,
+    /// Serve the report as a live web page on ADDR (default 127.0.0.1:8080, this machine
+    /// only) until Ctrl+C: it updates in place while continuous-parse writes. A page's query
+    /// parameters are its options (?status=404&since=today); without any, these. No
+    /// authentication: bind beyond loopback only where everyone who can reach it may read.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1,
+          default_missing_value = log_pipeline::dashboard::DEFAULT_ADDR,
+          conflicts_with_all = ["format", "output", "scan"])]
+    serve: Option<std::net::SocketAddr>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -33,9 +41,15 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        let db = args.db_arg.as_ref().unwrap_or(&args.db);
-        cli::report("aggregate-db", &args.report, db, |query| {
-            read::sqlite::counts(db, query, !args.scan)
+        let db = args.db_arg.clone().unwrap_or(args.db);
+        if let Some(addr) = args.serve {
+            let stop = cli::stop_flag()?;
+            let mut warn = cli::warn("aggregate-db");
+            log_pipeline::dashboard::serve(db, addr, args.report, stop, &mut warn)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        cli::report("aggregate-db", &args.report, &db, |query| {
+            read::sqlite::counts(&db, query, !args.scan)
         })
     })
 }

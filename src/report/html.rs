@@ -25,6 +25,22 @@ const MAX_VALUE: usize = 300;
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                    base-uri 'none'; form-action 'none'";
 
+/// The live page's ([`Page::Live`]): the same, and the one script its server sends, which
+/// fetches the report from that server.
+pub const LIVE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                            script-src 'self'; connect-src 'self'; base-uri 'none'; \
+                            form-action 'none'";
+
+/// What the page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// A file: no script at all.
+    File,
+    /// Served by `aggregate-db --serve`: its script (`/live.js`) replaces the report in place
+    /// as the database grows.
+    Live,
+}
+
 const STYLE: &str = r#"
 :root { --fg: #1d2125; --muted: #5f6b76; --bg: #ffffff; --panel: #f4f6f8; --line: #d9dee3;
   --bar: #4f7cac; --c1xx: #8d6cab; --c2xx: #3d9a5b; --c3xx: #3a8fb7; --c4xx: #d19a1d;
@@ -133,15 +149,33 @@ fn open(out: &mut String, id: &str, title: &str) {
 
 /// Renders the chosen sections as one HTML page.
 pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
+    page(report, sections, Page::File).into_bytes()
+}
+
+/// The whole page: head, styles, and the report in `<main id="report">`.
+pub fn page(report: &Report, sections: &[Section], kind: Page) -> String {
+    let (csp, script) = match kind {
+        Page::File => (CSP, ""),
+        Page::Live => (LIVE_CSP, r#"<script src="/live.js" defer></script>"#),
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>log-pipeline report</title><style>{STYLE}</style>{script}</head>
+<body><main id="report">{}</main></body></html>
+"#,
+        body(report, sections)
+    )
+}
+
+/// The report itself, which the live page replaces in place.
+pub fn body(report: &Report, sections: &[Section]) -> String {
     let mut out = String::with_capacity(64 << 10);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>log-pipeline report</title><style>{STYLE}</style></head>
-<body><header><h1>log-pipeline report</h1><p class="meta">Times in <span id="zone">{}</span>"#,
+        r#"<header><h1>log-pipeline report</h1><p class="meta">Times in <span id="zone">{}</span>"#,
         text(&report.zone, 60)
     );
     for (k, v) in &report.filters {
@@ -264,8 +298,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             Section::Times => times(&mut out, report),
         }
     }
-    out.push_str("</body></html>\n");
-    out.into_bytes()
+    out
 }
 
 /// "Top 10 URLs", or "All URLs" when the rankings were not cut.
