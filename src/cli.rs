@@ -693,12 +693,22 @@ pub fn report(
     counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{csv, html, json, table};
-    // A report says what its store holds: its file is no more readable than the store. The
-    // umask is set before the counting threads start.
+    // A report says what its store holds: its file is no more readable than the store (it
+    // replaces any file of that name, so an older one's mode does not matter). The umask is
+    // set before the counting threads start.
     if let Some(output) = &args.output {
-        let mode = crate::privacy::output_mode([Some(store)]);
-        crate::privacy::warn_if_wider(&[output.as_path()], mode, &mut warn(tool));
-        crate::privacy::restrict_created_files(mode);
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            std::fs::canonicalize(a)
+                .ok()
+                .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+        };
+        if same(output, store) {
+            anyhow::bail!(
+                "--output {} is the store itself: the report would replace it",
+                output.display()
+            );
+        }
+        crate::privacy::restrict_created_files(crate::privacy::output_mode([Some(store)]));
     }
     let query = args.query()?;
     let report = counts(&query)?.into_report(&query, args.bucket);
@@ -746,7 +756,13 @@ fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
             .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        std::fs::rename(&temporary, path)?;
+        // The rename itself is on disk once its directory is.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);

@@ -7,9 +7,11 @@
 //! and read by the same parser as the command line; a page without any shows the command
 //! line's report.
 //!
-//! Whatever the number of open pages, each report is computed at most once a second: the
-//! last body of each query is kept and served again until it is a second old. The database
-//! is opened read-only for each report, as `aggregate-db` opens it.
+//! Whatever the number of open pages, each query's report is computed at most once a second:
+//! the last report of each query is kept and served again until it is a second old, and the
+//! pages that ask while it is computed wait for it. The database is opened read-only for each
+//! report, as `aggregate-db` opens it. On loopback, a request must name this server as its
+//! host, so a web page elsewhere cannot read it by pointing its own name at 127.0.0.1.
 //!
 //! axum serves it (on a single-threaded tokio runtime; the reports run on the blocking pool):
 //! a maintained server, which writes only headers of our own, never from a request.
@@ -17,13 +19,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Parser;
@@ -49,7 +51,7 @@ const LIVE_JS: &str = r#""use strict";
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (body) {
         if (body !== null && body !== last) {
-          if (last !== null) { report.innerHTML = body; }
+          report.innerHTML = body;
           last = body;
         }
         document.documentElement.dataset.updated = String(Date.now());
@@ -69,14 +71,28 @@ struct QueryArgs {
     report: ReportArgs,
 }
 
+/// A computed report: what the page and its body are both made from.
+struct Computed {
+    report: crate::report::Report,
+    sections: Vec<crate::report::Section>,
+}
+
+/// One query's last report and when it was computed. Its lock is held while the report is
+/// computed, so that the pages that ask meanwhile wait for that one report.
+type Slot = tokio::sync::Mutex<Option<(Instant, Arc<Computed>)>>;
+
 struct Live {
     db: PathBuf,
     /// The command line's options, for a page without a query.
     defaults: ReportArgs,
-    /// The last body of each query, and when it was computed.
-    bodies: Mutex<HashMap<String, (Instant, Arc<String>)>>,
-    /// Reports computed since the start (what the cache saves is visible in tests).
-    runs: std::sync::atomic::AtomicU64,
+    /// The `Host` a request may name when the server listens on loopback: its own address,
+    /// or `localhost` and its port (a web page elsewhere that renamed itself to 127.0.0.1
+    /// through DNS names its own host, and is refused). `None` beyond loopback.
+    hosts: Option<Vec<String>>,
+    /// The slot of each query asked for in the last second, or being computed.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Reports computed since the start (`/stats`).
+    computed: AtomicU64,
 }
 
 /// Serves the live report of the database `db` on `addr` until `stop` is set; `defaults` are
@@ -96,12 +112,6 @@ pub fn serve(
              reach it can read these reports"
         ));
     }
-    let live = Arc::new(Live {
-        db,
-        defaults,
-        bodies: Mutex::new(HashMap::new()),
-        runs: 0.into(),
-    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,13 +121,28 @@ pub fn serve(
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
+        let hosts = bound.ip().is_loopback().then(|| {
+            let port = bound.port();
+            let mut hosts = vec![bound.to_string(), format!("localhost:{port}")];
+            if port == 80 {
+                hosts.extend([bound.ip().to_string(), "localhost".into()]);
+            }
+            hosts
+        });
+        let live = Arc::new(Live {
+            db,
+            defaults,
+            hosts,
+            slots: Mutex::new(HashMap::new()),
+            computed: AtomicU64::new(0),
+        });
         // Scripts (and tests) read the address from this line: with port 0 the system chose.
         eprintln!("aggregate-db: serving http://{bound}/ (Ctrl+C stops)");
         let app = axum::Router::new()
             .route("/", get(page))
             .route("/body", get(body))
             .route("/live.js", get(script))
-            .route("/runs", get(runs))
+            .route("/stats", get(stats))
             .with_state(live);
         let stopped = async move {
             while !stop.load(Ordering::SeqCst) {
@@ -132,17 +157,31 @@ pub fn serve(
 }
 
 /// The whole page of a query.
-async fn page(State(live): State<Arc<Live>>, RawQuery(query): RawQuery) -> Response {
-    match rendered(live, query, true).await {
-        Ok(page) => html_response(page.to_string()),
+async fn page(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(refused) = live.refuse_host(&headers) {
+        return refused;
+    }
+    match live.report(query).await {
+        Ok(c) => html_response(html::page(&c.report, &c.sections, Page::Live)),
         Err(e) => refusal(e),
     }
 }
 
 /// The report body of a query, which the page's script puts in place.
-async fn body(State(live): State<Arc<Live>>, RawQuery(query): RawQuery) -> Response {
-    match rendered(live, query, false).await {
-        Ok(body) => html_response(body.to_string()),
+async fn body(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(refused) = live.refuse_host(&headers) {
+        return refused;
+    }
+    match live.report(query).await {
+        Ok(c) => html_response(html::body(&c.report, &c.sections)),
         Err(e) => refusal(e),
     }
 }
@@ -156,9 +195,13 @@ async fn script() -> Response {
     response
 }
 
-/// How many reports were computed: what the once-a-second rule is checked by.
-async fn runs(State(live): State<Arc<Live>>) -> String {
-    live.runs.load(Ordering::SeqCst).to_string()
+/// How many reports the server computed: how to see that many pages cost one report a second.
+async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = live.refuse_host(&headers) {
+        return refused;
+    }
+    let computed = live.computed.load(Ordering::SeqCst);
+    plain(StatusCode::OK, format!("reports computed: {computed}\n"))
 }
 
 fn html_response(text: String) -> Response {
@@ -180,13 +223,40 @@ fn html_response(text: String) -> Response {
     response
 }
 
-/// A query the options refuse, or a store that cannot be read: the reason, as text.
+/// A text reply that a browser shows as text and nothing else.
+fn plain(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A query the options refuse (400, with the reason), or a report that failed (500: the
+/// reason goes to the server's stderr, not to whoever asked).
 fn refusal(e: anyhow::Error) -> Response {
     match e.downcast_ref::<clap::Error>() {
         // clap's message is whole (and says which option).
-        Some(usage) => (StatusCode::BAD_REQUEST, usage.to_string()).into_response(),
-        None if e.is::<Refused>() => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
+        Some(usage) => plain(StatusCode::BAD_REQUEST, usage.to_string()),
+        None if e.is::<Refused>() => plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        None => {
+            eprintln!("aggregate-db: {e:#}");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the report could not be computed: the server's log says why\n".into(),
+            )
+        }
     }
 }
 
@@ -202,73 +272,93 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// The page (`whole`) or body of `query`: the one computed less than [`FRESH`] ago, or a new
-/// one. The body of a page is cached, and a whole page is built around it.
-async fn rendered(
-    live: Arc<Live>,
-    query: Option<String>,
-    whole: bool,
-) -> anyhow::Result<Arc<String>> {
-    let key = query.unwrap_or_default();
-    let cached = {
-        let bodies = live.bodies.lock().expect("no thread panics holding it");
-        bodies.get(&key).cloned()
-    };
-    let (report, sections) = match cached {
-        Some((at, body)) if at.elapsed() < FRESH && !whole => return Ok(body),
-        _ => {
-            let live = Arc::clone(&live);
-            let key = key.clone();
-            tokio::task::spawn_blocking(move || compute(&live, &key))
-                .await
-                .context("the report panicked")??
+impl Live {
+    /// A refusal for a request that names another host than this server (see [`Live::hosts`]).
+    fn refuse_host(&self, headers: &HeaderMap) -> Option<Response> {
+        let hosts = self.hosts.as_ref()?;
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        match host.is_some_and(|h| hosts.iter().any(|ours| ours.eq_ignore_ascii_case(h))) {
+            true => None,
+            false => Some(plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("this server answers for {} only\n", hosts.join(", ")),
+            )),
         }
-    };
-    let body = Arc::new(html::body(&report, &sections));
-    let mut bodies = live.bodies.lock().expect("no thread panics holding it");
-    bodies.insert(key, (Instant::now(), Arc::clone(&body)));
-    Ok(match whole {
-        true => Arc::new(html::page(&report, &sections, Page::Live)),
-        false => body,
-    })
+    }
+
+    /// The report of `query`: the one computed less than [`FRESH`] ago, or, if none, one
+    /// computed now, once for every page that asks meanwhile.
+    async fn report(self: &Arc<Self>, query: Option<String>) -> anyhow::Result<Arc<Computed>> {
+        let key = query.unwrap_or_default();
+        let slot = {
+            let mut slots = self.slots.lock().expect("no thread panics holding it");
+            // A slot no request holds and whose report is stale would be computed anew: it
+            // goes, so that the queries kept are those of the last second.
+            slots.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot
+                        .try_lock()
+                        .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < FRESH))
+            });
+            Arc::clone(slots.entry(key.clone()).or_default())
+        };
+        let mut held = slot.lock().await;
+        if let Some((at, computed)) = &*held
+            && at.elapsed() < FRESH
+        {
+            return Ok(Arc::clone(computed));
+        }
+        let live = Arc::clone(self);
+        let computed = tokio::task::spawn_blocking(move || live.compute(&key))
+            .await
+            .context("the report panicked")??;
+        let computed = Arc::new(computed);
+        *held = Some((Instant::now(), Arc::clone(&computed)));
+        Ok(computed)
+    }
+
+    /// Runs the report of a query string on the database.
+    fn compute(&self, query: &str) -> anyhow::Result<Computed> {
+        let parsed;
+        let args = match query.is_empty() {
+            true => &self.defaults,
+            false => {
+                parsed = QueryArgs::try_parse_from(query_args(query)?)?.report;
+                &parsed
+            }
+        };
+        // Filters that contradict each other (--since after --until) are the query's fault.
+        let query = args.query().map_err(|e| Refused(format!("{e:#}")))?;
+        self.computed.fetch_add(1, Ordering::SeqCst);
+        let counts = crate::read::sqlite::counts(&self.db, &query, true)?;
+        Ok(Computed {
+            report: counts.into_report(&query, args.bucket),
+            sections: query.sections,
+        })
+    }
 }
 
-/// Runs the report of a query string on the database.
-fn compute(
-    live: &Live,
-    query: &str,
-) -> anyhow::Result<(crate::report::Report, Vec<crate::report::Section>)> {
-    let parsed;
-    let args = match query.is_empty() {
-        true => &live.defaults,
-        false => {
-            parsed = QueryArgs::try_parse_from(query_args(query)?)?.report;
-            &parsed
-        }
-    };
-    // Filters that contradict each other (--since after --until) are the query's fault.
-    let query = args.query().map_err(|e| Refused(format!("{e:#}")))?;
-    live.runs.fetch_add(1, Ordering::SeqCst);
-    let counts = crate::read::sqlite::counts(&live.db, &query, true)?;
-    let report = counts.into_report(&query, args.bucket);
-    Ok((report, query.sections))
-}
-
-/// `status=404&since=today&strip-query` as options: `--status 404 --since today
-/// --strip-query` (a key with no value is a flag). Names are the options' own; `format` and
-/// `output` do not apply to a page.
+/// `status=404&since=today&strip-query` as options: `--status=404 --since=today
+/// --strip-query` (a key with no value is a flag). Names are the options' own; `format`,
+/// `output` and `threads` are not a page's to choose.
 fn query_args(query: &str) -> anyhow::Result<Vec<String>> {
     let mut args = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let (key, value) = (decode(key), decode(value));
-        if matches!(key.as_str(), "format" | "output" | "o") {
-            return Err(Refused(format!("the page has no --{key}: it is HTML, served")).into());
+        let key = key.replace('_', "-");
+        if matches!(key.as_str(), "format" | "output" | "o" | "threads" | "j") {
+            return Err(Refused(format!(
+                "a page has no --{key}: it is HTML, served, counted on the server's threads"
+            ))
+            .into());
         }
-        args.push(format!("--{}", key.replace('_', "-")));
-        if !value.is_empty() {
-            args.push(value);
-        }
+        // One argument per option, its value joined to it: a value is never read as an
+        // option of its own.
+        args.push(match value.is_empty() {
+            true => format!("--{key}"),
+            false => format!("--{key}={value}"),
+        });
     }
     Ok(args)
 }
@@ -305,17 +395,20 @@ mod tests {
         assert_eq!(
             query_args("status=404%2C5xx&since=today&strip-query&url=%5E%2Fa+b").unwrap(),
             [
-                "--status",
-                "404,5xx",
-                "--since",
-                "today",
+                "--status=404,5xx",
+                "--since=today",
                 "--strip-query",
-                "--url",
-                "^/a b"
+                "--url=^/a b"
             ]
         );
         assert_eq!(decode("%zz%4"), "%zz%4");
-        assert!(query_args("format=json").is_err());
+        for refused in ["format=json", "threads=256", "j=9", "output=x"] {
+            assert!(query_args(refused).is_err(), "{refused}");
+        }
+        // A value is never an option: `--strip-query=--threads=256` is refused by clap.
+        let smuggled =
+            QueryArgs::try_parse_from(query_args("strip-query=--threads%3D256").unwrap());
+        assert!(smuggled.is_err());
         let args = QueryArgs::try_parse_from(query_args("status=999").unwrap());
         assert!(args.is_err());
     }

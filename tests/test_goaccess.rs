@@ -6,20 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::workdir::{Workdir, find_program, in_ci, real_logs_dir};
-
-/// GoAccess, or None after saying SKIPPED.
-fn goaccess() -> Option<PathBuf> {
-    let found = find_program("goaccess");
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "goaccess not found, and CI is set: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: goaccess not found (apt-get install goaccess)");
-    }
-    found
-}
+use crate::workdir::{Workdir, programs_or_skip, real_logs_dir};
 
 /// GoAccess's JSON report of `log` in the first of its predefined formats that reads a line,
 /// with host names allowed as clients (NASA's are names).
@@ -52,7 +39,9 @@ fn offset_of(log: &Path) -> String {
 
 #[test]
 fn reports_agree_with_goaccess_on_the_real_logs_both_read_alike() {
-    let Some(goaccess) = goaccess() else {
+    let Some([goaccess]) = programs_or_skip(&["goaccess"], "apt-get install goaccess")
+        .map(|found| <[PathBuf; 1]>::try_from(found).unwrap())
+    else {
         return;
     };
     let wd = Workdir::new();

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::workdir::{Workdir, find_program, in_ci};
+use crate::workdir::{Workdir, data_v, programs_or_skip};
 
 /// What a hostile line tries to make the page run: each would change the title.
 const HOSTILE_AGENT: &str = "<script>document.title='PWNED'</script>";
@@ -48,16 +48,6 @@ fn hostile_log(wd: &Workdir) {
         .args(["--db", "out.db", "--quiet", "logs/access.log"])
         .assert()
         .success();
-}
-
-/// The number in `data-v` of the element with `id`.
-fn data_v<'a>(page: &'a str, id: &str) -> &'a str {
-    let at = page
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id}"));
-    let rest = &page[at..];
-    let start = rest.find("data-v=\"").unwrap() + "data-v=\"".len();
-    &rest[start..start + rest[start..].find('"').unwrap()]
 }
 
 #[test]
@@ -107,7 +97,7 @@ fn the_html_file_holds_the_json_numbers_and_log_data_only_as_text() {
         ("summary-client-ips", "client_ips"),
         ("summary-bytes", "bytes"),
     ] {
-        assert_eq!(data_v(&page, id), summary[key].to_string(), "{id}");
+        assert_eq!(data_v(&page, id), Some(summary[key].to_string()), "{id}");
     }
     let buckets = page.matches("<g class=\"bucket\"").count();
     assert_eq!(buckets, json["traffic"]["rows"].as_array().unwrap().len());
@@ -118,6 +108,13 @@ fn the_html_file_holds_the_json_numbers_and_log_data_only_as_text() {
         );
         assert!(page.contains(&row), "{row}");
     }
+    // A report never replaces its own store.
+    wd.cmd("aggregate-db")
+        .args(["--db", "out.db", "-o", "out.db"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("is the store itself"));
+    assert!(wd.path("out.db").metadata().unwrap().len() > 0);
     // An empty store is said in words.
     wd.write("logs/empty.log", "");
     wd.cmd("parse-to-db")
@@ -134,19 +131,6 @@ fn the_html_file_holds_the_json_numbers_and_log_data_only_as_text() {
             .unwrap()
             .contains("No log entries.")
     );
-}
-
-/// chromium, or None after saying SKIPPED.
-fn chromium() -> Option<PathBuf> {
-    let found = find_program("chromium");
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "chromium not found, and CI is set: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: chromium not found (apt-get install chromium)");
-    }
-    found
 }
 
 /// Runs headless chromium on the file `page` with `args`, in a profile of its own; its
@@ -181,7 +165,9 @@ fn headless(chromium: &Path, wd: &Workdir, page: &Path, args: &[&str]) -> (Strin
 
 #[test]
 fn in_a_browser_the_page_runs_nothing_from_the_log_and_shows_it_as_text() {
-    let Some(chromium) = chromium() else {
+    let Some([chromium]) = programs_or_skip(&["chromium"], "apt-get install chromium")
+        .map(|found| <[PathBuf; 1]>::try_from(found).unwrap())
+    else {
         return;
     };
     let wd = Workdir::new();
@@ -222,7 +208,11 @@ fn in_a_browser_the_page_runs_nothing_from_the_log_and_shows_it_as_text() {
         ("summary-unique-visitors", "unique_visitors"),
         ("summary-client-ips", "client_ips"),
     ] {
-        assert_eq!(data_v(&dom, id), json["summary"][key].to_string(), "{id}");
+        assert_eq!(
+            data_v(&dom, id),
+            Some(json["summary"][key].to_string()),
+            "{id}"
+        );
     }
     let buckets = dom.matches("<g class=\"bucket\"").count();
     assert_eq!(buckets, json["traffic"]["rows"].as_array().unwrap().len());

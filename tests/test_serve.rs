@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::workdir::{Running, Workdir, bin_path, find_program, in_ci, wait_until};
+use crate::workdir::{Running, Workdir, bin_path, data_v, programs_or_skip, wait_until};
 
 /// An HTTP/1.1 request to `addr`, with the connection closed after it: status, headers
 /// (lowercased names) and body.
@@ -70,6 +70,19 @@ fn unchunk(mut rest: &str) -> String {
     out
 }
 
+/// The status of a GET of `path` on `addr` naming `host` as its host.
+fn http_as(addr: &str, host: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
 fn get(addr: &str, path: &str) -> (u16, String, String) {
     http(addr, "GET", path, None)
 }
@@ -82,10 +95,7 @@ fn serve(wd: &Workdir, args: &[&str]) -> (Running, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (line, _) = first_line_then_drain(&mut child);
     let addr = line
         .split("http://")
         .nth(1)
@@ -95,11 +105,25 @@ fn serve(wd: &Workdir, args: &[&str]) -> (Running, String) {
     (Running(child), addr)
 }
 
+/// The first line the child writes on stderr; the rest is read on a thread (so the child
+/// never writes to a closed pipe), and collected for the test to look at when it exits.
+fn first_line_then_drain(
+    child: &mut std::process::Child,
+) -> (String, std::thread::JoinHandle<String>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    });
+    (line, rest)
+}
+
 /// The number in `data-v` of the element with `id` in some HTML.
-fn data_v(page: &str, id: &str) -> Option<u64> {
-    let rest = &page[page.find(&format!("id=\"{id}\""))?..];
-    let start = rest.find("data-v=\"")? + "data-v=\"".len();
-    rest[start..start + rest[start..].find('"')?].parse().ok()
+fn number(html: &str, id: &str) -> Option<u64> {
+    data_v(html, id)?.parse().ok()
 }
 
 fn json_report(wd: &Workdir, args: &[&str]) -> serde_json::Value {
@@ -149,7 +173,7 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     assert!(page.contains("Top 5 URLs"), "the command line's --top");
     let all = json_report(&wd, &[]);
     assert_eq!(
-        data_v(&page, "summary-requests"),
+        number(&page, "summary-requests"),
         all["summary"]["requests"].as_u64()
     );
     // A query's filters are the options'.
@@ -157,10 +181,10 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     assert_eq!(status, 200);
     let filtered = json_report(&wd, &["--status", "404"]);
     assert_eq!(
-        data_v(&body, "summary-requests"),
+        number(&body, "summary-requests"),
         filtered["summary"]["requests"].as_u64()
     );
-    assert_eq!(data_v(&body, "summary-requests"), Some(10));
+    assert_eq!(number(&body, "summary-requests"), Some(10));
     assert!(!body.contains("<html"), "the body alone");
     for bad in ["status=999", "since=2024-13-01", "format=json", "nosuch=1"] {
         let (status, _, text) = get(&addr, &format!("/body?{bad}"));
@@ -170,18 +194,56 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/javascript"));
     assert!(script.contains("fetch(\"/body\""));
-    // However many pages ask, a query's report is computed at most once a second.
-    let runs = |addr: &str| -> u64 { get(addr, "/runs").2.trim().parse().unwrap() };
-    let (before, started) = (runs(&addr), Instant::now());
-    for _ in 0..40 {
-        assert_eq!(get(&addr, "/body?report=status").0, 200);
-    }
-    let computed = runs(&addr) - before;
+    // The values from the log are escaped text in the page.
+    assert!(page.contains("&lt;img src=x onerror=window.__pwned=1&gt;"));
+    assert!(!page.contains("<img src=x"));
+    // However many pages ask at once, for the page or its body, a query's report is computed
+    // at most once a second.
+    let computed = |addr: &str| -> u64 {
+        let text = get(addr, "/stats").2;
+        text.trim()
+            .trim_start_matches("reports computed: ")
+            .parse()
+            .unwrap()
+    };
+    let (before, started) = (computed(&addr), Instant::now());
+    let pages: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                get(
+                    &addr,
+                    if i % 2 == 0 {
+                        "/?report=status"
+                    } else {
+                        "/body?report=status"
+                    },
+                )
+                .0
+            })
+        })
+        .collect();
+    assert!(pages.into_iter().all(|p| p.join().unwrap() == 200));
+    let runs = computed(&addr) - before;
     let allowed = started.elapsed().as_secs() + 1;
     assert!(
-        computed <= allowed,
-        "{computed} runs for 40 pages in {allowed} s at most"
+        runs <= allowed,
+        "{runs} reports for 40 pages in {allowed} s at most"
     );
+    // Neither threads nor another host's name: a page elsewhere that points its own name at
+    // 127.0.0.1 is refused.
+    assert_eq!(get(&addr, "/body?threads=256").0, 400);
+    let port = addr.rsplit(':').next().unwrap();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut refused = String::new();
+    stream.read_to_string(&mut refused).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
+    assert_eq!(http_as(&addr, &format!("localhost:{port}"), "/stats"), 200);
     // Ctrl+C stops it, cleanly.
     assert!(server.signal_and_wait("-INT").success());
     // Beyond loopback it says there is no authentication.
@@ -191,31 +253,21 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(open.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (first, rest) = first_line_then_drain(&mut open);
     assert!(first.contains("no authentication"), "{first}");
-    let _ = Running(open).signal_and_wait("-INT");
+    assert!(Running(open).signal_and_wait("-INT").success());
+    assert!(rest.join().unwrap().contains("serving http://0.0.0.0:"));
+    // A database that cannot be read is a 500 that says where to look, not why.
+    let (missing, at) = serve(&wd, &["--db", "nothing.db", "--serve", "127.0.0.1:0"]);
+    let (status, _, text) = get(&at, "/body");
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("the server's log says why") && !text.contains("nothing.db"));
+    assert!(missing.signal_and_wait("-INT").success());
     // Options that make no sense for a page are refused.
     wd.cmd("aggregate-db")
         .args(["--db", "out.db", "--serve", "--format", "json"])
         .assert()
         .code(2);
-}
-
-/// chromium and chromedriver, or None after saying SKIPPED.
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    match (find_program("chromium"), find_program("chromedriver")) {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ => {
-            assert!(!in_ci(), "chromium or chromedriver missing, and CI is set");
-            eprintln!(
-                "SKIPPED: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
-            );
-            None
-        }
-    }
 }
 
 /// A WebDriver session of chromedriver at `driver`.
@@ -273,7 +325,11 @@ impl Drop for Session {
 
 #[test]
 fn in_a_browser_lines_appended_while_continuous_parse_runs_appear_without_a_reload() {
-    let Some((chromium, chromedriver)) = browser() else {
+    let Some([chromium, chromedriver]) = programs_or_skip(
+        &["chromium", "chromedriver"],
+        "apt-get install chromium chromium-driver",
+    )
+    .map(|found| <[PathBuf; 2]>::try_from(found).unwrap()) else {
         return;
     };
     let wd = Workdir::new();

@@ -378,3 +378,28 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// The programs `names`, found as [`find_program`] finds them, or None after saying SKIPPED
+/// (with `install`, the command that installs them). Under CI a missing one fails the test:
+/// `.ci/run` installs them.
+pub fn programs_or_skip(names: &[&str], install: &str) -> Option<Vec<PathBuf>> {
+    let found: Vec<Option<PathBuf>> = names.iter().map(|n| find_program(n)).collect();
+    if let Some(i) = found.iter().position(Option::is_none) {
+        let missing = names[i];
+        assert!(
+            !in_ci(),
+            "{missing} not found, and CI is set: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: {missing} not found ({install})");
+        return None;
+    }
+    Some(found.into_iter().flatten().collect())
+}
+
+/// The value of `data-v` on the element whose id is `id` in some HTML: the bare number (or
+/// text) the HTML report shows formatted.
+pub fn data_v(html: &str, id: &str) -> Option<String> {
+    let rest = &html[html.find(&format!("id=\"{id}\""))?..];
+    let start = rest.find("data-v=\"")? + "data-v=\"".len();
+    Some(rest[start..start + rest[start..].find('"')?].to_string())
+}

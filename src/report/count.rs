@@ -495,9 +495,10 @@ impl Counter {
                     urls[url as usize].visitors += 1;
                 }
             };
-            match visiting {
-                true => visits.hit(timestamp, hit.client, hit.agent, url, first_visit),
-                false => visits.hit_without_visit(hit.client, first_visit),
+            if visiting {
+                visits.hit(timestamp, hit.client, hit.agent, url, first_visit);
+            } else {
+                visits.hit_without_visit(hit.client, first_visit);
             }
         } else if wants.clients {
             visits.hit(0, hit.client, 0, 0, |_| {});

@@ -629,6 +629,13 @@ fn times(out: &mut String, report: &Report) {
         d(all.max_us),
         d(all.total_us)
     );
+    if !all.exact || report.times.slowest.iter().any(|(_, s)| !s.exact) {
+        let _ = write!(
+            out,
+            r#"<p class="meta">Percentiles of more than {} requests are within 1%.</p>"#,
+            count(super::times::EXACT as u64)
+        );
+    }
     let _ = write!(
         out,
         "<h2>{}</h2>",
