@@ -162,13 +162,10 @@ async fn page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(refused) = live.refuse_host(&headers) {
-        return refused;
-    }
-    match live.report(query).await {
-        Ok(c) => html_response(html::page(&c.report, &c.sections, Page::Live)),
-        Err(e) => refusal(e),
-    }
+    live.answer(&headers, query, |c| {
+        html::page(&c.report, &c.sections, Page::Live)
+    })
+    .await
 }
 
 /// The report body of a query, which the page's script puts in place.
@@ -177,13 +174,8 @@ async fn body(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(refused) = live.refuse_host(&headers) {
-        return refused;
-    }
-    match live.report(query).await {
-        Ok(c) => html_response(html::body(&c.report, &c.sections)),
-        Err(e) => refusal(e),
-    }
+    live.answer(&headers, query, |c| html::body(&c.report, &c.sections))
+        .await
 }
 
 async fn script() -> Response {
@@ -205,35 +197,27 @@ async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
 }
 
 fn html_response(text: String) -> Response {
-    let mut response = text.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(LIVE_CSP),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    reply(StatusCode::OK, "text/html; charset=utf-8", LIVE_CSP, text)
 }
 
 /// A text reply that a browser shows as text and nothing else.
 fn plain(status: StatusCode, text: String) -> Response {
+    reply(
+        status,
+        "text/plain; charset=utf-8",
+        "default-src 'none'",
+        text,
+    )
+}
+
+/// A reply of ours: its type stated and never sniffed, its policy, never cached.
+fn reply(status: StatusCode, kind: &'static str, csp: &'static str, text: String) -> Response {
     let mut response = (status, text).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'"),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -283,6 +267,22 @@ impl Live {
                 StatusCode::MISDIRECTED_REQUEST,
                 format!("this server answers for {} only\n", hosts.join(", ")),
             )),
+        }
+    }
+
+    /// The report of `query`, rendered by `render`, for a request that names this server.
+    async fn answer(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        query: Option<String>,
+        render: impl FnOnce(&Computed) -> String,
+    ) -> Response {
+        if let Some(refused) = self.refuse_host(headers) {
+            return refused;
+        }
+        match self.report(query).await {
+            Ok(computed) => html_response(render(&computed)),
+            Err(e) => refusal(e),
         }
     }
 

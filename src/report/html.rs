@@ -196,88 +196,13 @@ pub fn body(report: &Report, sections: &[Section]) -> String {
             continue;
         }
         let id = section.name();
+        if let Some((heading, rows, label, columns)) = ranking_of(report, *section) {
+            ranked(&mut out, id, &heading, rows, total, label, columns);
+            continue;
+        }
         match section {
             Section::Summary => summary(&mut out, report),
             Section::Status => status(&mut out, report),
-            Section::Urls => urls(&mut out, id, &title(report, "URLs"), &report.urls, total),
-            Section::Pages | Section::Static => {
-                let (what, group) = match section {
-                    Section::Pages => ("pages", &report.pages),
-                    _ => ("static files", &report.statics),
-                };
-                let heading = format!(
-                    "{} ({} requests, {}%)",
-                    title(report, what),
-                    count(group.requests),
-                    percent(group.requests, total)
-                );
-                urls(&mut out, id, &heading, &group.rows, total);
-            }
-            Section::NotFound => ranking(
-                &mut out,
-                id,
-                &title(report, "URLs answered 404"),
-                &report.not_found,
-                total,
-                "url",
-            ),
-            Section::Clients => ranking(
-                &mut out,
-                id,
-                &title(report, "clients"),
-                &report.clients,
-                total,
-                "client",
-            ),
-            Section::Agents => ranking(
-                &mut out,
-                id,
-                &title(report, "user agents"),
-                &report.agents,
-                total,
-                "user agent",
-            ),
-            Section::Referrers => ranking(
-                &mut out,
-                id,
-                &title(report, "referrers"),
-                &report.referrers,
-                total,
-                "referrer",
-            ),
-            Section::Sites => ranking(
-                &mut out,
-                id,
-                &title(report, "referring sites"),
-                &report.sites,
-                total,
-                "site",
-            ),
-            Section::Methods => ranking(&mut out, id, "Methods", &report.methods, total, "method"),
-            Section::Browsers => grouped(
-                &mut out,
-                id,
-                &title(report, "browsers and crawlers"),
-                &report.browsers,
-                total,
-                "browser",
-            ),
-            Section::Os => grouped(
-                &mut out,
-                id,
-                &title(report, "operating systems"),
-                &report.systems,
-                total,
-                "os",
-            ),
-            Section::Devices => grouped(
-                &mut out,
-                id,
-                "Device classes",
-                &report.devices,
-                total,
-                "device",
-            ),
             Section::Traffic => traffic(&mut out, report),
             Section::Days => days(&mut out, report),
             Section::Hours => {
@@ -296,17 +221,11 @@ pub fn body(report: &Report, sections: &[Section]) -> String {
             }
             Section::Rejects => rejects(&mut out, report),
             Section::Times => times(&mut out, report),
+            // The rankings, above.
+            _ => {}
         }
     }
     out
-}
-
-/// "Top 10 URLs", or "All URLs" when the rankings were not cut.
-fn title(report: &Report, what: &str) -> String {
-    match report.top {
-        usize::MAX => format!("All {what}"),
-        top => format!("Top {top} {what}"),
-    }
 }
 
 fn summary(out: &mut String, report: &Report) {
@@ -386,74 +305,107 @@ fn status(out: &mut String, report: &Report) {
     out.push_str("</table></section>\n");
 }
 
-/// A ranking: hits, share, a bar, the key.
-fn ranking(out: &mut String, id: &str, heading: &str, rows: &[Ranked], total: u64, label: &str) {
-    open(out, id, heading);
-    if rows.is_empty() {
-        out.push_str("<p>(none)</p></section>\n");
-        return;
-    }
-    let _ = write!(
-        out,
-        r#"<table><tr><th class="n">hits</th><th class="n">%</th><th></th><th>{label}</th></tr>"#
-    );
-    for r in rows {
-        let _ = write!(
-            out,
-            r#"<tr>{}{}{}<td class="key">{}</td></tr>"#,
-            num(r.hits),
-            share(r.hits, total),
-            bar(r.hits, total),
-            text(&r.key, MAX_VALUE)
-        );
-    }
-    out.push_str("</table></section>\n");
+/// The columns a ranking has besides hits, share and its key.
+#[derive(Clone, Copy)]
+struct Columns {
+    bytes: bool,
+    visitors: bool,
 }
 
-/// A ranking of URLs: hits, share, bytes and visitors.
-fn urls(out: &mut String, id: &str, heading: &str, rows: &[Ranked], total: u64) {
-    open(out, id, heading);
-    if rows.is_empty() {
-        out.push_str("<p>(none)</p></section>\n");
-        return;
-    }
-    out.push_str(
-        r#"<table><tr><th class="n">hits</th><th class="n">%</th><th></th><th class="n">bytes</th><th class="n">visitors</th><th>url</th></tr>"#,
-    );
-    for r in rows {
-        let _ = write!(
-            out,
-            r#"<tr>{}{}{}{}{}<td class="key">{}</td></tr>"#,
-            num(r.hits),
-            share(r.hits, total),
-            bar(r.hits, total),
-            num(r.bytes),
-            num(r.visitors),
-            text(&r.key, MAX_VALUE)
-        );
-    }
-    out.push_str("</table></section>\n");
+const PLAIN: Columns = Columns {
+    bytes: false,
+    visitors: false,
+};
+/// Groups of user agents: their visitors too.
+const GROUPS: Columns = Columns {
+    bytes: false,
+    visitors: true,
+};
+const URLS: Columns = Columns {
+    bytes: true,
+    visitors: true,
+};
+
+/// The ranking a section shows, if it is one: heading, rows, what its key is, its columns.
+fn ranking_of(
+    report: &Report,
+    section: Section,
+) -> Option<(String, &[Ranked], &'static str, Columns)> {
+    let top = |what: &str| report.ranking_title(what);
+    Some(match section {
+        Section::Urls => (top("URLs"), &report.urls[..], "url", URLS),
+        Section::Pages | Section::Static => {
+            let (heading, group) = report.url_group(section);
+            (heading, &group.rows[..], "url", URLS)
+        }
+        Section::NotFound => (
+            top("URLs answered 404"),
+            &report.not_found[..],
+            "url",
+            PLAIN,
+        ),
+        Section::Clients => (top("clients"), &report.clients[..], "client", PLAIN),
+        Section::Agents => (top("user agents"), &report.agents[..], "user agent", PLAIN),
+        Section::Referrers => (top("referrers"), &report.referrers[..], "referrer", PLAIN),
+        Section::Sites => (top("referring sites"), &report.sites[..], "site", PLAIN),
+        Section::Methods => ("Methods".into(), &report.methods[..], "method", PLAIN),
+        Section::Browsers => (
+            top("browsers and crawlers"),
+            &report.browsers[..],
+            "browser",
+            GROUPS,
+        ),
+        Section::Os => (top("operating systems"), &report.systems[..], "os", GROUPS),
+        Section::Devices => (
+            "Device classes".into(),
+            &report.devices[..],
+            "device",
+            GROUPS,
+        ),
+        _ => return None,
+    })
 }
 
-/// Groups of user agents: hits, share, visitors.
-fn grouped(out: &mut String, id: &str, heading: &str, rows: &[Ranked], total: u64, label: &str) {
+/// A ranking: hits, share, a bar, the columns asked for, the key.
+fn ranked(
+    out: &mut String,
+    id: &str,
+    heading: &str,
+    rows: &[Ranked],
+    total: u64,
+    label: &str,
+    columns: Columns,
+) {
     open(out, id, heading);
     if rows.is_empty() {
         out.push_str("<p>(none)</p></section>\n");
         return;
     }
-    let _ = write!(
-        out,
-        r#"<table><tr><th class="n">hits</th><th class="n">%</th><th></th><th class="n">visitors</th><th>{label}</th></tr>"#
-    );
+    out.push_str(r#"<table><tr><th class="n">hits</th><th class="n">%</th><th></th>"#);
+    if columns.bytes {
+        out.push_str(r#"<th class="n">bytes</th>"#);
+    }
+    if columns.visitors {
+        out.push_str(r#"<th class="n">visitors</th>"#);
+    }
+    let _ = write!(out, "<th>{label}</th></tr>");
     for r in rows {
         let _ = write!(
             out,
-            r#"<tr>{}{}{}{}<td class="key">{}</td></tr>"#,
+            "<tr>{}{}{}",
             num(r.hits),
             share(r.hits, total),
-            bar(r.hits, total),
-            num(r.visitors),
+            bar(r.hits, total)
+        );
+        if columns.bytes {
+            out.push_str(&num(r.bytes));
+        }
+        if columns.visitors {
+            out.push_str(&num(r.visitors));
+        }
+        let _ = write!(
+            out,
+            r#"<td class="key">{}</td></tr>"#,
             text(&r.key, MAX_VALUE)
         );
     }
@@ -639,7 +591,7 @@ fn times(out: &mut String, report: &Report) {
     let _ = write!(
         out,
         "<h2>{}</h2>",
-        text(&title(report, "slowest URLs, by p95"), 100)
+        text(&report.ranking_title("slowest URLs, by p95"), 100)
     );
     out.push_str(
         r#"<table><tr><th class="n">requests</th><th class="n">mean</th><th class="n">p95</th><th class="n">p99</th><th class="n">max</th><th>url</th></tr>"#,
@@ -660,7 +612,7 @@ fn times(out: &mut String, report: &Report) {
     let _ = write!(
         out,
         "<h2>{}</h2>",
-        text(&title(report, "URLs by total time"), 100)
+        text(&report.ranking_title("URLs by total time"), 100)
     );
     out.push_str(
         r#"<table><tr><th class="n">requests</th><th class="n">total</th><th class="n">%</th><th class="n">mean</th><th class="n">p95</th><th>url</th></tr>"#,

@@ -670,6 +670,32 @@ pub struct Report {
     pub top: usize,
 }
 
+impl Report {
+    /// "Top 10 URLs", or "All URLs" for rankings that were not cut (`--top 0`).
+    pub fn ranking_title(&self, what: &str) -> String {
+        match self.top {
+            usize::MAX => format!("All {what}"),
+            top => format!("Top {top} {what}"),
+        }
+    }
+
+    /// The pages or the static files (`section`), titled with their share of the requests:
+    /// "Top 10 pages (4,282 requests, 42.8%)".
+    pub fn url_group(&self, section: Section) -> (String, &UrlGroup) {
+        let (what, group) = match section {
+            Section::Static => ("static files", &self.statics),
+            _ => ("pages", &self.pages),
+        };
+        let title = format!(
+            "{} ({} requests, {}%)",
+            self.ranking_title(what),
+            crate::human::count(group.requests),
+            percent(group.requests, self.summary.requests)
+        );
+        (title, group)
+    }
+}
+
 /// `part` of `whole` as a percentage with one decimal, computed in integers so that the text
 /// is the same on every platform.
 pub fn percent(part: u64, whole: u64) -> String {

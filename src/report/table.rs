@@ -146,15 +146,6 @@ fn heading(out: &mut String, title: &str, paint: Paint) {
     );
 }
 
-/// "Top 10 URLs", or "All URLs" for a ranking that was not cut (`--top 0`).
-fn ranking_title(top: usize, what: &str) -> String {
-    if top == usize::MAX {
-        format!("All {what}")
-    } else {
-        format!("Top {top} {what}")
-    }
-}
-
 /// Cells of a share bar in a line of `width` whose other columns take `fixed`: the bar gives
 /// way to the key column on narrow screens.
 fn share_bar(width: usize, fixed: usize) -> usize {
@@ -250,20 +241,11 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             }
             Section::Status => status(&mut out, report, o),
             Section::Urls => {
-                let title = ranking_title(report.top, "URLs");
+                let title = report.ranking_title("URLs");
                 with_visitors(&mut out, &title, &report.urls, total, ("url", true), o);
             }
             Section::Pages | Section::Static => {
-                let (what, group) = match section {
-                    Section::Pages => ("pages", &report.pages),
-                    _ => ("static files", &report.statics),
-                };
-                let title = format!(
-                    "{} ({} requests, {}%)",
-                    ranking_title(report.top, what),
-                    count(group.requests),
-                    percent(group.requests, total)
-                );
+                let (title, group) = report.url_group(*section);
                 with_visitors(&mut out, &title, &group.rows, total, ("url", true), o);
             }
             Section::Browsers | Section::Os | Section::Devices => {
@@ -274,13 +256,13 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                 };
                 let title = match section {
                     Section::Devices => "Device classes".to_string(),
-                    _ => ranking_title(report.top, what),
+                    _ => report.ranking_title(what),
                 };
                 with_visitors(&mut out, &title, rows, total, (label, false), o);
             }
             Section::Sites => ranking(
                 &mut out,
-                &ranking_title(report.top, "referring sites"),
+                &report.ranking_title("referring sites"),
                 &report.sites,
                 total,
                 "site",
@@ -315,7 +297,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             }
             Section::NotFound => ranking(
                 &mut out,
-                &ranking_title(report.top, "URLs answered 404"),
+                &report.ranking_title("URLs answered 404"),
                 &report.not_found,
                 total,
                 "url",
@@ -323,7 +305,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             ),
             Section::Clients => ranking(
                 &mut out,
-                &ranking_title(report.top, "clients"),
+                &report.ranking_title("clients"),
                 &report.clients,
                 total,
                 "ip",
@@ -331,7 +313,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             ),
             Section::Agents => ranking(
                 &mut out,
-                &ranking_title(report.top, "user agents"),
+                &report.ranking_title("user agents"),
                 &report.agents,
                 total,
                 "user agent",
@@ -339,7 +321,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
             ),
             Section::Referrers => ranking(
                 &mut out,
-                &ranking_title(report.top, "referrers"),
+                &report.ranking_title("referrers"),
                 &report.referrers,
                 total,
                 "referrer",
@@ -400,7 +382,7 @@ fn times(out: &mut String, report: &Report, o: Options) {
     let key_width = o.width.saturating_sub(fixed).max(MIN_KEY);
     heading(
         out,
-        &ranking_title(report.top, "slowest URLs, by p95"),
+        &report.ranking_title("slowest URLs, by p95"),
         Paint(o.color),
     );
     let _ = writeln!(
@@ -422,7 +404,7 @@ fn times(out: &mut String, report: &Report, o: Options) {
     }
     heading(
         out,
-        &ranking_title(report.top, "URLs by total time"),
+        &report.ranking_title("URLs by total time"),
         Paint(o.color),
     );
     let _ = writeln!(
