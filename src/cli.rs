@@ -448,7 +448,8 @@ pub enum ReportFormat {
 /// The options `aggregate-csv` and `aggregate-db` share.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Reports to print, in order (default: all but rejects).
+    /// Reports to print, in order (default: all but rejects and times, which are asked for by
+    /// name).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub report: Vec<crate::report::Section>,
     /// Rows per ranking; 0 for every row.

@@ -8,8 +8,8 @@ use log_pipeline::cli::{self, ReportArgs};
 use log_pipeline::read;
 
 /// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
-/// and their sites, methods, traffic over time, days, hours, weekdays, rejects) from a CSV
-/// written by parse-to-csv. aggregate-db prints the same from SQLite.
+/// and their sites, methods, traffic over time, days, hours, weekdays, rejects, response
+/// times) from a CSV written by parse-to-csv. aggregate-db prints the same from SQLite.
 #[derive(Parser)]
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "aggregate-csv", version)]

@@ -8,8 +8,8 @@ use log_pipeline::cli::{self, ReportArgs};
 use log_pipeline::read;
 
 /// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
-/// and their sites, methods, traffic over time, days, hours, weekdays, rejects) from the
-/// SQLite database written by parse-to-db or continuous-parse, opened
+/// and their sites, methods, traffic over time, days, hours, weekdays, rejects, response
+/// times) from the SQLite database written by parse-to-db or continuous-parse, opened
 /// read-only: it works while they write. aggregate-csv prints the same from a CSV.
 #[derive(Parser)]
 // The name, not the package's, so that `--version` says which tool this is.
