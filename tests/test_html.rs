@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::workdir::{Workdir, data_v, programs_or_skip};
+use crate::workdir::{Workdir, data_v, out_db_json, programs_or_skip};
 
 /// What a hostile line tries to make the page run: each would change the title.
 const HOSTILE_AGENT: &str = "<script>document.title='PWNED'</script>";
@@ -60,14 +60,7 @@ fn the_html_file_holds_the_json_numbers_and_log_data_only_as_text() {
         .success()
         .stdout("");
     let page = std::fs::read_to_string(wd.path("report.html")).unwrap();
-    let json: serde_json::Value = serde_json::from_slice(
-        &wd.cmd("aggregate-db")
-            .args(["--db", "out.db", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let json = out_db_json(&wd, &[]);
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.len() < 1 << 20, "{} bytes", page.len());
     // Nothing to fetch, nothing to run: no script, and a policy that allows none.
@@ -195,14 +188,7 @@ fn in_a_browser_the_page_runs_nothing_from_the_log_and_shows_it_as_text() {
     assert!(dom.contains("&lt;/svg&gt;&lt;svg onload=document.title='PWNED'&gt;"));
     assert!(dom.contains("javascript:document.title='PWNED'"));
     // The numbers the browser holds are the JSON report's, and each traffic bucket is drawn.
-    let json: serde_json::Value = serde_json::from_slice(
-        &wd.cmd("aggregate-db")
-            .args(["--db", "out.db", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let json = out_db_json(&wd, &[]);
     for (id, key) in [
         ("summary-requests", "requests"),
         ("summary-unique-visitors", "unique_visitors"),

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::workdir::{Running, Workdir, bin_path, data_v, programs_or_skip, wait_until};
+use crate::workdir::{
+    Running, Workdir, bin_path, data_v, out_db_json, programs_or_skip, wait_until,
+};
 
 /// An HTTP/1.1 request to `addr`, with the connection closed after it: status, headers
 /// (lowercased names) and body.
@@ -126,16 +128,6 @@ fn number(html: &str, id: &str) -> Option<u64> {
     data_v(html, id)?.parse().ok()
 }
 
-fn json_report(wd: &Workdir, args: &[&str]) -> serde_json::Value {
-    let out = wd
-        .cmd("aggregate-db")
-        .args(["--db", "out.db", "--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn a_log(wd: &Workdir, lines: usize) {
     let mut log = String::new();
     for i in 0..lines {
@@ -171,7 +163,7 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     assert!(head.contains("script-src 'self'"));
     assert!(page.contains(r#"<script src="/live.js" defer></script>"#));
     assert!(page.contains("Top 5 URLs"), "the command line's --top");
-    let all = json_report(&wd, &[]);
+    let all = out_db_json(&wd, &[]);
     assert_eq!(
         number(&page, "summary-requests"),
         all["summary"]["requests"].as_u64()
@@ -179,7 +171,7 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     // A query's filters are the options'.
     let (status, _, body) = get(&addr, "/body?status=404&report=summary");
     assert_eq!(status, 200);
-    let filtered = json_report(&wd, &["--status", "404"]);
+    let filtered = out_db_json(&wd, &["--status", "404"]);
     assert_eq!(
         number(&body, "summary-requests"),
         filtered["summary"]["requests"].as_u64()
@@ -348,7 +340,7 @@ fn in_a_browser_lines_appended_while_continuous_parse_runs_appear_without_a_relo
         ],
     );
     let requests =
-        |wd: &Workdir| json_report(wd, &["--report", "summary"])["summary"]["requests"].as_u64();
+        |wd: &Workdir| out_db_json(wd, &["--report", "summary"])["summary"]["requests"].as_u64();
     wait_until("the follower's first rows", || {
         wd.cmd("aggregate-db")
             .args(["--db", "out.db", "--report", "summary", "--format", "json"])

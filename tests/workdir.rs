@@ -403,3 +403,14 @@ pub fn data_v(html: &str, id: &str) -> Option<String> {
     let start = rest.find("data-v=\"")? + "data-v=\"".len();
     Some(rest[start..start + rest[start..].find('"')?].to_string())
 }
+
+/// `aggregate-db --format json` on the database `out.db` of `wd`, with `args`.
+pub fn out_db_json(wd: &Workdir, args: &[&str]) -> serde_json::Value {
+    let out = wd
+        .cmd("aggregate-db")
+        .args(["--db", "out.db", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}

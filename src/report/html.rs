@@ -15,7 +15,7 @@ use std::fmt::Write;
 
 use super::table::safe;
 use super::{ByClass, CLASSES, Ranked, Report, Section, WEEKDAYS, class_index, percent};
-use crate::human::{bytes, count, counted, duration_us};
+use crate::human::{bytes, count, duration_us};
 
 /// The longest value shown, in characters: a URL can be a megabyte long.
 const MAX_VALUE: usize = 300;
@@ -556,17 +556,9 @@ fn rejects(out: &mut String, report: &Report) {
 
 fn times(out: &mut String, report: &Report) {
     let all = &report.times.all;
-    let heading = format!(
-        "Response times ({} of {})",
-        count(all.count),
-        counted(report.summary.requests, "request")
-    );
-    open(out, "times", &heading);
+    open(out, "times", &report.times_title());
     if all.count == 0 {
-        out.push_str(
-            "<p>(none: the log's format records no time, as nginx's $request_time or Apache's \
-             %D do)</p></section>\n",
-        );
+        let _ = writeln!(out, "<p>{}</p></section>", text(super::NO_TIMES, 200));
         return;
     }
     let d = |us: u64| format!(r#"<td class="n" data-v="{us}">{}</td>"#, duration_us(us));
@@ -581,12 +573,8 @@ fn times(out: &mut String, report: &Report) {
         d(all.max_us),
         d(all.total_us)
     );
-    if !all.exact || report.times.slowest.iter().any(|(_, s)| !s.exact) {
-        let _ = write!(
-            out,
-            r#"<p class="meta">Percentiles of more than {} requests are within 1%.</p>"#,
-            count(super::times::EXACT as u64)
-        );
+    if let Some(note) = report.times_note() {
+        let _ = write!(out, r#"<p class="meta">{note}</p>"#);
     }
     let _ = write!(
         out,

@@ -679,6 +679,27 @@ impl Report {
         }
     }
 
+    /// "Response times (1,101 of 1,102 requests)": the requests with a time, of all.
+    pub fn times_title(&self) -> String {
+        format!(
+            "Response times ({} of {})",
+            crate::human::count(self.times.all.count),
+            crate::human::counted(self.summary.requests, "request")
+        )
+    }
+
+    /// What the times report says when a percentile it shows may be approximate. A URL with
+    /// more times than are kept exactly puts all requests past that limit too, so the stats
+    /// of all requests tell for every row.
+    pub fn times_note(&self) -> Option<String> {
+        (!self.times.all.exact).then(|| {
+            format!(
+                "Percentiles of more than {} requests are within 1%.",
+                crate::human::count(times::EXACT as u64)
+            )
+        })
+    }
+
     /// The pages or the static files (`section`), titled with their share of the requests:
     /// "Top 10 pages (4,282 requests, 42.8%)".
     pub fn url_group(&self, section: Section) -> (String, &UrlGroup) {
@@ -695,6 +716,10 @@ impl Report {
         (title, group)
     }
 }
+
+/// What the times report says of a log without times.
+pub const NO_TIMES: &str =
+    "(none: the log's format records no time, as nginx's $request_time or Apache's %D do)";
 
 /// `part` of `whole` as a percentage with one decimal, computed in integers so that the text
 /// is the same on every platform.

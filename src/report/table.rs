@@ -12,7 +12,7 @@ use std::fmt::Write;
 use super::{
     ByClass, CLASSES, MAX_TRAFFIC_ROWS, Ranked, Report, Section, WEEKDAYS, class_index, percent,
 };
-use crate::human::{count, counted, duration_us};
+use crate::human::{count, duration_us};
 
 /// How a table is laid out. The renderer does not look at the terminal: the caller
 /// (`crate::cli`) decides from the flags, the environment and where stdout goes.
@@ -339,17 +339,9 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
 /// URLs that took the most time in all.
 fn times(out: &mut String, report: &Report, o: Options) {
     let all = &report.times.all;
-    let title = format!(
-        "Response times ({} of {})",
-        count(all.count),
-        counted(report.summary.requests, "request")
-    );
-    heading(out, &title, Paint(o.color));
+    heading(out, &report.times_title(), Paint(o.color));
     if all.count == 0 {
-        let _ = writeln!(
-            out,
-            "  (none: the log's format records no time, as nginx's $request_time or Apache's %D do)"
-        );
+        let _ = writeln!(out, "  {}", super::NO_TIMES);
         return;
     }
     let d = duration_us;
@@ -369,13 +361,8 @@ fn times(out: &mut String, report: &Report, o: Options) {
         d(all.max_us),
         d(all.total_us)
     );
-    let inexact = !all.exact || report.times.slowest.iter().any(|(_, s)| !s.exact);
-    if inexact {
-        let _ = writeln!(
-            out,
-            "  Percentiles of more than {} requests are within 1%.",
-            count(super::times::EXACT as u64)
-        );
+    if let Some(note) = report.times_note() {
+        let _ = writeln!(out, "  {note}");
     }
     // "  requests mean p95 p99 max  url"
     let fixed = 2 + 11 + 4 * 9 + 2;
