@@ -22,6 +22,7 @@ use crate::format::{LineParser, LogFormat};
 use crate::parse::Reject;
 use crate::row::{Arena, Span};
 use crate::source::{Line, LineReader};
+use crate::zone::LogOffsets;
 
 /// One parsed entry, its text held by its [`Batch`].
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,7 @@ struct EntrySpans {
     referrer: Option<Span>,
     user_agent: Option<Span>,
     timestamp: DateTime<Utc>,
+    utc_offset: Option<i32>,
     status: u16,
     bytes: Option<u64>,
     vhost: Option<Span>,
@@ -81,6 +83,8 @@ pub struct Batch {
     encoded: Option<Box<dyn Any + Send>>,
     /// Number of entries, however they are held.
     count: usize,
+    /// The offsets the entries' times were written in, which the store records.
+    pub offsets: LogOffsets,
     /// Line number, reason and bytes (the head only, for an over-long line) of each reject.
     pub rejects: Vec<(u64, Reject, Vec<u8>)>,
     /// Lines read in this batch (entries and rejects).
@@ -178,6 +182,7 @@ const BATCH_BYTES: usize = 512 << 10;
 impl Batch {
     fn push(&mut self, e: &LogEntry<'_>, keep: bool, encoder: Option<&mut Box<dyn Encoder>>) {
         self.count += 1;
+        self.offsets.add(e.utc_offset);
         if let Some(encoder) = encoder {
             encoder.push(e);
         }
@@ -195,6 +200,7 @@ impl Batch {
             referrer: text.push(e.referrer.as_deref()),
             user_agent: text.push(e.user_agent.as_deref()),
             timestamp: e.timestamp,
+            utc_offset: e.utc_offset,
             status: e.status,
             bytes: e.bytes,
             vhost: text.push(e.extra.vhost.as_deref()),
@@ -227,6 +233,7 @@ impl Batch {
             ident: text(s.ident),
             user: text(s.user),
             timestamp: s.timestamp,
+            utc_offset: s.utc_offset,
             method: text(s.method),
             url: text(s.url).unwrap_or_default(),
             protocol: text(s.protocol),

@@ -509,10 +509,11 @@ pub struct ReportArgs {
     /// the default list (see the README): css,js,png...
     #[arg(long, value_name = "EXTS")]
     pub static_ext: Option<crate::report::StaticExtensions>,
-    /// Time zone of days, hours and times: UTC (the default), local (the machine's), an
-    /// offset (+07:00) or an IANA name (Asia/Bangkok). It sets the traffic buckets, the days,
-    /// hours and weekdays, the day of each unique visitor, the days of --since and --until,
-    /// and how times are shown.
+    /// Time zone of days, hours and times: UTC, local (the machine's), an offset (+07:00) or
+    /// an IANA name (Asia/Bangkok). It sets the traffic buckets, the days, hours and
+    /// weekdays, the day of each unique visitor, the days of --since and --until, and how
+    /// times are shown. Default: the log's own offset when all its lines were written in one
+    /// (as the store recorded them), else UTC.
     #[arg(long, value_name = "ZONE", allow_hyphen_values = true,
           value_parser = crate::zone::Zone::parse)]
     pub tz: Option<crate::zone::Zone>,
@@ -618,13 +619,14 @@ impl ReportArgs {
         }
     }
 
-    pub fn filters(&self) -> anyhow::Result<crate::report::Filters> {
+    /// The filters, with the days of --since and --until in `zone`.
+    pub fn filters(&self, zone: &crate::zone::Zone) -> anyhow::Result<crate::report::Filters> {
         use crate::report::Edge;
         let now = chrono::Utc::now();
         let time = |arg: &Option<String>, flag: &str, edge: Edge| -> anyhow::Result<_> {
             arg.as_deref()
                 .map(|s| {
-                    crate::report::parse_time_arg(s, now, edge, &self.zone())
+                    crate::report::parse_time_arg(s, now, edge, zone)
                         .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
                 })
                 .transpose()
@@ -655,16 +657,25 @@ impl ReportArgs {
         })
     }
 
-    /// The zone asked for, UTC by default.
-    fn zone(&self) -> crate::zone::Zone {
-        self.tz.unwrap_or_default()
-    }
-
-    /// The query a store's reader answers: filters, reports, threads.
-    pub fn query(&self) -> anyhow::Result<crate::report::Query> {
+    /// The query a store's reader answers: filters, reports, threads. `offsets` reads the
+    /// offsets the store's lines were written in, which choose the zone when --tz does not
+    /// (and only then).
+    pub fn query(
+        &self,
+        offsets: impl FnOnce() -> anyhow::Result<crate::zone::LogOffsets>,
+    ) -> anyhow::Result<crate::report::Query> {
         use crate::report::{Section, shard};
+        let zone = match self.tz {
+            Some(zone) => zone,
+            None => {
+                // A bad --since or --until is told before the store is read (a missing store
+                // would hide it); its days are then read again in the store's zone.
+                self.filters(&crate::zone::Zone::Utc)?;
+                offsets()?.zone()
+            }
+        };
         Ok(crate::report::Query {
-            filters: self.filters()?,
+            filters: self.filters(&zone)?,
             sections: match self.report.is_empty() {
                 true => Section::DEFAULT.to_vec(),
                 false => self.report.clone(),
@@ -679,7 +690,7 @@ impl ReportArgs {
                 n => n,
             },
             static_ext: self.static_ext.clone().unwrap_or_default(),
-            zone: self.zone(),
+            zone,
             visitors: self.visitors,
         })
     }
@@ -691,6 +702,7 @@ pub fn report(
     tool: &str,
     args: &ReportArgs,
     store: &std::path::Path,
+    offsets: impl FnOnce() -> anyhow::Result<crate::zone::LogOffsets>,
     counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
     use crate::report::{csv, html, json, table};
@@ -711,7 +723,7 @@ pub fn report(
         }
         crate::privacy::restrict_created_files(crate::privacy::output_mode([Some(store)]));
     }
-    let query = args.query()?;
+    let query = args.query(offsets)?;
     let report = counts(&query)?.into_report(&query, args.bucket);
     if let Some(asked) = args.bucket
         && asked != report.bucket

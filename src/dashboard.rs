@@ -105,7 +105,7 @@ pub fn serve(
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<()> {
     // A bad default is an error now, not on the first page.
-    defaults.query()?;
+    defaults.query(|| Ok(crate::zone::LogOffsets::Unknown))?;
     if !addr.ip().is_loopback() {
         warn(format!(
             "serving on {addr}, beyond this machine, with no authentication: anyone who can \
@@ -327,8 +327,13 @@ impl Live {
                 &parsed
             }
         };
+        // The store's offsets are read again for each report (lines of another zone may
+        // have arrived since the last), and before the query: they set the days of --since.
+        let log = crate::read::sqlite::log_offsets(&self.db)?;
         // Filters that contradict each other (--since after --until) are the query's fault.
-        let query = args.query().map_err(|e| Refused(format!("{e:#}")))?;
+        let query = args
+            .query(|| Ok(log))
+            .map_err(|e| Refused(format!("{e:#}")))?;
         self.computed.fetch_add(1, Ordering::SeqCst);
         let counts = crate::read::sqlite::counts(&self.db, &query, true)?;
         Ok(Computed {

@@ -24,6 +24,11 @@ pub struct LogEntry<'a> {
     pub user: Option<Cow<'a, str>>,
     /// Normalised to UTC; written as RFC 3339 with a `Z` (see [`Rfc3339`]).
     pub timestamp: DateTime<Utc>,
+    /// The offset from UTC, in seconds east, that the line wrote its time in: `None` for a
+    /// time written without one (epoch seconds, W3C, HAProxy) and for a row read back from a
+    /// store, which keeps only UTC. Stores record whether all their lines shared one offset
+    /// (see [`crate::zone::LogOffsets`]): reports count in it by default.
+    pub utc_offset: Option<i32>,
     pub method: Option<Cow<'a, str>>,
     pub url: Cow<'a, str>,
     pub protocol: Option<Cow<'a, str>>,
@@ -34,6 +39,30 @@ pub struct LogEntry<'a> {
     /// The fields that only some formats carry (see `--log-format`); all absent in Common
     /// and Combined lines.
     pub extra: Extra<'a>,
+}
+
+/// A time as a line wrote it: the instant, and the offset it was written in (see
+/// [`LogEntry::utc_offset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineTime {
+    pub utc: DateTime<Utc>,
+    pub offset: Option<i32>,
+}
+
+impl LineTime {
+    /// A time written without an offset.
+    pub fn unzoned(utc: DateTime<Utc>) -> LineTime {
+        LineTime { utc, offset: None }
+    }
+
+    /// A time written with its offset.
+    pub fn zoned<Tz: chrono::TimeZone>(t: DateTime<Tz>) -> LineTime {
+        use chrono::Offset;
+        LineTime {
+            offset: Some(t.offset().fix().local_minus_utc()),
+            utc: t.with_timezone(&Utc),
+        }
+    }
 }
 
 /// What formats other than Common and Combined add to a request, and users report on.

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use regex::bytes::Regex;
 
-use crate::entry::{Extra, LogEntry};
+use crate::entry::{Extra, LineTime, LogEntry};
 
 /// The format, as a regex over bytes.
 ///
@@ -148,7 +148,11 @@ struct RawFields<'a> {
 /// through the regex itself.
 pub fn parse_line(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    build(split_fast(line).ok_or(Reject::Format)?, line, parse_time)
+    build(
+        split_fast(line).ok_or(Reject::Format)?,
+        line,
+        parse_clf_time,
+    )
 }
 
 /// [`parse_line`] for a run of lines: it remembers the last time it converted, because
@@ -157,7 +161,7 @@ pub fn parse_line(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
 #[derive(Debug, Default)]
 pub struct Parser {
     last_time: Vec<u8>,
-    last: Option<DateTime<Utc>>,
+    last: Option<LineTime>,
 }
 
 impl Parser {
@@ -167,7 +171,7 @@ impl Parser {
         build(raw, line, |time| match self.last {
             Some(t) if self.last_time == time => Ok(t),
             _ => {
-                let t = parse_time(time)?;
+                let t = parse_clf_time(time)?;
                 self.last_time.clear();
                 self.last_time.extend_from_slice(time);
                 self.last = Some(t);
@@ -180,7 +184,11 @@ impl Parser {
 /// [`parse_line`] through the [`FORMAT`] regex: the definition the fast path is tested against.
 pub fn parse_line_regex(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    build(split_regex(line).ok_or(Reject::Format)?, line, parse_time)
+    build(
+        split_regex(line).ok_or(Reject::Format)?,
+        line,
+        parse_clf_time,
+    )
 }
 
 fn split_regex(line: &[u8]) -> Option<RawFields<'_>> {
@@ -304,7 +312,7 @@ fn split_fast(line: &[u8]) -> Option<RawFields<'_>> {
 fn build<'a>(
     raw: RawFields<'a>,
     line: &'a [u8],
-    parse_time: impl FnOnce(&[u8]) -> Result<DateTime<Utc>, TimestampError>,
+    parse_time: impl FnOnce(&[u8]) -> Result<LineTime, TimestampError>,
 ) -> Result<LogEntry<'a>, Reject> {
     let line = Line::new(line);
     let text = |field| line.text(field);
@@ -314,7 +322,7 @@ fn build<'a>(
     if !may_be_client(raw.ip) {
         return Err(Reject::Client);
     }
-    let timestamp = parse_time(raw.time).map_err(Reject::Timestamp)?;
+    let time = parse_time(raw.time).map_err(Reject::Timestamp)?;
     let status = parse_status(raw.status).ok_or(Reject::Status)?;
     let bytes = match raw.bytes {
         b"-" => None,
@@ -329,7 +337,8 @@ fn build<'a>(
         ip: text(raw.ip),
         ident: absent_dash(raw.ident).map(text),
         user: absent_dash(raw.user).map(text),
-        timestamp,
+        timestamp: time.utc,
+        utc_offset: time.offset,
         method: method.map(text),
         url: unescape(url),
         protocol: protocol.map(text),
@@ -418,10 +427,15 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 
 /// Parses `dd/Mon/yyyy:HH:MM:SS +zzzz` and normalises it to UTC.
+pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+    parse_clf_time(b).map(|t| t.utc)
+}
+
+/// Parses `dd/Mon/yyyy:HH:MM:SS +zzzz`: the instant and the offset it was written in.
 ///
 /// Written by hand rather than with chrono's format strings: it runs once per line, and the
 /// typed error tells a user which part of the time was wrong.
-pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+pub fn parse_clf_time(b: &[u8]) -> Result<LineTime, TimestampError> {
     use TimestampError::*;
     if b.len() < 20
         || b[2] != b'/'
@@ -473,7 +487,7 @@ pub fn parse_time(b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
     local
         .and_local_timezone(offset)
         .single()
-        .map(|t| t.with_timezone(&Utc))
+        .map(LineTime::zoned)
         .ok_or(Range)
 }
 

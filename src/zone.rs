@@ -99,6 +99,69 @@ impl Zone {
     }
 }
 
+/// The offsets a store's lines wrote their times in, as far as the store has seen: what a
+/// report counts in when no `--tz` is given. A one-day log written at +0700 is one day in its
+/// own offset and two in UTC; a store fed by servers in several zones has no offset of its
+/// own, and counts in UTC. A time written without an offset (epoch seconds, W3C) says
+/// nothing either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogOffsets {
+    /// No line with an offset yet.
+    #[default]
+    Unknown,
+    /// Every line with an offset had this one (seconds east of UTC).
+    One(i32),
+    /// Lines had different offsets.
+    Mixed,
+}
+
+impl LogOffsets {
+    /// Takes in one line's offset.
+    pub fn add(&mut self, offset: Option<i32>) {
+        if let Some(offset) = offset {
+            self.merge(LogOffsets::One(offset));
+        }
+    }
+
+    /// Takes in the offsets of more lines.
+    pub fn merge(&mut self, other: LogOffsets) {
+        *self = match (*self, other) {
+            (LogOffsets::Unknown, other) => other,
+            (this, LogOffsets::Unknown) => this,
+            (LogOffsets::One(a), LogOffsets::One(b)) if a == b => LogOffsets::One(a),
+            _ => LogOffsets::Mixed,
+        };
+    }
+
+    /// As a store records it: `+07:00` or `mixed` (nothing while unknown).
+    pub fn to_setting(self) -> Option<String> {
+        match self {
+            LogOffsets::Unknown => None,
+            LogOffsets::One(secs) => Some(offset_text(secs)),
+            LogOffsets::Mixed => Some("mixed".to_owned()),
+        }
+    }
+
+    /// What a store recorded with [`LogOffsets::to_setting`]. Anything else (written by a
+    /// later version, or edited) is taken as mixed: the report then counts in UTC, as it
+    /// would for a store fed from several zones.
+    pub fn from_setting(setting: &str) -> LogOffsets {
+        match parse_offset(setting) {
+            Some(Some(secs)) if offset_text(secs) == setting => LogOffsets::One(secs),
+            _ => LogOffsets::Mixed,
+        }
+    }
+
+    /// The zone a report counts in when none is asked for: the lines' own offset when they
+    /// all share one, else UTC.
+    pub fn zone(self) -> Zone {
+        match self {
+            LogOffsets::One(0) | LogOffsets::Unknown | LogOffsets::Mixed => Zone::Utc,
+            LogOffsets::One(secs) => Zone::Fixed(secs),
+        }
+    }
+}
+
 /// A time as a `DateTime` (the epoch for one beyond chrono's range, which no log holds).
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
@@ -225,6 +288,39 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn offsets_are_one_until_two_lines_differ_and_lines_without_one_say_nothing() {
+        let mut o = LogOffsets::default();
+        o.add(None);
+        assert_eq!(o, LogOffsets::Unknown);
+        assert_eq!(o.zone(), Zone::Utc);
+        o.add(Some(25200));
+        o.add(None);
+        o.add(Some(25200));
+        assert_eq!(o, LogOffsets::One(25200));
+        assert_eq!(o.zone(), Zone::Fixed(25200));
+        let mut later = LogOffsets::default();
+        later.add(Some(-18000));
+        o.merge(later);
+        assert_eq!(o, LogOffsets::Mixed);
+        o.add(Some(25200));
+        assert_eq!(o, LogOffsets::Mixed);
+        assert_eq!(o.zone(), Zone::Utc);
+        assert_eq!(LogOffsets::One(0).zone(), Zone::Utc);
+        // As the stores keep them.
+        for o in [
+            LogOffsets::One(25200),
+            LogOffsets::One(-12600),
+            LogOffsets::Mixed,
+        ] {
+            assert_eq!(LogOffsets::from_setting(&o.to_setting().unwrap()), o);
+        }
+        assert_eq!(LogOffsets::One(-12600).to_setting().unwrap(), "-03:30");
+        assert_eq!(LogOffsets::Unknown.to_setting(), None);
+        assert_eq!(LogOffsets::from_setting("+0700"), LogOffsets::Mixed);
+        assert_eq!(LogOffsets::from_setting("what"), LogOffsets::Mixed);
+    }
+
     use super::*;
 
     #[test]

@@ -2289,3 +2289,106 @@ fn a_time_zone_sets_days_hours_and_times_and_goaccess_visitors_leave_out_4xx() {
             .stderr(contains("--tz"));
     }
 }
+
+/// Without `--tz`, a report counts in the log's own offset when all its lines were written in
+/// one (as GoAccess shows a log's own dates), else in UTC; the stores record the offsets with
+/// the rows they cover, so every store says the same, and the header names the zone.
+#[test]
+fn without_tz_a_report_counts_in_the_logs_own_offset_when_its_lines_share_one() {
+    let wd = Workdir::new();
+    let line = |time: &str, url: &str| {
+        format!("1.1.1.1 - - [{time}] \"GET {url} HTTP/1.1\" 200 1 \"-\" \"A\"\n")
+    };
+    // One day at +07:00 is two in UTC.
+    wd.write(
+        "logs/access.log",
+        [
+            line("05/Jan/2024:01:00:00 +0700", "/a"),
+            line("05/Jan/2024:23:00:00 +0700", "/b"),
+        ]
+        .concat(),
+    );
+    both_stores(&wd, &["logs/access.log"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let all = [args, &["--format", "json", "--report", "summary,days"]];
+        let docs: Vec<Vec<u8>> = ["aggregate-csv", "aggregate-db"]
+            .iter()
+            .map(|bin| report(&wd, bin, &all.concat()))
+            .collect();
+        assert_eq!(docs[0], docs[1], "the stores differ with {args:?}");
+        serde_json::from_slice(&docs[0]).unwrap()
+    };
+    let days = |doc: &serde_json::Value| -> Vec<String> {
+        (doc["days"].as_array().unwrap().iter())
+            .map(|d| d["day"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let own = json(&[]);
+    assert_eq!(own["time_zone"], "+07:00");
+    assert_eq!(days(&own), ["2024-01-05"]);
+    assert_eq!(own["summary"]["first"], "2024-01-05T01:00:00+07:00");
+    // The day of --since is the log's too: 2024-01-05 starts at 17:00 UTC the day before.
+    assert_eq!(json(&["--since", "2024-01-05"])["summary"]["requests"], 2);
+    let utc = json(&["--tz", "UTC"]);
+    assert_eq!(days(&utc), ["2024-01-04", "2024-01-05"]);
+    let table = String::from_utf8(report(&wd, "aggregate-db", &["--report", "days"])).unwrap();
+    assert!(
+        table.starts_with("log-pipeline report, times in +07:00\n"),
+        "{table}"
+    );
+
+    // A time written without an offset (Caddy's epoch seconds) says nothing of the zone.
+    wd.write(
+        "logs/caddy.log",
+        r#"{"level":"info","ts":1704420000.5,"logger":"http.log.access","msg":"handled request","request":{"remote_ip":"9.9.9.9","proto":"HTTP/1.1","method":"GET","host":"x","uri":"/c","headers":{}},"status":200,"size":3}
+"#,
+    );
+    for (bin, out) in [
+        ("parse-to-csv", "--output=out.csv"),
+        ("parse-to-db", "--db=out.db"),
+    ] {
+        wd.cmd(bin)
+            .args([out, "--log-format", "caddy", "--quiet", "logs/caddy.log"])
+            .assert()
+            .success();
+    }
+    let with_epoch = json(&[]);
+    assert_eq!(with_epoch["summary"]["requests"], 3);
+    assert_eq!(with_epoch["time_zone"], "+07:00");
+
+    // A line of another offset, taken by a later run: the lines share none any more.
+    let mut log = String::from_utf8(wd.read("logs/access.log")).unwrap();
+    log.push_str(&line("05/Jan/2024:12:00:00 -0500", "/c"));
+    wd.write("logs/access.log", log);
+    both_stores(&wd, &["logs/access.log"]);
+    let mixed = json(&[]);
+    assert_eq!(mixed["summary"]["requests"], 4);
+    assert_eq!(mixed["time_zone"], "UTC");
+    assert_eq!(days(&mixed), ["2024-01-04", "2024-01-05"]);
+    assert_eq!(json(&["--tz", "+07:00"])["time_zone"], "+07:00");
+
+    // A store that recorded no offsets (written by an earlier version, or by another
+    // program) counts in UTC.
+    wd.write("logs/one.log", line("05/Jan/2024:23:00:00 +0700", "/a"));
+    wd.cmd("parse-to-db")
+        .args(["--db", "old.db", "--quiet", "logs/one.log"])
+        .assert()
+        .success();
+    let zone_of = |db: &str| -> serde_json::Value {
+        let out = wd
+            .cmd("aggregate-db")
+            .args([db, "--format", "json", "--report", "summary"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()["time_zone"].clone()
+    };
+    assert_eq!(zone_of("old.db"), "+07:00");
+    let conn = rusqlite::Connection::open(wd.path("old.db")).unwrap();
+    conn.execute("DELETE FROM settings WHERE name = 'log_offsets'", [])
+        .unwrap();
+    drop(conn);
+    assert_eq!(zone_of("old.db"), "UTC");
+}

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
     cli::main_with("aggregate-csv", || {
         let args = Args::parse();
         let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
-        cli::report("aggregate-csv", &args.report, csv, |query| {
+        let offsets = || Ok(read::csv::log_offsets(csv));
+        cli::report("aggregate-csv", &args.report, csv, offsets, |query| {
             read::csv::counts(csv, args.rejects.as_deref(), query)
         })
     })

@@ -48,7 +48,8 @@ fn main() -> ExitCode {
             log_pipeline::dashboard::serve(db, addr, args.report, stop, &mut warn)?;
             return Ok(ExitCode::SUCCESS);
         }
-        cli::report("aggregate-db", &args.report, &db, |query| {
+        let offsets = || read::sqlite::log_offsets(&db);
+        cli::report("aggregate-db", &args.report, &db, offsets, |query| {
             read::sqlite::counts(&db, query, !args.scan)
         })
     })

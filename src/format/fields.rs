@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, Timelike};
 
-use crate::entry::{Extra, LogEntry};
+use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{
-    Line, Reject, TimestampError, absent_dash, may_be_client, parse_status, parse_time, parse_u64,
-    split_request,
+    Line, Reject, TimestampError, absent_dash, may_be_client, parse_clf_time, parse_status,
+    parse_time, parse_u64, split_request,
 };
 
 use super::definition::{Clock, Escape, Format, Slot, Slots, Timings};
@@ -19,7 +19,7 @@ pub(crate) fn build<'a>(
     slots: &Slots<'a>,
     line: &'a [u8],
     format: &Format,
-    time: impl FnOnce(&[u8]) -> Result<DateTime<Utc>, TimestampError>,
+    time: impl FnOnce(&[u8]) -> Result<LineTime, TimestampError>,
 ) -> Result<LogEntry<'a>, Reject> {
     let get = |slot: Slot| slots[slot as usize];
     let line = Line::new(line);
@@ -47,7 +47,7 @@ pub(crate) fn build<'a>(
     if !may_be_client(ip_text.as_bytes()) {
         return Err(Reject::Client);
     }
-    let timestamp = time(get(Slot::Time).unwrap_or(b"")).map_err(Reject::Timestamp)?;
+    let time = time(get(Slot::Time).unwrap_or(b"")).map_err(Reject::Timestamp)?;
     let status = parse_status(get(Slot::Status).unwrap_or(b"")).ok_or(Reject::Status)?;
     let bytes = match get(Slot::Bytes) {
         None | Some(b"-") => None,
@@ -107,7 +107,8 @@ pub(crate) fn build<'a>(
         ip: ip_text,
         ident: get(Slot::Ident).and_then(absent_dash).map(text),
         user: get(Slot::User).and_then(absent_dash).map(text),
-        timestamp,
+        timestamp: time.utc,
+        utc_offset: time.offset,
         method,
         url,
         protocol,
@@ -408,28 +409,31 @@ pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8]) -> Cow<'b, [u8]> {
 }
 
 /// Converts a time field as `clock` writes it.
-pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<LineTime, TimestampError> {
     use TimestampError::{Range, Shape};
-    let epoch = |scale: u64| -> Result<DateTime<Utc>, TimestampError> {
+    let epoch = |scale: u64| -> Result<LineTime, TimestampError> {
         // Whole seconds: the stores keep seconds, and a fraction would make two copies of
         // one line compare unequal after a round trip through them.
         let us = decimal(b, 1_000_000 / scale).ok_or(Shape)?;
-        DateTime::from_timestamp(i64::try_from(us / 1_000_000).map_err(|_| Range)?, 0).ok_or(Range)
+        DateTime::from_timestamp(i64::try_from(us / 1_000_000).map_err(|_| Range)?, 0)
+            .map(LineTime::unzoned)
+            .ok_or(Range)
     };
     match clock {
-        Clock::Clf => parse_time(b),
+        Clock::Clf => parse_clf_time(b),
         Clock::EpochSeconds => epoch(1),
         Clock::EpochMillis => epoch(1_000),
         Clock::EpochMicros => epoch(1_000_000),
         Clock::Iso8601 => {
             let s = std::str::from_utf8(b).map_err(|_| Shape)?;
             DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
                 .map(|t| t.with_nanosecond(0).expect("0 is a valid nanosecond"))
+                .map(LineTime::zoned)
                 .map_err(|_| Shape)
         }
         Clock::ClfMillis => {
-            // `dd/Mon/yyyy:HH:MM:SS.mmm`: the fast CLF reader, given the seconds and `+0000`.
+            // `dd/Mon/yyyy:HH:MM:SS.mmm`: the fast CLF reader, given the seconds and `+0000`;
+            // the time was written without an offset.
             match b {
                 [clf @ .., b'.', d1, d2, d3]
                     if clf.len() == 20 && [d1, d2, d3].iter().all(|d| d.is_ascii_digit()) =>
@@ -437,7 +441,7 @@ pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, Time
                     let mut zoned = [0u8; 26];
                     zoned[..20].copy_from_slice(clf);
                     zoned[20..].copy_from_slice(b" +0000");
-                    parse_time(&zoned)
+                    parse_time(&zoned).map(LineTime::unzoned)
                 }
                 _ => Err(Shape),
             }
@@ -446,11 +450,11 @@ pub(crate) fn parse_clock(clock: &Clock, b: &[u8]) -> Result<DateTime<Utc>, Time
             let s = std::str::from_utf8(b).map_err(|_| Shape)?;
             if *zoned {
                 DateTime::parse_from_str(s, format)
-                    .map(|t| t.with_timezone(&Utc))
+                    .map(LineTime::zoned)
                     .map_err(|_| Shape)
             } else {
                 NaiveDateTime::parse_from_str(s, format)
-                    .map(|t| t.and_utc())
+                    .map(|t| LineTime::unzoned(t.and_utc()))
                     .map_err(|_| Shape)
             }
         }
@@ -521,23 +525,27 @@ mod tests {
     }
 
     #[test]
-    fn every_clock_reads_its_own_form() {
+    fn every_clock_reads_its_own_form_and_offset() {
         let t = "2017-06-29T00:50:22Z";
-        let check = |clock: Clock, text: &[u8]| {
+        // The offset is the line's when it wrote one, else none.
+        let check = |clock: Clock, text: &[u8], offset: Option<i32>| {
             let got = parse_clock(&clock, text).unwrap();
-            assert_eq!(crate::entry::Rfc3339(got).to_string(), t, "{clock:?}");
+            assert_eq!(crate::entry::Rfc3339(got.utc).to_string(), t, "{clock:?}");
+            assert_eq!(got.offset, offset, "{clock:?}");
         };
-        check(Clock::Clf, b"29/Jun/2017:03:50:22 +0300");
-        check(Clock::Iso8601, b"2017-06-29T03:50:22+03:00");
-        check(Clock::EpochSeconds, b"1498697422.123");
-        check(Clock::EpochMillis, b"1498697422123");
-        check(Clock::EpochMicros, b"1498697422123456");
+        check(Clock::Clf, b"29/Jun/2017:03:50:22 +0300", Some(10800));
+        check(Clock::Clf, b"28/Jun/2017:21:20:22 -0330", Some(-12600));
+        check(Clock::Iso8601, b"2017-06-29T03:50:22+03:00", Some(10800));
+        check(Clock::EpochSeconds, b"1498697422.123", None);
+        check(Clock::EpochMillis, b"1498697422123", None);
+        check(Clock::EpochMicros, b"1498697422123456", None);
         check(
             Clock::Strftime {
                 format: "%Y-%m-%d %H:%M:%S".into(),
                 zoned: false,
             },
             b"2017-06-29 00:50:22",
+            None,
         );
         check(
             Clock::Strftime {
@@ -545,9 +553,10 @@ mod tests {
                 zoned: true,
             },
             b"29/06/2017 03:50:22 +0300",
+            Some(10800),
         );
-        check(Clock::Iso8601, b"2017-06-29T00:50:22.465313Z");
-        check(Clock::ClfMillis, b"29/Jun/2017:00:50:22.999");
+        check(Clock::Iso8601, b"2017-06-29T00:50:22.465313Z", Some(0));
+        check(Clock::ClfMillis, b"29/Jun/2017:00:50:22.999", None);
         assert!(parse_clock(&Clock::Iso8601, b"yesterday").is_err());
         assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22").is_err());
         assert!(parse_clock(&Clock::ClfMillis, b"29/Jun/2017:00:50:22.1x3").is_err());

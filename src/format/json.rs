@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use crate::entry::{Extra, LogEntry};
+use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{Reject, TimestampError, may_be_client};
 
 use super::definition::{Clock, Field, Format, Piece, Unit};
@@ -101,7 +101,7 @@ impl Schema {
 pub struct JsonParser {
     schema: Schema,
     last_time: Vec<u8>,
-    last: Option<DateTime<Utc>>,
+    last: Option<LineTime>,
 }
 
 impl JsonParser {
@@ -159,8 +159,8 @@ impl JsonParser {
     fn time(
         &mut self,
         text: Option<&[u8]>,
-        convert: fn(&[u8]) -> Result<DateTime<Utc>, TimestampError>,
-    ) -> Result<DateTime<Utc>, Reject> {
+        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
+    ) -> Result<LineTime, Reject> {
         let text = text.ok_or(Reject::Timestamp(TimestampError::Shape))?;
         match self.last {
             Some(t) if self.last_time == text => Ok(t),
@@ -230,7 +230,7 @@ impl JsonParser {
         &mut self,
         caddy: CaddyLine<'a>,
         ts: Option<&[u8]>,
-        convert: fn(&[u8]) -> Result<DateTime<Utc>, TimestampError>,
+        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
     ) -> Result<LogEntry<'a>, Reject> {
         let request = caddy.request.ok_or(Reject::Format)?;
         let url = request.uri.ok_or(Reject::Format)?.0;
@@ -240,7 +240,7 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
-        let timestamp = self.time(ts, convert)?;
+        let time = self.time(ts, convert)?;
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,
@@ -263,7 +263,8 @@ impl JsonParser {
             ip,
             ident: None,
             user: present(caddy.user_id),
-            timestamp,
+            timestamp: time.utc,
+            utc_offset: time.offset,
             method: present(request.method),
             url,
             protocol: present(request.proto),
@@ -291,7 +292,7 @@ impl JsonParser {
         };
         client(&ip)?;
         let start = traefik.start_utc.or(traefik.time);
-        let timestamp = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
+        let time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
         let status = status(traefik.downstream_status)?;
         let bytes = traefik.downstream_content_size.map(bytes).transpose()?;
         // From the Host header, the client's to write: one that is no port is none.
@@ -300,7 +301,8 @@ impl JsonParser {
             ip,
             ident: None,
             user: present(traefik.client_username),
-            timestamp,
+            timestamp: time.utc,
+            utc_offset: time.offset,
             method: present(traefik.request_method),
             url,
             protocol: present(traefik.request_protocol),
@@ -399,7 +401,7 @@ fn seconds_us(number: &str) -> Option<u64> {
 
 /// Caddy's `ts`: seconds since the epoch with a fraction (the default), or an RFC 3339
 /// string (`time_format rfc3339`/`iso8601`). Whole seconds, as every clock gives them.
-fn epoch_or_rfc3339(raw: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+fn epoch_or_rfc3339(raw: &[u8]) -> Result<LineTime, TimestampError> {
     match raw {
         [b'"', inner @ .., b'"'] => rfc3339(inner),
         _ => {
@@ -409,24 +411,28 @@ fn epoch_or_rfc3339(raw: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
             // milliseconds, say): refused, rather than stored as a time 50,000 years away.
             DateTime::from_timestamp(secs, 0)
                 .filter(|t| t.year() <= 9999)
+                .map(LineTime::unzoned)
                 .ok_or(TimestampError::Range)
         }
     }
 }
 
-fn rfc3339(text: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+fn rfc3339(text: &[u8]) -> Result<LineTime, TimestampError> {
     let text = std::str::from_utf8(text).map_err(|_| TimestampError::Shape)?;
     let t = DateTime::parse_from_rfc3339(text).map_err(|_| TimestampError::Shape)?;
-    whole_second(t.with_timezone(&Utc))
+    Ok(LineTime {
+        utc: whole_second(t.with_timezone(&Utc))?,
+        offset: LineTime::zoned(t).offset,
+    })
 }
 
 /// The console encoder's `2024/01/23 23:27:57.060`, which has no zone: taken as UTC, as an
 /// Apache time without `%z` is.
-fn console_time(text: &[u8]) -> Result<DateTime<Utc>, TimestampError> {
+fn console_time(text: &[u8]) -> Result<LineTime, TimestampError> {
     let text = std::str::from_utf8(text).map_err(|_| TimestampError::Shape)?;
     let t = NaiveDateTime::parse_from_str(text, "%Y/%m/%d %H:%M:%S%.f")
         .map_err(|_| TimestampError::Shape)?;
-    whole_second(t.and_utc())
+    whole_second(t.and_utc()).map(LineTime::unzoned)
 }
 
 /// The stores keep seconds; a fraction kept here would make a line differ from itself after

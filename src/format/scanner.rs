@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
-use crate::entry::LogEntry;
+use crate::entry::{LineTime, LogEntry};
 use crate::parse::Reject;
 
 use super::definition::{Format, SLOTS, Slots, Step};
@@ -18,7 +16,7 @@ use super::find::either;
 pub struct Scanner {
     format: Arc<Format>,
     last_time: Vec<u8>,
-    last: Option<DateTime<Utc>>,
+    last: Option<LineTime>,
 }
 
 impl Scanner {

@@ -20,6 +20,7 @@ use crate::report::count::RowCounter;
 use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query, Section};
 use crate::row::Row;
+use crate::zone::LogOffsets;
 
 /// The position of the column `name` in [`COLUMNS`], found when compiling: the reader
 /// names the columns it reads, and a renamed column fails the build, not a report.
@@ -67,6 +68,12 @@ pub fn rows(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     let result = read_share(path, records, Share::ALL, &AtomicU64::new(u64::MAX), emit);
     blocks.error(path)?;
     result.map_err(|(_, e)| e)
+}
+
+/// The offsets the rows of the CSV at `path` were written in, as its checkpoint file
+/// recorded them (unknown without one: a CSV written by another program).
+pub fn log_offsets(path: &Path) -> LogOffsets {
+    crate::sink::csv::stored_offsets(path)
 }
 
 /// The counts of the entries of `path` that pass the query's filters, for its reports; the
@@ -351,6 +358,7 @@ mod tests {
                     ident: None,
                     user: None,
                     timestamp: DateTime::from_timestamp(secs, 0).unwrap(),
+                    utc_offset: None,
                     method: method.map(Cow::Owned),
                     url: Cow::Owned(url),
                     protocol: None,

@@ -10,10 +10,19 @@ use crate::report::count::RowCounter;
 use crate::report::shard;
 use crate::report::{Counts, Query, Section};
 use crate::row::{Arena, RowSpans};
-use crate::sink::sqlite::{for_each_row, open_logs_for_reading};
+use crate::sink::sqlite::{for_each_row, open_logs_for_reading, stored_offsets};
+use crate::zone::LogOffsets;
 
 /// How long a report waits for a writer's lock: readers in WAL mode rarely wait at all.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The offsets the rows of the database at `path` were written in, as it recorded them
+/// (unknown in a database of an earlier version).
+pub fn log_offsets(path: &Path) -> anyhow::Result<LogOffsets> {
+    let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
+    // A database too old to have the settings table has no record either.
+    Ok(stored_offsets(&conn).unwrap_or_default())
+}
 
 /// The counts of the entries of the database at `path` that pass the query's filters: from
 /// its packed copy of the rows when it has one that covers every row (and `packed` allows),

@@ -18,6 +18,7 @@ use crate::batch::{Batch, Encoder, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339, decimal};
 use crate::sink::{Sink, Update};
+use crate::zone::LogOffsets;
 
 /// The CSV store's work on the parsing threads: its rows, encoded there.
 impl Encoder for RowEncoder {
@@ -44,6 +45,29 @@ struct State {
     /// The privacy choices the rows were stored with (see `Sink::scrubbed`).
     #[serde(default)]
     scrubbed: Option<String>,
+    /// The offsets the rows' times were written in ([`LogOffsets::to_setting`]); absent
+    /// while none is known, and in a file of an earlier version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_offsets: Option<String>,
+}
+
+impl State {
+    fn offsets(&self) -> LogOffsets {
+        (self.log_offsets.as_deref()).map_or(LogOffsets::Unknown, LogOffsets::from_setting)
+    }
+}
+
+/// The offsets the rows of the CSV at `path` were written in, as its checkpoint file records
+/// them: unknown without one (a CSV written by another program, or by an earlier version).
+pub fn stored_offsets(path: &Path) -> LogOffsets {
+    std::fs::read(state_path(path))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<State>(&bytes).ok())
+        .map_or(LogOffsets::Unknown, |state| state.offsets())
+}
+
+fn state_path(csv: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.checkpoint", csv.display()))
 }
 
 /// 2: the privacy choices are recorded (`scrubbed`); an older parse-to-csv, which would
@@ -238,6 +262,8 @@ pub struct CsvSink {
     state: State,
     /// Saved with each checkpoint (see [`Sink::set_log_format`]).
     log_format: String,
+    /// The offsets of the rows written since the last commit.
+    pending_offsets: LogOffsets,
 }
 
 impl CsvSink {
@@ -251,7 +277,7 @@ impl CsvSink {
         extra_fields: bool,
         notify: &mut dyn FnMut(String),
     ) -> anyhow::Result<CsvSink> {
-        let state_path = PathBuf::from(format!("{}.checkpoint", path.display()));
+        let state_path = state_path(path);
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -326,6 +352,7 @@ impl CsvSink {
             }),
             state,
             log_format: "combined".to_owned(),
+            pending_offsets: LogOffsets::Unknown,
         };
         if first_run {
             // Record the starting length before the first byte is appended: a run killed
@@ -451,7 +478,9 @@ impl Sink for CsvSink {
         };
         // The header, before the first rows of a new file.
         self.append_pending()?;
-        self.append(rows)
+        self.append(rows)?;
+        self.pending_offsets.merge(batch.offsets);
+        Ok(())
     }
 
     fn commit(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
@@ -460,6 +489,9 @@ impl Sink for CsvSink {
         let synced = file.sync_data().and_then(|()| Ok(file.metadata()?.len()));
         let len = synced.map_err(|e| self.fail(e.into()))?;
         self.state.csv_len = len;
+        let mut offsets = self.state.offsets();
+        offsets.merge(std::mem::take(&mut self.pending_offsets));
+        self.state.log_offsets = offsets.to_setting();
         for update in updates {
             match update {
                 Update::Set(source, cp) => {
@@ -478,6 +510,7 @@ impl Sink for CsvSink {
     fn abort(&mut self) {
         // Cut what this batch appended; the checkpoint file still says the old length.
         self.encoder.take();
+        self.pending_offsets = LogOffsets::Unknown;
         if self.state.csv_len == 0 {
             // A new file: its header goes with the first commit.
             self.encoder.header();

@@ -20,6 +20,7 @@ use crate::packed::{BatchKeys, Packer};
 use crate::parse::parse_stored_time;
 use crate::row::{Arena, Row, Span};
 use crate::sink::{Rejected, Sink, Update};
+use crate::zone::LogOffsets;
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
 /// recognised before anything is written to it.
@@ -486,6 +487,19 @@ fn retain_rows(conn: &Connection, before: chrono::DateTime<chrono::Utc>) -> rusq
 /// The log format saved with `source`'s checkpoint in the database at `db`, if it has one:
 /// for a follower asked for `auto` before its log has lines to tell the format by. Read
 /// only; any failure (no database yet, not ours) is no saved format.
+/// The offsets the stored rows' times were written in (see [`LogOffsets`]): unknown for a
+/// database of an earlier version, which did not record them.
+pub fn stored_offsets(conn: &Connection) -> rusqlite::Result<LogOffsets> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE name = 'log_offsets'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.map_or(LogOffsets::Unknown, |v| LogOffsets::from_setting(&v)))
+}
+
 pub fn saved_format(db: &Path, source: &str) -> Option<String> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let format: Option<String> = conn
@@ -951,7 +965,9 @@ impl Sink for SqliteSink {
             .add(&self.conn, keys)
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())?;
-        Ok(())
+        self.record_offsets(batch.offsets)
+            .map_err(|err| explain(err, &self.path, self.busy_timeout))
+            .inspect_err(|_| self.rollback())
     }
 
     fn reject(&mut self, r: &Rejected<'_>) -> anyhow::Result<()> {
@@ -984,6 +1000,27 @@ impl Sink for SqliteSink {
 }
 
 impl SqliteSink {
+    /// Takes the offsets of a batch's lines into the store's record of them, in the batch's
+    /// transaction, so that the record always describes exactly the rows stored.
+    fn record_offsets(&mut self, offsets: LogOffsets) -> rusqlite::Result<()> {
+        if offsets == LogOffsets::Unknown {
+            return Ok(());
+        }
+        let stored = stored_offsets(&self.conn)?;
+        let mut all = stored;
+        all.merge(offsets);
+        if all != stored
+            && let Some(value) = all.to_setting()
+        {
+            self.conn.execute(
+                "INSERT INTO settings (name, value) VALUES ('log_offsets', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [value],
+            )?;
+        }
+        Ok(())
+    }
+
     fn commit_batch(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
         self.flush()?;
         if !updates.is_empty() {

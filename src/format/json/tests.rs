@@ -73,10 +73,10 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
     let whole = |t: chrono::DateTime<chrono::Utc>| {
         chrono::DateTime::from_timestamp(t.timestamp(), 0).ok_or(Reject::Timestamp(Shape))
     };
+    // The instant, and the offset it was written in.
     let rfc3339 = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .map_err(|_| Reject::Timestamp(Shape))
-            .and_then(|t| whole(t.to_utc()))
+        let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| Reject::Timestamp(Shape))?;
+        Ok((whole(t.to_utc())?, Some(t.offset().local_minus_utc())))
     };
     // Seconds written in decimal, as whole units of `1/scale`, by string slicing.
     let scaled = |text: &str, digits: usize| -> Option<u64> {
@@ -178,19 +178,20 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
                 (None, None) => String::new(),
             };
             check_client(&ip)?;
-            let timestamp = match (&console_ts, get(top, "ts")) {
+            let (timestamp, utc_offset) = match (&console_ts, get(top, "ts")) {
                 (Some(text), _) => {
                     let t = chrono::NaiveDateTime::parse_from_str(text, "%Y/%m/%d %H:%M:%S%.f")
                         .map_err(|_| Reject::Timestamp(Shape))?;
-                    whole(t.and_utc())?
+                    (whole(t.and_utc())?, None)
                 }
                 (None, Some(Value::String(s))) => rfc3339(&s)?,
                 (None, Some(Value::Number(n))) => {
                     use chrono::Datelike;
                     let us = scaled(&n.to_string(), 6).ok_or(Reject::Timestamp(Shape))?;
-                    chrono::DateTime::from_timestamp((us / 1_000_000) as i64, 0)
+                    let t = chrono::DateTime::from_timestamp((us / 1_000_000) as i64, 0)
                         .filter(|t| t.year() <= 9999)
-                        .ok_or(Reject::Timestamp(TimestampError::Range))?
+                        .ok_or(Reject::Timestamp(TimestampError::Range))?;
+                    (t, None)
                 }
                 (None, _) => return Err(Reject::Timestamp(Shape)),
             };
@@ -215,6 +216,7 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
                 ident: None,
                 user: present(user),
                 timestamp,
+                utc_offset,
                 method: present(method.clone()),
                 url: Cow::Owned(url),
                 protocol: present(proto.clone()),
@@ -267,7 +269,7 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
             };
             check_client(&ip)?;
             let start = s["StartUTC"].as_ref().or(s["time"].as_ref());
-            let timestamp = rfc3339(start.ok_or(Reject::Timestamp(Shape))?)?;
+            let (timestamp, utc_offset) = rfc3339(start.ok_or(Reject::Timestamp(Shape))?)?;
             let status = status(n["DownstreamStatus"])?;
             let bytes = size(n["DownstreamContentSize"])?;
             let port = match present(s["RequestPort"].clone()) {
@@ -279,6 +281,7 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
                 ident: None,
                 user: present(s["ClientUsername"].clone()),
                 timestamp,
+                utc_offset,
                 method: present(s["RequestMethod"].clone()),
                 url: Cow::Owned(url),
                 protocol: present(s["RequestProtocol"].clone()),
