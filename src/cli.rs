@@ -619,8 +619,15 @@ impl ReportArgs {
         }
     }
 
-    /// The filters, with the days of --since and --until in `zone`.
-    pub fn filters(&self, zone: &crate::zone::Zone) -> anyhow::Result<crate::report::Filters> {
+    /// --since and --until, a day read in `zone`.
+    #[allow(clippy::type_complexity)]
+    fn times(
+        &self,
+        zone: &crate::zone::Zone,
+    ) -> anyhow::Result<(
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )> {
         use crate::report::Edge;
         let now = chrono::Utc::now();
         let time = |arg: &Option<String>, flag: &str, edge: Edge| -> anyhow::Result<_> {
@@ -631,8 +638,15 @@ impl ReportArgs {
                 })
                 .transpose()
         };
-        let since = time(&self.since, "since", Edge::Start)?;
-        let until = time(&self.until, "until", Edge::End)?;
+        Ok((
+            time(&self.since, "since", Edge::Start)?,
+            time(&self.until, "until", Edge::End)?,
+        ))
+    }
+
+    /// The filters, with the days of --since and --until in `zone`.
+    pub fn filters(&self, zone: &crate::zone::Zone) -> anyhow::Result<crate::report::Filters> {
+        let (since, until) = self.times(zone)?;
         if let (Some(s), Some(u)) = (since, until)
             && s > u
         {
@@ -668,10 +682,17 @@ impl ReportArgs {
         let zone = match self.tz {
             Some(zone) => zone,
             None => {
-                // A bad --since or --until is told before the store is read (a missing store
-                // would hide it); its days are then read again in the store's zone.
-                self.filters(&crate::zone::Zone::Utc)?;
-                offsets()?.zone()
+                // A --since or --until that cannot be read is told before the store is read;
+                // both are read again, and compared, in the store's zone. A store that cannot
+                // be read does not hide a --since later than --until in UTC either.
+                self.times(&crate::zone::Zone::Utc)?;
+                match offsets() {
+                    Ok(log) => log.zone(),
+                    Err(e) => {
+                        self.filters(&crate::zone::Zone::Utc)?;
+                        return Err(e);
+                    }
+                }
             }
         };
         Ok(crate::report::Query {

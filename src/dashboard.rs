@@ -327,9 +327,13 @@ impl Live {
                 &parsed
             }
         };
-        // The store's offsets are read again for each report (lines of another zone may
-        // have arrived since the last), and before the query: they set the days of --since.
-        let log = crate::read::sqlite::log_offsets(&self.db)?;
+        // The store's offsets, when --tz leaves the zone to them, are read again for each
+        // report (lines of another zone may have arrived since the last), and before the
+        // query: they set the days of --since.
+        let log = match args.tz {
+            Some(_) => crate::zone::LogOffsets::Unknown,
+            None => crate::read::sqlite::log_offsets(&self.db)?,
+        };
         // Filters that contradict each other (--since after --until) are the query's fault.
         let query = args
             .query(|| Ok(log))

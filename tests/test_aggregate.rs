@@ -2368,16 +2368,14 @@ fn without_tz_a_report_counts_in_the_logs_own_offset_when_its_lines_share_one() 
     assert_eq!(json(&["--tz", "+07:00"])["time_zone"], "+07:00");
 
     // A store that recorded no offsets (written by an earlier version, or by another
-    // program) counts in UTC.
-    wd.write("logs/one.log", line("05/Jan/2024:23:00:00 +0700", "/a"));
-    wd.cmd("parse-to-db")
-        .args(["--db", "old.db", "--quiet", "logs/one.log"])
-        .assert()
-        .success();
-    let zone_of = |db: &str| -> serde_json::Value {
+    // program) counts in UTC, also once this version has appended lines of one offset to it:
+    // the earlier rows' offsets are not known.
+    wd.write("logs/west.log", line("04/Jan/2024:23:00:00 -0700", "/w"));
+    wd.write("logs/east.log", line("05/Jan/2024:23:00:00 +0700", "/e"));
+    let zone_of = |bin: &str, store: &str| -> serde_json::Value {
         let out = wd
-            .cmd("aggregate-db")
-            .args([db, "--format", "json", "--report", "summary"])
+            .cmd(bin)
+            .args([store, "--format", "json", "--report", "summary"])
             .assert()
             .success()
             .get_output()
@@ -2385,10 +2383,68 @@ fn without_tz_a_report_counts_in_the_logs_own_offset_when_its_lines_share_one() 
             .clone();
         serde_json::from_slice::<serde_json::Value>(&out).unwrap()["time_zone"].clone()
     };
-    assert_eq!(zone_of("old.db"), "+07:00");
+    wd.cmd("parse-to-db")
+        .args(["--db", "old.db", "--quiet", "logs/west.log"])
+        .assert()
+        .success();
+    assert_eq!(zone_of("aggregate-db", "old.db"), "-07:00");
+    // As schema 4 left it.
     let conn = rusqlite::Connection::open(wd.path("old.db")).unwrap();
-    conn.execute("DELETE FROM settings WHERE name = 'log_offsets'", [])
+    conn.execute_batch("DELETE FROM settings WHERE name = 'log_offsets'; PRAGMA user_version = 4")
         .unwrap();
     drop(conn);
-    assert_eq!(zone_of("old.db"), "UTC");
+    assert_eq!(zone_of("aggregate-db", "old.db"), "UTC");
+    wd.cmd("parse-to-db")
+        .args(["--db", "old.db", "--quiet", "logs/east.log"])
+        .assert()
+        .success();
+    assert_eq!(zone_of("aggregate-db", "old.db"), "UTC");
+    // A CSV: with a checkpoint file of the version before, and with none.
+    for state in ["earlier", "none"] {
+        let csv = format!("{state}.csv");
+        let checkpoint = format!("{csv}.checkpoint");
+        wd.cmd("parse-to-csv")
+            .args(["-o", &csv, "--quiet", "logs/west.log"])
+            .assert()
+            .success();
+        assert_eq!(zone_of("aggregate-csv", &csv), "-07:00");
+        if state == "none" {
+            std::fs::remove_file(wd.path(&checkpoint)).unwrap();
+        } else {
+            let mut doc: serde_json::Value = serde_json::from_slice(&wd.read(&checkpoint)).unwrap();
+            doc["version"] = 2.into();
+            doc.as_object_mut().unwrap().remove("log_offsets");
+            wd.write(&checkpoint, serde_json::to_string(&doc).unwrap());
+        }
+        wd.cmd("parse-to-csv")
+            .args(["-o", &csv, "--quiet", "logs/east.log"])
+            .assert()
+            .success();
+        assert_eq!(zone_of("aggregate-csv", &csv), "UTC", "{state}");
+    }
+
+    // --since and --until are compared in the store's zone: at -07:00 the 4th ends at
+    // 06:59:59 UTC on the 5th, after 05:00 UTC (in UTC the 4th would end before it).
+    wd.cmd("parse-to-db")
+        .args(["--db", "west.db", "--quiet", "logs/west.log"])
+        .assert()
+        .success();
+    let out = wd
+        .cmd("aggregate-db")
+        .args([
+            "west.db",
+            "--since",
+            "2024-01-05T05:00:00Z",
+            "--until",
+            "2024-01-04",
+        ])
+        .args(["--format", "json", "--report", "summary"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["time_zone"], "-07:00");
+    assert_eq!(doc["summary"]["requests"], 1);
 }
