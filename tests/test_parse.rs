@@ -556,16 +556,18 @@ fn a_schema_2_database_gets_the_columns_of_other_formats_in_place() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
-    // Schema 4's table of settings, where the privacy choices are recorded: none here.
-    let scrubbed: String = conn
-        .query_row(
-            "SELECT value FROM settings WHERE name = 'scrubbed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(scrubbed, "");
+    assert_eq!(version, 5);
+    // Schema 4's table of settings, where the privacy choices are recorded: none here; and
+    // schema 5's record of the rows' offsets, kept as the first run made it (a database of
+    // an earlier version without one is tested in test_aggregate).
+    let setting = |name: &str| -> String {
+        conn.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(setting("scrubbed"), "");
+    assert_eq!(setting("log_offsets"), "+00:00");
     crate::workdir::assert_packed_matches_rows(&wd, "logs.db");
 }
 

@@ -71,8 +71,11 @@ fn state_path(csv: &Path) -> PathBuf {
 }
 
 /// 2: the privacy choices are recorded (`scrubbed`); an older parse-to-csv, which would
-/// append raw rows and drop them, refuses the file.
-const STATE_VERSION: u32 = 2;
+/// append raw rows and drop them, refuses the file. 3: the offsets the rows were written in
+/// (`log_offsets`); the rows of a CSV of an earlier version are of unknown offsets, recorded
+/// as mixed, and an older parse-to-csv, which would append rows without updating the
+/// record, refuses the file.
+const STATE_VERSION: u32 = 3;
 
 /// How entries are written as CSV rows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -311,6 +314,7 @@ impl CsvSink {
                 state_path.display()
             );
         }
+        let mut reset = false;
         if len > state.csv_len {
             notify(format!(
                 "{}: cutting {} bytes that an interrupted run wrote after its last checkpoint",
@@ -329,7 +333,13 @@ impl CsvSink {
                 csv_len: len,
                 ..State::default()
             };
+            reset = true;
         }
+        // Rows whose offsets no record covers: those of an earlier version, of another
+        // program (no checkpoint file), or kept by the reset above. None of them can be
+        // told apart by offset, so the record says mixed (see `LogOffsets`).
+        let unrecorded = state.version < STATE_VERSION || !state_path.exists() || reset;
+        state.version = STATE_VERSION;
         let needs_header = state.csv_len == 0;
         let combined_only = !needs_header && check_header(&file, path)? == COMBINED_COLUMNS;
         if combined_only && extra_fields {
@@ -354,6 +364,9 @@ impl CsvSink {
             log_format: "combined".to_owned(),
             pending_offsets: LogOffsets::Unknown,
         };
+        if unrecorded && sink.state.log_offsets.is_none() && sink.holds_rows()? {
+            sink.state.log_offsets = LogOffsets::Mixed.to_setting();
+        }
         if first_run {
             // Record the starting length before the first byte is appended: a run killed
             // before its first commit must not leave a torn tail that the next run would take

@@ -30,8 +30,11 @@ pub const APPLICATION_ID: i64 = 0x4C4F_4750;
 ///
 /// 1: `logs`, `checkpoints`, `rejects`. 2: the packed copy of the rows for reports
 /// ([`crate::packed`]), built from the existing rows on the first open for writing. 3: the
-/// columns of formats other than Combined ([`EXTRA_COLUMNS`]), NULL in older rows.
-pub const SCHEMA_VERSION: i64 = 4;
+/// columns of formats other than Combined ([`EXTRA_COLUMNS`]), NULL in older rows. 5: the
+/// offsets the rows were written in (`log_offsets` in `settings`); rows stored by an earlier
+/// version are of unknown offsets, so a database upgraded with rows records them as mixed,
+/// and an earlier version, which would append rows without updating the record, refuses it.
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS logs (
@@ -421,6 +424,15 @@ fn migrate(conn: &Connection, path: &Path, notify: &mut dyn FnMut(String)) -> an
         }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::packed::SCHEMA)?;
+        // Rows of an earlier version: their offsets are not known, so none can be the
+        // store's own (see `SCHEMA_VERSION`).
+        if !logs.is_empty() && version < 5 {
+            conn.execute(
+                "INSERT OR IGNORE INTO settings (name, value) \
+                 SELECT 'log_offsets', ?1 WHERE EXISTS (SELECT 1 FROM logs)",
+                [LogOffsets::Mixed.to_setting()],
+            )?;
+        }
         conn.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -484,11 +496,9 @@ fn retain_rows(conn: &Connection, before: chrono::DateTime<chrono::Utc>) -> rusq
     Ok(deleted)
 }
 
-/// The log format saved with `source`'s checkpoint in the database at `db`, if it has one:
-/// for a follower asked for `auto` before its log has lines to tell the format by. Read
-/// only; any failure (no database yet, not ours) is no saved format.
-/// The offsets the stored rows' times were written in (see [`LogOffsets`]): unknown for a
-/// database of an earlier version, which did not record them.
+/// The offsets the stored rows' times were written in (see [`LogOffsets`]): unknown while
+/// no stored line had one (and in a database of an earlier version only read, never
+/// written to: [`migrate`] marks one with rows as mixed).
 pub fn stored_offsets(conn: &Connection) -> rusqlite::Result<LogOffsets> {
     let value: Option<String> = conn
         .query_row(
@@ -500,6 +510,9 @@ pub fn stored_offsets(conn: &Connection) -> rusqlite::Result<LogOffsets> {
     Ok(value.map_or(LogOffsets::Unknown, |v| LogOffsets::from_setting(&v)))
 }
 
+/// The log format saved with `source`'s checkpoint in the database at `db`, if it has one:
+/// for a follower asked for `auto` before its log has lines to tell the format by. Read
+/// only; any failure (no database yet, not ours) is no saved format.
 pub fn saved_format(db: &Path, source: &str) -> Option<String> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let format: Option<String> = conn
