@@ -291,8 +291,13 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
+        let from_utc = traefik.start_utc.is_some();
         let start = traefik.start_utc.or(traefik.time);
-        let time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
+        let mut time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
+        if from_utc {
+            // StartUTC is UTC whatever the server's zone: it says nothing of the log's own.
+            time.offset = None;
+        }
         let status = status(traefik.downstream_status)?;
         let bytes = traefik.downstream_content_size.map(bytes).transpose()?;
         // From the Host header, the client's to write: one that is no port is none.

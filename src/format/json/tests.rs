@@ -269,7 +269,9 @@ fn slow(schema: Schema, line: &[u8]) -> Result<LogEntry<'static>, Reject> {
             };
             check_client(&ip)?;
             let start = s["StartUTC"].as_ref().or(s["time"].as_ref());
-            let (timestamp, utc_offset) = rfc3339(start.ok_or(Reject::Timestamp(Shape))?)?;
+            let (timestamp, offset) = rfc3339(start.ok_or(Reject::Timestamp(Shape))?)?;
+            // StartUTC's offset is always UTC's, not the server's.
+            let utc_offset = offset.filter(|_| s["StartUTC"].is_none());
             let status = status(n["DownstreamStatus"])?;
             let bytes = size(n["DownstreamContentSize"])?;
             let port = match present(s["RequestPort"].clone()) {
