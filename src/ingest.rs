@@ -227,6 +227,27 @@ const MISSING: Checkpoint = Checkpoint {
     tail_hash: 0,
 };
 
+/// `rotated` without the records from which nothing was read that name the same file, with
+/// the same head, as an earlier one; and the keys of those left out.
+fn one_record_per_unread_file(
+    rotated: Vec<(String, Checkpoint)>,
+) -> (Vec<(String, Checkpoint)>, Vec<String>) {
+    let unread_file = |cp: &Checkpoint| {
+        (cp.offset == 0).then_some((cp.dev, cp.inode, cp.fingerprint_len, cp.fingerprint))
+    };
+    let mut kept: Vec<(String, Checkpoint)> = Vec::with_capacity(rotated.len());
+    let mut dropped = Vec::new();
+    for (key, cp) in rotated {
+        let twice = unread_file(&cp)
+            .is_some_and(|file| kept.iter().any(|(_, k)| unread_file(k) == Some(file)));
+        match twice {
+            true => dropped.push(key),
+            false => kept.push((key, cp)),
+        }
+    }
+    (kept, dropped)
+}
+
 /// A file's device and inode.
 type Identity = (u64, u64);
 
@@ -618,14 +639,31 @@ impl Pass<'_> {
                 }
             }
         }
+        // Two records from which nothing was read that now name one file, head and all, would
+        // each read it from its start: an empty file's record is known by its inode alone, so
+        // once that inode is reused, `refresh_unread` gives it the head of the newer file,
+        // which another record (the current one's, say, rotated away) may name too. The first
+        // reads it; the others are forgotten.
+        let (rotated, dropped) = one_record_per_unread_file(rotated);
         // The rotation is recorded before anything is read: a crash from here on resumes each
         // file where this pass found it.
+        let saved = |key: &str| {
+            records
+                .rotated
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, cp)| cp)
+        };
         let mut updates: Vec<Update<'_>> = rotated
             .iter()
-            .enumerate()
-            .filter(|&(i, record)| records.rotated.get(i) != Some(record))
-            .map(|(_, (k, cp))| Update::Set(k, *cp))
+            .filter(|(k, cp)| saved(k) != Some(cp))
+            .map(|(k, cp)| Update::Set(k, *cp))
             .collect();
+        updates.extend(
+            (dropped.iter())
+                .filter(|k| saved(k).is_some())
+                .map(|k| Update::Remove(k)),
+        );
         if let Some(cp) = reset {
             updates.push(Update::Set(&key, cp));
         }

@@ -448,6 +448,25 @@ fn scripts_that_once_lost_or_doubled_lines() {
     let create = Rotate { create: true };
     let pass = Pass { crash: None };
     let scripts: Vec<Vec<Op>> = vec![
+        // An empty log's inode freed by gzip and reused by the reopened log: the current
+        // record and the empty file's rotated record both named the new file, and both read
+        // it from its start.
+        vec![
+            create.clone(),
+            create.clone(),
+            OneTime,
+            nocreate.clone(),
+            Compress(1),
+            Compress(2),
+            Append(5),
+            Reopen,
+            Pass { crash: Some(3) },
+            CopyTruncate,
+            Append(1),
+            Partial,
+            Append(2),
+            nocreate.clone(),
+        ],
         // An inode freed by gzip and reused by the next log.
         vec![
             nocreate.clone(),
