@@ -50,6 +50,17 @@ fn report(wd: &Workdir, bin: &str, args: &[&str]) -> Vec<u8> {
         .clone()
 }
 
+/// The JSON of `reports` with `args`, which both stores must give byte for byte.
+fn both_json(wd: &Workdir, args: &[&str], reports: &str) -> serde_json::Value {
+    let all = [args, &["--format", "json", "--report", reports]].concat();
+    let docs: Vec<Vec<u8>> = ["aggregate-csv", "aggregate-db"]
+        .iter()
+        .map(|bin| report(wd, bin, &all))
+        .collect();
+    assert_eq!(docs[0], docs[1], "the stores differ with {args:?}");
+    serde_json::from_slice(&docs[0]).unwrap()
+}
+
 const FILTER_SETS: &[&[&str]] = &[
     &[],
     &["--status", "404"],
@@ -2181,23 +2192,7 @@ fn a_time_zone_sets_days_hours_and_times_and_goaccess_visitors_leave_out_4xx() {
     .concat();
     wd.write("logs/access.log", log);
     both_stores(&wd, &["logs/access.log"]);
-    let json = |args: &[&str]| -> serde_json::Value {
-        let all = [
-            args,
-            &[
-                "--format",
-                "json",
-                "--report",
-                "summary,days,hours,weekdays,traffic",
-            ],
-        ];
-        let docs: Vec<Vec<u8>> = ["aggregate-csv", "aggregate-db"]
-            .iter()
-            .map(|bin| report(&wd, bin, &all.concat()))
-            .collect();
-        assert_eq!(docs[0], docs[1], "the stores differ with {args:?}");
-        serde_json::from_slice(&docs[0]).unwrap()
-    };
+    let json = |args: &[&str]| both_json(&wd, args, "summary,days,hours,weekdays,traffic");
     let days = |doc: &serde_json::Value| -> Vec<(String, u64, u64)> {
         (doc["days"].as_array().unwrap().iter())
             .map(|d| {
@@ -2309,15 +2304,7 @@ fn without_tz_a_report_counts_in_the_logs_own_offset_when_its_lines_share_one() 
         .concat(),
     );
     both_stores(&wd, &["logs/access.log"]);
-    let json = |args: &[&str]| -> serde_json::Value {
-        let all = [args, &["--format", "json", "--report", "summary,days"]];
-        let docs: Vec<Vec<u8>> = ["aggregate-csv", "aggregate-db"]
-            .iter()
-            .map(|bin| report(&wd, bin, &all.concat()))
-            .collect();
-        assert_eq!(docs[0], docs[1], "the stores differ with {args:?}");
-        serde_json::from_slice(&docs[0]).unwrap()
-    };
+    let json = |args: &[&str]| both_json(&wd, args, "summary,days");
     let days = |doc: &serde_json::Value| -> Vec<String> {
         (doc["days"].as_array().unwrap().iter())
             .map(|d| d["day"].as_str().unwrap().to_owned())
