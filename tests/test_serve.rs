@@ -72,8 +72,8 @@ fn unchunk(mut rest: &str) -> String {
     out
 }
 
-/// The status of a GET of `path` on `addr` naming `host` as its host.
-fn http_as(addr: &str, host: &str, path: &str) -> u16 {
+/// The whole reply to a GET of `path` on `addr` naming `host` as its host.
+fn reply_as(addr: &str, host: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
@@ -82,6 +82,12 @@ fn http_as(addr: &str, host: &str, path: &str) -> u16 {
     .unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// The status of a GET of `path` on `addr` naming `host` as its host.
+fn http_as(addr: &str, host: &str, path: &str) -> u16 {
+    let reply = reply_as(addr, host, path);
     reply.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
@@ -226,14 +232,7 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     // 127.0.0.1 is refused.
     assert_eq!(get(&addr, "/body?threads=256").0, 400);
     let port = addr.rsplit(':').next().unwrap();
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut refused = String::new();
-    stream.read_to_string(&mut refused).unwrap();
+    let refused = reply_as(&addr, &format!("evil.example:{port}"), "/");
     assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
     assert_eq!(http_as(&addr, &format!("localhost:{port}"), "/stats"), 200);
     // Ctrl+C stops it, cleanly.
