@@ -722,7 +722,7 @@ impl ReportArgs {
 pub fn report(
     tool: &str,
     args: &ReportArgs,
-    store: &std::path::Path,
+    store: Option<&std::path::Path>,
     offsets: impl FnOnce() -> anyhow::Result<crate::zone::LogOffsets>,
     counts: impl FnOnce(&crate::report::Query) -> anyhow::Result<crate::report::Counts>,
 ) -> anyhow::Result<ExitCode> {
@@ -736,13 +736,13 @@ pub fn report(
                 .ok()
                 .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
         };
-        if same(output, store) {
+        if store.is_some_and(|store| same(output, store)) {
             anyhow::bail!(
                 "--output {} is the store itself: the report would replace it",
                 output.display()
             );
         }
-        crate::privacy::restrict_created_files(crate::privacy::output_mode([Some(store)]));
+        crate::privacy::restrict_created_files(crate::privacy::output_mode([store]));
     }
     let query = args.query(offsets)?;
     let report = counts(&query)?.into_report(&query, args.bucket);

@@ -21,14 +21,14 @@ use crate::checkpoint::{self, write_atomically};
 use crate::human::{self, Line};
 use crate::ingest::{self, Held, IngestConfig, Input, source_key};
 use crate::lock;
-use crate::sink::sqlite::SqliteSink;
 use crate::sink::{Sink, Update};
+use crate::store::Store;
 
 /// Everything `continuous-parse` needs, already validated.
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
     pub log: PathBuf,
-    pub db: PathBuf,
+    pub store: Store,
     /// Mirror of the committed offset, for people and the original scripts.
     pub offset_file: PathBuf,
     pub busy_timeout: Duration,
@@ -74,22 +74,24 @@ pub struct RunTotals {
 pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<RunTotals> {
     let mut warn = crate::cli::warn(tool);
     let key = source_key(&config.log);
-    let _follower = lock::lock_follower(&config.db, &key, tool)?;
+    let local = config.store.lock_path();
+    let _follower = lock::lock_follower(&local, &key, tool)?;
     let lock_pass = |warn: &mut dyn FnMut(String)| {
-        lock::lock_store(&config.db, tool, lock::Wait::Block, Some(&stop), warn)
+        lock::lock_store(&local, tool, lock::Wait::Block, Some(&stop), warn)
     };
-    let mut sink = {
+    let mut writer = {
         let _lock = lock_pass(&mut warn)?;
-        let mut sink = SqliteSink::open(&config.db, config.busy_timeout, &mut warn)?;
+        let mut writer = config.store.open(config.busy_timeout, &mut warn, tool)?;
         if config.retain.is_some() {
-            sink.erase_freed_space()?;
+            writer.erase_freed_space()?;
         }
-        if !config.from_start {
-            adopt_offset_file(&mut sink, config, &key, &mut warn)?;
+        // Only a SQLite file can be one the original scripts wrote.
+        if !config.from_start && config.store.path().is_some() {
+            adopt_offset_file(writer.sink(), config, &key, &mut warn)?;
         }
-        sink
+        writer
     };
-    let start_offset = sink.checkpoint(&key)?.map_or(0, |cp| cp.offset);
+    let start_offset = writer.sink().checkpoint(&key)?.map_or(0, |cp| cp.offset);
     // Status lines fit the terminal they go to (see `human::Line`), whole in a file.
     let width = human::stderr_width();
     if !config.quiet {
@@ -97,7 +99,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         line.path("", config.log.display());
         let offset = if config.from_start { 0 } else { start_offset };
         line.piece(format!("from offset {}", human::count(offset)));
-        line.path("into ", config.db.display());
+        line.path("into ", &config.store);
         if config.once {
             line.piece("(once)");
         }
@@ -140,9 +142,9 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
 
     loop {
         let pass = lock_pass(&mut warn).and_then(|_lock| {
-            let summary = ingest::run_holding(&mut sink, &ingest_config, &mut warn, &mut held)?;
+            let summary = ingest::run_holding(writer.sink(), &ingest_config, &mut warn, &mut held)?;
             if let Some(retention) = &config.retain {
-                sink.retain(retention.cutoff(chrono::Utc::now()))?;
+                writer.retain(retention.cutoff(chrono::Utc::now()))?;
             }
             Ok(summary)
         });
@@ -154,7 +156,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                 totals.written += summary.written;
                 totals.rejected += summary.rejected_total();
                 mirror_offset(
-                    &mut sink,
+                    writer.sink(),
                     &key,
                     &config.offset_file,
                     &mut mirrored,
@@ -193,7 +195,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
             let elapsed = last_status.0.elapsed().as_secs_f64();
             let lag = lag_bytes(
                 &config.log,
-                sink.checkpoint(&key)?.map_or(0, |cp| cp.offset),
+                writer.sink().checkpoint(&key)?.map_or(0, |cp| cp.offset),
             );
             let rate = ((totals.read - last_status.1) as f64 / elapsed).round() as u64;
             // Short enough for one line of 80 columns with ten-digit totals; the rejected
@@ -319,7 +321,7 @@ fn watch(
 /// Only then: our own mirror of the offset outlives a database removed to be rebuilt, and a
 /// new, empty database that adopted it would skip every line before it.
 fn adopt_offset_file(
-    sink: &mut SqliteSink,
+    sink: &mut dyn Sink,
     config: &FollowConfig,
     key: &str,
     warn: &mut dyn FnMut(String),
@@ -331,7 +333,7 @@ fn adopt_offset_file(
         warn(format!(
             "ignoring {}: {} holds no rows, so the offset is not the original scripts' (reading {} from the start)",
             config.offset_file.display(),
-            config.db.display(),
+            config.store,
             config.log.display()
         ));
         return Ok(());
@@ -378,7 +380,7 @@ fn adopt_offset_file(
 /// see half a number). The mirror is for people and scripts: failing to write it (its disk
 /// full) is a warning, said once per cause, never a reason to stop.
 fn mirror_offset(
-    sink: &mut SqliteSink,
+    sink: &mut dyn Sink,
     key: &str,
     offset_file: &Path,
     mirrored: &mut Option<Result<u64, String>>,

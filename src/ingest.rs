@@ -289,6 +289,7 @@ pub fn run_holding(
     held: &mut Held,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    sink.refresh()?;
     check_scrub(sink, &config.reading.scrub)?;
     let rejects = match &config.rejects {
         Some(path) => {

@@ -1,4 +1,4 @@
-//! log-pipeline: turn Apache/Nginx access logs into CSV, SQLite and reports.
+//! log-pipeline: turn Apache/Nginx access logs into CSV, SQLite (or ClickHouse) and reports.
 //!
 //! The binaries in `src/bin/` are thin: they parse arguments into a config from one of these
 //! modules, call one function, and map the result to an exit code through [`cli`].
@@ -7,6 +7,7 @@ pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
+pub mod clickhouse;
 pub mod dashboard;
 pub mod entry;
 pub mod follow;
@@ -24,6 +25,7 @@ pub mod rotation;
 pub mod row;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod zone;
 
 pub use entry::LogEntry;

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         let args = Args::parse();
         let csv = args.csv_arg.as_ref().unwrap_or(&args.csv);
         let offsets = || Ok(read::csv::log_offsets(csv));
-        cli::report("aggregate-csv", &args.report, csv, offsets, |query| {
+        cli::report("aggregate-csv", &args.report, Some(csv), offsets, |query| {
             read::csv::counts(csv, args.rejects.as_deref(), query)
         })
     })

@@ -1,27 +1,40 @@
-//! aggregate-db: reports from logs.db (aggregate_db.py).
+//! aggregate-db: reports from logs.db, or from ClickHouse (aggregate_db.py).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
+use log_pipeline::clickhouse::Tables;
 use log_pipeline::read;
+use log_pipeline::store::Db;
 
 /// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
 /// and their sites, methods, traffic over time, days, hours, weekdays, rejects, response
 /// times) from the SQLite database written by parse-to-db or continuous-parse, opened
-/// read-only: it works while they write. aggregate-csv prints the same from a CSV.
+/// read-only: it works while they write; or from the ClickHouse database they write with
+/// --db clickhouse://... aggregate-csv prints the same from a CSV.
 #[derive(Parser)]
 // The name, not the package's, so that `--version` says which tool this is.
 #[command(name = "aggregate-db", version)]
 struct Args {
-    /// The SQLite database, as parse-to-db and continuous-parse name it.
-    #[arg(long, value_name = "PATH", default_value = "logs.db")]
-    db: PathBuf,
+    /// The database, as parse-to-db and continuous-parse name it: a SQLite file, or
+    /// clickhouse://[user[:password]@]host[:port]/database.
+    #[arg(long, value_name = "DB", default_value = "logs.db", env = "CLICKHOUSE_URL",
+          hide_env_values = true, value_parser = Db::parse)]
+    db: Db,
     /// The database as the first argument, the way it was given before --db: kept so that
     /// scripts written then still work.
-    #[arg(value_name = "PATH", hide = true, conflicts_with = "db")]
-    db_arg: Option<PathBuf>,
+    #[arg(value_name = "PATH", hide = true, conflicts_with = "db", value_parser = Db::parse)]
+    db_arg: Option<Db>,
+    /// With a ClickHouse store: only the rows of these hosts (as parse-to-db --host named
+    /// them), separated by commas.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    host: Vec<String>,
+    /// With a ClickHouse store: the cluster whose shards hold the rows (as parse-to-db
+    /// --cluster named it).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
     /// Read the rows themselves, not the packed copy that parse-to-db and continuous-parse
     /// keep for reports: slower, and the same output (a cross-check).
     #[arg(long)]
@@ -41,7 +54,30 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        let db = args.db_arg.clone().unwrap_or(args.db);
+        let db = match args.db_arg.clone().unwrap_or(args.db) {
+            Db::Sqlite(path) => path,
+            Db::ClickHouse(address) => {
+                if args.serve.is_some() {
+                    bail!("--serve reads a SQLite database only; ClickHouse's reports are printed");
+                }
+                let tables = Tables {
+                    client: address.client(),
+                    cluster: args.cluster,
+                };
+                let hosts = args.host;
+                let offsets = || read::clickhouse::log_offsets(&tables, &hosts);
+                return cli::report("aggregate-db", &args.report, None, offsets, |query| {
+                    read::clickhouse::counts(&tables, &hosts, query)
+                });
+            }
+        };
+        if !args.host.is_empty() || args.cluster.is_some() {
+            bail!(
+                "--host and --cluster are for a ClickHouse store (--db clickhouse://...), not \
+                 for the SQLite file {}",
+                db.display()
+            );
+        }
         if let Some(addr) = args.serve {
             let stop = cli::stop_flag()?;
             let mut warn = cli::warn("aggregate-db");
@@ -49,7 +85,7 @@ fn main() -> ExitCode {
             return Ok(ExitCode::SUCCESS);
         }
         let offsets = || read::sqlite::log_offsets(&db);
-        cli::report("aggregate-db", &args.report, &db, offsets, |query| {
+        cli::report("aggregate-db", &args.report, Some(&db), offsets, |query| {
             read::sqlite::counts(&db, query, !args.scan)
         })
     })

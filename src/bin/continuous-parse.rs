@@ -1,4 +1,5 @@
-//! continuous-parse: follow a growing log into SQLite like `tail -f` (continuous_parse_logs.py).
+//! continuous-parse: follow a growing log into SQLite (or ClickHouse) like `tail -f`
+//! (continuous_parse_logs.py).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +19,13 @@ struct Args {
     /// The log to follow.
     #[arg(value_name = "LOG", default_value = "logs/access.log")]
     log: PathBuf,
-    /// The SQLite database (created when missing; shared with parse-to-db).
-    #[arg(long, value_name = "PATH", default_value = "logs.db")]
-    db: PathBuf,
+    /// The database, shared with parse-to-db: a SQLite file (created when missing), or
+    /// ClickHouse's HTTP interface, clickhouse://[user[:password]@]host[:port]/database.
+    #[arg(long, value_name = "DB", default_value = "logs.db", env = "CLICKHOUSE_URL",
+          hide_env_values = true, value_parser = log_pipeline::store::Db::parse)]
+    db: log_pipeline::store::Db,
+    #[command(flatten)]
+    fleet: log_pipeline::store::FleetArgs,
     /// After each pass, delete the rows older than this (30d, 12h, 2w; in steps of 1/720
     /// of it), with their packed copy, in one transaction.
     #[arg(long, value_name = "SPAN", value_parser = log_pipeline::privacy::Retention::parse)]
@@ -84,20 +89,21 @@ fn main() -> ExitCode {
         });
         let input = log_pipeline::ingest::Input::File(args.log.clone());
         let source = log_pipeline::ingest::source_key(&args.log);
+        let store = log_pipeline::store::Store::new(args.db, &args.fleet)?;
         let reading = args.reading.reading_or_saved(
             "continuous-parse",
             std::slice::from_ref(&input),
-            || log_pipeline::sink::sqlite::saved_format(&args.db, &source),
+            || store.saved_format(&source),
         )?;
         cli::private_outputs(
             "continuous-parse",
             std::slice::from_ref(&input),
-            &args.db,
+            &store.lock_path(),
             &[Some(&offset_file), args.rejects.as_deref()],
         );
         let config = FollowConfig {
             log: args.log,
-            db: args.db,
+            store,
             offset_file,
             busy_timeout: args.busy_timeout,
             poll_interval: args.poll_interval,

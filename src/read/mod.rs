@@ -5,6 +5,7 @@
 //! A reader only turns what its store holds into rows or hits for the report engine
 //! ([`crate::report`]), which filters, counts and ranks them the same way for every store.
 
+pub mod clickhouse;
 pub mod csv;
 pub mod packed;
 mod records;

@@ -36,7 +36,7 @@ fn reasons() -> impl Iterator<Item = Reject> {
 /// A reason as the database stores it, which is the sentence the tools print (`not an
 /// access-log line`, `bad timestamp: …`), by its stable name, as the rejects file has it.
 /// A reason no version of the tools wrote is kept as it is.
-fn slug_of(stored: &str) -> String {
+pub(super) fn slug_of(stored: &str) -> String {
     let known = reasons().find(|r| {
         stored == r.slug()
             || stored == r.to_string()

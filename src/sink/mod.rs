@@ -1,10 +1,11 @@
-//! Sinks: where parsed entries go. One trait, two stores (CSV and SQLite).
+//! Sinks: where parsed entries go. One trait, three stores (CSV, SQLite and ClickHouse).
 //!
 //! A sink owns its checkpoints. Entries written since the last [`Sink::commit`] become durable
 //! only together with the checkpoint that covers them; that pairing is the whole exactly-once
 //! guarantee, so each store implements it in the way its medium allows (one transaction, or data
 //! first and then an atomically renamed checkpoint file).
 
+pub mod clickhouse;
 pub mod csv;
 pub mod sqlite;
 
@@ -37,6 +38,13 @@ pub enum Update<'a> {
 /// Writers hold the store's lock ([`crate::lock`]) from reading a checkpoint to committing the
 /// rows it covers; nothing in the trait is safe to interleave between two processes without it.
 pub trait Sink {
+    /// The writer has (again) taken the store's lock: a store that keeps its checkpoints in
+    /// memory between commits reads them again, since another writer may have committed
+    /// since (the ClickHouse store; the others read them from the store at each call).
+    fn refresh(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The checkpoint saved for `source` (an absolute path), if any.
     fn checkpoint(&mut self, source: &str) -> anyhow::Result<Option<Checkpoint>>;
 

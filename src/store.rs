@@ -1,0 +1,191 @@
+//! The database a tool writes or reads: a SQLite file, the embedded default, or a ClickHouse
+//! database for fleets of web servers (`--db clickhouse://...`, or `CLICKHOUSE_URL`).
+//!
+//! parse-to-db, continuous-parse and aggregate-db take the same `--db`, and turn it into a
+//! [`Store`] before any work: the rest of the tools see a [`Sink`] to write and a reader to
+//! count from, whichever it is.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::checkpoint::fnv1a;
+use crate::clickhouse::{Address, Tables};
+use crate::sink::Sink;
+use crate::sink::clickhouse::ClickHouseSink;
+use crate::sink::sqlite::SqliteSink;
+
+/// `--db` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Db {
+    Sqlite(PathBuf),
+    ClickHouse(Address),
+}
+
+impl Db {
+    /// The value parser of `--db`: a `clickhouse://` address, else a SQLite path.
+    pub fn parse(s: &str) -> Result<Db, String> {
+        match Address::parse(s) {
+            Some(address) => address.map(Db::ClickHouse),
+            None => Ok(Db::Sqlite(PathBuf::from(s))),
+        }
+    }
+}
+
+/// `--host` and `--cluster`, which only a ClickHouse store takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FleetArgs {
+    /// With a ClickHouse store: the web server these lines come from, recorded in every row
+    /// [default: this machine's host name]. Each host keeps its own progress.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// With a ClickHouse store: the cluster (as the servers' remote_servers names it) whose
+    /// shards share the rows, each host's on one shard. --db then names one server per shard:
+    /// clickhouse://shard1:8123,shard2:8123/logs.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+}
+
+/// A store to write, ready to be locked and opened.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(PathBuf),
+    ClickHouse {
+        tables: Tables,
+        /// The host whose rows and progress a writer keeps.
+        host: String,
+    },
+}
+
+impl Store {
+    /// The store `--db` and the fleet options name. A host or cluster for a SQLite file is
+    /// refused rather than ignored.
+    pub fn new(db: Db, fleet: &FleetArgs) -> anyhow::Result<Store> {
+        match db {
+            Db::Sqlite(path) => {
+                if fleet.host.is_some() || fleet.cluster.is_some() {
+                    bail!(
+                        "--host and --cluster are for a ClickHouse store (--db clickhouse://...), \
+                         not for the SQLite file {}",
+                        path.display()
+                    );
+                }
+                Ok(Store::Sqlite(path))
+            }
+            Db::ClickHouse(address) => {
+                let host = match &fleet.host {
+                    Some(host) => host.clone(),
+                    None => crate::clickhouse::machine_host()?,
+                };
+                if host.is_empty() {
+                    bail!("the host name is empty: give one with --host");
+                }
+                Ok(Store::ClickHouse {
+                    tables: Tables {
+                        client: address.client(),
+                        cluster: fleet.cluster.clone(),
+                    },
+                    host,
+                })
+            }
+        }
+    }
+
+    /// The path the store's local lock files are named after: the SQLite file itself, or,
+    /// for a ClickHouse host, a name in the temporary directory that every writer of that
+    /// host into that database on this machine shares.
+    pub fn lock_path(&self) -> PathBuf {
+        match self {
+            Store::Sqlite(path) => path.clone(),
+            Store::ClickHouse { tables, host } => {
+                let who = format!("{}\0{host}", tables.client.address().identity());
+                std::env::temp_dir().join(format!(
+                    "log-pipeline-clickhouse-{:016x}",
+                    fnv1a(who.as_bytes())
+                ))
+            }
+        }
+    }
+
+    /// The SQLite file, for what only a file has (permissions, an offset file to adopt).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Store::Sqlite(path) => Some(path),
+            Store::ClickHouse { .. } => None,
+        }
+    }
+
+    /// The log format saved with the checkpoint of `source`, if the store can be read and has
+    /// one (for `--log-format auto` on a log with no line yet).
+    pub fn saved_format(&self, source: &str) -> Option<String> {
+        match self {
+            Store::Sqlite(path) => crate::sink::sqlite::saved_format(path, source),
+            Store::ClickHouse { tables, host } => {
+                crate::sink::clickhouse::saved_format(tables, host, source)
+            }
+        }
+    }
+
+    /// Opens the store for writing; the caller holds its lock.
+    pub fn open(
+        &self,
+        busy_timeout: Duration,
+        warn: &mut dyn FnMut(String),
+        tool: &str,
+    ) -> anyhow::Result<Writer> {
+        Ok(match self {
+            Store::Sqlite(path) => Writer::Sqlite(SqliteSink::open(path, busy_timeout, warn)?),
+            Store::ClickHouse { tables, host } => {
+                let tool = tool.to_owned();
+                let notify = Box::new(move |m: String| crate::cli::warn(&tool)(m));
+                Writer::ClickHouse(ClickHouseSink::open(tables.clone(), host, notify)?)
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Sqlite(path) => write!(f, "{}", path.display()),
+            Store::ClickHouse { tables, host } => {
+                write!(f, "{} (host {host})", tables.client.address())
+            }
+        }
+    }
+}
+
+/// An open store, written through [`Sink`].
+// One per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Writer {
+    Sqlite(SqliteSink),
+    ClickHouse(ClickHouseSink),
+}
+
+impl Writer {
+    pub fn sink(&mut self) -> &mut dyn Sink {
+        match self {
+            Writer::Sqlite(s) => s,
+            Writer::ClickHouse(s) => s,
+        }
+    }
+
+    /// Before a run with `--retain`: SQLite overwrites what it frees from then on.
+    pub fn erase_freed_space(&mut self) -> anyhow::Result<()> {
+        match self {
+            Writer::Sqlite(s) => s.erase_freed_space(),
+            // Dropped partitions are deleted files: nothing of them stays in the table.
+            Writer::ClickHouse(_) => Ok(()),
+        }
+    }
+
+    /// `--retain`: removes what is older than `before` (whole days in ClickHouse).
+    pub fn retain(&mut self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        match self {
+            Writer::Sqlite(s) => s.retain(before),
+            Writer::ClickHouse(s) => s.retain(before),
+        }
+    }
+}
