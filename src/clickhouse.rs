@@ -270,6 +270,16 @@ impl Client {
         &self.address
     }
 
+    /// The same server, in its `default` database (which every server has).
+    fn in_default_database(&self) -> Client {
+        Client {
+            address: Address {
+                database: "default".into(),
+                ..self.address.clone()
+            },
+        }
+    }
+
     /// Runs a query that answers nothing or little, and returns its answer.
     pub fn query(&self, sql: &str) -> Result<Vec<u8>, Failure> {
         let mut out = Vec::new();
@@ -692,7 +702,9 @@ impl Tables {
                 e => e,
             };
             if let Some(cluster) = &self.cluster {
+                // In the server's default database: ours may not exist yet.
                 let shards = node
+                    .in_default_database()
                     .query(&format!(
                         "SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {}",
                         quote(cluster)
@@ -778,13 +790,7 @@ fn check_columns(client: &Client, table: &str) -> Result<(), Failure> {
 fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
     let address = node.address();
     // The database may not exist yet: this one statement runs in the server's default.
-    let server = Client {
-        address: Address {
-            database: "default".into(),
-            ..address.clone()
-        },
-    };
-    server.query(&format!(
+    node.in_default_database().query(&format!(
         "CREATE DATABASE IF NOT EXISTS {}",
         address.database
     ))?;

@@ -81,7 +81,9 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     };
     let mut writer = {
         let _lock = lock_pass(&mut warn)?;
-        let mut writer = config.store.open(config.busy_timeout, &mut warn, tool)?;
+        let mut writer = config
+            .store
+            .open(config.busy_timeout, &mut warn, tool, true)?;
         if config.retain.is_some() {
             writer.erase_freed_space()?;
         }

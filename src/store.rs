@@ -127,19 +127,21 @@ impl Store {
         }
     }
 
-    /// Opens the store for writing; the caller holds its lock.
+    /// Opens the store for writing; the caller holds its lock. A follower (`follows`) waits
+    /// for a ClickHouse server that cannot be reached yet; a one-time run fails at once.
     pub fn open(
         &self,
         busy_timeout: Duration,
         warn: &mut dyn FnMut(String),
         tool: &str,
+        follows: bool,
     ) -> anyhow::Result<Writer> {
         Ok(match self {
             Store::Sqlite(path) => Writer::Sqlite(SqliteSink::open(path, busy_timeout, warn)?),
             Store::ClickHouse { tables, host } => {
                 let tool = tool.to_owned();
                 let notify = Box::new(move |m: String| crate::cli::warn(&tool)(m));
-                Writer::ClickHouse(ClickHouseSink::open(tables.clone(), host, notify)?)
+                Writer::ClickHouse(ClickHouseSink::open(tables.clone(), host, notify, follows)?)
             }
         })
     }

@@ -4,6 +4,7 @@ mod workdir;
 
 mod test_aggregate;
 mod test_args;
+mod test_clickhouse;
 mod test_exactly_once;
 mod test_follow;
 mod test_formats;

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             args.busy_timeout,
             &mut cli::warn("parse-to-db"),
             "parse-to-db",
+            false,
         )?;
         if args.retain.is_some() {
             writer.erase_freed_space()?;

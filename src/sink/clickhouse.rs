@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{Rejected, Sink, Update};
 use crate::batch::{Batch, Encoder, Prepare};
 use crate::checkpoint::{Checkpoint, fnv1a};
-use crate::clickhouse::{self, COLUMNS, Failure, Kind, Tables, quote, tsv_field};
+use crate::clickhouse::{self, COLUMNS, Client, Failure, Kind, Tables, quote, tsv_field};
 use crate::entry::LogEntry;
 use crate::zone::LogOffsets;
 
@@ -219,15 +219,20 @@ pub struct ClickHouseSink {
     log_format: String,
     scrubbed: Option<String>,
     notify: Box<dyn FnMut(String)>,
+    /// How long a request is retried through a server that cannot be reached.
+    patience: Duration,
 }
 
 impl ClickHouseSink {
     /// Opens the database for `host`, creating the tables where missing, and reads the host's
-    /// progress. The caller holds the host's lock.
+    /// progress. The caller holds the host's lock. A server that cannot be reached fails the
+    /// opening at once, unless `wait_at_start` (a follower, started with the machine, may
+    /// start before its server); once open, every request is retried for a while.
     pub fn open(
         tables: Tables,
         host: &str,
         notify: Box<dyn FnMut(String)>,
+        wait_at_start: bool,
     ) -> anyhow::Result<ClickHouseSink> {
         if host.is_empty() {
             bail!("the host name is empty: give one with --host");
@@ -244,9 +249,14 @@ impl ClickHouseSink {
             scrubbed: None,
             notify,
             tables,
+            patience: match wait_at_start {
+                true => PATIENCE,
+                false => Duration::ZERO,
+            },
         };
         sink.patiently("cannot create the tables", |s| s.tables.create())?;
         sink.reload()?;
+        sink.patience = PATIENCE;
         Ok(sink)
     }
 
@@ -263,13 +273,14 @@ impl ClickHouseSink {
         let address = self.describe_address();
         let mut notify = std::mem::replace(&mut self.notify, Box::new(|_| {}));
         let mut said = false;
+        let patience = self.patience;
         let result = clickhouse::with_retries(
-            PATIENCE,
+            patience,
             &mut |e, _| {
                 if !std::mem::replace(&mut said, true) {
                     notify(format!(
                         "{address}: {e}: trying again for up to {}s",
-                        PATIENCE.as_secs()
+                        patience.as_secs()
                     ));
                 }
             },
@@ -297,17 +308,35 @@ impl ClickHouseSink {
         format!("log-pipeline-{}-{seq}", self.host_tag)
     }
 
-    /// Until the server runs no INSERT of this host: one sent by a writer that died may still
-    /// be running, and what it does must be seen before progress is read.
+    /// Until no server runs an INSERT of this host: one sent by a writer that died may still
+    /// be running, and what it does must be seen before progress is read. With a cluster,
+    /// every node is asked, for the INSERT itself and for the part it passed on to a shard (a
+    /// node that cannot be reached runs nothing).
     fn wait_idle(&self) -> Result<(), Failure> {
+        let id = quote(&format!("log-pipeline-{}-%", self.host_tag));
         let sql = format!(
-            "SELECT count() FROM system.processes WHERE query_id LIKE {}",
-            quote(&format!("log-pipeline-{}-%", self.host_tag))
+            "SELECT count() FROM system.processes WHERE query_id LIKE {id} OR \
+             initial_query_id LIKE {id}"
         );
+        let address = self.tables.client.address();
+        let nodes: Vec<Client> = match self.tables.cluster {
+            None => vec![self.tables.client.clone()],
+            Some(_) => (0..address.nodes.len())
+                .map(|i| address.node(i).client())
+                .collect(),
+        };
         let mut pause = Duration::from_millis(5);
         loop {
-            let running = self.tables.client.query(&sql)?;
-            if String::from_utf8_lossy(&running).trim() == "0" {
+            let mut running = false;
+            for node in &nodes {
+                match node.query(&sql) {
+                    Ok(n) => running |= String::from_utf8_lossy(&n).trim() != "0",
+                    // A node of a cluster that is down runs nothing; a lone server must answer.
+                    Err(Failure::Unreachable(_)) if nodes.len() > 1 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !running {
                 return Ok(());
             }
             std::thread::sleep(pause);

@@ -1,0 +1,589 @@
+//! The ClickHouse store against real servers: Debian's `clickhouse-server`, started here as
+//! throwaway servers (own config, data in the test's directory, loopback ports), one alone or
+//! two as the shards of a cluster. Without the program the tests say SKIPPED, except under
+//! CI, which installs it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use log_pipeline::clickhouse::{Address, Client};
+
+use crate::workdir::{Running, Workdir, numbered_lines, programs_or_skip, wait_until};
+
+fn server_program() -> Option<PathBuf> {
+    programs_or_skip(
+        &["clickhouse-server"],
+        "apt-get install clickhouse-server clickhouse-client",
+    )
+    .map(|mut found| found.remove(0))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One throwaway server.
+struct Server {
+    program: PathBuf,
+    dir: PathBuf,
+    http: u16,
+    process: Option<Running>,
+}
+
+impl Server {
+    fn config(&self, tcp: u16, inter: u16, remote: &str) -> String {
+        let dir = self.dir.display();
+        format!(
+            r#"<yandex>
+  <logger><level>warning</level><log>{dir}/server.log</log><errorlog>{dir}/error.log</errorlog></logger>
+  <http_port>{}</http_port><tcp_port>{tcp}</tcp_port>
+  <interserver_http_port>{inter}</interserver_http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{dir}/data/</path><tmp_path>{dir}/tmp/</tmp_path>
+  <users_config>{dir}/users.xml</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+  <mark_cache_size>5368709</mark_cache_size>
+  <remote_servers>{remote}</remote_servers>
+</yandex>
+"#,
+            self.http
+        )
+    }
+
+    fn start(&mut self) {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.arg(format!("--config-file={}/config.xml", self.dir.display()))
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("stderr")).unwrap());
+        self.process = Some(Running::spawn(&mut cmd));
+        let client = self.client("default");
+        let process = self.process.as_mut().unwrap();
+        wait_until("clickhouse-server to answer", || {
+            if let Some(status) = process.try_wait() {
+                panic!("clickhouse-server exited at start: {status}");
+            }
+            client.query("SELECT 1").is_ok()
+        });
+    }
+
+    /// Killed at once, as a crash or a power cut would.
+    fn kill(&mut self) {
+        drop(self.process.take());
+    }
+
+    fn client(&self, database: &str) -> Client {
+        Address::parse(&format!("clickhouse://127.0.0.1:{}/{database}", self.http))
+            .unwrap()
+            .unwrap()
+            .client()
+    }
+}
+
+const USERS: &str = r#"<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users>
+    <default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default>
+    <ann><password>s3cret</password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></ann>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#;
+
+/// One server, or two as the shards of cluster `fleet`.
+struct Servers {
+    servers: Vec<Server>,
+}
+
+impl Servers {
+    fn start(wd: &Workdir, program: &Path, shards: usize) -> Servers {
+        let ports: Vec<(u16, u16, u16)> = (0..shards)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let remote = match shards {
+            1 => String::new(),
+            _ => {
+                let each: String = ports
+                    .iter()
+                    .map(|(_, tcp, _)| {
+                        format!(
+                            "<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
+                        )
+                    })
+                    .collect();
+                format!("<fleet>{each}</fleet>")
+            }
+        };
+        let mut servers = Vec::new();
+        for &(http, tcp, inter) in &ports {
+            // Servers of their own: a later set in the same test starts empty.
+            let dir = wd.path(&format!("clickhouse-{http}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let server = Server {
+                program: program.to_owned(),
+                dir: dir.clone(),
+                http,
+                process: None,
+            };
+            std::fs::write(dir.join("config.xml"), server.config(tcp, inter, &remote)).unwrap();
+            std::fs::write(dir.join("users.xml"), USERS).unwrap();
+            servers.push(server);
+        }
+        for server in &mut servers {
+            server.start();
+        }
+        Servers { servers }
+    }
+
+    /// `--db` for `database` on these servers (every shard's, for a cluster).
+    fn url(&self, database: &str) -> String {
+        let nodes: Vec<String> = (self.servers.iter())
+            .map(|s| format!("127.0.0.1:{}", s.http))
+            .collect();
+        format!("clickhouse://{}/{database}", nodes.join(","))
+    }
+
+    /// The options that name the store: `--db`, and `--cluster` with two shards.
+    fn store_args(&self, database: &str) -> Vec<String> {
+        let mut args = vec!["--db".to_owned(), self.url(database)];
+        if self.servers.len() > 1 {
+            args.extend(["--cluster".to_owned(), "fleet".to_owned()]);
+        }
+        args
+    }
+
+    /// The table the rows are read from: `logs`, or the Distributed table over the shards.
+    fn table(&self) -> &'static str {
+        match self.servers.len() {
+            1 => "logs",
+            _ => "logs_all",
+        }
+    }
+
+    fn query(&self, database: &str, sql: &str) -> String {
+        let answer = self.servers[0].client(database).query(sql).unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+}
+
+fn strings(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `aggregate-db --format json` over every report, from `store`.
+fn all_reports(wd: &Workdir, store: &[&str], extra: &[&str]) -> String {
+    let out = wd
+        .cmd("aggregate-db")
+        .args(store)
+        .args([
+            "--format",
+            "json",
+            "-n",
+            "0",
+            "--report",
+            "summary,status,urls,pages,static,not-found,clients,agents,browsers,os,devices,\
+             referrers,sites,methods,traffic,days,hours,weekdays,rejects,times",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aggregate-db {store:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    // Real logs, with their rejects, and the generator's lines (response times too).
+    let real = crate::workdir::real_logs_dir();
+    let mut logs: Vec<PathBuf> = [
+        "nasa-aug95-first20k_dbai-labs.log",
+        "elastic-examples_apache_logs.log",
+        "crowdsec-hub_nginx-http-malformed.log",
+    ]
+    .iter()
+    .map(|n| real.join(n))
+    .filter(|p| p.exists())
+    .collect();
+    assert_eq!(logs.len(), 3, "real logs missing in {}", real.display());
+    wd.cmd("generate-logs")
+        .args([
+            "--count",
+            "5000",
+            "--seed",
+            "7",
+            "--start",
+            "2024-03-01T00:00:00Z",
+            "-q",
+        ])
+        .args(["-o", "gen.log"])
+        .assert()
+        .success();
+    logs.push(wd.path("gen.log"));
+    let logs: Vec<&str> = logs.iter().map(|p| p.to_str().unwrap()).collect();
+    wd.cmd("parse-to-db")
+        .args(&logs)
+        .args(["--db", "all.db", "-q"])
+        .assert()
+        .success();
+    let sqlite = all_reports(&wd, &["--db", "all.db"], &[]);
+
+    for shards in [1, 2] {
+        let servers = Servers::start(&wd, &program, shards);
+        let store = servers.store_args("web");
+        // Two hosts (one on each shard of two): the first log from one, the rest from the
+        // other.
+        wd.cmd("parse-to-db")
+            .arg(logs[0])
+            .args(strings(&store))
+            .args(["--host", "one", "-q"])
+            .assert()
+            .success();
+        wd.cmd("parse-to-db")
+            .args(&logs[1..])
+            .args(strings(&store))
+            .args(["--host", "two", "-q"])
+            .assert()
+            .success();
+        let both = all_reports(&wd, &strings(&store), &[]);
+        assert_eq!(
+            both, sqlite,
+            "{shards} shard(s): ClickHouse and SQLite disagree"
+        );
+        // --host is a filter: the first host alone is the first log alone.
+        let one = all_reports(&wd, &strings(&store), &["--host", "one"]);
+        wd.cmd("parse-to-db")
+            .arg(logs[0])
+            .args(["--db", "one.db", "-q"])
+            .assert()
+            .success();
+        assert_eq!(one, all_reports(&wd, &["--db", "one.db"], &[]));
+        if shards == 2 {
+            // Each host's rows are on one shard, and both shards hold some.
+            let on = |i: usize| {
+                let c = servers.servers[i].client("web");
+                String::from_utf8(
+                    c.query("SELECT DISTINCT host FROM logs ORDER BY host")
+                        .unwrap(),
+                )
+                .unwrap()
+            };
+            let (a, b) = (on(0), on(1));
+            assert!(!a.is_empty() && !b.is_empty(), "shards: {a:?} {b:?}");
+            assert_eq!(format!("{a}{b}").lines().count(), 2, "{a:?} {b:?}");
+        }
+        std::fs::remove_file(wd.path("one.db")).unwrap();
+    }
+}
+
+#[test]
+fn a_writer_killed_while_it_sends_an_insert_stores_nothing_of_it() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    let servers = Servers::start(&wd, &program, 1);
+    // One batch of many lines: one INSERT that takes a while to send.
+    wd.write("big.log", numbered_lines(0, 3000).repeat(80));
+    let store = servers.store_args("db");
+    let client = servers.servers[0].client("default");
+    let mut killed_mid_insert = 0;
+    for attempt in 0..10 {
+        let mut writer = wd.spawn(
+            "parse-to-db",
+            &[
+                "big.log",
+                &store[0],
+                &store[1],
+                "--host",
+                "h",
+                "--batch-lines",
+                "1000000",
+                "-q",
+            ],
+        );
+        // Until its INSERT is running on the server (observed), then SIGKILL.
+        let mut running = false;
+        wait_until("the INSERT to start, or the writer to finish", || {
+            let n = client
+                .query("SELECT count() FROM system.processes WHERE query_id LIKE 'log-pipeline-%'")
+                .map(|a| String::from_utf8_lossy(&a).trim() != "0")
+                .unwrap_or(false);
+            running = n;
+            n || writer.try_wait().is_some()
+        });
+        let status = writer.signal_and_wait("-KILL");
+        if running && status.code().is_none() {
+            killed_mid_insert += 1;
+        }
+        // Whatever the server had of it: nothing, or the whole batch, never a part.
+        wait_until("the server to finish with the INSERT", || {
+            client
+                .query("SELECT count() FROM system.processes WHERE query_id LIKE 'log-pipeline-%'")
+                .is_ok_and(|a| String::from_utf8_lossy(&a).trim() == "0")
+        });
+        let rows = servers.query("db", "SELECT count() FROM logs WHERE kind = 0");
+        let rows: u64 = rows.trim().parse().unwrap();
+        assert!(
+            rows == 0 || rows == 240_000,
+            "attempt {attempt}: {rows} rows of a batch of 240,000"
+        );
+        if rows > 0 {
+            break;
+        }
+    }
+    assert!(killed_mid_insert > 0, "never killed during an INSERT");
+    wd.cmd("parse-to-db")
+        .args(["big.log", &store[0], &store[1], "--host", "h", "-q"])
+        .assert()
+        .success();
+    let counted = servers.query(
+        "db",
+        "SELECT count(), uniqExact(url) FROM logs WHERE kind = 0 FORMAT TabSeparated",
+    );
+    assert_eq!(counted.trim(), "240000\t3000");
+}
+
+#[test]
+fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_nothing() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    let servers = Servers::start(&wd, &program, 1);
+    wd.write("a.log", numbered_lines(0, 10));
+    let port = servers.servers[0].http;
+    let one_line_error = |args: &[&str], says: &str| {
+        let out = wd
+            .cmd("parse-to-db")
+            .arg("a.log")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // clap adds its hint to a value it refuses: the first line is the error.
+        let lines = stderr
+            .lines()
+            .filter(|l| !l.is_empty() && !l.contains("try '--help'"));
+        assert_eq!(lines.count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("s3cret") && !stderr.contains("wrong1"),
+            "{stderr}"
+        );
+        stderr
+    };
+    one_line_error(&["--db", "clickhouse://127.0.0.1:http/x"], "not a port");
+    one_line_error(
+        &[
+            "--db",
+            &format!("clickhouse://ann:wrong1@127.0.0.1:{port}/x"),
+        ],
+        "wrong password",
+    );
+    let down = free_port();
+    one_line_error(
+        &["--db", &format!("clickhouse://127.0.0.1:{down}/x")],
+        "cannot reach the server",
+    );
+    servers.query("default", "CREATE DATABASE theirs");
+    servers.query(
+        "theirs",
+        "CREATE TABLE logs (foo String, bar UInt8) ENGINE = MergeTree() ORDER BY foo",
+    );
+    one_line_error(
+        &["--db", &format!("clickhouse://127.0.0.1:{port}/theirs")],
+        "not log-pipeline's",
+    );
+    let theirs = servers.query("theirs", "SELECT count() FROM logs");
+    assert_eq!(theirs.trim(), "0");
+    // --host for a SQLite file is refused rather than ignored.
+    one_line_error(&["--db", "x.db", "--host", "web1"], "--host");
+    assert!(!wd.path("x.db").exists());
+    let databases = servers.query("default", "SHOW DATABASES");
+    assert!(!databases.lines().any(|d| d == "x"), "{databases}");
+    // The right password works, and is never shown.
+    let out = wd
+        .cmd("parse-to-db")
+        .args([
+            "a.log",
+            "--db",
+            &format!("clickhouse://ann:s3cret@127.0.0.1:{port}/ok"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("clickhouse://ann@127.0.0.1") && !said.contains("s3cret"),
+        "{said}"
+    );
+}
+
+#[test]
+fn three_hosts_killed_again_and_again_store_every_line_once_alone_and_in_two_shards() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    for shards in [1, 2] {
+        fleet(&program, shards);
+    }
+}
+
+/// Prints the files a failing test leaves, before its directory goes.
+struct DumpOnPanic<'a, const N: usize>(&'a Workdir, [String; N]);
+
+impl<const N: usize> Drop for DumpOnPanic<'_, N> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for file in &self.1 {
+                eprintln!("--- {file}:\n{}", self.0.text(file));
+            }
+        }
+    }
+}
+
+/// Three followers, one per host and log, each killed 20 times while its log grows; one
+/// server killed and restarted half-way.
+fn fleet(program: &Path, shards: usize) {
+    const KILLS: usize = 20;
+    let wd = Workdir::new();
+    let mut servers = Servers::start(&wd, program, shards);
+    let store = servers.store_args("fleet");
+    let hosts = ["a", "b", "c"];
+    let _dump = DumpOnPanic(&wd, hosts.map(|h| format!("{h}.stderr")));
+    for host in hosts {
+        wd.write(&format!("{host}.log"), "");
+    }
+    // Each log grows while its follower is killed and restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written: Vec<Arc<AtomicUsize>> = hosts.iter().map(|_| Arc::default()).collect();
+    let appenders: Vec<_> = hosts
+        .iter()
+        .zip(&written)
+        .map(|(host, count)| {
+            let (stop, count) = (Arc::clone(&stop), Arc::clone(count));
+            let path = wd.path(&format!("{host}.log"));
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    file.write_all(numbered_lines(n, n + 7).as_bytes()).unwrap();
+                    n += 7;
+                    count.store(n, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            })
+        })
+        .collect();
+    let (reader, table) = (servers.servers[0].client("fleet"), servers.table());
+    let stored = |host: &str| -> u64 {
+        (reader)
+            .query(&format!(
+                "SELECT count() FROM {table} WHERE kind = 0 AND host = '{host}'"
+            ))
+            .ok()
+            .and_then(|a| String::from_utf8_lossy(&a).trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let follower = |host: &str| {
+        let log = format!("{host}.log");
+        let mut args = vec![
+            log.as_str(),
+            "--host",
+            host,
+            "--poll-interval",
+            "0.05",
+            "-q",
+        ];
+        args.extend(strings(&store));
+        wd.spawn_logged("continuous-parse", &args, &format!("{host}.stderr"))
+    };
+    let started = Instant::now();
+    for round in 0..KILLS {
+        if round == KILLS / 2 {
+            // A crash of a server (the second shard of two): the followers retry.
+            let server = &mut servers.servers[shards - 1];
+            server.kill();
+            server.start();
+        }
+        let mut running: Vec<Running> = hosts.iter().map(|h| follower(h)).collect();
+        let before: Vec<u64> = hosts.iter().map(|h| stored(h)).collect();
+        // Each is killed once it has stored something more (observed), at a moment that
+        // varies with the round: right away, or a little later.
+        for (i, host) in hosts.iter().enumerate() {
+            wait_until("a follower to store more lines", || {
+                stored(host) > before[i]
+            });
+            std::thread::sleep(Duration::from_millis((round as u64 * 7) % 23));
+            let status = running.remove(0).signal_and_wait("-KILL");
+            assert!(status.code().is_none(), "{host} exited by itself: {status}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in appenders {
+        a.join().unwrap();
+    }
+    // What is left is drained once, and each log checked line by line.
+    for host in hosts {
+        let mut args = vec![format!("{host}.log"), "--host".into(), host.into()];
+        args.extend(store.iter().cloned());
+        wd.cmd("continuous-parse")
+            .args(&args)
+            .args(["--once", "-q"])
+            .assert()
+            .success();
+    }
+    for (host, count) in hosts.iter().zip(&written) {
+        let n = count.load(Ordering::Relaxed);
+        let got = servers.query(
+            "fleet",
+            &format!(
+                "SELECT count(), uniqExact(url) FROM {} WHERE kind = 0 AND host = '{host}' \
+                 FORMAT TabSeparated",
+                servers.table()
+            ),
+        );
+        assert_eq!(
+            got.trim(),
+            format!("{n}\t{n}"),
+            "{shards} shard(s), host {host}"
+        );
+    }
+    // The reports equal a SQLite store of the same lines.
+    let logs: Vec<String> = hosts.iter().map(|h| format!("{h}.log")).collect();
+    wd.cmd("parse-to-db")
+        .args(&logs)
+        .args(["--db", "same.db", "-q"])
+        .assert()
+        .success();
+    assert_eq!(
+        all_reports(&wd, &strings(&store), &[]),
+        all_reports(&wd, &["--db", "same.db"], &[]),
+        "{shards} shard(s)"
+    );
+    eprintln!(
+        "{shards} shard(s): {KILLS} kills of each of 3 followers in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
