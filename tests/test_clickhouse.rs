@@ -587,3 +587,46 @@ fn fleet(program: &Path, shards: usize) {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn retain_drops_whole_old_days_but_never_a_hosts_progress() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    let servers = Servers::start(&wd, &program, 1);
+    let db = servers.url("kept");
+    // Lines of 2024-01-01, then lines of today: two partitions.
+    wd.write("a.log", numbered_lines(0, 100));
+    wd.cmd("parse-to-db")
+        .args(["a.log", "--db", &db, "--host", "h", "-q"])
+        .assert()
+        .success();
+    let entries = || {
+        servers
+            .query("kept", "SELECT count() FROM logs WHERE kind = 0")
+            .trim()
+            .to_owned()
+    };
+    // The old day holds the host's last progress: --retain keeps it.
+    wd.cmd("parse-to-db")
+        .args(["a.log", "--db", &db, "--host", "h", "-q", "--retain", "30d"])
+        .assert()
+        .success();
+    assert_eq!(entries(), "100");
+    wd.cmd("generate-logs")
+        .args(["--count", "10", "-q", "-o", "a.log"])
+        .assert()
+        .success();
+    wd.cmd("parse-to-db")
+        .args(["a.log", "--db", &db, "--host", "h", "-q", "--retain", "30d"])
+        .assert()
+        .success();
+    assert_eq!(entries(), "10");
+    // The progress survived: a new run adds nothing.
+    wd.cmd("parse-to-db")
+        .args(["a.log", "--db", &db, "--host", "h", "-q"])
+        .assert()
+        .success();
+    assert_eq!(entries(), "10");
+}

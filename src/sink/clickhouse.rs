@@ -409,7 +409,7 @@ impl ClickHouseSink {
                 .query(&format!(
                     "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND \
                      table = 'logs' AND active AND max_date < toDate({}) AND \
-                     toUInt32(partition) NOT IN ({keep}) FORMAT TabSeparated",
+                     toUInt32(partition_id) NOT IN ({keep}) FORMAT TabSeparated",
                     quote(&address.database),
                     quote(&cutoff)
                 ))
