@@ -708,7 +708,102 @@ def log_formats(lines, runs):
     return rows, targets
 
 
-PARTS = ("peers", "once", "baseline", "urls", "formats", "page")
+def clickhouse(lines, report_rows, runs):
+    """#19: parse-to-db into a local ClickHouse server (its own, started here on free loopback
+    ports with its data under bench/work) against parse-to-db into SQLite, and against
+    clickhouse-client inserting the same rows from parse-to-csv's CSV (the server's own bulk
+    path, with the parsing already done); then aggregate-db's default report from ClickHouse
+    against the same from SQLite, on `report_rows` rows. Returns (rows, targets)."""
+    import socket
+    import urllib.request
+    server_bin = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
+    client_bin = shutil.which("clickhouse-client")
+    if not os.path.exists(server_bin) or not client_bin:
+        return [skipped("ClickHouse", "apt-get install clickhouse-server clickhouse-client")], []
+    d = WORK / "clickhouse"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "logs").mkdir(parents=True)
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    http, tcp, inter = free_port(), free_port(), free_port()
+    (d / "config.xml").write_text(f"""<yandex>
+  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog></logger>
+  <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port><interserver_http_port>{inter}</interserver_http_port>
+  <listen_host>127.0.0.1</listen_host><path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>
+  <users_config>/etc/clickhouse-server/users.xml</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+  <mark_cache_size>5368709</mark_cache_size>
+</yandex>
+""")
+    server = subprocess.Popen([server_bin, f"--config-file={d}/config.xml"], cwd=d,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(sql):
+        req = urllib.request.Request(f"http://127.0.0.1:{http}/", data=sql.encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return r.read().decode()
+    try:
+        for _ in range(600):
+            try:
+                version = query("SELECT version()").strip()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("clickhouse-server exited at start")
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("clickhouse-server did not answer")
+        print(f"  clickhouse-server {version}", file=sys.stderr)
+        b = lambda name: str(BIN / name)
+        w = str(d)
+        url = f"clickhouse://127.0.0.1:{http}/bench"
+        make_input("ours", lines, d / "logs" / "access.log")
+        run(f"{b('parse-to-csv')} logs/access.log -o rows.csv -q", w)
+        columns = next(open(d / "rows.csv")).strip().split(",")
+
+        def prepare(who):
+            query("DROP DATABASE IF EXISTS bench")
+            remove(d, "ingest.db*")
+            if who != "ours":
+                query("CREATE DATABASE bench")
+                query("CREATE TABLE bench.csv (" + ", ".join(f"`{c}` String" for c in columns)
+                      + ") ENGINE = MergeTree() ORDER BY tuple()")
+        into_ch = lambda: run(f"{b('parse-to-db')} logs/access.log --db {url} --host bench -q", w)
+        rows = [
+            measure(f"ingest {lines:,} lines: parse-to-db into ClickHouse vs clickhouse-client (CSV)", into_ch,
+                    lambda: run(f"{client_bin} --port {tcp} --query 'INSERT INTO bench.csv FORMAT CSVWithNames' "
+                                f"< rows.csv", w), runs, prepare=prepare),
+            measure(f"ingest {lines:,} lines: parse-to-db into ClickHouse vs into SQLite", into_ch,
+                    lambda: run(f"{b('parse-to-db')} logs/access.log --db ingest.db -q", w), runs,
+                    prepare=lambda who: prepare("ours")),
+        ]
+        for r in rows:
+            r["lines_per_s"] = lines / r["ours_s"]
+        # The reports: the same rows in both stores.
+        query("DROP DATABASE IF EXISTS bench")
+        subprocess.run([b("generate-logs"), "--count", str(report_rows), "--seed", "1", "--start",
+                        "2024-01-01T00:00:00Z", "--output", str(d / "logs" / "big.log"), "--quiet"], check=True)
+        run(f"{b('parse-to-db')} logs/big.log --db big.db -q", w)
+        run(f"{b('parse-to-db')} logs/big.log --db {url} --host bench -q", w)
+        (d / "logs" / "big.log").unlink()
+        for report in ("", "--report status", "--report urls"):
+            rows.append(measure(f"aggregate-db {report or '(default)'} on {report_rows:,} rows: ClickHouse vs SQLite",
+                                lambda: run(f"{b('aggregate-db')} --db {url} {report}", w),
+                                lambda: run(f"{b('aggregate-db')} --db big.db {report}", w), runs))
+    finally:
+        server.terminate()
+        server.wait()
+    csv_row = rows[0]
+    targets = [(f"ingest into ClickHouse at least as fast as clickhouse-client inserting the CSV",
+                csv_row["ratio"] >= 1,
+                f"{csv_row['lines_per_s']:,.0f} lines/s, x{csv_row['ratio']:.2f} of clickhouse-client's time")]
+    return rows, targets
+
+
+PARTS = ("peers", "once", "baseline", "urls", "formats", "page", "clickhouse")
 
 
 def comma_list(allowed):
@@ -732,7 +827,8 @@ def main():
     ap.add_argument("--only", type=comma_list(PARTS), default=None,
                     help="run only these parts: peers (the reference scripts, per input), once (the other tasks), "
                          "baseline (needs --baseline), urls, formats (--log-format), page (the HTML report and "
-                         "the served page of --report-rows rows); e.g. --only baseline")
+                         "the served page of --report-rows rows), clickhouse (ingest and reports against SQLite "
+                         "and clickhouse-client, on a server of its own); e.g. --only baseline")
     ap.add_argument("--distinct-urls", type=int, default=None, metavar="N",
                     help="the report memory check's log: N distinct URLs (default 1,000,000; --quick 100,000)")
     ap.add_argument("--runs", type=int, default=3, help="runs per command (at least 3)")
@@ -790,6 +886,13 @@ def main():
         rows, page_targets = page(n, runs)
         page_rows = {"rows": n, "results": rows, "targets": page_targets}
 
+    ch = None
+    if "clickhouse" in parts:
+        n = args.report_rows or (1_000_000 if args.quick else 10_000_000)
+        print(f"ClickHouse: ingest of {lines:,} lines, reports on {n:,} rows", file=sys.stderr)
+        rows, ch_targets = clickhouse(lines, n, runs)
+        ch = {"results": rows, "targets": ch_targets}
+
     urls = None
     if "urls" in parts:
         n = args.distinct_urls or (100_000 if args.quick else 1_000_000)
@@ -810,7 +913,9 @@ def main():
            "targets": as_json(targets) + [t for name, i in inputs.items() for t in as_json(i.get("targets", []), input=name)]
                       + (as_json(urls["targets"], input="distinct-urls") if urls else [])
                       + (as_json(formats[1], input="formats") if formats else [])
-                      + (as_json(page_rows["targets"], input="page") if page_rows else []),
+                      + (as_json(page_rows["targets"], input="page") if page_rows else [])
+                      + (as_json(ch["targets"], input="clickhouse") if ch else []),
+           "clickhouse": ch and dict(ch, targets=as_json(ch["targets"])),
            "page": page_rows and dict(page_rows, targets=as_json(page_rows["targets"]))}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
@@ -855,6 +960,14 @@ def main():
         print(f"{served['task']}: median {served['ours_s']:.3f}s, server peak {served['ours_mib']} MiB")
         print("\ntargets of the report page:")
         print_targets(page_rows["targets"])
+    if ch:
+        print("\n== ClickHouse (peer: clickhouse-client with the CSV, or SQLite)")
+        print_results([r for r in ch["results"] if "ratio" in r])
+        for r in ch["results"]:
+            if "lines_per_s" in r:
+                print(f"{r['task']}: {r['lines_per_s']:,.0f} lines/s")
+        print("\ntargets of ClickHouse:")
+        print_targets(ch["targets"])
     print(f"\nwritten to {args.out}")
 
 

@@ -41,6 +41,8 @@ fn value_names_are_the_same_kinds_in_every_tool() {
         "FORMAT", "REPORT", "BUCKET", "WHEN", "FROM", "WHICH", "RULE",
         // A time zone (--tz), an address to serve on (--serve).
         "ZONE", "ADDR",
+        // A database: a SQLite path or a clickhouse:// address; a host or cluster's name.
+        "DB", "NAME",
         // Privacy: prefix lengths, query parameter names, how long rows are kept.
         "BITS", "NAMES", "SPAN", // File extensions (--static-ext).
         "EXTS",

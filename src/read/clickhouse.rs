@@ -6,7 +6,7 @@
 use anyhow::bail;
 
 use crate::clickhouse::{Failure, Kind, Tables, quote, tsv_unescape};
-use crate::report::count::RowCounter;
+use crate::report::count::{Counter, Group, Needs, RowCounter};
 use crate::report::shard;
 use crate::report::{Counts, Query, RejectGroup, Section};
 use crate::row::{Arena, Row, RowSpans};
@@ -61,11 +61,163 @@ struct RowBlock {
     rows: Vec<RowSpans>,
 }
 
-/// The counts of the entries of `hosts` that pass the query's filters, counted here.
+/// The counts of the entries of `hosts` that pass the query's filters. Reports that need
+/// no single request (no visitors, clients or response times) are grouped by the server: only
+/// one row per minute and key travels. The others read each entry, of only the columns they
+/// use. Either way the one counter counts them, so that the reports are a SQLite store's.
 pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Result<Counts> {
     tables.check().map_err(|e| failed(tables, e))?;
+    let mut where_ = rows_of(Kind::Entry, hosts);
+    // The time filters are the server's too: a group must not straddle them.
+    if let Some(t) = query.filters.since {
+        where_.push_str(&format!(" AND timestamp >= {}", t.timestamp()));
+    }
+    if let Some(t) = query.filters.until {
+        where_.push_str(&format!(" AND timestamp <= {}", t.timestamp()));
+    }
+    let mut counts = match Counter::groups_allowed(query.wants()) {
+        true => grouped(tables, &where_, query)?,
+        false => entries(tables, &where_, query)?,
+    };
+    if query.sections.contains(&Section::Rejects) {
+        counts.rejects = rejects(tables, hosts)?;
+    }
+    Ok(counts)
+}
+
+/// The counts from groups of alike entries, one per minute and key the reports use.
+fn grouped(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
+    let needs = Needs::of(query.wants(), &query.filters);
+    let keys: Vec<(&str, bool, &str)> = vec![
+        ("ip", needs.client, "''"),
+        ("method", needs.method, "NULL"),
+        ("url", needs.url, "''"),
+        ("status", true, ""),
+        ("referrer", needs.referrer, "NULL"),
+        ("user_agent", needs.agent, "NULL"),
+    ];
+    let select: Vec<String> = keys
+        .iter()
+        .map(|&(name, used, none)| match used {
+            true => format!("`{name}`"),
+            false => none.to_owned(),
+        })
+        .collect();
+    let mut group_by = vec!["toInt64(floor(timestamp / 60))".to_owned()];
+    group_by.extend(
+        keys.iter()
+            .filter(|(_, used, _)| *used)
+            .map(|(name, _, _)| format!("`{name}`")),
+    );
+    let sql = format!(
+        "SELECT {}, count(), sum(ifNull(bytes, 0)), min(timestamp), max(timestamp) FROM {} \
+         WHERE {where_} GROUP BY {} FORMAT TabSeparated",
+        select.join(", "),
+        tables.logs(),
+        group_by.join(", ")
+    );
+    let mut counter = RowCounter::new(query.wants(), &query.filters);
+    let mut fields: [Vec<u8>; 10] = Default::default();
+    let mut bad = None;
+    let mut number = 0u64;
+    each_line(tables, &sql, &mut |line| {
+        number += 1;
+        if group_of(line, &mut fields, &mut counter).is_none() {
+            bad = Some(number);
+            return false;
+        }
+        true
+    })?;
+    if let Some(n) = bad {
+        bail!(
+            "{}: row {n} of the answer is not what log-pipeline asked for",
+            tables.client.address()
+        );
+    }
+    Ok(counter.into_counts())
+}
+
+/// Splits `line` into its TabSeparated fields, unescaped, and which are `\N`.
+fn split_fields<const N: usize>(line: &[u8], fields: &mut [Vec<u8>; N]) -> Option<[bool; N]> {
+    let mut absent = [false; N];
+    let mut parts = line.split(|&b| b == b'\t');
+    for (i, field) in fields.iter_mut().enumerate() {
+        let raw = parts.next()?;
+        field.clear();
+        absent[i] = raw == b"\\N";
+        if !absent[i] {
+            tsv_unescape(raw, field);
+        }
+    }
+    match parts.next() {
+        Some(_) => None,
+        None => Some(absent),
+    }
+}
+
+/// Counts one group of the answer of [`grouped`].
+fn group_of(line: &[u8], fields: &mut [Vec<u8>; 10], counter: &mut RowCounter<'_>) -> Option<()> {
+    let absent = split_fields(line, fields)?;
+    let text = |i: usize| match absent[i] {
+        true => None,
+        false => std::str::from_utf8(&fields[i]).ok(),
+    };
+    let number = |i: usize| text(i).and_then(|t| t.parse::<i64>().ok());
+    let group = Group {
+        hits: u64::try_from(number(6)?).ok()?,
+        bytes: text(7)?.parse().ok()?,
+        first: number(8)?,
+        last: number(9)?,
+    };
+    let row = Row {
+        ip: text(0)?,
+        timestamp: group.first,
+        method: text(1),
+        url: text(2).unwrap_or(""),
+        status: u16::try_from(number(3)?).ok()?,
+        bytes: Some(group.bytes),
+        referrer: text(4),
+        user_agent: text(5),
+        response_time_us: None,
+    };
+    counter.add_group(&row, &group);
+    Some(())
+}
+
+/// Hands each line of the answer to `each`, until it returns false.
+fn each_line(
+    tables: &Tables,
+    sql: &str,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> anyhow::Result<()> {
+    let mut rest = Vec::new();
+    let mut stopped = false;
+    (tables.client)
+        .stream(sql, &mut |chunk| {
+            if stopped {
+                return Ok(());
+            }
+            rest.extend_from_slice(chunk);
+            let mut start = 0;
+            while let Some(end) = memchr::memchr(b'\n', &rest[start..]) {
+                let line = &rest[start..start + end];
+                start += end + 1;
+                if !each(line) {
+                    stopped = true;
+                    return Ok(());
+                }
+            }
+            rest.drain(..start);
+            Ok(())
+        })
+        .map_err(|e| failed(tables, e))
+}
+
+/// The counts from the entries themselves, read on this thread and counted on
+/// `query.threads`.
+fn entries(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
     let wants = query.wants();
-    let needs = crate::report::count::Needs::of(wants, &query.filters);
+    let needs = Needs::of(wants, &query.filters);
     // What no report asks for is not sent: the server gives a constant instead.
     let column = |name: &str, needed: bool, none: &str| match needed {
         true => format!("`{name}`"),
@@ -80,7 +232,7 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
         column("user_agent", needs.agent, "NULL"),
         column("response_time_us", wants.times, "NULL"),
         tables.logs(),
-        rows_of(Kind::Entry, hosts)
+        where_
     );
     let mut bad = None;
     let (read, results) = shard::fan_out(
@@ -156,27 +308,12 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     for other in results {
         counts.add_other_clients(other);
     }
-    if query.sections.contains(&Section::Rejects) {
-        counts.rejects = rejects(tables, hosts)?;
-    }
     Ok(counts)
 }
 
 /// Reads one answer line into `block`; `None` if it is not 9 fields of the expected types.
 fn row_of(line: &[u8], fields: &mut [Vec<u8>; 9], block: &mut RowBlock) -> Option<()> {
-    let mut absent = [false; 9];
-    let mut parts = line.split(|&b| b == b'\t');
-    for (i, field) in fields.iter_mut().enumerate() {
-        let raw = parts.next()?;
-        field.clear();
-        absent[i] = raw == b"\\N";
-        if !absent[i] {
-            tsv_unescape(raw, field);
-        }
-    }
-    if parts.next().is_some() {
-        return None;
-    }
+    let absent = split_fields(line, fields)?;
     let text = |i: usize| match absent[i] {
         true => None,
         false => std::str::from_utf8(&fields[i]).ok(),

@@ -208,22 +208,29 @@ pub struct Totals {
 }
 
 impl Totals {
+    #[inline]
     pub fn add(&mut self, timestamp: i64, status: u16, bytes: u64) {
-        self.requests += 1;
-        self.bytes = self.bytes.saturating_add(bytes);
-        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
-        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
+        self.add_group(&Group::one(timestamp, bytes), status);
+    }
+
+    /// Adds `group.hits` requests of one status, all in the minute of `group.first`.
+    #[inline]
+    fn add_group(&mut self, group: &Group, status: u16) {
+        self.requests += group.hits;
+        self.bytes = self.bytes.saturating_add(group.bytes);
+        self.first = Some(self.first.map_or(group.first, |f| f.min(group.first)));
+        self.last = Some(self.last.map_or(group.last, |l| l.max(group.last)));
         let code = usize::from(status);
         if code >= self.status.len() {
             self.status.resize(code + 1, 0);
         }
-        self.status[code] += 1;
-        let minute = timestamp.div_euclid(60);
+        self.status[code] += group.hits;
+        let minute = group.first.div_euclid(60);
         if minute != self.minute.0 {
             self.put_minute();
             self.minute.0 = minute;
         }
-        self.minute.1[class_index(status)] += 1;
+        self.minute.1[class_index(status)] += group.hits;
     }
 
     /// Moves the counts of the last minute into `minutes`.
@@ -422,14 +429,41 @@ impl ClientText {
     }
 }
 
-/// Adds one to `counts[id]`, growing it as ids come.
+/// Adds `n` to `counts[id]`, growing it as ids come.
 #[inline]
-fn bump(counts: &mut Vec<u64>, id: u32) {
+fn bump(counts: &mut Vec<u64>, id: u32, n: u64) {
     let i = id as usize;
     if i >= counts.len() {
         counts.resize(i + 1, 0);
     }
-    counts[i] += 1;
+    counts[i] += n;
+}
+
+/// Requests alike in all a counter keeps of them, counted as one: a store that groups its
+/// rows itself (ClickHouse, with GROUP BY) hands over each group once. Only for counters
+/// that keep no visitor, client or response time, which need each request (see
+/// [`Counter::groups_allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub hits: u64,
+    /// Their bytes added up.
+    pub bytes: u64,
+    /// Their first and last time, in seconds since the epoch, in one minute.
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Group {
+    /// One request.
+    #[inline]
+    pub fn one(timestamp: i64, bytes: u64) -> Group {
+        Group {
+            hits: 1,
+            bytes,
+            first: timestamp,
+            last: timestamp,
+        }
+    }
 }
 
 impl Counter {
@@ -441,22 +475,49 @@ impl Counter {
         }
     }
 
+    /// Whether [`Counter::add_group`] may be used: the counts asked for need no single
+    /// request (no visitors, clients or response times).
+    pub fn groups_allowed(wants: Wants) -> bool {
+        !(wants.visits || wants.clients || wants.times)
+    }
+
+    /// Counts the requests of `group`, all alike `hit` (its time and bytes aside): see
+    /// [`Group`].
+    pub fn add_group(&mut self, hit: &Hit, group: &Group) {
+        debug_assert!(Counter::groups_allowed(self.wants));
+        let group = Group {
+            first: self.clock.local(group.first),
+            last: self.clock.local(group.last),
+            ..*group
+        };
+        self.add_counts(hit, &group);
+    }
+
     #[inline]
     pub fn add(&mut self, hit: &Hit) {
         // Every time counted from here on is the zone's: its minutes, hours and days.
         let timestamp = self.clock.local(hit.timestamp);
-        self.totals.add(timestamp, hit.status, hit.bytes);
+        let timestamp = self.add_counts(hit, &Group::one(timestamp, hit.bytes));
+        self.add_visit(hit, timestamp);
+    }
+
+    /// The counts kept per key, for `group.hits` requests alike `hit`; returns the time of
+    /// the first, in the zone.
+    #[inline]
+    fn add_counts(&mut self, hit: &Hit, group: &Group) -> i64 {
+        let n = group.hits;
+        self.totals.add_group(group, hit.status);
         let wants = self.wants;
         if wants.agents {
-            bump(&mut self.agents, hit.agent);
+            bump(&mut self.agents, hit.agent, n);
         }
         if wants.methods {
-            bump(&mut self.methods, hit.method);
+            bump(&mut self.methods, hit.method, n);
         }
         if wants.referrers
             && let Some(referrer) = hit.referrer
         {
-            bump(&mut self.referrers, referrer);
+            bump(&mut self.referrers, referrer, n);
         }
         // Which URLs a visitor hit matters only to the URLs report: without it, every hit of a
         // visitor is on one URL, and the visitor keeps no set.
@@ -466,9 +527,9 @@ impl Counter {
                 self.urls.resize(i + 1, UrlStat::default());
             }
             let stat = &mut self.urls[i];
-            stat.hits += 1;
-            stat.bytes = stat.bytes.saturating_add(hit.bytes);
-            stat.not_found += u64::from(hit.status == 404);
+            stat.hits += n;
+            stat.bytes = stat.bytes.saturating_add(group.bytes);
+            stat.not_found += n * u64::from(hit.status == 404);
         }
         if wants.times
             && let Some(us) = hit.time_us
@@ -480,6 +541,13 @@ impl Counter {
             }
             self.url_times[i].add(us);
         }
+        group.first
+    }
+
+    /// The visitor and the client of one request, at `timestamp` in the zone.
+    #[inline]
+    fn add_visit(&mut self, hit: &Hit, timestamp: i64) {
+        let wants = self.wants;
         // After the URL's stat exists: the visits count visitors into the stats of URLs seen.
         let visits = &mut self.visits;
         let visiting = match wants.visitors {
@@ -610,9 +678,25 @@ impl<'f> RowCounter<'f> {
     /// Counts `row` if it passes the filters.
     #[inline]
     pub fn add(&mut self, row: &Row<'_>) {
+        if let Some(hit) = self.hit(row) {
+            self.counter.add(&hit);
+        }
+    }
+
+    /// Counts `group.hits` requests alike `row` if it passes the filters (its time is the
+    /// group's first, its bytes the group's): see [`Group`].
+    pub fn add_group(&mut self, row: &Row<'_>, group: &Group) {
+        if let Some(hit) = self.hit(row) {
+            self.counter.add_group(&hit, group);
+        }
+    }
+
+    /// `row` as the counter takes it, if it passes the filters.
+    #[inline]
+    fn hit(&mut self, row: &Row<'_>) -> Option<Hit> {
         let (needs, filter, filtered) = (self.needs, &mut self.filter, self.filtered);
         if filtered && !filter.accepts_time_and_status(row.timestamp, row.status) {
-            return;
+            return None;
         }
         let client = match needs.client {
             true => match canonical_ipv4(row.ip.as_bytes()) {
@@ -623,7 +707,7 @@ impl<'f> RowCounter<'f> {
             false => 0,
         };
         if filtered && !filter.accepts_client(client, || Cow::Borrowed(row.ip)) {
-            return;
+            return None;
         }
         let url = match needs.url {
             true => self.urls.id(&grouped(self.strip_query, row.url)),
@@ -631,23 +715,23 @@ impl<'f> RowCounter<'f> {
         };
         let urls = &self.urls;
         if filtered && !filter.accepts_url(url, || &urls.names[url as usize]) {
-            return;
+            return None;
         }
         let method = match needs.method {
             true => self.methods.id(row.method.unwrap_or(ABSENT)),
             false => 0,
         };
         if filtered && !filter.accepts_method(method, || row.method.unwrap_or(ABSENT)) {
-            return;
+            return None;
         }
         let agent = match needs.agent {
             true => self.agents.id(row.user_agent.unwrap_or(ABSENT)),
             false => 0,
         };
         if filtered && !filter.accepts_agent(agent, || row.user_agent.unwrap_or(ABSENT)) {
-            return;
+            return None;
         }
-        let hit = Hit {
+        Some(Hit {
             timestamp: row.timestamp,
             status: row.status,
             bytes: row.bytes.unwrap_or(0),
@@ -662,8 +746,7 @@ impl<'f> RowCounter<'f> {
             },
             method,
             time_us: row.response_time_us,
-        };
-        self.counter.add(&hit);
+        })
     }
 
     pub fn into_counts(self) -> Counts {
