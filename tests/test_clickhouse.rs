@@ -311,6 +311,39 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
             .assert()
             .success();
         assert_eq!(one, all_reports(&wd, &["--db", "one.db"], &[]));
+        // The hits of each host, through the filters, are those of its logs alone.
+        let requests = |store: &[&str], args: &[&str]| -> u64 {
+            let doc: serde_json::Value = serde_json::from_str(&reports(
+                &wd,
+                store,
+                &[&["--report", "summary"], args].concat(),
+            ))
+            .unwrap();
+            doc["summary"]["requests"].as_u64().unwrap()
+        };
+        for filter in [
+            &[][..],
+            &["--status", "!404", "--since", "1995-08-01T04:10:30Z"],
+        ] {
+            let doc: serde_json::Value = serde_json::from_str(&reports(
+                &wd,
+                &strings(&store),
+                &[&["--report", "hosts"], filter].concat(),
+            ))
+            .unwrap();
+            let hits = |host: &str| {
+                let rows = doc["hosts"].as_array().unwrap();
+                let row = rows.iter().find(|r| r["host"] == host).unwrap();
+                row["hits"].as_u64().unwrap()
+            };
+            let one = requests(&["--db", "one.db"], filter);
+            assert_eq!(hits("one"), one, "{filter:?}");
+            assert_eq!(
+                hits("two"),
+                requests(&["--db", "all.db"], filter) - one,
+                "{filter:?}"
+            );
+        }
         if shards == 2 {
             // Each host's rows are on one shard, and both shards hold some.
             let on = |i: usize| {
@@ -668,4 +701,24 @@ fn retain_drops_whole_old_days_but_never_a_hosts_progress() {
         .assert()
         .success();
     assert_eq!(entries(), "10");
+}
+
+#[test]
+fn the_hosts_report_is_refused_for_a_store_of_one_host() {
+    let wd = Workdir::new();
+    wd.write("a.log", numbered_lines(0, 10));
+    wd.cmd("parse-to-db")
+        .args(["a.log", "-q"])
+        .assert()
+        .success();
+    wd.cmd("parse-to-csv")
+        .args(["a.log", "-q"])
+        .assert()
+        .success();
+    for bin in ["aggregate-db", "aggregate-csv"] {
+        let out = wd.cmd(bin).args(["--report", "hosts"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("needs a ClickHouse store"), "{said}");
+    }
 }

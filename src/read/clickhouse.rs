@@ -76,19 +76,36 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
         where_.push_str(&format!(" AND timestamp <= {}", t.timestamp()));
     }
     let mut counts = match Counter::groups_allowed(query.wants()) {
-        true => grouped(tables, &where_, query)?,
+        true => grouped(tables, &where_, query, None)?,
         false => entries(tables, &where_, query)?,
     };
     if query.sections.contains(&Section::Rejects) {
         counts.rejects = rejects(tables, hosts)?;
     }
+    if query.sections.contains(&Section::Hosts) {
+        let mut by_host = rustc_hash::FxHashMap::<Box<str>, u64>::default();
+        // Only the filters' keys: a query of no report.
+        let totals = Query {
+            sections: Vec::new(),
+            ..query.clone()
+        };
+        grouped(tables, &where_, &totals, Some(&mut by_host))?;
+        counts.hosts = by_host.into_iter().collect();
+    }
     Ok(counts)
 }
 
-/// The counts from groups of alike entries, one per minute and key the reports use.
-fn grouped(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
+/// The counts from groups of alike entries, one per minute and key the reports use; with
+/// `by_host`, also the hits of each host that pass the filters.
+fn grouped(
+    tables: &Tables,
+    where_: &str,
+    query: &Query,
+    mut by_host: Option<&mut rustc_hash::FxHashMap<Box<str>, u64>>,
+) -> anyhow::Result<Counts> {
     let needs = Needs::of(query.wants(), &query.filters);
     let keys: Vec<(&str, bool, &str)> = vec![
+        ("host", by_host.is_some(), "''"),
         ("ip", needs.client, "''"),
         ("method", needs.method, "NULL"),
         ("url", needs.url, "''"),
@@ -117,14 +134,28 @@ fn grouped(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Count
         group_by.join(", ")
     );
     let mut counter = RowCounter::new(query.wants(), &query.filters);
-    let mut fields: [Vec<u8>; 10] = Default::default();
+    let mut fields: [Vec<u8>; 11] = Default::default();
     let mut bad = None;
     let mut number = 0u64;
     each_line(tables, &sql, &mut |line| {
         number += 1;
-        if group_of(line, &mut fields, &mut counter).is_none() {
-            bad = Some(number);
-            return false;
+        match group_of(line, &mut fields, &mut counter) {
+            None => {
+                bad = Some(number);
+                return false;
+            }
+            Some((true, hits)) => {
+                if let Some(by_host) = by_host.as_deref_mut() {
+                    let host = String::from_utf8_lossy(&fields[0]);
+                    match by_host.get_mut(host.as_ref()) {
+                        Some(n) => *n += hits,
+                        None => {
+                            by_host.insert(host.into(), hits);
+                        }
+                    }
+                }
+            }
+            Some((false, _)) => {}
         }
         true
     })?;
@@ -155,9 +186,17 @@ fn split_fields<const N: usize>(line: &[u8], fields: &mut [Vec<u8>; N]) -> Optio
     }
 }
 
-/// Counts one group of the answer of [`grouped`].
-fn group_of(line: &[u8], fields: &mut [Vec<u8>; 10], counter: &mut RowCounter<'_>) -> Option<()> {
+/// Counts one group of the answer of [`grouped`]: whether it passed the filters, and its
+/// hits.
+fn group_of(
+    line: &[u8],
+    fields: &mut [Vec<u8>; 11],
+    counter: &mut RowCounter<'_>,
+) -> Option<(bool, u64)> {
     let absent = split_fields(line, fields)?;
+    // The host's column first; the others as a group without it.
+    let absent = &absent[1..];
+    let fields = &fields[1..];
     let text = |i: usize| match absent[i] {
         true => None,
         false => std::str::from_utf8(&fields[i]).ok(),
@@ -180,8 +219,7 @@ fn group_of(line: &[u8], fields: &mut [Vec<u8>; 10], counter: &mut RowCounter<'_
         user_agent: text(5),
         response_time_us: None,
     };
-    counter.add_group(&row, &group);
-    Some(())
+    Some((counter.add_group(&row, &group), group.hits))
 }
 
 /// Hands each line of the answer to `each`, until it returns false.

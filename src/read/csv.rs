@@ -82,6 +82,7 @@ pub fn log_offsets(path: &Path) -> LogOffsets {
 /// Only the first error of the file is told: a share stops at its first error, and the
 /// others once past it.
 pub fn counts(path: &Path, rejects: Option<&Path>, query: &Query) -> anyhow::Result<Counts> {
+    super::one_host(query, path)?;
     let rejects = match (query.sections.contains(&Section::Rejects), rejects) {
         (false, _) => Vec::new(),
         (true, Some(file)) => super::rejects::from_file(file)?,

@@ -11,3 +11,18 @@ pub mod packed;
 mod records;
 pub mod rejects;
 pub mod sqlite;
+
+use crate::report::{Query, Section};
+
+/// Refuses the hosts report for a store of one host (a CSV, a SQLite file), rather than
+/// answering it with an empty list.
+fn one_host(query: &Query, store: &std::path::Path) -> anyhow::Result<()> {
+    if query.sections.contains(&Section::Hosts) {
+        anyhow::bail!(
+            "the hosts report needs a ClickHouse store, which keeps the rows of many web \
+             servers (--db clickhouse://...); {} holds those of one",
+            store.display()
+        );
+    }
+    Ok(())
+}

@@ -29,6 +29,7 @@ pub fn log_offsets(path: &Path) -> anyhow::Result<LogOffsets> {
 /// else from its rows. Both are read in one snapshot, through a read-only connection, so a
 /// report works while a parser writes.
 pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts> {
+    super::one_host(query, path)?;
     let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
     let context = || format!("cannot read database {}", path.display());
     conn.execute_batch("BEGIN").with_context(context)?;

@@ -301,6 +301,9 @@ pub struct Counts {
     pub agents: Vec<(Box<str>, u64)>,
     pub referrers: Vec<(Box<str>, u64)>,
     pub methods: Vec<(Box<str>, u64)>,
+    /// Hits per host (from the store's reader, when the hosts report asked; only a
+    /// ClickHouse store has hosts).
+    pub hosts: Vec<(Box<str>, u64)>,
     /// Unique visitors per user agent (when both are counted), in any order.
     pub agent_visitors: Vec<(Box<str>, u64)>,
     /// Response times of all requests that have one, and per URL (only URLs with times), in
@@ -684,10 +687,14 @@ impl<'f> RowCounter<'f> {
     }
 
     /// Counts `group.hits` requests alike `row` if it passes the filters (its time is the
-    /// group's first, its bytes the group's): see [`Group`].
-    pub fn add_group(&mut self, row: &Row<'_>, group: &Group) {
-        if let Some(hit) = self.hit(row) {
-            self.counter.add_group(&hit, group);
+    /// group's first, its bytes the group's): see [`Group`]. Returns whether it passed.
+    pub fn add_group(&mut self, row: &Row<'_>, group: &Group) -> bool {
+        match self.hit(row) {
+            Some(hit) => {
+                self.counter.add_group(&hit, group);
+                true
+            }
+            None => false,
         }
     }
 

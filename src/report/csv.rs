@@ -162,13 +162,15 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             | Section::Agents
             | Section::Referrers
             | Section::Sites
-            | Section::Methods => {
+            | Section::Methods
+            | Section::Hosts => {
                 let rows = match section {
                     Section::NotFound => &report.not_found,
                     Section::Clients => &report.clients,
                     Section::Agents => &report.agents,
                     Section::Referrers => &report.referrers,
                     Section::Sites => &report.sites,
+                    Section::Hosts => &report.hosts,
                     _ => &report.methods,
                 };
                 for r in rows {

@@ -349,6 +349,7 @@ fn ranking_of(
         Section::Referrers => (top("referrers"), &report.referrers[..], "referrer", PLAIN),
         Section::Sites => (top("referring sites"), &report.sites[..], "site", PLAIN),
         Section::Methods => ("Methods".into(), &report.methods[..], "method", PLAIN),
+        Section::Hosts => (top("hosts"), &report.hosts[..], "host", PLAIN),
         Section::Browsers => (
             top("browsers and crawlers"),
             &report.browsers[..],

@@ -93,6 +93,7 @@ pub fn render(report: &Report, sections: &[Section]) -> Vec<u8> {
             Section::Agents => ranking(&report.agents, total, "user_agent"),
             Section::Referrers => ranking(&report.referrers, total, "referrer"),
             Section::Methods => ranking(&report.methods, total, "method"),
+            Section::Hosts => ranking(&report.hosts, total, "host"),
             Section::Pages | Section::Static => {
                 let group = match section {
                     Section::Pages => &report.pages,

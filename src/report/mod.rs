@@ -59,6 +59,9 @@ pub enum Section {
     Rejects,
     /// Response times, in all and of the slowest URLs ([`times`]).
     Times,
+    /// Hits per web server (`--host` of the writers): a ClickHouse store's, which keeps
+    /// the rows of many.
+    Hosts,
 }
 
 impl Section {
@@ -110,6 +113,7 @@ impl Section {
             Section::Os => "os",
             Section::Devices => "devices",
             Section::Times => "times",
+            Section::Hosts => "hosts",
         }
     }
 }
@@ -206,7 +210,8 @@ impl Query {
                 | Section::Traffic
                 | Section::Hours
                 | Section::Weekdays
-                | Section::Rejects => {}
+                | Section::Rejects
+                | Section::Hosts => {}
                 Section::Urls | Section::Pages | Section::Static => {
                     wants.urls = true;
                     wants.visits = true;
@@ -302,6 +307,7 @@ impl Counts {
         let sites = ranked(sites.into_iter().map(|(k, n)| Ranked::hits(k, n)), top);
         let referrers = by_hits(self.referrers, top);
         let methods = by_hits(self.methods, usize::MAX);
+        let hosts = by_hits(self.hosts, top);
         let times = match asked(Section::Times) {
             true => TimesReport::of(self.times, self.url_times, top),
             false => TimesReport::default(),
@@ -377,6 +383,7 @@ impl Counts {
             referrers,
             sites,
             methods,
+            hosts,
             bucket,
             traffic,
             days,
@@ -656,6 +663,8 @@ pub struct Report {
     pub referrers: Vec<Ranked>,
     pub sites: Vec<Ranked>,
     pub methods: Vec<Ranked>,
+    /// Hits per host, of a store that keeps several (ClickHouse).
+    pub hosts: Vec<Ranked>,
     pub bucket: Bucket,
     pub traffic: Vec<TrafficRow>,
     /// Every day from the first to the last (as the traffic report fills them in).

@@ -328,6 +328,7 @@ pub fn render(report: &Report, sections: &[Section], options: Options) -> Vec<u8
                 o,
             ),
             Section::Methods => ranking(&mut out, "Methods", &report.methods, total, "method", o),
+            Section::Hosts => ranking(&mut out, "Hosts", &report.hosts, total, "host", o),
             Section::Traffic => traffic(&mut out, report, o),
             Section::Times => times(&mut out, report, o),
         }
