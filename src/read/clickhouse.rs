@@ -6,11 +6,13 @@
 use anyhow::bail;
 
 use crate::clickhouse::{Failure, Kind, Tables, quote, tsv_unescape};
-use crate::report::count::{Counter, Group, Needs, RowCounter};
+use crate::report::count::{Counter, Group, Needs, RowCounter, VisitorRule, Wants};
+use crate::report::filter::Crawlers;
 use crate::report::shard;
 use crate::report::{Counts, Query, RejectGroup, Section};
 use crate::row::{Arena, Row, RowSpans};
 use crate::zone::LogOffsets;
+use crate::zone::Zone;
 
 /// `WHERE` for rows of `kind` of the hosts asked for (all without `--host`).
 fn rows_of(kind: Kind, hosts: &[String]) -> String {
@@ -75,9 +77,13 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     if let Some(t) = query.filters.until {
         where_.push_str(&format!(" AND timestamp <= {}", t.timestamp()));
     }
-    let mut counts = match Counter::groups_allowed(query.wants()) {
-        true => grouped(tables, &where_, query, None)?,
-        false => entries(tables, &where_, query)?,
+    let wants = query.wants();
+    let mut counts = if Counter::groups_allowed(wants) {
+        grouped(tables, &where_, query, (wants, Per::Minute), None)?
+    } else if let Some(offset) = visits_on_server(query) {
+        by_server(tables, &where_, query, offset)?
+    } else {
+        entries(tables, &where_, query)?
     };
     if query.sections.contains(&Section::Rejects) {
         counts.rejects = rejects(tables, hosts)?;
@@ -89,21 +95,36 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
             sections: Vec::new(),
             ..query.clone()
         };
-        grouped(tables, &where_, &totals, Some(&mut by_host))?;
+        grouped(
+            tables,
+            &where_,
+            &totals,
+            (totals.wants(), Per::Minute),
+            Some(&mut by_host),
+        )?;
         counts.hosts = by_host.into_iter().collect();
     }
     Ok(counts)
 }
 
-/// The counts from groups of alike entries, one per minute and key the reports use; with
-/// `by_host`, also the hits of each host that pass the filters.
+/// How [`grouped`] groups: per minute (every count right), or without time (only the counts
+/// per key right: the totals are then not used).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Per {
+    Minute,
+    Key,
+}
+
+/// The counts from groups of alike entries, one per minute and key the reports use
+/// (`wants`); with `by_host`, also the hits of each host that pass the filters.
 fn grouped(
     tables: &Tables,
     where_: &str,
     query: &Query,
+    (wants, per): (Wants, Per),
     mut by_host: Option<&mut rustc_hash::FxHashMap<Box<str>, u64>>,
 ) -> anyhow::Result<Counts> {
-    let needs = Needs::of(query.wants(), &query.filters);
+    let needs = Needs::of(wants, &query.filters);
     let keys: Vec<(&str, bool, &str)> = vec![
         ("host", by_host.is_some(), "''"),
         ("ip", needs.client, "''"),
@@ -120,7 +141,10 @@ fn grouped(
             false => none.to_owned(),
         })
         .collect();
-    let mut group_by = vec!["toInt64(floor(timestamp / 60))".to_owned()];
+    let mut group_by = match per {
+        Per::Minute => vec![floor_div("timestamp", 60)],
+        Per::Key => Vec::new(),
+    };
     group_by.extend(
         keys.iter()
             .filter(|(_, used, _)| *used)
@@ -133,7 +157,7 @@ fn grouped(
         tables.logs(),
         group_by.join(", ")
     );
-    let mut counter = RowCounter::new(query.wants(), &query.filters);
+    let mut counter = RowCounter::new(wants, &query.filters);
     let mut fields: [Vec<u8>; 11] = Default::default();
     let mut bad = None;
     let mut number = 0u64;
@@ -166,6 +190,154 @@ fn grouped(
         );
     }
     Ok(counter.into_counts())
+}
+
+/// `x` divided by `n`, rounded down (ClickHouse's `intDiv` rounds toward zero), in SQL.
+fn floor_div(x: &str, n: i64) -> String {
+    format!("(intDiv({x}, {n}) - if(({x}) % {n} < 0, 1, 0))")
+}
+
+/// Whether the server can count the visitors and clients of `query`, and the offset of its
+/// zone if so: with no filter but the times (which the server applies exactly), no response
+/// times (whose percentiles are ours), and a zone of one offset (a day is then the same
+/// stretch of seconds for every row).
+fn visits_on_server(query: &Query) -> Option<i64> {
+    let f = &query.filters;
+    let plain = f.status.is_none()
+        && f.ip.is_none()
+        && f.exclude_ip.is_none()
+        && f.url.is_none()
+        && f.exclude_url.is_none()
+        && f.method.is_none()
+        && f.agent.is_none()
+        && f.crawlers == Crawlers::Include
+        && !f.strip_query;
+    if !plain || query.wants().times {
+        return None;
+    }
+    match query.zone {
+        Zone::Utc => Some(0),
+        Zone::Fixed(secs) => Some(i64::from(secs)),
+        Zone::Named(_) => None,
+    }
+}
+
+/// The counts of a query that [`visits_on_server`] allows, the server doing all the
+/// counting: the totals per minute, the hits of each URL, agent, referrer and method in one
+/// group each, and the visitors (client, day, agent) and clients with `uniqExact`. Only one
+/// row per key travels, and the counter here keeps nothing per visitor.
+fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyhow::Result<Counts> {
+    let wants = query.wants();
+    let none = Wants {
+        zone: wants.zone,
+        visitors: wants.visitors,
+        top: wants.top,
+        ..Wants::NONE
+    };
+    let mut counts = grouped(tables, where_, query, (none, Per::Minute), None)?;
+    if wants.urls {
+        let wants = Wants { urls: true, ..none };
+        counts.urls = grouped(tables, where_, query, (wants, Per::Key), None)?.urls;
+    }
+    if wants.agents {
+        let wants = Wants {
+            agents: true,
+            ..none
+        };
+        counts.agents = grouped(tables, where_, query, (wants, Per::Key), None)?.agents;
+    }
+    if wants.referrers {
+        let wants = Wants {
+            referrers: true,
+            ..none
+        };
+        counts.referrers = grouped(tables, where_, query, (wants, Per::Key), None)?.referrers;
+    }
+    if wants.methods {
+        let wants = Wants {
+            methods: true,
+            ..none
+        };
+        counts.methods = grouped(tables, where_, query, (wants, Per::Key), None)?.methods;
+    }
+    let table = tables.logs();
+    let day = floor_div(&format!("timestamp + {offset}"), 86_400);
+    // An absent agent counts as the log's `-`, as the counter counts it.
+    let agent = "ifNull(user_agent, '-')";
+    // Which requests make visitors (--visitors).
+    let visiting = match wants.visitors {
+        VisitorRule::All => where_.to_owned(),
+        VisitorRule::Goaccess => format!("{where_} AND NOT (status >= 400 AND status < 500)"),
+    };
+    let rows = |sql: String| -> anyhow::Result<Vec<Vec<String>>> {
+        let mut out = Vec::new();
+        each_line(tables, &format!("{sql} FORMAT TabSeparated"), &mut |line| {
+            let fields = line.split(|&b| b == b'\t').map(|f| {
+                let mut text = Vec::new();
+                tsv_unescape(f, &mut text);
+                String::from_utf8_lossy(&text).into_owned()
+            });
+            out.push(fields.collect());
+            true
+        })?;
+        Ok(out)
+    };
+    let number = |s: &str| -> anyhow::Result<u64> {
+        s.parse()
+            .map_err(|_| anyhow::anyhow!("{}: {s:?} is not a count", tables.client.address()))
+    };
+    if wants.visits {
+        for row in rows(format!(
+            "SELECT {day} AS d, uniqExact(ip, {agent}) FROM {table} WHERE {visiting} GROUP BY d"
+        ))? {
+            let n = number(&row[1])?;
+            counts.days.push((row[0].parse()?, n));
+            counts.visitors += n;
+        }
+        if wants.urls {
+            let mut visitors = rustc_hash::FxHashMap::default();
+            for row in rows(format!(
+                "SELECT url, uniqExact(ip, {day}, {agent}) FROM {table} WHERE {visiting} \
+                 GROUP BY url"
+            ))? {
+                visitors.insert(row[0].clone(), number(&row[1])?);
+            }
+            for (url, stat) in &mut counts.urls {
+                stat.visitors = visitors.get(&**url).copied().unwrap_or(0);
+            }
+        }
+        if wants.agents {
+            for row in rows(format!(
+                "SELECT {agent} AS a, uniqExact(ip, {day}) FROM {table} WHERE {visiting} \
+                 GROUP BY a"
+            ))? {
+                counts
+                    .agent_visitors
+                    .push((row[0].as_str().into(), number(&row[1])?));
+            }
+        }
+    }
+    if wants.visits || wants.clients {
+        let distinct = rows(format!("SELECT uniqExact(ip) FROM {table} WHERE {where_}"))?;
+        counts.distinct_clients = distinct.first().map_or(Ok(0), |r| number(&r[0]))?;
+    }
+    if wants.clients {
+        // The ranking's own order, hits then the client's bytes, so that the top rows are
+        // the ones shown.
+        let limit = match wants.top {
+            usize::MAX => String::new(),
+            top => format!(" LIMIT {top}"),
+        };
+        for row in rows(format!(
+            "SELECT ip, count() AS n FROM {table} WHERE {where_} GROUP BY ip \
+             ORDER BY n DESC, ip ASC{limit}"
+        ))? {
+            counts
+                .clients
+                .push((row[0].as_str().into(), number(&row[1])?));
+        }
+    }
+    Ok(counts)
 }
 
 /// Splits `line` into its TabSeparated fields, unescaped, and which are `\N`.
