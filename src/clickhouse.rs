@@ -73,10 +73,21 @@ impl Address {
         let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
         let database = match database.trim_end_matches('/') {
             "" => "default".to_owned(),
-            name if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => name.to_owned(),
+            name if name.eq_ignore_ascii_case("system")
+                || name.eq_ignore_ascii_case("information_schema") =>
+            {
+                return Err(format!("{name} is the server's own database: name another"));
+            }
+            // A name SQL takes as it is, unquoted.
+            name if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                name.to_owned()
+            }
             name => {
                 return Err(format!(
-                    "the database name {name:?} has characters other than letters, digits and _"
+                    "the database name {name:?} is not a letter or _ followed by letters, \
+                     digits and _"
                 ));
             }
         };
@@ -119,11 +130,6 @@ impl Address {
         Client {
             address: self.clone(),
         }
-    }
-
-    /// A name for this database that holds no password, for local lock files.
-    pub fn identity(&self) -> String {
-        format!("{}@{}", self.user.as_deref().unwrap_or("default"), self)
     }
 }
 
@@ -231,7 +237,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Refused { code, message } => match code {
-                192 => write!(f, "unknown user: {message}"),
+                192 => f.write_str("unknown user"),
                 193 => f.write_str("wrong password"),
                 194 => f.write_str("a password is needed"),
                 _ => write!(f, "{message} (code {code})"),
@@ -334,7 +340,10 @@ impl Client {
         )
     }
 
-    /// Tries each node in turn; the first that can be reached answers.
+    /// Tries each node in turn; the first that can be reached answers. Only a node that
+    /// could not be connected to is passed over: a request sent to one and not answered may
+    /// have been carried out, and sending it to the next could do it twice (the caller, who
+    /// knows, asks first).
     fn request(
         &self,
         req: &Request<'_>,
@@ -342,42 +351,45 @@ impl Client {
     ) -> Result<(), Failure> {
         let mut last = None;
         for node in &self.address.nodes {
-            match self.request_node(node, req, each) {
-                Err(Failure::Unreachable(why)) => last = Some(Failure::Unreachable(why)),
-                other => return other,
-            }
+            let Some(stream) = Client::connect(node, &mut last) else {
+                continue;
+            };
+            return self.request_node(stream, node, req, each);
         }
         Err(last.unwrap_or_else(|| Failure::Unreachable("no host".into())))
     }
 
+    /// A connection to `node`, or the reason there is none in `error`.
+    fn connect((host, port): &(String, u16), error: &mut Option<Failure>) -> Option<TcpStream> {
+        let addrs: Vec<_> = match (host.as_str(), *port).to_socket_addrs() {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                *error = Some(Failure::Unreachable(format!("cannot resolve {host}: {e}")));
+                return None;
+            }
+        };
+        let mut why = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(s) => return Some(s),
+                Err(e) => why = Some(e),
+            }
+        }
+        *error = Some(Failure::Unreachable(match why {
+            Some(e) => format!("{host}:{port}: {e}"),
+            None => format!("{host}:{port}: no address"),
+        }));
+        None
+    }
+
     fn request_node(
         &self,
+        mut stream: TcpStream,
         (host, port): &(String, u16),
         req: &Request<'_>,
         each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
     ) -> Result<(), Failure> {
         let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
-        let addrs: Vec<_> = (host.as_str(), *port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Unreachable(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        let mut stream = None;
-        let mut error = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => error = Some(e),
-            }
-        }
-        let Some(mut stream) = stream else {
-            return Err(Failure::Unreachable(match error {
-                Some(e) => format!("{host}:{port}: {e}"),
-                None => format!("{host}:{port}: no address"),
-            }));
-        };
         abort_on_close(&stream).map_err(unreachable)?;
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
@@ -734,6 +746,26 @@ impl Tables {
     /// Checks, for a reader, that the tables are there and ours.
     pub fn check(&self) -> Result<(), Failure> {
         let address = self.client.address();
+        match &self.cluster {
+            // Only the first would be read.
+            None if address.nodes.len() > 1 => {
+                return Err(Failure::Invalid(format!(
+                    "{address}: several hosts are the nodes of a cluster: name it with --cluster"
+                )));
+            }
+            Some(cluster) => {
+                let shards = self.client.in_default_database().query(&format!(
+                    "SELECT count() FROM system.clusters WHERE cluster = {}",
+                    quote(cluster)
+                ))?;
+                if String::from_utf8_lossy(&shards).trim() == "0" {
+                    return Err(Failure::Invalid(format!(
+                        "{address}: the server has no cluster {cluster:?} in its remote_servers"
+                    )));
+                }
+            }
+            None => {}
+        }
         let version = self
             .client
             .query("SELECT max(version) FROM log_pipeline")
@@ -759,6 +791,15 @@ fn check_version(address: &Address, version: &[u8]) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+fn has_table(client: &Client, table: &str) -> Result<bool, Failure> {
+    let n = client.query(&format!(
+        "SELECT count() FROM system.tables WHERE database = {} AND name = {}",
+        quote(&client.address().database),
+        quote(table)
+    ))?;
+    Ok(String::from_utf8_lossy(&n).trim() != "0")
 }
 
 /// Is `table` ours? A table of the same name with other columns belongs to someone else, and
@@ -794,6 +835,10 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
         "CREATE DATABASE IF NOT EXISTS {}",
         address.database
     ))?;
+    // Someone else's `logs` is refused before anything of ours is written beside it.
+    if has_table(node, "logs")? {
+        check_columns(node, "logs")?;
+    }
     node.query(
         "CREATE TABLE IF NOT EXISTS log_pipeline (version UInt32, created DateTime) ENGINE = Log",
     )?;

@@ -24,11 +24,28 @@ pub enum Db {
 }
 
 impl Db {
-    /// The value parser of `--db`: a `clickhouse://` address, else a SQLite path.
+    /// A `clickhouse://` address, else a SQLite path.
     pub fn parse(s: &str) -> Result<Db, String> {
         match Address::parse(s) {
             Some(address) => address.map(Db::ClickHouse),
             None => Ok(Db::Sqlite(PathBuf::from(s))),
+        }
+    }
+
+    /// The database a tool was given (`--db`, or aggregate-db's older first argument), else
+    /// `CLICKHOUSE_URL`, else `logs.db`. Read here, not by clap, which would print an address
+    /// it cannot read whole, password and all.
+    pub fn named(given: Option<&str>) -> anyhow::Result<Db> {
+        if let Some(given) = given {
+            return Db::parse(given).map_err(|e| anyhow::anyhow!("--db: {e}"));
+        }
+        match std::env::var("CLICKHOUSE_URL") {
+            Ok(url) if !url.is_empty() => match Address::parse(&url) {
+                Some(address) => (address.map(Db::ClickHouse))
+                    .map_err(|e| anyhow::anyhow!("CLICKHOUSE_URL: {e}")),
+                None => bail!("CLICKHOUSE_URL is set, but not to a clickhouse:// address"),
+            },
+            _ => Ok(Db::Sqlite(PathBuf::from("logs.db"))),
         }
     }
 }
@@ -64,13 +81,7 @@ impl Store {
     pub fn new(db: Db, fleet: &FleetArgs) -> anyhow::Result<Store> {
         match db {
             Db::Sqlite(path) => {
-                if fleet.host.is_some() || fleet.cluster.is_some() {
-                    bail!(
-                        "--host and --cluster are for a ClickHouse store (--db clickhouse://...), \
-                         not for the SQLite file {}",
-                        path.display()
-                    );
-                }
+                only_for_clickhouse(&path, fleet.host.is_some() || fleet.cluster.is_some())?;
                 Ok(Store::Sqlite(path))
             }
             Db::ClickHouse(address) => {
@@ -94,12 +105,14 @@ impl Store {
 
     /// The path the store's local lock files are named after: the SQLite file itself, or,
     /// for a ClickHouse host, a name in the temporary directory that every writer of that
-    /// host into that database on this machine shares.
+    /// host into a database of that name on this machine shares, however it spells the
+    /// server's address (`localhost`, `127.0.0.1`): two databases of one name on two servers
+    /// only take turns needlessly.
     pub fn lock_path(&self) -> PathBuf {
         match self {
             Store::Sqlite(path) => path.clone(),
             Store::ClickHouse { tables, host } => {
-                let who = format!("{}\0{host}", tables.client.address().identity());
+                let who = format!("{}\0{host}", tables.client.address().database);
                 std::env::temp_dir().join(format!(
                     "log-pipeline-clickhouse-{:016x}",
                     fnv1a(who.as_bytes())
@@ -154,6 +167,47 @@ impl std::fmt::Display for Store {
             Store::ClickHouse { tables, host } => {
                 write!(f, "{} (host {host})", tables.client.address())
             }
+        }
+    }
+}
+
+/// Refuses `--host` and `--cluster` (`given`) for a SQLite file rather than ignore them.
+fn only_for_clickhouse(path: &Path, given: bool) -> anyhow::Result<()> {
+    if given {
+        bail!(
+            "--host and --cluster are for a ClickHouse store (--db clickhouse://...), not for \
+             the SQLite file {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A store to read reports from.
+pub enum Reports {
+    Sqlite(PathBuf),
+    /// The rows of `hosts` (all without any).
+    ClickHouse {
+        tables: Tables,
+        hosts: Vec<String>,
+    },
+}
+
+impl Reports {
+    /// The store aggregate-db's `--db`, `--host` and `--cluster` name.
+    pub fn new(db: Db, hosts: Vec<String>, cluster: Option<String>) -> anyhow::Result<Reports> {
+        match db {
+            Db::Sqlite(path) => {
+                only_for_clickhouse(&path, !hosts.is_empty() || cluster.is_some())?;
+                Ok(Reports::Sqlite(path))
+            }
+            Db::ClickHouse(address) => Ok(Reports::ClickHouse {
+                tables: Tables {
+                    client: address.client(),
+                    cluster,
+                },
+                hosts,
+            }),
         }
     }
 }

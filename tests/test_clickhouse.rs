@@ -479,6 +479,15 @@ fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_not
         stderr
     };
     one_line_error(&["--db", "clickhouse://127.0.0.1:http/x"], "not a port");
+    // Not even an address that cannot be read shows its password.
+    one_line_error(
+        &["--db", "clickhouse://ann:s3cret@127.0.0.1:http/x"],
+        "not a port",
+    );
+    one_line_error(
+        &["--db", &format!("clickhouse://127.0.0.1:{port}/system")],
+        "the server's own database",
+    );
     one_line_error(
         &[
             "--db",
@@ -502,6 +511,7 @@ fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_not
     );
     let theirs = servers.query("theirs", "SELECT count() FROM logs");
     assert_eq!(theirs.trim(), "0");
+    assert_eq!(servers.query("theirs", "SHOW TABLES").trim(), "logs");
     // --host for a SQLite file is refused rather than ignored.
     one_line_error(&["--db", "x.db", "--host", "web1"], "--host");
     assert!(!wd.path("x.db").exists());
@@ -527,6 +537,39 @@ fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_not
         said.contains("clickhouse://ann@127.0.0.1") && !said.contains("s3cret"),
         "{said}"
     );
+    // CLICKHOUSE_URL names the database when nothing else does; a path given still wins.
+    let url = format!("clickhouse://ann:s3cret@127.0.0.1:{port}/ok");
+    let out = wd
+        .cmd("aggregate-db")
+        .env("CLICKHOUSE_URL", &url)
+        .args(["--format", "json", "--report", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"]["codes"][0]["hits"], 10);
+    wd.cmd("parse-to-db")
+        .args(["a.log", "--db", "local.db", "-q"])
+        .assert()
+        .success();
+    wd.cmd("aggregate-db")
+        .env("CLICKHOUSE_URL", &url)
+        .arg("local.db")
+        .assert()
+        .success();
+    // Two servers without --cluster: only the first would be read.
+    let two = format!("clickhouse://127.0.0.1:{port},127.0.0.1:{port}/ok");
+    let out = wd
+        .cmd("aggregate-db")
+        .args(["--db", &two])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster"));
 }
 
 #[test]

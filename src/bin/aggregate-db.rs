@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
-use log_pipeline::clickhouse::Tables;
 use log_pipeline::read;
-use log_pipeline::store::Db;
+use log_pipeline::store::{Db, Reports};
 
 /// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
 /// and their sites, methods, traffic over time, days, hours, weekdays, rejects, response
@@ -19,14 +18,14 @@ use log_pipeline::store::Db;
 #[command(name = "aggregate-db", version)]
 struct Args {
     /// The database, as parse-to-db and continuous-parse name it: a SQLite file, or
-    /// clickhouse://[user[:password]@]host[:port]/database.
-    #[arg(long, value_name = "DB", default_value = "logs.db", env = "CLICKHOUSE_URL",
-          hide_env_values = true, value_parser = Db::parse)]
-    db: Db,
+    /// clickhouse://[user[:password]@]host[:port]/database [default: logs.db, or
+    /// $CLICKHOUSE_URL when it is set].
+    #[arg(long, value_name = "DB")]
+    db: Option<String>,
     /// The database as the first argument, the way it was given before --db: kept so that
     /// scripts written then still work.
-    #[arg(value_name = "PATH", hide = true, conflicts_with = "db", value_parser = Db::parse)]
-    db_arg: Option<Db>,
+    #[arg(value_name = "PATH", hide = true, conflicts_with = "db")]
+    db_arg: Option<String>,
     /// With a ClickHouse store: only the rows of these hosts (as parse-to-db --host named
     /// them), separated by commas.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
@@ -54,30 +53,19 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
-        let db = match args.db_arg.clone().unwrap_or(args.db) {
-            Db::Sqlite(path) => path,
-            Db::ClickHouse(address) => {
+        let named = Db::named(args.db.as_deref().or(args.db_arg.as_deref()))?;
+        let db = match Reports::new(named, args.host, args.cluster)? {
+            Reports::Sqlite(path) => path,
+            Reports::ClickHouse { tables, hosts } => {
                 if args.serve.is_some() {
                     bail!("--serve reads a SQLite database only; ClickHouse's reports are printed");
                 }
-                let tables = Tables {
-                    client: address.client(),
-                    cluster: args.cluster,
-                };
-                let hosts = args.host;
                 let offsets = || read::clickhouse::log_offsets(&tables, &hosts);
                 return cli::report("aggregate-db", &args.report, None, offsets, |query| {
                     read::clickhouse::counts(&tables, &hosts, query)
                 });
             }
         };
-        if !args.host.is_empty() || args.cluster.is_some() {
-            bail!(
-                "--host and --cluster are for a ClickHouse store (--db clickhouse://...), not \
-                 for the SQLite file {}",
-                db.display()
-            );
-        }
         if let Some(addr) = args.serve {
             let stop = cli::stop_flag()?;
             let mut warn = cli::warn("aggregate-db");

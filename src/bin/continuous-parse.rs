@@ -21,9 +21,9 @@ struct Args {
     log: PathBuf,
     /// The database, shared with parse-to-db: a SQLite file (created when missing), or
     /// ClickHouse's HTTP interface, clickhouse://[user[:password]@]host[:port]/database.
-    #[arg(long, value_name = "DB", default_value = "logs.db", env = "CLICKHOUSE_URL",
-          hide_env_values = true, value_parser = log_pipeline::store::Db::parse)]
-    db: log_pipeline::store::Db,
+    /// [default: logs.db, or $CLICKHOUSE_URL when it is set]
+    #[arg(long, value_name = "DB")]
+    db: Option<String>,
     #[command(flatten)]
     fleet: log_pipeline::store::FleetArgs,
     /// After each pass, delete the rows older than this (30d, 12h, 2w; in steps of 1/720
@@ -89,7 +89,10 @@ fn main() -> ExitCode {
         });
         let input = log_pipeline::ingest::Input::File(args.log.clone());
         let source = log_pipeline::ingest::source_key(&args.log);
-        let store = log_pipeline::store::Store::new(args.db, &args.fleet)?;
+        let store = log_pipeline::store::Store::new(
+            log_pipeline::store::Db::named(args.db.as_deref())?,
+            &args.fleet,
+        )?;
         let reading = args.reading.reading_or_saved(
             "continuous-parse",
             std::slice::from_ref(&input),

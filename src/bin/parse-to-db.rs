@@ -19,9 +19,9 @@ use log_pipeline::store::{Db, FleetArgs, Store};
 struct Args {
     /// The database: a SQLite file (created when missing), or ClickHouse's HTTP interface,
     /// clickhouse://[user[:password]@]host[:port]/database (its tables created when missing).
-    #[arg(long, value_name = "DB", default_value = "logs.db", env = "CLICKHOUSE_URL",
-          hide_env_values = true, value_parser = Db::parse)]
-    db: Db,
+    /// [default: logs.db, or $CLICKHOUSE_URL when it is set]
+    #[arg(long, value_name = "DB")]
+    db: Option<String>,
     /// How long to wait for another writer to release the database.
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = cli::parse_busy_timeout, allow_negative_numbers = true)]
     busy_timeout: Duration,
@@ -38,7 +38,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::main_with("parse-to-db", || {
         let args = Args::parse();
-        let store = Store::new(args.db, &args.fleet)?;
+        let store = Store::new(Db::named(args.db.as_deref())?, &args.fleet)?;
         // A ClickHouse store is named after its address: its lock files are local.
         let local = store.lock_path();
         cli::check_inputs(&local, &args.ingest)?;
