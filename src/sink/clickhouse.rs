@@ -47,8 +47,8 @@ struct State {
 }
 
 /// Entries of one batch as rows of ClickHouse's RowBinary format, from the parsing threads.
-/// Binary rather than text: the server then only copies the values, which halves the time of
-/// an INSERT.
+/// Binary rather than text: the server then only copies the values, and newer servers cut
+/// only text INSERTs into pieces parsed in parallel (which would split one into parts).
 #[derive(Default)]
 struct Rows {
     bytes: Vec<u8>,
