@@ -127,11 +127,15 @@ pub fn lock_follower(store: &Path, source: &str, tool: &str) -> anyhow::Result<L
 }
 
 fn open(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        // A ClickHouse writer's lock is in the shared temporary directory: a link planted
+        // there under its name must not make it write into another file.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("cannot open lock file {}", path.display()))
 }

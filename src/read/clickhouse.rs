@@ -235,30 +235,38 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
         ..Wants::NONE
     };
     let mut counts = grouped(tables, where_, query, (none, Per::Minute), None)?;
-    if wants.urls {
-        let wants = Wants { urls: true, ..none };
-        counts.urls = grouped(tables, where_, query, (wants, Per::Key), None)?.urls;
-    }
-    if wants.agents {
-        let wants = Wants {
-            agents: true,
-            ..none
-        };
-        counts.agents = grouped(tables, where_, query, (wants, Per::Key), None)?.agents;
-    }
-    if wants.referrers {
-        let wants = Wants {
-            referrers: true,
-            ..none
-        };
-        counts.referrers = grouped(tables, where_, query, (wants, Per::Key), None)?.referrers;
-    }
-    if wants.methods {
-        let wants = Wants {
-            methods: true,
-            ..none
-        };
-        counts.methods = grouped(tables, where_, query, (wants, Per::Key), None)?.methods;
+    // Each ranking from a query of its own, grouped by its key alone.
+    let rankings: [(bool, fn(&mut Wants), fn(Counts, &mut Counts)); 4] = [
+        (
+            wants.urls,
+            |w| w.urls = true,
+            |from, to| to.urls = from.urls,
+        ),
+        (
+            wants.agents,
+            |w| w.agents = true,
+            |from, to| to.agents = from.agents,
+        ),
+        (
+            wants.referrers,
+            |w| w.referrers = true,
+            |from, to| to.referrers = from.referrers,
+        ),
+        (
+            wants.methods,
+            |w| w.methods = true,
+            |from, to| to.methods = from.methods,
+        ),
+    ];
+    for (wanted, want, take) in rankings {
+        if wanted {
+            let mut one = none;
+            want(&mut one);
+            take(
+                grouped(tables, where_, query, (one, Per::Key), None)?,
+                &mut counts,
+            );
+        }
     }
     let table = tables.logs();
     let day = floor_div(&format!("timestamp + {offset}"), 86_400);
@@ -322,8 +330,8 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
         counts.distinct_clients = distinct.first().map_or(Ok(0), |r| number(&r[0]))?;
     }
     if wants.clients {
-        // The ranking's own order, hits then the client's bytes, so that the top rows are
-        // the ones shown.
+        // The ranking's own order (hits, then the client's text byte by byte, as ClickHouse
+        // compares strings), so that the rows cut to --top are the ones shown.
         let limit = match wants.top {
             usize::MAX => String::new(),
             top => format!(" LIMIT {top}"),

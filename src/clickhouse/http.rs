@@ -1,0 +1,462 @@
+//! A small client of ClickHouse's HTTP interface.
+//!
+//! Why a client of our own rather than a crate: exactly-once rests on one property of the
+//! connection, that a writer which dies mid-INSERT leaves nothing behind. ClickHouse (18.16
+//! and later) takes an INSERT body that simply ends, at a row boundary, as complete: a writer
+//! killed half-way through sending a batch would store half of it. So every connection is
+//! closed abortively (`SO_LINGER` 0): when the process dies the kernel sends a reset, the
+//! server's read fails, and the INSERT is dropped whole. Everything else needed is a POST and
+//! its answer, which fits in this file.
+
+use std::fmt;
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::address::{Address, percent_encode};
+
+/// Why a request failed: the server said no (an error of ours, or of the set-up), or it could
+/// not be reached or answered (worth trying again).
+#[derive(Debug)]
+pub enum Failure {
+    /// The server answered with an exception: its code and its message.
+    Refused { code: u32, message: String },
+    /// No answer: down, restarting, or the network.
+    Unreachable(String),
+    /// Something this program found wrong (tables that are not ours, a cluster that does not
+    /// match): the whole message.
+    Invalid(String),
+}
+
+impl Failure {
+    /// Worth trying again later: the server was not reached, or was shutting down.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Failure::Unreachable(_) => true,
+            // 210 NETWORK_ERROR, 209 SOCKET_TIMEOUT, 159 TIMEOUT_EXCEEDED, 394 QUERY_WAS_CANCELLED,
+            // 279 ALL_CONNECTION_TRIES_FAILED (a shard down behind a Distributed table).
+            Failure::Refused { code, .. } => matches!(code, 159 | 209 | 210 | 279 | 394),
+            Failure::Invalid(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Refused { code, message } => match code {
+                192 => f.write_str("unknown user"),
+                193 => f.write_str("wrong password"),
+                194 => f.write_str("a password is needed"),
+                _ => write!(f, "{message} (code {code})"),
+            },
+            Failure::Unreachable(why) => write!(f, "cannot reach the server: {why}"),
+            Failure::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// One query's HTTP request.
+struct Request<'a> {
+    /// The query text; in the body when there is no `data`, else in the URL.
+    sql: &'a str,
+    data: Option<&'a [u8]>,
+    settings: &'a [(&'a str, String)],
+    query_id: Option<&'a str>,
+}
+
+/// A client of one database. Each request has a connection of its own, closed abortively
+/// (see the module's comment).
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(super) address: Address,
+}
+
+/// Longest a request may take before it is abandoned (a report over a billion rows is read
+/// as it streams, so this is between two reads, not for the whole answer).
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Client {
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The same server, in its `default` database (which every server has).
+    pub(super) fn in_default_database(&self) -> Client {
+        Client {
+            address: Address {
+                database: "default".into(),
+                ..self.address.clone()
+            },
+        }
+    }
+
+    /// Runs a query that answers nothing or little, and returns its answer.
+    pub fn query(&self, sql: &str) -> Result<Vec<u8>, Failure> {
+        let mut out = Vec::new();
+        self.request(
+            &Request {
+                sql,
+                data: None,
+                settings: &[],
+                query_id: None,
+            },
+            &mut |chunk| {
+                out.extend_from_slice(chunk);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Runs a query and hands its answer on in pieces as it arrives.
+    pub fn stream(
+        &self,
+        sql: &str,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        self.request(
+            &Request {
+                sql,
+                data: None,
+                settings: &[],
+                query_id: None,
+            },
+            each,
+        )
+    }
+
+    /// Sends `data` as the body of `insert` (an `INSERT ... FORMAT ...` statement).
+    pub fn insert(
+        &self,
+        insert: &str,
+        data: &[u8],
+        settings: &[(&str, String)],
+        query_id: &str,
+    ) -> Result<(), Failure> {
+        self.request(
+            &Request {
+                sql: insert,
+                data: Some(data),
+                settings,
+                query_id: Some(query_id),
+            },
+            &mut |_| Ok(()),
+        )
+    }
+
+    /// Tries each node in turn; the first that can be reached answers. Only a node that
+    /// could not be connected to is passed over: a request sent to one and not answered may
+    /// have been carried out, and sending it to the next could do it twice (the caller, who
+    /// knows, asks first).
+    fn request(
+        &self,
+        req: &Request<'_>,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let mut last = None;
+        for node in &self.address.nodes {
+            let Some(stream) = Client::connect(node, &mut last) else {
+                continue;
+            };
+            return self.request_node(stream, node, req, each);
+        }
+        Err(last.unwrap_or_else(|| Failure::Unreachable("no host".into())))
+    }
+
+    /// A connection to `node`, or the reason there is none in `error`.
+    fn connect((host, port): &(String, u16), error: &mut Option<Failure>) -> Option<TcpStream> {
+        let addrs: Vec<_> = match (host.as_str(), *port).to_socket_addrs() {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                *error = Some(Failure::Unreachable(format!("cannot resolve {host}: {e}")));
+                return None;
+            }
+        };
+        let mut why = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(s) => return Some(s),
+                Err(e) => why = Some(e),
+            }
+        }
+        *error = Some(Failure::Unreachable(match why {
+            Some(e) => format!("{host}:{port}: {e}"),
+            None => format!("{host}:{port}: no address"),
+        }));
+        None
+    }
+
+    fn request_node(
+        &self,
+        mut stream: TcpStream,
+        (host, port): &(String, u16),
+        req: &Request<'_>,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
+        abort_on_close(&stream).map_err(unreachable)?;
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .map_err(unreachable)?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+
+        let mut target = String::from("/?database=");
+        percent_encode(&self.address.database, &mut target);
+        if req.data.is_some() {
+            target.push_str("&query=");
+            percent_encode(req.sql, &mut target);
+        }
+        if let Some(id) = req.query_id {
+            target.push_str("&query_id=");
+            percent_encode(id, &mut target);
+        }
+        for (name, value) in req.settings {
+            target.push('&');
+            target.push_str(name);
+            target.push('=');
+            percent_encode(value, &mut target);
+        }
+        let body = req.data.unwrap_or(req.sql.as_bytes());
+        let mut head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if self.address.user.is_some() || self.address.password.is_some() {
+            let user = self.address.user.as_deref().unwrap_or("default");
+            let password = self.address.password.as_deref().unwrap_or("");
+            head.push_str(&format!(
+                "Authorization: Basic {}\r\n",
+                base64(format!("{user}:{password}").as_bytes())
+            ));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).map_err(unreachable)?;
+        stream.write_all(body).map_err(unreachable)?;
+        read_response(&mut stream, each)
+    }
+}
+
+/// `SO_LINGER` with a zero timeout: closing the socket (or dying) resets the connection, so
+/// the server drops what it has not read instead of taking the body as complete.
+fn abort_on_close(stream: &TcpStream) -> std::io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a valid, live `linger`, on a
+    // descriptor `stream` owns for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Reads an HTTP/1.1 answer: its status, headers, and a body of a given length, chunked, or
+/// up to the end of the connection. A status other than 200 is the server's exception.
+fn read_response(
+    stream: &mut TcpStream,
+    each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, stream);
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(unreachable)?;
+        if n == 0 {
+            return Err(Failure::Unreachable(
+                "the connection closed before an answer".into(),
+            ));
+        }
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        head.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+    }
+    let status: u16 = head
+        .first()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Unreachable("not an HTTP answer".into()))?;
+    let header = |name: &str| {
+        head.iter().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let chunked = header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let length: Option<u64> = header("Content-Length").and_then(|v| v.parse().ok());
+    if status != 200 {
+        let mut body = Vec::new();
+        read_body(&mut reader, chunked, length, &mut |c| {
+            body.extend_from_slice(c);
+            Ok(())
+        })?;
+        return Err(exception(status, &body));
+    }
+    read_body(&mut reader, chunked, length, each)
+}
+
+fn read_body(
+    reader: &mut impl std::io::BufRead,
+    chunked: bool,
+    length: Option<u64>,
+    each: &mut dyn FnMut(&[u8]) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
+    let mut buf = vec![0u8; 1 << 16];
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).map_err(unreachable)?;
+            let size = size.trim().split(';').next().unwrap_or("");
+            let mut left = u64::from_str_radix(size, 16)
+                .map_err(|_| Failure::Unreachable("a malformed chunked answer".into()))?;
+            if left == 0 {
+                return Ok(());
+            }
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = reader.read(&mut buf[..want]).map_err(unreachable)?;
+                if n == 0 {
+                    return Err(Failure::Unreachable("the answer was cut short".into()));
+                }
+                each(&buf[..n])?;
+                left -= n as u64;
+            }
+            let mut crlf = String::new();
+            reader.read_line(&mut crlf).map_err(unreachable)?;
+        }
+    }
+    let mut left = length.unwrap_or(u64::MAX);
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = reader.read(&mut buf[..want]).map_err(unreachable)?;
+        if n == 0 {
+            if length.is_some() {
+                return Err(Failure::Unreachable("the answer was cut short".into()));
+            }
+            return Ok(());
+        }
+        each(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// The server's exception, from an answer such as `Code: 60, e.displayText() =
+/// DB::Exception: Table default.x doesn't exist., e.what() = DB::Exception` (18.16) or
+/// `Code: 60. DB::Exception: Table ... doesn't exist. (UNKNOWN_TABLE) (version ...)` (later).
+fn exception(status: u16, body: &[u8]) -> Failure {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let code = text
+        .strip_prefix("Code: ")
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|c| c.parse().ok());
+    let message = match text.split_once("DB::Exception: ") {
+        Some((_, m)) => m
+            .split(", e.what()")
+            .next()
+            .unwrap_or(m)
+            .split(" (version ")
+            .next()
+            .unwrap_or(m)
+            .trim()
+            .to_owned(),
+        None => text.lines().next().unwrap_or("").to_owned(),
+    };
+    match code {
+        Some(code) => Failure::Refused { code, message },
+        None => Failure::Unreachable(format!("HTTP {status}: {message}")),
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            match i <= chunk.len() {
+                true => out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char),
+                false => out.push('='),
+            }
+        }
+    }
+    out
+}
+
+/// Retries `attempt` while it fails in a way worth retrying, backing off from 100 ms to 5 s,
+/// until `patience` has passed; `on_retry` hears each failure.
+pub fn with_retries<T>(
+    patience: Duration,
+    on_retry: &mut dyn FnMut(&Failure, Duration),
+    mut attempt: impl FnMut() -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match attempt() {
+            Err(e) if e.is_transient() && started.elapsed() + pause < patience => {
+                on_retry(&e, pause);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"default:"), "ZGVmYXVsdDo=");
+    }
+
+    #[test]
+    fn exceptions_of_old_and_new_servers_give_their_code_and_message() {
+        let old = b"Code: 193, e.displayText() = DB::Exception: Wrong password for user default, e.what() = DB::Exception\n";
+        match exception(500, old) {
+            Failure::Refused { code, message } => {
+                assert_eq!(code, 193);
+                assert_eq!(message, "Wrong password for user default");
+            }
+            other => panic!("{other:?}"),
+        }
+        let new = b"Code: 60. DB::Exception: Table default.x does not exist. (UNKNOWN_TABLE) (version 24.1.1)\n";
+        match exception(404, new) {
+            Failure::Refused { code, message } => {
+                assert_eq!(code, 60);
+                assert_eq!(message, "Table default.x does not exist. (UNKNOWN_TABLE)");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The tables of a ClickHouse database: one `logs` table for entries, rejects and the
+//! writers' progress, its `Distributed` table over a cluster's shards, and the version.
+
+use super::address::Address;
+use super::http::{Client, Failure};
+use super::quote;
+
+/// The version of our tables in a database; kept in the `log_pipeline` table.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The columns of `logs`, in the order the writers send them. Rows of three kinds share the
+/// table (see [`Kind`]) so that one INSERT, which the server applies whole or not at all,
+/// carries a batch's entries, its rejects and the progress they make.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("host", "String"),
+    ("seq", "UInt64"),
+    ("kind", "UInt8"),
+    ("day", "Date"),
+    ("ip", "String"),
+    ("ident", "Nullable(String)"),
+    ("user", "Nullable(String)"),
+    ("timestamp", "Int64"),
+    ("method", "Nullable(String)"),
+    ("url", "String"),
+    ("protocol", "Nullable(String)"),
+    ("status", "UInt16"),
+    ("bytes", "Nullable(UInt64)"),
+    ("referrer", "Nullable(String)"),
+    ("user_agent", "Nullable(String)"),
+    ("vhost", "Nullable(String)"),
+    ("port", "Nullable(UInt16)"),
+    ("response_time_us", "Nullable(UInt64)"),
+    ("upstream_time_us", "Nullable(UInt64)"),
+    ("forwarded_for", "Nullable(String)"),
+    ("source", "String"),
+    ("line", "UInt64"),
+    ("reason", "String"),
+    ("state", "String"),
+];
+
+/// What a row of `logs` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A request.
+    Entry = 0,
+    /// A rejected line: `source`, `line`, `reason`, and its bytes in `url`.
+    Reject = 1,
+    /// The last row of each INSERT: the writer's progress after it, in `state` (see
+    /// [`crate::sink::clickhouse`]).
+    Progress = 2,
+}
+
+/// The tables of a database: `logs` (on each node), and with a cluster the `Distributed`
+/// table `logs_all` over them, through which the tools read and write.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub client: Client,
+    /// `--cluster`: the cluster's name in the servers' `remote_servers`.
+    pub cluster: Option<String>,
+}
+
+impl Tables {
+    /// The table the tools read and write: `logs`, or `logs_all` with a cluster.
+    pub fn logs(&self) -> &'static str {
+        match self.cluster {
+            Some(_) => "logs_all",
+            None => "logs",
+        }
+    }
+
+    /// Creates the tables where missing (on every node of a cluster), or checks that those
+    /// there are ours and of a version this program reads.
+    pub fn create(&self) -> Result<(), Failure> {
+        let address = self.client.address();
+        if self.cluster.is_none() && address.nodes.len() > 1 {
+            return Err(Failure::Invalid(format!(
+                "{address}: several hosts are the nodes of a cluster: name it with --cluster"
+            )));
+        }
+        for i in 0..address.nodes.len() {
+            let node = address.node(i).client();
+            let at = |e: Failure| match e {
+                Failure::Refused { .. } => Failure::Invalid(format!("{}: {e}", node.address())),
+                e => e,
+            };
+            if let Some(cluster) = &self.cluster {
+                // In the server's default database: ours may not exist yet.
+                let shards = node
+                    .in_default_database()
+                    .query(&format!(
+                        "SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {}",
+                        quote(cluster)
+                    ))
+                    .map_err(at)?;
+                let shards = String::from_utf8_lossy(&shards).trim().to_owned();
+                if shards == "0" {
+                    return Err(Failure::Invalid(format!(
+                        "{}: the server has no cluster {cluster:?} in its remote_servers",
+                        node.address()
+                    )));
+                }
+                if shards != address.nodes.len().to_string() {
+                    return Err(Failure::Invalid(format!(
+                        "{}: cluster {cluster:?} has {shards} shards, but --db names {} hosts: \
+                         name one host per shard",
+                        node.address(),
+                        address.nodes.len()
+                    )));
+                }
+            }
+            create_on(&node, self.cluster.as_deref()).map_err(at)?;
+        }
+        Ok(())
+    }
+
+    /// Checks, for a reader, that the tables are there and ours.
+    pub fn check(&self) -> Result<(), Failure> {
+        let address = self.client.address();
+        match &self.cluster {
+            // Only the first would be read.
+            None if address.nodes.len() > 1 => {
+                return Err(Failure::Invalid(format!(
+                    "{address}: several hosts are the nodes of a cluster: name it with --cluster"
+                )));
+            }
+            Some(cluster) => {
+                let shards = self.client.in_default_database().query(&format!(
+                    "SELECT count() FROM system.clusters WHERE cluster = {}",
+                    quote(cluster)
+                ))?;
+                if String::from_utf8_lossy(&shards).trim() == "0" {
+                    return Err(Failure::Invalid(format!(
+                        "{address}: the server has no cluster {cluster:?} in its remote_servers"
+                    )));
+                }
+            }
+            None => {}
+        }
+        let version = self
+            .client
+            .query("SELECT max(version) FROM log_pipeline")
+            .map_err(|e| match e {
+                Failure::Refused { code: 60 | 81, .. } => Failure::Invalid(format!(
+                    "{address}: no log-pipeline tables here (parse-to-db or continuous-parse \
+                     create them)"
+                )),
+                Failure::Refused { .. } => Failure::Invalid(format!("{address}: {e}")),
+                e => e,
+            })?;
+        check_version(address, &version)?;
+        check_columns(&self.client, self.logs())
+    }
+}
+
+fn check_version(address: &Address, version: &[u8]) -> Result<(), Failure> {
+    let version: u32 = String::from_utf8_lossy(version).trim().parse().unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Failure::Invalid(format!(
+            "{address}: the tables are of schema version {version}, newer than this program's \
+             ({SCHEMA_VERSION}): use a newer log-pipeline"
+        )));
+    }
+    Ok(())
+}
+
+fn has_table(client: &Client, table: &str) -> Result<bool, Failure> {
+    let n = client.query(&format!(
+        "SELECT count() FROM system.tables WHERE database = {} AND name = {}",
+        quote(&client.address().database),
+        quote(table)
+    ))?;
+    Ok(String::from_utf8_lossy(&n).trim() != "0")
+}
+
+/// Is `table` ours? A table of the same name with other columns belongs to someone else, and
+/// is neither written nor read.
+fn check_columns(client: &Client, table: &str) -> Result<(), Failure> {
+    let address = client.address();
+    let have = client.query(&format!(
+        "SELECT name FROM system.columns WHERE database = {} AND table = {} FORMAT TabSeparated",
+        quote(&address.database),
+        quote(table)
+    ))?;
+    let have = String::from_utf8_lossy(&have);
+    let have: Vec<&str> = have.lines().collect();
+    let missing: Vec<&str> = COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !have.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::Invalid(format!(
+            "{address}: table {table} is not log-pipeline's (it has no column {}): use \
+             another database",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
+    let address = node.address();
+    // The database may not exist yet: this one statement runs in the server's default.
+    node.in_default_database().query(&format!(
+        "CREATE DATABASE IF NOT EXISTS {}",
+        address.database
+    ))?;
+    // Someone else's `logs` is refused before anything of ours is written beside it.
+    if has_table(node, "logs")? {
+        check_columns(node, "logs")?;
+    }
+    node.query(
+        "CREATE TABLE IF NOT EXISTS log_pipeline (version UInt32, created DateTime) ENGINE = Log",
+    )?;
+    let version = node.query("SELECT max(version) FROM log_pipeline")?;
+    check_version(address, &version)?;
+    if String::from_utf8_lossy(&version).trim() == "0" {
+        let empty = node.query("SELECT count() FROM log_pipeline")?;
+        if String::from_utf8_lossy(&empty).trim() == "0" {
+            node.query(&format!(
+                "INSERT INTO log_pipeline VALUES ({SCHEMA_VERSION}, now())"
+            ))?;
+        }
+    }
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, ty)| format!("`{name}` {ty}"))
+        .collect();
+    // Partitioned by day so that --retain drops whole days; each INSERT is one day's
+    // partition (see sink::clickhouse) so that the server writes it as one part, atomically.
+    // Ordered by host, kind and seq: a writer finds its progress at once, a report for one
+    // host reads that host's rows only.
+    node.query(&format!(
+        "CREATE TABLE IF NOT EXISTS logs ({}) ENGINE = MergeTree() PARTITION BY day \
+         ORDER BY (host, kind, seq)",
+        columns.join(", ")
+    ))?;
+    check_columns(node, "logs")?;
+    if let Some(cluster) = cluster {
+        // Rows go to the shard of their host: a writer's INSERT, all of one host, lands whole
+        // on one shard.
+        node.query(&format!(
+            "CREATE TABLE IF NOT EXISTS logs_all AS logs ENGINE = Distributed({}, {}, logs, \
+             cityHash64(host))",
+            quote(cluster),
+            quote(&address.database)
+        ))?;
+        check_columns(node, "logs_all")?;
+    }
+    Ok(())
+}
