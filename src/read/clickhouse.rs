@@ -235,8 +235,10 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
         ..Wants::NONE
     };
     let mut counts = grouped(tables, where_, query, (none, Per::Minute), None)?;
-    // Each ranking from a query of its own, grouped by its key alone.
-    let rankings: [(bool, fn(&mut Wants), fn(Counts, &mut Counts)); 4] = [
+    // Each ranking from a query of its own, grouped by its key alone: whether it is wanted,
+    // how to ask for it alone, and where its counts go.
+    type Ranking = (bool, fn(&mut Wants), fn(Counts, &mut Counts));
+    let rankings: [Ranking; 4] = [
         (
             wants.urls,
             |w| w.urls = true,
