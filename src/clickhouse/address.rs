@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use super::http::Client;
-
 /// The prefix that makes `--db` a ClickHouse address rather than a SQLite path.
 pub const SCHEME: &str = "clickhouse://";
 
@@ -103,13 +101,6 @@ impl Address {
         Address {
             nodes: vec![self.nodes[i].clone()],
             ..self.clone()
-        }
-    }
-
-    /// A client of this address.
-    pub fn client(&self) -> Client {
-        Client {
-            address: self.clone(),
         }
     }
 }

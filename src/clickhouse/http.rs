@@ -80,6 +80,16 @@ pub struct Client {
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Kept here, not beside the address: the client knows the address, not the other way.
+impl Address {
+    /// A client of this address.
+    pub fn client(&self) -> Client {
+        Client {
+            address: self.clone(),
+        }
+    }
+}
+
 impl Client {
     pub fn address(&self) -> &Address {
         &self.address

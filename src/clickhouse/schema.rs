@@ -3,7 +3,7 @@
 
 use super::address::Address;
 use super::http::{Client, Failure};
-use super::quote;
+use super::sql::quote;
 
 /// The version of our tables in a database; kept in the `log_pipeline` table.
 pub const SCHEMA_VERSION: u32 = 1;
