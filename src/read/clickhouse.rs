@@ -10,7 +10,7 @@ use crate::report::count::{Counter, Group, Needs, RowCounter, VisitorRule, Wants
 use crate::report::filter::Crawlers;
 use crate::report::shard;
 use crate::report::{Counts, Query, RejectGroup, Section};
-use crate::row::{Arena, Row, RowSpans};
+use crate::row::Row;
 use crate::zone::LogOffsets;
 use crate::zone::Zone;
 
@@ -51,16 +51,6 @@ pub fn log_offsets(tables: &Tables, hosts: &[String]) -> anyhow::Result<LogOffse
         }
     }
     Ok(all)
-}
-
-/// Rows per block handed to the counting threads, and bytes of text at most.
-const ROWS_PER_BLOCK: usize = 4096;
-const BLOCK_BYTES: usize = 512 << 10;
-
-#[derive(Default)]
-struct RowBlock {
-    text: Arena,
-    rows: Vec<RowSpans>,
 }
 
 /// The counts of the entries of `hosts` that pass the query's filters. Reports that need
@@ -459,63 +449,30 @@ fn entries(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Count
         query.threads,
         4,
         |send| {
-            let mut block = RowBlock::default();
-            let mut rest = Vec::new();
+            let mut block = super::RowBlock::default();
             let mut fields: [Vec<u8>; 9] = Default::default();
             let mut stopped = false;
-            let mut line_no = 0u64;
-            let mut take = |line: &[u8], block: &mut RowBlock| -> bool {
-                line_no += 1;
-                match row_of(line, &mut fields, block) {
-                    Some(()) => true,
-                    None => {
-                        bad.get_or_insert(line_no);
-                        false
-                    }
+            let mut number = 0u64;
+            each_line(tables, &sql, &mut |line| {
+                number += 1;
+                let Some(full) = row_of(line, &mut fields, &mut block) else {
+                    bad = Some(number);
+                    stopped = true;
+                    return false;
+                };
+                // Only a counting thread that panicked stops taking blocks; the join says so.
+                if full && !send(std::mem::take(&mut block)) {
+                    stopped = true;
+                    return false;
                 }
-            };
-            (tables.client)
-                .stream(&sql, &mut |chunk| {
-                    if stopped {
-                        return Ok(());
-                    }
-                    rest.extend_from_slice(chunk);
-                    let mut start = 0;
-                    while let Some(end) = memchr::memchr(b'\n', &rest[start..]) {
-                        let line = &rest[start..start + end];
-                        start += end + 1;
-                        if !take(line, &mut block) {
-                            stopped = true;
-                            return Ok(());
-                        }
-                        let full =
-                            block.rows.len() == ROWS_PER_BLOCK || block.text.len() >= BLOCK_BYTES;
-                        if full && !send(std::mem::take(&mut block)) {
-                            stopped = true;
-                            return Ok(());
-                        }
-                    }
-                    rest.drain(..start);
-                    Ok(())
-                })
-                .map_err(|e| failed(tables, e))?;
+                true
+            })?;
             if !stopped {
                 send(block);
             }
             Ok(())
         },
-        |share, blocks| {
-            let mut counter = RowCounter::new(wants, &query.filters);
-            for block in blocks {
-                for spans in &block.rows {
-                    let row = spans.row(&block.text);
-                    if share.has(row.ip.as_bytes()) {
-                        counter.add(&row);
-                    }
-                }
-            }
-            counter.into_counts()
-        },
+        |share, blocks| super::count_share(share, blocks, query),
     )?;
     if let Some(n) = bad {
         bail!(
@@ -524,15 +481,12 @@ fn entries(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Count
         );
     }
     read?;
-    let mut counts = Counts::default();
-    for other in results {
-        counts.add_other_clients(other);
-    }
-    Ok(counts)
+    Ok(super::add_up(results))
 }
 
-/// Reads one answer line into `block`; `None` if it is not 9 fields of the expected types.
-fn row_of(line: &[u8], fields: &mut [Vec<u8>; 9], block: &mut RowBlock) -> Option<()> {
+/// Reads one answer line into `block`: whether the block is full, or `None` if the line is not
+/// 9 fields of the expected types.
+fn row_of(line: &[u8], fields: &mut [Vec<u8>; 9], block: &mut super::RowBlock) -> Option<bool> {
     let absent = split_fields(line, fields)?;
     let text = |i: usize| match absent[i] {
         true => None,
@@ -550,8 +504,7 @@ fn row_of(line: &[u8], fields: &mut [Vec<u8>; 9], block: &mut RowBlock) -> Optio
         user_agent: text(7),
         response_time_us: int(8),
     };
-    block.rows.push(RowSpans::push(&mut block.text, &row));
-    Some(())
+    Some(block.push(&row))
 }
 
 /// The rejected lines of `hosts`, grouped by reason, with the first of each as the sample.

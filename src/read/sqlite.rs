@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::report::count::RowCounter;
 use crate::report::shard;
 use crate::report::{Counts, Query, Section};
-use crate::row::{Arena, RowSpans};
 use crate::sink::sqlite::{for_each_row, open_logs_for_reading, stored_offsets};
 use crate::zone::LogOffsets;
 
@@ -51,37 +49,21 @@ pub fn counts(path: &Path, query: &Query, packed: bool) -> anyhow::Result<Counts
     Ok(counts)
 }
 
-/// Rows per [`RowBlock`].
-const ROWS_PER_BLOCK: usize = 4096;
-
-/// Bytes of text per [`RowBlock`], at most (but for one row): a block of 4,096 rows of
-/// megabyte-long URLs would hold gigabytes, and the few in flight would all be that size.
-const BLOCK_BYTES: usize = 512 << 10;
-
-/// Rows handed from the reading thread to the counting ones, their text in one arena.
-#[derive(Default)]
-struct RowBlock {
-    text: Arena,
-    rows: Vec<RowSpans>,
-}
-
 /// The counts from the rows themselves, read on this thread and counted on `query.threads`.
 fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow::Result<Counts> {
-    let wants = query.wants();
     let mut bad = None;
     let (read, results) = shard::fan_out(
         query.threads,
         4,
         |send| {
-            let mut block = RowBlock::default();
+            let mut block = super::RowBlock::default();
             let mut stopped = false;
             for_each_row(conn, 0, &mut |row| {
                 let row = row.map_err(|id| {
                     bad = Some(id);
                     anyhow::anyhow!("row {id} has no valid timestamp")
                 })?;
-                block.rows.push(RowSpans::push(&mut block.text, row));
-                let full = block.rows.len() == ROWS_PER_BLOCK || block.text.len() >= BLOCK_BYTES;
+                let full = block.push(row);
                 // Only a counting thread that panicked stops taking blocks; the join says so.
                 if full && !send(std::mem::take(&mut block)) {
                     stopped = true;
@@ -94,26 +76,11 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
             }
             Ok(())
         },
-        |share, blocks| {
-            let mut counter = RowCounter::new(wants, &query.filters);
-            for block in blocks {
-                for spans in &block.rows {
-                    let row = spans.row(&block.text);
-                    if share.has(row.ip.as_bytes()) {
-                        counter.add(&row);
-                    }
-                }
-            }
-            counter.into_counts()
-        },
+        |share, blocks| super::count_share(share, blocks, query),
     )?;
     if let Some(id) = bad {
         bail!("{}: row {id} has no valid timestamp", path.display());
     }
     read.with_context(|| format!("cannot read database {}", path.display()))?;
-    let mut counts = Counts::default();
-    for other in results {
-        counts.add_other_clients(other);
-    }
-    Ok(counts)
+    Ok(super::add_up(results))
 }
