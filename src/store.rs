@@ -112,9 +112,21 @@ impl Store {
         match self {
             Store::Sqlite(path) => path.clone(),
             Store::ClickHouse { tables, host } => {
-                let who = format!("{}\0{host}", tables.client.address().database);
+                let database = &tables.client.address().database;
+                let who = format!("{database}\0{host}");
+                // Readable in the message of a writer that waits for it; the hash keeps two
+                // hosts apart whose names differ only in what is left out.
+                let readable: String = (host.chars())
+                    .map(
+                        |c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                            true => c,
+                            false => '_',
+                        },
+                    )
+                    .take(64)
+                    .collect();
                 std::env::temp_dir().join(format!(
-                    "log-pipeline-clickhouse-{:016x}",
+                    "log-pipeline-clickhouse-{database}-{readable}-{:016x}",
                     fnv1a(who.as_bytes())
                 ))
             }
