@@ -1,7 +1,8 @@
-//! Reading a ClickHouse database back for the reports: its entries, streamed as
-//! TabSeparated rows of only the columns the reports use, into the same counter as every other
-//! store (so the reports are those of a SQLite store of the same lines); the rejects grouped
-//! by the server.
+//! Reading a ClickHouse database back for the reports, as much of it counted by the server
+//! as gives the same reports as a SQLite store of the same lines: groups of alike entries fed
+//! to the one counter ([`grouped`]), visitors and clients counted by the server
+//! ([`by_server`]), or, for the rest, each entry's columns that the reports use ([`entries`]);
+//! the rejects grouped by the server.
 
 use anyhow::bail;
 

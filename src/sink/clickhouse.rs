@@ -12,8 +12,8 @@
 //! INSERT of its host is still running on the server, then reads its host's last progress row
 //! and resumes from it: an INSERT that landed is seen, one that did not is sent again. One
 //! that was cut short by the writer's death never lands: connections are closed abortively
-//! (see [`crate::clickhouse`]). Two writers of one host take turns through a local lock, as
-//! SQLite writers do; different hosts never share a row, a progress row or a lock.
+//! (see [`crate::clickhouse::http`]). Two writers of one host take turns through a local
+//! lock, as SQLite writers do; different hosts never share a row, a progress row or a lock.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
