@@ -186,10 +186,19 @@ fn all_reports(wd: &Workdir, store: &[&str], extra: &[&str]) -> String {
 
 /// Reports the server counts: those that need no single request, which it groups (with
 /// filters that a group must not straddle: times within a minute, and the others on the
-/// keys); and, without filters but the times, visitors and clients too (uniqExact), in a zone
-/// of one offset.
+/// keys); and, without filters but the times, the status and the method, visitors and
+/// clients too (uniqExact), in a zone of one offset.
 const ON_SERVER: &[&[&str]] = &[
     &[],
+    &["--status", "2xx,!206,404", "--method", "get,-"],
+    &[
+        "--status",
+        "!3xx",
+        "--method",
+        "!POST",
+        "--visitors",
+        "goaccess",
+    ],
     &["--visitors", "goaccess", "--tz", "+05:30"],
     &["-n", "3", "--report", "clients,urls,summary"],
     &[

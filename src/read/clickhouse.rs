@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::clickhouse::{Failure, Kind, Tables, quote, tsv_unescape};
 use crate::report::count::{Counter, Group, Needs, RowCounter, VisitorRule, Wants};
-use crate::report::filter::Crawlers;
+use crate::report::filter::{Alternatives, Crawlers, MethodFilter, StatusFilter};
 use crate::report::shard;
 use crate::report::{Counts, Query, RejectGroup, Section};
 use crate::row::Row;
@@ -71,8 +71,8 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     let wants = query.wants();
     let mut counts = if Counter::groups_allowed(wants) {
         grouped(tables, &where_, query, (wants, Per::Minute), None)?
-    } else if let Some(offset) = visits_on_server(query) {
-        by_server(tables, &where_, query, offset)?
+    } else if let Some((offset, filters)) = visits_on_server(query) {
+        by_server(tables, &format!("{where_}{filters}"), query, offset)?
     } else {
         entries(tables, &where_, query)?
     };
@@ -189,28 +189,54 @@ fn floor_div(x: &str, n: i64) -> String {
 }
 
 /// Whether the server can count the visitors and clients of `query`, and the offset of its
-/// zone if so: with no filter but the times (which the server applies exactly), no response
-/// times (whose percentiles are ours), and a zone of one offset (a day is then the same
-/// stretch of seconds for every row).
-fn visits_on_server(query: &Query) -> Option<i64> {
+/// zone and the SQL of its filters if so: with no filters but those the server applies
+/// exactly (times, `--status`, `--method`), no response times (whose percentiles are ours),
+/// and a zone of one offset (a day is then the same stretch of seconds for every row).
+fn visits_on_server(query: &Query) -> Option<(i64, String)> {
     let f = &query.filters;
-    let plain = f.status.is_none()
-        && f.ip.is_none()
+    let plain = f.ip.is_none()
         && f.exclude_ip.is_none()
         && f.url.is_none()
         && f.exclude_url.is_none()
-        && f.method.is_none()
         && f.agent.is_none()
         && f.crawlers == Crawlers::Include
         && !f.strip_query;
     if !plain || query.wants().times {
         return None;
     }
-    match query.zone {
-        Zone::Utc => Some(0),
-        Zone::Fixed(secs) => Some(i64::from(secs)),
-        Zone::Named(_) => None,
+    let offset = match query.zone {
+        Zone::Utc => 0,
+        Zone::Fixed(secs) => i64::from(secs),
+        Zone::Named(_) => return None,
+    };
+    let mut sql = String::new();
+    if let Some(status) = &f.status {
+        let one = |s: &StatusFilter| match s {
+            StatusFilter::Code(code) => format!("status = {code}"),
+            StatusFilter::Class(class) => format!("intDiv(status, 100) = {class}"),
+        };
+        sql.push_str(&alternatives(status, one));
     }
+    if let Some(methods) = &f.method {
+        // As the counter compares them: ASCII case aside, an absent method is `-`.
+        let one = |m: &MethodFilter| format!("upper(ifNull(method, '-')) = {}", quote(m.name()));
+        sql.push_str(&alternatives(methods, one));
+    }
+    Some((offset, sql))
+}
+
+/// ` AND` the SQL of `--status` or `--method`: one of the kept values, if any, and none of
+/// those left out, as [`crate::report::filter::Alternatives::accepts`] decides.
+fn alternatives<T>(values: &Alternatives<T>, one: impl Fn(&T) -> String) -> String {
+    let mut sql = String::new();
+    if !values.keep.is_empty() {
+        let any: Vec<String> = values.keep.iter().map(&one).collect();
+        sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    for value in &values.drop {
+        sql.push_str(&format!(" AND NOT ({})", one(value)));
+    }
+    sql
 }
 
 /// The counts of a query that [`visits_on_server`] allows, the server doing all the

@@ -325,6 +325,13 @@ pub fn parse_excluded_pattern(s: &str) -> Result<Alternatives<Regex>, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodFilter(String);
 
+impl MethodFilter {
+    /// The method, in capitals (`-` for a line that names none).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::str::FromStr for MethodFilter {
     type Err = String;
 
