@@ -89,9 +89,7 @@ impl Store {
                     Some(host) => host.clone(),
                     None => crate::clickhouse::machine_host()?,
                 };
-                if host.is_empty() {
-                    bail!("the host name is empty: give one with --host");
-                }
+                check_host(&host)?;
                 Ok(Store::ClickHouse {
                     tables: Tables {
                         client: address.client(),
@@ -183,6 +181,21 @@ impl std::fmt::Display for Store {
     }
 }
 
+/// A host name that `aggregate-db --host` can name again: not empty, no comma (which separates
+/// names there), no space at either end, no control character.
+fn check_host(host: &str) -> anyhow::Result<()> {
+    if host.is_empty() {
+        bail!("the host name is empty: give one with --host");
+    }
+    if host.contains(',') || host.trim() != host || host.chars().any(char::is_control) {
+        bail!(
+            "--host {host:?}: a host name has no comma, no space at either end and no control \
+             character (aggregate-db --host takes a list separated by commas)"
+        );
+    }
+    Ok(())
+}
+
 /// Refuses `--host` and `--cluster` (`given`) for a SQLite file rather than ignore them.
 fn only_for_clickhouse(path: &Path, given: bool) -> anyhow::Result<()> {
     if given {
@@ -218,7 +231,8 @@ impl Reports {
                     client: address.client(),
                     cluster,
                 },
-                hosts,
+                // `web1, web2` as a shell user types it: a host name has no space at its ends.
+                hosts: hosts.iter().map(|h| h.trim().to_owned()).collect(),
             }),
         }
     }

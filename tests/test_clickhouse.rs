@@ -330,8 +330,13 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
                 "{shards} shard(s), {args:?}"
             );
         }
-        // --host is a filter: the first host alone is the first log alone.
+        // --host is a filter: the first host alone is the first log alone; both, as a shell
+        // user may type them, are all.
         let one = all_reports(&wd, &strings(&store), &["--host", "one"]);
+        assert_eq!(
+            all_reports(&wd, &strings(&store), &["--host", "one, two"]),
+            sqlite
+        );
         wd.cmd("parse-to-db")
             .arg(logs[0])
             .args(["--db", "one.db", "-q"])
@@ -521,6 +526,23 @@ fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_not
     let theirs = servers.query("theirs", "SELECT count() FROM logs");
     assert_eq!(theirs.trim(), "0");
     assert_eq!(servers.query("theirs", "SHOW TABLES").trim(), "logs");
+    // A host name that aggregate-db --host could not name again is refused.
+    let db = format!("clickhouse://127.0.0.1:{port}/x");
+    one_line_error(&["--db", &db, "--host", "a,b"], "no comma");
+    one_line_error(&["--db", &db, "--host", " web1"], "no space");
+    // A port of the native protocol is named as such.
+    let native = std::fs::read_to_string(servers.servers[0].dir.join("config.xml")).unwrap();
+    let tcp = native
+        .split("<tcp_port>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    one_line_error(
+        &["--db", &format!("clickhouse://127.0.0.1:{tcp}/x")],
+        "native port",
+    );
     // --host for a SQLite file is refused rather than ignored.
     one_line_error(&["--db", "x.db", "--host", "web1"], "--host");
     assert!(!wd.path("x.db").exists());

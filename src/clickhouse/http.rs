@@ -394,6 +394,11 @@ fn exception(status: u16, body: &[u8]) -> Failure {
     };
     match code {
         Some(code) => Failure::Refused { code, message },
+        // The native protocol's port, asked over HTTP, says so in plain text.
+        None if message.contains("clickhouse-client") => Failure::Invalid(format!(
+            "{message} (that is the native port: --db takes the HTTP interface's, 8123 by \
+             default)"
+        )),
         None => Failure::Unreachable(format!("HTTP {status}: {message}")),
     }
 }

@@ -140,7 +140,12 @@ impl Tables {
             .client
             .query("SELECT max(version) FROM log_pipeline")
             .map_err(|e| match e {
-                Failure::Refused { code: 60 | 81, .. } => Failure::Invalid(format!(
+                Failure::Refused { code: 81, .. } => Failure::Invalid(format!(
+                    "{address}: the server has no database {} (parse-to-db or \
+                     continuous-parse create it)",
+                    address.database
+                )),
+                Failure::Refused { code: 60, .. } => Failure::Invalid(format!(
                     "{address}: no log-pipeline tables here (parse-to-db or continuous-parse \
                      create them)"
                 )),

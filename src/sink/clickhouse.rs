@@ -240,9 +240,6 @@ impl ClickHouseSink {
         notify: Box<dyn FnMut(String)>,
         wait_at_start: bool,
     ) -> anyhow::Result<ClickHouseSink> {
-        if host.is_empty() {
-            bail!("the host name is empty: give one with --host");
-        }
         let mut sink = ClickHouseSink {
             host: host.to_owned(),
             host_tag: format!("{:016x}", fnv1a(host.as_bytes())),
