@@ -95,14 +95,6 @@ impl Address {
             database,
         })
     }
-
-    /// The same database on one node only.
-    pub fn node(&self, i: usize) -> Address {
-        Address {
-            nodes: vec![self.nodes[i].clone()],
-            ..self.clone()
-        }
-    }
 }
 
 fn parse_node(node: &str) -> Result<(String, u16), String> {

@@ -88,6 +88,19 @@ impl Address {
             address: self.clone(),
         }
     }
+
+    /// A client of each node alone, in order: the tables of a cluster are made on each, and
+    /// each is asked what it runs.
+    pub fn node_clients(&self) -> Vec<Client> {
+        (self.nodes.iter())
+            .map(|node| Client {
+                address: Address {
+                    nodes: vec![node.clone()],
+                    ..self.clone()
+                },
+            })
+            .collect()
+    }
 }
 
 impl Client {

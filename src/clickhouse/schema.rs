@@ -77,8 +77,7 @@ impl Tables {
                 "{address}: several hosts are the nodes of a cluster: name it with --cluster"
             )));
         }
-        for i in 0..address.nodes.len() {
-            let node = address.node(i).client();
+        for node in address.node_clients() {
             let at = |e: Failure| match e {
                 Failure::Refused { .. } => Failure::Invalid(format!("{}: {e}", node.address())),
                 e => e,

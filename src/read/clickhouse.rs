@@ -35,18 +35,17 @@ fn failed(tables: &Tables, e: Failure) -> anyhow::Error {
 /// The offsets the entries of `hosts` were written in, as their writers recorded them.
 pub fn log_offsets(tables: &Tables, hosts: &[String]) -> anyhow::Result<LogOffsets> {
     tables.check().map_err(|e| failed(tables, e))?;
-    let answer = (tables.client)
-        .query(&format!(
-            "SELECT argMax(state, seq) FROM {} WHERE {} GROUP BY host FORMAT TabSeparated",
+    let states = text_rows(
+        tables,
+        &format!(
+            "SELECT argMax(state, seq) FROM {} WHERE {} GROUP BY host",
             tables.logs(),
             rows_of(Kind::Progress, hosts)
-        ))
-        .map_err(|e| failed(tables, e))?;
+        ),
+    )?;
     let mut all = LogOffsets::Unknown;
-    for line in answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let mut json = Vec::new();
-        tsv_unescape(line, &mut json);
-        let state: serde_json::Value = serde_json::from_slice(&json)?;
+    for row in states {
+        let state: serde_json::Value = serde_json::from_str(&row[0])?;
         if let Some(setting) = state["offsets"].as_str() {
             all.merge(LogOffsets::from_setting(setting));
         }
@@ -183,6 +182,21 @@ fn grouped(
     Ok(counter.into_counts())
 }
 
+/// The answer of `sql` (without its FORMAT), as the text of each field of each row.
+fn text_rows(tables: &Tables, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    each_line(tables, &format!("{sql} FORMAT TabSeparated"), &mut |line| {
+        let fields = line.split(|&b| b == b'\t').map(|f| {
+            let mut text = Vec::new();
+            tsv_unescape(f, &mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        out.push(fields.collect());
+        true
+    })?;
+    Ok(out)
+}
+
 /// `x` divided by `n`, rounded down (ClickHouse's `intDiv` rounds toward zero), in SQL.
 fn floor_div(x: &str, n: i64) -> String {
     format!("(intDiv({x}, {n}) - if(({x}) % {n} < 0, 1, 0))")
@@ -296,19 +310,7 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
         VisitorRule::All => where_.to_owned(),
         VisitorRule::Goaccess => format!("{where_} AND NOT (status >= 400 AND status < 500)"),
     };
-    let rows = |sql: String| -> anyhow::Result<Vec<Vec<String>>> {
-        let mut out = Vec::new();
-        each_line(tables, &format!("{sql} FORMAT TabSeparated"), &mut |line| {
-            let fields = line.split(|&b| b == b'\t').map(|f| {
-                let mut text = Vec::new();
-                tsv_unescape(f, &mut text);
-                String::from_utf8_lossy(&text).into_owned()
-            });
-            out.push(fields.collect());
-            true
-        })?;
-        Ok(out)
-    };
+    let rows = |sql: String| text_rows(tables, &sql);
     let number = |s: &str| -> anyhow::Result<u64> {
         s.parse()
             .map_err(|_| anyhow::anyhow!("{}: {s:?} is not a count", tables.client.address()))
@@ -536,38 +538,30 @@ fn row_of(line: &[u8], fields: &mut [Vec<u8>; 9], block: &mut super::RowBlock) -
 
 /// The rejected lines of `hosts`, grouped by reason, with the first of each as the sample.
 fn rejects(tables: &Tables, hosts: &[String]) -> anyhow::Result<Vec<RejectGroup>> {
-    let answer = (tables.client)
-        .query(&format!(
+    let answer = text_rows(
+        tables,
+        &format!(
             "SELECT reason, count(), argMin(source, (seq, line)), argMin(line, (seq, line)), \
-             argMin(url, (seq, line)) FROM {} WHERE {} GROUP BY reason FORMAT TabSeparated",
+             argMin(url, (seq, line)) FROM {} WHERE {} GROUP BY reason",
             tables.logs(),
             rows_of(Kind::Reject, hosts)
-        ))
-        .map_err(|e| failed(tables, e))?;
+        ),
+    )?;
     let mut groups: Vec<RejectGroup> = Vec::new();
-    for line in answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let fields: Vec<Vec<u8>> = line
-            .split(|&b| b == b'\t')
-            .map(|f| {
-                let mut out = Vec::new();
-                tsv_unescape(f, &mut out);
-                out
-            })
-            .collect();
-        let [reason, lines, source, number, raw] = &fields[..] else {
+    for row in answer {
+        let [reason, lines, source, number, raw] = &row[..] else {
             bail!("{}: an unexpected answer", tables.client.address());
         };
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let reason = super::rejects::slug_of(&text(reason));
-        let lines: u64 = text(lines).parse()?;
+        let reason = super::rejects::slug_of(reason);
+        let lines: u64 = lines.parse()?;
         match groups.iter_mut().find(|g| g.reason == reason) {
             Some(group) => group.lines += lines,
             None => groups.push(RejectGroup {
                 reason,
                 lines,
-                source: text(source),
-                line: text(number).parse()?,
-                sample: text(raw),
+                source: source.clone(),
+                line: number.parse()?,
+                sample: raw.clone(),
             }),
         }
     }

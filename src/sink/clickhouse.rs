@@ -46,6 +46,16 @@ struct State {
     offsets: Option<String>,
 }
 
+impl State {
+    /// The log format saved with the checkpoint of `source`: `None` without a checkpoint.
+    fn format_of(&self, source: &str) -> Option<String> {
+        let format = self.formats.get(source).map_or("combined", String::as_str);
+        self.checkpoints
+            .contains_key(source)
+            .then(|| format.to_owned())
+    }
+}
+
 /// Entries of one batch as rows of ClickHouse's RowBinary format, from the parsing threads.
 /// Binary rather than text: the server then only copies the values, and newer servers cut
 /// only text INSERTs into pieces parsed in parallel (which would split one into parts).
@@ -203,11 +213,7 @@ fn last_state(tables: &Tables, host: &str) -> Result<State, Failure> {
 
 /// The log format saved with the checkpoint of `source` by the writers of `host`, if any.
 pub fn saved_format(tables: &Tables, host: &str, source: &str) -> Option<String> {
-    let state = last_state(tables, host).ok()?;
-    state
-        .checkpoints
-        .contains_key(source)
-        .then(|| (state.formats.get(source).cloned()).unwrap_or_else(|| "combined".into()))
+    last_state(tables, host).ok()?.format_of(source)
 }
 
 /// The writer of one host into a ClickHouse database.
@@ -324,9 +330,7 @@ impl ClickHouseSink {
         let address = self.tables.client.address();
         let nodes: Vec<Client> = match self.tables.cluster {
             None => vec![self.tables.client.clone()],
-            Some(_) => (0..address.nodes.len())
-                .map(|i| address.node(i).client())
-                .collect(),
+            Some(_) => address.node_clients(),
         };
         let mut pause = Duration::from_millis(5);
         loop {
@@ -405,25 +409,19 @@ impl ClickHouseSink {
         let address = self.tables.client.address().clone();
         let cutoff = before.date_naive().format("%Y-%m-%d").to_string();
         let mut dropped = 0;
-        for i in 0..address.nodes.len() {
-            let node = address.node(i).client();
+        for node in address.node_clients() {
             let said = |e: Failure| anyhow::anyhow!("{}: --retain: {e}", node.address());
-            let keep = format!(
-                "SELECT DISTINCT toYYYYMMDD(argMax(day, seq)) FROM logs WHERE kind = {} GROUP BY host",
-                Kind::Progress as u8
-            );
             let parts = node
                 .query(&format!(
                     "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND \
-                     table = 'logs' AND active AND max_date < toDate({}) AND \
-                     toUInt32(partition_id) NOT IN ({keep}) FORMAT TabSeparated",
+                     table = 'logs' AND active AND max_date < toDate({}) FORMAT TabSeparated",
                     quote(&address.database),
                     quote(&cutoff)
                 ))
                 .map_err(said)?;
             for part in String::from_utf8_lossy(&parts).lines() {
-                // Asked again just before: another host may have committed its progress into
-                // this old day since (a backfill).
+                // Asked of each day just before it is dropped, not once for all: another host
+                // may have committed its progress into an old day since (a backfill).
                 let progress = node
                     .query(&format!(
                         "SELECT count() FROM logs WHERE kind = {} AND day = toDate({}) AND \
@@ -464,16 +462,7 @@ impl Sink for ClickHouseSink {
     }
 
     fn log_format(&mut self, source: &str) -> anyhow::Result<Option<String>> {
-        Ok(match self.state.checkpoints.contains_key(source) {
-            true => Some(
-                self.state
-                    .formats
-                    .get(source)
-                    .cloned()
-                    .unwrap_or_else(|| "combined".into()),
-            ),
-            false => None,
-        })
+        Ok(self.state.format_of(source))
     }
 
     fn set_log_format(&mut self, name: &str) {
