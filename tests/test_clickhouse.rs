@@ -57,7 +57,10 @@ impl Server {
         )
     }
 
-    fn start(&mut self) {
+    /// Starts the server and waits until it answers. A server that exits at start gives its
+    /// error log: a port taken since it was chosen (a client's connection can be given any
+    /// free port) is worth another try, anything else fails the test.
+    fn start(&mut self) -> Result<(), String> {
         let mut cmd = std::process::Command::new(&self.program);
         cmd.arg(format!("--config-file={}/config.xml", self.dir.display()))
             .current_dir(&self.dir)
@@ -66,11 +69,26 @@ impl Server {
         self.process = Some(Running::spawn(&mut cmd));
         let client = self.client("default");
         let process = self.process.as_mut().unwrap();
+        let mut exited = None;
         wait_until("clickhouse-server to answer", || {
-            if let Some(status) = process.try_wait() {
-                panic!("clickhouse-server exited at start: {status}");
-            }
-            client.query("SELECT 1").is_ok()
+            exited = process.try_wait();
+            exited.is_some() || client.query("SELECT 1").is_ok()
+        });
+        let Some(status) = exited else {
+            return Ok(());
+        };
+        self.process = None;
+        let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        if log.contains("already in use") {
+            return Err(log);
+        }
+        panic!("clickhouse-server exited at start ({status}):\n{log}");
+    }
+
+    /// Starts it again on its ports, once the one that was killed has let them go.
+    fn restart(&mut self) {
+        wait_until("the server's ports to be free again", || {
+            self.start().is_ok()
         });
     }
 
@@ -104,6 +122,16 @@ struct Servers {
 
 impl Servers {
     fn start(wd: &Workdir, program: &Path, shards: usize) -> Servers {
+        loop {
+            if let Some(servers) = Servers::try_start(wd, program, shards) {
+                return servers;
+            }
+        }
+    }
+
+    /// Servers on free ports, or `None` when one of the ports was taken before its server
+    /// could listen on it (then the others are stopped, and new ports are needed).
+    fn try_start(wd: &Workdir, program: &Path, shards: usize) -> Option<Servers> {
         let ports: Vec<(u16, u16, u16)> = (0..shards)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -137,9 +165,9 @@ impl Servers {
             servers.push(server);
         }
         for server in &mut servers {
-            server.start();
+            server.start().ok()?;
         }
-        Servers { servers }
+        Some(Servers { servers })
     }
 
     /// `--db` for `database` on these servers (every shard's, for a cluster).
@@ -689,7 +717,7 @@ fn fleet(program: &Path, shards: usize) {
             // A crash of a server (the second shard of two): the followers retry.
             let server = &mut servers.servers[shards - 1];
             server.kill();
-            server.start();
+            server.restart();
         }
         let mut running: Vec<Running> = hosts.iter().map(|h| follower(h)).collect();
         let before: Vec<u64> = hosts.iter().map(|h| stored(h)).collect();
