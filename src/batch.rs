@@ -46,11 +46,20 @@ struct EntrySpans {
     forwarded_for: Option<Span>,
 }
 
+/// Where a line was read: its number (from 1) and the offset of its first byte in the stream
+/// (the decompressed text, for a compressed file). A store that keeps where each row came
+/// from (ClickHouse) records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub line: u64,
+    pub offset: u64,
+}
+
 /// Work a store has the parsing threads do on each entry, beside parsing, so that its own
 /// thread (the slowest stage) has less to do. One per parsing thread.
 pub trait Encoder: Send {
-    /// Takes the next entry of the batch.
-    fn push(&mut self, entry: &LogEntry<'_>);
+    /// Takes the next entry of the batch, read at `at`.
+    fn push(&mut self, entry: &LogEntry<'_>, at: Position);
     /// What was built from the batch's entries, handed to the store with the batch (see
     /// [`Batch::encoded`]); the encoder is then empty for the next batch.
     fn finish(&mut self) -> Box<dyn Any + Send>;
@@ -85,8 +94,8 @@ pub struct Batch {
     count: usize,
     /// The offsets the entries' times were written in, which the store records.
     pub offsets: LogOffsets,
-    /// Line number, reason and bytes (the head only, for an over-long line) of each reject.
-    pub rejects: Vec<(u64, Reject, Vec<u8>)>,
+    /// Position, reason and bytes (the head only, for an over-long line) of each reject.
+    pub rejects: Vec<(Position, Reject, Vec<u8>)>,
     /// Lines read in this batch (entries and rejects).
     pub lines: u64,
     /// Stream offset just past the last line of the batch.
@@ -180,11 +189,16 @@ pub const BATCH_LINES: u64 = 8192;
 const BATCH_BYTES: usize = 512 << 10;
 
 impl Batch {
-    fn push(&mut self, e: &LogEntry<'_>, keep: bool, encoder: Option<&mut Box<dyn Encoder>>) {
+    fn push(
+        &mut self,
+        (e, at): (&LogEntry<'_>, Position),
+        keep: bool,
+        encoder: Option<&mut Box<dyn Encoder>>,
+    ) {
         self.count += 1;
         self.offsets.add(e.utc_offset);
         if let Some(encoder) = encoder {
-            encoder.push(e);
+            encoder.push(e, at);
         }
         if !keep {
             return;
@@ -256,9 +270,9 @@ impl Batch {
 #[derive(Debug, Default)]
 struct RawBatch {
     text: Vec<u8>,
-    /// Per line: its number, where it lies in `text`, and whether it is only the head of an
+    /// Per line: its position, where it lies in `text`, and whether it is only the head of an
     /// over-long line.
-    lines: Vec<(u64, usize, usize, bool)>,
+    lines: Vec<(Position, usize, usize, bool)>,
     end_offset: u64,
     end_line: u64,
     pending_bytes: u64,
@@ -268,10 +282,10 @@ struct RawBatch {
 }
 
 impl RawBatch {
-    fn push(&mut self, number: u64, bytes: &[u8], too_long: bool) {
+    fn push(&mut self, at: Position, bytes: &[u8], too_long: bool) {
         let start = self.text.len();
         self.text.extend_from_slice(bytes);
-        self.lines.push((number, start, self.text.len(), too_long));
+        self.lines.push((at, start, self.text.len(), too_long));
     }
 
     fn is_full(&self) -> bool {
@@ -294,12 +308,12 @@ impl RawBatch {
             ..Batch::default()
         };
         parser.follow(self.header.as_ref());
-        for &(number, start, end, too_long) in &self.lines {
+        for &(at, start, end, too_long) in &self.lines {
             let bytes = &self.text[start..end];
             if too_long {
                 batch
                     .rejects
-                    .push((number, Reject::TooLong, scrub.raw(bytes).into_owned()));
+                    .push((at, Reject::TooLong, scrub.raw(bytes).into_owned()));
                 continue;
             }
             let padding = bytes.iter().take_while(|&&b| b == 0).count();
@@ -310,13 +324,13 @@ impl RawBatch {
                 Ok(mut entry) => {
                     reading.client.apply(&mut entry);
                     scrub.apply(&mut entry);
-                    batch.push(&entry, prepare.entries, encoder.as_mut())
+                    batch.push((&entry, at), prepare.entries, encoder.as_mut())
                 }
                 // The reject keeps the line as read, padding included: rejects are verbatim,
                 // but for what the scrub takes out.
                 Err(reason) => batch
                     .rejects
-                    .push((number, reason, scrub.raw(bytes).into_owned())),
+                    .push((at, reason, scrub.raw(bytes).into_owned())),
             }
         }
         if let Some(encoder) = encoder {
@@ -399,23 +413,28 @@ fn find_lines<R: Read>(
         header: header.clone(),
         ..RawBatch::default()
     };
-    while let Some(item) = reader.next_line()? {
+    loop {
+        let offset = reader.offset();
+        let Some(item) = reader.next_line()? else {
+            break;
+        };
         line += 1;
+        let at = Position { line, offset };
         match item {
             Line::Complete(bytes) => {
                 if headers && format.header(bytes) {
                     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
                     header = Some(Arc::from(bytes));
                 }
-                raw.push(line, bytes, false)
+                raw.push(at, bytes, false)
             }
-            Line::TooLong { head, .. } => raw.push(line, head, true),
+            Line::TooLong { head, .. } => raw.push(at, head, true),
             Line::Partial(bytes) if take_partial => {
-                raw.push(line, bytes, false);
+                raw.push(at, bytes, false);
                 reader.take_partial();
             }
             Line::PartialTooLong { head, .. } if take_partial => {
-                raw.push(line, head, true);
+                raw.push(at, head, true);
                 reader.take_partial();
             }
             Line::Partial(bytes) => {
@@ -504,7 +523,7 @@ mod tests {
         assert_eq!(urls, expected);
         let rejects: Vec<u64> = batches
             .iter()
-            .flat_map(|b| b.rejects.iter().map(|r| r.0))
+            .flat_map(|b| b.rejects.iter().map(|r| r.0.line))
             .collect();
         let expected: Vec<u64> = (1..=n as u64).filter(|i| i % 7 == 3).collect();
         assert_eq!(rejects, expected);
@@ -531,7 +550,7 @@ mod tests {
     struct Urls(Vec<String>);
 
     impl Encoder for Urls {
-        fn push(&mut self, entry: &LogEntry<'_>) {
+        fn push(&mut self, entry: &LogEntry<'_>, _: Position) {
             self.0.push(entry.url.to_string());
         }
         fn finish(&mut self) -> Box<dyn Any + Send> {
@@ -606,7 +625,7 @@ mod tests {
         assert_eq!(entries, kept);
         let rejects: Vec<(u64, Reject, usize)> = batches
             .iter()
-            .flat_map(|b| b.rejects.iter().map(|(n, r, raw)| (*n, *r, raw.len())))
+            .flat_map(|b| (b.rejects.iter()).map(|(at, r, raw)| (at.line, *r, raw.len())))
             .collect();
         let escape_line = input.lines().nth(3).unwrap().len();
         // Rejects keep the line as read, padding included.

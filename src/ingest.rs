@@ -15,11 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
-use crate::batch::{self, Reading};
+use crate::batch::{self, Position, Reading};
 use crate::checkpoint::{self, Checkpoint, Mismatch};
 use crate::parse::Reject;
 use crate::rotation::{self, Located, Opened, Records};
-use crate::sink::{Rejected, Sink, Update};
+use crate::sink::{Origin, Rejected, Sink, Update};
 use crate::source::{LineReader, prefetch};
 
 /// A source named on the command line.
@@ -528,7 +528,10 @@ impl Pass<'_> {
         let before = self.counts();
         self.drain(
             (stdin, 0, None),
-            "-",
+            Origin {
+                source: "-",
+                file: None,
+            },
             0,
             PartialRule::Take,
             None,
@@ -1099,9 +1102,13 @@ impl Pass<'_> {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = self.progress_bar(total.saturating_sub(offset), path);
         let start = offset;
+        let origin = Origin {
+            source: key,
+            file: identity(file),
+        };
         let result = self.drain(
             (handle, offset, header),
-            key,
+            origin,
             line,
             rule,
             saved,
@@ -1190,6 +1197,10 @@ impl Pass<'_> {
         checkpoint: &mut dyn FnMut(u64, u64) -> io::Result<Option<Checkpoint>>,
     ) -> anyhow::Result<Option<Checkpoint>> {
         let context = || format!("cannot read log {}", path.display());
+        let origin = Origin {
+            source: key,
+            file: identity(&file),
+        };
         let mut decoder = rotation::decoder(file).with_context(context)?;
         // The head before `offset` is read anyway; the last header line in it is kept.
         let mut headers = Headers {
@@ -1208,7 +1219,7 @@ impl Pass<'_> {
         // A compressed file is complete: its last line is taken even without a newline.
         self.drain(
             (decoder, offset, headers.last),
-            key,
+            origin,
             line,
             PartialRule::Take,
             None,
@@ -1241,7 +1252,7 @@ impl Pass<'_> {
     fn drain<R: Read + Send>(
         &mut self,
         (input, offset, header): (R, u64, Option<std::sync::Arc<[u8]>>),
-        key: &str,
+        origin: Origin<'_>,
         line: u64,
         rule: PartialRule,
         saved: Option<Checkpoint>,
@@ -1264,13 +1275,14 @@ impl Pass<'_> {
             let mut moved = false;
             // Errors of the input are the log's; the sink's own (a locked database, a full
             // disk) already name the store.
+            let key = origin.source;
             let cannot_read = || format!("cannot read log {key}");
             for batch in rx.iter() {
                 let batch = batch.with_context(cannot_read)?;
-                self.sink.write_batch(&batch)?;
+                self.sink.write_batch(origin, &batch)?;
                 self.summary.written += batch.len() as u64;
-                for (number, reason, raw) in &batch.rejects {
-                    self.reject(key, *number, *reason, raw)?;
+                for (at, reason, raw) in &batch.rejects {
+                    self.reject(origin, *at, *reason, raw)?;
                 }
                 self.summary.read += batch.lines;
                 self.summary.pending_bytes += batch.pending_bytes;
@@ -1307,14 +1319,21 @@ impl Pass<'_> {
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    fn reject(&mut self, key: &str, line: u64, reason: Reject, raw: &[u8]) -> anyhow::Result<()> {
+    fn reject(
+        &mut self,
+        origin: Origin<'_>,
+        at: Position,
+        reason: Reject,
+        raw: &[u8],
+    ) -> anyhow::Result<()> {
         *self.summary.rejected.entry(reason.slug()).or_insert(0) += 1;
         self.sink.reject(&Rejected {
-            source: key,
-            line,
+            origin,
+            at,
             reason,
             raw,
         })?;
+        let (key, line) = (origin.source, at.line);
         if let Some((path, out)) = &mut self.rejects {
             let write = (|| -> io::Result<()> {
                 write!(out, "{key}:{line}: {}: ", reason.slug())?;

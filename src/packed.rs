@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap;
 
-use crate::batch::{BATCH_LINES, Encoder};
+use crate::batch::{BATCH_LINES, Encoder, Position};
 use crate::entry::LogEntry;
 use crate::row::{ABSENT, Interner, Row, canonical_ipv4, ipv4_text};
 
@@ -280,7 +280,7 @@ impl BatchKeys {
 }
 
 impl Encoder for BatchKeys {
-    fn push(&mut self, entry: &LogEntry<'_>) {
+    fn push(&mut self, entry: &LogEntry<'_>, _: Position) {
         BatchKeys::push(self, &Row::of(entry));
     }
 

@@ -751,14 +751,15 @@ fn fleet(program: &Path, shards: usize) {
         let got = servers.query(
             "fleet",
             &format!(
-                "SELECT count(), uniqExact(url) FROM {} WHERE kind = 0 AND host = '{host}' \
-                 FORMAT TabSeparated",
+                "SELECT count(), uniqExact(url), uniqExact(file_inode, byte_offset), \
+                 uniqExact(line) FROM {} WHERE kind = 0 AND host = '{host}' FORMAT TabSeparated",
                 servers.table()
             ),
         );
+        // Every line once, and each row where its own line was read.
         assert_eq!(
             got.trim(),
-            format!("{n}\t{n}"),
+            format!("{n}\t{n}\t{n}\t{n}"),
             "{shards} shard(s), host {host}"
         );
     }
@@ -840,5 +841,109 @@ fn the_hosts_report_is_refused_for_a_store_of_one_host() {
         assert_eq!(out.status.code(), Some(2));
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(said.contains("needs a ClickHouse store"), "{said}");
+    }
+}
+
+/// The table a writer of schema version 1 created, as it created it.
+const LOGS_OF_VERSION_1: &str = "CREATE TABLE logs (host String, seq UInt64, kind UInt8, \
+    day Date, ip String, ident Nullable(String), user Nullable(String), timestamp Int64, \
+    method Nullable(String), url String, protocol Nullable(String), status UInt16, \
+    bytes Nullable(UInt64), referrer Nullable(String), user_agent Nullable(String), \
+    vhost Nullable(String), port Nullable(UInt16), response_time_us Nullable(UInt64), \
+    upstream_time_us Nullable(UInt64), forwarded_for Nullable(String), source String, \
+    line UInt64, reason String, state String) ENGINE = MergeTree() PARTITION BY day \
+    ORDER BY (host, kind, seq)";
+
+#[test]
+fn every_row_says_where_it_was_read_and_tables_of_version_1_are_upgraded() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(program) = server_program() else {
+        return;
+    };
+    for shards in [1, 2] {
+        let wd = Workdir::new();
+        let servers = Servers::start(&wd, &program, shards);
+        // Version 1's tables on every node, holding a row of that version.
+        for server in &servers.servers {
+            server
+                .client("default")
+                .query("CREATE DATABASE up")
+                .unwrap();
+            let node = server.client("up");
+            node.query("CREATE TABLE log_pipeline (version UInt32, created DateTime) ENGINE = Log")
+                .unwrap();
+            node.query("INSERT INTO log_pipeline VALUES (1, now())")
+                .unwrap();
+            node.query(LOGS_OF_VERSION_1).unwrap();
+            if shards > 1 {
+                node.query(
+                    "CREATE TABLE logs_all AS logs ENGINE = Distributed('fleet', 'up', logs, \
+                     cityHash64(host))",
+                )
+                .unwrap();
+            }
+        }
+        servers.query(
+            "up",
+            "INSERT INTO logs (host, seq, kind, day, ip, url, status, timestamp, source, line) \
+             VALUES ('old', 1, 0, toDate('2024-01-01'), '10.9.9.9', '/old', 200, 1704067200, '', 0)",
+        );
+
+        // A reject among the lines, and a line of several bytes per character.
+        let mut text = numbered_lines(0, 20);
+        text.push_str("garbage\n");
+        text.push_str(&numbered_lines(20, 40).replace("/page/25 ", "/page/25-é "));
+        wd.write("a.log", &text);
+        let store = servers.store_args("up");
+        let mut args = vec!["a.log", "--host", "h", "-q"];
+        args.extend(strings(&store));
+        wd.cmd("parse-to-db").args(&args).assert().success();
+
+        let meta = std::fs::metadata(wd.path("a.log")).unwrap();
+        // The record a log's checkpoint is kept under: its whole path.
+        let source = std::fs::canonicalize(wd.path("a.log")).unwrap();
+        let source = source.to_str().unwrap();
+        let rows = servers.query(
+            "up",
+            &format!(
+                "SELECT kind, line, byte_offset, source, file_dev, file_inode FROM {} \
+                 WHERE host = 'h' AND kind IN (0, 1) ORDER BY line FORMAT TabSeparated",
+                servers.table()
+            ),
+        );
+        let rows: Vec<Vec<&str>> = rows.lines().map(|r| r.split('\t').collect()).collect();
+        assert_eq!(rows.len(), 41, "{rows:?}");
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let mut expected_offset = 0;
+        for (i, row) in rows.iter().enumerate() {
+            let kind = if lines[i] == "garbage\n" { "1" } else { "0" };
+            let offset = expected_offset.to_string();
+            let (dev, inode) = (meta.dev().to_string(), meta.ino().to_string());
+            let expected = [kind, &(i + 1).to_string(), &offset, source, &dev, &inode];
+            assert_eq!(row, &expected, "line {}", i + 1);
+            expected_offset += lines[i].len();
+        }
+        // The old row is still there, counted, and says it does not know where it was read.
+        let old = servers.query(
+            "up",
+            &format!(
+                "SELECT url, byte_offset, file_inode FROM {} WHERE host = 'old' \
+                 FORMAT TabSeparated",
+                servers.table()
+            ),
+        );
+        assert_eq!(old, "/old\t0\t0\n");
+        let version = servers.query("up", "SELECT max(version) FROM log_pipeline");
+        assert_eq!(version.trim(), "2");
+        let mut args = vec!["--report", "summary", "--format", "json"];
+        args.extend(strings(&store));
+        let out = wd.cmd("aggregate-db").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["summary"]["requests"], 41, "{summary}");
     }
 }

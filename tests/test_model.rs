@@ -94,8 +94,12 @@ impl Sink for Crashing<'_> {
     fn prepare(&self) -> log_pipeline::batch::Prepare {
         self.inner.prepare()
     }
-    fn write_batch(&mut self, batch: &log_pipeline::batch::Batch) -> anyhow::Result<()> {
-        self.inner.write_batch(batch)
+    fn write_batch(
+        &mut self,
+        origin: log_pipeline::sink::Origin<'_>,
+        batch: &log_pipeline::batch::Batch,
+    ) -> anyhow::Result<()> {
+        self.inner.write_batch(origin, batch)
     }
     fn reject(&mut self, rejected: &Rejected<'_>) -> anyhow::Result<()> {
         self.inner.reject(rejected)

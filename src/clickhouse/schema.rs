@@ -6,7 +6,19 @@ use super::http::{Client, Failure};
 use super::sql::quote;
 
 /// The version of our tables in a database; kept in the `log_pipeline` table.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 1. The first.
+/// 2. Each row says where it was read: `byte_offset`, `file_dev` and `file_inode`, beside
+///    `source` and `line` (0 in rows written by version 1).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The columns added by each version after the first, after which column: a table of an
+/// earlier version gets them when a writer opens it.
+const ADDED: &[(u32, &str, &str)] = &[
+    (2, "byte_offset", "line"),
+    (2, "file_dev", "byte_offset"),
+    (2, "file_inode", "file_dev"),
+];
 
 /// The columns of `logs`, in the order the writers send them. Rows of three kinds share the
 /// table (see [`Kind`]) so that one INSERT, which the server applies whole or not at all,
@@ -34,6 +46,9 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("forwarded_for", "Nullable(String)"),
     ("source", "String"),
     ("line", "UInt64"),
+    ("byte_offset", "UInt64"),
+    ("file_dev", "UInt64"),
+    ("file_inode", "UInt64"),
     ("reason", "String"),
     ("state", "String"),
 ];
@@ -176,21 +191,29 @@ fn has_table(client: &Client, table: &str) -> Result<bool, Failure> {
     Ok(String::from_utf8_lossy(&n).trim() != "0")
 }
 
-/// Is `table` ours? A table of the same name with other columns belongs to someone else, and
-/// is neither written nor read.
-fn check_columns(client: &Client, table: &str) -> Result<(), Failure> {
-    let address = client.address();
+/// The names of the columns of `table`.
+fn columns_of(client: &Client, table: &str) -> Result<Vec<String>, Failure> {
     let have = client.query(&format!(
         "SELECT name FROM system.columns WHERE database = {} AND table = {} FORMAT TabSeparated",
-        quote(&address.database),
+        quote(&client.address().database),
         quote(table)
     ))?;
-    let have = String::from_utf8_lossy(&have);
-    let have: Vec<&str> = have.lines().collect();
+    Ok(String::from_utf8_lossy(&have)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Is `table` ours? A table of the same name without the columns of our first version belongs
+/// to someone else, and is neither written nor read. (Readers need no later column.)
+fn check_columns(client: &Client, table: &str) -> Result<(), Failure> {
+    let address = client.address();
+    let have = columns_of(client, table)?;
     let missing: Vec<&str> = COLUMNS
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| !have.contains(name))
+        .filter(|name| !ADDED.iter().any(|(_, added, _)| added == name))
+        .filter(|name| !have.iter().any(|h| h == name))
         .collect();
     if !missing.is_empty() {
         return Err(Failure::Invalid(format!(
@@ -240,6 +263,7 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
         columns.join(", ")
     ))?;
     check_columns(node, "logs")?;
+    upgrade(node, "logs")?;
     if let Some(cluster) = cluster {
         // Rows go to the shard of their host: a writer's INSERT, all of one host, lands whole
         // on one shard.
@@ -250,6 +274,42 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
             quote(&address.database)
         ))?;
         check_columns(node, "logs_all")?;
+        upgrade(node, "logs_all")?;
+    }
+    if version_of(node)? < SCHEMA_VERSION {
+        node.query(&format!(
+            "INSERT INTO log_pipeline VALUES ({SCHEMA_VERSION}, now())"
+        ))?;
+    }
+    Ok(())
+}
+
+fn version_of(node: &Client) -> Result<u32, Failure> {
+    let version = node.query("SELECT max(version) FROM log_pipeline")?;
+    Ok(String::from_utf8_lossy(&version)
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+/// Adds to `table` (ours, of an earlier version) the columns of later versions. The rows it
+/// holds get their defaults (0). Two writers may upgrade at once: a column the other added
+/// first is not an error.
+fn upgrade(node: &Client, table: &str) -> Result<(), Failure> {
+    for (_, name, after) in ADDED {
+        if columns_of(node, table)?.iter().any(|have| have == name) {
+            continue;
+        }
+        let ty = COLUMNS.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty);
+        let ty = ty.expect("an added column is one of COLUMNS");
+        let added = node.query(&format!(
+            "ALTER TABLE {table} ADD COLUMN `{name}` {ty} AFTER `{after}`"
+        ));
+        if let Err(e) = added
+            && !columns_of(node, table)?.iter().any(|have| have == name)
+        {
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Rejected, Sink, Update};
-use crate::batch::{Batch, Encoder, Prepare};
+use super::{Origin, Rejected, Sink, Update};
+use crate::batch::{Batch, Encoder, Position, Prepare};
 use crate::checkpoint::{Checkpoint, fnv1a};
 use crate::clickhouse::{self, COLUMNS, Client, Failure, Kind, Tables, quote};
 use crate::entry::LogEntry;
@@ -75,10 +75,10 @@ struct RowEncoder {
 }
 
 impl Encoder for RowEncoder {
-    fn push(&mut self, e: &LogEntry<'_>) {
+    fn push(&mut self, e: &LogEntry<'_>, at: Position) {
         let ts = e.timestamp.timestamp();
         self.rows.latest = Some(self.rows.latest.map_or(ts, |l| l.max(ts)));
-        encode_entry(e, &mut self.rows.bytes);
+        encode_entry(e, at, &mut self.rows.bytes);
         self.rows.ends.push(self.rows.bytes.len());
     }
 
@@ -87,17 +87,29 @@ impl Encoder for RowEncoder {
     }
 }
 
-/// The columns of an INSERT, in the order of each row: `host`, `seq` and `day` first, which
-/// the commit puts before each row; then the row's own.
+/// The columns the commit puts before each row: the commit's own, then its origin's.
+const PREFIX: [&str; 6] = ["host", "seq", "day", "source", "file_dev", "file_inode"];
+
+/// The columns of an INSERT, in the order of each row: [`PREFIX`] first, then the row's own.
 fn insert_columns() -> Vec<&'static str> {
-    let mut names = vec!["host", "seq", "day"];
+    let mut names = PREFIX.to_vec();
     names.extend(
         COLUMNS
             .iter()
             .map(|(n, _)| *n)
-            .filter(|n| !["host", "seq", "day"].contains(n)),
+            .filter(|n| !PREFIX.contains(n)),
     );
     names
+}
+
+/// The origin columns of [`PREFIX`]: where the rows after it were read.
+fn encode_origin(origin: Origin<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    string(origin.source.as_bytes(), &mut out);
+    let (dev, inode) = origin.file.unwrap_or((0, 0));
+    out.extend_from_slice(&dev.to_le_bytes());
+    out.extend_from_slice(&inode.to_le_bytes());
+    out
 }
 
 /// RowBinary values: a String is its length (LEB128) and its bytes; a Nullable is a byte, 1
@@ -133,7 +145,7 @@ fn nullable_u64(value: Option<u64>, out: &mut Vec<u8>) {
 }
 
 /// One entry as a row, from `kind` on (see [`insert_columns`]).
-fn encode_entry(e: &LogEntry<'_>, out: &mut Vec<u8>) {
+fn encode_entry(e: &LogEntry<'_>, at: Position, out: &mut Vec<u8>) {
     out.push(Kind::Entry as u8);
     string(e.ip.as_bytes(), out);
     nullable_string(e.ident.as_deref(), out);
@@ -157,20 +169,15 @@ fn encode_entry(e: &LogEntry<'_>, out: &mut Vec<u8>) {
     nullable_u64(e.extra.response_time_us, out);
     nullable_u64(e.extra.upstream_time_us, out);
     nullable_string(e.extra.forwarded_for.as_deref(), out);
-    // source, line, reason, state: a reject's and a progress row's.
-    out.extend_from_slice(&[0; 1 + 8 + 1 + 1]);
+    out.extend_from_slice(&at.line.to_le_bytes());
+    out.extend_from_slice(&at.offset.to_le_bytes());
+    // reason, state: a reject's and a progress row's.
+    out.extend_from_slice(&[0; 2]);
 }
 
 /// A row that is not an entry, from `kind` on: every entry column empty or absent, the raw
 /// bytes of a reject in `url`.
-fn encode_other(
-    kind: Kind,
-    source: &str,
-    line: u64,
-    reason: &str,
-    raw: &[u8],
-    state: &str,
-) -> Vec<u8> {
+fn encode_other(kind: Kind, at: Position, reason: &str, raw: &[u8], state: &str) -> Vec<u8> {
     let mut out = vec![kind as u8];
     // ip, ident, user, timestamp, method
     out.extend_from_slice(&[0, 1, 1]);
@@ -181,8 +188,8 @@ fn encode_other(
     out.push(1);
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&[1; 8]);
-    string(source.as_bytes(), &mut out);
-    out.extend_from_slice(&line.to_le_bytes());
+    out.extend_from_slice(&at.line.to_le_bytes());
+    out.extend_from_slice(&at.offset.to_le_bytes());
     string(reason.as_bytes(), &mut out);
     string(state.as_bytes(), &mut out);
     out
@@ -226,6 +233,9 @@ pub struct ClickHouseSink {
     /// Rows of the pending commit, from `kind` on, and where each ends.
     pending: Vec<u8>,
     pending_ends: Vec<usize>,
+    /// The origins of the pending rows ([`encode_origin`]), each with the number of the
+    /// first row read from it.
+    pending_origins: Vec<(usize, Vec<u8>)>,
     latest: Option<i64>,
     pending_offsets: LogOffsets,
     log_format: String,
@@ -252,6 +262,7 @@ impl ClickHouseSink {
             state: State::default(),
             pending: Vec::new(),
             pending_ends: Vec::new(),
+            pending_origins: Vec::new(),
             latest: None,
             pending_offsets: LogOffsets::Unknown,
             log_format: "combined".into(),
@@ -393,6 +404,15 @@ impl ClickHouseSink {
         })
     }
 
+    /// Makes `origin` the origin of the rows added next.
+    fn origin(&mut self, origin: Origin<'_>) {
+        let encoded = encode_origin(origin);
+        if self.pending_origins.last().map(|(_, o)| o) != Some(&encoded) {
+            self.pending_origins
+                .push((self.pending_ends.len(), encoded));
+        }
+    }
+
     fn another_writer(&self) -> Failure {
         Failure::Invalid(format!(
             "{}: another writer of host {} committed while this one did (is a log-pipeline \
@@ -493,10 +513,11 @@ impl Sink for ClickHouseSink {
         }
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, origin: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
         let Some(rows) = batch.encoded::<Rows>() else {
             bail!("internal error: a batch without the rows this store asks for in `prepare`");
         };
+        self.origin(origin);
         let base = self.pending.len();
         self.pending.extend_from_slice(&rows.bytes);
         self.pending_ends
@@ -509,8 +530,9 @@ impl Sink for ClickHouseSink {
     }
 
     fn reject(&mut self, r: &Rejected<'_>) -> anyhow::Result<()> {
+        self.origin(r.origin);
         let reason = r.reason.to_string();
-        let row = encode_other(Kind::Reject, r.source, r.line, &reason, r.raw, "");
+        let row = encode_other(Kind::Reject, r.at, &reason, r.raw, "");
         self.pending.extend_from_slice(&row);
         self.pending_ends.push(self.pending.len());
         Ok(())
@@ -554,16 +576,34 @@ impl Sink for ClickHouseSink {
         prefix.extend_from_slice(&next.seq.to_le_bytes());
         prefix.extend_from_slice(&day.to_le_bytes());
         let rows = self.pending_ends.len() + 1;
-        let mut body =
-            Vec::with_capacity(self.pending.len() + prefix.len() * rows + json.len() + 256);
+        let longest = self.pending_origins.iter().map(|(_, o)| o.len()).max();
+        let per_row = prefix.len() + longest.unwrap_or(0);
+        let mut body = Vec::with_capacity(self.pending.len() + per_row * rows + json.len() + 256);
         let mut start = 0;
-        for &end in &self.pending_ends {
+        let mut origins = self.pending_origins.iter().peekable();
+        let mut origin: &[u8] = &[];
+        for (row, &end) in self.pending_ends.iter().enumerate() {
+            while let Some((_, next)) = origins.next_if(|(first, _)| *first <= row) {
+                origin = next;
+            }
             body.extend_from_slice(&prefix);
+            body.extend_from_slice(origin);
             body.extend_from_slice(&self.pending[start..end]);
             start = end;
         }
+        let progress = Origin {
+            source: "",
+            file: None,
+        };
         body.extend_from_slice(&prefix);
-        body.extend_from_slice(&encode_other(Kind::Progress, "", 0, "", b"", &json));
+        body.extend_from_slice(&encode_origin(progress));
+        body.extend_from_slice(&encode_other(
+            Kind::Progress,
+            Position::default(),
+            "",
+            b"",
+            &json,
+        ));
         self.send(&body, rows as u64, &next)?;
         self.state = next;
         self.abort();
@@ -573,6 +613,7 @@ impl Sink for ClickHouseSink {
     fn abort(&mut self) {
         self.pending.clear();
         self.pending_ends.clear();
+        self.pending_origins.clear();
         self.latest = None;
         self.pending_offsets = LogOffsets::Unknown;
     }
@@ -643,8 +684,16 @@ mod tests {
         string(b"web1", &mut entry);
         entry.extend_from_slice(&7u64.to_le_bytes());
         entry.extend_from_slice(&11_000u16.to_le_bytes());
+        entry.extend(encode_origin(Origin {
+            source: "/var/log/x",
+            file: Some((8, 1234)),
+        }));
         let prefix = entry.len();
-        encode_entry(&e, &mut entry);
+        let at = Position {
+            line: 2,
+            offset: 4096,
+        };
+        encode_entry(&e, at, &mut entry);
         let (values, used) = decode(&entry, &columns);
         assert_eq!(used, entry.len());
         let value = |name: &str| &values[columns.iter().position(|c| *c == name).unwrap()];
@@ -656,17 +705,19 @@ mod tests {
         assert_eq!(value("bytes"), "2326");
         assert_eq!(value("referrer"), "NULL");
         assert_eq!(value("user_agent"), "x");
+        assert_eq!(value("source"), "/var/log/x");
+        assert_eq!(value("file_dev"), "8");
+        assert_eq!(value("file_inode"), "1234");
+        assert_eq!(value("line"), "2");
+        assert_eq!(value("byte_offset"), "4096");
         let mut other = entry[..prefix].to_vec();
         // A raw line longer than 127 bytes takes two bytes of length.
         let raw = [b'z'; 300];
-        other.extend(encode_other(
-            Kind::Reject,
-            "/var/log/x",
-            3,
-            "status",
-            &raw,
-            "{}",
-        ));
+        let at = Position {
+            line: 3,
+            offset: 5000,
+        };
+        other.extend(encode_other(Kind::Reject, at, "status", &raw, "{}"));
         let (values, used) = decode(&other, &columns);
         assert_eq!(used, other.len());
         let value = |name: &str| &values[columns.iter().position(|c| *c == name).unwrap()];
@@ -674,6 +725,7 @@ mod tests {
         assert_eq!(value("url").len(), 300);
         assert_eq!(value("source"), "/var/log/x");
         assert_eq!(value("line"), "3");
+        assert_eq!(value("byte_offset"), "5000");
         assert_eq!(value("reason"), "status");
         assert_eq!(value("state"), "{}");
         assert_eq!(value("response_time_us"), "NULL");

@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, Encoder, Prepare};
+use crate::batch::{Batch, Encoder, Position, Prepare};
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339, decimal};
-use crate::sink::{Sink, Update};
+use crate::sink::{Origin, Sink, Update};
 use crate::zone::LogOffsets;
 
 /// The CSV store's work on the parsing threads: its rows, encoded there.
 impl Encoder for RowEncoder {
-    fn push(&mut self, entry: &LogEntry<'_>) {
+    fn push(&mut self, entry: &LogEntry<'_>, _: Position) {
         self.encode(entry);
     }
 
@@ -485,7 +485,7 @@ impl Sink for CsvSink {
         }
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, _: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
         let Some(rows) = batch.encoded::<Vec<u8>>() else {
             bail!("internal error: a batch without the CSV rows this store asks for in `prepare`");
         };

@@ -9,16 +9,25 @@ pub mod clickhouse;
 pub mod csv;
 pub mod sqlite;
 
-use crate::batch::{Batch, Prepare};
+use crate::batch::{Batch, Position, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::parse::Reject;
+
+/// Where a batch's lines were read: the record they are taken under (the checkpoint's key:
+/// the log's path, a rotated file's record, or `-`), and, for a file, its device and inode,
+/// which tell apart the files a path named in turn across rotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub file: Option<(u64, u64)>,
+}
 
 /// A line that was not taken, as kept aside.
 #[derive(Debug)]
 pub struct Rejected<'a> {
-    pub source: &'a str,
-    /// 1-based line number in the source.
-    pub line: u64,
+    pub origin: Origin<'a>,
+    /// Its 1-based line number and byte offset in the source.
+    pub at: Position,
     pub reason: Reject,
     /// The bytes as read (only the head of an over-long line).
     pub raw: &'a [u8],
@@ -76,8 +85,9 @@ pub trait Sink {
         Prepare::default()
     }
 
-    /// Adds the entries of a batch, prepared as [`Sink::prepare`] asked, to the pending batch.
-    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()>;
+    /// Adds the entries of a batch read from `origin`, prepared as [`Sink::prepare`] asked, to
+    /// the pending batch.
+    fn write_batch(&mut self, origin: Origin<'_>, batch: &Batch) -> anyhow::Result<()>;
 
     /// Keeps a rejected line with the pending batch, where the store has room for it.
     fn reject(&mut self, _rejected: &Rejected<'_>) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
 use crate::parse::parse_stored_time;
 use crate::row::{Arena, Row, Span};
-use crate::sink::{Rejected, Sink, Update};
+use crate::sink::{Origin, Rejected, Sink, Update};
 use crate::zone::LogOffsets;
 
 /// `PRAGMA application_id` of our databases ("LOGP"), so a database that is not ours is
@@ -959,7 +959,7 @@ impl Sink for SqliteSink {
         }
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, _: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
         if batch.is_empty() {
             // No transaction for nothing: a follower whose pass found nothing new commits
             // nothing, and must not keep the write lock.
@@ -989,8 +989,8 @@ impl Sink for SqliteSink {
             "INSERT INTO rejects (source, line, reason, raw, stored) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         stmt.execute(params![
-            r.source,
-            r.line as i64,
+            r.origin.source,
+            r.at.line as i64,
             r.reason.to_string(),
             r.raw,
             crate::entry::Rfc3339(chrono::Utc::now()).to_string()
