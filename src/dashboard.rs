@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use clap::Parser;
 
 use crate::cli::ReportArgs;
 use crate::report::html::{self, LIVE_CSP, Page};
+use crate::store::Reports;
 
 /// Where `--serve` listens when given no address: this machine only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -69,6 +69,9 @@ const LIVE_JS: &str = r#""use strict";
 struct QueryArgs {
     #[command(flatten)]
     report: ReportArgs,
+    /// With a ClickHouse store: only the rows of these hosts, as aggregate-db --host.
+    #[arg(long, value_delimiter = ',')]
+    host: Vec<String>,
 }
 
 /// A computed report: what the page and its body are both made from.
@@ -82,7 +85,7 @@ struct Computed {
 type Slot = tokio::sync::Mutex<Option<(Instant, Arc<Computed>)>>;
 
 struct Live {
-    db: PathBuf,
+    store: Reports,
     /// The command line's options, for a page without a query.
     defaults: ReportArgs,
     /// The `Host` a request may name when the server listens on loopback: its own address,
@@ -95,10 +98,10 @@ struct Live {
     computed: AtomicU64,
 }
 
-/// Serves the live report of the database `db` on `addr` until `stop` is set; `defaults` are
-/// the report options of the command line (filters, `--report`, `--top`...).
+/// Serves the live report of `store` on `addr` until `stop` is set; `defaults` are the report
+/// options of the command line (filters, `--report`, `--top`...).
 pub fn serve(
-    db: PathBuf,
+    store: Reports,
     addr: SocketAddr,
     defaults: ReportArgs,
     stop: Arc<AtomicBool>,
@@ -130,7 +133,7 @@ pub fn serve(
             hosts
         });
         let live = Arc::new(Live {
-            db,
+            store,
             defaults,
             hosts,
             slots: Mutex::new(HashMap::new()),
@@ -319,12 +322,14 @@ impl Live {
 
     /// Runs the report of a query string on the database.
     fn compute(&self, query: &str) -> anyhow::Result<Computed> {
-        let parsed;
-        let args = match query.is_empty() {
-            true => &self.defaults,
+        let (parsed, hosts);
+        let (args, store) = match query.is_empty() {
+            true => (&self.defaults, &self.store),
             false => {
-                parsed = QueryArgs::try_parse_from(query_args(query)?)?.report;
-                &parsed
+                let query = QueryArgs::try_parse_from(query_args(query)?)?;
+                hosts = (self.store.of_hosts(query.host)).map_err(|e| Refused(format!("{e:#}")))?;
+                parsed = query.report;
+                (&parsed, &hosts)
             }
         };
         // The store's offsets, when --tz leaves the zone to them, are read again for each
@@ -332,14 +337,14 @@ impl Live {
         // query: they set the days of --since.
         let log = match args.tz {
             Some(_) => crate::zone::LogOffsets::Unknown,
-            None => crate::read::sqlite::log_offsets(&self.db)?,
+            None => store.log_offsets()?,
         };
         // Filters that contradict each other (--since after --until) are the query's fault.
         let query = args
             .query(|| Ok(log))
             .map_err(|e| Refused(format!("{e:#}")))?;
         self.computed.fetch_add(1, Ordering::SeqCst);
-        let counts = crate::read::sqlite::counts(&self.db, &query, true)?;
+        let counts = store.counts(&query, true)?;
         Ok(Computed {
             report: counts.into_report(&query, args.bucket),
             sections: query.sections,

@@ -208,7 +208,13 @@ fn only_for_clickhouse(path: &Path, given: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A store to read reports from.
+/// `web1, web2` as a shell user types it: a host name has no space at its ends.
+fn trimmed(hosts: Vec<String>) -> Vec<String> {
+    hosts.iter().map(|h| h.trim().to_owned()).collect()
+}
+
+/// A store to read reports from: aggregate-db's and its `--serve` page's.
+#[derive(Debug, Clone)]
 pub enum Reports {
     Sqlite(PathBuf),
     /// The rows of `hosts` (all without any).
@@ -231,9 +237,56 @@ impl Reports {
                     client: address.client(),
                     cluster,
                 },
-                // `web1, web2` as a shell user types it: a host name has no space at its ends.
-                hosts: hosts.iter().map(|h| h.trim().to_owned()).collect(),
+                hosts: trimmed(hosts),
             }),
+        }
+    }
+
+    /// The same store, for the rows of `hosts` (all without any): what a `--serve` page's
+    /// `host` asks.
+    pub fn of_hosts(&self, hosts: Vec<String>) -> anyhow::Result<Reports> {
+        match self {
+            Reports::Sqlite(path) => {
+                only_for_clickhouse(path, !hosts.is_empty())?;
+                Ok(Reports::Sqlite(path.clone()))
+            }
+            Reports::ClickHouse { tables, .. } => Ok(Reports::ClickHouse {
+                tables: tables.clone(),
+                hosts: trimmed(hosts),
+            }),
+        }
+    }
+
+    /// The SQLite file, which a report written beside it must not replace.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Reports::Sqlite(path) => Some(path),
+            Reports::ClickHouse { .. } => None,
+        }
+    }
+
+    /// The offsets the stored entries were written in, as their writers recorded them.
+    pub fn log_offsets(&self) -> anyhow::Result<crate::zone::LogOffsets> {
+        match self {
+            Reports::Sqlite(path) => crate::read::sqlite::log_offsets(path),
+            Reports::ClickHouse { tables, hosts } => {
+                crate::read::clickhouse::log_offsets(tables, hosts)
+            }
+        }
+    }
+
+    /// The counts of the stored entries that pass the query's filters. `packed`: a SQLite
+    /// store reads its packed copy where it has one (`--scan` reads the rows).
+    pub fn counts(
+        &self,
+        query: &crate::report::Query,
+        packed: bool,
+    ) -> anyhow::Result<crate::report::Counts> {
+        match self {
+            Reports::Sqlite(path) => crate::read::sqlite::counts(path, query, packed),
+            Reports::ClickHouse { tables, hosts } => {
+                crate::read::clickhouse::counts(tables, hosts, query)
+            }
         }
     }
 }

@@ -947,3 +947,38 @@ fn every_row_says_where_it_was_read_and_tables_of_version_1_are_upgraded() {
         assert_eq!(summary["summary"]["requests"], 41, "{summary}");
     }
 }
+
+#[test]
+fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
+    use crate::test_serve::{get, number, serve};
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    let servers = Servers::start(&wd, &program, 1);
+    let db = servers.url("live");
+    let parse = |wd: &Workdir, host: &str| {
+        wd.cmd("parse-to-db")
+            .args([&format!("{host}.log"), "--db", &db, "--host", host, "-q"])
+            .assert()
+            .success();
+    };
+    wd.write("a.log", numbered_lines(0, 30));
+    wd.write("b.log", numbered_lines(30, 50));
+    parse(&wd, "a");
+    parse(&wd, "b");
+    let (_server, addr) = serve(&wd, &["--db", &db, "--serve", "127.0.0.1:0"]);
+    let (status, _, page) = get(&addr, "/");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(number(&page, "summary-requests"), Some(50));
+    // The page's query takes --host as the command line does.
+    let (status, _, body) = get(&addr, "/body?host=b&report=summary");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(number(&body, "summary-requests"), Some(20));
+    // Rows a writer adds appear in the page's next report.
+    wd.write("a.log", numbered_lines(0, 40));
+    parse(&wd, "a");
+    wait_until("the page to count the new rows", || {
+        number(&get(&addr, "/body?report=summary").2, "summary-requests") == Some(60)
+    });
+}

@@ -91,12 +91,12 @@ fn http_as(addr: &str, host: &str, path: &str) -> u16 {
     reply.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
-fn get(addr: &str, path: &str) -> (u16, String, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String, String) {
     http(addr, "GET", path, None)
 }
 
 /// aggregate-db serving `db` (with `args`), and the address it says it serves.
-fn serve(wd: &Workdir, args: &[&str]) -> (Running, String) {
+pub(crate) fn serve(wd: &Workdir, args: &[&str]) -> (Running, String) {
     let mut child = Command::new(bin_path("aggregate-db"))
         .args(args)
         .current_dir(wd.root())
@@ -130,7 +130,7 @@ fn first_line_then_drain(
 }
 
 /// The number in `data-v` of the element with `id` in some HTML.
-fn number(html: &str, id: &str) -> Option<u64> {
+pub(crate) fn number(html: &str, id: &str) -> Option<u64> {
     data_v(html, id)?.parse().ok()
 }
 
@@ -184,7 +184,13 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     );
     assert_eq!(number(&body, "summary-requests"), Some(10));
     assert!(!body.contains("<html"), "the body alone");
-    for bad in ["status=999", "since=2024-13-01", "format=json", "nosuch=1"] {
+    for bad in [
+        "status=999",
+        "since=2024-13-01",
+        "format=json",
+        "nosuch=1",
+        "host=web1",
+    ] {
         let (status, _, text) = get(&addr, &format!("/body?{bad}"));
         assert_eq!(status, 400, "{bad}: {text}");
     }

@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::Parser;
 use log_pipeline::cli::{self, ReportArgs};
-use log_pipeline::read;
 use log_pipeline::store::{Db, Reports};
 
 /// Print reports (status codes, top URLs, pages and static files, clients, agents, referrers
@@ -54,27 +52,20 @@ fn main() -> ExitCode {
     cli::main_with("aggregate-db", || {
         let args = Args::parse();
         let named = Db::named(args.db.as_deref().or(args.db_arg.as_deref()))?;
-        let db = match Reports::new(named, args.host, args.cluster)? {
-            Reports::Sqlite(path) => path,
-            Reports::ClickHouse { tables, hosts } => {
-                if args.serve.is_some() {
-                    bail!("--serve reads a SQLite database only; ClickHouse's reports are printed");
-                }
-                let offsets = || read::clickhouse::log_offsets(&tables, &hosts);
-                return cli::report("aggregate-db", &args.report, None, offsets, |query| {
-                    read::clickhouse::counts(&tables, &hosts, query)
-                });
-            }
-        };
+        let store = Reports::new(named, args.host, args.cluster)?;
         if let Some(addr) = args.serve {
             let stop = cli::stop_flag()?;
             let mut warn = cli::warn("aggregate-db");
-            log_pipeline::dashboard::serve(db, addr, args.report, stop, &mut warn)?;
+            log_pipeline::dashboard::serve(store, addr, args.report, stop, &mut warn)?;
             return Ok(ExitCode::SUCCESS);
         }
-        let offsets = || read::sqlite::log_offsets(&db);
-        cli::report("aggregate-db", &args.report, Some(&db), offsets, |query| {
-            read::sqlite::counts(&db, query, !args.scan)
-        })
+        let offsets = || store.log_offsets();
+        cli::report(
+            "aggregate-db",
+            &args.report,
+            store.path(),
+            offsets,
+            |query| store.counts(query, !args.scan),
+        )
     })
 }
