@@ -145,8 +145,11 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     loop {
         let pass = lock_pass(&mut warn).and_then(|_lock| {
             let summary = ingest::run_holding(writer.sink(), &ingest_config, &mut warn, &mut held)?;
-            if let Some(retention) = &config.retain {
-                writer.retain(retention.cutoff(chrono::Utc::now()))?;
+            if let Some(retention) = &config.retain
+                && let Some(removed) = writer.retain(retention.cutoff(chrono::Utc::now()))?
+                && !config.quiet
+            {
+                eprintln!("continuous-parse: {removed}");
             }
             Ok(summary)
         });

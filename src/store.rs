@@ -257,6 +257,16 @@ impl Reports {
         }
     }
 
+    /// Those of `--host` that have no row here (a misspelt name reports nothing at all).
+    pub fn unknown_hosts(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            Reports::Sqlite(_) => Ok(Vec::new()),
+            Reports::ClickHouse { tables, hosts } => {
+                crate::read::clickhouse::unknown_hosts(tables, hosts)
+            }
+        }
+    }
+
     /// The SQLite file, which a report written beside it must not replace.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -316,11 +326,22 @@ impl Writer {
         }
     }
 
-    /// `--retain`: removes what is older than `before` (whole days in ClickHouse).
-    pub fn retain(&mut self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
-        match self {
-            Writer::Sqlite(s) => s.retain(before),
-            Writer::ClickHouse(s) => s.retain(before),
-        }
+    /// `--retain`: removes what is older than `before` (whole days in ClickHouse). Returns
+    /// what it removed, for the user, when it removed anything.
+    pub fn retain(
+        &mut self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<String>> {
+        let (n, what) = match self {
+            Writer::Sqlite(s) => (s.retain(before)?, "row"),
+            Writer::ClickHouse(s) => (s.retain(before)?, "day"),
+        };
+        Ok((n > 0).then(|| {
+            let before = crate::entry::Rfc3339(before);
+            format!(
+                "--retain: removed {} from before {before}",
+                crate::human::counted(n, what)
+            )
+        }))
     }
 }

@@ -59,6 +59,11 @@ fn main() -> ExitCode {
             log_pipeline::dashboard::serve(store, addr, args.report, stop, &mut warn)?;
             return Ok(ExitCode::SUCCESS);
         }
+        for host in store.unknown_hosts()? {
+            cli::warn("aggregate-db")(format!(
+                "--host {host}: no rows of this host (see the hosts report for their names)"
+            ));
+        }
         let offsets = || store.log_offsets();
         cli::report(
             "aggregate-db",

@@ -60,8 +60,11 @@ fn main() -> ExitCode {
             writer.erase_freed_space()?;
         }
         let code = cli::ingest("parse-to-db", writer.sink(), (&args.ingest, &config))?;
-        if let Some(retention) = args.retain {
-            writer.retain(retention.cutoff(chrono::Utc::now()))?;
+        if let Some(retention) = args.retain
+            && let Some(removed) = writer.retain(retention.cutoff(chrono::Utc::now()))?
+            && !args.ingest.quiet
+        {
+            eprintln!("parse-to-db: {removed}");
         }
         Ok(code)
     })

@@ -78,6 +78,9 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     if query.sections.contains(&Section::Rejects) {
         counts.rejects = rejects(tables, hosts)?;
     }
+    if !hosts.is_empty() {
+        counts.store_filters.push(("host".into(), hosts.join(",")));
+    }
     if query.sections.contains(&Section::Hosts) {
         let mut by_host = rustc_hash::FxHashMap::<Box<str>, u64>::default();
         // Only the filters' keys: a query of no report.
@@ -95,6 +98,27 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
         counts.hosts = by_host.into_iter().collect();
     }
     Ok(counts)
+}
+
+/// Those of `hosts` that have no progress row: no writer ever wrote for them.
+pub fn unknown_hosts(tables: &Tables, hosts: &[String]) -> anyhow::Result<Vec<String>> {
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    tables.check().map_err(|e| failed(tables, e))?;
+    let known = text_rows(
+        tables,
+        &format!(
+            "SELECT DISTINCT host FROM {} WHERE {}",
+            tables.logs(),
+            rows_of(Kind::Progress, hosts)
+        ),
+    )?;
+    Ok(hosts
+        .iter()
+        .filter(|h| !known.iter().any(|row| row[0] == **h))
+        .cloned()
+        .collect())
 }
 
 /// How [`grouped`] groups: per minute (every count right), or without time (only the counts

@@ -313,6 +313,9 @@ pub struct Counts {
     /// The rejected lines by reason (only when the rejects report asked, from the store's
     /// reader, not from the counter: see `crate::read::rejects`).
     pub rejects: Vec<RejectGroup>,
+    /// Filters the store's reader applied itself (a ClickHouse store's `--host`), named and
+    /// described as [`crate::report::Filters::describe`] names the others.
+    pub store_filters: Vec<(String, String)>,
 }
 
 /// The rejected lines of one reason, with the first of them.

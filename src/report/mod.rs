@@ -354,8 +354,10 @@ impl Counts {
             })
             .collect();
 
+        let mut filters = query.filters.describe();
+        filters.extend(self.store_filters);
         Report {
-            filters: query.filters.describe(),
+            filters,
             zone: query.zone.name(),
             summary: SummaryStats {
                 requests,
