@@ -227,7 +227,8 @@ pub fn saved_format(tables: &Tables, host: &str, source: &str) -> Option<String>
 pub struct ClickHouseSink {
     tables: Tables,
     host: String,
-    /// Hash of the host, in the ids of its INSERTs.
+    /// Hash of the database and the host, in the ids of its INSERTs: a server refuses an id
+    /// that a running query has, and one host may write into two databases of one server.
     host_tag: String,
     state: State,
     /// Rows of the pending commit, from `kind` on, and where each ends.
@@ -258,7 +259,10 @@ impl ClickHouseSink {
     ) -> anyhow::Result<ClickHouseSink> {
         let mut sink = ClickHouseSink {
             host: host.to_owned(),
-            host_tag: format!("{:016x}", fnv1a(host.as_bytes())),
+            host_tag: format!(
+                "{:016x}",
+                fnv1a(format!("{}\0{host}", tables.client.address().database).as_bytes())
+            ),
             state: State::default(),
             pending: Vec::new(),
             pending_ends: Vec::new(),
