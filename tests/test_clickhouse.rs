@@ -308,7 +308,8 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
         return;
     };
     let wd = Workdir::new();
-    // Real logs, with their rejects, and the generator's lines (response times too).
+    // Real logs, with their rejects, and the generator's lines (the response times have a
+    // test of their own).
     let real = crate::workdir::real_logs_dir();
     let mut logs: Vec<PathBuf> = [
         "nasa-aug95-first20k_dbai-labs.log",
@@ -1018,4 +1019,85 @@ fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
     wait_until("the page to count the new rows", || {
         number(&get(&addr, "/body?report=summary").2, "summary-requests") == Some(60)
     });
+}
+
+#[test]
+fn response_times_grouped_by_the_server_equal_sqlites() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    // Apache's %D (microseconds): times of a few values, so that the server's groups hold
+    // many requests; a URL past the times kept exactly (its percentiles from a histogram),
+    // others with a few; two days, some statuses and clients.
+    let mut log = String::new();
+    for i in 0..4000u64 {
+        let url = match i % 5 {
+            0..=2 => "/hot".to_string(),
+            3 => format!("/page/{}", i % 40),
+            _ => format!("/once/{i}"),
+        };
+        let us = match i % 7 {
+            0 => 1_000 * (i % 13),
+            6 => 123_457 + i,
+            _ => 2_000 * (i % 5) + 500,
+        };
+        log.push_str(&format!(
+            "10.{}.0.{} - - [0{}/Mar/2024:{:02}:{:02}:{:02} +0000] \"GET {url} HTTP/1.1\" {} 10 \"-\" \"agent {}\" {us}\n",
+            i % 3,
+            i % 50,
+            1 + i / 2000,
+            i / 100 % 24,
+            i % 60,
+            i % 59,
+            [200, 200, 404, 500, 304][(i % 5) as usize],
+            i % 4
+        ));
+    }
+    wd.write("timed.log", &log);
+    let format = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i" %D"#;
+    wd.cmd("parse-to-db")
+        .args(["timed.log", "--db", "t.db", "-q", "--log-format", format])
+        .assert()
+        .success();
+    for shards in [1, 2] {
+        let servers = Servers::start(&wd, &program, shards);
+        let store = servers.store_args("timed");
+        wd.cmd("parse-to-db")
+            .args(["timed.log", "-q", "--host", "w", "--log-format", format])
+            .args(strings(&store))
+            .assert()
+            .success();
+        for args in [
+            &["--report", "times"][..],
+            &["--report", "times,status,urls", "--status", "2xx,5xx"],
+            &[
+                "--report",
+                "times",
+                "--url",
+                "^/hot",
+                "--ip",
+                "!10.1.0.0/16",
+            ],
+            &["--report", "times,traffic", "--tz", "Asia/Kolkata"],
+            &[
+                "--report",
+                "times",
+                "--since",
+                "2024-03-02T00:00:00Z",
+                "-n",
+                "3",
+            ],
+            // With visitors, counted by the server, beside them.
+            &["--report", "summary,urls,times", "--status", "!404"],
+        ] {
+            let ours = reports(&wd, &strings(&store), args);
+            assert!(ours.contains("\"p95_us\""), "{ours}");
+            assert_eq!(
+                json(&ours),
+                json(&reports(&wd, &["--db", "t.db"], args)),
+                "{shards} shard(s), {args:?}"
+            );
+        }
+    }
 }

@@ -54,8 +54,8 @@ pub fn log_offsets(tables: &Tables, hosts: &[String]) -> anyhow::Result<LogOffse
 }
 
 /// The counts of the entries of `hosts` that pass the query's filters. Reports that need
-/// no single request (no visitors, clients or response times) are grouped by the server: only
-/// one row per minute and key travels. The others read each entry, of only the columns they
+/// no single request (no visitors or clients) are grouped by the server: only one row per
+/// minute and key (and response time, for the times report) travels. The others read each entry, of only the columns they
 /// use. Either way the one counter counts them, so that the reports are a SQLite store's.
 pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Result<Counts> {
     tables.check().map_err(|e| failed(tables, e))?;
@@ -147,6 +147,7 @@ fn grouped(
         ("status", true, ""),
         ("referrer", needs.referrer, "NULL"),
         ("user_agent", needs.agent, "NULL"),
+        ("response_time_us", wants.times, "NULL"),
     ];
     let select: Vec<String> = keys
         .iter()
@@ -172,7 +173,7 @@ fn grouped(
         group_by.join(", ")
     );
     let mut counter = RowCounter::new(wants, &query.filters);
-    let mut fields: [Vec<u8>; 11] = Default::default();
+    let mut fields: [Vec<u8>; 12] = Default::default();
     let mut bad = None;
     let mut number = 0u64;
     each_line(tables, &sql, &mut |line| {
@@ -228,8 +229,8 @@ fn floor_div(x: &str, n: i64) -> String {
 
 /// Whether the server can count the visitors and clients of `query`, and the offset of its
 /// zone and the SQL of its filters if so: with no filters but those the server applies
-/// exactly (times, `--status`, `--method`), no response times (whose percentiles are ours),
-/// and a zone of one offset (a day is then the same stretch of seconds for every row).
+/// exactly (times, `--status`, `--method`), and a zone of one offset (a day is then the same
+/// stretch of seconds for every row).
 fn visits_on_server(query: &Query) -> Option<(i64, String)> {
     let f = &query.filters;
     let plain = f.ip.is_none()
@@ -239,7 +240,7 @@ fn visits_on_server(query: &Query) -> Option<(i64, String)> {
         && f.agent.is_none()
         && f.crawlers == Crawlers::Include
         && !f.strip_query;
-    if !plain || query.wants().times {
+    if !plain {
         return None;
     }
     let offset = match query.zone {
@@ -293,7 +294,7 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
     // Each ranking from a query of its own, grouped by its key alone: whether it is wanted,
     // how to ask for it alone, and where its counts go.
     type Ranking = (bool, fn(&mut Wants), fn(Counts, &mut Counts));
-    let rankings: [Ranking; 4] = [
+    let rankings: [Ranking; 5] = [
         (
             wants.urls,
             |w| w.urls = true,
@@ -313,6 +314,12 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
             wants.methods,
             |w| w.methods = true,
             |from, to| to.methods = from.methods,
+        ),
+        // Not a ranking, but counted the same way: per URL and time.
+        (
+            wants.times,
+            |w| w.times = true,
+            |from, to| (to.times, to.url_times) = (from.times, from.url_times),
         ),
     ];
     for (wanted, want, take) in rankings {
@@ -415,7 +422,7 @@ fn split_fields<const N: usize>(line: &[u8], fields: &mut [Vec<u8>; N]) -> Optio
 /// hits.
 fn group_of(
     line: &[u8],
-    fields: &mut [Vec<u8>; 11],
+    fields: &mut [Vec<u8>; 12],
     counter: &mut RowCounter<'_>,
 ) -> Option<(bool, u64)> {
     let absent = split_fields(line, fields)?;
@@ -428,10 +435,10 @@ fn group_of(
     };
     let number = |i: usize| text(i).and_then(|t| t.parse::<i64>().ok());
     let group = Group {
-        hits: u64::try_from(number(6)?).ok()?,
-        bytes: text(7)?.parse().ok()?,
-        first: number(8)?,
-        last: number(9)?,
+        hits: u64::try_from(number(7)?).ok()?,
+        bytes: text(8)?.parse().ok()?,
+        first: number(9)?,
+        last: number(10)?,
     };
     let row = Row {
         ip: text(0)?,
@@ -442,7 +449,10 @@ fn group_of(
         bytes: Some(group.bytes),
         referrer: text(4),
         user_agent: text(5),
-        response_time_us: None,
+        response_time_us: match absent[6] {
+            true => None,
+            false => Some(text(6)?.parse().ok()?),
+        },
     };
     Some((counter.add_group(&row, &group), group.hits))
 }

@@ -447,8 +447,8 @@ fn bump(counts: &mut Vec<u64>, id: u32, n: u64) {
 
 /// Requests alike in all a counter keeps of them, counted as one: a store that groups its
 /// rows itself (ClickHouse, with GROUP BY) hands over each group once. Only for counters
-/// that keep no visitor, client or response time, which need each request (see
-/// [`Counter::groups_allowed`]).
+/// that keep no visitor or client, which need each request (see [`Counter::groups_allowed`]);
+/// response times are kept, of a group that shares one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group {
     pub hits: u64,
@@ -482,9 +482,10 @@ impl Counter {
     }
 
     /// Whether [`Counter::add_group`] may be used: the counts asked for need no single
-    /// request (no visitors, clients or response times).
+    /// request (no visitors or clients). Response times group too: requests alike and of the
+    /// same time, as a group, count as many times of that time.
     pub fn groups_allowed(wants: Wants) -> bool {
-        !(wants.visits || wants.clients || wants.times)
+        !(wants.visits || wants.clients)
     }
 
     /// Counts the requests of `group`, all alike `hit` (its time and bytes aside): see
@@ -540,12 +541,12 @@ impl Counter {
         if wants.times
             && let Some(us) = hit.time_us
         {
-            self.times.add(us);
+            self.times.add_n(us, n);
             let i = hit.url as usize;
             if i >= self.url_times.len() {
                 self.url_times.resize_with(i + 1, Times::default);
             }
-            self.url_times[i].add(us);
+            self.url_times[i].add_n(us, n);
         }
         group.first
     }

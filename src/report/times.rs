@@ -76,6 +76,31 @@ impl Times {
         }
     }
 
+    /// Adds `n` requests that each took `us`: the same as `n` calls of [`Times::add`]
+    /// (percentiles do not depend on the order of the times).
+    pub fn add_n(&mut self, us: u64, n: u64) {
+        if n == 1 {
+            return self.add(us);
+        }
+        self.count += n;
+        self.total_us = self.total_us.saturating_add(us.saturating_mul(n));
+        if n > 0 {
+            self.max_us = self.max_us.max(us);
+        }
+        if let Spread::Exact(values) = &mut self.spread {
+            match usize::try_from(n)
+                .ok()
+                .filter(|&n| values.len() + n <= EXACT)
+            {
+                Some(n) => return values.extend(std::iter::repeat_n(us, n)),
+                None => self.spill(),
+            }
+        }
+        if let Spread::Histogram(h) = &mut self.spread {
+            h.saturating_record_n(us, n);
+        }
+    }
+
     /// Adds the times of other requests.
     pub fn merge(&mut self, other: Times) {
         self.count += other.count;
@@ -158,6 +183,28 @@ mod tests {
         let mut t = Times::default();
         values.into_iter().for_each(|v| t.add(v));
         t
+    }
+
+    #[test]
+    fn times_added_n_at_once_are_those_added_one_by_one() {
+        // (time, repeats): staying exact, and crossing into a histogram within one add.
+        for groups in [
+            &[(5, 3), (1, 1), (9, 200)][..],
+            &[(5, 300), (7, 0), (1_000, 250), (3, 1)][..],
+            &[(2, 1_000), (u64::MAX / 4, 3)][..],
+        ] {
+            let (mut one_by_one, mut at_once) = (Times::default(), Times::default());
+            for &(us, n) in groups {
+                (0..n).for_each(|_| one_by_one.add(us));
+                at_once.add_n(us, n);
+            }
+            let (a, b) = (one_by_one.clone(), at_once.clone());
+            assert_eq!(
+                (a.count, a.total_us, a.max_us),
+                (b.count, b.total_us, b.max_us)
+            );
+            assert_eq!(one_by_one.stats(), at_once.stats(), "{groups:?}");
+        }
     }
 
     #[test]
