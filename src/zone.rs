@@ -64,6 +64,38 @@ impl Zone {
         }
     }
 
+    /// The offset at `from`, and each instant in `(from, to]` where it changes, with the
+    /// offset from then on: what a store that counts days itself (ClickHouse) needs to
+    /// compute this zone's days as [`Clock`] does. Looked for hour by hour: no zone changes
+    /// its offset twice within an hour.
+    pub fn changes(&self, from: i64, to: i64) -> (i32, Vec<(i64, i32)>) {
+        const HOUR: i64 = 3600;
+        let first = self.offset_at(from);
+        let mut changes = Vec::new();
+        if let Zone::Named(_) = self {
+            let (mut at, mut offset) = (from, first);
+            while at < to {
+                let next = (at + HOUR).min(to);
+                let then = self.offset_at(next);
+                if then != offset {
+                    // The first second of `(at, next]` with the new offset.
+                    let (mut before, mut after) = (at, next);
+                    while after - before > 1 {
+                        let mid = before + (after - before) / 2;
+                        match self.offset_at(mid) == offset {
+                            true => before = mid,
+                            false => after = mid,
+                        }
+                    }
+                    changes.push((after, then));
+                    offset = then;
+                }
+                at = next;
+            }
+        }
+        (first, changes)
+    }
+
     /// A time shifted to the zone (see [`Clock`]), as RFC 3339 with the zone's offset:
     /// `2024-01-05T17:00:00+07:00`, or with `Z` in UTC.
     pub fn show(&self, local: i64) -> String {
@@ -288,6 +320,25 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_changes_of_a_zone_give_its_offset_at_every_second() {
+        use super::Zone;
+        // Paris, around its spring and autumn changes of 2024; a fixed offset, never.
+        let paris = Zone::parse("Europe/Paris").unwrap();
+        let (from, to) = (1_711_836_000 - 7_200, 1_730_000_000 + 7_200);
+        let (first, changes) = paris.changes(from, to);
+        assert_eq!(first, 3_600);
+        assert_eq!(changes, [(1_711_846_800, 7_200), (1_729_990_800, 3_600)]);
+        for t in (from..to)
+            .step_by(997)
+            .chain([1_711_846_799, 1_729_990_799])
+        {
+            let known = changes.iter().rev().find(|(at, _)| *at <= t);
+            assert_eq!(known.map_or(first, |c| c.1), paris.offset_at(t), "at {t}");
+        }
+        assert_eq!(Zone::Fixed(-14_400).changes(0, 1 << 40), (-14_400, vec![]));
+    }
+
     #[test]
     fn offsets_are_one_until_two_lines_differ_and_lines_without_one_say_nothing() {
         let mut o = LogOffsets::default();

@@ -1101,3 +1101,74 @@ fn response_times_grouped_by_the_server_equal_sqlites() {
         }
     }
 }
+
+#[test]
+fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    let wd = Workdir::new();
+    // Around Paris's two changes of 2024: days of 23 and 25 hours, with visits near their
+    // midnights, by visitors who come once or twice, so that each hour's visitors show in
+    // the count of their day.
+    let mut log = String::new();
+    for start in [1_711_828_800i64, 1_729_972_800] {
+        for i in 0..300i64 {
+            let t = chrono::DateTime::from_timestamp(start + i * 419, 0).unwrap();
+            log.push_str(&format!(
+                "10.0.0.{} - - [{}] \"GET /{} HTTP/1.1\" {} 5 \"-\" \"agent {}\"\n",
+                i % 150,
+                t.format("%d/%b/%Y:%H:%M:%S +0000"),
+                ["a", "b", "c"][(i % 3) as usize],
+                if i % 9 == 0 { 404 } else { 200 },
+                i % 2
+            ));
+        }
+    }
+    wd.write("dst.log", &log);
+    wd.cmd("parse-to-db")
+        .args(["dst.log", "--db", "d.db", "-q"])
+        .assert()
+        .success();
+    let servers = Servers::start(&wd, &program, 1);
+    let store = servers.store_args("dst");
+    wd.cmd("parse-to-db")
+        .args(["dst.log", "-q", "--host", "w"])
+        .args(strings(&store))
+        .assert()
+        .success();
+    let all = "summary,urls,days,clients,agents,browsers";
+    for args in [
+        &["--report", all, "--tz", "Europe/Paris"][..],
+        &[
+            "--report",
+            all,
+            "--tz",
+            "Europe/Paris",
+            "--visitors",
+            "goaccess",
+        ],
+        &[
+            "--report",
+            all,
+            "--tz",
+            "America/New_York",
+            "--status",
+            "!404",
+        ],
+        &[
+            "--report",
+            all,
+            "--tz",
+            "Europe/Paris",
+            "--since",
+            "2024-10-27",
+        ],
+    ] {
+        assert_eq!(
+            json(&reports(&wd, &strings(&store), args)),
+            json(&reports(&wd, &["--db", "d.db"], args)),
+            "{args:?}"
+        );
+    }
+}

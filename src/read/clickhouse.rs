@@ -70,8 +70,8 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     let wants = query.wants();
     let mut counts = if Counter::groups_allowed(wants) {
         grouped(tables, &where_, query, (wants, Per::Minute), None)?
-    } else if let Some((offset, filters)) = visits_on_server(query) {
-        by_server(tables, &format!("{where_}{filters}"), query, offset)?
+    } else if let Some(filters) = visits_on_server(query) {
+        by_server(tables, &format!("{where_}{filters}"), query)?
     } else {
         entries(tables, &where_, query)?
     };
@@ -227,11 +227,10 @@ fn floor_div(x: &str, n: i64) -> String {
     format!("(intDiv({x}, {n}) - if(({x}) % {n} < 0, 1, 0))")
 }
 
-/// Whether the server can count the visitors and clients of `query`, and the offset of its
-/// zone and the SQL of its filters if so: with no filters but those the server applies
-/// exactly (times, `--status`, `--method`), and a zone of one offset (a day is then the same
-/// stretch of seconds for every row).
-fn visits_on_server(query: &Query) -> Option<(i64, String)> {
+/// Whether the server can count the visitors and clients of `query`, and the SQL of its
+/// filters if so: with no filters but those the server applies exactly (times, `--status`,
+/// `--method`).
+fn visits_on_server(query: &Query) -> Option<String> {
     let f = &query.filters;
     let plain = f.ip.is_none()
         && f.exclude_ip.is_none()
@@ -243,11 +242,6 @@ fn visits_on_server(query: &Query) -> Option<(i64, String)> {
     if !plain {
         return None;
     }
-    let offset = match query.zone {
-        Zone::Utc => 0,
-        Zone::Fixed(secs) => i64::from(secs),
-        Zone::Named(_) => return None,
-    };
     let mut sql = String::new();
     if let Some(status) = &f.status {
         let one = |s: &StatusFilter| match s {
@@ -261,7 +255,44 @@ fn visits_on_server(query: &Query) -> Option<(i64, String)> {
         let one = |m: &MethodFilter| format!("upper(ifNull(method, '-')) = {}", quote(m.name()));
         sql.push_str(&alternatives(methods, one));
     }
-    Some((offset, sql))
+    Some(sql)
+}
+
+/// The zone's offset at each row's `timestamp`, in SQL, for the rows of `where_`: a number,
+/// or, for a zone that changes its offset within their times, the offset between each
+/// change, from the same zone data as the counter's (not the server's), so that a day is the
+/// same stretch of seconds here and there.
+fn offset_sql(tables: &Tables, where_: &str, zone: &Zone) -> anyhow::Result<String> {
+    if let Zone::Utc | Zone::Fixed(_) = zone {
+        return Ok(zone.offset_at(0).to_string());
+    }
+    let range = text_rows(
+        tables,
+        &format!(
+            "SELECT min(timestamp), max(timestamp), count() FROM {} WHERE {where_}",
+            tables.logs()
+        ),
+    )?;
+    let [from, to, rows] = range.first().map(|r| r.as_slice()).unwrap_or_default() else {
+        bail!(
+            "{}: no range of times in the answer",
+            tables.client.address()
+        );
+    };
+    if rows == "0" {
+        return Ok("0".into());
+    }
+    let (first, changes) = zone.changes(from.parse()?, to.parse()?);
+    if changes.is_empty() {
+        return Ok(first.to_string());
+    }
+    let mut sql = format!("multiIf(timestamp < {}, {first}", changes[0].0);
+    for pair in changes.windows(2) {
+        sql.push_str(&format!(", timestamp < {}, {}", pair[1].0, pair[0].1));
+    }
+    let last = changes.last().expect("not empty").1;
+    sql.push_str(&format!(", {last})"));
+    Ok(sql)
 }
 
 /// ` AND` the SQL of `--status` or `--method`: one of the kept values, if any, and none of
@@ -282,7 +313,7 @@ fn alternatives<T>(values: &Alternatives<T>, one: impl Fn(&T) -> String) -> Stri
 /// counting: the totals per minute, the hits of each URL, agent, referrer and method in one
 /// group each, and the visitors (client, day, agent) and clients with `uniqExact`. Only one
 /// row per key travels, and the counter here keeps nothing per visitor.
-fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyhow::Result<Counts> {
+fn by_server(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
     let wants = query.wants();
     let none = Wants {
         zone: wants.zone,
@@ -333,6 +364,7 @@ fn by_server(tables: &Tables, where_: &str, query: &Query, offset: i64) -> anyho
         }
     }
     let table = tables.logs();
+    let offset = offset_sql(tables, where_, &query.zone)?;
     let day = floor_div(&format!("timestamp + {offset}"), 86_400);
     // An absent agent counts as the log's `-`, as the counter counts it.
     let agent = "ifNull(user_agent, '-')";
