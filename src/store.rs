@@ -12,6 +12,7 @@ use anyhow::bail;
 
 use crate::checkpoint::fnv1a;
 use crate::clickhouse::{Address, Tables};
+use crate::entry::Rfc3339;
 use crate::sink::Sink;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::sqlite::SqliteSink;
@@ -332,14 +333,14 @@ impl Writer {
         &mut self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Option<String>> {
-        let (n, what) = match self {
-            Writer::Sqlite(s) => (s.retain(before)?, "row"),
-            Writer::ClickHouse(s) => (s.retain(before)?, "day"),
+        let (n, what, edge) = match self {
+            Writer::Sqlite(s) => (s.retain(before)?, "row", Rfc3339(before).to_string()),
+            // Whole days: those before the edge's own.
+            Writer::ClickHouse(s) => (s.retain(before)?, "day", before.date_naive().to_string()),
         };
         Ok((n > 0).then(|| {
-            let before = crate::entry::Rfc3339(before);
             format!(
-                "--retain: removed {} from before {before}",
+                "--retain: removed {} from before {edge}",
                 crate::human::counted(n, what)
             )
         }))

@@ -869,7 +869,8 @@ fn the_hosts_report_is_refused_for_a_store_of_one_host() {
     }
 }
 
-/// The table a writer of schema version 1 created, as it created it.
+/// The table a writer of schema version 1 created before rows said where they were read, as
+/// it created it.
 const LOGS_OF_VERSION_1: &str = "CREATE TABLE logs (host String, seq UInt64, kind UInt8, \
     day Date, ip String, ident Nullable(String), user Nullable(String), timestamp Int64, \
     method Nullable(String), url String, protocol Nullable(String), status UInt16, \
@@ -880,7 +881,7 @@ const LOGS_OF_VERSION_1: &str = "CREATE TABLE logs (host String, seq UInt64, kin
     ORDER BY (host, kind, seq)";
 
 #[test]
-fn every_row_says_where_it_was_read_and_tables_of_version_1_are_upgraded() {
+fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
     use std::os::unix::fs::MetadataExt;
     let Some(program) = server_program() else {
         return;
@@ -958,8 +959,10 @@ fn every_row_says_where_it_was_read_and_tables_of_version_1_are_upgraded() {
             ),
         );
         assert_eq!(old, "/old\t0\t0\n");
+        // Still version 1: the writers of a fleet not updated yet keep writing (their rows
+        // leave the new columns 0), and its readers keep reading.
         let version = servers.query("up", "SELECT max(version) FROM log_pipeline");
-        assert_eq!(version.trim(), "2");
+        assert_eq!(version.trim(), "1");
         let mut args = vec!["--report", "summary", "--format", "json"];
         args.extend(strings(&store));
         let out = wd.cmd("aggregate-db").args(&args).output().unwrap();
@@ -1013,6 +1016,18 @@ fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
         "{said}"
     );
     assert!(!said.contains("--host b:"), "{said}");
+    // Rejects hold no request: the report's filters pass them by, but --host does not.
+    let rejects = |args: &[&str]| {
+        let out = wd
+            .cmd("aggregate-db")
+            .args(["--db", &db, "--report", "rejects"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!rejects(&["--host", "b"]).contains("filters do not apply"));
+    assert!(rejects(&["--host", "b", "--status", "200"]).contains("filters do not apply"));
     // Rows a writer adds appear in the page's next report.
     wd.write("a.log", numbered_lines(0, 40));
     parse(&wd, "a");
@@ -1110,20 +1125,31 @@ fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here(
     let wd = Workdir::new();
     // Around Paris's two changes of 2024: days of 23 and 25 hours, with visits near their
     // midnights, by visitors who come once or twice, so that each hour's visitors show in
-    // the count of their day.
-    let mut log = String::new();
+    // the count of their day. Then two evenings, in winter and in summer time, with no row
+    // at the change between them. Then Santiago's changes of 2024, which fall at its local
+    // midnight, with rows on each side of each.
+    let mut times: Vec<i64> = Vec::new();
     for start in [1_711_828_800i64, 1_729_972_800] {
-        for i in 0..300i64 {
-            let t = chrono::DateTime::from_timestamp(start + i * 419, 0).unwrap();
-            log.push_str(&format!(
-                "10.0.0.{} - - [{}] \"GET /{} HTTP/1.1\" {} 5 \"-\" \"agent {}\"\n",
-                i % 150,
-                t.format("%d/%b/%Y:%H:%M:%S +0000"),
-                ["a", "b", "c"][(i % 3) as usize],
-                if i % 9 == 0 { 404 } else { 200 },
-                i % 2
-            ));
-        }
+        times.extend((0..300).map(|i| start + i * 419));
+    }
+    for start in [1_707_604_200i64, 1_715_376_600] {
+        times.extend((0..60).map(|i| start + i * 97));
+    }
+    for change in [1_712_458_800i64, 1_725_768_000] {
+        times.extend([-3_601, -3_600, -1, 0, 1, 3_599, 3_600].map(|d| change + d));
+    }
+    let mut log = String::new();
+    for (i, &t) in times.iter().enumerate() {
+        let t = chrono::DateTime::from_timestamp(t, 0).unwrap();
+        log.push_str(&format!(
+            "10.0.{}.{} - - [{}] \"GET /{} HTTP/1.1\" {} 5 \"-\" \"agent {}\"\n",
+            i / 150 % 4,
+            i % 150,
+            t.format("%d/%b/%Y:%H:%M:%S +0000"),
+            ["a", "b", "c"][i % 3],
+            if i % 9 == 0 { 404 } else { 200 },
+            i % 2
+        ));
     }
     wd.write("dst.log", &log);
     wd.cmd("parse-to-db")
@@ -1163,6 +1189,15 @@ fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here(
             "Europe/Paris",
             "--since",
             "2024-10-27",
+        ],
+        &["--report", all, "--tz", "America/Santiago"],
+        &[
+            "--report",
+            all,
+            "--tz",
+            "America/Santiago",
+            "--until",
+            "2024-09-01",
         ],
     ] {
         assert_eq!(

@@ -5,19 +5,21 @@ use super::address::Address;
 use super::http::{Client, Failure};
 use super::sql::quote;
 
-/// The version of our tables in a database; kept in the `log_pipeline` table.
-///
-/// 1. The first.
-/// 2. Each row says where it was read: `byte_offset`, `file_dev` and `file_inode`, beside
-///    `source` and `line` (0 in rows written by version 1).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The version of our tables in a database; kept in the `log_pipeline` table. A program
+/// refuses tables of a later version than its own, so it goes up only for a change that an
+/// earlier program would get wrong. Columns that an earlier program may leave out of its
+/// INSERTs (they name their columns) are [`ADDED`] without it.
+pub const SCHEMA_VERSION: u32 = 1;
 
-/// The columns added by each version after the first, after which column: a table of an
-/// earlier version gets them when a writer opens it.
-const ADDED: &[(u32, &str, &str)] = &[
-    (2, "byte_offset", "line"),
-    (2, "file_dev", "byte_offset"),
-    (2, "file_inode", "file_dev"),
+/// Columns added to version 1's table, each after which column: a writer adds those missing
+/// when it opens the tables, so that the writers of a fleet can be updated one by one (the
+/// rows of an older writer leave them 0).
+/// - `byte_offset`, `file_dev`, `file_inode`: where each row was read, beside `source` and
+///   `line` (which rejects always had).
+const ADDED: &[(&str, &str)] = &[
+    ("byte_offset", "line"),
+    ("file_dev", "byte_offset"),
+    ("file_inode", "file_dev"),
 ];
 
 /// The columns of `logs`, in the order the writers send them. Rows of three kinds share the
@@ -124,6 +126,17 @@ impl Tables {
             }
             create_on(&node, self.cluster.as_deref()).map_err(at)?;
         }
+        // Every shard's table first, then the Distributed ones: an INSERT through one whose
+        // columns a shard lacks would fail.
+        let nodes = address.node_clients();
+        for node in &nodes {
+            add_columns(node, "logs")?;
+        }
+        if self.cluster.is_some() {
+            for node in &nodes {
+                add_columns(node, "logs_all")?;
+            }
+        }
         Ok(())
     }
 
@@ -212,7 +225,7 @@ fn check_columns(client: &Client, table: &str) -> Result<(), Failure> {
     let missing: Vec<&str> = COLUMNS
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| !ADDED.iter().any(|(_, added, _)| added == name))
+        .filter(|name| !ADDED.iter().any(|(added, _)| added == name))
         .filter(|name| !have.iter().any(|h| h == name))
         .collect();
     if !missing.is_empty() {
@@ -263,7 +276,6 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
         columns.join(", ")
     ))?;
     check_columns(node, "logs")?;
-    upgrade(node, "logs")?;
     if let Some(cluster) = cluster {
         // Rows go to the shard of their host: a writer's INSERT, all of one host, lands whole
         // on one shard.
@@ -274,29 +286,14 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
             quote(&address.database)
         ))?;
         check_columns(node, "logs_all")?;
-        upgrade(node, "logs_all")?;
-    }
-    if version_of(node)? < SCHEMA_VERSION {
-        node.query(&format!(
-            "INSERT INTO log_pipeline VALUES ({SCHEMA_VERSION}, now())"
-        ))?;
     }
     Ok(())
 }
 
-fn version_of(node: &Client) -> Result<u32, Failure> {
-    let version = node.query("SELECT max(version) FROM log_pipeline")?;
-    Ok(String::from_utf8_lossy(&version)
-        .trim()
-        .parse()
-        .unwrap_or(0))
-}
-
-/// Adds to `table` (ours, of an earlier version) the columns of later versions. The rows it
-/// holds get their defaults (0). Two writers may upgrade at once: a column the other added
-/// first is not an error.
-fn upgrade(node: &Client, table: &str) -> Result<(), Failure> {
-    for (_, name, after) in ADDED {
+/// Adds to `table` the [`ADDED`] columns it lacks. The rows it holds get their defaults (0).
+/// Two writers may add them at once: a column the other added first is not an error.
+fn add_columns(node: &Client, table: &str) -> Result<(), Failure> {
+    for (name, after) in ADDED {
         if columns_of(node, table)?.iter().any(|have| have == name) {
             continue;
         }

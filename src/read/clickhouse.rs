@@ -54,9 +54,11 @@ pub fn log_offsets(tables: &Tables, hosts: &[String]) -> anyhow::Result<LogOffse
 }
 
 /// The counts of the entries of `hosts` that pass the query's filters. Reports that need
-/// no single request (no visitors or clients) are grouped by the server: only one row per
-/// minute and key (and response time, for the times report) travels. The others read each entry, of only the columns they
-/// use. Either way the one counter counts them, so that the reports are a SQLite store's.
+/// no single request (no visitors or clients) are grouped by the server ([`grouped`]): one
+/// row per minute and key travels. Visitors and clients, under the filters the server can
+/// apply itself, are counted by the server ([`by_server`]). The rest reads each entry, of
+/// only the columns it uses ([`entries`]). Either way the one counter counts what arrives,
+/// so that the reports are a SQLite store's.
 pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Result<Counts> {
     tables.check().map_err(|e| failed(tables, e))?;
     let mut where_ = rows_of(Kind::Entry, hosts);
@@ -259,40 +261,54 @@ fn visits_on_server(query: &Query) -> Option<String> {
 }
 
 /// The zone's offset at each row's `timestamp`, in SQL, for the rows of `where_`: a number,
-/// or, for a zone that changes its offset within their times, the offset between each
-/// change, from the same zone data as the counter's (not the server's), so that a day is the
-/// same stretch of seconds here and there.
+/// or, for a zone that changes its offset within their days, the offset between each change,
+/// from the same zone data as the counter's (not the server's), so that a day is the same
+/// stretch of seconds here and there. Only the days that hold rows are looked at: one row of
+/// a garbage time far in the future adds one day, not the centuries before it.
 fn offset_sql(tables: &Tables, where_: &str, zone: &Zone) -> anyhow::Result<String> {
     if let Zone::Utc | Zone::Fixed(_) = zone {
         return Ok(zone.offset_at(0).to_string());
     }
-    let range = text_rows(
+    let days = text_rows(
         tables,
         &format!(
-            "SELECT min(timestamp), max(timestamp), count() FROM {} WHERE {where_}",
+            "SELECT DISTINCT {} AS d FROM {} WHERE {where_} ORDER BY d",
+            floor_div("timestamp", 86_400),
             tables.logs()
         ),
     )?;
-    let [from, to, rows] = range.first().map(|r| r.as_slice()).unwrap_or_default() else {
-        bail!(
-            "{}: no range of times in the answer",
-            tables.client.address()
-        );
+    // The offset at the first row's day, and the changes after it (one at the start of a
+    // day when a change fell between two days that hold rows).
+    let (mut initial, mut current) = (None, None);
+    let mut changes = Vec::new();
+    for row in days {
+        let start = row[0].parse::<i64>()? * 86_400;
+        let (first, within) = zone.changes(start, start + 86_399);
+        match current {
+            None => initial = Some(first),
+            Some(offset) if offset != first => changes.push((start, first)),
+            Some(_) => {}
+        }
+        current = Some(within.last().map_or(first, |c| c.1));
+        changes.extend(within);
+    }
+    // No rows: no day to count.
+    Ok(initial.map_or("0".into(), |initial| piecewise(initial, &changes)))
+}
+
+/// The offset `initial` until the first of `changes`, then each change's: a number, or a
+/// `multiIf` of `timestamp`.
+fn piecewise(initial: i32, changes: &[(i64, i32)]) -> String {
+    let Some(&(first, _)) = changes.first() else {
+        return initial.to_string();
     };
-    if rows == "0" {
-        return Ok("0".into());
-    }
-    let (first, changes) = zone.changes(from.parse()?, to.parse()?);
-    if changes.is_empty() {
-        return Ok(first.to_string());
-    }
-    let mut sql = format!("multiIf(timestamp < {}, {first}", changes[0].0);
+    let mut sql = format!("multiIf(timestamp < {first}, {initial}");
     for pair in changes.windows(2) {
         sql.push_str(&format!(", timestamp < {}, {}", pair[1].0, pair[0].1));
     }
     let last = changes.last().expect("not empty").1;
     sql.push_str(&format!(", {last})"));
-    Ok(sql)
+    sql
 }
 
 /// ` AND` the SQL of `--status` or `--method`: one of the kept values, if any, and none of
@@ -310,8 +326,9 @@ fn alternatives<T>(values: &Alternatives<T>, one: impl Fn(&T) -> String) -> Stri
 }
 
 /// The counts of a query that [`visits_on_server`] allows, the server doing all the
-/// counting: the totals per minute, the hits of each URL, agent, referrer and method in one
-/// group each, and the visitors (client, day, agent) and clients with `uniqExact`. Only one
+/// counting: the totals per minute, the hits of each URL, agent, referrer and method and the
+/// response times of each URL in one group each, and the visitors (client, day, agent) and
+/// clients with `uniqExact`. Only one
 /// row per key travels, and the counter here keeps nothing per visitor.
 fn by_server(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
     let wants = query.wants();
@@ -364,8 +381,14 @@ fn by_server(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Cou
         }
     }
     let table = tables.logs();
-    let offset = offset_sql(tables, where_, &query.zone)?;
-    let day = floor_div(&format!("timestamp + {offset}"), 86_400);
+    // The zone's days, only when visitors are counted.
+    let day = match wants.visits {
+        true => {
+            let offset = offset_sql(tables, where_, &query.zone)?;
+            floor_div(&format!("timestamp + {offset}"), 86_400)
+        }
+        false => String::new(),
+    };
     // An absent agent counts as the log's `-`, as the counter counts it.
     let agent = "ifNull(user_agent, '-')";
     // Which requests make visitors (--visitors).

@@ -530,7 +530,7 @@ fn by_class(
 fn rejects(out: &mut String, report: &Report) {
     let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
     let mut heading = format!("Rejected lines ({})", count(lines));
-    if !report.filters.is_empty() {
+    if report.rejects_escape_filters {
         heading.push_str(": filters do not apply");
     }
     open(out, "rejects", &heading);

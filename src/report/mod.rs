@@ -355,9 +355,11 @@ impl Counts {
             .collect();
 
         let mut filters = query.filters.describe();
+        let rejects_escape_filters = !filters.is_empty();
         filters.extend(self.store_filters);
         Report {
             filters,
+            rejects_escape_filters,
             zone: query.zone.name(),
             summary: SummaryStats {
                 requests,
@@ -646,6 +648,9 @@ impl TrafficRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub filters: Vec<(String, String)>,
+    /// Some filter was given that rejected lines, which hold no request, escape (all but the
+    /// store's own, such as a ClickHouse store's `--host`).
+    pub rejects_escape_filters: bool,
     /// The zone of its days, hours and times ([`crate::zone::Zone::name`]).
     pub zone: String,
     pub summary: SummaryStats,

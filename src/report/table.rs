@@ -503,7 +503,7 @@ fn by_class(
 fn rejects(out: &mut String, report: &Report, o: Options) {
     let lines: u64 = report.rejects.iter().map(|r| r.lines).sum();
     let mut title = format!("Rejected lines ({})", count(lines));
-    if !report.filters.is_empty() {
+    if report.rejects_escape_filters {
         title.push_str(": filters do not apply");
     }
     heading(out, &title, Paint(o.color));

@@ -337,10 +337,22 @@ impl ClickHouseSink {
     /// every node is asked, for the INSERT itself and for the part it passed on to a shard (a
     /// node that cannot be reached runs nothing).
     fn wait_idle(&self) -> Result<(), Failure> {
-        let id = quote(&format!("log-pipeline-{}-%", self.host_tag));
+        // Also the ids of the writers before the database was in them (the host's hash
+        // alone): one may still be sending when this one starts after an update.
+        let older = format!("{:016x}", fnv1a(self.host.as_bytes()));
+        let ids: Vec<String> = [&self.host_tag, &older]
+            .iter()
+            .map(|tag| quote(&format!("log-pipeline-{tag}-%")))
+            .flat_map(|id| {
+                [
+                    format!("query_id LIKE {id}"),
+                    format!("initial_query_id LIKE {id}"),
+                ]
+            })
+            .collect();
         let sql = format!(
-            "SELECT count() FROM system.processes WHERE query_id LIKE {id} OR \
-             initial_query_id LIKE {id}"
+            "SELECT count() FROM system.processes WHERE {}",
+            ids.join(" OR ")
         );
         let address = self.tables.client.address();
         let nodes: Vec<Client> = match self.tables.cluster {
@@ -427,12 +439,13 @@ impl ClickHouseSink {
         ))
     }
 
-    /// For `--retain`: drops the days before `before`, but the partitions that hold a
-    /// host's last progress row (a writer resumes from it). Returns the partitions dropped.
+    /// For `--retain`: drops the days before `before`'s (UTC) day, but the partitions that
+    /// hold a host's last progress row (a writer resumes from it). Returns the days dropped
+    /// (on one shard or more).
     pub fn retain(&mut self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
         let address = self.tables.client.address().clone();
         let cutoff = before.date_naive().format("%Y-%m-%d").to_string();
-        let mut dropped = 0;
+        let mut dropped = std::collections::BTreeSet::new();
         for node in address.node_clients() {
             let said = |e: Failure| anyhow::anyhow!("{}: --retain: {e}", node.address());
             let parts = node
@@ -460,10 +473,10 @@ impl ClickHouseSink {
                 }
                 node.query(&format!("ALTER TABLE logs DROP PARTITION {}", quote(part)))
                     .map_err(said)?;
-                dropped += 1;
+                dropped.insert(part.to_owned());
             }
         }
-        Ok(dropped)
+        Ok(dropped.len() as u64)
     }
 }
 
