@@ -924,6 +924,15 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
         let mut args = vec!["a.log", "--host", "h", "-q"];
         args.extend(strings(&store));
         wd.cmd("parse-to-db").args(&args).assert().success();
+        // A second run resumes where the first stopped, in the middle of the file.
+        let more = numbered_lines(40, 45);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(wd.path("a.log"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
+            .unwrap();
+        text.push_str(&more);
+        wd.cmd("parse-to-db").args(&args).assert().success();
 
         let meta = std::fs::metadata(wd.path("a.log")).unwrap();
         // The record a log's checkpoint is kept under: its whole path.
@@ -938,7 +947,7 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
             ),
         );
         let rows: Vec<Vec<&str>> = rows.lines().map(|r| r.split('\t').collect()).collect();
-        assert_eq!(rows.len(), 41, "{rows:?}");
+        assert_eq!(rows.len(), 46, "{rows:?}");
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let mut expected_offset = 0;
         for (i, row) in rows.iter().enumerate() {
@@ -972,7 +981,7 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
             String::from_utf8_lossy(&out.stderr)
         );
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(summary["summary"]["requests"], 41, "{summary}");
+        assert_eq!(summary["summary"]["requests"], 46, "{summary}");
     }
 }
 
@@ -999,6 +1008,9 @@ fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
     let (status, _, page) = get(&addr, "/");
     assert_eq!(status, 200, "{page}");
     assert_eq!(number(&page, "summary-requests"), Some(50));
+    // The command line's --host is the page's without a query of its own.
+    let (_one, one) = serve(&wd, &["--db", &db, "--serve", "127.0.0.1:0", "--host", "a"]);
+    assert_eq!(number(&get(&one, "/").2, "summary-requests"), Some(30));
     // The page's query takes --host as the command line does.
     let (status, _, body) = get(&addr, "/body?host=b&report=summary");
     assert_eq!(status, 200, "{body}");
