@@ -265,6 +265,44 @@ const ON_SERVER: &[&[&str]] = &[
         "exclude",
     ],
     &["--report", "status", "--ip", "!10.0.0.0/8"],
+    // Visitors under filters only the counter applies: the values of their column that pass
+    // are listed in the server's query.
+    &[
+        "--agent",
+        "Firefox|MSIE",
+        "--report",
+        "summary,urls,clients,agents,days",
+    ],
+    &[
+        "--crawlers",
+        "exclude",
+        "--ip",
+        "!10.0.0.0/8,!2001:db8::/32",
+        "--visitors",
+        "goaccess",
+    ],
+    &[
+        "--url",
+        "^/(images|shuttle)",
+        "--exclude-url",
+        "\\.gif$",
+        "-n",
+        "5",
+    ],
+    &[
+        "--crawlers",
+        "only",
+        "--tz",
+        "Europe/Paris",
+        "--status",
+        "!404",
+    ],
+    &[
+        "--ip",
+        "199.0.0.0/8,2001:db8::/32",
+        "--report",
+        "summary,clients,urls",
+    ],
 ];
 
 fn json(text: &str) -> serde_json::Value {

@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::clickhouse::{Failure, Kind, Tables, quote, tsv_unescape};
 use crate::report::count::{Counter, Group, Needs, RowCounter, VisitorRule, Wants};
-use crate::report::filter::{Alternatives, Crawlers, MethodFilter, StatusFilter};
+use crate::report::filter::{Alternatives, Crawlers, Filters, MethodFilter, StatusFilter};
 use crate::report::shard;
 use crate::report::{Counts, Query, RejectGroup, Section};
 use crate::row::Row;
@@ -72,7 +72,7 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     let wants = query.wants();
     let mut counts = if Counter::groups_allowed(wants) {
         grouped(tables, &where_, query, (wants, Per::Minute), None)?
-    } else if let Some(filters) = visits_on_server(query) {
+    } else if let Some(filters) = visits_on_server(tables, &where_, query)? {
         by_server(tables, &format!("{where_}{filters}"), query)?
     } else {
         entries(tables, &where_, query)?
@@ -230,21 +230,74 @@ fn floor_div(x: &str, n: i64) -> String {
 }
 
 /// Whether the server can count the visitors and clients of `query`, and the SQL of its
-/// filters if so: with no filters but those the server applies exactly (times, `--status`,
-/// `--method`).
-fn visits_on_server(query: &Query) -> Option<String> {
+/// filters if so. `--status` and `--method` the server applies as the counter does. The
+/// filters that only the counter can apply (a regular expression, an address range, a
+/// crawler's agent) each look at one column: its values among the rows of `where_` pass
+/// through the counter's own filter here, and go back as the list of those that pass
+/// ([`passing`]), when it is short enough for a query. `--strip-query`, which changes what a
+/// URL is, is left to the counter.
+fn visits_on_server(
+    tables: &Tables,
+    where_: &str,
+    query: &Query,
+) -> anyhow::Result<Option<String>> {
     let f = &query.filters;
-    let plain = f.ip.is_none()
-        && f.exclude_ip.is_none()
-        && f.url.is_none()
-        && f.exclude_url.is_none()
-        && f.agent.is_none()
-        && f.crawlers == Crawlers::Include
-        && !f.strip_query;
-    if !plain {
-        return None;
+    if f.strip_query {
+        return Ok(None);
     }
     let mut sql = String::new();
+    // Whether given, the column's SQL, its filters alone, and a row of one of its values.
+    type Column = (bool, &'static str, Filters, fn(&str) -> Row<'_>);
+    let columns: [Column; 3] = [
+        (
+            f.agent.is_some() || f.crawlers != Crawlers::Include,
+            // As the counter sees an absent agent.
+            "ifNull(user_agent, '-')",
+            Filters {
+                agent: f.agent.clone(),
+                crawlers: f.crawlers,
+                ..Filters::default()
+            },
+            |text| Row {
+                user_agent: Some(text),
+                ..neutral_row()
+            },
+        ),
+        (
+            f.ip.is_some() || f.exclude_ip.is_some(),
+            "ip",
+            Filters {
+                ip: f.ip.clone(),
+                exclude_ip: f.exclude_ip.clone(),
+                ..Filters::default()
+            },
+            |text| Row {
+                ip: text,
+                ..neutral_row()
+            },
+        ),
+        (
+            f.url.is_some() || f.exclude_url.is_some(),
+            "url",
+            Filters {
+                url: f.url.clone(),
+                exclude_url: f.exclude_url.clone(),
+                ..Filters::default()
+            },
+            |text| Row {
+                url: text,
+                ..neutral_row()
+            },
+        ),
+    ];
+    for (given, column, only, row) in columns {
+        if given {
+            match passing(tables, where_, column, &only, row)? {
+                Some(predicate) => sql.push_str(&predicate),
+                None => return Ok(None),
+            }
+        }
+    }
     if let Some(status) = &f.status {
         let one = |s: &StatusFilter| match s {
             StatusFilter::Code(code) => format!("status = {code}"),
@@ -257,7 +310,67 @@ fn visits_on_server(query: &Query) -> Option<String> {
         let one = |m: &MethodFilter| format!("upper(ifNull(method, '-')) = {}", quote(m.name()));
         sql.push_str(&alternatives(methods, one));
     }
-    Some(sql)
+    Ok(Some(sql))
+}
+
+/// A request of no particular kind, for [`passing`]: filled in with one column's value.
+fn neutral_row() -> Row<'static> {
+    Row {
+        ip: "",
+        timestamp: 0,
+        method: None,
+        url: "",
+        status: 200,
+        bytes: None,
+        referrer: None,
+        user_agent: None,
+        response_time_us: None,
+    }
+}
+
+/// Longest list of values [`passing`] sends: well within a server's default limit on the
+/// length of a query (256 KiB), which every query of [`by_server`] repeats it in.
+const MAX_LIST: usize = 128 << 10;
+
+/// ` AND` the SQL that keeps the rows whose `column` passes `filters` (of that column alone):
+/// its distinct values among the rows of `where_`, each given to the counter's filter as
+/// `row` makes it, as the shorter list of those that pass or those that do not. `None` when
+/// that list is longer than [`MAX_LIST`].
+fn passing(
+    tables: &Tables,
+    where_: &str,
+    column: &str,
+    filters: &Filters,
+    row: fn(&str) -> Row<'_>,
+) -> anyhow::Result<Option<String>> {
+    let values = text_rows(
+        tables,
+        &format!(
+            "SELECT DISTINCT {column} FROM {} WHERE {where_}",
+            tables.logs()
+        ),
+    )?;
+    let mut counter = RowCounter::new(Wants::NONE, filters);
+    let (mut pass, mut fail) = (Vec::new(), Vec::new());
+    let (mut pass_len, mut fail_len) = (0, 0);
+    for value in &values {
+        let text = &value[0];
+        let one = row(text);
+        let (list, len) = match counter.add_group(&one, &Group::one(0, 0)) {
+            true => (&mut pass, &mut pass_len),
+            false => (&mut fail, &mut fail_len),
+        };
+        let quoted = quote(text);
+        *len += quoted.len() + 2;
+        list.push(quoted);
+    }
+    Ok(match (pass.is_empty(), fail.is_empty()) {
+        (_, true) => Some(String::new()),
+        (true, false) => Some(" AND 0".into()),
+        _ if pass_len.min(fail_len) > MAX_LIST => None,
+        _ if pass_len <= fail_len => Some(format!(" AND {column} IN ({})", pass.join(", "))),
+        _ => Some(format!(" AND {column} NOT IN ({})", fail.join(", "))),
+    })
 }
 
 /// The zone's offset at each row's `timestamp`, in SQL, for the rows of `where_`: a number,
