@@ -64,6 +64,21 @@ impl Zone {
         }
     }
 
+    /// Whether the zone's clocks ever show `local` (seconds since the epoch, counted in the
+    /// zone, as [`Clock::local`] gives them): not in the hour skipped when summer time
+    /// begins.
+    pub fn shows(&self, local: i64) -> bool {
+        match self {
+            Zone::Utc | Zone::Fixed(_) => true,
+            Zone::Named(tz) => DateTime::from_timestamp(local, 0).is_none_or(|t| {
+                !matches!(
+                    tz.from_local_datetime(&t.naive_utc()),
+                    chrono::LocalResult::None
+                )
+            }),
+        }
+    }
+
     /// The offset at `from`, and each instant in `(from, to]` where it changes, with the
     /// offset from then on: what a store that counts days itself (ClickHouse) needs to
     /// compute this zone's days as [`Clock`] does. Looked for hour by hour: no zone changes
@@ -337,6 +352,20 @@ mod tests {
             assert_eq!(known.map_or(first, |c| c.1), paris.offset_at(t), "at {t}");
         }
         assert_eq!(Zone::Fixed(-14_400).changes(0, 1 << 40), (-14_400, vec![]));
+    }
+
+    #[test]
+    fn the_hour_skipped_in_spring_is_never_shown() {
+        use super::Zone;
+        let paris = Zone::parse("Europe/Paris").unwrap();
+        // 2024-03-31, local: 01:59:59 is shown, 02:00:00 to 02:59:59 are not, 03:00 is.
+        let two = 1_711_850_400;
+        assert!(paris.shows(two - 1));
+        assert!(!paris.shows(two) && !paris.shows(two + 3_599));
+        assert!(paris.shows(two + 3_600));
+        // The hour shown twice in autumn is shown.
+        assert!(paris.shows(1_729_994_400));
+        assert!(Zone::Fixed(3_600).shows(two));
     }
 
     #[test]

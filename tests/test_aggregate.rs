@@ -2435,3 +2435,45 @@ fn without_tz_a_report_counts_in_the_logs_own_offset_when_its_lines_share_one() 
     assert_eq!(doc["time_zone"], "-07:00");
     assert_eq!(doc["summary"]["requests"], 1);
 }
+
+#[test]
+fn traffic_in_a_zone_that_changes_its_offset_has_no_hour_the_clocks_skip() {
+    let wd = Workdir::new();
+    // Every 10 minutes across Paris's spring change (2024-03-31, 02:00 local is skipped),
+    // and three lines across its autumn change (02:00 to 02:59 local is shown twice).
+    let line = |t: i64| {
+        let t = chrono::DateTime::from_timestamp(t, 0).unwrap();
+        format!(
+            "10.0.0.1 - - [{}] \"GET / HTTP/1.1\" 200 5 \"-\" \"a\"\n",
+            t.format("%d/%b/%Y:%H:%M:%S +0000")
+        )
+    };
+    let spring: String = (0..62).map(|i| line(1_711_821_600 + i * 600)).collect();
+    let autumn: String = [1_729_985_400, 1_729_990_000, 1_729_995_360]
+        .map(line)
+        .concat();
+    for (log, hours) in [(spring, 11), (autumn, 3)] {
+        wd.write("dst.log", &log);
+        let _ = std::fs::remove_file(wd.path("out.csv"));
+        let _ = std::fs::remove_file(wd.path("out.db"));
+        both_stores(&wd, &["dst.log"]);
+        let args = ["--tz", "Europe/Paris", "--bucket", "hour"];
+        let doc = both_json(&wd, &args, "traffic");
+        let starts: Vec<&str> = (doc["traffic"]["rows"].as_array().unwrap().iter())
+            .map(|row| row["start"].as_str().unwrap())
+            .collect();
+        assert_eq!(starts.len(), hours, "{starts:?}");
+        // Each row an hour after the one before, by the clock: none skipped, none made up.
+        assert!(
+            !starts.iter().any(|s| s.starts_with("2024-03-31T02:")),
+            "{starts:?}"
+        );
+        let table = report(
+            &wd,
+            "aggregate-db",
+            &[&args[..], &["--report", "traffic"]].concat(),
+        );
+        let table = String::from_utf8(table).unwrap();
+        assert!(!table.contains("only the hours"), "{table}");
+    }
+}

@@ -333,7 +333,9 @@ impl Counts {
             add(&mut weekdays[weekday as usize]);
         }
         let visitors_on: rustc_hash::FxHashMap<i64, u64> = self.days.into_iter().collect();
-        let (_, per_day) = traffic_buckets(minutes.iter().copied(), range, Some(Bucket::Day));
+        let zone = &query.zone;
+        let (_, per_day, _) =
+            traffic_buckets(minutes.iter().copied(), (range, zone), Some(Bucket::Day));
         let days = per_day
             .into_iter()
             .map(|(start, counts)| DayRow {
@@ -345,7 +347,8 @@ impl Counts {
                     .unwrap_or(0),
             })
             .collect();
-        let (bucket, buckets) = traffic_buckets(minutes.into_iter(), range, bucket);
+        let (bucket, buckets, traffic_gaps) =
+            traffic_buckets(minutes.into_iter(), (range, zone), bucket);
         let traffic = buckets
             .into_iter()
             .map(|(start, counts)| TrafficRow {
@@ -390,6 +393,7 @@ impl Counts {
             hosts,
             bucket,
             traffic,
+            traffic_gaps,
             days,
             hours,
             weekdays,
@@ -502,9 +506,9 @@ pub const MAX_TRAFFIC_ROWS: i64 = 3_000;
 /// Generic over the number of classes, so that it follows [`CLASSES`].
 fn traffic_buckets<const N: usize>(
     minutes: impl Iterator<Item = (i64, [u64; N])>,
-    range: Option<(i64, i64)>,
+    (range, zone): (Option<(i64, i64)>, &Zone),
     requested: Option<Bucket>,
-) -> (Bucket, std::collections::BTreeMap<i64, [u64; N]>) {
+) -> (Bucket, std::collections::BTreeMap<i64, [u64; N]>, bool) {
     let rows = |bucket: Bucket| {
         range.map_or(0, |(first, last)| {
             last.div_euclid(bucket.seconds()) - first.div_euclid(bucket.seconds()) + 1
@@ -528,14 +532,24 @@ fn traffic_buckets<const N: usize>(
         }
     }
     let ends = buckets.keys().next().zip(buckets.keys().next_back());
+    let fill = rows(bucket) <= MAX_TRAFFIC_ROWS;
     if let Some((&first, &last)) = ends
-        && rows(bucket) <= MAX_TRAFFIC_ROWS
+        && fill
     {
+        // Not a bucket the zone's clocks never show (the hour skipped in spring): it would
+        // look like an outage.
+        let shown = |start: i64| zone.shows(start) || zone.shows(start + step - 1);
         for start in (first..last).step_by(step as usize).skip(1) {
-            buckets.entry(start).or_insert([0; N]);
+            if shown(start) {
+                buckets.entry(start).or_insert([0; N]);
+            }
         }
     }
-    (bucket, buckets)
+    // Starts are the zone's own seconds: an hour shown twice in autumn is one bucket, right
+    // after the one before it.
+    let keys: Vec<i64> = buckets.keys().copied().collect();
+    let gaps = !fill && keys.windows(2).any(|pair| pair[1] - pair[0] > step);
+    (bucket, buckets, gaps)
 }
 
 /// Sorted in [`count::rank_order`] and cut to `top`.
@@ -674,6 +688,9 @@ pub struct Report {
     pub hosts: Vec<Ranked>,
     pub bucket: Bucket,
     pub traffic: Vec<TrafficRow>,
+    /// Buckets between the first and the last are left out: there would be more than
+    /// [`MAX_TRAFFIC_ROWS`] (only those with requests are rows).
+    pub traffic_gaps: bool,
     /// Every day from the first to the last (as the traffic report fills them in).
     pub days: Vec<DayRow>,
     /// Hits by hour of the day (0 to 23) and by class, in UTC.

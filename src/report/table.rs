@@ -711,7 +711,7 @@ fn traffic(out: &mut String, report: &Report, o: Options) {
         let bar = traffic_bar(&t.counts, peak, cells, paint);
         let _ = writeln!(out, "{}", format!("{line}  {bar}").trim_end());
     }
-    if has_gaps(report) {
+    if report.traffic_gaps {
         let _ = writeln!(
             out,
             "  (only the {}s with requests: first to last is more than {} {0}s)",
@@ -719,21 +719,6 @@ fn traffic(out: &mut String, report: &Report, o: Options) {
             count(MAX_TRAFFIC_ROWS as u64)
         );
     }
-}
-
-/// Whether buckets between the first and the last are missing: the report fills them in
-/// with zeros unless there would be more than [`MAX_TRAFFIC_ROWS`].
-fn has_gaps(report: &Report) -> bool {
-    let step = match report.bucket {
-        super::Bucket::Minute => 60,
-        super::Bucket::Hour => 3600,
-        super::Bucket::Day => 86_400,
-    };
-    let starts: Vec<i64> = (report.traffic.iter())
-        .filter_map(|t| crate::entry::parse_rfc3339(&t.start))
-        .map(|t| t.timestamp())
-        .collect();
-    starts.windows(2).any(|pair| pair[1] - pair[0] > step)
 }
 
 #[cfg(test)]
