@@ -398,6 +398,20 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
             .args(["--host", "two", "-q"])
             .assert()
             .success();
+        if shards > 1 {
+            // One shard named alone is refused: its host would be stored a second time
+            // there, and a report would count that shard's hosts alone.
+            let one = format!("clickhouse://127.0.0.1:{}/web", servers.servers[0].http);
+            for (tool, args) in [
+                ("parse-to-db", vec![logs[0], "--host", "one", "--db", &one]),
+                ("aggregate-db", vec!["--db", &one]),
+            ] {
+                let out = wd.cmd(tool).args(&args).output().unwrap();
+                assert_eq!(out.status.code(), Some(2), "{tool}");
+                let said = String::from_utf8_lossy(&out.stderr);
+                assert!(said.contains("is a shard of a cluster"), "{tool}: {said}");
+            }
+        }
         let both = all_reports(&wd, &strings(&store), &[]);
         assert_eq!(
             both, sqlite,

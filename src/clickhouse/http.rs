@@ -406,6 +406,12 @@ fn exception(status: u16, body: &[u8]) -> Failure {
         None => text.lines().next().unwrap_or("").to_owned(),
     };
     match code {
+        // ALL_CONNECTION_TRIES_FAILED: what a Distributed table says of a shard that is down,
+        // without naming it.
+        Some(279) => Failure::Refused {
+            code: 279,
+            message: format!("a shard of the cluster cannot be reached ({message})"),
+        },
         Some(code) => Failure::Refused { code, message },
         // The native protocol's port, asked over HTTP, says so in plain text.
         None if message.contains("clickhouse-client") => Failure::Invalid(format!(
@@ -475,6 +481,14 @@ mod tests {
             Failure::Refused { code, message } => {
                 assert_eq!(code, 193);
                 assert_eq!(message, "Wrong password for user default");
+            }
+            other => panic!("{other:?}"),
+        }
+        let down = b"Code: 279, e.displayText() = DB::Exception: All connection tries failed. Log: \n\n, e.what() = DB::Exception\n";
+        match exception(500, down) {
+            Failure::Refused { code, message } => {
+                assert_eq!(code, 279);
+                assert!(message.starts_with("a shard of the cluster cannot be reached"));
             }
             other => panic!("{other:?}"),
         }

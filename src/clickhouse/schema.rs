@@ -94,6 +94,7 @@ impl Tables {
                 "{address}: several hosts are the nodes of a cluster: name it with --cluster"
             )));
         }
+        self.refuse_one_shard()?;
         for node in address.node_clients() {
             let at = |e: Failure| match e {
                 Failure::Refused { .. } => Failure::Invalid(format!("{}: {e}", node.address())),
@@ -140,6 +141,20 @@ impl Tables {
         Ok(())
     }
 
+    /// Refuses, without `--cluster`, a database that is one shard of a cluster (it holds the
+    /// `Distributed` table): a writer would store its host a second time on this shard, a
+    /// reader would report this shard's hosts alone, both without a word.
+    fn refuse_one_shard(&self) -> Result<(), Failure> {
+        if self.cluster.is_none() && has_table(&self.client, "logs_all")? {
+            return Err(Failure::Invalid(format!(
+                "{}: this database is a shard of a cluster (it has logs_all): name the cluster \
+                 with --cluster, and every shard in --db",
+                self.client.address()
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks, for a reader, that the tables are there and ours.
     pub fn check(&self) -> Result<(), Failure> {
         let address = self.client.address();
@@ -150,6 +165,7 @@ impl Tables {
                     "{address}: several hosts are the nodes of a cluster: name it with --cluster"
                 )));
             }
+            None => self.refuse_one_shard()?,
             Some(cluster) => {
                 let shards = self.client.in_default_database().query(&format!(
                     "SELECT count() FROM system.clusters WHERE cluster = {}",
@@ -161,7 +177,6 @@ impl Tables {
                     )));
                 }
             }
-            None => {}
         }
         let version = self
             .client
@@ -196,7 +211,8 @@ fn check_version(address: &Address, version: &[u8]) -> Result<(), Failure> {
 }
 
 fn has_table(client: &Client, table: &str) -> Result<bool, Failure> {
-    let n = client.query(&format!(
+    // Asked in the server's default database: this one may not exist yet.
+    let n = client.in_default_database().query(&format!(
         "SELECT count() FROM system.tables WHERE database = {} AND name = {}",
         quote(&client.address().database),
         quote(table)
