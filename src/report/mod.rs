@@ -25,27 +25,28 @@ pub use count::{ByClass, CLASSES, Counts, RejectGroup, VisitorRule, Wants, class
 pub use filter::{Edge, Filters, StatusFilter, parse_time_arg};
 use times::{TimeStats, Times};
 
-/// The reports, in their default order.
+/// The reports, in their default order. The doc comments of the variants are `--report`'s
+/// help, so they name no code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Section {
     Summary,
     Status,
     Urls,
-    /// URLs that are not static files (see [`classify::StaticExtensions`]).
+    /// URLs that are not static files (by extension: styles, scripts, images, fonts...).
     Pages,
     /// URLs that are static files.
     Static,
     NotFound,
     Clients,
     Agents,
-    /// User agents grouped by browser (or crawler) family ([`crate::agent`]).
+    /// User agents grouped by browser (or crawler) family.
     Browsers,
     /// User agents grouped by operating system.
     Os,
     /// User agents grouped by class of device (desktop, mobile, tablet, bot, other).
     Devices,
     Referrers,
-    /// Referrers rolled up to their host ([`classify::site_of`]).
+    /// Referrers rolled up to their host.
     Sites,
     Methods,
     Traffic,
@@ -57,7 +58,7 @@ pub enum Section {
     Weekdays,
     /// Rejected lines by reason, with a sample of each.
     Rejects,
-    /// Response times, in all and of the slowest URLs ([`times`]).
+    /// Response times, in all and of the slowest URLs.
     Times,
     /// Hits per web server (`--host` of the writers): a ClickHouse store's, which keeps
     /// the rows of many.
