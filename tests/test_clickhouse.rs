@@ -21,6 +21,15 @@ fn server_program() -> Option<PathBuf> {
     .map(|mut found| found.remove(0))
 }
 
+/// A test's directory and a server of its own in it, or `None` (the tests say SKIPPED)
+/// without the program.
+fn with_server() -> Option<(Workdir, Servers)> {
+    let program = server_program()?;
+    let wd = Workdir::new();
+    let servers = Servers::start(&wd, &program, 1);
+    Some((wd, servers))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -494,11 +503,9 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
 
 #[test]
 fn a_writer_killed_while_it_sends_an_insert_stores_nothing_of_it() {
-    let Some(program) = server_program() else {
+    let Some((wd, servers)) = with_server() else {
         return;
     };
-    let wd = Workdir::new();
-    let servers = Servers::start(&wd, &program, 1);
     // One batch of many lines: one INSERT that takes a while to send.
     wd.write("big.log", numbered_lines(0, 3000).repeat(80));
     let store = servers.store_args("db");
@@ -562,11 +569,9 @@ fn a_writer_killed_while_it_sends_an_insert_stores_nothing_of_it() {
 
 #[test]
 fn bad_addresses_passwords_tables_and_servers_are_one_line_errors_that_write_nothing() {
-    let Some(program) = server_program() else {
+    let Some((wd, servers)) = with_server() else {
         return;
     };
-    let wd = Workdir::new();
-    let servers = Servers::start(&wd, &program, 1);
     wd.write("a.log", numbered_lines(0, 10));
     let port = servers.servers[0].http;
     let one_line_error = |args: &[&str], says: &str| {
@@ -853,11 +858,9 @@ fn fleet(program: &Path, shards: usize) {
 
 #[test]
 fn retain_drops_whole_old_days_but_never_a_hosts_progress() {
-    let Some(program) = server_program() else {
+    let Some((wd, servers)) = with_server() else {
         return;
     };
-    let wd = Workdir::new();
-    let servers = Servers::start(&wd, &program, 1);
     let db = servers.url("kept");
     // Lines of 2024-01-01, then lines of today: two partitions.
     wd.write("a.log", numbered_lines(0, 100));
@@ -1040,11 +1043,9 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
 #[test]
 fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
     use crate::test_serve::{get, number, serve};
-    let Some(program) = server_program() else {
+    let Some((wd, servers)) = with_server() else {
         return;
     };
-    let wd = Workdir::new();
-    let servers = Servers::start(&wd, &program, 1);
     let db = servers.url("live");
     let parse = |wd: &Workdir, host: &str| {
         wd.cmd("parse-to-db")
