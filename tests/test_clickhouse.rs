@@ -312,6 +312,17 @@ const ON_SERVER: &[&[&str]] = &[
         "--report",
         "summary,clients,urls",
     ],
+    // URLs without their query string: the server maps those that have one.
+    &["--strip-query", "--report", "summary,urls,pages,static"],
+    &[
+        "--strip-query",
+        "--url",
+        "^/(images|shuttle|$)",
+        "--report",
+        "urls",
+        "-n",
+        "5",
+    ],
 ];
 
 fn json(text: &str) -> serde_json::Value {

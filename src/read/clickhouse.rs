@@ -7,6 +7,7 @@
 use anyhow::bail;
 
 use crate::clickhouse::{Failure, Kind, Tables, quote, tsv_unescape};
+use crate::privacy::strip_query;
 use crate::report::count::{Counter, Group, Needs, RowCounter, VisitorRule, Wants};
 use crate::report::filter::{Alternatives, Crawlers, Filters, MethodFilter, StatusFilter};
 use crate::report::shard;
@@ -72,8 +73,8 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     let wants = query.wants();
     let mut counts = if Counter::groups_allowed(wants) {
         grouped(tables, &where_, query, (wants, Per::Minute), None)?
-    } else if let Some(filters) = visits_on_server(tables, &where_, query)? {
-        by_server(tables, &format!("{where_}{filters}"), query)?
+    } else if let Some((filters, url)) = visits_on_server(tables, &where_, query)? {
+        by_server(tables, (&format!("{where_}{filters}"), &url), query)?
     } else {
         entries(tables, &where_, query)?
     };
@@ -234,17 +235,17 @@ fn floor_div(x: &str, n: i64) -> String {
 /// filters that only the counter can apply (a regular expression, an address range, a
 /// crawler's agent) each look at one column: its values among the rows of `where_` pass
 /// through the counter's own filter here, and go back as the list of those that pass
-/// ([`passing`]), when it is short enough for a query. `--strip-query`, which changes what a
-/// URL is, is left to the counter.
+/// ([`passing`]), when it is short enough for a query. Returns that SQL, and the SQL of a
+/// URL as the reports group it ([`url_key`]).
 fn visits_on_server(
     tables: &Tables,
     where_: &str,
     query: &Query,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<(String, String)>> {
     let f = &query.filters;
-    if f.strip_query {
+    let Some(url) = url_key(tables, where_, f.strip_query)? else {
         return Ok(None);
-    }
+    };
     let mut sql = String::new();
     // Whether given, the column's SQL, its filters alone, and a row of one of its values.
     type Column = (bool, &'static str, Filters, fn(&str) -> Row<'_>);
@@ -282,6 +283,8 @@ fn visits_on_server(
             Filters {
                 url: f.url.clone(),
                 exclude_url: f.exclude_url.clone(),
+                // `--url` sees a URL as the report groups it.
+                strip_query: f.strip_query,
                 ..Filters::default()
             },
             |text| Row {
@@ -310,7 +313,45 @@ fn visits_on_server(
         let one = |m: &MethodFilter| format!("upper(ifNull(method, '-')) = {}", quote(m.name()));
         sql.push_str(&alternatives(methods, one));
     }
-    Ok(Some(sql))
+    Ok(Some((sql, url)))
+}
+
+/// The SQL of a row's URL as the reports group it: `url`, or with `--strip-query`, each URL
+/// of the rows of `where_` that has a query string mapped to the URL without it (by
+/// [`strip_query`], as the counter strips it), when the map is short enough for a query.
+fn url_key(tables: &Tables, where_: &str, strip: bool) -> anyhow::Result<Option<String>> {
+    if !strip {
+        return Ok(Some("url".into()));
+    }
+    let urls = text_rows(
+        tables,
+        &format!(
+            "SELECT DISTINCT url FROM {} WHERE {where_} AND position(url, '?') > 0",
+            tables.logs()
+        ),
+    )?;
+    let (mut from, mut to, mut len) = (Vec::new(), Vec::new(), 0);
+    for row in &urls {
+        let raw = &row[0];
+        let stripped = strip_query(raw);
+        if stripped != raw.as_str() {
+            let (a, b) = (quote(raw), quote(&stripped));
+            len += a.len() + b.len() + 4;
+            if len > MAX_LIST {
+                return Ok(None);
+            }
+            from.push(a);
+            to.push(b);
+        }
+    }
+    Ok(Some(match from.is_empty() {
+        true => "url".into(),
+        false => format!(
+            "transform(url, [{}], [{}], url)",
+            from.join(", "),
+            to.join(", ")
+        ),
+    }))
 }
 
 /// A request of no particular kind, for [`passing`]: filled in with one column's value.
@@ -443,7 +484,11 @@ fn alternatives<T>(values: &Alternatives<T>, one: impl Fn(&T) -> String) -> Stri
 /// response times of each URL in one group each, and the visitors (client, day, agent) and
 /// clients with `uniqExact`. Only one
 /// row per key travels, and the counter here keeps nothing per visitor.
-fn by_server(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Counts> {
+fn by_server(
+    tables: &Tables,
+    (where_, url): (&str, &str),
+    query: &Query,
+) -> anyhow::Result<Counts> {
     let wants = query.wants();
     let none = Wants {
         zone: wants.zone,
@@ -525,8 +570,8 @@ fn by_server(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Cou
         if wants.urls {
             let mut visitors = rustc_hash::FxHashMap::default();
             for row in rows(format!(
-                "SELECT url, uniqExact(ip, {day}, {agent}) FROM {table} WHERE {visiting} \
-                 GROUP BY url"
+                "SELECT {url} AS u, uniqExact(ip, {day}, {agent}) FROM {table} WHERE {visiting} \
+                 GROUP BY u"
             ))? {
                 visitors.insert(row[0].clone(), number(&row[1])?);
             }
