@@ -1283,3 +1283,64 @@ fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here(
         );
     }
 }
+
+#[test]
+fn filters_with_long_lists_of_values_still_give_sqlites_reports() {
+    let Some((wd, servers)) = with_server() else {
+        return;
+    };
+    // 12,000 clients and URLs, half of each passing the filters: each list alone fits in a
+    // query, both together would not; and 40,000 clients, whose list alone would not.
+    let mut log = String::new();
+    for i in 0..52_000u32 {
+        let (ip, url) = match i < 12_000 {
+            true => (
+                format!("10.{}.{}.1", (i % 2) * 64 + i / 2 / 250 % 64, i / 2 % 250),
+                format!("/{}/page-{i:07}", ["a", "b"][(i / 3 % 2) as usize]),
+            ),
+            false => (
+                format!("11.{}.{}.{}", i % 2, i / 250 % 250, i % 250),
+                "/c".to_string(),
+            ),
+        };
+        log.push_str(&format!(
+            "{ip} - - [05/Jan/2024:10:{:02}:00 +0000] \"GET {url} HTTP/1.1\" 200 5 \"-\" \"a\"\n",
+            i % 60
+        ));
+    }
+    wd.write("many.log", &log);
+    wd.cmd("parse-to-db")
+        .args(["many.log", "--db", "m.db", "-q"])
+        .assert()
+        .success();
+    let store = servers.store_args("many");
+    wd.cmd("parse-to-db")
+        .args(["many.log", "-q", "--host", "w"])
+        .args(strings(&store))
+        .assert()
+        .success();
+    for args in [
+        &[
+            "--ip",
+            "10.0.0.0/10",
+            "--url",
+            "^/a/",
+            "--report",
+            "summary,urls",
+        ][..],
+        &[
+            "--ip",
+            "11.0.0.0/8,!11.0.0.0/16",
+            "--report",
+            "summary,clients",
+            "-n",
+            "3",
+        ],
+    ] {
+        assert_eq!(
+            json(&reports(&wd, &strings(&store), args)),
+            json(&reports(&wd, &["--db", "m.db"], args)),
+            "{args:?}"
+        );
+    }
+}

@@ -313,6 +313,10 @@ fn visits_on_server(
         let one = |m: &MethodFilter| format!("upper(ifNull(method, '-')) = {}", quote(m.name()));
         sql.push_str(&alternatives(methods, one));
     }
+    // The lists together, once in a query: within the server's limit with room to spare.
+    if sql.len() + url.len() > MAX_LISTS {
+        return Ok(None);
+    }
     Ok(Some((sql, url)))
 }
 
@@ -369,9 +373,11 @@ fn neutral_row() -> Row<'static> {
     }
 }
 
-/// Longest list of values [`passing`] sends: well within a server's default limit on the
-/// length of a query (256 KiB), which every query of [`by_server`] repeats it in.
+/// Longest list of values [`passing`] or [`url_key`] sends: well within a server's default
+/// limit on the length of a query (256 KiB), which every query of [`by_server`] repeats it in.
 const MAX_LIST: usize = 128 << 10;
+/// Longest the lists of one query may be together.
+const MAX_LISTS: usize = 192 << 10;
 
 /// ` AND` the SQL that keeps the rows whose `column` passes `filters` (of that column alone):
 /// its distinct values among the rows of `where_`, each given to the counter's filter as
