@@ -325,6 +325,39 @@ const ON_SERVER: &[&[&str]] = &[
     ],
 ];
 
+/// Writes `text` as `log` and parses it into the SQLite file `db` and, as host `w`, into
+/// `database` on `servers`; returns the options that name the ClickHouse store.
+fn into_both(
+    wd: &Workdir,
+    (log, text): (&str, &str),
+    (db, servers, database): (&str, &Servers, &str),
+) -> Vec<String> {
+    wd.write(log, text);
+    wd.cmd("parse-to-db")
+        .args([log, "--db", db, "-q"])
+        .assert()
+        .success();
+    let store = servers.store_args(database);
+    wd.cmd("parse-to-db")
+        .args([log, "-q", "--host", "w"])
+        .args(strings(&store))
+        .assert()
+        .success();
+    store
+}
+
+/// Asserts that each of `sets` of arguments gives the same reports (as JSON) from `store` as
+/// from the SQLite file `db` of the same lines.
+fn same_as_sqlite(wd: &Workdir, store: &[&str], db: &str, sets: &[&[&str]]) {
+    for args in sets {
+        assert_eq!(
+            json(&reports(wd, store, args)),
+            json(&reports(wd, &["--db", db], args)),
+            "{args:?}"
+        );
+    }
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap()
 }
@@ -1227,20 +1260,10 @@ fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here(
             i % 2
         ));
     }
-    wd.write("dst.log", &log);
-    wd.cmd("parse-to-db")
-        .args(["dst.log", "--db", "d.db", "-q"])
-        .assert()
-        .success();
     let servers = Servers::start(&wd, &program, 1);
-    let store = servers.store_args("dst");
-    wd.cmd("parse-to-db")
-        .args(["dst.log", "-q", "--host", "w"])
-        .args(strings(&store))
-        .assert()
-        .success();
+    let store = into_both(&wd, ("dst.log", &log), ("d.db", &servers, "dst"));
     let all = "summary,urls,days,clients,agents,browsers";
-    for args in [
+    let sets: &[&[&str]] = &[
         &["--report", all, "--tz", "Europe/Paris"][..],
         &[
             "--report",
@@ -1275,13 +1298,8 @@ fn visitors_in_a_zone_that_changes_its_offset_are_counted_by_the_server_as_here(
             "--until",
             "2024-09-01",
         ],
-    ] {
-        assert_eq!(
-            json(&reports(&wd, &strings(&store), args)),
-            json(&reports(&wd, &["--db", "d.db"], args)),
-            "{args:?}"
-        );
-    }
+    ];
+    same_as_sqlite(&wd, &strings(&store), "d.db", sets);
 }
 
 #[test]
@@ -1308,18 +1326,8 @@ fn filters_with_long_lists_of_values_still_give_sqlites_reports() {
             i % 60
         ));
     }
-    wd.write("many.log", &log);
-    wd.cmd("parse-to-db")
-        .args(["many.log", "--db", "m.db", "-q"])
-        .assert()
-        .success();
-    let store = servers.store_args("many");
-    wd.cmd("parse-to-db")
-        .args(["many.log", "-q", "--host", "w"])
-        .args(strings(&store))
-        .assert()
-        .success();
-    for args in [
+    let store = into_both(&wd, ("many.log", &log), ("m.db", &servers, "many"));
+    let sets: &[&[&str]] = &[
         &[
             "--ip",
             "10.0.0.0/10",
@@ -1336,11 +1344,6 @@ fn filters_with_long_lists_of_values_still_give_sqlites_reports() {
             "-n",
             "3",
         ],
-    ] {
-        assert_eq!(
-            json(&reports(&wd, &strings(&store), args)),
-            json(&reports(&wd, &["--db", "m.db"], args)),
-            "{args:?}"
-        );
-    }
+    ];
+    same_as_sqlite(&wd, &strings(&store), "m.db", sets);
 }
