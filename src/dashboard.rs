@@ -12,7 +12,8 @@
 //! pages that ask while it is computed wait for it. Each report reads the store as
 //! `aggregate-db` does: a SQLite file opened read-only, or a ClickHouse database's queries. A
 //! page's query replaces all the command line's report options, `--host` among them. On
-//! loopback, a request must name this server as its host, so a web page elsewhere cannot read it by pointing its own name at 127.0.0.1.
+//! loopback, a request must name this server as its host, so a web page elsewhere cannot read
+//! it by pointing its own name at 127.0.0.1.
 //!
 //! axum serves it (on a single-threaded tokio runtime; the reports run on the blocking pool):
 //! a maintained server, which writes only headers of our own, never from a request.

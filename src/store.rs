@@ -209,11 +209,6 @@ fn only_for_clickhouse(path: &Path, given: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `web1, web2` as a shell user types it: a host name has no space at its ends.
-fn trimmed(hosts: Vec<String>) -> Vec<String> {
-    hosts.iter().map(|h| h.trim().to_owned()).collect()
-}
-
 /// A store to read reports from: aggregate-db's and its `--serve` page's.
 #[derive(Debug, Clone)]
 pub enum Reports {
@@ -228,19 +223,20 @@ pub enum Reports {
 impl Reports {
     /// The store aggregate-db's `--db`, `--host` and `--cluster` name.
     pub fn new(db: Db, hosts: Vec<String>, cluster: Option<String>) -> anyhow::Result<Reports> {
-        match db {
+        let all = match db {
             Db::Sqlite(path) => {
-                only_for_clickhouse(&path, !hosts.is_empty() || cluster.is_some())?;
-                Ok(Reports::Sqlite(path))
+                only_for_clickhouse(&path, cluster.is_some())?;
+                Reports::Sqlite(path)
             }
-            Db::ClickHouse(address) => Ok(Reports::ClickHouse {
+            Db::ClickHouse(address) => Reports::ClickHouse {
                 tables: Tables {
                     client: address.client(),
                     cluster,
                 },
-                hosts: trimmed(hosts),
-            }),
-        }
+                hosts: Vec::new(),
+            },
+        };
+        all.of_hosts(hosts)
     }
 
     /// The same store, for the rows of `hosts` (all without any): what a `--serve` page's
@@ -253,7 +249,8 @@ impl Reports {
             }
             Reports::ClickHouse { tables, .. } => Ok(Reports::ClickHouse {
                 tables: tables.clone(),
-                hosts: trimmed(hosts),
+                // `web1, web2` as a shell user types it: a host name has no space at its ends.
+                hosts: hosts.iter().map(|h| h.trim().to_owned()).collect(),
             }),
         }
     }

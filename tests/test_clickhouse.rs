@@ -931,10 +931,9 @@ fn retain_drops_whole_old_days_but_never_a_hosts_progress() {
     let out = wd
         .cmd("parse-to-db")
         .args(["a.log", "--db", &db, "--host", "h", "--retain", "30d"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(
         said.contains("parse-to-db: --retain: removed 1 day from before "),
         "{said}"
@@ -1116,10 +1115,9 @@ fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
     let out = wd
         .cmd("aggregate-db")
         .args(["--db", &db, "--host", "b,nosuch", "--report", "status"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(
         said.contains("--host nosuch: no rows of this host"),
         "{said}"

@@ -474,31 +474,29 @@ mod tests {
         assert_eq!(base64(b"default:"), "ZGVmYXVsdDo=");
     }
 
+    /// The code and message of a refusal, as `exception` reads them.
+    fn refused(status: u16, body: &[u8]) -> (u32, String) {
+        match exception(status, body) {
+            Failure::Refused { code, message } => (code, message),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn exceptions_of_old_and_new_servers_give_their_code_and_message() {
         let old = b"Code: 193, e.displayText() = DB::Exception: Wrong password for user default, e.what() = DB::Exception\n";
-        match exception(500, old) {
-            Failure::Refused { code, message } => {
-                assert_eq!(code, 193);
-                assert_eq!(message, "Wrong password for user default");
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refused(500, old),
+            (193, "Wrong password for user default".into())
+        );
         let down = b"Code: 279, e.displayText() = DB::Exception: All connection tries failed. Log: \n\n, e.what() = DB::Exception\n";
-        match exception(500, down) {
-            Failure::Refused { code, message } => {
-                assert_eq!(code, 279);
-                assert!(message.starts_with("a shard of the cluster cannot be reached"));
-            }
-            other => panic!("{other:?}"),
-        }
+        let (code, message) = refused(500, down);
+        assert_eq!(code, 279);
+        assert!(message.starts_with("a shard of the cluster cannot be reached"));
         let new = b"Code: 60. DB::Exception: Table default.x does not exist. (UNKNOWN_TABLE) (version 24.1.1)\n";
-        match exception(404, new) {
-            Failure::Refused { code, message } => {
-                assert_eq!(code, 60);
-                assert_eq!(message, "Table default.x does not exist. (UNKNOWN_TABLE)");
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refused(404, new),
+            (60, "Table default.x does not exist. (UNKNOWN_TABLE)".into())
+        );
     }
 }

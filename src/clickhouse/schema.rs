@@ -309,10 +309,11 @@ fn create_on(node: &Client, cluster: Option<&str>) -> Result<(), Failure> {
 /// Adds to `table` the [`ADDED`] columns it lacks. The rows it holds get their defaults (0).
 /// Two writers may add them at once: a column the other added first is not an error.
 fn add_columns(node: &Client, table: &str) -> Result<(), Failure> {
-    for (name, after) in ADDED {
-        if columns_of(node, table)?.iter().any(|have| have == name) {
-            continue;
-        }
+    let have = columns_of(node, table)?;
+    for (name, after) in ADDED
+        .iter()
+        .filter(|(name, _)| !have.iter().any(|h| h == name))
+    {
         let ty = COLUMNS.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty);
         let ty = ty.expect("an added column is one of COLUMNS");
         let added = node.query(&format!(

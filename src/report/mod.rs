@@ -548,8 +548,8 @@ fn traffic_buckets<const N: usize>(
     }
     // Starts are the zone's own seconds: an hour shown twice in autumn is one bucket, right
     // after the one before it.
-    let keys: Vec<i64> = buckets.keys().copied().collect();
-    let gaps = !fill && keys.windows(2).any(|pair| pair[1] - pair[0] > step);
+    let next = buckets.keys().skip(1);
+    let gaps = !fill && buckets.keys().zip(next).any(|(a, b)| b - a > step);
     (bucket, buckets, gaps)
 }
 
