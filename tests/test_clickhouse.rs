@@ -2,6 +2,11 @@
 //! throwaway servers (own config, data in the test's directory, loopback ports), one alone or
 //! two as the shards of a cluster. Without the program the tests say SKIPPED, except under
 //! CI, which installs it.
+//!
+//! `.ci/run` also starts a two-shard cluster of its own (`.ci/clickhouse-cluster`) and names
+//! it in [`CLUSTER_VARIABLE`]: the two-shard cases that need no server killed run on it, each
+//! after dropping its databases there. The cases that kill or restart a server, or need a
+//! server's own users, start their own.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -124,12 +129,53 @@ const USERS: &str = r#"<yandex>
 </yandex>
 "#;
 
+/// The HTTP addresses (`host:port,host:port`) of the two shards of the cluster `fleet` that
+/// `.ci/clickhouse-cluster` started.
+const CLUSTER_VARIABLE: &str = "LOG_PIPELINE_CLICKHOUSE_CLUSTER";
+
 /// One server, or two as the shards of cluster `fleet`.
 struct Servers {
     servers: Vec<Server>,
 }
 
 impl Servers {
+    /// One server of this test's own, or two shards: those of [`CLUSTER_VARIABLE`] when set
+    /// (under CI it must be: `.ci/run` sets it), with `databases` dropped on both so that the
+    /// test starts empty, else servers of its own. For a test that kills no server.
+    fn alone_or_cluster(
+        wd: &Workdir,
+        program: &Path,
+        shards: usize,
+        databases: &[&str],
+    ) -> Servers {
+        let cluster = std::env::var(CLUSTER_VARIABLE).ok();
+        if shards == 1 || cluster.is_none() {
+            assert!(
+                shards == 1 || !crate::workdir::in_ci(),
+                "{CLUSTER_VARIABLE} is not set, and CI is: .ci/run starts the cluster"
+            );
+            return Servers::start(wd, program, shards);
+        }
+        let servers: Vec<Server> = (cluster.unwrap().split(','))
+            .map(|node| Server {
+                program: program.to_owned(),
+                dir: wd.path("ci-cluster"),
+                http: (node.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+                    .unwrap_or_else(|| panic!("{CLUSTER_VARIABLE}: {node} is not host:port")),
+                process: None,
+            })
+            .collect();
+        assert_eq!(servers.len(), 2, "{CLUSTER_VARIABLE} names two shards");
+        for server in &servers {
+            for database in databases {
+                let drop = format!("DROP DATABASE IF EXISTS {database}");
+                server.client("default").query(&drop).unwrap();
+            }
+        }
+        eprintln!("two shards: the cluster of {CLUSTER_VARIABLE}");
+        Servers { servers }
+    }
+
     fn start(wd: &Workdir, program: &Path, shards: usize) -> Servers {
         loop {
             if let Some(servers) = Servers::try_start(wd, program, shards) {
@@ -435,7 +481,7 @@ fn reports_from_clickhouse_equal_those_from_sqlite_alone_and_in_two_shards() {
     let sqlite = all_reports(&wd, &["--db", "all.db"], &[]);
 
     for shards in [1, 2] {
-        let servers = Servers::start(&wd, &program, shards);
+        let servers = Servers::alone_or_cluster(&wd, &program, shards, &["web"]);
         let store = servers.store_args("web");
         // Two hosts (one on each shard of two): the first log from one, the rest from the
         // other.
@@ -986,7 +1032,7 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
     };
     for shards in [1, 2] {
         let wd = Workdir::new();
-        let servers = Servers::start(&wd, &program, shards);
+        let servers = Servers::alone_or_cluster(&wd, &program, shards, &["up"]);
         // Version 1's tables on every node, holding a row of that version.
         for server in &servers.servers {
             server
@@ -1183,7 +1229,7 @@ fn response_times_grouped_by_the_server_equal_sqlites() {
         .assert()
         .success();
     for shards in [1, 2] {
-        let servers = Servers::start(&wd, &program, shards);
+        let servers = Servers::alone_or_cluster(&wd, &program, shards, &["timed"]);
         let store = servers.store_args("timed");
         wd.cmd("parse-to-db")
             .args(["timed.log", "-q", "--host", "w", "--log-format", format])
