@@ -258,11 +258,32 @@ impl Client {
             ));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).map_err(unreachable)?;
-        stream.write_all(body).map_err(unreachable)?;
-        read_response(&mut stream, each)
+        // A query goes in one write, so in one segment as far as the network allows: a server
+        // that answers and closes at once (the native port does) then has nothing of it left
+        // unread, and closes without resetting the connection over its own answer.
+        let mut head = head.into_bytes();
+        let sent = match body.len() <= ONE_WRITE {
+            true => {
+                head.extend_from_slice(body);
+                stream.write_all(&head)
+            }
+            false => (stream.write_all(&head)).and_then(|()| stream.write_all(body)),
+        };
+        match sent {
+            Ok(()) => read_response(&mut stream, each),
+            // A server may answer and close before it has taken the whole request (the native
+            // port's message, which is a reset away from being lost): its answer, when it
+            // is a refusal, says more than the reset. Anything else is the failed send.
+            Err(e) => match read_response(&mut stream, &mut |_| Ok(())) {
+                Err(answer @ (Failure::Refused { .. } | Failure::Invalid(_))) => Err(answer),
+                _ => Err(unreachable(e)),
+            },
+        }
     }
 }
+
+/// The largest body sent in one write with the request's head (a query, not a batch).
+const ONE_WRITE: usize = 64 << 10;
 
 /// `SO_LINGER` with a zero timeout: closing the socket (or dying) resets the connection, so
 /// the server drops what it has not read instead of taking the body as complete.
