@@ -287,7 +287,9 @@ impl<K: Copy + Eq + Hash> Part<K> {
         self.pending = pending;
     }
 
-    #[inline]
+    // Always: once the counter grew, the compiler stopped inlining it on its own, and the
+    // call on every request cost the 10M-row report a fifth of its time.
+    #[inline(always)]
     fn count_one(&mut self, visitor: Visitor<K>, url: u32, mut first_visit: impl FnMut(u32)) {
         let number = self.visitors.len() as u32;
         let visits = self.visitors.entry(visitor).or_insert(VisitorHits {
