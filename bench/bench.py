@@ -90,9 +90,8 @@ def measure(name, ours, other, runs, prepare=None, side="peer"):
             if prepare:
                 prepare(who)
             # What the last command wrote is still being written back to disk: flushed now,
-            # it does not slow the fsyncs of the next one, which would then pay for the other
-            # side's writes (SQLite's commits wait for the disk; one parse-to-db run took 4.8 s
-            # after the reference's, 2.8 s alone).
+            # it does not slow the fsyncs of the next one (SQLite's commits wait for the
+            # disk), which would then pay for the other side's writes.
             os.sync()
             t, m = cmd()
             times[who].append(t)

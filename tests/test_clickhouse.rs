@@ -5,8 +5,8 @@
 //!
 //! `.ci/run` also starts a two-shard cluster of its own (`.ci/clickhouse-cluster`) and names
 //! it in [`CLUSTER_VARIABLE`]: the two-shard cases that need no server killed run on it, each
-//! after dropping its databases there. The cases that kill or restart a server, or need a
-//! server's own users, start their own.
+//! after dropping its databases there. The fleet case, which kills and restarts a shard, and
+//! every single-server case (one of them needs a second user) start servers of their own.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -129,8 +129,8 @@ const USERS: &str = r#"<yandex>
 </yandex>
 "#;
 
-/// The HTTP addresses (`host:port,host:port`) of the two shards of the cluster `fleet` that
-/// `.ci/clickhouse-cluster` started.
+/// The HTTP addresses (`127.0.0.1:port,127.0.0.1:port`: on loopback, as the tests' own
+/// servers) of the two shards of the cluster `fleet` that `.ci/clickhouse-cluster` started.
 const CLUSTER_VARIABLE: &str = "LOG_PIPELINE_CLICKHOUSE_CLUSTER";
 
 /// One server, or two as the shards of cluster `fleet`.

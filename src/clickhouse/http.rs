@@ -258,9 +258,9 @@ impl Client {
             ));
         }
         head.push_str("\r\n");
-        // A query goes in one write, so in one segment as far as the network allows: a server
-        // that answers and closes at once (the native port does) then has nothing of it left
-        // unread, and closes without resetting the connection over its own answer.
+        // A small request goes in one write, so in one segment as far as the network allows:
+        // a server that answers and closes at once (the native port does) then has nothing of
+        // it left unread, and closes without resetting the connection over its own answer.
         let mut head = head.into_bytes();
         let sent = match body.len() <= ONE_WRITE {
             true => {
@@ -274,16 +274,25 @@ impl Client {
             // A server may answer and close before it has taken the whole request (the native
             // port's message, which is a reset away from being lost): its answer, when it
             // is a refusal, says more than the reset. Anything else is the failed send.
-            Err(e) => match read_response(&mut stream, &mut |_| Ok(())) {
-                Err(answer @ (Failure::Refused { .. } | Failure::Invalid(_))) => Err(answer),
-                _ => Err(unreachable(e)),
-            },
+            // Only an answer already sent is wanted, hence the short wait; a success cannot
+            // be one (the body was not all sent) and leaves the failed send, which the caller
+            // may retry once it knows the INSERT did not land.
+            Err(e) => {
+                let _ = stream.set_read_timeout(Some(ANSWER_AFTER_FAILED_SEND));
+                match read_response(&mut stream, &mut |_| Ok(())) {
+                    Err(answer @ (Failure::Refused { .. } | Failure::Invalid(_))) => Err(answer),
+                    _ => Err(unreachable(e)),
+                }
+            }
         }
     }
 }
 
-/// The largest body sent in one write with the request's head (a query, not a batch).
+/// The largest body sent in one write with the request's head (see `request_node`).
 const ONE_WRITE: usize = 64 << 10;
+
+/// How long an answer is waited for once sending the request failed.
+const ANSWER_AFTER_FAILED_SEND: Duration = Duration::from_secs(5);
 
 /// `SO_LINGER` with a zero timeout: closing the socket (or dying) resets the connection, so
 /// the server drops what it has not read instead of taking the body as complete.
@@ -485,6 +494,54 @@ pub fn with_retries<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends an INSERT of a body far larger than the socket buffers to a server that reads
+    /// the request's head, answers `answer`, and closes with the body unread (which resets
+    /// the connection): what the client makes of it.
+    fn insert_to_a_server_that_answers_early(answer: &'static [u8]) -> Result<(), Failure> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            conn.write_all(answer).unwrap();
+        });
+        let address = Address::parse(&format!("clickhouse://127.0.0.1:{port}/db"))
+            .unwrap()
+            .unwrap();
+        let body = vec![b'x'; 64 << 20];
+        let result = address
+            .client()
+            .insert("INSERT INTO t FORMAT Native", &body, &[], "q");
+        server.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn a_refusal_sent_before_the_body_was_read_is_told_and_never_a_success() {
+        let refusal: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 67\r\n\r\nCode: 60, e.displayText() = DB::Exception: Table db.t doesn't exist";
+        match insert_to_a_server_that_answers_early(refusal) {
+            Err(Failure::Refused { code: 60, message }) => {
+                assert!(message.contains("doesn't exist"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A success read after a failed send is not one: the body never all reached it.
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        match insert_to_a_server_that_answers_early(ok) {
+            Err(failure @ Failure::Unreachable(_)) => assert!(failure.is_transient()),
+            other => panic!("{other:?}"),
+        }
+        match insert_to_a_server_that_answers_early(b"") {
+            Err(failure @ Failure::Unreachable(_)) => assert!(failure.is_transient()),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn base64_is_rfc_4648() {

@@ -287,8 +287,8 @@ impl<K: Copy + Eq + Hash> Part<K> {
         self.pending = pending;
     }
 
-    // Always: once the counter grew, the compiler stopped inlining it on its own, and the
-    // call on every request cost the 10M-row report a fifth of its time.
+    // Always: once the counter grew, the compiler stopped inlining it on its own, and a call
+    // per request is a large share of a big report's time.
     #[inline(always)]
     fn count_one(&mut self, visitor: Visitor<K>, url: u32, mut first_visit: impl FnMut(u32)) {
         let number = self.visitors.len() as u32;
