@@ -347,8 +347,17 @@ impl Live {
             .map_err(|e| Refused(format!("{e:#}")))?;
         self.computed.fetch_add(1, Ordering::SeqCst);
         let counts = store.counts(&query, true)?;
+        let mut report = counts.into_report(&query, args.bucket);
+        // A misspelt host reports nothing at all: the command line warns of it on stderr,
+        // the page names it beside its filters.
+        let unknown = store.unknown_hosts()?;
+        if !unknown.is_empty() {
+            report
+                .filters
+                .push(("no rows of host".into(), unknown.join(",")));
+        }
         Ok(Computed {
-            report: counts.into_report(&query, args.bucket),
+            report,
             sections: query.sections,
         })
     }

@@ -1169,6 +1169,16 @@ fn the_live_page_serves_a_clickhouse_store_and_follows_its_rows() {
         "{said}"
     );
     assert!(!said.contains("--host b:"), "{said}");
+    // The page names it beside its filters.
+    let (status, _, body) = get(&addr, "/body?host=b,nosuch&report=summary");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(number(&body, "summary-requests"), Some(20));
+    assert!(
+        body.contains("no rows of host") && body.contains("nosuch"),
+        "{body}"
+    );
+    let (_, _, body) = get(&addr, "/body?host=b&report=summary");
+    assert!(!body.contains("no rows of host"), "{body}");
     // Rejects hold no request: the report's filters pass them by, but --host does not.
     let rejects = |args: &[&str]| {
         let out = wd
