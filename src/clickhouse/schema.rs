@@ -96,8 +96,13 @@ impl Tables {
         }
         self.refuse_one_shard()?;
         for node in address.node_clients() {
+            // A refusal names the node; one worth trying again (a network error behind the
+            // node, a timeout) stays one, so that a writer waits for the server, as it does
+            // for its INSERTs.
             let at = |e: Failure| match e {
-                Failure::Refused { .. } => Failure::Invalid(format!("{}: {e}", node.address())),
+                Failure::Refused { .. } if !e.is_transient() => {
+                    Failure::Invalid(format!("{}: {e}", node.address()))
+                }
                 e => e,
             };
             if let Some(cluster) = &self.cluster {
@@ -326,4 +331,76 @@ fn add_columns(node: &Client, table: &str) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::clickhouse::address::Address;
+
+    /// Answers each request in turn with the next of `answers` (status and body), then stops.
+    fn server_answering(answers: Vec<(u16, &'static str)>) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for (status, body) in answers {
+                let (conn, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(conn);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                reader.read_exact(&mut vec![0; length]).unwrap();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                reader.get_mut().write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (port, server)
+    }
+
+    fn create_against(answers: Vec<(u16, &'static str)>) -> Result<(), Failure> {
+        let (port, server) = server_answering(answers);
+        let address = Address::parse(&format!("clickhouse://127.0.0.1:{port}/db"))
+            .unwrap()
+            .unwrap();
+        let tables = Tables {
+            client: address.client(),
+            cluster: None,
+        };
+        let result = tables.create();
+        server.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn creating_the_tables_through_a_network_error_is_tried_again_not_refused() {
+        // No `logs_all` here; then the server cannot reach something behind it.
+        let network = "Code: 210, e.displayText() = DB::Exception: Net Exception: Connection reset by peer, e.what() = DB::Exception\n";
+        match create_against(vec![(200, "0\n"), (500, network)]) {
+            Err(failure @ Failure::Refused { code: 210, .. }) => assert!(failure.is_transient()),
+            other => panic!("{other:?}"),
+        }
+        // A refusal for good names the node.
+        let denied = "Code: 497, e.displayText() = DB::Exception: Not enough privileges, e.what() = DB::Exception\n";
+        match create_against(vec![(200, "0\n"), (500, denied)]) {
+            Err(Failure::Invalid(message)) => {
+                assert!(message.starts_with("clickhouse://127.0.0.1:"), "{message}");
+                assert!(message.contains("Not enough privileges"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
