@@ -9,7 +9,9 @@
 //!
 //! Whatever the number of open pages, each query's report is computed at most once a second:
 //! the last report of each query is kept and served again until it is a second old, and the
-//! pages that ask while it is computed wait for it. Each report reads the store as
+//! pages that ask while it is computed wait for it. Past that second it is computed again only
+//! if the store changed ([`Watch`]) or the clock moved the query's `--since` or `--until`: a
+//! page left open on a database nobody writes costs a small query a second, not a report. Each report reads the store as
 //! `aggregate-db` does: a SQLite file opened read-only, or a ClickHouse database's queries. A
 //! page's query replaces all the command line's report options, `--host` among them. On
 //! loopback, a request must name this server as its host, so a web page elsewhere cannot read
@@ -29,17 +31,21 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::ReportArgs;
 use crate::report::html::{self, LIVE_CSP, Page};
-use crate::store::Reports;
+use crate::store::{Reports, Watch};
 
 /// Where `--serve` listens when given no address: this machine only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 /// How long a computed report is served again before it is computed anew.
 const FRESH: Duration = Duration::from_secs(1);
+/// How long a report that no page asked for is kept, to be served again if the store has not
+/// changed: an open page asks every second.
+const KEPT: Duration = Duration::from_secs(60);
 
 /// The page's script: every second, the report body of the page's own query, put in place
 /// when it changed. It only ever inserts the server's HTML, in which every value from a log
@@ -80,6 +86,10 @@ struct QueryArgs {
 struct Computed {
     report: crate::report::Report,
     sections: Vec<crate::report::Section>,
+    /// The store's version before it was counted (`None`: unknown, never the same).
+    version: Option<String>,
+    /// The query's `--since` and `--until` as they were then (`today` or `2h` move).
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 /// One query's last report and when it was computed. Its lock is held while the report is
@@ -96,8 +106,12 @@ struct Live {
     hosts: Option<Vec<String>>,
     /// The slot of each query asked for in the last second, or being computed.
     slots: Mutex<HashMap<String, Arc<Slot>>>,
-    /// Reports computed since the start (`/stats`).
+    /// What tells whether the store changed, opened on first use (again after it failed).
+    watch: Mutex<Option<Watch>>,
+    /// Reports computed since the start, and reports found stale but kept, the store
+    /// unchanged (`/stats`).
     computed: AtomicU64,
+    unchanged: AtomicU64,
 }
 
 /// Serves the live report of `store` on `addr` until `stop` is set; `defaults` are the report
@@ -139,7 +153,9 @@ pub fn serve(
             defaults,
             hosts,
             slots: Mutex::new(HashMap::new()),
+            watch: Mutex::new(None),
             computed: AtomicU64::new(0),
+            unchanged: AtomicU64::new(0),
         });
         // Scripts (and tests) read the address from this line: with port 0 the system chose.
         eprintln!("aggregate-db: serving http://{bound}/ (Ctrl+C stops)");
@@ -192,13 +208,18 @@ async fn script() -> Response {
     response
 }
 
-/// How many reports the server computed: how to see that many pages cost one report a second.
+/// How many reports the server computed, and how many it kept the store unchanged: how to see
+/// that many pages cost one report a second, and an unchanged store none.
 async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     if let Some(refused) = live.refuse_host(&headers) {
         return refused;
     }
     let computed = live.computed.load(Ordering::SeqCst);
-    plain(StatusCode::OK, format!("reports computed: {computed}\n"))
+    let unchanged = live.unchanged.load(Ordering::SeqCst);
+    plain(
+        StatusCode::OK,
+        format!("reports computed: {computed}\nreports kept, the store unchanged: {unchanged}\n"),
+    )
 }
 
 fn html_response(text: String) -> Response {
@@ -292,18 +313,18 @@ impl Live {
     }
 
     /// The report of `query`: the one computed less than [`FRESH`] ago, or, if none, one
-    /// computed now, once for every page that asks meanwhile.
+    /// computed now (or found still true), once for every page that asks meanwhile.
     async fn report(self: &Arc<Self>, query: Option<String>) -> anyhow::Result<Arc<Computed>> {
         let key = query.unwrap_or_default();
         let slot = {
             let mut slots = self.slots.lock().expect("no thread panics holding it");
-            // A slot no request holds and whose report is stale would be computed anew: it
-            // goes, so that the queries kept are those of the last second.
+            // A slot no request holds and whose report no page asked for in a while goes, so
+            // that the queries kept are those of the pages open.
             slots.retain(|_, slot| {
                 Arc::strong_count(slot) > 1
                     || slot
                         .try_lock()
-                        .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < FRESH))
+                        .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < KEPT))
             });
             Arc::clone(slots.entry(key.clone()).or_default())
         };
@@ -314,16 +335,19 @@ impl Live {
             return Ok(Arc::clone(computed));
         }
         let live = Arc::clone(self);
-        let computed = tokio::task::spawn_blocking(move || live.compute(&key))
+        let last = held.as_ref().map(|(_, computed)| Arc::clone(computed));
+        let computed = tokio::task::spawn_blocking(move || live.compute(&key, last))
             .await
             .context("the report panicked")??;
-        let computed = Arc::new(computed);
         *held = Some((Instant::now(), Arc::clone(&computed)));
         Ok(computed)
     }
 
-    /// Runs the report of a query string on the database.
-    fn compute(&self, query: &str) -> anyhow::Result<Computed> {
+    /// Runs the report of a query string on the database, unless `last`, its last report,
+    /// is still true.
+    fn compute(&self, query: &str, last: Option<Arc<Computed>>) -> anyhow::Result<Arc<Computed>> {
+        // Before anything is read: a write after this is seen by the next report.
+        let version = self.version();
         let (parsed, hosts);
         let (args, store) = match query.is_empty() {
             true => (&self.defaults, &self.store),
@@ -345,6 +369,15 @@ impl Live {
         let query = args
             .query(|| Ok(log))
             .map_err(|e| Refused(format!("{e:#}")))?;
+        let window = (query.filters.since, query.filters.until);
+        if let Some(last) = last
+            && version.is_some()
+            && last.version == version
+            && last.window == window
+        {
+            self.unchanged.fetch_add(1, Ordering::SeqCst);
+            return Ok(last);
+        }
         self.computed.fetch_add(1, Ordering::SeqCst);
         let counts = store.counts(&query, true)?;
         let mut report = counts.into_report(&query, args.bucket);
@@ -356,10 +389,26 @@ impl Live {
                 .filters
                 .push(("no rows of host".into(), unknown.join(",")));
         }
-        Ok(Computed {
+        Ok(Arc::new(Computed {
             report,
             sections: query.sections,
-        })
+            version,
+            window,
+        }))
+    }
+
+    /// The store's version now; `None` when it cannot be told (the report is then computed,
+    /// and says what is wrong).
+    fn version(&self) -> Option<String> {
+        let mut watch = self.watch.lock().expect("no thread panics holding it");
+        if watch.is_none() {
+            *watch = self.store.watch().ok();
+        }
+        let version = watch.as_mut()?.version().ok();
+        if version.is_none() {
+            *watch = None;
+        }
+        version
     }
 }
 

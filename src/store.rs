@@ -283,6 +283,14 @@ impl Reports {
         }
     }
 
+    /// What tells whether the store changed (see [`Watch`]).
+    pub fn watch(&self) -> anyhow::Result<Watch> {
+        match self {
+            Reports::Sqlite(path) => Ok(Watch::Sqlite(crate::read::sqlite::Changes::open(path)?)),
+            Reports::ClickHouse { tables, .. } => Ok(Watch::ClickHouse(tables.clone())),
+        }
+    }
+
     /// The counts of the stored entries that pass the query's filters. `packed`: a SQLite
     /// store reads its packed copy where it has one (`--scan` reads the rows).
     pub fn counts(
@@ -295,6 +303,25 @@ impl Reports {
             Reports::ClickHouse { tables, hosts } => {
                 crate::read::clickhouse::counts(tables, hosts, query)
             }
+        }
+    }
+}
+
+/// What tells whether a store changed since a report of it was computed: the live page
+/// computes a report again only then, or when the clock moved the query's `--since` or
+/// `--until`.
+pub enum Watch {
+    Sqlite(crate::read::sqlite::Changes),
+    ClickHouse(Tables),
+}
+
+impl Watch {
+    /// A value that differs from the last one given when the stored rows changed since (and
+    /// may differ when they did not).
+    pub fn version(&mut self) -> anyhow::Result<String> {
+        match self {
+            Watch::Sqlite(changes) => changes.version(),
+            Watch::ClickHouse(tables) => crate::read::clickhouse::version(tables),
         }
     }
 }

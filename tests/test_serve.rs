@@ -134,6 +134,15 @@ pub(crate) fn number(html: &str, id: &str) -> Option<u64> {
     data_v(html, id)?.parse().ok()
 }
 
+/// The server's `/stats`: reports computed, and reports kept because the store was unchanged.
+pub(crate) fn stats(addr: &str) -> (u64, u64) {
+    let text = get(addr, "/stats").2;
+    let mut numbers = text
+        .lines()
+        .map(|line| line.rsplit(": ").next().unwrap().parse().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
 fn a_log(wd: &Workdir, lines: usize) {
     let mut log = String::new();
     for i in 0..lines {
@@ -146,6 +155,51 @@ fn a_log(wd: &Workdir, lines: usize) {
         ));
     }
     wd.write("logs/access.log", log);
+}
+
+#[test]
+fn a_report_is_computed_again_only_once_the_database_or_its_window_changed() {
+    let wd = Workdir::new();
+    a_log(&wd, 50);
+    let parse = || {
+        wd.cmd("parse-to-db")
+            .args(["--db", "out.db", "--quiet", "logs/access.log"])
+            .assert()
+            .success();
+    };
+    parse();
+    let (server, addr) = serve(&wd, &["--db", "out.db", "--serve", "127.0.0.1:0"]);
+    let requests =
+        |query: &str| number(&get(&addr, &format!("/body?{query}")).2, "summary-requests");
+    assert_eq!(requests("report=summary"), Some(50));
+    let (computed, _) = stats(&addr);
+    // Past the second a report is kept, a page that asks again finds the database unchanged
+    // and gets the same report, not computed again.
+    wait_until("a report kept, the database unchanged", || {
+        assert_eq!(requests("report=summary"), Some(50));
+        stats(&addr).1 > 0
+    });
+    assert_eq!(stats(&addr).0, computed);
+    // Lines written: the next report past the second has them.
+    wd.append(
+        "logs/access.log",
+        "10.0.0.1 - - [05/Jan/2024:11:00:00 +0000] \"GET /new HTTP/1.1\" 200 5 \"-\" \"x\"\n",
+    );
+    parse();
+    wait_until("the report of the new line", || {
+        requests("report=summary") == Some(51)
+    });
+    assert!(stats(&addr).0 > computed);
+    // A window relative to now moves with the clock: that report is computed again with no
+    // write (the database has nothing in the last hour: what matters is that it is asked).
+    let recent = "/body?report=summary&since=1h";
+    assert_eq!(get(&addr, recent).0, 200);
+    let (computed, _) = stats(&addr);
+    wait_until("the report of a moved window", || {
+        assert_eq!(get(&addr, recent).0, 200);
+        stats(&addr).0 > computed
+    });
+    assert!(server.signal_and_wait("-INT").success());
 }
 
 #[test]
@@ -203,13 +257,7 @@ fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c()
     assert!(!page.contains("<img src=x"));
     // However many pages ask at once, for the page or its body, a query's report is computed
     // at most once a second.
-    let computed = |addr: &str| -> u64 {
-        let text = get(addr, "/stats").2;
-        text.trim()
-            .trim_start_matches("reports computed: ")
-            .parse()
-            .unwrap()
-    };
+    let computed = |addr: &str| stats(addr).0;
     let (before, started) = (computed(&addr), Instant::now());
     let pages: Vec<_> = (0..40)
         .map(|i| {

@@ -103,6 +103,21 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
     Ok(counts)
 }
 
+/// A value that differs from the last one given when rows were written or removed since:
+/// every INSERT of a writer holds one progress row of its own host and `seq`, and `--retain`
+/// drops whole days, each with the progress rows of the INSERTs that wrote it.
+pub fn version(tables: &Tables) -> anyhow::Result<String> {
+    let rows = text_rows(
+        tables,
+        &format!(
+            "SELECT count(), sum(cityHash64(host, seq)) FROM {} WHERE kind = {}",
+            tables.logs(),
+            Kind::Progress as u8
+        ),
+    )?;
+    Ok(rows.concat().join(" "))
+}
+
 /// Those of `hosts` that have no progress row: no writer ever wrote for them.
 pub fn unknown_hosts(tables: &Tables, hosts: &[String]) -> anyhow::Result<Vec<String>> {
     if hosts.is_empty() {

@@ -1,7 +1,8 @@
 //! Reading the `logs` table of a database back for the reports: from its packed copy when it
 //! covers every row ([`super::packed`]), else from the rows themselves.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -20,6 +21,46 @@ pub fn log_offsets(path: &Path) -> anyhow::Result<LogOffsets> {
     let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
     // A database too old to have the settings table has no record either.
     Ok(stored_offsets(&conn).unwrap_or_default())
+}
+
+/// Tells whether the database at a path changed: SQLite's `data_version`, read on a
+/// connection kept open, differs between two reads when another connection committed in
+/// between; the file's identity tells a database replaced by another of the same name.
+pub struct Changes {
+    path: PathBuf,
+    /// Device and inode of the file `conn` reads.
+    file: (u64, u64),
+    conn: rusqlite::Connection,
+}
+
+impl Changes {
+    pub fn open(path: &Path) -> anyhow::Result<Changes> {
+        let file = identity(path)?;
+        let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
+        Ok(Changes {
+            path: path.to_owned(),
+            file,
+            conn,
+        })
+    }
+
+    /// A value that differs from the last one given when the database changed since.
+    pub fn version(&mut self) -> anyhow::Result<String> {
+        if identity(&self.path)? != self.file {
+            *self = Changes::open(&self.path)?;
+        }
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .with_context(|| format!("cannot read database {}", self.path.display()))?;
+        Ok(format!("{}:{}:{version}", self.file.0, self.file.1))
+    }
+}
+
+fn identity(path: &Path) -> anyhow::Result<(u64, u64)> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read database {}", path.display()))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The counts of the entries of the database at `path` that pass the query's filters: from
