@@ -41,8 +41,16 @@ use crate::store::{Reports, Watch};
 /// Where `--serve` listens when given no address: this machine only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
-/// How long a computed report is served again before it is computed anew.
+/// How long a computed report is served again, at least, before it is computed anew.
 const FRESH: Duration = Duration::from_secs(1);
+
+/// How long a report that took `cost` to compute is served again: [`FRESH`], or twice its
+/// cost when longer, so that however often the database changes the server spends at most a
+/// third of its time on one query (a report of a large database takes longer than a second,
+/// and computed every second it would keep every core busy for as long as a page is open).
+fn fresh_for(cost: Duration) -> Duration {
+    FRESH.max(cost * 2)
+}
 /// How long a report that no page asked for is kept, to be served again if the store has not
 /// changed: an open page asks every second.
 const KEPT: Duration = Duration::from_secs(60);
@@ -90,6 +98,8 @@ struct Computed {
     version: Option<String>,
     /// The query's `--since` and `--until` as they were then (`today` or `2h` move).
     window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    /// How long it took to compute.
+    cost: Duration,
 }
 
 /// One query's last report and when it was computed. Its lock is held while the report is
@@ -312,7 +322,7 @@ impl Live {
         }
     }
 
-    /// The report of `query`: the one computed less than [`FRESH`] ago, or, if none, one
+    /// The report of `query`: the one computed less than [`fresh_for`] its cost ago, or, if none, one
     /// computed now (or found still true), once for every page that asks meanwhile.
     async fn report(self: &Arc<Self>, query: Option<String>) -> anyhow::Result<Arc<Computed>> {
         let key = query.unwrap_or_default();
@@ -330,7 +340,7 @@ impl Live {
         };
         let mut held = slot.lock().await;
         if let Some((at, computed)) = &*held
-            && at.elapsed() < FRESH
+            && at.elapsed() < fresh_for(computed.cost)
         {
             return Ok(Arc::clone(computed));
         }
@@ -346,6 +356,7 @@ impl Live {
     /// Runs the report of a query string on the database, unless `last`, its last report,
     /// is still true.
     fn compute(&self, query: &str, last: Option<Arc<Computed>>) -> anyhow::Result<Arc<Computed>> {
+        let started = Instant::now();
         // Before anything is read: a write after this is seen by the next report.
         let version = self.version();
         let (parsed, hosts);
@@ -394,6 +405,7 @@ impl Live {
             sections: query.sections,
             version,
             window,
+            cost: started.elapsed(),
         }))
     }
 
@@ -463,6 +475,14 @@ fn decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_is_served_again_for_a_second_or_twice_what_it_cost() {
+        let ms = Duration::from_millis;
+        assert_eq!(fresh_for(ms(3)), FRESH);
+        assert_eq!(fresh_for(ms(500)), FRESH);
+        assert_eq!(fresh_for(ms(1500)), ms(3000));
+    }
 
     #[test]
     fn a_query_string_becomes_the_options() {
