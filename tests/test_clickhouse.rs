@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use log_pipeline::clickhouse::{Address, Client};
 
-use crate::workdir::{Running, Workdir, numbered_lines, programs_or_skip, wait_until};
+use crate::workdir::{Running, Workdir, bin_path, numbered_lines, programs_or_skip, wait_until};
 
 fn server_program() -> Option<PathBuf> {
     programs_or_skip(
@@ -1127,6 +1127,60 @@ fn every_row_says_where_it_was_read_and_older_tables_get_the_columns() {
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["summary"]["requests"], 46, "{summary}");
     }
+}
+
+#[test]
+fn writers_that_start_together_on_older_tables_all_add_the_columns_and_write() {
+    let Some((wd, servers)) = with_server() else {
+        return;
+    };
+    let node = servers.servers[0].client("default");
+    node.query("CREATE DATABASE up").unwrap();
+    let node = servers.servers[0].client("up");
+    node.query("CREATE TABLE log_pipeline (version UInt32, created DateTime) ENGINE = Log")
+        .unwrap();
+    node.query("INSERT INTO log_pipeline VALUES (1, now())")
+        .unwrap();
+    node.query(LOGS_OF_VERSION_1).unwrap();
+    // Started at once, each finds the columns missing and adds them: an ALTER that fails
+    // because another writer added the column first is not an error.
+    let db = servers.url("up");
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            wd.write(&format!("{i}.log"), numbered_lines(0, 10 + i));
+            std::process::Command::new(bin_path("parse-to-db"))
+                .args([
+                    &format!("{i}.log"),
+                    "--db",
+                    &db,
+                    "--host",
+                    &format!("h{i}"),
+                    "-q",
+                ])
+                .current_dir(wd.root())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let writers: Vec<_> = writers
+        .into_iter()
+        .map(|w| w.wait_with_output().unwrap())
+        .collect();
+    for (i, out) in writers.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "writer {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let hosts = servers.query(
+        "up",
+        "SELECT host, count() FROM logs WHERE kind = 0 GROUP BY host ORDER BY host \
+         FORMAT TabSeparated",
+    );
+    let expected: String = (0..6).map(|i| format!("h{i}\t{}\n", 10 + i)).collect();
+    assert_eq!(hosts, expected);
 }
 
 #[test]
