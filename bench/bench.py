@@ -627,9 +627,17 @@ def page(n, runs):
         served, kept = [], []
         for i in range(runs):
             served.append(get_page(f"{url}?top={11 + i}"))
+        # Past the time the server serves a report again without a look (twice what the
+        # report cost, a second at least), so that each request finds the database unchanged.
+        import urllib.request
+        stats = lambda: urllib.request.urlopen(url + "stats", timeout=60).read().decode()
+        found = lambda: int(stats().splitlines()[1].rsplit(": ", 1)[1])
+        before = found()
         for _ in range(runs):
-            time.sleep(1.1)
+            time.sleep(max(1.1, 2.2 * max(served)))
             kept.append(get_page(f"{url}?top=11"))
+        if found() - before != runs:
+            raise RuntimeError(f"the server did not find the database unchanged: {stats()}")
         # The server's peak memory, its counting included.
         status = Path(f"/proc/{server.pid}/status").read_text()
         rss = next((int(l.split()[1]) / 1024 for l in status.splitlines() if l.startswith("VmHWM:")), None)

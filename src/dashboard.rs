@@ -8,11 +8,13 @@
 //! line's report.
 //!
 //! Whatever the number of open pages, each query's report is computed at most once a second:
-//! the last report of each query is kept and served again until it is a second old, and the
-//! pages that ask while it is computed wait for it. Past that second it is computed again only
-//! if the store changed ([`Watch`]) or the clock moved the query's `--since` or `--until`: a
-//! page left open on a database nobody writes costs a small query a second, not a report. Each report reads the store as
-//! `aggregate-db` does: a SQLite file opened read-only, or a ClickHouse database's queries. A
+//! the last report of each query is kept and served again until it is a second old (longer
+//! for a report that takes long, see [`fresh_for`]), and the pages that ask while it is
+//! computed wait for it. Past that it is computed again only if the store changed ([`Watch`])
+//! or the clock moved the query's `--since` or `--until`: a page left open on a database
+//! nobody writes costs a few small queries a second, not a report. Each report reads the
+//! store as `aggregate-db` does: a SQLite file opened read-only, or a ClickHouse database's
+//! queries. A
 //! page's query replaces all the command line's report options, `--host` among them. On
 //! loopback, a request must name this server as its host, so a web page elsewhere cannot read
 //! it by pointing its own name at 127.0.0.1.
@@ -46,14 +48,18 @@ const FRESH: Duration = Duration::from_secs(1);
 
 /// How long a report that took `cost` to compute is served again: [`FRESH`], or twice its
 /// cost when longer, so that however often the database changes the server spends at most a
-/// third of its time on one query (a report of a large database takes longer than a second,
-/// and computed every second it would keep every core busy for as long as a page is open).
+/// third of its time on one query's reports. A report of a large database can take longer
+/// than [`FRESH`]: computed again as soon as it is done, it would keep every core busy for as
+/// long as a page is open.
 fn fresh_for(cost: Duration) -> Duration {
     FRESH.max(cost * 2)
 }
 /// How long a report that no page asked for is kept, to be served again if the store has not
 /// changed: an open page asks every second.
 const KEPT: Duration = Duration::from_secs(60);
+/// Queries whose reports are kept at most: a script that asks with ever new parameters would
+/// otherwise keep a report per query string for [`KEPT`].
+const MAX_SLOTS: usize = 32;
 
 /// The page's script: every second, the report body of the page's own query, put in place
 /// when it changed. It only ever inserts the server's HTML, in which every value from a log
@@ -102,8 +108,9 @@ struct Computed {
     cost: Duration,
 }
 
-/// One query's last report and when it was computed. Its lock is held while the report is
-/// computed, so that the pages that ask meanwhile wait for that one report.
+/// One query's last report and when it was computed or last found still true. Its lock is
+/// held while the report is computed, so that the pages that ask meanwhile wait for that one
+/// report.
 type Slot = tokio::sync::Mutex<Option<(Instant, Arc<Computed>)>>;
 
 struct Live {
@@ -114,7 +121,7 @@ struct Live {
     /// or `localhost` and its port (a web page elsewhere that renamed itself to 127.0.0.1
     /// through DNS names its own host, and is refused). `None` beyond loopback.
     hosts: Option<Vec<String>>,
-    /// The slot of each query asked for in the last second, or being computed.
+    /// The slot of each query asked for in the last [`KEPT`], or being computed.
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// What tells whether the store changed, opened on first use (again after it failed).
     watch: Mutex<Option<Watch>>,
@@ -226,9 +233,17 @@ async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     }
     let computed = live.computed.load(Ordering::SeqCst);
     let unchanged = live.unchanged.load(Ordering::SeqCst);
+    let queries = live
+        .slots
+        .lock()
+        .expect("no thread panics holding it")
+        .len();
     plain(
         StatusCode::OK,
-        format!("reports computed: {computed}\nreports kept, the store unchanged: {unchanged}\n"),
+        format!(
+            "reports computed: {computed}\nreports kept, the store unchanged: {unchanged}\n\
+             queries whose report is kept: {queries}\n"
+        ),
     )
 }
 
@@ -336,6 +351,22 @@ impl Live {
                         .try_lock()
                         .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < KEPT))
             });
+            // Past the most kept, the reports of the queries asked for longest ago go first.
+            while slots.len() >= MAX_SLOTS && !slots.contains_key(&key) {
+                let oldest = (slots.iter())
+                    .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+                    .filter_map(|(key, slot)| {
+                        let at = slot.try_lock().ok()?.as_ref().map(|(at, _)| *at);
+                        Some((at, key))
+                    })
+                    .min_by_key(|&(at, _)| at)
+                    .map(|(_, key)| key.clone());
+                match oldest {
+                    Some(oldest) => slots.remove(&oldest),
+                    // Every slot is in use: the new one goes beside them.
+                    None => break,
+                };
+            }
             Arc::clone(slots.entry(key.clone()).or_default())
         };
         let mut held = slot.lock().await;

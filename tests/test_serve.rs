@@ -136,11 +136,16 @@ pub(crate) fn number(html: &str, id: &str) -> Option<u64> {
 
 /// The server's `/stats`: reports computed, and reports kept because the store was unchanged.
 pub(crate) fn stats(addr: &str) -> (u64, u64) {
+    let numbers = stats_lines(addr);
+    (numbers[0], numbers[1])
+}
+
+/// Each line of `/stats`, as its number.
+fn stats_lines(addr: &str) -> Vec<u64> {
     let text = get(addr, "/stats").2;
-    let mut numbers = text
-        .lines()
-        .map(|line| line.rsplit(": ").next().unwrap().parse().unwrap());
-    (numbers.next().unwrap(), numbers.next().unwrap())
+    (text.lines())
+        .map(|line| line.rsplit(": ").next().unwrap().parse().unwrap())
+        .collect()
 }
 
 fn a_log(wd: &Workdir, lines: usize) {
@@ -192,12 +197,30 @@ fn a_report_is_computed_again_only_once_the_database_or_its_window_changed() {
     assert!(stats(&addr).0 > computed);
     // A window relative to now moves with the clock: that report is computed again with no
     // write (the database has nothing in the last hour: what matters is that it is asked).
+    // However many queries are asked, the reports of a few dozen at most are kept.
+    for top in 1..=40 {
+        assert_eq!(get(&addr, &format!("/body?report=status&top={top}")).0, 200);
+    }
+    assert!(stats_lines(&addr)[2] <= 32, "{:?}", stats_lines(&addr));
     let recent = "/body?report=summary&since=1h";
     assert_eq!(get(&addr, recent).0, 200);
     let (computed, _) = stats(&addr);
     wait_until("the report of a moved window", || {
         assert_eq!(get(&addr, recent).0, 200);
         stats(&addr).0 > computed
+    });
+    // The database removed (the page fails meanwhile) and made again from another log: its
+    // report, not the last one of the old file.
+    for file in ["out.db", "out.db-wal", "out.db-shm"] {
+        let _ = std::fs::remove_file(wd.path(file));
+    }
+    wait_until("the report of a removed database to fail", || {
+        get(&addr, "/body?report=summary").0 == 500
+    });
+    a_log(&wd, 7);
+    parse();
+    wait_until("the report of the new database", || {
+        requests("report=summary") == Some(7)
     });
     assert!(server.signal_and_wait("-INT").success());
 }

@@ -105,12 +105,16 @@ pub fn counts(tables: &Tables, hosts: &[String], query: &Query) -> anyhow::Resul
 
 /// A value that differs from the last one given when rows were written or removed since:
 /// every INSERT of a writer holds one progress row of its own host and `seq`, and `--retain`
-/// drops whole days, each with the progress rows of the INSERTs that wrote it.
+/// drops whole days, each with the progress rows of the INSERTs that wrote it. A table
+/// dropped and made again, whose `seq`s start again, has a new metadata time.
 pub fn version(tables: &Tables) -> anyhow::Result<String> {
     let rows = text_rows(
         tables,
         &format!(
-            "SELECT count(), sum(cityHash64(host, seq)) FROM {} WHERE kind = {}",
+            "SELECT count(), sum(cityHash64(host, seq)), (SELECT max(metadata_modification_time) \
+             FROM system.tables WHERE database = {} AND name IN ('logs', 'logs_all')) \
+             FROM {} WHERE kind = {}",
+            quote(&tables.client.address().database),
             tables.logs(),
             Kind::Progress as u8
         ),

@@ -23,44 +23,62 @@ pub fn log_offsets(path: &Path) -> anyhow::Result<LogOffsets> {
     Ok(stored_offsets(&conn).unwrap_or_default())
 }
 
-/// Tells whether the database at a path changed: SQLite's `data_version`, read on a
+/// Tells whether the database at a path changed. SQLite's `data_version`, read on a
 /// connection kept open, differs between two reads when another connection committed in
-/// between; the file's identity tells a database replaced by another of the same name.
+/// between. Beside it: the file's identity, for a database replaced by another of the same
+/// name (whose inode cannot be the old one's while the connection holds that file open); the
+/// sizes and times of the file and its WAL, for a connection that SQLite opened immutable (a
+/// reader that may not create the `-shm` beside it), whose `data_version` never moves; and
+/// the number of the connection, since a new one counts from where any other started.
 pub struct Changes {
     path: PathBuf,
     /// Device and inode of the file `conn` reads.
     file: (u64, u64),
     conn: rusqlite::Connection,
+    /// Which of the connections this process opened to tell changes `conn` is.
+    number: u64,
 }
 
 impl Changes {
+    /// Opens the database read-only, as a report does, and keeps it open.
     pub fn open(path: &Path) -> anyhow::Result<Changes> {
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let file = identity(path)?;
         let conn = open_logs_for_reading(path, BUSY_TIMEOUT)?;
         Ok(Changes {
             path: path.to_owned(),
-            file,
+            file: (file.dev(), file.ino()),
             conn,
+            number: OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
     /// A value that differs from the last one given when the database changed since.
     pub fn version(&mut self) -> anyhow::Result<String> {
-        if identity(&self.path)? != self.file {
+        let file = identity(&self.path)?;
+        if (file.dev(), file.ino()) != self.file {
             *self = Changes::open(&self.path)?;
         }
         let version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .with_context(|| format!("cannot read database {}", self.path.display()))?;
-        Ok(format!("{}:{}:{version}", self.file.0, self.file.1))
+        let wal = std::fs::metadata(format!("{}-wal", self.path.display())).ok();
+        let stamp = |m: Option<&std::fs::Metadata>| {
+            m.map_or((0, 0, 0), |m| (m.len(), m.mtime(), m.mtime_nsec()))
+        };
+        Ok(format!(
+            "{} {:?} {version} {:?} {:?}",
+            self.number,
+            self.file,
+            stamp(Some(&file)),
+            stamp(wal.as_ref())
+        ))
     }
 }
 
-fn identity(path: &Path) -> anyhow::Result<(u64, u64)> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read database {}", path.display()))?;
-    Ok((meta.dev(), meta.ino()))
+fn identity(path: &Path) -> anyhow::Result<std::fs::Metadata> {
+    std::fs::metadata(path).with_context(|| format!("cannot read database {}", path.display()))
 }
 
 /// The counts of the entries of the database at `path` that pass the query's filters: from
