@@ -226,6 +226,50 @@ fn a_report_is_computed_again_only_once_the_database_or_its_window_changed() {
 }
 
 #[test]
+fn writers_that_come_and_go_never_break_the_open_page() {
+    let wd = Workdir::new();
+    let log = |n: usize| {
+        let name = format!("l{n}.log");
+        (wd.cmd("generate-logs"))
+            .args([
+                "--quiet",
+                "--count",
+                "100",
+                "--seed",
+                &n.to_string(),
+                "-o",
+                &name,
+            ])
+            .assert()
+            .success();
+        name
+    };
+    let parse = |name: &str| {
+        (wd.cmd("parse-to-db"))
+            .args(["--db", "out.db", "--quiet", name])
+            .assert()
+            .success();
+    };
+    parse(&log(0));
+    let (server, addr) = serve(&wd, &["--db", "out.db", "--serve", "127.0.0.1:0"]);
+    // Each writer is, as it exits, the last user of the database it sees: it must see the
+    // server's connection too, or it checkpoints and deletes the WAL under it, and the page
+    // says "database disk image is malformed" from then on.
+    for n in 1..=4 {
+        let (status, _, body) = get(&addr, "/body");
+        assert_eq!(status, 200, "after {n} writers: {body}");
+        assert_eq!(number(&body, "summary-requests"), Some(100 * n as u64));
+        parse(&log(n));
+        wait_until("the report of the new lines", || {
+            let (status, _, body) = get(&addr, "/body");
+            assert_eq!(status, 200, "after {n} writers: {body}");
+            number(&body, "summary-requests") == Some(100 * (n as u64 + 1))
+        });
+    }
+    assert!(server.signal_and_wait("-INT").success());
+}
+
+#[test]
 fn the_server_answers_the_json_numbers_refuses_bad_queries_and_stops_on_ctrl_c() {
     let wd = Workdir::new();
     a_log(&wd, 50);

@@ -177,7 +177,7 @@ pub fn open_logs_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Res
         Ok(_) => {}
     }
     // SQLite would say only "unable to open database file" (no permission, say).
-    std::fs::File::open(path).with_context(cannot_read)?;
+    readable(path).with_context(cannot_read)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).with_context(cannot_read)?;
     conn.busy_timeout(busy_timeout).with_context(cannot_read)?;
@@ -205,6 +205,31 @@ pub fn open_logs_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Res
     };
     check_logs(&conn, path).map_err(|e| explain_read(e, path, busy_timeout))?;
     Ok(conn)
+}
+
+/// Whether this process may read `path`, asked without opening it. Closing a descriptor of a
+/// file drops every POSIX lock the process holds on it, those of SQLite's own connections
+/// included: with a connection kept open (the live page's), a writer would then think itself
+/// the database's last user and delete the WAL under it, leaving that connection reading a
+/// stale index ("database disk image is malformed").
+fn readable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c_path` is a NUL-terminated string that lives past the call, which only reads
+    // it. AT_EACCESS: with the effective ids, as an open would check.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::R_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// Is this the error of SQLite failing to open or create the files beside a database (its
