@@ -233,11 +233,11 @@ async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     }
     let computed = live.computed.load(Ordering::SeqCst);
     let unchanged = live.unchanged.load(Ordering::SeqCst);
-    let queries = live
-        .slots
-        .lock()
-        .expect("no thread panics holding it")
-        .len();
+    // A refused query leaves an empty slot until the next request sweeps it: not counted.
+    let queries = (live.slots.lock().expect("no thread panics holding it"))
+        .values()
+        .filter(|slot| slot.try_lock().is_ok_and(|held| held.is_some()))
+        .count();
     plain(
         StatusCode::OK,
         format!(

@@ -195,6 +195,10 @@ fn a_report_is_computed_again_only_once_the_database_or_its_window_changed() {
         requests("report=summary") == Some(51)
     });
     assert!(stats(&addr).0 > computed);
+    // A refused query has no report to keep.
+    let kept = stats_lines(&addr)[2];
+    assert_eq!(get(&addr, "/body?top=many").0, 400);
+    assert_eq!(stats_lines(&addr)[2], kept);
     // A window relative to now moves with the clock: that report is computed again with no
     // write (the database has nothing in the last hour: what matters is that it is asked).
     // However many queries are asked, the reports of a few dozen at most are kept.
