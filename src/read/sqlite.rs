@@ -30,6 +30,10 @@ pub fn log_offsets(path: &Path) -> anyhow::Result<LogOffsets> {
 /// sizes and times of the file and its WAL, for a connection that SQLite opened immutable (a
 /// reader that may not create the `-shm` beside it), whose `data_version` never moves; and
 /// the number of the connection, since a new one counts from where any other started.
+///
+/// While one is open, nothing else in the process may open and close the database file
+/// outside SQLite: closing any descriptor of a file drops the process's POSIX locks on it,
+/// this connection's included, and a writer that exits then deletes the WAL under it.
 pub struct Changes {
     path: PathBuf,
     /// Device and inode of the file `conn` reads.
