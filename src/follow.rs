@@ -94,6 +94,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         writer
     };
     let start_offset = writer.sink().checkpoint(&key)?.map_or(0, |cp| cp.offset);
+    let database = config.store.path().map(|path| (path, file_identity(path)));
     // Status lines fit the terminal they go to (see `human::Line`), whole in a file.
     let width = human::stderr_width();
     if !config.quiet {
@@ -143,6 +144,9 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     let mut backoff = Duration::ZERO;
 
     loop {
+        if let Some((path, identity)) = &database {
+            check_same_file(path, identity)?;
+        }
         let pass = lock_pass(&mut warn).and_then(|_lock| {
             let summary = ingest::run_holding(writer.sink(), &ingest_config, &mut warn, &mut held)?;
             if let Some(retention) = &config.retain
@@ -229,6 +233,29 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         eprintln!("{}", line.fit(width));
     }
     Ok(totals)
+}
+
+/// The device and inode of a file, or `None` when it cannot be seen.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Fails when the database file the writer holds open is no longer the one at its path: the
+/// connection would go on writing into a file nobody can read again (removed), or beside one
+/// another program put there (replaced), and the user would see lines vanish. Stopping is the
+/// only way to say so; the next run starts on whatever is at the path then.
+fn check_same_file(path: &Path, identity: &Option<(u64, u64)>) -> anyhow::Result<()> {
+    let now = file_identity(path);
+    if now != *identity {
+        anyhow::bail!(
+            "database {} was {} while this process wrote to it: stopped, since what it wrote \
+             would go into the old file, which nobody reads (run again to write to the new one)",
+            path.display(),
+            if now.is_none() { "removed" } else { "replaced" }
+        );
+    }
+    Ok(())
 }
 
 /// The first and the longest pause before a failed pass is tried again.

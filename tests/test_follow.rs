@@ -127,6 +127,38 @@ fn a_deleted_and_recreated_log_loses_nothing() {
 }
 
 #[test]
+fn a_database_removed_or_replaced_under_it_stops_it_loudly() {
+    for replaced in [false, true] {
+        let wd = Workdir::new();
+        wd.write("logs/access.log", numbered_lines(0, 50));
+        let args = ["--quiet", "--poll-interval", "0.1"];
+        let mut parser = wd.spawn_logged("continuous-parse", &args, "stderr.txt");
+        wait_for_rows(&wd, 50);
+        if replaced {
+            // At once, as a restore from a backup does.
+            wd.write("other.db", "");
+            std::fs::rename(wd.path("other.db"), wd.path("logs.db")).unwrap();
+        } else {
+            for file in ["logs.db", "logs.db-wal", "logs.db-shm"] {
+                let _ = std::fs::remove_file(wd.path(file));
+            }
+        }
+        // Lines written after it would go into the removed file, which nobody reads again.
+        wd.append("logs/access.log", numbered_lines(50, 60));
+        wait_until("the follower to stop", || parser.try_wait().is_some());
+        let status = parser.wait();
+        assert!(!status.success(), "{status}");
+        let said = wd.text("stderr.txt");
+        let what = if replaced {
+            "was replaced"
+        } else {
+            "was removed"
+        };
+        assert!(said.contains(what), "{said}");
+    }
+}
+
+#[test]
 fn a_half_written_line_waits_for_its_end() {
     let wd = Workdir::new();
     let all = numbered_lines(0, 6);
