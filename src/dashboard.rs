@@ -60,6 +60,11 @@ const KEPT: Duration = Duration::from_secs(60);
 /// Queries whose reports are kept at most: a script that asks with ever new parameters would
 /// otherwise keep a report per query string for [`KEPT`].
 const MAX_SLOTS: usize = 32;
+/// The memory the kept reports may take together, roughly (see [`kept_size`]): a report with a
+/// large `top` holds its rows, and a few dozen of them would hold hundreds of megabytes.
+const MAX_KEPT_BYTES: usize = 64 << 20;
+/// How often reports no page asked for in [`KEPT`] are let go when no request comes.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// The page's script: every second, the report body of the page's own query, put in place
 /// when it changed. It only ever inserts the server's HTML, in which every value from a log
@@ -68,14 +73,36 @@ const LIVE_JS: &str = r#""use strict";
 (function () {
   var report = document.getElementById("report");
   var last = null;
+  // Shown while the report cannot be had, so that an old report never passes for a live one.
+  var stale = document.createElement("p");
+  stale.id = "stale";
+  stale.setAttribute("role", "status");
+  stale.hidden = true;
+  report.parentNode.insertBefore(stale, report);
+  var since = null;
+  function failed(why) {
+    since = since || new Date();
+    stale.textContent = "Not updated since " + since.toLocaleTimeString() + ": " + why +
+      ". Trying again every second.";
+    stale.hidden = false;
+    document.documentElement.dataset.stale = "1";
+  }
   function tick() {
     fetch("/body" + location.search, { cache: "no-store" })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) {
+        if (r.ok) { return r.text(); }
+        failed("the server could not compute the report (HTTP " + r.status + ")");
+        return null;
+      }, function () { failed("the server does not answer"); return null; })
       .then(function (body) {
-        if (body !== null && body !== last) {
+        if (body === null) { return; }
+        if (body !== last) {
           report.innerHTML = body;
           last = body;
         }
+        since = null;
+        stale.hidden = true;
+        delete document.documentElement.dataset.stale;
         document.documentElement.dataset.updated = String(Date.now());
       })
       .catch(function () {})
@@ -106,6 +133,8 @@ struct Computed {
     window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     /// How long it took to compute.
     cost: Duration,
+    /// Roughly the memory it holds ([`kept_size`]).
+    size: usize,
 }
 
 /// One query's last report and when it was computed or last found still true. Its lock is
@@ -181,7 +210,17 @@ pub fn serve(
             .route("/body", get(body))
             .route("/live.js", get(script))
             .route("/stats", get(stats))
-            .with_state(live);
+            .with_state(Arc::clone(&live));
+        // Reports are let go a while after the last page that asked closed, requests or not.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                sweep(
+                    &mut live.slots.lock().expect("no thread panics holding it"),
+                    None,
+                );
+            }
+        });
         let stopped = async move {
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -200,11 +239,30 @@ async fn page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    live.answer(&headers, query, |c| {
-        html::page(&c.report, &c.sections, Page::Live)
-    })
-    .await
+    let response = live
+        .answer(&headers, query, |c| {
+            html::page(&c.report, &c.sections, Page::Live)
+        })
+        .await;
+    // A page opened while the report fails (the database not made yet, being replaced) asks
+    // again by itself, as the open page's script does, instead of staying an error.
+    match response.status() {
+        StatusCode::INTERNAL_SERVER_ERROR => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html; charset=utf-8",
+            "default-src 'none'",
+            RETRY_PAGE.into(),
+        ),
+        _ => response,
+    }
 }
+
+/// The page of a report that failed: the reason is in the server's log, and a browser asks
+/// again every two seconds (with no script).
+const RETRY_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"refresh\" content=\"2\"><title>aggregate-db: no report yet</title></head>\
+<body><p id=\"stale\">The report could not be computed: the server's log says why. This page \
+tries again every two seconds.</p></body></html>\n";
 
 /// The report body of a query, which the page's script puts in place.
 async fn body(
@@ -343,30 +401,7 @@ impl Live {
         let key = query.unwrap_or_default();
         let slot = {
             let mut slots = self.slots.lock().expect("no thread panics holding it");
-            // A slot no request holds and whose report no page asked for in a while goes, so
-            // that the queries kept are those of the pages open.
-            slots.retain(|_, slot| {
-                Arc::strong_count(slot) > 1
-                    || slot
-                        .try_lock()
-                        .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < KEPT))
-            });
-            // Past the most kept, the reports of the queries asked for longest ago go first.
-            while slots.len() >= MAX_SLOTS && !slots.contains_key(&key) {
-                let oldest = (slots.iter())
-                    .filter(|(_, slot)| Arc::strong_count(slot) == 1)
-                    .filter_map(|(key, slot)| {
-                        let at = slot.try_lock().ok()?.as_ref().map(|(at, _)| *at);
-                        Some((at, key))
-                    })
-                    .min_by_key(|&(at, _)| at)
-                    .map(|(_, key)| key.clone());
-                match oldest {
-                    Some(oldest) => slots.remove(&oldest),
-                    // Every slot is in use: the new one goes beside them.
-                    None => break,
-                };
-            }
+            sweep(&mut slots, Some(&key));
             Arc::clone(slots.entry(key.clone()).or_default())
         };
         let mut held = slot.lock().await;
@@ -432,6 +467,7 @@ impl Live {
                 .push(("no rows of host".into(), unknown.join(",")));
         }
         Ok(Arc::new(Computed {
+            size: kept_size(&report),
             report,
             sections: query.sections,
             version,
@@ -453,6 +489,69 @@ impl Live {
         }
         version
     }
+}
+
+/// Lets go of the reports that are not worth keeping, before the slot of `coming` is taken. A
+/// slot no request holds and whose report no page asked for in [`KEPT`] goes, so that the
+/// queries kept are those of the pages open; then, past [`MAX_SLOTS`] or [`MAX_KEPT_BYTES`],
+/// the reports asked for longest ago go first (never one a request holds).
+fn sweep(slots: &mut HashMap<String, Arc<Slot>>, coming: Option<&str>) {
+    slots.retain(|_, slot| {
+        Arc::strong_count(slot) > 1
+            || slot
+                .try_lock()
+                .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < KEPT))
+    });
+    let new = coming.is_some_and(|key| !slots.contains_key(key));
+    let kept_bytes = |slots: &HashMap<String, Arc<Slot>>| -> usize {
+        (slots.values())
+            .filter_map(|slot| Some(slot.try_lock().ok()?.as_ref()?.1.size))
+            .sum()
+    };
+    while (new && slots.len() >= MAX_SLOTS) || kept_bytes(slots) > MAX_KEPT_BYTES {
+        let oldest = (slots.iter())
+            .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+            .filter_map(|(key, slot)| {
+                let at = slot.try_lock().ok()?.as_ref().map(|(at, _)| *at);
+                Some((at, key))
+            })
+            .min_by_key(|&(at, _)| at)
+            .map(|(_, key)| key.clone());
+        match oldest {
+            Some(oldest) => slots.remove(&oldest),
+            // Every slot is in use: the new one goes beside them.
+            None => break,
+        };
+    }
+}
+
+/// Roughly the memory a report holds: its rows, which grow with `top` and the traffic's
+/// buckets; the rest is small and the same for every report.
+fn kept_size(report: &crate::report::Report) -> usize {
+    let ranked = |rows: &[crate::report::Ranked]| -> usize {
+        (rows.iter())
+            .map(|row| std::mem::size_of_val(row) + row.key.capacity())
+            .sum()
+    };
+    let lists = [
+        &report.urls,
+        &report.pages.rows,
+        &report.statics.rows,
+        &report.not_found,
+        &report.clients,
+        &report.agents,
+        &report.browsers,
+        &report.systems,
+        &report.devices,
+        &report.referrers,
+        &report.sites,
+        &report.methods,
+        &report.hosts,
+    ];
+    std::mem::size_of_val(report)
+        + lists.into_iter().map(|rows| ranked(rows)).sum::<usize>()
+        + std::mem::size_of_val(report.traffic.as_slice())
+        + std::mem::size_of_val(report.days.as_slice())
 }
 
 /// `status=404&since=today&strip-query` as options: `--status=404 --since=today
@@ -513,6 +612,58 @@ mod tests {
         assert_eq!(fresh_for(ms(3)), FRESH);
         assert_eq!(fresh_for(ms(500)), FRESH);
         assert_eq!(fresh_for(ms(1500)), ms(3000));
+    }
+
+    /// A slot holding a report computed `age` ago whose rows hold about `bytes`.
+    fn slot(age: Duration, bytes: usize) -> Arc<Slot> {
+        let query = crate::report::Query::all();
+        let mut report = crate::report::Counts::default().into_report(&query, None);
+        report.urls.push(crate::report::Ranked {
+            key: "u".repeat(bytes),
+            ..Default::default()
+        });
+        let computed = Computed {
+            size: kept_size(&report),
+            report,
+            sections: Vec::new(),
+            version: None,
+            window: (None, None),
+            cost: Duration::ZERO,
+        };
+        let at = Instant::now()
+            .checked_sub(age)
+            .expect("the clock is past it");
+        Arc::new(tokio::sync::Mutex::new(Some((at, Arc::new(computed)))))
+    }
+
+    #[test]
+    fn reports_go_when_no_page_asked_for_a_minute_or_they_hold_too_much() {
+        let secs = Duration::from_secs;
+        let mut slots = HashMap::new();
+        slots.insert("old".to_string(), slot(secs(61), 10));
+        slots.insert("recent".to_string(), slot(secs(5), 10));
+        let held = slot(secs(120), 10);
+        slots.insert("held".to_string(), Arc::clone(&held));
+        sweep(&mut slots, None);
+        let mut left: Vec<_> = slots.keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["held", "recent"]);
+        // Three reports of 40 MiB: the two asked for longest ago go, the last fits.
+        let mut slots = HashMap::new();
+        for (key, age) in [("a", 3), ("b", 2), ("c", 1)] {
+            slots.insert(key.to_string(), slot(secs(age), 40 << 20));
+        }
+        sweep(&mut slots, None);
+        assert_eq!(slots.keys().collect::<Vec<_>>(), ["c"]);
+        // Past the most queries, a new one takes the place of the oldest.
+        let mut slots = HashMap::new();
+        for n in 0..MAX_SLOTS {
+            slots.insert(n.to_string(), slot(secs(50 - n as u64), 10));
+        }
+        sweep(&mut slots, Some("new"));
+        assert_eq!(slots.len(), MAX_SLOTS - 1);
+        assert!(!slots.contains_key("0"));
+        drop(held);
     }
 
     #[test]

@@ -221,6 +221,13 @@ fn a_report_is_computed_again_only_once_the_database_or_its_window_changed() {
     wait_until("the report of a removed database to fail", || {
         get(&addr, "/body?report=summary").0 == 500
     });
+    // A page opened meanwhile asks again by itself (no script needed).
+    let (status, _, page) = get(&addr, "/?report=summary");
+    assert_eq!(status, 500);
+    assert!(
+        page.contains(r#"<meta http-equiv="refresh" content="2">"#),
+        "{page}"
+    );
     a_log(&wd, 7);
     parse();
     wait_until("the report of the new database", || {
@@ -472,7 +479,7 @@ fn in_a_browser_lines_appended_while_continuous_parse_runs_appear_without_a_relo
             .is_ok_and(|o| o.status.success())
             && requests(&wd) == Some(30)
     });
-    let (_server, addr) = serve(&wd, &["--db", "out.db", "--serve", "127.0.0.1:0"]);
+    let (server, addr) = serve(&wd, &["--db", "out.db", "--serve", "127.0.0.1:0"]);
     // chromedriver on a port the system picks (free when asked).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -533,4 +540,12 @@ fn in_a_browser_lines_appended_while_continuous_parse_runs_appear_without_a_relo
         .filter(|entry| entry["level"] == "SEVERE")
         .collect();
     assert!(severe.is_empty(), "the page logged errors: {severe:?}");
+    // The server gone, the page says that what it shows is no longer live.
+    assert!(server.signal_and_wait("-INT").success());
+    wait_until("the page to say it is not updated", || {
+        session.run("return document.documentElement.dataset.stale || null") == "1"
+    });
+    let notice = session.run("return document.getElementById('stale').innerText");
+    assert!(notice.to_string().contains("Not updated since"), "{notice}");
+    assert_eq!(shown(), "42");
 }
