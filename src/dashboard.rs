@@ -105,7 +105,7 @@ const LIVE_JS: &str = r#""use strict";
         delete document.documentElement.dataset.stale;
         document.documentElement.dataset.updated = String(Date.now());
       })
-      .catch(function () {})
+      .catch(function () { failed("the server does not answer"); })
       .then(function () { setTimeout(tick, 1000); });
   }
   tick();
@@ -215,10 +215,8 @@ pub fn serve(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SWEEP_EVERY).await;
-                sweep(
-                    &mut live.slots.lock().expect("no thread panics holding it"),
-                    None,
-                );
+                let mut slots = live.slots.lock().expect("no thread panics holding it");
+                sweep(&mut slots, None, Instant::now());
             }
         });
         let stopped = async move {
@@ -291,10 +289,11 @@ async fn stats(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     }
     let computed = live.computed.load(Ordering::SeqCst);
     let unchanged = live.unchanged.load(Ordering::SeqCst);
-    // A refused query leaves an empty slot until the next request sweeps it: not counted.
+    // A refused query leaves an empty slot until the next sweep: not counted. A slot being
+    // computed again still holds its last report.
     let queries = (live.slots.lock().expect("no thread panics holding it"))
         .values()
-        .filter(|slot| slot.try_lock().is_ok_and(|held| held.is_some()))
+        .filter(|slot| slot.try_lock().map_or(true, |held| held.is_some()))
         .count();
     plain(
         StatusCode::OK,
@@ -401,7 +400,7 @@ impl Live {
         let key = query.unwrap_or_default();
         let slot = {
             let mut slots = self.slots.lock().expect("no thread panics holding it");
-            sweep(&mut slots, Some(&key));
+            sweep(&mut slots, Some(&key), Instant::now());
             Arc::clone(slots.entry(key.clone()).or_default())
         };
         let mut held = slot.lock().await;
@@ -491,42 +490,62 @@ impl Live {
     }
 }
 
-/// Lets go of the reports that are not worth keeping, before the slot of `coming` is taken. A
-/// slot no request holds and whose report no page asked for in [`KEPT`] goes, so that the
-/// queries kept are those of the pages open; then, past [`MAX_SLOTS`] or [`MAX_KEPT_BYTES`],
-/// the reports asked for longest ago go first (never one a request holds).
-fn sweep(slots: &mut HashMap<String, Arc<Slot>>, coming: Option<&str>) {
+/// Lets go, at `now`, of the reports not worth keeping, before the slot of `coming` is
+/// taken. A slot no request holds and whose report no page asked for in [`KEPT`] goes, so that
+/// the queries kept are those of the pages open. Then, past [`MAX_SLOTS`], and past
+/// [`MAX_KEPT_BYTES`] among the reports that no page asked for since they were last fresh
+/// (idle), the reports asked for longest ago go first. Never `coming`'s, one a request holds,
+/// or, for their size, those of open pages: a page whose report alone passes the bound would
+/// otherwise have it computed from nothing at every ask.
+fn sweep(slots: &mut HashMap<String, Arc<Slot>>, coming: Option<&str>, now: Instant) {
+    let age = |at: Instant| now.saturating_duration_since(at);
     slots.retain(|_, slot| {
         Arc::strong_count(slot) > 1
             || slot
                 .try_lock()
-                .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| at.elapsed() < KEPT))
+                .is_ok_and(|held| held.as_ref().is_some_and(|(at, _)| age(*at) < KEPT))
     });
-    let new = coming.is_some_and(|key| !slots.contains_key(key));
-    let kept_bytes = |slots: &HashMap<String, Arc<Slot>>| -> usize {
-        (slots.values())
-            .filter_map(|slot| Some(slot.try_lock().ok()?.as_ref()?.1.size))
-            .sum()
-    };
-    while (new && slots.len() >= MAX_SLOTS) || kept_bytes(slots) > MAX_KEPT_BYTES {
-        let oldest = (slots.iter())
-            .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+    let idle =
+        |(at, computed): &(Instant, Arc<Computed>)| age(*at) > fresh_for(computed.cost) + FRESH;
+    // The slot asked for longest ago that may go (an idle one only, if `idle_only`).
+    let oldest = |slots: &HashMap<String, Arc<Slot>>, idle_only: bool| -> Option<String> {
+        (slots.iter())
+            .filter(|(key, slot)| Some(key.as_str()) != coming && Arc::strong_count(slot) == 1)
             .filter_map(|(key, slot)| {
-                let at = slot.try_lock().ok()?.as_ref().map(|(at, _)| *at);
-                Some((at, key))
+                let held = slot.try_lock().ok()?;
+                (!idle_only || held.as_ref().is_none_or(idle)).then_some(())?;
+                Some((held.as_ref().map(|(at, _)| *at), key))
             })
             .min_by_key(|&(at, _)| at)
-            .map(|(_, key)| key.clone());
-        match oldest {
-            Some(oldest) => slots.remove(&oldest),
+            .map(|(_, key)| key.clone())
+    };
+    let idle_bytes = |slots: &HashMap<String, Arc<Slot>>| -> usize {
+        (slots.values())
+            .filter_map(|slot| {
+                let held = slot.try_lock().ok()?;
+                let kept = held.as_ref().filter(|kept| idle(kept))?;
+                Some(kept.1.size)
+            })
+            .sum()
+    };
+    let new = coming.is_some_and(|key| !slots.contains_key(key));
+    while new && slots.len() >= MAX_SLOTS {
+        match oldest(slots, false) {
+            Some(key) => slots.remove(&key),
             // Every slot is in use: the new one goes beside them.
+            None => break,
+        };
+    }
+    while idle_bytes(slots) > MAX_KEPT_BYTES {
+        match oldest(slots, true) {
+            Some(key) => slots.remove(&key),
             None => break,
         };
     }
 }
 
-/// Roughly the memory a report holds: its rows, which grow with `top` and the traffic's
-/// buckets; the rest is small and the same for every report.
+/// Roughly the memory a report holds: its rows, which grow with `top`, the traffic's buckets
+/// and the days; the rest is of a fixed size.
 fn kept_size(report: &crate::report::Report) -> usize {
     let ranked = |rows: &[crate::report::Ranked]| -> usize {
         (rows.iter())
@@ -548,10 +567,21 @@ fn kept_size(report: &crate::report::Report) -> usize {
         &report.methods,
         &report.hosts,
     ];
+    let times = |rows: &[(String, crate::report::times::TimeStats)]| -> usize {
+        (rows.iter())
+            .map(|row| std::mem::size_of_val(row) + row.0.capacity())
+            .sum()
+    };
     std::mem::size_of_val(report)
         + lists.into_iter().map(|rows| ranked(rows)).sum::<usize>()
-        + std::mem::size_of_val(report.traffic.as_slice())
-        + std::mem::size_of_val(report.days.as_slice())
+        + times(&report.times.slowest)
+        + times(&report.times.most_time)
+        + (report.traffic.iter())
+            .map(|row| std::mem::size_of_val(row) + row.start.capacity())
+            .sum::<usize>()
+        + (report.days.iter())
+            .map(|row| std::mem::size_of_val(row) + row.day.capacity())
+            .sum::<usize>()
 }
 
 /// `status=404&since=today&strip-query` as options: `--status=404 --since=today
@@ -614,8 +644,8 @@ mod tests {
         assert_eq!(fresh_for(ms(1500)), ms(3000));
     }
 
-    /// A slot holding a report computed `age` ago whose rows hold about `bytes`.
-    fn slot(age: Duration, bytes: usize) -> Arc<Slot> {
+    /// A slot holding a report computed at `at` whose rows hold about `bytes`.
+    fn slot(at: Instant, bytes: usize) -> Arc<Slot> {
         let query = crate::report::Query::all();
         let mut report = crate::report::Counts::default().into_report(&query, None);
         report.urls.push(crate::report::Ranked {
@@ -630,40 +660,52 @@ mod tests {
             window: (None, None),
             cost: Duration::ZERO,
         };
-        let at = Instant::now()
-            .checked_sub(age)
-            .expect("the clock is past it");
         Arc::new(tokio::sync::Mutex::new(Some((at, Arc::new(computed)))))
+    }
+
+    fn keys(slots: &HashMap<String, Arc<Slot>>) -> Vec<String> {
+        let mut keys: Vec<String> = slots.keys().cloned().collect();
+        keys.sort();
+        keys
     }
 
     #[test]
     fn reports_go_when_no_page_asked_for_a_minute_or_they_hold_too_much() {
-        let secs = Duration::from_secs;
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        const MIB: usize = 1 << 20;
+        // At 61 s: the report of 0 s is a minute old, unless a request holds it.
         let mut slots = HashMap::new();
-        slots.insert("old".to_string(), slot(secs(61), 10));
-        slots.insert("recent".to_string(), slot(secs(5), 10));
-        let held = slot(secs(120), 10);
+        slots.insert("old".to_string(), slot(at(0), 10));
+        slots.insert("recent".to_string(), slot(at(56), 10));
+        let held = slot(at(0), 10);
         slots.insert("held".to_string(), Arc::clone(&held));
-        sweep(&mut slots, None);
-        let mut left: Vec<_> = slots.keys().cloned().collect();
-        left.sort();
-        assert_eq!(left, ["held", "recent"]);
-        // Three reports of 40 MiB: the two asked for longest ago go, the last fits.
+        sweep(&mut slots, None, at(61));
+        assert_eq!(keys(&slots), ["held", "recent"]);
+        drop(held);
+        // Three idle reports of 40 MiB: the two asked for longest ago go, the last fits.
         let mut slots = HashMap::new();
-        for (key, age) in [("a", 3), ("b", 2), ("c", 1)] {
-            slots.insert(key.to_string(), slot(secs(age), 40 << 20));
+        for (key, secs) in [("a", 0), ("b", 1), ("c", 2)] {
+            slots.insert(key.to_string(), slot(at(secs), 40 * MIB));
         }
-        sweep(&mut slots, None);
-        assert_eq!(slots.keys().collect::<Vec<_>>(), ["c"]);
-        // Past the most queries, a new one takes the place of the oldest.
+        sweep(&mut slots, None, at(10));
+        assert_eq!(keys(&slots), ["c"]);
+        // The report of an open page (asked for a second ago) stays, however large, and so
+        // does the one asked for now.
+        let mut slots = HashMap::new();
+        slots.insert("open".to_string(), slot(at(9), 100 * MIB));
+        slots.insert("asked".to_string(), slot(at(0), 100 * MIB));
+        slots.insert("idle".to_string(), slot(at(1), 100 * MIB));
+        sweep(&mut slots, Some("asked"), at(10));
+        assert_eq!(keys(&slots), ["asked", "open"]);
+        // Past the most queries, a new one takes the place of the one asked for longest ago.
         let mut slots = HashMap::new();
         for n in 0..MAX_SLOTS {
-            slots.insert(n.to_string(), slot(secs(50 - n as u64), 10));
+            slots.insert(n.to_string(), slot(at(n as u64), 10));
         }
-        sweep(&mut slots, Some("new"));
+        sweep(&mut slots, Some("new"), at(50));
         assert_eq!(slots.len(), MAX_SLOTS - 1);
         assert!(!slots.contains_key("0"));
-        drop(held);
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub struct RunTotals {
 /// between two passes. Once started, a follower does not exit on a failed pass (a log
 /// truncated under it, a full disk, a database locked for long): it says why and tries again,
 /// backing off up to [`MAX_BACKOFF`]; a retried pass neither loses nor repeats a line, since
-/// nothing of a failed pass was committed.
+/// nothing of a failed pass was committed. It exits, with an error, only when its SQLite
+/// database was removed or renamed over (see [`check_same_file`]).
 pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::Result<RunTotals> {
     let mut warn = crate::cli::warn(tool);
     let key = source_key(&config.log);
@@ -94,7 +95,10 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
         writer
     };
     let start_offset = writer.sink().checkpoint(&key)?.map_or(0, |cp| cp.offset);
-    let database = config.store.path().map(|path| (path, file_identity(path)));
+    let database = match config.store.path() {
+        Some(path) => Some((path, file_identity(path)?)),
+        None => None,
+    };
     // Status lines fit the terminal they go to (see `human::Line`), whole in a file.
     let width = human::stderr_width();
     if !config.quiet {
@@ -144,10 +148,12 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     let mut backoff = Duration::ZERO;
 
     loop {
-        if let Some((path, identity)) = &database {
-            check_same_file(path, identity)?;
-        }
         let pass = lock_pass(&mut warn).and_then(|_lock| {
+            // Under the lock: a file renamed over while a cron run held it is seen before
+            // anything more is written.
+            if let Some((path, identity)) = &database {
+                check_same_file(path, *identity)?;
+            }
             let summary = ingest::run_holding(writer.sink(), &ingest_config, &mut warn, &mut held)?;
             if let Some(retention) = &config.retain
                 && let Some(removed) = writer.retain(retention.cutoff(chrono::Utc::now()))?
@@ -181,6 +187,7 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                     missing_said = true;
                 }
             }
+            Err(e) if e.is::<DatabaseGone>() => return Err(e),
             Err(_) if stop.load(Ordering::Relaxed) => {
                 // Stopped while waiting for the store: nothing was read.
                 break;
@@ -235,27 +242,46 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     Ok(totals)
 }
 
-/// The device and inode of a file, or `None` when it cannot be seen.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
+/// The device and inode of a file.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
-/// Fails when the database file the writer holds open is no longer the one at its path: the
-/// connection would go on writing into a file nobody can read again (removed), or beside one
-/// another program put there (replaced), and the user would see lines vanish. Stopping is the
-/// only way to say so; the next run starts on whatever is at the path then.
-fn check_same_file(path: &Path, identity: &Option<(u64, u64)>) -> anyhow::Result<()> {
-    let now = file_identity(path);
-    if now != *identity {
-        anyhow::bail!(
-            "database {} was {} while this process wrote to it: stopped, since what it wrote \
-             would go into the old file, which nobody reads (run again to write to the new one)",
-            path.display(),
-            if now.is_none() { "removed" } else { "replaced" }
-        );
+/// The database file a follower writes is no longer the one at its path.
+#[derive(Debug)]
+struct DatabaseGone(String);
+
+impl std::fmt::Display for DatabaseGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    Ok(())
+}
+
+impl std::error::Error for DatabaseGone {}
+
+/// Fails when the database file the writer holds open is no longer the one at its path,
+/// removed (`rm`) or renamed over (`mv`): its connection would go on writing into a file that
+/// nobody reads again, and the user would see lines vanish. Stopping is the only way to say
+/// so. A file rewritten in place (`cp` over it, `sqlite3 .restore`) is the same file, and
+/// SQLite sees its new content. A path that cannot be looked at for another reason (a network
+/// file system's hiccup) is left to the pass itself.
+fn check_same_file(path: &Path, identity: (u64, u64)) -> anyhow::Result<()> {
+    let gone =
+        |what: String| Err(DatabaseGone(format!("database {} {what}", path.display())).into());
+    match file_identity(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone(
+            "was removed while this process wrote to it: stopped, since what it wrote would \
+             go into the removed file, which nobody reads"
+                .into(),
+        ),
+        Ok(now) if now != identity => gone(
+            "was replaced by another file while this process wrote to it: stopped, since what \
+             it wrote would go into the old one (run again to write to the new one)"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The first and the longest pause before a failed pass is tried again.

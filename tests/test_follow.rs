@@ -147,7 +147,7 @@ fn a_database_removed_or_replaced_under_it_stops_it_loudly() {
         wd.append("logs/access.log", numbered_lines(50, 60));
         wait_until("the follower to stop", || parser.try_wait().is_some());
         let status = parser.wait();
-        assert!(!status.success(), "{status}");
+        assert_eq!(status.code(), Some(2), "{status}");
         let said = wd.text("stderr.txt");
         let what = if replaced {
             "was replaced"

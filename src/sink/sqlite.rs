@@ -212,23 +212,22 @@ pub fn open_logs_for_reading(path: &Path, busy_timeout: Duration) -> anyhow::Res
 /// included: with a connection kept open (the live page's), a writer would then think itself
 /// the database's last user and delete the WAL under it, leaving that connection reading a
 /// stale index ("database disk image is malformed").
+///
+/// `access(2)`, not `faccessat`: glibc makes the latter the newer `faccessat2` system call,
+/// which older container sandboxes refuse with EPERM. Only a refusal of the permission is an
+/// answer; any other failure leaves the question to SQLite's open.
 fn readable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: `c_path` is a NUL-terminated string that lives past the call, which only reads
-    // it. AT_EACCESS: with the effective ids, as an open would check.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            libc::R_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    match rc {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
+    // it.
+    if unsafe { libc::access(c_path.as_ptr(), libc::R_OK) } == 0 {
+        return Ok(());
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EACCES) => Err(e),
+        _ => Ok(()),
     }
 }
 
