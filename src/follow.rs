@@ -148,12 +148,15 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
     let mut backoff = Duration::ZERO;
 
     loop {
-        let pass = lock_pass(&mut warn).and_then(|_lock| {
-            // Under the lock: a file renamed over while a cron run held it is seen before
-            // anything more is written.
-            if let Some((path, identity)) = &database {
-                check_same_file(path, *identity)?;
-            }
+        let lock = lock_pass(&mut warn);
+        // Under the lock: a file renamed over while a cron run held it is seen before anything
+        // more is written. Not a failed pass, which would be tried again: the end of the run.
+        if lock.is_ok()
+            && let Some((path, identity)) = &database
+        {
+            check_same_file(path, *identity)?;
+        }
+        let pass = lock.and_then(|_lock| {
             let summary = ingest::run_holding(writer.sink(), &ingest_config, &mut warn, &mut held)?;
             if let Some(retention) = &config.retain
                 && let Some(removed) = writer.retain(retention.cutoff(chrono::Utc::now()))?
@@ -187,7 +190,6 @@ pub fn run(config: &FollowConfig, stop: Arc<AtomicBool>, tool: &str) -> anyhow::
                     missing_said = true;
                 }
             }
-            Err(e) if e.is::<DatabaseGone>() => return Err(e),
             Err(_) if stop.load(Ordering::Relaxed) => {
                 // Stopped while waiting for the store: nothing was read.
                 break;
@@ -248,18 +250,6 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
-/// The database file a follower writes is no longer the one at its path.
-#[derive(Debug)]
-struct DatabaseGone(String);
-
-impl std::fmt::Display for DatabaseGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DatabaseGone {}
-
 /// Fails when the database file the writer holds open is no longer the one at its path,
 /// removed (`rm`) or renamed over (`mv`): its connection would go on writing into a file that
 /// nobody reads again, and the user would see lines vanish. Stopping is the only way to say
@@ -267,18 +257,16 @@ impl std::error::Error for DatabaseGone {}
 /// SQLite sees its new content. A path that cannot be looked at for another reason (a network
 /// file system's hiccup) is left to the pass itself.
 fn check_same_file(path: &Path, identity: (u64, u64)) -> anyhow::Result<()> {
-    let gone =
-        |what: String| Err(DatabaseGone(format!("database {} {what}", path.display())).into());
     match file_identity(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone(
-            "was removed while this process wrote to it: stopped, since what it wrote would \
-             go into the removed file, which nobody reads"
-                .into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "database {} was removed while this process wrote to it: stopped, since what it \
+             wrote would go into the removed file, which nobody reads",
+            path.display()
         ),
-        Ok(now) if now != identity => gone(
-            "was replaced by another file while this process wrote to it: stopped, since what \
-             it wrote would go into the old one (run again to write to the new one)"
-                .into(),
+        Ok(now) if now != identity => anyhow::bail!(
+            "database {} was replaced by another file while this process wrote to it: stopped, \
+             since what it wrote would go into the old one (run again to write to the new one)",
+            path.display()
         ),
         _ => Ok(()),
     }
