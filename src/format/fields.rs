@@ -386,8 +386,9 @@ pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8]) -> Cow<'b, [u8]> {
         Clock::Iso8601 if b.get(19) == Some(&b'.') => {
             let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
             // Longer fractions are left to the full parse, which decides whether they are
-            // valid at all.
-            if !(1..=9).contains(&digits) {
+            // valid at all; so is a second fraction (`22.4.5313Z`), which, with the first
+            // taken out, would read as a valid one.
+            if !(1..=9).contains(&digits) || b.get(20 + digits) == Some(&b'.') {
                 return Cow::Borrowed(b);
             }
             let mut key = b[..19].to_vec();
@@ -491,6 +492,7 @@ mod tests {
             (Clock::Iso8601, b"2017-06-29T00:50:22.Z"),
             (Clock::Iso8601, b"2017-06-29T00:50:22.12a3Z"),
             (Clock::Iso8601, b"2017-06-29T00:50:22.1234567890123Z"),
+            (Clock::Iso8601, b"2017-06-29T00:50:22.4.5313Z"),
             (Clock::ClfMillis, b"29/Jun/2017:00:50:22.999"),
             (Clock::ClfMillis, b"29/Jun/2017:00:50:22.9x9"),
             (Clock::ClfMillis, b"29/Jun/2017:00:50:99.999"),
