@@ -138,17 +138,27 @@ pub struct Interner {
     ids: hashbrown::HashTable<u32>,
     /// The strings by id.
     pub names: Vec<Box<str>>,
+    /// The id asked for last: a client's requests come in runs with the same user agent,
+    /// referrer and method, and comparing with the last string costs less than hashing it.
+    last: u32,
 }
 
 impl Interner {
     pub fn id(&mut self, s: &str) -> u32 {
         use std::hash::BuildHasher;
+        if let Some(last) = self.names.get(self.last as usize)
+            && **last == *s
+        {
+            return self.last;
+        }
         let hash = |s: &str| rustc_hash::FxBuildHasher.hash_one(s);
         let (names, hashed) = (&self.names, hash(s));
         if let Some(&id) = self.ids.find(hashed, |&id| &*names[id as usize] == s) {
+            self.last = id;
             return id;
         }
         let id = self.names.len() as u32;
+        self.last = id;
         self.names.push(s.into());
         let names = &self.names;
         self.ids
