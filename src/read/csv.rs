@@ -1,11 +1,10 @@
 //! Reading a CSV that parse-to-csv wrote back into rows, for the reports.
 //!
-//! The file is read once, in blocks, on the calling thread; each counting thread gets every
-//! block and splits out the records of its own share of the clients (see [`super::records`]
-//! and [`crate::report::shard`]).
+//! The file is read once, in blocks of whole records indexed as they are read, on the calling
+//! thread; each counting thread gets every block and takes the records of its own share of the
+//! clients (see [`super::records`] and [`crate::report::shard`]).
 
 use std::borrow::Cow;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
-use super::records::{BLOCK, Buffer, Record, Records};
+use super::records::{Block, Blocks, Record, Records};
 use crate::entry::{COLUMNS, COMBINED_COLUMNS};
 use crate::parse::parse_stored_time;
 use crate::report::count::RowCounter;
@@ -52,7 +51,7 @@ const REFERRER: usize = column("referrer");
 const USER_AGENT: usize = column("user_agent");
 const RESPONSE_TIME_US: usize = column("response_time_us");
 
-/// Blocks of [`BLOCK`] bytes that may wait for the slowest counting thread.
+/// Blocks of about [`super::records::BLOCK`] bytes that may wait for the slowest counting thread.
 const BLOCKS_AHEAD: usize = 4;
 
 /// Receives each row read.
@@ -63,10 +62,10 @@ pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
 /// A property test writes rows through parse-to-csv's encoder (the csv crate's quoting) and
 /// holds what this reads back equal to them.
 pub fn rows(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
-    let mut blocks = FileBlocks::new(open_csv(path)?);
+    let mut blocks = Blocks::new(open_csv(path)?);
     let records = Records::new(blocks.by_ref().map(Arc::new));
     let result = read_share(path, records, Share::ALL, &AtomicU64::new(u64::MAX), emit);
-    blocks.error(path)?;
+    read_error(blocks, path)?;
     result.map_err(|(_, e)| e)
 }
 
@@ -103,13 +102,13 @@ fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
         query.threads,
         BLOCKS_AHEAD,
         |send| {
-            let mut blocks = FileBlocks::new(file);
+            let mut blocks = Blocks::new(file);
             for block in blocks.by_ref() {
                 if !send(block) {
                     break;
                 }
             }
-            blocks.error(path)
+            read_error(blocks, path)
         },
         |share, blocks| {
             let mut counter = RowCounter::new(wants, &query.filters);
@@ -134,41 +133,11 @@ fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     }
 }
 
-/// The blocks of a file, [`BLOCK`] bytes each, checked as UTF-8 as they are read (on the
-/// reading thread, which has time to spare, not on the counting ones). A read error ends
-/// them; [`FileBlocks::error`] tells it.
-struct FileBlocks<R> {
-    input: R,
-    error: Option<std::io::Error>,
-}
-
-impl<R: Read> FileBlocks<R> {
-    fn new(input: R) -> FileBlocks<R> {
-        FileBlocks { input, error: None }
-    }
-
-    fn error(self, path: &Path) -> anyhow::Result<()> {
-        match self.error {
-            Some(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<R: Read> Iterator for FileBlocks<R> {
-    type Item = Buffer;
-
-    fn next(&mut self) -> Option<Buffer> {
-        // Filled to the end, unlike a single `read`, and with no zeroing first.
-        let mut block = Vec::with_capacity(BLOCK);
-        match (&mut self.input).take(BLOCK as u64).read_to_end(&mut block) {
-            Ok(0) => None,
-            Ok(_) => Some(Buffer::new(block)),
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+/// What ended the blocks of `path` early, if anything did.
+fn read_error(blocks: Blocks<std::fs::File>, path: &Path) -> anyhow::Result<()> {
+    match blocks.error() {
+        Some(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        None => Ok(()),
     }
 }
 
@@ -188,7 +157,7 @@ fn open_csv(path: &Path) -> anyhow::Result<std::fs::File> {
 /// comes before; both count the header, as [`Records::number`] does.
 fn read_share(
     path: &Path,
-    mut records: Records<impl Iterator<Item = Arc<Buffer>>>,
+    mut records: Records<impl Iterator<Item = Arc<Block>>>,
     share: Share,
     stop: &AtomicU64,
     emit: &mut Emit<'_>,

@@ -1,21 +1,26 @@
-//! The records of a CSV file, split where they lie in the blocks read from it, by several
+//! The records of a CSV file: found once, as the file is read, and split by several counting
 //! threads at once.
 //!
-//! Every counting thread gets every block, by reference, and takes from it the records of its
-//! share of the clients ([`Records::next_in`]), passing over the others as fast as their line
-//! end is found. A field is a slice of its block: only a record that straddles two blocks is copied
-//! (into a buffer of its own), and only a field with doubled quotes is decoded into a new
-//! string. With one thread splitting every record, copying its fields out and handing them to
-//! the counting threads, that thread was the slowest of all and set the pace of
-//! `aggregate-csv`.
+//! The reading thread cuts the file into blocks of whole records ([`Blocks`]) and indexes
+//! each: where every field ends (the comma or line end after it) and how many quotes it holds.
+//! It finds them 64 bytes at a time as bit masks, the running parity of the quotes telling
+//! which commas and line ends lie inside a quoted part, with no branch per byte: a record has
+//! a dozen fields in 200 bytes, and a search that stops at each byte of interest costs more
+//! than the masks. Every counting thread then gets every block, by reference, and takes the
+//! records of its share of the clients ([`Records::next_in`]): passing over another share's
+//! record is a look at its first field, and splitting one's own is reading its entries.
+//! When each thread split every record for itself, passing over the others' records to their
+//! line end, the threads did twice the splitting the file needs.
 //!
-//! The dialect is the one parse-to-csv writes (the csv crate's): `,` between fields, `"`
-//! around a field holding `,`, `"`, `\r` or `\n`, `""` for a quote inside one, and lines
+//! A field is a slice of its block; only a field with doubled quotes is decoded into a new
+//! string. The dialect is the one parse-to-csv writes (the csv crate's): `,` between fields,
+//! `"` around a field holding `,`, `"`, `\r` or `\n`, `""` for a quote inside one, and lines
 //! ending in `\n` or `\r\n`. Beyond it, what other CSV readers take is taken too: a quote
 //! inside a field opens a quoted part, blank lines and a leading byte-order mark are skipped,
 //! and the last record may lack its line end.
 
 use std::borrow::Cow;
+use std::io::Read;
 use std::sync::Arc;
 
 use crate::report::shard::Share;
@@ -23,12 +28,17 @@ use crate::report::shard::Share;
 /// A byte-order mark, which some tools put before the header.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A block of the file, or one record that straddled two.
-type Shared = Arc<Buffer>;
+/// Bytes read at a time, and the size from which a block is handed out.
+pub const BLOCK: usize = 1 << 20;
+
+/// An entry of the index is a field's end (the position of the comma or line end after it) in
+/// its low 30 bits, and the number of quotes in the field (3 meaning three or more) in the top
+/// two: a block, and so a record, is shorter than 1 GiB.
+const POSITION: u32 = (1 << 30) - 1;
 
 /// Bytes read, checked as UTF-8 once, as a whole: the fields of a buffer that is text are
-/// slices of it, with no check of their own. A block is not text when it holds bytes that are
-/// not UTF-8, or ends inside a character; the fields of its records are checked one by one.
+/// slices of it, with no check of their own. A block that holds bytes that are not UTF-8 is
+/// not text; the fields of its records are checked one by one.
 #[derive(Debug)]
 pub enum Buffer {
     Text(String),
@@ -65,90 +75,89 @@ impl std::ops::Deref for Buffer {
     }
 }
 
-/// Where a field's value lies in its record.
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    start: usize,
-    end: usize,
-    /// `start..end` is the value itself (a field without quotes, or the inside of one
-    /// quoted whole without quotes inside), not the raw field to decode.
-    plain: bool,
+/// Where a record lies in its block: its first byte, and its fields' entries in the index.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    from: u32,
+    to: u32,
 }
 
-impl Field {
-    /// The field at `start..end` of `input`, which holds `quotes` quotes.
-    #[inline]
-    fn new(input: &[u8], start: usize, end: usize, quotes: u32) -> Field {
-        match quotes {
-            0 => Field {
-                start,
-                end,
-                plain: true,
-            },
-            2 if end - start >= 2 && input[start] == b'"' && input[end - 1] == b'"' => Field {
-                start: start + 1,
-                end: end - 1,
-                plain: true,
-            },
-            _ => Field {
-                start,
-                end,
-                plain: false,
-            },
+/// Whole records, read from a file, and where their fields end.
+#[derive(Debug, Default)]
+pub struct Block {
+    buffer: Buffer,
+    /// The fields of every record, in order (see [`POSITION`]).
+    ends: Vec<u32>,
+    records: Vec<Span>,
+    /// Records in the blocks before this one, the header included.
+    before: u64,
+}
+
+impl Block {
+    fn record(&self, i: usize) -> Record<'_> {
+        let Span { start, from, to } = self.records[i];
+        Record {
+            number: self.before + i as u64 + 1,
+            input: &self.buffer,
+            text: self.buffer.text(),
+            start: start as usize,
+            ends: &self.ends[from as usize..to as usize],
         }
     }
 }
 
-/// Bytes read at a time.
-pub const BLOCK: usize = 1 << 20;
-
-/// The records of a CSV file, one at a time, from its blocks in order (an empty block or the
-/// end of `blocks` ends the input).
-pub struct Records<I> {
-    blocks: I,
-    /// Records read or passed over, the header included (blank lines are none).
-    number: u64,
-    /// The block being split, and where in it the next record starts.
-    block: Shared,
-    pos: usize,
-    /// The last block has been taken.
-    eof: bool,
-    /// The record that straddled two blocks, when the last record returned was one.
-    joint: Shared,
-    fields: Vec<Field>,
-    /// The last record split: whether it is `joint`, and where it lies there or in `block`
-    /// with its line end.
-    current: (bool, usize, usize),
-}
-
-/// One record: its bytes in the buffer that holds them, and its fields.
+/// One record: its fields, as slices of its block.
 pub struct Record<'a> {
-    /// Records before it and itself, the header included (see [`Records::number`]).
+    /// Records before it and itself, the header included (blank lines are none).
     pub number: u64,
-    /// The record's bytes, with its line end, and the same as text when its buffer is text.
-    bytes: &'a [u8],
+    input: &'a [u8],
     text: Option<&'a str>,
-    fields: &'a [Field],
+    start: usize,
+    ends: &'a [u32],
 }
 
 impl<'a> Record<'a> {
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.ends.len()
     }
 
-    /// Field `i`'s value as a slice of its buffer's text, when the buffer is text and the
+    /// Where field `i` lies in the block, and whether that is its value itself (a field
+    /// without quotes, or the inside of one quoted whole with no quote inside) rather than
+    /// the raw field to decode.
+    #[inline]
+    fn range(&self, i: usize) -> (usize, usize, bool) {
+        let start = match i {
+            0 => self.start,
+            _ => (self.ends[i - 1] & POSITION) as usize + 1,
+        };
+        let mut end = (self.ends[i] & POSITION) as usize;
+        // The last field ends before the `\r` of a `\r\n`.
+        if i + 1 == self.ends.len() && end > start && self.input[end - 1] == b'\r' {
+            end -= 1;
+        }
+        match self.ends[i] >> 30 {
+            0 => (start, end, true),
+            2 if end - start >= 2 && self.input[start] == b'"' && self.input[end - 1] == b'"' => {
+                (start + 1, end - 1, true)
+            }
+            _ => (start, end, false),
+        }
+    }
+
+    /// Field `i`'s value as a slice of its block's text, when the block is text and the
     /// field has no quotes to decode.
     #[inline]
     pub fn text(&self, i: usize) -> Option<&'a str> {
-        let Field { start, end, plain } = self.fields[i];
+        let (start, end, plain) = self.range(i);
         plain.then_some(())?;
         self.text?.get(start..end)
     }
 
-    /// Field `i`'s value: a slice of the record unless its quotes need decoding.
+    /// Field `i`'s value: a slice of the block unless its quotes need decoding.
     pub fn field(&self, i: usize) -> Cow<'a, [u8]> {
-        let Field { start, end, plain } = self.fields[i];
-        let bytes = &self.bytes[start..end];
+        let (start, end, plain) = self.range(i);
+        let bytes = &self.input[start..end];
         match plain {
             true => Cow::Borrowed(bytes),
             false => Cow::Owned(decode(bytes)),
@@ -176,311 +185,384 @@ fn decode(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Positions of the commas (if `COMMAS`), quotes and line ends of a slice, in order.
-///
-/// Found sixteen bytes at a time, as a mask with a bit for each of them: a record has a
-/// dozen in 200 bytes, and a search that stops at each one costs more than the split itself.
-struct Specials<'a, const COMMAS: bool> {
-    input: &'a [u8],
-    /// Where the chunk after the current one starts.
-    next: usize,
-    /// A bit for each byte of the current chunk that is one of them.
-    mask: u32,
-}
-
-impl<'a, const COMMAS: bool> Specials<'a, COMMAS> {
-    fn new(input: &'a [u8]) -> Self {
-        Specials {
-            input,
-            next: 0,
-            mask: 0,
-        }
-    }
-
-    /// Goes on from `at`, leaving out what lies before.
-    fn resume(&mut self, at: usize) {
-        self.next = at;
-        self.mask = 0;
-    }
-}
-
-impl<const COMMAS: bool> Iterator for Specials<'_, COMMAS> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        while self.mask == 0 {
-            let at = self.next;
-            let chunk: [u8; 16] = match self.input.get(at..at + 16) {
-                Some(chunk) => chunk.try_into().expect("sixteen bytes"),
-                None if at < self.input.len() => {
-                    let mut chunk = [0; 16];
-                    chunk[..self.input.len() - at].copy_from_slice(&self.input[at..]);
-                    chunk
-                }
-                None => return None,
-            };
-            self.mask = specials(&chunk, COMMAS);
-            self.next = at + 16;
-        }
-        let bit = self.mask.trailing_zeros() as usize;
-        self.mask &= self.mask - 1;
-        Some(self.next - 16 + bit)
-    }
-}
-
-/// A bit for each byte of `chunk` that is a comma (if `commas`), a quote or a line end (bit
-/// `i` for byte `i`), with SSE2, which every x86-64 processor has.
+/// The quotes, commas and line ends of a chunk, a bit each (bit `i` for byte `i`), with
+/// SSE2, which every x86-64 processor has.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn specials(chunk: &[u8; 16], commas: bool) -> u32 {
+fn masks(chunk: &[u8; 64]) -> [u64; 3] {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
-    // SAFETY: SSE2 is part of x86-64 itself, and `chunk` is 16 readable bytes, which `loadu`
-    // takes at any alignment.
-    unsafe {
-        let bytes = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let is = |byte: u8| _mm_cmpeq_epi8(bytes, _mm_set1_epi8(byte as i8));
-        let quotes_and_ends = _mm_or_si128(is(b'"'), is(b'\n'));
-        let found = match commas {
-            true => _mm_or_si128(quotes_and_ends, is(b',')),
-            false => quotes_and_ends,
-        };
-        _mm_movemask_epi8(found) as u32
+    let mut masks = [0u64; 3];
+    for (part, bytes) in chunk.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of x86-64 itself, and `bytes` is 16 readable bytes, which
+        // `loadu` takes at any alignment.
+        unsafe {
+            let bytes = _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>());
+            for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
+                let found = _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(byte as i8)));
+                *mask |= u64::from(found as u16) << (16 * part);
+            }
+        }
     }
+    masks
 }
 
-/// [`specials`] byte by byte, for other processors (and as the reference in tests).
+/// [`masks`] byte by byte, for other processors (and as the reference in tests).
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn specials_portable(chunk: &[u8; 16], commas: bool) -> u32 {
-    (chunk.iter().enumerate())
-        .filter(|&(_, &b)| matches!(b, b'"' | b'\n') || (commas && b == b','))
-        .fold(0, |mask, (i, _)| mask | 1 << i)
+fn masks_portable(chunk: &[u8; 64]) -> [u64; 3] {
+    let mut masks = [0u64; 3];
+    for (i, &b) in chunk.iter().enumerate() {
+        for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
+            *mask |= u64::from(b == byte) << i;
+        }
+    }
+    masks
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-use specials_portable as specials;
+use masks_portable as masks;
 
-/// Splits the record at the start of `input` into `fields` (ranges of `input`). Its length
-/// with its line end, or `None` when `input` ends inside it and more may come (`!eof`).
-///
-/// One pass over the record finds every comma, quote and line end; inside a quoted part,
-/// only quotes count.
-fn split(input: &[u8], eof: bool, fields: &mut Vec<Field>) -> Option<usize> {
-    fields.clear();
-    let (mut start, mut quotes) = (0, 0);
-    // The last field ends before the `\r` of a `\r\n` (outside quotes, as here).
-    let last = |fields: &mut Vec<Field>, start: usize, end: usize, quotes: u32| {
-        let end = if end > start && input[end - 1] == b'\r' {
-            end - 1
-        } else {
-            end
-        };
-        fields.push(Field::new(input, start, end, quotes));
-    };
-    let mut specials = Specials::<true>::new(input);
-    while let Some(i) = specials.next() {
-        match input[i] {
-            b'"' => {
-                // A quoted part: its closing quote is the next quote, usually past a long
-                // user agent that `memchr` crosses faster than words are searched.
-                quotes += 2;
-                match memchr::memchr(b'"', &input[i + 1..]) {
-                    Some(n) => specials.resume(i + 1 + n + 1),
-                    None => {
-                        quotes -= 1;
-                        specials.resume(input.len());
+/// Bit `i` is the parity of the bits `0..=i` of `x`: for a quote mask, whether byte `i`
+/// lies inside a quoted part (its opening quote included, its closing one not).
+#[inline]
+fn prefix_xor(mut x: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        x ^= x << shift;
+    }
+    x
+}
+
+/// The index of the bytes read so far, built 64 bytes at a time, and resumed where it
+/// stopped when more bytes are appended.
+#[derive(Debug, Default)]
+struct Index {
+    /// The entries, `len` of them, then room for a chunk's: a chunk writes its entries
+    /// in place, with no check of capacity or length for each (a record has a dozen).
+    ends: Vec<u32>,
+    len: usize,
+    records: Vec<Span>,
+    /// Bytes indexed.
+    at: usize,
+    /// All ones when `at` lies inside a quoted part.
+    inside: u64,
+    /// Quotes in the field being indexed so far, before its chunk.
+    quotes: u32,
+    /// The record being indexed: where it starts, and its first entry.
+    start: usize,
+    from: usize,
+}
+
+impl Index {
+    /// Indexes the whole 64-byte chunks of `input` not yet indexed and, at the end of the
+    /// input (`eof`), the rest, where a last record without a line end ends.
+    fn extend(&mut self, input: &[u8], eof: bool) {
+        while let Some(chunk) = input.get(self.at..self.at + 64) {
+            self.chunk(input, chunk.try_into().expect("64 bytes"));
+            self.at += 64;
+        }
+        if !eof {
+            return;
+        }
+        if self.at < input.len() {
+            // Zeros are none of the bytes looked for.
+            let mut chunk = [0; 64];
+            chunk[..input.len() - self.at].copy_from_slice(&input[self.at..]);
+            self.chunk(input, &chunk);
+            self.at = input.len();
+        }
+        if self.start < input.len() {
+            self.ends.truncate(self.len);
+            self.ends.push(input.len() as u32 | quote_bits(self.quotes));
+            self.len += 1;
+            self.end_record(input, input.len());
+        }
+    }
+
+    /// Indexes `chunk`, the 64 bytes of `input` from `at` (zeros past its end).
+    #[inline]
+    fn chunk(&mut self, input: &[u8], chunk: &[u8; 64]) {
+        let [quotes, commas, lines] = masks(chunk);
+        let inside = prefix_xor(quotes) ^ self.inside;
+        self.inside = ((inside as i64) >> 63) as u64;
+        let found = (commas | lines) & !inside;
+        if self.ends.len() < self.len + 64 {
+            self.ends.resize(self.len + 64 + 4096, 0);
+        }
+        let first = self.len;
+        let mut ends = found;
+        while ends != 0 {
+            let bit = ends.trailing_zeros();
+            let at = self.at + bit as usize;
+            self.ends[self.len] = at as u32;
+            self.len += 1;
+            if lines >> bit & 1 == 1 {
+                self.end_record(input, at + 1);
+            }
+            ends &= ends - 1;
+        }
+        // Quotes are few (a field is quoted only when it holds a comma or a quote): each is
+        // counted for the field it lies in, the one whose end is the next found, or the one
+        // going on into the next chunk.
+        if self.len > first {
+            self.ends[first] |= quote_bits(self.quotes);
+            self.quotes = 0;
+        }
+        let mut rest = quotes;
+        while rest != 0 {
+            let field = (found & (rest ^ (rest - 1))).count_ones() as usize;
+            match first + field < self.len {
+                true => {
+                    let entry = &mut self.ends[first + field];
+                    *entry = (*entry & POSITION) | quote_bits((*entry >> 30) + 1);
+                }
+                false => self.quotes += 1,
+            }
+            rest &= rest - 1;
+        }
+    }
+
+    /// Ends the record being indexed; the next starts at `next`. A blank line is no record
+    /// (its entry stays, unused).
+    #[inline]
+    fn end_record(&mut self, input: &[u8], next: usize) {
+        let blank = self.len == self.from + 1
+            && matches!(&input[self.start..next], b"\n" | b"\r\n" | b"\r" | b"");
+        if !blank {
+            self.records.push(Span {
+                start: self.start as u32,
+                from: self.from as u32,
+                to: self.len as u32,
+            });
+        }
+        (self.start, self.from) = (next, self.len);
+    }
+}
+
+/// `n` quotes as an entry holds them (see [`POSITION`]).
+#[inline]
+fn quote_bits(n: u32) -> u32 {
+    n.min(3) << 30
+}
+
+/// The blocks of whole records of a CSV, indexed as they are read. A read error, or a record
+/// too long to index, ends them; [`Blocks::error`] tells it.
+pub struct Blocks<R> {
+    input: R,
+    /// Bytes read and not yet handed out, and their index.
+    pending: Vec<u8>,
+    index: Index,
+    /// Records handed out, the header included.
+    records: u64,
+    eof: bool,
+    error: Option<std::io::Error>,
+    /// Bytes read at a time; the longest block.
+    size: usize,
+    longest: usize,
+}
+
+impl<R: Read> Blocks<R> {
+    pub fn new(input: R) -> Blocks<R> {
+        Blocks::sized(input, BLOCK, POSITION as usize)
+    }
+
+    fn sized(input: R, size: usize, longest: usize) -> Blocks<R> {
+        Blocks {
+            input,
+            pending: Vec::new(),
+            index: Index::default(),
+            records: 0,
+            eof: false,
+            error: None,
+            size,
+            longest,
+        }
+    }
+
+    /// The error that ended the blocks, if any.
+    pub fn error(self) -> Option<std::io::Error> {
+        self.error
+    }
+
+    /// The records indexed so far, as a block; what follows them starts the next block.
+    fn cut(&mut self) -> Block {
+        let end = self.index.start;
+        let mut rest = Vec::with_capacity(self.size + (self.pending.len() - end));
+        rest.extend_from_slice(&self.pending[end..]);
+        let mut bytes = std::mem::replace(&mut self.pending, rest);
+        bytes.truncate(end);
+        let Index {
+            mut ends,
+            mut records,
+            from,
+            ..
+        } = std::mem::take(&mut self.index);
+        ends.truncate(from);
+        // The next block is much like this one: room for its entries from the start saves
+        // growing the index by doubling, which copies it and may leave half of it unused.
+        self.index.ends = Vec::with_capacity(ends.len() + ends.len() / 8 + 4096 + 64);
+        if self.records == 0
+            && let Some(first) = records.first_mut()
+            && bytes[first.start as usize..].starts_with(BOM)
+        {
+            first.start += BOM.len() as u32;
+        }
+        let before = self.records;
+        self.records += records.len() as u64;
+        Block {
+            buffer: Buffer::new(bytes),
+            ends,
+            records,
+            before,
+        }
+    }
+}
+
+impl<R: Read> Iterator for Blocks<R> {
+    type Item = Block;
+
+    fn next(&mut self) -> Option<Block> {
+        loop {
+            if !self.eof {
+                // Filled to the end, unlike a single `read`, and with no zeroing first.
+                self.pending.reserve(self.size);
+                match (&mut self.input)
+                    .take(self.size as u64)
+                    .read_to_end(&mut self.pending)
+                {
+                    Ok(n) => self.eof = n < self.size,
+                    Err(e) => {
+                        self.error = Some(e);
+                        return None;
                     }
                 }
             }
-            b',' => {
-                fields.push(Field::new(input, start, i, quotes));
-                (start, quotes) = (i + 1, 0);
+            // What is pending is one record not yet ended, and what was just read.
+            if self.pending.len() > self.longest {
+                self.error = Some(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "record {} is longer than {} bytes (a quote that never closes?)",
+                        self.records + 1,
+                        self.longest
+                    ),
+                ));
+                return None;
             }
-            _ => {
-                last(fields, start, i, quotes);
-                return Some(i + 1);
+            self.index.extend(&self.pending, self.eof);
+            let any = !self.index.records.is_empty();
+            if any && (self.eof || self.pending.len() >= self.size) {
+                return Some(self.cut());
+            }
+            if self.eof {
+                return None;
             }
         }
     }
-    eof.then(|| {
-        last(fields, start, input.len(), quotes);
-        input.len()
-    })
 }
 
-impl<I: Iterator<Item = Shared>> Records<I> {
+/// The records of a CSV file, one at a time, from its blocks in order.
+pub struct Records<I> {
+    blocks: I,
+    block: Arc<Block>,
+    /// The next record of `block`.
+    next: usize,
+}
+
+impl<I: Iterator<Item = Arc<Block>>> Records<I> {
     pub fn new(blocks: I) -> Records<I> {
         Records {
             blocks,
-            number: 0,
-            block: Shared::default(),
-            pos: 0,
-            eof: false,
-            joint: Shared::default(),
-            fields: Vec::new(),
-            current: (false, 0, 0),
+            block: Arc::default(),
+            next: 0,
         }
-    }
-
-    /// Takes the next block as the one to split; an empty one at the end of the input.
-    fn next_block(&mut self) {
-        self.block = self.blocks.next().unwrap_or_default();
-        self.eof = self.block.is_empty();
-        self.pos = 0;
     }
 
     /// How many records were read or passed over, the header included.
     pub fn number(&self) -> u64 {
-        self.number
+        self.block.before + self.next as u64
     }
 
     /// The next record of a client of `share`, or `None` at the end of the input; the records
-    /// of other clients are passed over, as fast as their line end is found.
+    /// of other clients are passed over.
     pub fn next_in(&mut self, share: Share) -> Option<Record<'_>> {
         loop {
-            if share.of > 1
-                && self.pos < self.block.len()
-                && let Some(len) = self.pass_over(share)
-            {
-                self.pos += len;
-                continue;
+            while self.next == self.block.records.len() {
+                self.block = self.blocks.next()?;
+                self.next = 0;
             }
-            // Split whole: the record is ours, straddles two blocks, or its ip is quoted.
-            if !self.advance() {
-                return None;
-            }
-            if share.has(&self.current().field(0)) {
-                return Some(self.current());
+            let i = self.next;
+            self.next += 1;
+            if share.of == 1 || share.has(&self.block.record(i).field(0)) {
+                return Some(self.block.record(i));
             }
         }
-    }
-
-    /// The length of the record at `pos` when it is a blank line, or when it lies whole in
-    /// the block with an unquoted ip of a client of another share than `share`.
-    fn pass_over(&mut self, share: Share) -> Option<usize> {
-        let input = &self.block[self.pos..];
-        let comma = memchr::memchr3(b',', b'\n', b'"', input)?;
-        match input[comma] {
-            // A blank line, as `advance` tells them.
-            b'\n' if matches!(&input[..comma], b"" | b"\r") => return Some(comma + 1),
-            b',' => {}
-            _ => return None,
-        }
-        if share.has(&input[..comma]) {
-            return None;
-        }
-        // The line end is the first `\n` outside quotes (a quoted field may hold line ends).
-        let mut quoted = false;
-        for i in Specials::<false>::new(&input[comma..]) {
-            match input[comma + i] {
-                b'"' => quoted = !quoted,
-                _ if quoted => {}
-                _ => {
-                    self.number += 1;
-                    return Some(comma + i + 1);
-                }
-            }
-        }
-        None
     }
 
     /// The next record, or `None` at the end of the input.
     pub fn next_record(&mut self) -> Option<Record<'_>> {
-        self.advance().then(|| self.current())
-    }
-
-    /// Splits the next record, for [`Records::current`]; false at the end of the input.
-    fn advance(&mut self) -> bool {
-        loop {
-            if self.pos == self.block.len() {
-                if self.eof {
-                    return false;
-                }
-                self.next_block();
-                continue;
-            }
-            let input = &self.block[self.pos..];
-            let (straddles, start, len) = match split(input, self.eof, &mut self.fields) {
-                Some(len) => {
-                    self.pos += len;
-                    (false, self.pos - len, len)
-                }
-                None => {
-                    self.joint = Arc::new(Buffer::new(self.straddling()));
-                    (true, 0, self.joint.len())
-                }
-            };
-            let buffer = if straddles { &self.joint } else { &self.block };
-            let record = &buffer[start..start + len];
-            // A blank line is no record.
-            if !matches!(record, b"\n" | b"\r\n" | b"\r" | b"") {
-                if self.number == 0 && record.starts_with(BOM) {
-                    self.fields[0].start += BOM.len();
-                }
-                self.number += 1;
-                self.current = (straddles, start, len);
-                return true;
-            }
-        }
-    }
-
-    /// The record [`Records::advance`] split.
-    fn current(&self) -> Record<'_> {
-        let (straddles, start, len) = self.current;
-        let buffer = if straddles { &self.joint } else { &self.block };
-        let end = start + len;
-        Record {
-            number: self.number,
-            bytes: &buffer[start..end],
-            text: buffer.text().and_then(|text| text.get(start..end)),
-            fields: &self.fields,
-        }
-    }
-
-    /// The record that starts at `pos` and does not end in its block, copied whole from the
-    /// blocks it lies in, with `fields` split. The blocks are added to it a line at a time, so
-    /// that only the record is copied, not the rest of the block it ends in.
-    fn straddling(&mut self) -> Vec<u8> {
-        let mut joint = self.block[self.pos..].to_vec();
-        self.pos = self.block.len();
-        loop {
-            if self.pos == self.block.len() {
-                self.next_block();
-            }
-            let rest = &self.block[self.pos..];
-            let take = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-            joint.extend_from_slice(&rest[..take]);
-            self.pos += take;
-            if let Some(len) = split(&joint, self.eof, &mut self.fields) {
-                debug_assert_eq!(len, joint.len());
-                return joint;
-            }
-        }
+        self.next_in(Share::ALL)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    /// `input` in blocks of `size` bytes.
-    fn blocks(input: &[u8], size: usize) -> impl Iterator<Item = Shared> {
-        (input.chunks(size.max(1)))
-            .map(|block| Arc::new(Buffer::new(block.to_vec())))
-            .collect::<Vec<_>>()
-            .into_iter()
+    /// The blocks of `input`, read `size` bytes at a time, with records of up to `longest`.
+    fn blocks(input: &[u8], size: usize, longest: usize) -> Blocks<&[u8]> {
+        Blocks::sized(input, size, longest)
     }
 
-    /// The records of `input` read in blocks of `size` bytes, fields decoded.
+    /// The records of `input` read `size` bytes at a time, fields decoded.
     fn read(input: &[u8], size: usize) -> Vec<Vec<Vec<u8>>> {
-        let mut records = Records::new(blocks(input, size));
+        let mut records = Records::new(blocks(input, size, usize::MAX).map(Arc::new));
         let mut out = Vec::new();
         while let Some(r) = records.next_record() {
             out.push((0..r.len()).map(|i| r.field(i).into_owned()).collect());
         }
         out
+    }
+
+    /// The dialect, byte by byte: the reference the index is held to.
+    fn reference(input: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), Vec::new());
+        let mut quoted = false;
+        let mut end = |record: &mut Vec<Vec<u8>>, mut field: Vec<u8>| {
+            if field.last() == Some(&b'\r') {
+                field.pop();
+            }
+            record.push(field);
+            let record = std::mem::take(record);
+            if record != [Vec::<u8>::new()] {
+                records.push(record);
+            }
+        };
+        // Raw fields first: quotes are decoded as the reader does, from the raw field.
+        for &b in input {
+            match b {
+                b'"' => {
+                    quoted = !quoted;
+                    field.push(b);
+                }
+                b',' if !quoted => record.push(std::mem::take(&mut field)),
+                b'\n' if !quoted => end(&mut record, std::mem::take(&mut field)),
+                _ => field.push(b),
+            }
+        }
+        if !field.is_empty() || !record.is_empty() {
+            end(&mut record, field);
+        }
+        // The first record may start with a byte-order mark.
+        if let Some(first) = records.first_mut().map(|r: &mut Vec<Vec<u8>>| &mut r[0])
+            && first.starts_with(BOM)
+        {
+            first.drain(..BOM.len());
+        }
+        (records.into_iter())
+            .map(|r| r.iter().map(|f| decode(f)).collect())
+            .collect()
     }
 
     fn fields(rows: &[&[&str]]) -> Vec<Vec<Vec<u8>>> {
@@ -490,17 +572,22 @@ mod tests {
     }
 
     #[test]
-    fn the_vector_search_finds_the_bytes_the_portable_one_does() {
-        let mut chunk = *b"ab,\"c\nd\r\0\xff,,\"\n\nz";
-        for round in 0..4096u32 {
-            for commas in [true, false] {
-                let (vector, portable) =
-                    (specials(&chunk, commas), specials_portable(&chunk, commas));
-                assert_eq!(vector, portable, "{chunk:?}");
-            }
+    fn the_vector_masks_are_the_portable_ones() {
+        let mut chunk = [b'x'; 64];
+        for round in 0..4096usize {
+            assert_eq!(masks(&chunk), masks_portable(&chunk), "{chunk:?}");
             // Another mix of special and plain bytes.
-            let i = (round as usize * 7) % 16;
-            chunk[i] = [b',', b'"', b'\n', b'x', 0x2b, 0x8a][(round as usize / 3) % 6];
+            chunk[(round * 7) % 64] = [b',', b'"', b'\n', b'x', 0x2b, 0x8a][(round / 3) % 6];
+        }
+    }
+
+    #[test]
+    fn prefix_xor_is_the_parity_of_the_bits_up_to_each() {
+        for x in [0, 1, 0b1001, u64::MAX, 1 << 63, 0xF0F0_0001_8000_0010] {
+            let parity = (0..64).fold(0u64, |out, i| {
+                out | u64::from((x & (u64::MAX >> (63 - i))).count_ones() % 2 == 1) << i
+            });
+            assert_eq!(prefix_xor(x), parity, "{x:#x}");
         }
     }
 
@@ -522,27 +609,64 @@ mod tests {
             ("a\"b,c\"\"d\n", &[&["ab,c\"d\n"]]),
             ("\"open", &[&["open"]]),
             ("", &[]),
+            ("\n\r\n", &[]),
         ];
         for &(input, expected) in cases {
-            for size in [1, 2, 3, 5, 7, 64] {
+            for size in [1, 2, 3, 5, 7, 64, 1000] {
                 assert_eq!(
                     read(input.as_bytes(), size),
                     fields(expected),
                     "{input:?} in blocks of {size}"
                 );
             }
+            assert_eq!(reference(input.as_bytes()), fields(expected), "{input:?}");
+        }
+    }
+
+    proptest! {
+        /// Quotes, commas and line ends anywhere, across 64-byte chunks and blocks of any
+        /// size: the index splits as the byte-by-byte reference does.
+        #[test]
+        fn the_index_splits_as_the_dialect_says(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xC3),
+                    Just(0xA9), any::<u8>()
+                ],
+                0..400,
+            ),
+            size in 1usize..200,
+        ) {
+            prop_assert_eq!(read(&bytes, size), reference(&bytes));
         }
     }
 
     #[test]
     fn a_field_is_a_slice_of_its_block_unless_it_needs_decoding() {
-        let mut records = Records::new(blocks(b"ab,\"cd\",\"e\"\"f\"\n", 64));
-        let r = records.next_record().unwrap();
+        let mut blocks = blocks(b"ab,\"cd\",\"e\"\"f\"\n", 64, usize::MAX);
+        let block = blocks.next().unwrap();
+        let r = block.record(0);
         let (cd, e_f) = (r.text(1).unwrap().as_ptr(), r.text(2));
         assert_eq!(r.text(1), Some("cd"));
         assert_eq!(e_f, None);
         assert_eq!(r.field(2), Cow::<[u8]>::Owned(b"e\"f".to_vec()));
-        assert!(records.block.as_ptr_range().contains(&cd));
+        assert!(block.buffer.as_ptr_range().contains(&cd));
+    }
+
+    #[test]
+    fn a_record_longer_than_a_block_may_be_is_an_error_after_the_records_before_it() {
+        let input = format!("a,b\n1,2\n\"never closed,{}\n4,5\n", "x".repeat(300));
+        let mut blocks = blocks(input.as_bytes(), 4, 100);
+        let records: Vec<_> = blocks.by_ref().flat_map(|b| b.records).collect();
+        assert_eq!(records.len(), 2);
+        let error = blocks.error().unwrap();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(
+            error
+                .to_string()
+                .starts_with("record 3 is longer than 100 bytes"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -568,7 +692,8 @@ mod tests {
             let mut seen = Vec::new();
             for index in 0..2 {
                 let share = Share { index, of: 2 };
-                let mut records = Records::new(blocks(input.as_bytes(), size));
+                let blocks = blocks(input.as_bytes(), size, usize::MAX);
+                let mut records = Records::new(blocks.map(Arc::new));
                 assert!(records.next_record().is_some());
                 let before = seen.len();
                 while let Some(r) = records.next_in(share) {
