@@ -138,31 +138,45 @@ pub struct Interner {
     ids: hashbrown::HashTable<u32>,
     /// The strings by id.
     pub names: Vec<Box<str>>,
-    /// The id asked for last: a client's requests come in runs with the same user agent,
-    /// referrer and method, and comparing with the last string costs less than hashing it.
-    last: u32,
+    /// By length (up to [`Interner::BY_LENGTH`] bytes), the id of the last string of that
+    /// length asked for, plus one (0: none). A string compared with it first is often found
+    /// without hashing: a client's requests come in runs with the same user agent and
+    /// referrer, and the few user agents of a log mostly differ in length. A wrong guess
+    /// costs a comparison that stops at the first differing bytes.
+    by_length: Vec<u32>,
 }
 
 impl Interner {
+    const BY_LENGTH: usize = 256;
+
     pub fn id(&mut self, s: &str) -> u32 {
         use std::hash::BuildHasher;
-        if let Some(last) = self.names.get(self.last as usize)
-            && **last == *s
+        if self.by_length.is_empty() {
+            self.by_length = vec![0; Self::BY_LENGTH];
+        }
+        let guess = self.by_length.get(s.len()).copied().unwrap_or(0);
+        if let Some(name) = guess
+            .checked_sub(1)
+            .and_then(|id| self.names.get(id as usize))
+            && **name == *s
         {
-            return self.last;
+            return guess - 1;
         }
         let hash = |s: &str| rustc_hash::FxBuildHasher.hash_one(s);
         let (names, hashed) = (&self.names, hash(s));
-        if let Some(&id) = self.ids.find(hashed, |&id| &*names[id as usize] == s) {
-            self.last = id;
-            return id;
+        let id = match self.ids.find(hashed, |&id| &*names[id as usize] == s) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.len() as u32;
+                self.names.push(s.into());
+                let names = &self.names;
+                (self.ids).insert_unique(hashed, id, |&id| hash(&names[id as usize]));
+                id
+            }
+        };
+        if let Some(slot) = self.by_length.get_mut(s.len()) {
+            *slot = id + 1;
         }
-        let id = self.names.len() as u32;
-        self.last = id;
-        self.names.push(s.into());
-        let names = &self.names;
-        self.ids
-            .insert_unique(hashed, id, |&id| hash(&names[id as usize]));
         id
     }
 
@@ -263,6 +277,7 @@ pub fn canonical_ipv4(s: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn the_interner_numbers_each_distinct_string_once() {
@@ -275,6 +290,31 @@ mod tests {
             assert_eq!(interner.id(w), id);
         }
         assert_eq!(interner.id(""), 1700);
+        assert_eq!(interner.id(""), 1700);
+    }
+
+    #[test]
+    fn the_guess_by_length_never_takes_one_string_for_another() {
+        let mut interner = Interner::default();
+        // Runs of one string, strings of one length in turn, and strings longer than the
+        // lengths guessed for.
+        let long = |c: char| c.to_string().repeat(Interner::BY_LENGTH + 10);
+        let words: Vec<String> = (0..3000)
+            .map(|i| match i % 7 {
+                0 | 1 => "same".to_string(),
+                2 => format!("{:04}", i % 13),
+                3 => long(['a', 'b'][i % 2]),
+                4 => long('a') + "z",
+                _ => format!("w{}", i % 5),
+            })
+            .collect();
+        let mut first: HashMap<&str, u32> = HashMap::new();
+        for w in &words {
+            let id = interner.id(w);
+            assert_eq!(&*interner.names[id as usize], w.as_str());
+            assert_eq!(*first.entry(w).or_insert(id), id, "{w:?}");
+        }
+        assert_eq!(interner.len(), first.len());
     }
 
     #[test]
