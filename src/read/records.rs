@@ -131,11 +131,7 @@ impl<'a> Record<'a> {
             0 => self.start,
             _ => (self.ends[i - 1] & POSITION) as usize + 1,
         };
-        let mut end = (self.ends[i] & POSITION) as usize;
-        // The last field ends before the `\r` of a `\r\n`.
-        if i + 1 == self.ends.len() && end > start && self.input[end - 1] == b'\r' {
-            end -= 1;
-        }
+        let end = (self.ends[i] & POSITION) as usize;
         match self.ends[i] >> 30 {
             0 => (start, end, true),
             2 if end - start >= 2 && self.input[start] == b'"' && self.input[end - 1] == b'"' => {
@@ -208,6 +204,27 @@ fn masks(chunk: &[u8; 64]) -> [u64; 3] {
     masks
 }
 
+/// [`masks`] with AVX2's 32-byte comparisons, for processors that have it (most): the reading
+/// thread computes these masks for every byte of the file.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn masks_avx2(chunk: &[u8; 64]) -> [u64; 3] {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    let mut masks = [0u64; 3];
+    for (half, bytes) in chunk.chunks_exact(32).enumerate() {
+        // SAFETY: `bytes` is 32 readable bytes, which `loadu` takes at any alignment.
+        let bytes = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>()) };
+        for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
+            let found =
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(byte as i8)));
+            *mask |= u64::from(found as u32) << (32 * half);
+        }
+    }
+    masks
+}
+
 /// [`masks`] byte by byte, for other processors (and as the reference in tests).
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn masks_portable(chunk: &[u8; 64]) -> [u64; 3] {
@@ -257,8 +274,13 @@ impl Index {
     /// Indexes the whole 64-byte chunks of `input` not yet indexed and, at the end of the
     /// input (`eof`), the rest, where a last record without a line end ends.
     fn extend(&mut self, input: &[u8], eof: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: this processor has AVX2: it was just asked.
+            unsafe { self.whole_chunks_avx2(input) };
+        }
         while let Some(chunk) = input.get(self.at..self.at + 64) {
-            self.chunk(input, chunk.try_into().expect("64 bytes"));
+            self.chunk(input, masks(chunk.try_into().expect("64 bytes")));
             self.at += 64;
         }
         if !eof {
@@ -268,38 +290,60 @@ impl Index {
             // Zeros are none of the bytes looked for.
             let mut chunk = [0; 64];
             chunk[..input.len() - self.at].copy_from_slice(&input[self.at..]);
-            self.chunk(input, &chunk);
+            self.chunk(input, masks(&chunk));
             self.at = input.len();
         }
         if self.start < input.len() {
             self.ends.truncate(self.len);
             self.ends.push(input.len() as u32 | quote_bits(self.quotes));
             self.len += 1;
-            self.end_record(input, input.len());
+            self.end_record(input, self.len, input.len());
         }
     }
 
-    /// Indexes `chunk`, the 64 bytes of `input` from `at` (zeros past its end).
+    /// [`Index::extend`]'s loop over the whole chunks, with [`masks_avx2`].
+    ///
+    /// # Safety
+    /// Only on a processor with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn whole_chunks_avx2(&mut self, input: &[u8]) {
+        while let Some(chunk) = input.get(self.at..self.at + 64) {
+            self.chunk(input, masks_avx2(chunk.try_into().expect("64 bytes")));
+            self.at += 64;
+        }
+    }
+
+    /// Indexes the chunk of 64 bytes of `input` from `at` (zeros past its end), given the
+    /// [`masks`] of its quotes, commas and line ends.
     #[inline]
-    fn chunk(&mut self, input: &[u8], chunk: &[u8; 64]) {
-        let [quotes, commas, lines] = masks(chunk);
+    fn chunk(&mut self, input: &[u8], [quotes, commas, lines]: [u64; 3]) {
         let inside = prefix_xor(quotes) ^ self.inside;
         self.inside = ((inside as i64) >> 63) as u64;
         let found = (commas | lines) & !inside;
         if self.ends.len() < self.len + 64 {
             self.ends.resize(self.len + 64 + 4096, 0);
         }
+        // Every field end first, in a loop of a few instructions with nothing else to do,
+        // then the line ends among them, which end records.
         let first = self.len;
-        let mut ends = found;
+        let (mut ends, mut n) = (found, 0);
+        let room: &mut [u32; 64] = (&mut self.ends[first..first + 64])
+            .try_into()
+            .expect("room for a chunk");
         while ends != 0 {
-            let bit = ends.trailing_zeros();
-            let at = self.at + bit as usize;
-            self.ends[self.len] = at as u32;
-            self.len += 1;
-            if lines >> bit & 1 == 1 {
-                self.end_record(input, at + 1);
-            }
+            room[n & 63] = (self.at + ends.trailing_zeros() as usize) as u32;
+            n += 1;
             ends &= ends - 1;
+        }
+        self.len += n;
+        let mut records = found & lines;
+        while records != 0 {
+            let bit = records.trailing_zeros();
+            // Entries up to this line end, its own included.
+            let through = (found & (u64::MAX >> (63 - bit))).count_ones() as usize;
+            self.end_record(input, first + through, self.at + bit as usize + 1);
+            records &= records - 1;
         }
         // Quotes are few (a field is quoted only when it holds a comma or a quote): each is
         // counted for the field it lies in, the one whose end is the next found, or the one
@@ -322,20 +366,31 @@ impl Index {
         }
     }
 
-    /// Ends the record being indexed; the next starts at `next`. A blank line is no record
-    /// (its entry stays, unused).
+    /// Ends the record being indexed, whose entries end at `to`; the next starts at `next`.
+    /// A blank line is no record (its entry stays, unused).
     #[inline]
-    fn end_record(&mut self, input: &[u8], next: usize) {
-        let blank = self.len == self.from + 1
+    fn end_record(&mut self, input: &[u8], to: usize, next: usize) {
+        let blank = to == self.from + 1
             && matches!(&input[self.start..next], b"\n" | b"\r\n" | b"\r" | b"");
         if !blank {
+            // The last field ends before the `\r` of a `\r\n`: its entry says so, rather
+            // than each reading of the field checking whether it is the last.
+            let last = &self.ends[self.from..to];
+            let start = match last {
+                [.., before, _] => (before & POSITION) as usize + 1,
+                _ => self.start,
+            };
+            let end = (last[last.len() - 1] & POSITION) as usize;
+            if end > start && input[end - 1] == b'\r' {
+                self.ends[to - 1] -= 1;
+            }
             self.records.push(Span {
                 start: self.start as u32,
                 from: self.from as u32,
-                to: self.len as u32,
+                to: to as u32,
             });
         }
-        (self.start, self.from) = (next, self.len);
+        (self.start, self.from) = (next, to);
     }
 }
 
@@ -573,9 +628,21 @@ mod tests {
 
     #[test]
     fn the_vector_masks_are_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        if !avx2 {
+            eprintln!("this processor has no AVX2: its masks are not tested here");
+        }
         let mut chunk = [b'x'; 64];
         for round in 0..4096usize {
             assert_eq!(masks(&chunk), masks_portable(&chunk), "{chunk:?}");
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: this processor has AVX2.
+                assert_eq!(unsafe { masks_avx2(&chunk) }, masks_portable(&chunk));
+            }
             // Another mix of special and plain bytes.
             chunk[(round * 7) % 64] = [b',', b'"', b'\n', b'x', 0x2b, 0x8a][(round / 3) % 6];
         }
