@@ -62,7 +62,7 @@ pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
 /// A property test writes rows through parse-to-csv's encoder (the csv crate's quoting) and
 /// holds what this reads back equal to them.
 pub fn rows(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
-    let mut blocks = Blocks::new(open_csv(path)?);
+    let mut blocks = Blocks::new(open_csv(path)?, 1);
     let records = Records::new(blocks.by_ref().map(Arc::new));
     let result = read_share(path, records, Share::ALL, &AtomicU64::new(u64::MAX), emit);
     read_error(blocks, path)?;
@@ -102,7 +102,7 @@ fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
         query.threads,
         BLOCKS_AHEAD,
         |send| {
-            let mut blocks = Blocks::new(file);
+            let mut blocks = Blocks::new(file, query.threads.max(1));
             for block in blocks.by_ref() {
                 if !send(block) {
                     break;

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::report::shard::Share;
+use crate::report::shard::{self, Share};
 
 /// A byte-order mark, which some tools put before the header.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -81,6 +81,8 @@ struct Span {
     start: u32,
     from: u32,
     to: u32,
+    /// The share of the clients its client is in (see [`Blocks::new`]).
+    share: u32,
 }
 
 /// Whole records, read from a file, and where their fields end.
@@ -92,11 +94,15 @@ pub struct Block {
     records: Vec<Span>,
     /// Records in the blocks before this one, the header included.
     before: u64,
+    /// The number of shares the records' `share` is of.
+    shares: usize,
 }
 
 impl Block {
     fn record(&self, i: usize) -> Record<'_> {
-        let Span { start, from, to } = self.records[i];
+        let Span {
+            start, from, to, ..
+        } = self.records[i];
         Record {
             number: self.before + i as u64 + 1,
             input: &self.buffer,
@@ -388,6 +394,7 @@ impl Index {
                 start: self.start as u32,
                 from: self.from as u32,
                 to: to as u32,
+                share: 0,
             });
         }
         (self.start, self.from) = (next, to);
@@ -414,15 +421,20 @@ pub struct Blocks<R> {
     /// Bytes read at a time; the longest block.
     size: usize,
     longest: usize,
+    shares: usize,
 }
 
 impl<R: Read> Blocks<R> {
-    pub fn new(input: R) -> Blocks<R> {
-        Blocks::sized(input, BLOCK, POSITION as usize)
+    /// The blocks of `input`, each record tagged with the share of the clients (of
+    /// `shares`) its client is in, so that each counting thread finds its own records
+    /// without hashing every client of the file itself (see [`Records::next_in`]).
+    pub fn new(input: R, shares: usize) -> Blocks<R> {
+        Blocks::sized(input, BLOCK, POSITION as usize, shares)
     }
 
-    fn sized(input: R, size: usize, longest: usize) -> Blocks<R> {
+    fn sized(input: R, size: usize, longest: usize, shares: usize) -> Blocks<R> {
         Blocks {
+            shares,
             input,
             pending: Vec::new(),
             index: Index::default(),
@@ -464,12 +476,20 @@ impl<R: Read> Blocks<R> {
         }
         let before = self.records;
         self.records += records.len() as u64;
-        Block {
+        let mut block = Block {
             buffer: Buffer::new(bytes),
             ends,
             records,
             before,
+            shares: self.shares,
+        };
+        if self.shares > 1 {
+            for i in 0..block.records.len() {
+                let share = shard::share_of(&block.record(i).field(0), self.shares);
+                block.records[i].share = share as u32;
+            }
         }
+        block
     }
 }
 
@@ -539,7 +559,8 @@ impl<I: Iterator<Item = Arc<Block>>> Records<I> {
     }
 
     /// The next record of a client of `share`, or `None` at the end of the input; the records
-    /// of other clients are passed over.
+    /// of other clients are passed over, by their tag when their block was cut for as many
+    /// shares, or else by their client.
     pub fn next_in(&mut self, share: Share) -> Option<Record<'_>> {
         loop {
             while self.next == self.block.records.len() {
@@ -548,7 +569,14 @@ impl<I: Iterator<Item = Arc<Block>>> Records<I> {
             }
             let i = self.next;
             self.next += 1;
-            if share.of == 1 || share.has(&self.block.record(i).field(0)) {
+            let mine = match share.of {
+                1 => true,
+                of if of == self.block.shares => {
+                    self.block.records[i].share as usize == share.index
+                }
+                _ => share.has(&self.block.record(i).field(0)),
+            };
+            if mine {
                 return Some(self.block.record(i));
             }
         }
@@ -567,7 +595,7 @@ mod tests {
 
     /// The blocks of `input`, read `size` bytes at a time, with records of up to `longest`.
     fn blocks(input: &[u8], size: usize, longest: usize) -> Blocks<&[u8]> {
-        Blocks::sized(input, size, longest)
+        Blocks::sized(input, size, longest, 1)
     }
 
     /// The records of `input` read `size` bytes at a time, fields decoded.
@@ -757,9 +785,11 @@ mod tests {
             .collect();
         for size in [1, 2, 7, 64, 4096] {
             let mut seen = Vec::new();
-            for index in 0..2 {
+            // Blocks tagged for two shares, and blocks tagged for none, whose records are
+            // then told apart by their client.
+            for (index, tagged) in [(0, 2), (1, 2), (0, 1), (1, 1)] {
                 let share = Share { index, of: 2 };
-                let blocks = blocks(input.as_bytes(), size, usize::MAX);
+                let blocks = Blocks::sized(input.as_bytes(), size, usize::MAX, tagged);
                 let mut records = Records::new(blocks.map(Arc::new));
                 assert!(records.next_record().is_some());
                 let before = seen.len();
@@ -776,7 +806,10 @@ mod tests {
                 assert_eq!(records.number(), expected.len() as u64 + 1);
             }
             seen.sort();
-            assert_eq!(seen, expected, "in blocks of {size}");
+            let twice: Vec<_> = (expected.iter())
+                .flat_map(|e| [e.clone(), e.clone()])
+                .collect();
+            assert_eq!(seen, twice, "in blocks of {size}, tagged and not");
         }
     }
 }
