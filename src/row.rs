@@ -133,12 +133,12 @@ impl RowSpans {
 /// Each string is held once, in `names`; the table holds only ids and finds them by the hash
 /// of their string: a map from string to id would hold every key twice, which matters for a
 /// report over long distinct URLs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Interner {
     ids: hashbrown::HashTable<u32>,
     /// The strings by id.
     pub names: Vec<Box<str>>,
-    /// By length (up to [`Interner::BY_LENGTH`] bytes), the id of the last string of that
+    /// By length (shorter than [`Interner::BY_LENGTH`] bytes), the id of the last string of that
     /// length asked for, plus one (0: none). A string compared with it first is often found
     /// without hashing: a client's requests come in runs with the same user agent and
     /// referrer, and the few user agents of a log mostly differ in length. A wrong guess
@@ -146,14 +146,21 @@ pub struct Interner {
     by_length: Vec<u32>,
 }
 
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            ids: hashbrown::HashTable::new(),
+            names: Vec::new(),
+            by_length: vec![0; Self::BY_LENGTH],
+        }
+    }
+}
+
 impl Interner {
     const BY_LENGTH: usize = 256;
 
     pub fn id(&mut self, s: &str) -> u32 {
         use std::hash::BuildHasher;
-        if self.by_length.is_empty() {
-            self.by_length = vec![0; Self::BY_LENGTH];
-        }
         let guess = self.by_length.get(s.len()).copied().unwrap_or(0);
         if let Some(name) = guess
             .checked_sub(1)

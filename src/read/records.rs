@@ -7,8 +7,9 @@
 //! which commas and line ends lie inside a quoted part, with no branch per byte: a record has
 //! a dozen fields in 200 bytes, and a search that stops at each byte of interest costs more
 //! than the masks. Every counting thread then gets every block, by reference, and takes the
-//! records of its share of the clients ([`Records::next_in`]): passing over another share's
-//! record is a look at its first field, and splitting one's own is reading its entries.
+//! records of its share of the clients ([`Records::next_in`]): the reading thread tagged each
+//! record with its client's share, so passing over another share's record is a comparison,
+//! and splitting one's own is reading its entries.
 //! When each thread split every record for itself, passing over the others' records to their
 //! line end, the threads did twice the splitting the file needs.
 //!
@@ -277,9 +278,11 @@ struct Index {
 }
 
 impl Index {
-    /// Indexes the whole 64-byte chunks of `input` not yet indexed and, at the end of the
-    /// input (`eof`), the rest, where a last record without a line end ends.
-    fn extend(&mut self, input: &[u8], eof: bool) {
+    /// Indexes the whole 64-byte chunks of `input` not yet indexed; with `all`, the rest
+    /// too, after which no byte may be appended (the input ends, or the index is to be cut or
+    /// given up); at the end of the input (`eof`), where a last record without a line end
+    /// ends.
+    fn extend(&mut self, input: &[u8], all: bool, eof: bool) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: this processor has AVX2: it was just asked.
@@ -289,7 +292,7 @@ impl Index {
             self.chunk(input, masks(chunk.try_into().expect("64 bytes")));
             self.at += 64;
         }
-        if !eof {
+        if !all {
             return;
         }
         if self.at < input.len() {
@@ -299,7 +302,7 @@ impl Index {
             self.chunk(input, masks(&chunk));
             self.at = input.len();
         }
-        if self.start < input.len() {
+        if eof && self.start < input.len() {
             self.ends.truncate(self.len);
             self.ends.push(input.len() as u32 | quote_bits(self.quotes));
             self.len += 1;
@@ -308,12 +311,9 @@ impl Index {
     }
 
     /// [`Index::extend`]'s loop over the whole chunks, with [`masks_avx2`].
-    ///
-    /// # Safety
-    /// Only on a processor with AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn whole_chunks_avx2(&mut self, input: &[u8]) {
+    fn whole_chunks_avx2(&mut self, input: &[u8]) {
         while let Some(chunk) = input.get(self.at..self.at + 64) {
             self.chunk(input, masks_avx2(chunk.try_into().expect("64 bytes")));
             self.at += 64;
@@ -418,9 +418,12 @@ pub struct Blocks<R> {
     records: u64,
     eof: bool,
     error: Option<std::io::Error>,
-    /// Bytes read at a time; the longest block.
+    /// Bytes read at a time, and so about the size of a block.
     size: usize,
+    /// The most bytes `pending` may hold: the longest record (its line end aside), and so
+    /// the highest position an entry holds.
     longest: usize,
+    /// The number of shares records are tagged for.
     shares: usize,
 }
 
@@ -429,7 +432,7 @@ impl<R: Read> Blocks<R> {
     /// `shares`) its client is in, so that each counting thread finds its own records
     /// without hashing every client of the file itself (see [`Records::next_in`]).
     pub fn new(input: R, shares: usize) -> Blocks<R> {
-        Blocks::sized(input, BLOCK, POSITION as usize, shares)
+        Blocks::sized(input, BLOCK, POSITION as usize - 1, shares)
     }
 
     fn sized(input: R, size: usize, longest: usize, shares: usize) -> Blocks<R> {
@@ -499,37 +502,51 @@ impl<R: Read> Iterator for Blocks<R> {
     fn next(&mut self) -> Option<Block> {
         loop {
             if !self.eof {
+                // No more than `longest` bytes pending, and one more to tell a record that is
+                // longer (what is pending before reading is one record not yet ended).
+                let room = (self.longest - self.pending.len())
+                    .saturating_add(1)
+                    .min(self.size);
                 // Filled to the end, unlike a single `read`, and with no zeroing first.
-                self.pending.reserve(self.size);
+                self.pending.reserve(room);
                 match (&mut self.input)
-                    .take(self.size as u64)
+                    .take(room as u64)
                     .read_to_end(&mut self.pending)
                 {
-                    Ok(n) => self.eof = n < self.size,
+                    Ok(n) => self.eof = n < room,
                     Err(e) => {
                         self.error = Some(e);
                         return None;
                     }
                 }
             }
-            // What is pending is one record not yet ended, and what was just read.
-            if self.pending.len() > self.longest {
-                self.error = Some(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "record {} is longer than {} bytes (a quote that never closes?)",
-                        self.records + 1,
-                        self.longest
-                    ),
-                ));
-                return None;
-            }
-            self.index.extend(&self.pending, self.eof);
-            let any = !self.index.records.is_empty();
-            if any && (self.eof || self.pending.len() >= self.size) {
+            let full = self.pending.len() > self.longest;
+            self.index.extend(&self.pending, self.eof || full, self.eof);
+            if !self.index.records.is_empty()
+                && (self.eof || full || self.pending.len() >= self.size)
+            {
                 return Some(self.cut());
             }
             if self.eof {
+                return None;
+            }
+            if self.index.start > 0 {
+                // Only blank lines so far, which are no records: they go.
+                self.pending.drain(..self.index.start);
+                self.index = Index::default();
+            } else if full {
+                // Records after the header, counted from 1, as the rows' errors count them.
+                let what = match self.records {
+                    0 => "the header".to_string(),
+                    n => format!("record {n}"),
+                };
+                self.error = Some(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{what} is longer than {} bytes (a quote that never closes?)",
+                        self.longest
+                    ),
+                ));
                 return None;
             }
         }
@@ -759,9 +776,35 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .starts_with("record 3 is longer than 100 bytes"),
+                .starts_with("record 2 is longer than 100 bytes"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_record_as_long_as_a_block_may_be_is_read_and_blank_lines_never_fill_one() {
+        // Records of exactly 100 bytes, their line end included, whatever the reads.
+        let longest = format!("a\n{}\n{}\n", "x".repeat(99), "y".repeat(99));
+        for size in [1, 7, 64, 100, 1000] {
+            let mut blocks = blocks(longest.as_bytes(), size, 100);
+            let records: usize = blocks.by_ref().map(|b| b.records.len()).sum();
+            assert_eq!(records, 3, "in reads of {size}");
+            assert!(blocks.error().is_none(), "in reads of {size}");
+        }
+        let header = format!("{}\n", "h".repeat(101));
+        let mut long = blocks(header.as_bytes(), 7, 100);
+        assert!(long.next().is_none());
+        let error = long.error().unwrap().to_string();
+        assert!(
+            error.starts_with("the header is longer than 100 bytes"),
+            "{error}"
+        );
+        // Five times as many blank lines as a block may hold, then a record.
+        let blank = "\n".repeat(500) + "\r\n".repeat(100).as_str() + "a,b\n";
+        let mut blanks = blocks(blank.as_bytes(), 7, 100);
+        let records: Vec<_> = blanks.by_ref().flat_map(|b| b.records).collect();
+        assert_eq!(records.len(), 1);
+        assert!(blanks.error().is_none());
     }
 
     #[test]

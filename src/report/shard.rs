@@ -5,9 +5,10 @@
 //! Splitting by client, not by position, is what makes the counts of the threads add up
 //! simply: a visitor (a client, a day, an agent) is seen whole by one thread, so its unique
 //! visits are never counted twice ([`super::Counts::add_other_clients`]). Handing every block
-//! to every thread, rather than sorting rows into a queue per thread, leaves the reading
-//! thread nothing to do but read: splitting and copying each row for its thread made it the
-//! slowest stage. Each thread passes over the rows of other shares as fast as it can tell them.
+//! to every thread, rather than sorting rows into a queue per thread, spares the reading
+//! thread copying each row for its thread, which once made it the slowest stage. Each thread
+//! passes over the rows of other shares as fast as it can tell them (by a tag the reader put
+//! on each CSV record, or by hashing the client).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
