@@ -139,7 +139,7 @@ pub struct Interner {
     /// The strings by id.
     pub names: Vec<Box<str>>,
     /// By length (shorter than [`Interner::BY_LENGTH`] bytes), the id of the last string of that
-    /// length asked for, plus one (0: none). A string compared with it first is often found
+    /// length asked for ([`Interner::NONE`] before the first). A string compared with it first is often found
     /// without hashing: a client's requests come in runs with the same user agent and
     /// referrer, and the few user agents of a log mostly differ in length. A wrong guess
     /// costs a comparison that stops at the first differing bytes.
@@ -151,23 +151,23 @@ impl Default for Interner {
         Interner {
             ids: hashbrown::HashTable::new(),
             names: Vec::new(),
-            by_length: vec![0; Self::BY_LENGTH],
+            by_length: vec![Self::NONE; Self::BY_LENGTH],
         }
     }
 }
 
 impl Interner {
     const BY_LENGTH: usize = 256;
+    /// No id: `names` never holds that many strings, so looking it up finds none.
+    const NONE: u32 = u32::MAX;
 
     pub fn id(&mut self, s: &str) -> u32 {
         use std::hash::BuildHasher;
-        let guess = self.by_length.get(s.len()).copied().unwrap_or(0);
-        if let Some(name) = guess
-            .checked_sub(1)
-            .and_then(|id| self.names.get(id as usize))
+        let guess = self.by_length.get(s.len()).copied().unwrap_or(Self::NONE);
+        if let Some(name) = self.names.get(guess as usize)
             && **name == *s
         {
-            return guess - 1;
+            return guess;
         }
         let hash = |s: &str| rustc_hash::FxBuildHasher.hash_one(s);
         let (names, hashed) = (&self.names, hash(s));
@@ -182,7 +182,7 @@ impl Interner {
             }
         };
         if let Some(slot) = self.by_length.get_mut(s.len()) {
-            *slot = id + 1;
+            *slot = id;
         }
         id
     }
