@@ -547,11 +547,12 @@ fn sweep(slots: &mut HashMap<String, Arc<Slot>>, coming: Option<&str>, now: Inst
 /// Roughly the memory a report holds: its rows, which grow with `top`, the traffic's buckets
 /// and the days; the rest is of a fixed size.
 fn kept_size(report: &crate::report::Report) -> usize {
-    let ranked = |rows: &[crate::report::Ranked]| -> usize {
+    /// Rows of a list, each with the text it owns.
+    fn rows<T>(rows: &[T], text: impl Fn(&T) -> &String) -> usize {
         (rows.iter())
-            .map(|row| std::mem::size_of_val(row) + row.key.capacity())
+            .map(|row| std::mem::size_of_val(row) + text(row).capacity())
             .sum()
-    };
+    }
     let lists = [
         &report.urls,
         &report.pages.rows,
@@ -567,21 +568,14 @@ fn kept_size(report: &crate::report::Report) -> usize {
         &report.methods,
         &report.hosts,
     ];
-    let times = |rows: &[(String, crate::report::times::TimeStats)]| -> usize {
-        (rows.iter())
-            .map(|row| std::mem::size_of_val(row) + row.0.capacity())
-            .sum()
-    };
     std::mem::size_of_val(report)
-        + lists.into_iter().map(|rows| ranked(rows)).sum::<usize>()
-        + times(&report.times.slowest)
-        + times(&report.times.most_time)
-        + (report.traffic.iter())
-            .map(|row| std::mem::size_of_val(row) + row.start.capacity())
+        + (lists.into_iter())
+            .map(|list| rows(list, |row| &row.key))
             .sum::<usize>()
-        + (report.days.iter())
-            .map(|row| std::mem::size_of_val(row) + row.day.capacity())
-            .sum::<usize>()
+        + rows(&report.times.slowest, |row| &row.0)
+        + rows(&report.times.most_time, |row| &row.0)
+        + rows(&report.traffic, |row| &row.start)
+        + rows(&report.days, |row| &row.day)
 }
 
 /// `status=404&since=today&strip-query` as options: `--status=404 --since=today
