@@ -15,7 +15,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// Visitors in a day's table past which it is split (about 2.5 MiB of table).
 const SPLIT_AT: usize = 1 << 16;
@@ -23,6 +23,9 @@ const SPLIT_AT: usize = 1 << 16;
 const PARTS: usize = 128;
 /// Hits held back per table before they are counted together.
 const PENDING: usize = 128;
+/// Pairs of a URL and a visitor held back, at least, before they are sorted and counted (see
+/// [`Part::new_urls`]); small in tests, so that they are counted many times over.
+const NEW_URLS: usize = if cfg!(test) { 8 } else { 1 << 10 };
 
 /// The visits of the hits seen; `K` identifies a client.
 #[derive(Debug)]
@@ -65,8 +68,14 @@ struct Part<K> {
     /// The visitor is in the map itself, not in a list the map numbers: one place in memory
     /// to reach per hit, not two.
     visitors: FxHashMap<Visitor<K>, VisitorHits>,
-    /// URL << 32 | visitor number: the URLs of visitors who hit more than [`INLINE`].
-    more_urls: FxHashSet<u64>,
+    /// URL << 32 | visitor number, sorted and distinct, each counted once: the URLs of
+    /// visitors who hit more than [`INLINE`].
+    more_urls: Vec<u64>,
+    /// Such pairs not looked up yet, in order of arrival, repeats included. Appended to and
+    /// then sorted, not looked up one by one in a table: a table's every lookup reaches a
+    /// random place in memory, and, as large as the other visits' tables, it pushes them out
+    /// of the caches too. See [`Part::add_urls`].
+    new_urls: Vec<u64>,
 }
 
 impl<K> Default for Part<K> {
@@ -74,7 +83,8 @@ impl<K> Default for Part<K> {
         Part {
             pending: Vec::new(),
             visitors: FxHashMap::default(),
-            more_urls: FxHashSet::default(),
+            more_urls: Vec::new(),
+            new_urls: Vec::new(),
         }
     }
 }
@@ -191,7 +201,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             return;
         };
         let (day, mut one) = (*day, std::mem::take(one));
-        one.count(first_visit);
+        one.count_all(first_visit);
         let mut parts: Vec<Part<K>> = (0..PARTS).map(|_| Part::default()).collect();
         // By old number: the new table and number.
         let mut moved = vec![(0u32, 0u32); one.visitors.len()];
@@ -205,7 +215,10 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         }
         for key in one.more_urls {
             let (p, number) = moved[(key & 0xffff_ffff) as usize];
-            (parts[p as usize].more_urls).insert(key >> 32 << 32 | u64::from(number));
+            (parts[p as usize].more_urls).push(key >> 32 << 32 | u64::from(number));
+        }
+        for part in &mut parts {
+            part.more_urls.sort_unstable();
         }
         self.days[i] = Day::Split(day, parts);
     }
@@ -244,7 +257,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             };
             let mut visitors = 0u64;
             for mut part in parts {
-                part.count(&mut first_visit);
+                part.count_all(&mut first_visit);
                 visitors += part.visitors.len() as u64;
                 clients.extend(part.visitors.into_iter().map(|(v, s)| {
                     if day != NO_VISIT {
@@ -287,6 +300,53 @@ impl<K: Copy + Eq + Hash> Part<K> {
         self.pending = pending;
     }
 
+    /// Counts everything held back: the hits, then the pairs of URL and visitor.
+    fn count_all(&mut self, mut first_visit: impl FnMut(u32)) {
+        self.count(&mut first_visit);
+        self.add_urls(first_visit);
+    }
+
+    /// Moves [`Part::new_urls`] into [`Part::more_urls`], calling `first_visit` with the URL of
+    /// each pair not there yet. Called when the new pairs are as many as the known ones (or
+    /// [`NEW_URLS`]), so that each pair is sorted and merged a bounded number of times on
+    /// average, and the memory held is at most about twice the distinct pairs.
+    #[inline(never)]
+    fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
+        let (known, new) = (&mut self.more_urls, &mut self.new_urls);
+        new.sort_unstable();
+        new.dedup();
+        // Only the pairs not known, which are first visits: both lists are sorted, so one
+        // walk along the known ones finds them.
+        let mut k = 0;
+        new.retain(|&pair| {
+            while k < known.len() && known[k] < pair {
+                k += 1;
+            }
+            let first = known.get(k) != Some(&pair);
+            if first {
+                first_visit((pair >> 32) as u32);
+            }
+            first
+        });
+        // Merged from the back, in place: the known pairs move up at most once.
+        let (old, added) = (known.len(), new.len());
+        // Exactly: growing by doubling could hold twice the pairs, for a table that grows
+        // with the log.
+        known.reserve_exact(added);
+        known.resize(old + added, 0);
+        let (mut i, mut j) = (old, added);
+        while j > 0 {
+            if i > 0 && known[i - 1] > new[j - 1] {
+                known[i + j - 1] = known[i - 1];
+                i -= 1;
+            } else {
+                known[i + j - 1] = new[j - 1];
+                j -= 1;
+            }
+        }
+        new.clear();
+    }
+
     // Always: once the counter grew, the compiler stopped inlining it on its own, and a call
     // per request is a large share of a big report's time.
     #[inline(always)]
@@ -307,7 +367,13 @@ impl<K: Copy + Eq + Hash> Part<K> {
                 visits.urls[i] = url;
                 true
             }
-            None => (self.more_urls).insert(u64::from(url) << 32 | u64::from(visits.number)),
+            None => {
+                (self.new_urls).push(u64::from(url) << 32 | u64::from(visits.number));
+                if self.new_urls.len() >= self.more_urls.len().max(NEW_URLS) {
+                    self.add_urls(&mut first_visit);
+                }
+                false
+            }
         };
         if first {
             first_visit(url);
