@@ -313,7 +313,12 @@ impl<K: Copy + Eq + Hash> Part<K> {
     #[inline(never)]
     fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
         let (known, new) = (&mut self.more_urls, &mut self.new_urls);
-        new.sort_unstable();
+        // The room the merge below needs at most, lent to the sort first.
+        let old = known.len();
+        known.reserve_exact(new.len());
+        known.resize(old + new.len(), 0);
+        radix_sort(new, &mut known[old..]);
+        known.truncate(old);
         new.dedup();
         // Only the pairs not known, which are first visits: both lists are sorted, so one
         // walk along the known ones finds them.
@@ -328,11 +333,10 @@ impl<K: Copy + Eq + Hash> Part<K> {
             }
             first
         });
-        // Merged from the back, in place: the known pairs move up at most once.
-        let (old, added) = (known.len(), new.len());
-        // Exactly: growing by doubling could hold twice the pairs, for a table that grows
-        // with the log.
-        known.reserve_exact(added);
+        // Merged from the back, in place: the known pairs move up at most once. The room
+        // was reserved exactly above: growing by doubling could hold twice the pairs, for a
+        // list that grows with the log.
+        let added = new.len();
         known.resize(old + added, 0);
         let (mut i, mut j) = (old, added);
         while j > 0 {
@@ -378,6 +382,47 @@ impl<K: Copy + Eq + Hash> Part<K> {
         if first {
             first_visit(url);
         }
+    }
+}
+
+/// Sorts `keys` a byte at a time from the lowest (a radix sort), with `scratch`, as long, as
+/// room. Bytes that all keys share are skipped: a pair of a URL and a visitor numbers both
+/// from 0, so most of its high bytes are zero. Several times faster than a comparison sort on
+/// the millions of pairs of a large log.
+fn radix_sort(keys: &mut [u64], scratch: &mut [u64]) {
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut counts = [[0usize; 256]; 8];
+    for &key in keys.iter() {
+        for (byte, count) in counts.iter_mut().enumerate() {
+            count[(key >> (8 * byte)) as u8 as usize] += 1;
+        }
+    }
+    // Each pass moves the keys from one buffer to the other.
+    let mut in_scratch = false;
+    for (byte, count) in counts.iter_mut().enumerate() {
+        if count.contains(&keys.len()) {
+            continue;
+        }
+        let mut next = 0;
+        for slot in count.iter_mut() {
+            (*slot, next) = (next, next + *slot);
+        }
+        let (from, to): (&[u64], &mut [u64]) = match in_scratch {
+            false => (keys, scratch),
+            true => (scratch, keys),
+        };
+        for &key in from {
+            let slot = &mut count[(key >> (8 * byte)) as u8 as usize];
+            to[*slot] = key;
+            *slot += 1;
+        }
+        in_scratch = !in_scratch;
+    }
+    if in_scratch {
+        keys.copy_from_slice(scratch);
     }
 }
 
@@ -440,6 +485,25 @@ mod tests {
             let mut per_agent = visited.agents;
             per_agent.resize(2, 0);
             prop_assert_eq!(per_agent, agents);
+        }
+    }
+
+    proptest! {
+        /// Keys with high bytes in common or not, short and long lists (the radix passes
+        /// start at 256 keys).
+        #[test]
+        fn the_radix_sort_sorts(
+            keys in prop_oneof![
+                proptest::collection::vec(any::<u64>(), 0..2000),
+                proptest::collection::vec(0u64..70_000, 0..2000),
+                proptest::collection::vec((0u64..300, 0u64..5).prop_map(|(u, v)| u << 32 | v), 0..2000),
+            ]
+        ) {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let (mut got, mut scratch) = (keys.clone(), vec![0; keys.len()]);
+            radix_sort(&mut got, &mut scratch);
+            prop_assert_eq!(got, sorted);
         }
     }
 
