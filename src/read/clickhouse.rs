@@ -749,7 +749,7 @@ fn entries(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Count
     let (read, results) = shard::fan_out(
         query.threads,
         4,
-        |send| {
+        |feed| {
             let mut block = super::RowBlock::default();
             let mut fields: [Vec<u8>; 9] = Default::default();
             let mut stopped = false;
@@ -762,14 +762,14 @@ fn entries(tables: &Tables, where_: &str, query: &Query) -> anyhow::Result<Count
                     return false;
                 };
                 // Only a counting thread that panicked stops taking blocks; the join says so.
-                if full && !send(std::mem::take(&mut block)) {
+                if full && !feed.send(std::mem::take(&mut block)) {
                     stopped = true;
                     return false;
                 }
                 true
             })?;
             if !stopped {
-                send(block);
+                feed.send(block);
             }
             Ok(())
         },

@@ -101,11 +101,14 @@ fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
     let (read, results) = shard::fan_out(
         query.threads,
         BLOCKS_AHEAD,
-        |send| {
+        |feed| {
             let mut blocks = Blocks::new(file, query.threads.max(1));
-            for block in blocks.by_ref() {
-                if !send(block) {
+            while let Some(block) = blocks.next() {
+                if !feed.send(block) {
                     break;
+                }
+                if let Some(spent) = feed.spent() {
+                    blocks.refill(spent);
                 }
             }
             read_error(blocks, path)

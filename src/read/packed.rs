@@ -37,7 +37,7 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
     let (read, results) = shard::fan_out(
         query.threads,
         RUNS_AHEAD,
-        |send| {
+        |feed: &mut shard::Feed<Vec<u8>>| {
             let mut stmt =
                 conn.prepare("SELECT seq, rows, data FROM packed_blocks ORDER BY seq")?;
             let mut blocks = stmt.query([])?;
@@ -58,17 +58,22 @@ pub fn counts(conn: &Connection, query: &Query) -> anyhow::Result<Option<Counts>
                     );
                 }
                 run.extend_from_slice(data);
-                if run.len() >= RUN_ROWS * RECORD
-                    && !send(std::mem::replace(
-                        &mut run,
-                        Vec::with_capacity(RUN_ROWS * RECORD),
-                    ))
-                {
-                    return Ok(());
+                if run.len() >= RUN_ROWS * RECORD {
+                    // A run the threads are done with is filled again.
+                    let next = match feed.spent() {
+                        Some(mut spent) => {
+                            spent.clear();
+                            spent
+                        }
+                        None => Vec::with_capacity(RUN_ROWS * RECORD),
+                    };
+                    if !feed.send(std::mem::replace(&mut run, next)) {
+                        return Ok(());
+                    }
                 }
             }
             if !run.is_empty() {
-                send(run);
+                feed.send(run);
             }
             Ok(())
         },

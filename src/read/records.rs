@@ -51,6 +51,13 @@ impl Buffer {
         String::from_utf8(bytes).map_or_else(|e| Buffer::Bytes(e.into_bytes()), Buffer::Text)
     }
 
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Buffer::Text(text) => text.into_bytes(),
+            Buffer::Bytes(bytes) => bytes,
+        }
+    }
+
     fn text(&self) -> Option<&str> {
         match self {
             Buffer::Text(text) => Some(text),
@@ -425,6 +432,9 @@ pub struct Blocks<R> {
     longest: usize,
     /// The number of shares records are tagged for.
     shares: usize,
+    /// A block the counting threads are done with, whose memory the next block takes
+    /// ([`Blocks::refill`]).
+    spare: Option<Block>,
 }
 
 impl<R: Read> Blocks<R> {
@@ -446,7 +456,15 @@ impl<R: Read> Blocks<R> {
             error: None,
             size,
             longest,
+            spare: None,
         }
+    }
+
+    /// Gives back a block handed out before, that nothing reads any more: the next block is
+    /// read into its memory, which is already the process's, rather than into memory asked
+    /// of the system (page faults, zeroed pages).
+    pub fn refill(&mut self, block: Block) {
+        self.spare = Some(block);
     }
 
     /// The error that ended the blocks, if any.
@@ -457,7 +475,12 @@ impl<R: Read> Blocks<R> {
     /// The records indexed so far, as a block; what follows them starts the next block.
     fn cut(&mut self) -> Block {
         let end = self.index.start;
-        let mut rest = Vec::with_capacity(self.size + (self.pending.len() - end));
+        let (mut rest, mut next_ends, mut next_records) = match self.spare.take() {
+            Some(spare) => (spare.buffer.into_bytes(), spare.ends, spare.records),
+            None => Default::default(),
+        };
+        rest.clear();
+        rest.reserve(self.size + (self.pending.len() - end));
         rest.extend_from_slice(&self.pending[end..]);
         let mut bytes = std::mem::replace(&mut self.pending, rest);
         bytes.truncate(end);
@@ -470,7 +493,11 @@ impl<R: Read> Blocks<R> {
         ends.truncate(from);
         // The next block is much like this one: room for its entries from the start saves
         // growing the index by doubling, which copies it and may leave half of it unused.
-        self.index.ends = Vec::with_capacity(ends.len() + ends.len() / 8 + 4096 + 64);
+        next_ends.clear();
+        next_ends.reserve(ends.len() + ends.len() / 8 + 4096 + 64);
+        next_records.clear();
+        self.index.ends = next_ends;
+        self.index.records = next_records;
         if self.records == 0
             && let Some(first) = records.first_mut()
             && bytes[first.start as usize..].starts_with(BOM)
@@ -750,7 +777,23 @@ mod tests {
             size in 1usize..200,
         ) {
             prop_assert_eq!(read(&bytes, size), reference(&bytes));
+            prop_assert_eq!(read_refilled(&bytes, size), reference(&bytes));
         }
+    }
+
+    /// [`read`], each block given back once read, as the reading thread does: the next is
+    /// read into its memory, which still holds its bytes and entries.
+    fn read_refilled(input: &[u8], size: usize) -> Vec<Vec<Vec<u8>>> {
+        let mut blocks = blocks(input, size, usize::MAX);
+        let mut out = Vec::new();
+        while let Some(block) = blocks.next() {
+            for i in 0..block.records.len() {
+                let r = block.record(i);
+                out.push((0..r.len()).map(|i| r.field(i).into_owned()).collect());
+            }
+            blocks.refill(block);
+        }
+        out
     }
 
     #[test]

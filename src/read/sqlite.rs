@@ -118,7 +118,7 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
     let (read, results) = shard::fan_out(
         query.threads,
         4,
-        |send| {
+        |feed| {
             let mut block = super::RowBlock::default();
             let mut stopped = false;
             for_each_row(conn, 0, &mut |row| {
@@ -128,14 +128,14 @@ fn from_rows(path: &Path, conn: &rusqlite::Connection, query: &Query) -> anyhow:
                 })?;
                 let full = block.push(row);
                 // Only a counting thread that panicked stops taking blocks; the join says so.
-                if full && !send(std::mem::take(&mut block)) {
+                if full && !feed.send(std::mem::take(&mut block)) {
                     stopped = true;
                     bail!("the counting threads stopped");
                 }
                 Ok(())
             })?;
             if !stopped {
-                send(block);
+                feed.send(block);
             }
             Ok(())
         },

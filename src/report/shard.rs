@@ -10,6 +10,7 @@
 //! passes over the rows of other shares as fast as it can tell them (by a tag the reader put
 //! on each CSV record, or by hashing the client).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -68,10 +69,51 @@ impl<B> Iterator for Blocks<B> {
     }
 }
 
+/// Where the reader puts its blocks: each goes to every counting thread, and the blocks they
+/// are all done with come back ([`Feed::spent`]) to be filled again. A block freed instead
+/// returns its memory to the system, and the next one asks for it anew: page faults and
+/// zeroed pages, on the reading thread, for every megabyte read.
+pub struct Feed<B> {
+    senders: Vec<SyncSender<Arc<B>>>,
+    /// The last blocks sent, oldest first: those in use, and at most one that is not.
+    sent: VecDeque<Arc<B>>,
+    /// How many blocks `sent` keeps at most: as many as may be in use.
+    keep: usize,
+}
+
+impl<B> Feed<B> {
+    /// Hands `block` to every thread; false once every thread has stopped.
+    pub fn send(&mut self, block: B) -> bool {
+        let block = Arc::new(block);
+        let mut delivered = false;
+        for tx in &self.senders {
+            // A closed channel is a thread that stopped (done early, or failed).
+            delivered |= tx.send(Arc::clone(&block)).is_ok();
+        }
+        self.sent.push_back(block);
+        // A reader that takes no block back keeps none: the oldest is dropped, freed with
+        // the threads' last reference.
+        while self.sent.len() > self.keep {
+            self.sent.pop_front();
+        }
+        delivered
+    }
+
+    /// The oldest block sent, if every thread is done with it.
+    pub fn spent(&mut self) -> Option<B> {
+        // The threads only ever drop their references, so a block that no thread holds now
+        // stays so.
+        if Arc::strong_count(self.sent.front()?) > 1 {
+            return None;
+        }
+        Arc::into_inner(self.sent.pop_front()?)
+    }
+}
+
 /// Runs `work` on `threads` threads, one per [`Share`], each given every block `read` sends,
-/// in order; `read` runs on the calling thread, and stops early when its `send` returns false
-/// (every counting thread has stopped). Returns what `read` returned, and what each thread
-/// returned, in share order; a panicking thread is an error.
+/// in order; `read` runs on the calling thread, and stops early when its [`Feed::send`]
+/// returns false (every counting thread has stopped). Returns what `read` returned, and what
+/// each thread returned, in share order; a panicking thread is an error.
 ///
 /// `ahead` blocks may wait for the slowest thread: enough that the reader and the threads
 /// seldom wait on each other, few enough that the blocks in flight stay small (the reader
@@ -79,7 +121,7 @@ impl<B> Iterator for Blocks<B> {
 pub fn fan_out<B, R>(
     threads: usize,
     ahead: usize,
-    read: impl FnOnce(&mut dyn FnMut(B) -> bool) -> anyhow::Result<()>,
+    read: impl FnOnce(&mut Feed<B>) -> anyhow::Result<()>,
     work: impl Fn(Share, Blocks<B>) -> R + Sync,
 ) -> anyhow::Result<(anyhow::Result<()>, Vec<R>)>
 where
@@ -96,16 +138,14 @@ where
                 (tx, worker)
             })
             .unzip();
-        let read_result = read(&mut |block: B| {
-            let block = Arc::new(block);
-            let mut delivered = false;
-            for tx in &senders {
-                // A closed channel is a thread that stopped (done early, or failed).
-                delivered |= tx.send(Arc::clone(&block)).is_ok();
-            }
-            delivered
-        });
-        drop(senders);
+        let mut feed = Feed {
+            senders,
+            sent: VecDeque::new(),
+            // Each thread's waiting blocks and the one it is counting, and one more, spent.
+            keep: ahead.max(1) + 2,
+        };
+        let read_result = read(&mut feed);
+        drop(feed);
         let results = (workers.into_iter())
             .map(|w| {
                 w.join()
@@ -129,9 +169,9 @@ mod tests {
             let (read, seen) = fan_out(
                 threads,
                 4,
-                |send| {
+                |feed| {
                     for chunk in clients.chunks(64) {
-                        assert!(send(chunk.to_vec()));
+                        assert!(feed.send(chunk.to_vec()));
                     }
                     Ok(())
                 },
@@ -174,14 +214,58 @@ mod tests {
         }
     }
 
+    /// A thread done with a block drops it before it takes the next, and a send returns once
+    /// the channel has room: after block `j` is sent, every thread has taken block
+    /// `j - ahead`, so every block before it is spent, whatever the threads' speed.
+    #[test]
+    fn the_blocks_every_thread_is_done_with_come_back_in_order() {
+        let ahead = 2;
+        let (read, sums) = fan_out(
+            3,
+            ahead,
+            |feed| {
+                let mut back = Vec::new();
+                for j in 0..50u64 {
+                    assert!(feed.send(vec![j]));
+                    while let Some(block) = feed.spent() {
+                        back.push(block[0]);
+                    }
+                    let spent = (j + 1).saturating_sub(ahead as u64 + 1);
+                    assert_eq!(back[..spent as usize], (0..spent).collect::<Vec<_>>());
+                    assert!(feed.sent.len() <= feed.keep);
+                }
+                Ok(())
+            },
+            |_, blocks| blocks.map(|block| block[0]).sum::<u64>(),
+        )
+        .unwrap();
+        read.unwrap();
+        assert_eq!(sums, vec![(0..50).sum::<u64>(); 3]);
+        // A reader that takes nothing back holds no more than the blocks that may be in use.
+        let (read, _) = fan_out(
+            2,
+            ahead,
+            |feed| {
+                for j in 0..50u64 {
+                    feed.send(vec![j]);
+                    assert!(feed.sent.len() <= ahead + 2);
+                }
+                Ok(())
+            },
+            |_, blocks| blocks.count(),
+        )
+        .unwrap();
+        read.unwrap();
+    }
+
     #[test]
     fn reading_stops_when_every_thread_has_stopped_and_a_panic_is_an_error() {
         let (read, _) = fan_out(
             2,
             4,
-            |send| {
+            |feed| {
                 let mut sent = 0;
-                while send(sent) {
+                while feed.send(sent) {
                     sent += 1;
                     assert!(sent < 1_000_000, "the reader was never told to stop");
                 }
@@ -194,8 +278,8 @@ mod tests {
         let panicked = fan_out(
             2,
             4,
-            |send| {
-                send(1);
+            |feed| {
+                feed.send(1);
                 Ok(())
             },
             |share, _| {
