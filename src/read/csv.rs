@@ -108,7 +108,7 @@ fn rows_counts(path: &Path, query: &Query) -> anyhow::Result<Counts> {
                     break;
                 }
                 if let Some(spent) = feed.spent() {
-                    blocks.refill(spent);
+                    blocks.give_back(spent);
                 }
             }
             read_error(blocks, path)

@@ -433,7 +433,7 @@ pub struct Blocks<R> {
     /// The number of shares records are tagged for.
     shares: usize,
     /// A block the counting threads are done with, whose memory the next block takes
-    /// ([`Blocks::refill`]).
+    /// ([`Blocks::give_back`]).
     spare: Option<Block>,
 }
 
@@ -463,7 +463,7 @@ impl<R: Read> Blocks<R> {
     /// Gives back a block handed out before, that nothing reads any more: the next block is
     /// read into its memory, which is already the process's, rather than into memory asked
     /// of the system (page faults, zeroed pages).
-    pub fn refill(&mut self, block: Block) {
+    pub fn give_back(&mut self, block: Block) {
         self.spare = Some(block);
     }
 
@@ -476,8 +476,12 @@ impl<R: Read> Blocks<R> {
     fn cut(&mut self) -> Block {
         let end = self.index.start;
         let (mut rest, mut next_ends, mut next_records) = match self.spare.take() {
-            Some(spare) => (spare.buffer.into_bytes(), spare.ends, spare.records),
-            None => Default::default(),
+            // A block grown far past the block size by a long record is let go, not kept
+            // going round.
+            Some(spare) if spare.buffer.len() <= 2 * self.size => {
+                (spare.buffer.into_bytes(), spare.ends, spare.records)
+            }
+            _ => Default::default(),
         };
         rest.clear();
         rest.reserve(self.size + (self.pending.len() - end));
@@ -608,8 +612,16 @@ impl<I: Iterator<Item = Arc<Block>>> Records<I> {
     pub fn next_in(&mut self, share: Share) -> Option<Record<'_>> {
         loop {
             while self.next == self.block.records.len() {
-                self.block = self.blocks.next()?;
+                // Let go before waiting for the next block: the reader fills a block no
+                // thread holds again ([`crate::report::shard::Feed::spent`]). What it was
+                // is kept for [`Records::number`].
+                let before = self.block.before + self.next as u64;
+                self.block = Arc::new(Block {
+                    before,
+                    ..Block::default()
+                });
                 self.next = 0;
+                self.block = self.blocks.next()?;
             }
             let i = self.next;
             self.next += 1;
@@ -781,6 +793,30 @@ mod tests {
         }
     }
 
+    /// The reader fills again the blocks no counting thread holds, so a thread lets go of
+    /// its block before it waits for the next, not once it has it.
+    #[test]
+    fn a_block_is_let_go_before_the_next_is_asked_for() {
+        let input = b"a,b\n".repeat(100);
+        let blocks: Vec<Arc<Block>> = blocks(&input, 16, usize::MAX).map(Arc::new).collect();
+        assert!(blocks.len() > 3);
+        let mut given = 0;
+        let handed = std::iter::from_fn(|| {
+            if given > 0 {
+                let held = Arc::strong_count(&blocks[given - 1]) - 1;
+                assert_eq!(held, 0, "block {} still held", given - 1);
+            }
+            given += 1;
+            blocks.get(given - 1).cloned()
+        });
+        let mut records = Records::new(handed);
+        let mut read = 0;
+        while records.next_record().is_some() {
+            read += 1;
+        }
+        assert_eq!((read, records.number()), (100, 100));
+    }
+
     /// [`read`], each block given back once read, as the reading thread does: the next is
     /// read into its memory, which still holds its bytes and entries.
     fn read_refilled(input: &[u8], size: usize) -> Vec<Vec<Vec<u8>>> {
@@ -791,7 +827,7 @@ mod tests {
                 let r = block.record(i);
                 out.push((0..r.len()).map(|i| r.field(i).into_owned()).collect());
             }
-            blocks.refill(block);
+            blocks.give_back(block);
         }
         out
     }

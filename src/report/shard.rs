@@ -75,10 +75,13 @@ impl<B> Iterator for Blocks<B> {
 /// zeroed pages, on the reading thread, for every megabyte read.
 pub struct Feed<B> {
     senders: Vec<SyncSender<Arc<B>>>,
-    /// The last blocks sent, oldest first: those in use, and at most one that is not.
+    /// The last blocks sent, oldest first, once the reader has asked for one back: those
+    /// in use, and at most one that is not.
     sent: VecDeque<Arc<B>>,
     /// How many blocks `sent` keeps at most: as many as may be in use.
     keep: usize,
+    /// Whether the reader takes blocks back: one that never does keeps none alive.
+    reuses: bool,
 }
 
 impl<B> Feed<B> {
@@ -90,17 +93,20 @@ impl<B> Feed<B> {
             // A closed channel is a thread that stopped (done early, or failed).
             delivered |= tx.send(Arc::clone(&block)).is_ok();
         }
-        self.sent.push_back(block);
-        // A reader that takes no block back keeps none: the oldest is dropped, freed with
-        // the threads' last reference.
-        while self.sent.len() > self.keep {
-            self.sent.pop_front();
+        if self.reuses {
+            self.sent.push_back(block);
+            // Past the blocks that may be in use, the oldest is let go, freed with the
+            // threads' last reference.
+            while self.sent.len() > self.keep {
+                self.sent.pop_front();
+            }
         }
         delivered
     }
 
     /// The oldest block sent, if every thread is done with it.
     pub fn spent(&mut self) -> Option<B> {
+        self.reuses = true;
         // The threads only ever drop their references, so a block that no thread holds now
         // stays so.
         if Arc::strong_count(self.sent.front()?) > 1 {
@@ -143,6 +149,7 @@ where
             sent: VecDeque::new(),
             // Each thread's waiting blocks and the one it is counting, and one more, spent.
             keep: ahead.max(1) + 2,
+            reuses: false,
         };
         let read_result = read(&mut feed);
         drop(feed);
@@ -214,9 +221,10 @@ mod tests {
         }
     }
 
-    /// A thread done with a block drops it before it takes the next, and a send returns once
-    /// the channel has room: after block `j` is sent, every thread has taken block
-    /// `j - ahead`, so every block before it is spent, whatever the threads' speed.
+    /// A thread done with a block drops it before it takes the next (as the CSV reader's
+    /// `Records` does), and a send returns once the channel has room: after block `j` is
+    /// sent, every thread has taken block `j - ahead`, so every block before it is spent,
+    /// whatever the threads' speed.
     #[test]
     fn the_blocks_every_thread_is_done_with_come_back_in_order() {
         let ahead = 2;
@@ -224,6 +232,8 @@ mod tests {
             3,
             ahead,
             |feed| {
+                // Asked before the first block, so that every block is kept.
+                assert_eq!(feed.spent(), None);
                 let mut back = Vec::new();
                 for j in 0..50u64 {
                     assert!(feed.send(vec![j]));
@@ -241,14 +251,14 @@ mod tests {
         .unwrap();
         read.unwrap();
         assert_eq!(sums, vec![(0..50).sum::<u64>(); 3]);
-        // A reader that takes nothing back holds no more than the blocks that may be in use.
+        // A reader that takes nothing back keeps nothing alive.
         let (read, _) = fan_out(
             2,
             ahead,
             |feed| {
                 for j in 0..50u64 {
                     feed.send(vec![j]);
-                    assert!(feed.sent.len() <= ahead + 2);
+                    assert!(feed.sent.is_empty());
                 }
                 Ok(())
             },

@@ -309,7 +309,9 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// Moves [`Part::new_urls`] into [`Part::more_urls`], calling `first_visit` with the URL of
     /// each pair not there yet. Called when the new pairs are as many as the known ones (or
     /// [`NEW_URLS`]), so that each pair is sorted and merged a bounded number of times on
-    /// average, and the memory held is at most about twice the distinct pairs.
+    /// average. Between merges, the known pairs take 8 bytes each and the new ones at most as
+    /// much again; during one, the new ones' room once more.
+    // Never inlined: called once per many hits, it would only make the per-hit code larger.
     #[inline(never)]
     fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
         let (known, new) = (&mut self.more_urls, &mut self.new_urls);
@@ -333,9 +335,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
             }
             first
         });
-        // Merged from the back, in place: the known pairs move up at most once. The room
-        // was reserved exactly above: growing by doubling could hold twice the pairs, for a
-        // list that grows with the log.
+        // Merged from the back, in place: the known pairs move up at most once.
         let added = new.len();
         known.resize(old + added, 0);
         let (mut i, mut j) = (old, added);
@@ -348,6 +348,9 @@ impl<K: Copy + Eq + Hash> Part<K> {
                 j -= 1;
             }
         }
+        // The room lent to the sort was for the new pairs with their repeats; the list keeps
+        // only what it holds.
+        known.shrink_to_fit();
         new.clear();
     }
 
@@ -386,9 +389,9 @@ impl<K: Copy + Eq + Hash> Part<K> {
 }
 
 /// Sorts `keys` a byte at a time from the lowest (a radix sort), with `scratch`, as long, as
-/// room. Bytes that all keys share are skipped: a pair of a URL and a visitor numbers both
-/// from 0, so most of its high bytes are zero. Several times faster than a comparison sort on
-/// the millions of pairs of a large log.
+/// room: a few passes over the keys, where a comparison sort of millions of pairs compares
+/// each about twenty times. Bytes that all keys share are skipped: a pair of a URL and a
+/// visitor numbers both from 0, so most of its high bytes are zero.
 fn radix_sort(keys: &mut [u64], scratch: &mut [u64]) {
     if keys.len() < 256 {
         keys.sort_unstable();
