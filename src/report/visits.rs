@@ -78,6 +78,24 @@ struct Part<K> {
     new_urls: Vec<u64>,
 }
 
+impl<K> Day<K> {
+    fn day(&self) -> i32 {
+        match self {
+            Day::One(day, _) | Day::Split(day, _) => *day,
+        }
+    }
+}
+
+impl<K> Part<K> {
+    /// A table with room for `visitors` visitors.
+    fn with_room(visitors: usize) -> Part<K> {
+        Part {
+            visitors: FxHashMap::with_capacity_and_hasher(visitors, Default::default()),
+            ..Part::default()
+        }
+    }
+}
+
 impl<K> Default for Part<K> {
     fn default() -> Self {
         Part {
@@ -181,16 +199,39 @@ impl<K: Copy + Eq + Hash> Visits<K> {
     /// Where `day` is in `days`, which gets it if it is new.
     #[inline]
     fn day_index(&mut self, day: i32) -> usize {
-        let same = |d: &Day<K>| match d {
-            Day::One(d, _) | Day::Split(d, _) => *d == day,
-        };
-        if !self.days.get(self.last).is_some_and(same) {
-            self.last = *self.index.entry(day).or_insert_with(|| {
-                self.days.push(Day::One(day, Part::default()));
-                self.days.len() - 1
-            });
+        if self.days.get(self.last).is_none_or(|d| d.day() != day) {
+            self.last = match self.index.get(&day) {
+                Some(&i) => i,
+                None => {
+                    let new = self.new_day(day);
+                    self.days.push(new);
+                    self.index.insert(day, self.days.len() - 1);
+                    self.days.len() - 1
+                }
+            };
         }
         self.last
+    }
+
+    /// The tables of a day first seen. A log's days are much alike, so they are made the
+    /// size the day before them ended at (and split if it was), rather than grown to it by
+    /// doubling: each doubling moves every visitor to a new table, in memory taken anew.
+    #[cold]
+    fn new_day(&self, day: i32) -> Day<K> {
+        let before = match day {
+            NO_VISIT => None,
+            _ => (self.days.iter().rev()).find(|d| d.day() != NO_VISIT),
+        };
+        match before {
+            Some(Day::Split(_, parts)) => Day::Split(
+                day,
+                (parts.iter())
+                    .map(|part| Part::with_room(part.visitors.len()))
+                    .collect(),
+            ),
+            Some(Day::One(_, part)) => Day::One(day, Part::with_room(part.visitors.len())),
+            None => Day::One(day, Part::default()),
+        }
     }
 
     /// Splits the table of the day at `i` by client. A visitor's number changes with its
