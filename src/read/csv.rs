@@ -51,8 +51,11 @@ const REFERRER: usize = column("referrer");
 const USER_AGENT: usize = column("user_agent");
 const RESPONSE_TIME_US: usize = column("response_time_us");
 
-/// Blocks of about [`super::records::BLOCK`] bytes that may wait for the slowest counting thread.
-const BLOCKS_AHEAD: usize = 4;
+/// Blocks of about [`super::records::BLOCK`] bytes that may wait for the slowest counting
+/// thread. The reader keeps that many and two more in circulation (see
+/// [`shard::Feed`]), which is most of what `--report status` holds: one fewer keeps it well
+/// within its memory budget.
+const BLOCKS_AHEAD: usize = 3;
 
 /// Receives each row read.
 pub type Emit<'e> = dyn FnMut(&Row<'_>) + 'e;
