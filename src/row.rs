@@ -138,11 +138,11 @@ pub struct Interner {
     ids: hashbrown::HashTable<u32>,
     /// The strings by id.
     pub names: Vec<Box<str>>,
-    /// By length (shorter than [`Interner::BY_LENGTH`] bytes), the id of the last string of that
-    /// length asked for ([`Interner::NONE`] before the first). A string compared with it first is often found
-    /// without hashing: a client's requests come in runs with the same user agent and
-    /// referrer, and the few user agents of a log mostly differ in length. A wrong guess
-    /// costs a comparison that stops at the first differing bytes.
+    /// By length (shorter than [`Interner::BY_LENGTH`] bytes), the id of the last string of
+    /// that length asked for ([`Interner::NONE`] before the first). A string compared with it
+    /// first is often found without hashing: a client's requests come in runs with the same
+    /// user agent and referrer, and the few user agents of a log mostly differ in length. A
+    /// wrong guess costs a comparison that stops at the first differing bytes.
     by_length: Vec<u32>,
 }
 

@@ -540,7 +540,10 @@ mod tests {
             keys in prop_oneof![
                 proptest::collection::vec(any::<u64>(), 0..2000),
                 proptest::collection::vec(0u64..70_000, 0..2000),
-                proptest::collection::vec((0u64..300, 0u64..5).prop_map(|(u, v)| u << 32 | v), 0..2000),
+                proptest::collection::vec(
+                    (0u64..300, 0u64..5).prop_map(|(u, v)| u << 32 | v),
+                    0..2000,
+                ),
             ]
         ) {
             let mut sorted = keys.clone();
