@@ -573,7 +573,7 @@ impl Counter {
             if visiting {
                 visits.hit(timestamp, hit.client, hit.agent, url, first_visit);
             } else {
-                visits.hit_without_visit(hit.client, first_visit);
+                visits.hit_without_visit(timestamp, hit.client, hit.agent, first_visit);
             }
         } else if wants.clients {
             visits.hit(0, hit.client, 0, 0, |_| {});

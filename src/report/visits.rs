@@ -66,8 +66,11 @@ struct Part<K> {
     /// Hits held back, in a split day's tables.
     pending: Vec<(Visitor<K>, u32)>,
     /// The visitor is in the map itself, not in a list the map numbers: one place in memory
-    /// to reach per hit, not two.
+    /// to reach per hit, not two. It holds the clients whose hits made no visit too
+    /// ([`NOT_VISITED`]).
     visitors: FxHashMap<Visitor<K>, VisitorHits>,
+    /// The visitors of `visitors` that made a visit, which numbers them.
+    visited: u32,
     /// URL << 32 | visitor number, sorted and distinct, each counted once: the URLs of
     /// visitors who hit more than [`INLINE`].
     more_urls: Vec<u64>,
@@ -101,15 +104,18 @@ impl<K> Default for Part<K> {
         Part {
             pending: Vec::new(),
             visitors: FxHashMap::default(),
+            visited: 0,
             more_urls: Vec::new(),
             new_urls: Vec::new(),
         }
     }
 }
 
-/// The day of the hits that count for their client but make no visitor
-/// ([`Visits::hit_without_visit`]): no log reaches it.
-const NO_VISIT: i32 = i32::MIN;
+/// The number of a [`VisitorHits`] whose hits all made no visit ([`Visits::hit_without_visit`])
+/// so far: it counts for its client's hits, not as a visitor. Kept in its day's table rather
+/// than in one table of its own: a table of every such client of the log would be reached at
+/// a random place by every such hit, far outside the caches.
+const NOT_VISITED: u32 = u32::MAX;
 
 /// A visitor: client, day (since the epoch) and user agent id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,7 +135,8 @@ const NO_URL: u32 = u32::MAX;
 #[derive(Debug)]
 struct VisitorHits {
     hits: u64,
-    /// In order of first sight within its table, for [`Part::more_urls`].
+    /// In order of first visit within its table, for [`Part::more_urls`]; [`NOT_VISITED`]
+    /// before it.
     number: u32,
     /// The first distinct URLs hit, then [`NO_URL`]; the others are in [`Part::more_urls`].
     urls: [u32; INLINE],
@@ -164,8 +171,8 @@ fn part_of<K: Hash>(client: &K) -> usize {
 }
 
 impl<K: Copy + Eq + Hash> Visits<K> {
-    /// Records a hit on `url` by `client` with `agent` (ids) at `timestamp` (seconds since the
-    /// epoch). `first_visit` is called with each URL a visitor hits for the first time, here
+    /// Records a hit on `url` by `client` with `agent` (ids; `url` below `u32::MAX`) at
+    /// `timestamp` (seconds since the epoch). `first_visit` is called with each URL a visitor hits for the first time, here
     /// or in a later call: hits are counted in runs.
     #[inline]
     pub fn hit(
@@ -218,11 +225,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
     /// doubling: each doubling moves every visitor to a new table, in memory taken anew.
     #[cold]
     fn new_day(&self, day: i32) -> Day<K> {
-        let before = match day {
-            NO_VISIT => None,
-            _ => (self.days.iter().rev()).find(|d| d.day() != NO_VISIT),
-        };
-        match before {
+        match self.days.last() {
             Some(Day::Split(_, parts)) => Day::Split(
                 day,
                 (parts.iter())
@@ -245,13 +248,16 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         one.count_all(first_visit);
         let mut parts: Vec<Part<K>> = (0..PARTS).map(|_| Part::default()).collect();
         // By old number: the new table and number.
-        let mut moved = vec![(0u32, 0u32); one.visitors.len()];
+        let mut moved = vec![(0u32, 0u32); one.visited as usize];
         for (visitor, mut hits) in one.visitors {
             let p = part_of(&visitor.client);
             let part = &mut parts[p];
-            let number = part.visitors.len() as u32;
-            moved[hits.number as usize] = (p as u32, number);
-            hits.number = number;
+            if hits.number != NOT_VISITED {
+                let number = part.visited;
+                part.visited += 1;
+                moved[hits.number as usize] = (p as u32, number);
+                hits.number = number;
+            }
             part.visitors.insert(visitor, hits);
         }
         for key in one.more_urls {
@@ -264,12 +270,18 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         self.days[i] = Day::Split(day, parts);
     }
 
-    /// Records a hit that counts for `client` but makes no visitor (a 4xx, which GoAccess
-    /// leaves out of its visitors). `first_visit` as in [`Visits::hit`]: it may count the
-    /// hits held back.
+    /// Records a hit that counts for `client` but makes no visit (a 4xx, which GoAccess
+    /// leaves out of its visitors); the visitor it would be may still make one. Arguments as
+    /// in [`Visits::hit`]: `first_visit` may count the hits held back.
     #[inline]
-    pub fn hit_without_visit(&mut self, client: K, first_visit: impl FnMut(u32)) {
-        self.hit(i64::from(NO_VISIT) * 86_400, client, 0, NO_URL, first_visit);
+    pub fn hit_without_visit(
+        &mut self,
+        timestamp: i64,
+        client: K,
+        agent: u32,
+        first_visit: impl FnMut(u32),
+    ) {
+        self.hit(timestamp, client, agent, NO_URL, first_visit);
     }
 
     /// No hit was recorded.
@@ -299,9 +311,9 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             let mut visitors = 0u64;
             for mut part in parts {
                 part.count_all(&mut first_visit);
-                visitors += part.visitors.len() as u64;
+                visitors += u64::from(part.visited);
                 clients.extend(part.visitors.into_iter().map(|(v, s)| {
-                    if day != NO_VISIT {
+                    if s.number != NOT_VISITED {
                         let agent = v.agent as usize;
                         if agent >= visited.agents.len() {
                             visited.agents.resize(agent + 1, 0);
@@ -311,7 +323,8 @@ impl<K: Copy + Eq + Hash> Visits<K> {
                     (v.client, s.hits)
                 }));
             }
-            if day != NO_VISIT {
+            // A day whose hits made no visit is no day of visitors.
+            if visitors > 0 {
                 visited.visitors += visitors;
                 visited.days.push((i64::from(day), visitors));
             }
@@ -398,16 +411,20 @@ impl<K: Copy + Eq + Hash> Part<K> {
     // Always: once the counter grew, the compiler stopped inlining it on its own, and a call
     // per request is a large share of a big report's time.
     #[inline(always)]
+    /// `url` is [`NO_URL`] for a hit that makes no visit.
     fn count_one(&mut self, visitor: Visitor<K>, url: u32, mut first_visit: impl FnMut(u32)) {
-        let number = self.visitors.len() as u32;
         let visits = self.visitors.entry(visitor).or_insert(VisitorHits {
             hits: 0,
-            number,
+            number: NOT_VISITED,
             urls: [NO_URL; INLINE],
         });
         visits.hits += 1;
-        if visitor.day == NO_VISIT {
+        if url == NO_URL {
             return;
+        }
+        if visits.number == NOT_VISITED {
+            visits.number = self.visited;
+            self.visited += 1;
         }
         let first = match visits.urls.iter().position(|&u| u == url || u == NO_URL) {
             Some(i) if visits.urls[i] == url => false,
@@ -509,7 +526,7 @@ mod tests {
                 *hits.entry(client).or_default() += 1;
                 // One hit in four makes no visitor (a 4xx, counted as GoAccess does).
                 if visiting == 0 {
-                    visits.hit_without_visit(client, |u| got[u as usize] += 1);
+                    visits.hit_without_visit(day * 86_400 + second, client, agent, |u| got[u as usize] += 1);
                     continue;
                 }
                 if pairs.insert((day, client, agent, url)) {
