@@ -15,6 +15,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
+use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// Visitors in a day's table past which it is split (about 2.5 MiB of table).
@@ -64,11 +65,11 @@ pub struct Visited<K> {
 #[derive(Debug)]
 struct Part<K> {
     /// Hits held back, in a split day's tables.
-    pending: Vec<(Visitor<K>, u32)>,
-    /// The visitor is in the map itself, not in a list the map numbers: one place in memory
-    /// to reach per hit, not two. It holds the clients whose hits made no visit too
+    pending: Vec<Held<K>>,
+    /// The visitor is in the table itself, not in a list the table numbers: one place in
+    /// memory to reach per hit, not two. It holds the clients whose hits made no visit too
     /// ([`NOT_VISITED`]).
-    visitors: FxHashMap<Visitor<K>, VisitorHits>,
+    visitors: HashTable<VisitorHits<K>>,
     /// The visitors of `visitors` that made a visit, which numbers them.
     visited: u32,
     /// URL << 32 | visitor number, sorted and distinct, each counted once: the URLs of
@@ -93,7 +94,7 @@ impl<K> Part<K> {
     /// A table with room for `visitors` visitors.
     fn with_room(visitors: usize) -> Part<K> {
         Part {
-            visitors: FxHashMap::with_capacity_and_hasher(visitors, Default::default()),
+            visitors: HashTable::with_capacity(visitors),
             ..Part::default()
         }
     }
@@ -103,7 +104,7 @@ impl<K> Default for Part<K> {
     fn default() -> Self {
         Part {
             pending: Vec::new(),
-            visitors: FxHashMap::default(),
+            visitors: HashTable::new(),
             visited: 0,
             more_urls: Vec::new(),
             new_urls: Vec::new(),
@@ -117,12 +118,13 @@ impl<K> Default for Part<K> {
 /// a random place by every such hit, far outside the caches.
 const NOT_VISITED: u32 = u32::MAX;
 
-/// A visitor: client, day (since the epoch) and user agent id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Visitor<K> {
+/// A hit held back in a split day's table: its visitor (client and user agent id, the day
+/// being the table's) and its URL.
+#[derive(Debug, Clone, Copy)]
+struct Held<K> {
     client: K,
-    day: i32,
     agent: u32,
+    url: u32,
 }
 
 /// URLs kept in a visitor's own slot: most visitors hit few URLs a day, and a larger slot
@@ -131,15 +133,30 @@ const INLINE: usize = 2;
 /// An empty place in [`VisitorHits::urls`]: no URL id reaches it, ids being numbered from 0.
 const NO_URL: u32 = u32::MAX;
 
-/// One visitor's hits.
+/// One visitor and its hits, in its day's table. Its day is the table's, so not held: the
+/// slot is 32 bytes for a client that is a `u64`, rather than 40 with a key apart.
 #[derive(Debug)]
-struct VisitorHits {
-    hits: u64,
+struct VisitorHits<K> {
+    client: K,
+    agent: u32,
     /// In order of first visit within its table, for [`Part::more_urls`]; [`NOT_VISITED`]
     /// before it.
     number: u32,
+    hits: u64,
     /// The first distinct URLs hit, then [`NO_URL`]; the others are in [`Part::more_urls`].
     urls: [u32; INLINE],
+}
+
+impl<K: Hash> VisitorHits<K> {
+    fn hash(&self) -> u64 {
+        visitor_hash(&self.client, self.agent)
+    }
+}
+
+/// The hash a day's table keeps a visitor by.
+#[inline]
+fn visitor_hash<K: Hash>(client: &K, agent: u32) -> u64 {
+    FxBuildHasher.hash_one((client, agent))
 }
 
 impl<K> Default for Visits<K> {
@@ -184,18 +201,18 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         mut first_visit: impl FnMut(u32),
     ) {
         let day = timestamp.div_euclid(86_400) as i32;
-        let visitor = Visitor { client, day, agent };
+        let held = Held { client, agent, url };
         let i = self.day_index(day);
         match &mut self.days[i] {
             Day::One(_, part) => {
-                part.count_one(visitor, url, &mut first_visit);
+                part.count_one(held, &mut first_visit);
                 if part.visitors.len() > self.split_at {
                     self.split(i, &mut first_visit);
                 }
             }
             Day::Split(_, parts) => {
                 let part = &mut parts[part_of(&client)];
-                part.pending.push((visitor, url));
+                part.pending.push(held);
                 if part.pending.len() >= PENDING {
                     part.count(first_visit);
                 }
@@ -249,8 +266,8 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         let mut parts: Vec<Part<K>> = (0..PARTS).map(|_| Part::default()).collect();
         // By old number: the new table and number.
         let mut moved = vec![(0u32, 0u32); one.visited as usize];
-        for (visitor, mut hits) in one.visitors {
-            let p = part_of(&visitor.client);
+        for mut hits in one.visitors {
+            let p = part_of(&hits.client);
             let part = &mut parts[p];
             if hits.number != NOT_VISITED {
                 let number = part.visited;
@@ -258,7 +275,8 @@ impl<K: Copy + Eq + Hash> Visits<K> {
                 moved[hits.number as usize] = (p as u32, number);
                 hits.number = number;
             }
-            part.visitors.insert(visitor, hits);
+            part.visitors
+                .insert_unique(hits.hash(), hits, VisitorHits::hash);
         }
         for key in one.more_urls {
             let (p, number) = moved[(key & 0xffff_ffff) as usize];
@@ -312,15 +330,15 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             for mut part in parts {
                 part.count_all(&mut first_visit);
                 visitors += u64::from(part.visited);
-                clients.extend(part.visitors.into_iter().map(|(v, s)| {
+                clients.extend(part.visitors.into_iter().map(|s| {
                     if s.number != NOT_VISITED {
-                        let agent = v.agent as usize;
+                        let agent = s.agent as usize;
                         if agent >= visited.agents.len() {
                             visited.agents.resize(agent + 1, 0);
                         }
                         visited.agents[agent] += 1;
                     }
-                    (v.client, s.hits)
+                    (s.client, s.hits)
                 }));
             }
             // A day whose hits made no visit is no day of visitors.
@@ -347,8 +365,8 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// Counts the hits held back.
     fn count(&mut self, mut first_visit: impl FnMut(u32)) {
         let mut pending = std::mem::take(&mut self.pending);
-        for (visitor, url) in pending.drain(..) {
-            self.count_one(visitor, url, &mut first_visit);
+        for held in pending.drain(..) {
+            self.count_one(held, &mut first_visit);
         }
         // The buffer is kept for the next hits.
         self.pending = pending;
@@ -408,16 +426,25 @@ impl<K: Copy + Eq + Hash> Part<K> {
         new.clear();
     }
 
+    /// Counts one hit; its `url` is [`NO_URL`] when it makes no visit.
     // Always: once the counter grew, the compiler stopped inlining it on its own, and a call
     // per request is a large share of a big report's time.
     #[inline(always)]
-    /// `url` is [`NO_URL`] for a hit that makes no visit.
-    fn count_one(&mut self, visitor: Visitor<K>, url: u32, mut first_visit: impl FnMut(u32)) {
-        let visits = self.visitors.entry(visitor).or_insert(VisitorHits {
+    fn count_one(&mut self, held: Held<K>, mut first_visit: impl FnMut(u32)) {
+        let Held { client, agent, url } = held;
+        let visits = (self.visitors.entry(
+            visitor_hash(&client, agent),
+            |v| v.client == client && v.agent == agent,
+            VisitorHits::hash,
+        ))
+        .or_insert(VisitorHits {
+            client,
+            agent,
             hits: 0,
             number: NOT_VISITED,
             urls: [NO_URL; INLINE],
-        });
+        })
+        .into_mut();
         visits.hits += 1;
         if url == NO_URL {
             return;
