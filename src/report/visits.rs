@@ -328,7 +328,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
             };
             let mut visitors = 0u64;
             for mut part in parts {
-                part.count_all(&mut first_visit);
+                part.count_last(&mut first_visit);
                 visitors += u64::from(part.visited);
                 clients.extend(part.visitors.into_iter().map(|s| {
                     if s.number != NOT_VISITED {
@@ -378,6 +378,19 @@ impl<K: Copy + Eq + Hash> Part<K> {
         self.add_urls(first_visit);
     }
 
+    /// [`Part::count_all`] for the last time: the pairs not known yet are counted but not
+    /// merged into the known ones, which no later hit will look up. At the end of a log the
+    /// pairs held back are up to half of all, and merging them rewrote every known pair.
+    fn count_last(&mut self, mut first_visit: impl FnMut(u32)) {
+        self.count(&mut first_visit);
+        let mut scratch = vec![0; self.new_urls.len()];
+        radix_sort(&mut self.new_urls, &mut scratch);
+        drop(scratch);
+        self.new_urls.dedup();
+        first_visits(&self.more_urls, &mut self.new_urls, first_visit);
+        self.new_urls = Vec::new();
+    }
+
     /// Moves [`Part::new_urls`] into [`Part::more_urls`], calling `first_visit` with the URL of
     /// each pair not there yet. Called when the new pairs are as many as the known ones (or
     /// [`NEW_URLS`]), so that each pair is sorted and merged a bounded number of times on
@@ -385,7 +398,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// much again; during one, the new ones' room once more.
     // Never inlined: called once per many hits, it would only make the per-hit code larger.
     #[inline(never)]
-    fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
+    fn add_urls(&mut self, first_visit: impl FnMut(u32)) {
         let (known, new) = (&mut self.more_urls, &mut self.new_urls);
         // The room the merge below needs at most, lent to the sort first.
         let old = known.len();
@@ -394,19 +407,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
         radix_sort(new, &mut known[old..]);
         known.truncate(old);
         new.dedup();
-        // Only the pairs not known, which are first visits: both lists are sorted, so one
-        // walk along the known ones finds them.
-        let mut k = 0;
-        new.retain(|&pair| {
-            while k < known.len() && known[k] < pair {
-                k += 1;
-            }
-            let first = known.get(k) != Some(&pair);
-            if first {
-                first_visit((pair >> 32) as u32);
-            }
-            first
-        });
+        first_visits(known, new, first_visit);
         // Merged from the back, in place: the known pairs move up at most once.
         let added = new.len();
         known.resize(old + added, 0);
@@ -471,6 +472,23 @@ impl<K: Copy + Eq + Hash> Part<K> {
             first_visit(url);
         }
     }
+}
+
+/// Keeps of the sorted, distinct pairs `new` only those not in the sorted `known`, which are
+/// first visits, calling `first_visit` with the URL of each: both lists are sorted, so one
+/// walk along the known ones finds them.
+fn first_visits(known: &[u64], new: &mut Vec<u64>, mut first_visit: impl FnMut(u32)) {
+    let mut k = 0;
+    new.retain(|&pair| {
+        while k < known.len() && known[k] < pair {
+            k += 1;
+        }
+        let first = known.get(k) != Some(&pair);
+        if first {
+            first_visit((pair >> 32) as u32);
+        }
+        first
+    });
 }
 
 /// Sorts `keys` a byte at a time from the lowest (a radix sort), with `scratch`, as long, as
