@@ -5,11 +5,11 @@
 //! as lines), and one table of them all would be spread over so much memory that every hit
 //! missed the processor's caches. A visitor belongs to one day, and a log's lines come mostly
 //! in time order, so the visitors are kept in one table per day: the hits of a run of lines
-//! fall in one table, the size of a day's visitors, which the caches hold (a 10M-line month
-//! counts about a third faster so than with its visitors split by client alone).
+//! fall in one table, the size of a day's visitors, which the caches hold. A day's table also
+//! holds the clients whose hits of the day made no visit (4xx), for their hits.
 //!
 //! A day can still hold millions of visitors (a busy site, or a scanner that changes its
-//! address at every line). Past [`SPLIT_AT`] visitors, a day's table is split by client into
+//! address at every line). Past [`SPLIT_AT`] entries, a day's table is split by client into
 //! [`PARTS`] tables, and hits are held back per table and counted [`PENDING`] at a time: each
 //! run of hits falls in one table a hundredth of the size.
 
@@ -18,7 +18,8 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-/// Visitors in a day's table past which it is split (about 2.5 MiB of table).
+/// Entries of a day's table (visitors, and clients with no visit yet) past which it is split
+/// (about 2 MiB of slots).
 const SPLIT_AT: usize = 1 << 16;
 /// Tables a day's visitors are split into (a power of two).
 const PARTS: usize = 128;
@@ -189,10 +190,24 @@ fn part_of<K: Hash>(client: &K) -> usize {
 
 impl<K: Copy + Eq + Hash> Visits<K> {
     /// Records a hit on `url` by `client` with `agent` (ids; `url` below `u32::MAX`) at
-    /// `timestamp` (seconds since the epoch). `first_visit` is called with each URL a visitor hits for the first time, here
-    /// or in a later call: hits are counted in runs.
+    /// `timestamp` (seconds since the epoch). `first_visit` is called with each URL a visitor
+    /// hits for the first time, here or in a later call: hits are counted in runs.
     #[inline]
     pub fn hit(
+        &mut self,
+        timestamp: i64,
+        client: K,
+        agent: u32,
+        url: u32,
+        first_visit: impl FnMut(u32),
+    ) {
+        debug_assert_ne!(url, NO_URL, "a visit's URL");
+        self.record(timestamp, client, agent, url, first_visit);
+    }
+
+    /// Records a hit: a visit to `url`, or no visit when `url` is [`NO_URL`].
+    #[inline]
+    fn record(
         &mut self,
         timestamp: i64,
         client: K,
@@ -299,7 +314,7 @@ impl<K: Copy + Eq + Hash> Visits<K> {
         agent: u32,
         first_visit: impl FnMut(u32),
     ) {
-        self.hit(timestamp, client, agent, NO_URL, first_visit);
+        self.record(timestamp, client, agent, NO_URL, first_visit);
     }
 
     /// No hit was recorded.
@@ -327,10 +342,10 @@ impl<K: Copy + Eq + Hash> Visits<K> {
                 Day::Split(day, parts) => (day, parts),
             };
             let mut visitors = 0u64;
-            for mut part in parts {
-                part.count_last(&mut first_visit);
-                visitors += u64::from(part.visited);
-                clients.extend(part.visitors.into_iter().map(|s| {
+            for part in parts {
+                let (visited_here, table) = part.count_last(&mut first_visit);
+                visitors += u64::from(visited_here);
+                clients.extend(table.into_iter().map(|s| {
                     if s.number != NOT_VISITED {
                         let agent = s.agent as usize;
                         if agent >= visited.agents.len() {
@@ -378,17 +393,24 @@ impl<K: Copy + Eq + Hash> Part<K> {
         self.add_urls(first_visit);
     }
 
-    /// [`Part::count_all`] for the last time: the pairs not known yet are counted but not
-    /// merged into the known ones, which no later hit will look up. At the end of a log the
-    /// pairs held back are up to half of all, and merging them rewrote every known pair.
-    fn count_last(&mut self, mut first_visit: impl FnMut(u32)) {
+    /// [`Part::count_all`] for the last time, which is why it takes the part: the pairs not
+    /// known yet are counted but not merged into the known ones, which no later hit will look
+    /// up. At the end of a log the pairs held back are up to half of all, and merging them
+    /// rewrote every known pair. Returns the number of visitors and the table.
+    fn count_last(mut self, mut first_visit: impl FnMut(u32)) -> (u32, HashTable<VisitorHits<K>>) {
         self.count(&mut first_visit);
-        let mut scratch = vec![0; self.new_urls.len()];
-        radix_sort(&mut self.new_urls, &mut scratch);
+        let mut new = std::mem::take(&mut self.new_urls);
+        let mut scratch = vec![0; new.len()];
+        radix_sort(&mut new, &mut scratch);
         drop(scratch);
-        self.new_urls.dedup();
-        first_visits(&self.more_urls, &mut self.new_urls, first_visit);
-        self.new_urls = Vec::new();
+        new.dedup();
+        let (known, mut walk) = (std::mem::take(&mut self.more_urls), 0);
+        for pair in new {
+            if is_new(&known, &mut walk, pair) {
+                first_visit((pair >> 32) as u32);
+            }
+        }
+        (self.visited, self.visitors)
     }
 
     /// Moves [`Part::new_urls`] into [`Part::more_urls`], calling `first_visit` with the URL of
@@ -398,7 +420,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// much again; during one, the new ones' room once more.
     // Never inlined: called once per many hits, it would only make the per-hit code larger.
     #[inline(never)]
-    fn add_urls(&mut self, first_visit: impl FnMut(u32)) {
+    fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
         let (known, new) = (&mut self.more_urls, &mut self.new_urls);
         // The room the merge below needs at most, lent to the sort first.
         let old = known.len();
@@ -407,7 +429,15 @@ impl<K: Copy + Eq + Hash> Part<K> {
         radix_sort(new, &mut known[old..]);
         known.truncate(old);
         new.dedup();
-        first_visits(known, new, first_visit);
+        // Only the pairs not known, which are first visits.
+        let mut walk = 0;
+        new.retain(|&pair| {
+            let first = is_new(known, &mut walk, pair);
+            if first {
+                first_visit((pair >> 32) as u32);
+            }
+            first
+        });
         // Merged from the back, in place: the known pairs move up at most once.
         let added = new.len();
         known.resize(old + added, 0);
@@ -451,6 +481,7 @@ impl<K: Copy + Eq + Hash> Part<K> {
             return;
         }
         if visits.number == NOT_VISITED {
+            debug_assert!(self.visited < NOT_VISITED, "a table of 2³² visitors");
             visits.number = self.visited;
             self.visited += 1;
         }
@@ -474,21 +505,14 @@ impl<K: Copy + Eq + Hash> Part<K> {
     }
 }
 
-/// Keeps of the sorted, distinct pairs `new` only those not in the sorted `known`, which are
-/// first visits, calling `first_visit` with the URL of each: both lists are sorted, so one
-/// walk along the known ones finds them.
-fn first_visits(known: &[u64], new: &mut Vec<u64>, mut first_visit: impl FnMut(u32)) {
-    let mut k = 0;
-    new.retain(|&pair| {
-        while k < known.len() && known[k] < pair {
-            k += 1;
-        }
-        let first = known.get(k) != Some(&pair);
-        if first {
-            first_visit((pair >> 32) as u32);
-        }
-        first
-    });
+/// Whether `pair` is not in `known`, walking it from `walk` on: both lists are sorted, so the
+/// pairs of a sorted list are looked up in one walk along the known ones.
+#[inline]
+fn is_new(known: &[u64], walk: &mut usize, pair: u64) -> bool {
+    while *walk < known.len() && known[*walk] < pair {
+        *walk += 1;
+    }
+    known.get(*walk) != Some(&pair)
 }
 
 /// Sorts `keys` a byte at a time from the lowest (a radix sort), with `scratch`, as long, as
@@ -556,7 +580,10 @@ mod tests {
         fn counts_are_those_of_whole_key_sets(
             clients in prop_oneof![1u16..8, 1u16..2000],
             split_at in prop_oneof![Just(SPLIT_AT), 0usize..64],
-            rows in proptest::collection::vec((-1i64..1, 0..86_400i64, any::<u16>(), 0u32..2, 0u32..16, 0u8..4), 0..3000)
+            rows in proptest::collection::vec(
+                (-1i64..1, 0..86_400i64, any::<u16>(), 0u32..2, 0u32..16, 0u8..4),
+                0..3000,
+            )
         ) {
             let mut visits = Visits::with_split_at(split_at);
             let mut pairs = HashSet::new();
@@ -571,7 +598,8 @@ mod tests {
                 *hits.entry(client).or_default() += 1;
                 // One hit in four makes no visitor (a 4xx, counted as GoAccess does).
                 if visiting == 0 {
-                    visits.hit_without_visit(day * 86_400 + second, client, agent, |u| got[u as usize] += 1);
+                    let t = day * 86_400 + second;
+                    visits.hit_without_visit(t, client, agent, |u| got[u as usize] += 1);
                     continue;
                 }
                 if pairs.insert((day, client, agent, url)) {
@@ -643,5 +671,27 @@ mod tests {
         // URL 7: ('a', 1) on days 0, 1, -1, ('a', 2), ('b', 1); URL 8: ('a', 1) on day 0.
         assert_eq!(url_visitors[7..], [5, 1]);
         assert_eq!(sorted(visited.clients), [('a', 9), ('b', 1)]);
+    }
+
+    #[test]
+    fn a_hit_without_a_visit_counts_for_its_client_and_not_as_a_visitor() {
+        let day = 86_400;
+        let mut visits = Visits::default();
+        let mut url_visitors = [0; 9];
+        let mut first = |u: u32| url_visitors[u as usize] += 1;
+        // ('a', 1) gets a 4xx, then visits the same day: one visitor.
+        visits.hit_without_visit(10, 'a', 1, &mut first);
+        visits.hit(20, 'a', 1, 7, &mut first);
+        // ('a', 2) only gets a 4xx: no visitor.
+        visits.hit_without_visit(30, 'a', 2, &mut first);
+        // 'b' only gets 4xx hits, on a day of its own: hits, no visitor, no day of visitors.
+        visits.hit_without_visit(2 * day, 'b', 1, &mut first);
+        visits.hit_without_visit(2 * day + 1, 'b', 1, &mut first);
+        let visited = visits.finish(&mut first);
+        assert_eq!(visited.visitors, 1);
+        assert_eq!(visited.days, [(0, 1)]);
+        assert_eq!(visited.agents, [0, 1]);
+        assert_eq!(sorted(visited.clients), [('a', 3), ('b', 2)]);
+        assert_eq!(url_visitors[7], 1);
     }
 }
