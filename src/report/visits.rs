@@ -399,17 +399,13 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// rewrote every known pair. Returns the number of visitors and the table.
     fn count_last(mut self, mut first_visit: impl FnMut(u32)) -> (u32, HashTable<VisitorHits<K>>) {
         self.count(&mut first_visit);
-        let mut new = std::mem::take(&mut self.new_urls);
-        let mut scratch = vec![0; new.len()];
-        radix_sort(&mut new, &mut scratch);
-        drop(scratch);
-        new.dedup();
-        let (known, mut walk) = (std::mem::take(&mut self.more_urls), 0);
-        for pair in new {
-            if is_new(&known, &mut walk, pair) {
-                first_visit((pair >> 32) as u32);
-            }
-        }
+        let mut scratch = vec![0; self.new_urls.len()];
+        first_visits(
+            &mut self.new_urls,
+            &mut scratch,
+            &self.more_urls,
+            first_visit,
+        );
         (self.visited, self.visitors)
     }
 
@@ -420,24 +416,15 @@ impl<K: Copy + Eq + Hash> Part<K> {
     /// much again; during one, the new ones' room once more.
     // Never inlined: called once per many hits, it would only make the per-hit code larger.
     #[inline(never)]
-    fn add_urls(&mut self, mut first_visit: impl FnMut(u32)) {
+    fn add_urls(&mut self, first_visit: impl FnMut(u32)) {
         let (known, new) = (&mut self.more_urls, &mut self.new_urls);
         // The room the merge below needs at most, lent to the sort first.
         let old = known.len();
         known.reserve_exact(new.len());
         known.resize(old + new.len(), 0);
-        radix_sort(new, &mut known[old..]);
+        let (known_now, room) = known.split_at_mut(old);
+        first_visits(new, room, known_now, first_visit);
         known.truncate(old);
-        new.dedup();
-        // Only the pairs not known, which are first visits.
-        let mut walk = 0;
-        new.retain(|&pair| {
-            let first = is_new(known, &mut walk, pair);
-            if first {
-                first_visit((pair >> 32) as u32);
-            }
-            first
-        });
         // Merged from the back, in place: the known pairs move up at most once.
         let added = new.len();
         known.resize(old + added, 0);
@@ -505,14 +492,28 @@ impl<K: Copy + Eq + Hash> Part<K> {
     }
 }
 
-/// Whether `pair` is not in `known`, walking it from `walk` on: both lists are sorted, so the
-/// pairs of a sorted list are looked up in one walk along the known ones.
-#[inline]
-fn is_new(known: &[u64], walk: &mut usize, pair: u64) -> bool {
-    while *walk < known.len() && known[*walk] < pair {
-        *walk += 1;
-    }
-    known.get(*walk) != Some(&pair)
+/// Sorts the pairs `new` (with `scratch`, as long, as room) and keeps each once if it is not
+/// in the sorted `known`: a first visit, whose URL `first_visit` is called with. Both lists
+/// sorted, one walk along the known ones finds them.
+fn first_visits(
+    new: &mut Vec<u64>,
+    scratch: &mut [u64],
+    known: &[u64],
+    mut first_visit: impl FnMut(u32),
+) {
+    radix_sort(new, scratch);
+    new.dedup();
+    let mut walk = 0;
+    new.retain(|&pair| {
+        while walk < known.len() && known[walk] < pair {
+            walk += 1;
+        }
+        let first = known.get(walk) != Some(&pair);
+        if first {
+            first_visit((pair >> 32) as u32);
+        }
+        first
+    });
 }
 
 /// Sorts `keys` a byte at a time from the lowest (a radix sort), with `scratch`, as long, as
