@@ -81,6 +81,9 @@ pub struct Prepare {
     /// Keep the entries themselves in the batch ([`Batch::entries`]); a store whose encoder
     /// builds all it needs does without them.
     pub entries: bool,
+    /// Parsed batches that may wait for the store, at least: a store that waits for a server
+    /// during its commits asks for a commit's worth, so that parsing goes on meanwhile.
+    pub ahead: usize,
 }
 
 /// Entries, rejects and the position reached, for a run of consecutive lines.
@@ -118,6 +121,11 @@ impl Prepare {
     pub fn queue(&self) -> usize {
         2 * (self.parsers.max(1) - 1)
     }
+
+    /// Parsed batches that may wait for the store.
+    pub fn waiting(&self) -> usize {
+        self.queue().max(self.ahead)
+    }
 }
 
 impl Default for Prepare {
@@ -126,6 +134,7 @@ impl Default for Prepare {
             parsers: 1,
             encoder: None,
             entries: true,
+            ahead: 0,
         }
     }
 }
@@ -237,6 +246,18 @@ impl Batch {
     /// What the store's [`Encoder`] built from the entries, if it has one of type `T`.
     pub fn encoded<T: 'static>(&self) -> Option<&T> {
         self.encoded.as_ref()?.downcast_ref()
+    }
+
+    /// Takes what the store's [`Encoder`] built, if it is of type `T`: a store that keeps it
+    /// until its commit saves a copy.
+    pub fn take_encoded<T: 'static>(&mut self) -> Option<T> {
+        match self.encoded.take()?.downcast::<T>() {
+            Ok(encoded) => Some(*encoded),
+            Err(other) => {
+                self.encoded = Some(other);
+                None
+            }
+        }
     }
 
     /// The entries, borrowed from the batch (none when [`Prepare::entries`] was off).
@@ -566,8 +587,9 @@ mod tests {
             parsers: 2,
             encoder: Some(Arc::new(|| Box::new(Urls::default()) as Box<dyn Encoder>)),
             entries: false,
+            ..Prepare::default()
         };
-        let batches = batches(&input, prepare);
+        let mut batches = batches(&input, prepare);
         let urls: Vec<String> = batches
             .iter()
             .flat_map(|b| b.encoded::<Vec<String>>().unwrap().clone())
@@ -579,6 +601,14 @@ mod tests {
             batches.iter().map(Batch::len).sum::<usize>(),
             expected.len()
         );
+        // A store may take them: asked for another type, the batch keeps them; taken, they
+        // are gone, and the batch still counts its entries.
+        let first = &mut batches[0];
+        assert!(first.take_encoded::<Vec<u8>>().is_none());
+        let taken = first.take_encoded::<Vec<String>>().unwrap();
+        assert_eq!(taken, expected[..taken.len()]);
+        assert!(first.encoded::<Vec<String>>().is_none());
+        assert_eq!(first.len(), taken.len());
     }
 
     #[test]

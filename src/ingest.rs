@@ -1260,7 +1260,7 @@ impl Pass<'_> {
     ) -> anyhow::Result<Option<Checkpoint>> {
         std::thread::scope(|scope| {
             let prepare = self.sink.prepare();
-            let (tx, rx) = std::sync::mpsc::sync_channel(prepare.queue());
+            let (tx, rx) = std::sync::mpsc::sync_channel(prepare.waiting());
             let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
             let reading = &self.config.reading;
             scope.spawn(move || {
@@ -1278,8 +1278,8 @@ impl Pass<'_> {
             let key = origin.source;
             let cannot_read = || format!("cannot read log {key}");
             for batch in rx.iter() {
-                let batch = batch.with_context(cannot_read)?;
-                self.sink.write_batch(origin, &batch)?;
+                let mut batch = batch.with_context(cannot_read)?;
+                self.sink.write_batch(origin, &mut batch)?;
                 self.summary.written += batch.len() as u64;
                 for (at, reason, raw) in &batch.rejects {
                     self.reject(origin, *at, *reason, raw)?;

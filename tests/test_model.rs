@@ -97,7 +97,7 @@ impl Sink for Crashing<'_> {
     fn write_batch(
         &mut self,
         origin: log_pipeline::sink::Origin<'_>,
-        batch: &log_pipeline::batch::Batch,
+        batch: &mut log_pipeline::batch::Batch,
     ) -> anyhow::Result<()> {
         self.inner.write_batch(origin, batch)
     }

@@ -527,10 +527,11 @@ impl Sink for ClickHouseSink {
                 Box::new(RowEncoder::default()) as Box<dyn Encoder>
             })),
             entries: false,
+            ..Prepare::default()
         }
     }
 
-    fn write_batch(&mut self, origin: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, origin: Origin<'_>, batch: &mut Batch) -> anyhow::Result<()> {
         let Some(rows) = batch.encoded::<Rows>() else {
             bail!("internal error: a batch without the rows this store asks for in `prepare`");
         };

@@ -482,10 +482,11 @@ impl Sink for CsvSink {
             })),
             // The rows are all this store needs.
             entries: false,
+            ..Prepare::default()
         }
     }
 
-    fn write_batch(&mut self, _: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, _: Origin<'_>, batch: &mut Batch) -> anyhow::Result<()> {
         let Some(rows) = batch.encoded::<Vec<u8>>() else {
             bail!("internal error: a batch without the CSV rows this store asks for in `prepare`");
         };

@@ -86,8 +86,9 @@ pub trait Sink {
     }
 
     /// Adds the entries of a batch read from `origin`, prepared as [`Sink::prepare`] asked, to
-    /// the pending batch.
-    fn write_batch(&mut self, origin: Origin<'_>, batch: &Batch) -> anyhow::Result<()>;
+    /// the pending batch. The store may take what its encoder built ([`Batch::take_encoded`])
+    /// rather than copy it.
+    fn write_batch(&mut self, origin: Origin<'_>, batch: &mut Batch) -> anyhow::Result<()>;
 
     /// Keeps a rejected line with the pending batch, where the store has room for it.
     fn reject(&mut self, _rejected: &Rejected<'_>) -> anyhow::Result<()> {

@@ -983,7 +983,7 @@ impl Sink for SqliteSink {
         }
     }
 
-    fn write_batch(&mut self, _: Origin<'_>, batch: &Batch) -> anyhow::Result<()> {
+    fn write_batch(&mut self, _: Origin<'_>, batch: &mut Batch) -> anyhow::Result<()> {
         if batch.is_empty() {
             // No transaction for nothing: a follower whose pass found nothing new commits
             // nothing, and must not keep the write lock.
