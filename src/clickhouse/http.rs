@@ -2,11 +2,11 @@
 //!
 //! Why a client of our own rather than a crate: exactly-once rests on one property of the
 //! connection, that a writer which dies mid-INSERT leaves nothing behind. ClickHouse (18.16
-//! and later) takes an INSERT body that simply ends, at a row boundary, as complete: a writer
-//! killed half-way through sending a batch would store half of it. So every connection is
-//! closed abortively (`SO_LINGER` 0): when the process dies the kernel sends a reset, the
-//! server's read fails, and the INSERT is dropped whole. Everything else needed is a POST and
-//! its answer, which fits in this file.
+//! and later) takes an INSERT body that simply ends, at a row or block boundary, as complete:
+//! a writer killed half-way through sending a batch could store part of it. So every
+//! connection is closed abortively (`SO_LINGER` 0): when the process dies the kernel sends a
+//! reset, the server's read fails, and the INSERT is dropped whole. Everything else needed is
+//! a POST and its answer, which fits in this file.
 
 use std::fmt;
 use std::io::Write;
@@ -63,7 +63,7 @@ impl std::error::Error for Failure {}
 struct Request<'a> {
     /// The query text; in the body when there is no `data`, else in the URL.
     sql: &'a str,
-    data: Option<&'a [u8]>,
+    data: Option<&'a [&'a [u8]]>,
     settings: &'a [(&'a str, String)],
     query_id: Option<&'a str>,
 }
@@ -153,11 +153,12 @@ impl Client {
         )
     }
 
-    /// Sends `data` as the body of `insert` (an `INSERT ... FORMAT ...` statement).
+    /// Sends `data`, one piece after the other, as the body of `insert` (an
+    /// `INSERT ... FORMAT ...` statement).
     pub fn insert(
         &self,
         insert: &str,
-        data: &[u8],
+        data: &[&[u8]],
         settings: &[(&str, String)],
         query_id: &str,
     ) -> Result<(), Failure> {
@@ -244,10 +245,12 @@ impl Client {
             target.push('=');
             percent_encode(value, &mut target);
         }
-        let body = req.data.unwrap_or(req.sql.as_bytes());
+        let sql = [req.sql.as_bytes()];
+        let body = req.data.unwrap_or(&sql);
+        let length: usize = body.iter().map(|piece| piece.len()).sum();
         let mut head = format!(
-            "POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
+            "POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {length}\r\n\
+             Connection: close\r\n"
         );
         if self.address.user.is_some() || self.address.password.is_some() {
             let user = self.address.user.as_deref().unwrap_or("default");
@@ -262,12 +265,13 @@ impl Client {
         // a server that answers and closes at once (the native port does) then has nothing of
         // it left unread, and closes without resetting the connection over its own answer.
         let mut head = head.into_bytes();
-        let sent = match body.len() <= ONE_WRITE {
+        let sent = match length <= ONE_WRITE {
             true => {
-                head.extend_from_slice(body);
+                body.iter().for_each(|piece| head.extend_from_slice(piece));
                 stream.write_all(&head)
             }
-            false => (stream.write_all(&head)).and_then(|()| stream.write_all(body)),
+            false => (stream.write_all(&head))
+                .and_then(|()| body.iter().try_for_each(|piece| stream.write_all(piece))),
         };
         match sent {
             Ok(()) => read_response(&mut stream, each),
@@ -517,7 +521,7 @@ mod tests {
         let body = vec![b'x'; 64 << 20];
         let result = address
             .client()
-            .insert("INSERT INTO t FORMAT Native", &body, &[], "q");
+            .insert("INSERT INTO t FORMAT Native", &[&body], &[], "q");
         server.join().unwrap();
         result
     }

@@ -4,7 +4,7 @@
 //!
 //! Only SQL and HTTP features that both Debian's ClickHouse 18.16 and current releases have are
 //! used: `MergeTree` with `PARTITION BY`, `Distributed`, Basic authentication, the `database`,
-//! `query_id` and settings parameters, `RowBinary` and `TabSeparated`.
+//! `query_id` and settings parameters, `Native` and `TabSeparated`.
 
 pub mod address;
 pub mod http;

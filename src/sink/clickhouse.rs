@@ -5,8 +5,8 @@
 //! INSERT: the batch's entries, its rejects, and, as its last row, a progress row holding this
 //! host's checkpoints after the commit (the same checkpoints a SQLite store keeps in its
 //! `checkpoints` table), its sequence number and a random id. Every row of the INSERT carries
-//! one `day`, the partition (the latest day of its entries), and the INSERT asks for a block as
-//! large as its rows, so that the server writes one part.
+//! one `day`, the partition (the latest day of its entries), and the INSERT is one block of
+//! the Native format, so that the server writes one part.
 //!
 //! A writer that starts (or starts a pass, or retries a failed commit) first waits until no
 //! INSERT of its host is still running on the server, then reads its host's last progress row
@@ -56,16 +56,208 @@ impl State {
     }
 }
 
-/// Entries of one batch as rows of ClickHouse's RowBinary format, from the parsing threads.
-/// Binary rather than text: the server then only copies the values, and newer servers cut
-/// only text INSERTs into pieces parsed in parallel (which would split one into parts).
+/// The columns each row brings, in the order of the INSERT after [`PREFIX`]: every column of
+/// the table but those, which the commit fills.
+const ROW: [&str; 21] = [
+    "kind",
+    "ip",
+    "ident",
+    "user",
+    "timestamp",
+    "method",
+    "url",
+    "protocol",
+    "status",
+    "bytes",
+    "referrer",
+    "user_agent",
+    "vhost",
+    "port",
+    "response_time_us",
+    "upstream_time_us",
+    "forwarded_for",
+    "line",
+    "byte_offset",
+    "reason",
+    "state",
+];
+
+/// The columns the commit puts before each row's: the commit's own, then its origin's.
+const PREFIX: [&str; 6] = ["host", "seq", "day", "source", "file_dev", "file_inode"];
+
+/// The index of `name` in [`ROW`], at compile time: a renamed column fails the build.
+const fn row_column(name: &str) -> usize {
+    let mut i = 0;
+    while i < ROW.len() {
+        let (a, b) = (ROW[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such column in ROW")
+}
+
+const KIND: usize = row_column("kind");
+const IP: usize = row_column("ip");
+const IDENT: usize = row_column("ident");
+const USER: usize = row_column("user");
+const TIMESTAMP: usize = row_column("timestamp");
+const METHOD: usize = row_column("method");
+const URL: usize = row_column("url");
+const PROTOCOL: usize = row_column("protocol");
+const STATUS: usize = row_column("status");
+const BYTES: usize = row_column("bytes");
+const REFERRER: usize = row_column("referrer");
+const USER_AGENT: usize = row_column("user_agent");
+const VHOST: usize = row_column("vhost");
+const PORT: usize = row_column("port");
+const RESPONSE_TIME_US: usize = row_column("response_time_us");
+const UPSTREAM_TIME_US: usize = row_column("upstream_time_us");
+const FORWARDED_FOR: usize = row_column("forwarded_for");
+const LINE: usize = row_column("line");
+const BYTE_OFFSET: usize = row_column("byte_offset");
+const REASON: usize = row_column("reason");
+const STATE: usize = row_column("state");
+
+/// The columns of an INSERT, in the order of its block: [`PREFIX`], then [`ROW`].
+fn insert_columns() -> Vec<&'static str> {
+    PREFIX.iter().chain(&ROW).copied().collect()
+}
+
+/// The type of column `name` in the table.
+fn type_of(name: &str) -> &'static str {
+    let column = COLUMNS.iter().find(|(n, _)| *n == name);
+    column
+        .expect("every column of an INSERT is one of COLUMNS")
+        .1
+}
+
+/// One column of a block in ClickHouse's Native format: for a Nullable column its null map
+/// (a byte per row, 1 for NULL), then the values of every row (a NULL's is the type's
+/// default). A String is its length (LEB128) and its bytes; integers are little-endian.
+#[derive(Default)]
+struct Column {
+    nulls: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl Column {
+    fn string(&mut self, value: &[u8]) {
+        string(value, &mut self.values);
+    }
+
+    fn nullable_string(&mut self, value: Option<&str>) {
+        self.nulls.push(u8::from(value.is_none()));
+        self.string(value.map_or(&[][..], str::as_bytes));
+    }
+
+    fn fixed(&mut self, value: &[u8]) {
+        self.values.extend_from_slice(value);
+    }
+
+    fn nullable_fixed<const N: usize>(&mut self, value: Option<[u8; N]>) {
+        self.nulls.push(u8::from(value.is_none()));
+        self.fixed(&value.unwrap_or([0; N]));
+    }
+}
+
+fn string(value: &[u8], out: &mut Vec<u8>) {
+    varint(value.len() as u64, out);
+    out.extend_from_slice(value);
+}
+
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Rows in the columns of [`ROW`], as a Native block holds them. Columns rather than rows
+/// (RowBinary): the server then copies each column whole instead of reading value after value,
+/// and it takes the body as one block as sent, not cut at a block size of its own. The
+/// server's insert is most of a commit's time, and the writer waits for it.
 #[derive(Default)]
 struct Rows {
-    bytes: Vec<u8>,
-    /// Where each row ends in `bytes`.
-    ends: Vec<usize>,
+    columns: [Column; ROW.len()],
+    count: usize,
     /// Latest time of the entries, in seconds since the epoch.
     latest: Option<i64>,
+}
+
+impl Rows {
+    /// Adds one entry, read at `at`.
+    fn entry(&mut self, e: &LogEntry<'_>, at: Position) {
+        let ts = e.timestamp.timestamp();
+        self.latest = Some(self.latest.map_or(ts, |l| l.max(ts)));
+        let c = &mut self.columns;
+        c[KIND].fixed(&[Kind::Entry as u8]);
+        c[IP].string(e.ip.as_bytes());
+        c[IDENT].nullable_string(e.ident.as_deref());
+        c[USER].nullable_string(e.user.as_deref());
+        c[TIMESTAMP].fixed(&ts.to_le_bytes());
+        c[METHOD].nullable_string(e.method.as_deref());
+        c[URL].string(e.url.as_bytes());
+        c[PROTOCOL].nullable_string(e.protocol.as_deref());
+        c[STATUS].fixed(&e.status.to_le_bytes());
+        c[BYTES].nullable_fixed(e.bytes.map(u64::to_le_bytes));
+        c[REFERRER].nullable_string(e.referrer.as_deref());
+        c[USER_AGENT].nullable_string(e.user_agent.as_deref());
+        c[VHOST].nullable_string(e.extra.vhost.as_deref());
+        c[PORT].nullable_fixed(e.extra.port.map(u16::to_le_bytes));
+        c[RESPONSE_TIME_US].nullable_fixed(e.extra.response_time_us.map(u64::to_le_bytes));
+        c[UPSTREAM_TIME_US].nullable_fixed(e.extra.upstream_time_us.map(u64::to_le_bytes));
+        c[FORWARDED_FOR].nullable_string(e.extra.forwarded_for.as_deref());
+        self.end(at, "", "");
+    }
+
+    /// Adds a row that is not an entry: every entry column empty or absent, the raw bytes of
+    /// a reject in `url`.
+    fn other(&mut self, kind: Kind, at: Position, reason: &str, raw: &[u8], state: &str) {
+        let c = &mut self.columns;
+        c[KIND].fixed(&[kind as u8]);
+        c[IP].string(b"");
+        for column in [IDENT, USER, METHOD, PROTOCOL, REFERRER, USER_AGENT, VHOST] {
+            c[column].nullable_string(None);
+        }
+        c[TIMESTAMP].fixed(&0i64.to_le_bytes());
+        c[URL].string(raw);
+        c[STATUS].fixed(&0u16.to_le_bytes());
+        for column in [BYTES, RESPONSE_TIME_US, UPSTREAM_TIME_US] {
+            c[column].nullable_fixed::<8>(None);
+        }
+        c[PORT].nullable_fixed::<2>(None);
+        c[FORWARDED_FOR].nullable_string(None);
+        self.end(at, reason, state);
+    }
+
+    /// The columns every row has last.
+    fn end(&mut self, at: Position, reason: &str, state: &str) {
+        let c = &mut self.columns;
+        c[LINE].fixed(&at.line.to_le_bytes());
+        c[BYTE_OFFSET].fixed(&at.offset.to_le_bytes());
+        c[REASON].string(reason.as_bytes());
+        c[STATE].string(state.as_bytes());
+        self.count += 1;
+    }
+
+    /// Empty rows with room for as many bytes as these have: the next batch is about as large.
+    fn like(&self) -> Rows {
+        let mut rows = Rows::default();
+        for (column, was) in rows.columns.iter_mut().zip(&self.columns) {
+            column.nulls.reserve(was.nulls.len());
+            column.values.reserve(was.values.len());
+        }
+        rows
+    }
 }
 
 /// Encodes entries into [`Rows`], in the parsing threads.
@@ -76,122 +268,113 @@ struct RowEncoder {
 
 impl Encoder for RowEncoder {
     fn push(&mut self, e: &LogEntry<'_>, at: Position) {
-        let ts = e.timestamp.timestamp();
-        self.rows.latest = Some(self.rows.latest.map_or(ts, |l| l.max(ts)));
-        encode_entry(e, at, &mut self.rows.bytes);
-        self.rows.ends.push(self.rows.bytes.len());
+        self.rows.entry(e, at);
     }
 
     fn finish(&mut self) -> Box<dyn std::any::Any + Send> {
-        Box::new(std::mem::take(&mut self.rows))
+        let next = self.rows.like();
+        Box::new(std::mem::replace(&mut self.rows, next))
     }
 }
 
-/// The columns the commit puts before each row: the commit's own, then its origin's.
-const PREFIX: [&str; 6] = ["host", "seq", "day", "source", "file_dev", "file_inode"];
+/// Where rows were read: a source and the file's device and inode.
+#[derive(PartialEq)]
+struct Read {
+    source: String,
+    file: (u64, u64),
+}
 
-/// The columns of an INSERT, in the order of each row: [`PREFIX`] first, then the row's own.
-fn insert_columns() -> Vec<&'static str> {
-    let mut names = PREFIX.to_vec();
-    names.extend(
-        COLUMNS
+impl Read {
+    fn of(origin: Origin<'_>) -> Read {
+        Read {
+            source: origin.source.to_owned(),
+            file: origin.file.unwrap_or((0, 0)),
+        }
+    }
+}
+
+/// Rows read in one place, and where.
+struct Chunk {
+    read: Read,
+    rows: Rows,
+}
+
+/// What one commit sends: the rows of `chunks`, then its progress row (read nowhere), each
+/// after the commit's [`PREFIX`] columns.
+struct Commit<'a> {
+    host: &'a str,
+    seq: u64,
+    /// The partition: days since the epoch.
+    day: u16,
+    chunks: &'a [Chunk],
+    progress: &'a Rows,
+}
+
+impl<'a> Commit<'a> {
+    /// The commit as one block of the Native format, as an HTTP body carries it (the number of
+    /// columns and of rows, then each column's name, type and values), in pieces: what the
+    /// commit adds is built in `buf`, the rows' own columns are sent from where they are.
+    fn block(&self, buf: &'a mut Vec<u8>) -> Vec<&'a [u8]> {
+        buf.clear();
+        let nowhere = Read {
+            source: String::new(),
+            file: (0, 0),
+        };
+        let mut reads: Vec<(&Read, usize)> = self
+            .chunks
             .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| !PREFIX.contains(n)),
-    );
-    names
-}
-
-/// The origin columns of [`PREFIX`]: where the rows after it were read.
-fn encode_origin(origin: Origin<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    string(origin.source.as_bytes(), &mut out);
-    let (dev, inode) = origin.file.unwrap_or((0, 0));
-    out.extend_from_slice(&dev.to_le_bytes());
-    out.extend_from_slice(&inode.to_le_bytes());
-    out
-}
-
-/// RowBinary values: a String is its length (LEB128) and its bytes; a Nullable is a byte, 1
-/// for NULL, else 0 and the value; integers are little-endian.
-fn string(value: &[u8], out: &mut Vec<u8>) {
-    let mut n = value.len() as u64;
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(value);
-}
-
-fn nullable_string(value: Option<&str>, out: &mut Vec<u8>) {
-    match value {
-        Some(v) => {
-            out.push(0);
-            string(v.as_bytes(), out);
+            .map(|c| (&c.read, c.rows.count))
+            .collect();
+        reads.push((&nowhere, self.progress.count));
+        let rows: usize = reads.iter().map(|(_, n)| n).sum();
+        varint((PREFIX.len() + ROW.len()) as u64, buf);
+        varint(rows as u64, buf);
+        let header = |name: &str, buf: &mut Vec<u8>| {
+            string(name.as_bytes(), buf);
+            string(type_of(name).as_bytes(), buf);
+        };
+        for name in PREFIX {
+            header(name, buf);
+            let mut each =
+                |value: &[u8], n: usize| (0..n).for_each(|_| buf.extend_from_slice(value));
+            match name {
+                "host" => each(&with_length(self.host.as_bytes()), rows),
+                "seq" => each(&self.seq.to_le_bytes(), rows),
+                "day" => each(&self.day.to_le_bytes(), rows),
+                "source" => reads
+                    .iter()
+                    .for_each(|(r, n)| each(&with_length(r.source.as_bytes()), *n)),
+                "file_dev" => reads
+                    .iter()
+                    .for_each(|(r, n)| each(&r.file.0.to_le_bytes(), *n)),
+                "file_inode" => reads
+                    .iter()
+                    .for_each(|(r, n)| each(&r.file.1.to_le_bytes(), *n)),
+                _ => unreachable!("PREFIX has no other column"),
+            }
         }
-        None => out.push(1),
-    }
-}
-
-fn nullable_u64(value: Option<u64>, out: &mut Vec<u8>) {
-    match value {
-        Some(v) => {
-            out.push(0);
-            out.extend_from_slice(&v.to_le_bytes());
+        let mut headers = vec![buf.len()];
+        for name in ROW {
+            header(name, buf);
+            headers.push(buf.len());
         }
-        None => out.push(1),
-    }
-}
-
-/// One entry as a row, from `kind` on (see [`insert_columns`]).
-fn encode_entry(e: &LogEntry<'_>, at: Position, out: &mut Vec<u8>) {
-    out.push(Kind::Entry as u8);
-    string(e.ip.as_bytes(), out);
-    nullable_string(e.ident.as_deref(), out);
-    nullable_string(e.user.as_deref(), out);
-    out.extend_from_slice(&e.timestamp.timestamp().to_le_bytes());
-    nullable_string(e.method.as_deref(), out);
-    string(e.url.as_bytes(), out);
-    nullable_string(e.protocol.as_deref(), out);
-    out.extend_from_slice(&e.status.to_le_bytes());
-    nullable_u64(e.bytes, out);
-    nullable_string(e.referrer.as_deref(), out);
-    nullable_string(e.user_agent.as_deref(), out);
-    nullable_string(e.extra.vhost.as_deref(), out);
-    match e.extra.port {
-        Some(port) => {
-            out.push(0);
-            out.extend_from_slice(&port.to_le_bytes());
+        let buf: &'a [u8] = buf;
+        let mut pieces = vec![&buf[..headers[0]]];
+        let all = || self.chunks.iter().map(|c| &c.rows).chain([self.progress]);
+        for (i, at) in headers.windows(2).enumerate() {
+            pieces.push(&buf[at[0]..at[1]]);
+            pieces.extend(all().map(|r| &r.columns[i].nulls[..]));
+            pieces.extend(all().map(|r| &r.columns[i].values[..]));
         }
-        None => out.push(1),
+        pieces.retain(|p| !p.is_empty());
+        pieces
     }
-    nullable_u64(e.extra.response_time_us, out);
-    nullable_u64(e.extra.upstream_time_us, out);
-    nullable_string(e.extra.forwarded_for.as_deref(), out);
-    out.extend_from_slice(&at.line.to_le_bytes());
-    out.extend_from_slice(&at.offset.to_le_bytes());
-    // reason, state: a reject's and a progress row's.
-    out.extend_from_slice(&[0; 2]);
 }
 
-/// A row that is not an entry, from `kind` on: every entry column empty or absent, the raw
-/// bytes of a reject in `url`.
-fn encode_other(kind: Kind, at: Position, reason: &str, raw: &[u8], state: &str) -> Vec<u8> {
-    let mut out = vec![kind as u8];
-    // ip, ident, user, timestamp, method
-    out.extend_from_slice(&[0, 1, 1]);
-    out.extend_from_slice(&0i64.to_le_bytes());
-    out.push(1);
-    string(raw, &mut out);
-    // protocol, status, then bytes .. forwarded_for all NULL.
-    out.push(1);
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&[1; 8]);
-    out.extend_from_slice(&at.line.to_le_bytes());
-    out.extend_from_slice(&at.offset.to_le_bytes());
-    string(reason.as_bytes(), &mut out);
-    string(state.as_bytes(), &mut out);
+/// A String value of the Native format: its length, then its bytes.
+fn with_length(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 2);
+    string(value, &mut out);
     out
 }
 
@@ -231,13 +414,10 @@ pub struct ClickHouseSink {
     /// that a running query has, and one host may write into two databases of one server.
     host_tag: String,
     state: State,
-    /// Rows of the pending commit, from `kind` on, and where each ends.
-    pending: Vec<u8>,
-    pending_ends: Vec<usize>,
-    /// The origins of the pending rows ([`encode_origin`]), each with the number of the
-    /// first row read from it.
-    pending_origins: Vec<(usize, Vec<u8>)>,
-    latest: Option<i64>,
+    /// Rows of the pending commit, as the parsing threads encoded them.
+    pending: Vec<Chunk>,
+    /// Where a commit builds what it sends, kept from one to the next.
+    buf: Vec<u8>,
     pending_offsets: LogOffsets,
     log_format: String,
     scrubbed: Option<String>,
@@ -265,9 +445,7 @@ impl ClickHouseSink {
             ),
             state: State::default(),
             pending: Vec::new(),
-            pending_ends: Vec::new(),
-            pending_origins: Vec::new(),
-            latest: None,
+            buf: Vec::new(),
             pending_offsets: LogOffsets::Unknown,
             log_format: "combined".into(),
             scrubbed: None,
@@ -383,17 +561,15 @@ impl ClickHouseSink {
     }
 
     /// Sends one commit: `body` ends with its progress row, `next` is the state it records.
-    fn send(&mut self, body: &[u8], lines: u64, next: &State) -> anyhow::Result<()> {
+    fn send(&mut self, body: &[&[u8]], next: &State) -> anyhow::Result<()> {
         let columns: Vec<String> = insert_columns().iter().map(|n| format!("`{n}`")).collect();
         let insert = format!(
-            "INSERT INTO {} ({}) FORMAT RowBinary",
+            "INSERT INTO {} ({}) FORMAT Native",
             self.tables.logs(),
             columns.join(", ")
         );
-        let mut settings = vec![
-            // One block, so one part: the whole INSERT or nothing.
-            ("max_insert_block_size", (lines + 1).max(1024).to_string()),
-        ];
+        // One block, so one part: the whole INSERT or nothing.
+        let mut settings = vec![];
         if self.tables.cluster.is_some() {
             // Through the Distributed table, the INSERT is done only when the shard has it.
             settings.push(("insert_distributed_sync", "1".to_string()));
@@ -420,13 +596,20 @@ impl ClickHouseSink {
         })
     }
 
-    /// Makes `origin` the origin of the rows added next.
-    fn origin(&mut self, origin: Origin<'_>) {
-        let encoded = encode_origin(origin);
-        if self.pending_origins.last().map(|(_, o)| o) != Some(&encoded) {
-            self.pending_origins
-                .push((self.pending_ends.len(), encoded));
+    /// The rows where rows read from `origin` go next.
+    fn rows_of(&mut self, origin: Origin<'_>) -> &mut Rows {
+        let read = Read::of(origin);
+        if self.pending.last().map(|c| &c.read) != Some(&read) {
+            self.pending.push(Chunk {
+                read,
+                rows: Rows::default(),
+            });
         }
+        &mut self
+            .pending
+            .last_mut()
+            .expect("the last chunk is of `origin`")
+            .rows
     }
 
     fn another_writer(&self) -> Failure {
@@ -527,32 +710,29 @@ impl Sink for ClickHouseSink {
                 Box::new(RowEncoder::default()) as Box<dyn Encoder>
             })),
             entries: false,
-            ..Prepare::default()
+            ahead: 32,
         }
     }
 
     fn write_batch(&mut self, origin: Origin<'_>, batch: &mut Batch) -> anyhow::Result<()> {
-        let Some(rows) = batch.encoded::<Rows>() else {
+        let Some(rows) = batch.take_encoded::<Rows>() else {
             bail!("internal error: a batch without the rows this store asks for in `prepare`");
         };
-        self.origin(origin);
-        let base = self.pending.len();
-        self.pending.extend_from_slice(&rows.bytes);
-        self.pending_ends
-            .extend(rows.ends.iter().map(|end| base + end));
-        if let Some(t) = rows.latest {
-            self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
+        // An idle follower's batches hold no rows, and no commit follows them.
+        if rows.count > 0 {
+            self.pending.push(Chunk {
+                read: Read::of(origin),
+                rows,
+            });
         }
         self.pending_offsets.merge(batch.offsets);
         Ok(())
     }
 
     fn reject(&mut self, r: &Rejected<'_>) -> anyhow::Result<()> {
-        self.origin(r.origin);
         let reason = r.reason.to_string();
-        let row = encode_other(Kind::Reject, r.at, &reason, r.raw, "");
-        self.pending.extend_from_slice(&row);
-        self.pending_ends.push(self.pending.len());
+        self.rows_of(r.origin)
+            .other(Kind::Reject, r.at, &reason, r.raw, "");
         Ok(())
     }
 
@@ -587,42 +767,28 @@ impl Sink for ClickHouseSink {
         // A Date is days since the epoch; its range ends in 2149, and a time out of it (a
         // log's garbage) puts its commit in the partition of today.
         let now = chrono::Utc::now().timestamp().div_euclid(86_400);
-        let day = self.latest.map_or(now, |t| t.div_euclid(86_400));
-        let day = u16::try_from(day).unwrap_or(now as u16);
-        let mut prefix = Vec::new();
-        string(self.host.as_bytes(), &mut prefix);
-        prefix.extend_from_slice(&next.seq.to_le_bytes());
-        prefix.extend_from_slice(&day.to_le_bytes());
-        let rows = self.pending_ends.len() + 1;
-        let longest = self.pending_origins.iter().map(|(_, o)| o.len()).max();
-        let per_row = prefix.len() + longest.unwrap_or(0);
-        let mut body = Vec::with_capacity(self.pending.len() + per_row * rows + json.len() + 256);
-        let mut start = 0;
-        let mut origins = self.pending_origins.iter().peekable();
-        let mut origin: &[u8] = &[];
-        for (row, &end) in self.pending_ends.iter().enumerate() {
-            while let Some((_, next)) = origins.next_if(|(first, _)| *first <= row) {
-                origin = next;
-            }
-            body.extend_from_slice(&prefix);
-            body.extend_from_slice(origin);
-            body.extend_from_slice(&self.pending[start..end]);
-            start = end;
-        }
-        let progress = Origin {
-            source: "",
-            file: None,
+        let latest = self.pending.iter().filter_map(|c| c.rows.latest).max();
+        let day = latest.map_or(now, |t| t.div_euclid(86_400));
+        let mut progress = Rows::default();
+        progress.other(Kind::Progress, Position::default(), "", b"", &json);
+        // Taken for the time of the send, which needs the sink.
+        let (mut buf, pending) = (
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.pending),
+        );
+        let host = self.host.clone();
+        let commit = Commit {
+            host: &host,
+            seq: next.seq,
+            day: u16::try_from(day).unwrap_or(now as u16),
+            chunks: &pending,
+            progress: &progress,
         };
-        body.extend_from_slice(&prefix);
-        body.extend_from_slice(&encode_origin(progress));
-        body.extend_from_slice(&encode_other(
-            Kind::Progress,
-            Position::default(),
-            "",
-            b"",
-            &json,
-        ));
-        self.send(&body, rows as u64, &next)?;
+        let body = commit.block(&mut buf);
+        let sent = self.send(&body, &next);
+        drop(body);
+        (self.buf, self.pending) = (buf, pending);
+        sent?;
         self.state = next;
         self.abort();
         Ok(())
@@ -630,9 +796,6 @@ impl Sink for ClickHouseSink {
 
     fn abort(&mut self) {
         self.pending.clear();
-        self.pending_ends.clear();
-        self.pending_origins.clear();
-        self.latest = None;
         self.pending_offsets = LogOffsets::Unknown;
     }
 
@@ -645,107 +808,159 @@ impl Sink for ClickHouseSink {
 mod tests {
     use super::*;
 
-    /// Reads one RowBinary row of the types of `columns`; returns its values as text.
-    fn decode(mut row: &[u8], columns: &[&str]) -> (Vec<String>, usize) {
-        fn take<'a>(row: &mut &'a [u8], n: usize) -> &'a [u8] {
-            let (head, rest) = row.split_at(n);
-            *row = rest;
+    /// Reads a Native block: each column's name, and its values as text (`NULL` for a NULL),
+    /// checking that the types are the table's and that nothing is left over.
+    fn decode(mut block: &[u8]) -> Vec<(String, Vec<String>)> {
+        fn take<'a>(block: &mut &'a [u8], n: usize) -> &'a [u8] {
+            let (head, rest) = block.split_at(n);
+            *block = rest;
             head
         }
-        let start = row.len();
-        let mut values = Vec::new();
-        for name in columns {
-            let ty = COLUMNS.iter().find(|(n, _)| n == name).unwrap().1;
-            let (nullable, ty) = match ty.strip_prefix("Nullable(") {
-                Some(inner) => (true, inner.trim_end_matches(')')),
-                None => (false, ty),
-            };
-            if nullable && take(&mut row, 1)[0] == 1 {
-                values.push("NULL".into());
-                continue;
+        fn varint(block: &mut &[u8]) -> usize {
+            let (mut n, mut shift) = (0usize, 0);
+            loop {
+                let b = take(block, 1)[0];
+                n |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b < 0x80 {
+                    return n;
+                }
             }
-            values.push(match ty {
-                "String" => {
-                    let (mut len, mut shift) = (0usize, 0);
-                    loop {
-                        let b = take(&mut row, 1)[0];
-                        len |= usize::from(b & 0x7f) << shift;
-                        shift += 7;
-                        if b < 0x80 {
-                            break;
-                        }
-                    }
-                    String::from_utf8_lossy(take(&mut row, len)).into_owned()
-                }
-                "UInt8" => take(&mut row, 1)[0].to_string(),
-                "UInt16" | "Date" => {
-                    u16::from_le_bytes(take(&mut row, 2).try_into().unwrap()).to_string()
-                }
-                "UInt64" => u64::from_le_bytes(take(&mut row, 8).try_into().unwrap()).to_string(),
-                "Int64" => i64::from_le_bytes(take(&mut row, 8).try_into().unwrap()).to_string(),
-                other => panic!("no decoder for {other}"),
-            });
         }
-        (values, start - row.len())
+        fn text(block: &mut &[u8]) -> String {
+            let n = varint(block);
+            String::from_utf8_lossy(take(block, n)).into_owned()
+        }
+        let columns = varint(&mut block);
+        let rows = varint(&mut block);
+        let mut out = Vec::new();
+        for _ in 0..columns {
+            let name = text(&mut block);
+            let ty = text(&mut block);
+            assert_eq!(ty, type_of(&name), "the type of {name}");
+            let (nulls, ty) = match ty.strip_prefix("Nullable(") {
+                Some(inner) => (take(&mut block, rows).to_vec(), inner.trim_end_matches(')')),
+                None => (vec![0; rows], ty.as_str()),
+            };
+            let values = (0..rows)
+                .map(|row| {
+                    let value = match ty {
+                        "String" => text(&mut block),
+                        "UInt8" => take(&mut block, 1)[0].to_string(),
+                        "UInt16" | "Date" => {
+                            u16::from_le_bytes(take(&mut block, 2).try_into().unwrap()).to_string()
+                        }
+                        "UInt64" => {
+                            u64::from_le_bytes(take(&mut block, 8).try_into().unwrap()).to_string()
+                        }
+                        "Int64" => {
+                            i64::from_le_bytes(take(&mut block, 8).try_into().unwrap()).to_string()
+                        }
+                        other => panic!("no decoder for {other}"),
+                    };
+                    match nulls[row] {
+                        0 => value,
+                        _ => "NULL".to_owned(),
+                    }
+                })
+                .collect();
+            out.push((name, values));
+        }
+        assert!(block.is_empty(), "{} bytes after the block", block.len());
+        out
     }
 
     #[test]
-    fn rows_hold_every_column_of_the_insert_in_its_type() {
-        let columns = insert_columns();
-        assert_eq!(columns.len(), COLUMNS.len());
+    fn a_commit_is_one_block_with_every_column_of_the_table_in_its_type() {
+        let mut names = insert_columns();
+        names.sort_unstable();
+        let mut table: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+        table.sort_unstable();
+        assert_eq!(names, table);
+
         let e = crate::parse_line(
             r#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a\tb HTTP/1.0" 200 2326 "-" "x""#
                 .as_bytes(),
         )
         .unwrap();
-        let mut entry = Vec::new();
-        string(b"web1", &mut entry);
-        entry.extend_from_slice(&7u64.to_le_bytes());
-        entry.extend_from_slice(&11_000u16.to_le_bytes());
-        entry.extend(encode_origin(Origin {
-            source: "/var/log/x",
-            file: Some((8, 1234)),
-        }));
-        let prefix = entry.len();
-        let at = Position {
-            line: 2,
-            offset: 4096,
-        };
-        encode_entry(&e, at, &mut entry);
-        let (values, used) = decode(&entry, &columns);
-        assert_eq!(used, entry.len());
-        let value = |name: &str| &values[columns.iter().position(|c| *c == name).unwrap()];
-        assert_eq!(value("host"), "web1");
-        assert_eq!(value("seq"), "7");
-        assert_eq!(value("ip"), "1.2.3.4");
-        assert_eq!(value("timestamp"), "971211336");
-        assert_eq!(value("url"), &*e.url);
-        assert_eq!(value("bytes"), "2326");
-        assert_eq!(value("referrer"), "NULL");
-        assert_eq!(value("user_agent"), "x");
-        assert_eq!(value("source"), "/var/log/x");
-        assert_eq!(value("file_dev"), "8");
-        assert_eq!(value("file_inode"), "1234");
-        assert_eq!(value("line"), "2");
-        assert_eq!(value("byte_offset"), "4096");
-        let mut other = entry[..prefix].to_vec();
+        let mut first = Rows::default();
+        first.entry(
+            &e,
+            Position {
+                line: 2,
+                offset: 4096,
+            },
+        );
         // A raw line longer than 127 bytes takes two bytes of length.
-        let raw = [b'z'; 300];
-        let at = Position {
-            line: 3,
-            offset: 5000,
+        let mut second = Rows::default();
+        second.other(
+            Kind::Reject,
+            Position {
+                line: 3,
+                offset: 5000,
+            },
+            "status",
+            &[b'z'; 300],
+            "",
+        );
+        let mut progress = Rows::default();
+        progress.other(Kind::Progress, Position::default(), "", b"", "{}");
+        let read = |source: &str, file| Read {
+            source: source.into(),
+            file,
         };
-        other.extend(encode_other(Kind::Reject, at, "status", &raw, "{}"));
-        let (values, used) = decode(&other, &columns);
-        assert_eq!(used, other.len());
-        let value = |name: &str| &values[columns.iter().position(|c| *c == name).unwrap()];
-        assert_eq!(value("kind"), "1");
-        assert_eq!(value("url").len(), 300);
-        assert_eq!(value("source"), "/var/log/x");
-        assert_eq!(value("line"), "3");
-        assert_eq!(value("byte_offset"), "5000");
-        assert_eq!(value("reason"), "status");
-        assert_eq!(value("state"), "{}");
-        assert_eq!(value("response_time_us"), "NULL");
+        let chunks = [
+            Chunk {
+                read: read("/var/log/x", (8, 1234)),
+                rows: first,
+            },
+            Chunk {
+                read: read("-", (0, 0)),
+                rows: second,
+            },
+        ];
+        let commit = Commit {
+            host: "web1",
+            seq: 7,
+            day: 11_000,
+            chunks: &chunks,
+            progress: &progress,
+        };
+        let mut buf = Vec::new();
+        let block = decode(&commit.block(&mut buf).concat());
+        let names: Vec<&str> = block.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, insert_columns());
+        let value = |name: &str, row: usize| {
+            let column = block.iter().find(|(n, _)| n == name).unwrap();
+            column.1[row].clone()
+        };
+        for row in 0..3 {
+            assert_eq!(value("host", row), "web1");
+            assert_eq!(value("seq", row), "7");
+            assert_eq!(value("day", row), "11000");
+        }
+        assert_eq!(value("kind", 0), "0");
+        assert_eq!(value("ip", 0), "1.2.3.4");
+        assert_eq!(value("timestamp", 0), "971211336");
+        assert_eq!(value("url", 0), *e.url);
+        assert_eq!(value("bytes", 0), "2326");
+        assert_eq!(value("referrer", 0), "NULL");
+        assert_eq!(value("user_agent", 0), "x");
+        assert_eq!(value("source", 0), "/var/log/x");
+        assert_eq!(value("file_dev", 0), "8");
+        assert_eq!(value("file_inode", 0), "1234");
+        assert_eq!(value("line", 0), "2");
+        assert_eq!(value("byte_offset", 0), "4096");
+        assert_eq!(value("kind", 1), "1");
+        assert_eq!(value("url", 1).len(), 300);
+        assert_eq!(value("source", 1), "-");
+        assert_eq!(value("line", 1), "3");
+        assert_eq!(value("byte_offset", 1), "5000");
+        assert_eq!(value("reason", 1), "status");
+        assert_eq!(value("response_time_us", 1), "NULL");
+        assert_eq!(value("kind", 2), "2");
+        assert_eq!(value("source", 2), "");
+        assert_eq!(value("state", 2), "{}");
+        assert_eq!(value("file_inode", 2), "0");
     }
 }
