@@ -81,9 +81,10 @@ pub struct Prepare {
     /// Keep the entries themselves in the batch ([`Batch::entries`]); a store whose encoder
     /// builds all it needs does without them.
     pub entries: bool,
-    /// Parsed batches that may wait for the store, at least: a store that waits for a server
-    /// during its commits asks for a commit's worth, so that parsing goes on meanwhile.
-    pub ahead: usize,
+    /// A commit's worth of parsed batches may wait for the store: a store that waits for a
+    /// server during its commits asks for it, so that parsing goes on meanwhile (holding about
+    /// as much again as the pending commit).
+    pub ahead: bool,
 }
 
 /// Entries, rejects and the position reached, for a run of consecutive lines.
@@ -122,9 +123,13 @@ impl Prepare {
         2 * (self.parsers.max(1) - 1)
     }
 
-    /// Parsed batches that may wait for the store.
-    pub fn waiting(&self) -> usize {
-        self.queue().max(self.ahead)
+    /// Parsed batches that may wait for the store, with a commit every `batch_lines` lines.
+    pub fn waiting(&self, batch_lines: u64) -> usize {
+        let commit = match self.ahead {
+            true => usize::try_from(batch_lines.div_ceil(BATCH_LINES)).unwrap_or(usize::MAX),
+            false => 0,
+        };
+        self.queue().max(commit)
     }
 }
 
@@ -134,7 +139,7 @@ impl Default for Prepare {
             parsers: 1,
             encoder: None,
             entries: true,
-            ahead: 0,
+            ahead: false,
         }
     }
 }

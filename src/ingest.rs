@@ -1260,7 +1260,7 @@ impl Pass<'_> {
     ) -> anyhow::Result<Option<Checkpoint>> {
         std::thread::scope(|scope| {
             let prepare = self.sink.prepare();
-            let (tx, rx) = std::sync::mpsc::sync_channel(prepare.waiting());
+            let (tx, rx) = std::sync::mpsc::sync_channel(prepare.waiting(self.config.batch_lines));
             let reader = LineReader::new(prefetch(scope, input), offset, self.config.max_line);
             let reading = &self.config.reading;
             scope.spawn(move || {

@@ -1013,6 +1013,87 @@ fn the_hosts_report_is_refused_for_a_store_of_one_host() {
     }
 }
 
+#[test]
+fn a_commit_of_many_batches_from_two_logs_with_rejects_alone_is_one_part() {
+    let Some(program) = server_program() else {
+        return;
+    };
+    for shards in [1, 2] {
+        let wd = Workdir::new();
+        let servers = Servers::alone_or_cluster(&wd, &program, shards, &["parts"]);
+        let mut args = vec![
+            "a.log",
+            "b.log",
+            "--host",
+            "h",
+            "-q",
+            "--batch-lines",
+            "1000000",
+        ];
+        let store = servers.store_args("parts");
+        args.extend(strings(&store));
+        // A first run over empty logs creates the tables and commits only progress.
+        wd.write("a.log", "");
+        wd.write("b.log", "");
+        wd.cmd("parse-to-db").args(&args).assert().success();
+        for server in &servers.servers {
+            server
+                .client("parts")
+                .query("SYSTEM STOP MERGES parts.logs")
+                .unwrap();
+        }
+        // Batches of 8,192 lines: the garbage fills whole batches of rejects alone.
+        let garbage: String = (0..20_000).map(|i| format!("garbage {i}\n")).collect();
+        wd.write(
+            "a.log",
+            numbered_lines(0, 20_000) + &garbage + &numbered_lines(20_000, 25_000),
+        );
+        wd.write("b.log", numbered_lines(25_000, 28_000));
+        wd.cmd("parse-to-db").args(&args).assert().success();
+
+        let parts: Vec<u64> = (servers.servers.iter())
+            .flat_map(|server| {
+                let rows = server
+                    .client("parts")
+                    .query(
+                        "SELECT rows FROM system.parts WHERE database = 'parts' AND \
+                         table = 'logs' AND active FORMAT TabSeparated",
+                    )
+                    .unwrap();
+                let rows = String::from_utf8(rows).unwrap();
+                rows.lines().map(|r| r.parse().unwrap()).collect::<Vec<_>>()
+            })
+            .collect();
+        let commits = servers.query(
+            "parts",
+            &format!("SELECT count() FROM {} WHERE kind = 2", servers.table()),
+        );
+        // Each commit one part, and one of them holds all of a.log: 45,000 lines and its
+        // progress row, from batches of entries, of rejects, and of both.
+        assert_eq!(parts.len().to_string(), commits.trim(), "{parts:?}");
+        assert!(parts.contains(&45_001), "{parts:?}");
+        let rows = servers.query(
+            "parts",
+            &format!(
+                "SELECT source LIKE '%a.log', kind, count(), min(line), max(line), \
+                 sum(line), uniqExact(url) FROM {} WHERE kind IN (0, 1) GROUP BY source, kind \
+                 ORDER BY source LIKE '%a.log' DESC, kind FORMAT TabSeparated",
+                servers.table()
+            ),
+        );
+        let sum = |from: u64, to: u64| (from..=to).sum::<u64>();
+        let expected = [
+            format!(
+                "1\t0\t25000\t1\t45000\t{}\t25000",
+                sum(1, 20_000) + sum(40_001, 45_000)
+            ),
+            format!("1\t1\t20000\t20001\t40000\t{}\t20000", sum(20_001, 40_000)),
+            format!("0\t0\t3000\t1\t3000\t{}\t3000", sum(1, 3000)),
+        ];
+        assert_eq!(rows.lines().collect::<Vec<_>>(), expected);
+    }
+}
+
 /// The table a writer of schema version 1 created before rows said where they were read, as
 /// it created it.
 const LOGS_OF_VERSION_1: &str = "CREATE TABLE logs (host String, seq UInt64, kind UInt8, \

@@ -183,8 +183,7 @@ fn varint(mut n: u64, out: &mut Vec<u8>) {
 
 /// Rows in the columns of [`ROW`], as a Native block holds them. Columns rather than rows
 /// (RowBinary): the server then copies each column whole instead of reading value after value,
-/// and it takes the body as one block as sent, not cut at a block size of its own. The
-/// server's insert is most of a commit's time, and the writer waits for it.
+/// and it takes the body as one block as sent, not cut at a block size of its own.
 #[derive(Default)]
 struct Rows {
     columns: [Column; ROW.len()],
@@ -560,15 +559,15 @@ impl ClickHouseSink {
         last_state(&self.tables, &self.host)
     }
 
-    /// Sends one commit: `body` ends with its progress row, `next` is the state it records.
+    /// Sends one commit: `body` is its block, in pieces; `next` is the state it records.
     fn send(&mut self, body: &[&[u8]], next: &State) -> anyhow::Result<()> {
         let columns: Vec<String> = insert_columns().iter().map(|n| format!("`{n}`")).collect();
+        // One block, so one part: the whole INSERT or nothing.
         let insert = format!(
             "INSERT INTO {} ({}) FORMAT Native",
             self.tables.logs(),
             columns.join(", ")
         );
-        // One block, so one part: the whole INSERT or nothing.
         let mut settings = vec![];
         if self.tables.cluster.is_some() {
             // Through the Distributed table, the INSERT is done only when the shard has it.
@@ -710,7 +709,7 @@ impl Sink for ClickHouseSink {
                 Box::new(RowEncoder::default()) as Box<dyn Encoder>
             })),
             entries: false,
-            ahead: 32,
+            ahead: true,
         }
     }
 
@@ -718,7 +717,7 @@ impl Sink for ClickHouseSink {
         let Some(rows) = batch.take_encoded::<Rows>() else {
             bail!("internal error: a batch without the rows this store asks for in `prepare`");
         };
-        // An idle follower's batches hold no rows, and no commit follows them.
+        // An idle follower's batches hold no rows: nothing to send.
         if rows.count > 0 {
             self.pending.push(Chunk {
                 read: Read::of(origin),
