@@ -125,6 +125,26 @@ pub const COLUMNS: [&str; 16] = [
     "forwarded_for",
 ];
 
+/// The position of the column `name` in [`COLUMNS`], found when compiling: a store's
+/// reader or writer names the columns it uses, and a renamed column fails the build.
+pub const fn column(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        let (a, b) = (COLUMNS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such column in COLUMNS")
+}
+
 /// How many of [`COLUMNS`] the Combined fields are.
 pub const COMBINED_COLUMNS: usize = 11;
 

@@ -505,6 +505,17 @@ pub fn with_retries<T>(
 mod tests {
     use super::*;
 
+    /// Reads a request's head, up to and with its empty line, byte by byte (not past it).
+    fn read_head(conn: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            std::io::Read::read_exact(conn, &mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
     /// Sends an INSERT of a body far larger than the socket buffers to a server that reads
     /// the request's head, answers `answer`, and closes with the body unread (which resets
     /// the connection): what the client makes of it.
@@ -513,12 +524,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
-                head.push(byte[0]);
-            }
+            read_head(&mut conn);
             conn.write_all(answer).unwrap();
         });
         let address = Address::parse(&format!("clickhouse://127.0.0.1:{port}/db"))
@@ -546,13 +552,7 @@ mod tests {
             let port = listener.local_addr().unwrap().port();
             let server = std::thread::spawn(move || {
                 let (mut conn, _) = listener.accept().unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8(head).unwrap();
+                let head = read_head(&mut conn);
                 let length: usize = (head.lines())
                     .find_map(|l| l.strip_prefix("Content-Length: "))
                     .unwrap()

@@ -13,33 +13,13 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 use super::records::{Block, Blocks, Record, Records};
-use crate::entry::{COLUMNS, COMBINED_COLUMNS};
+use crate::entry::{COLUMNS, COMBINED_COLUMNS, column};
 use crate::parse::parse_stored_time;
 use crate::report::count::RowCounter;
 use crate::report::shard::{self, Share};
 use crate::report::{Counts, Query, Section};
 use crate::row::Row;
 use crate::zone::LogOffsets;
-
-/// The position of the column `name` in [`COLUMNS`], found when compiling: the reader
-/// names the columns it reads, and a renamed column fails the build, not a report.
-const fn column(name: &str) -> usize {
-    let mut i = 0;
-    while i < COLUMNS.len() {
-        let (a, b) = (COLUMNS[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return i;
-            }
-        }
-        i += 1;
-    }
-    panic!("no such column in COLUMNS")
-}
 
 const IP: usize = column("ip");
 const TIMESTAMP: usize = column("timestamp");

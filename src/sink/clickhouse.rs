@@ -25,7 +25,7 @@ use super::{Origin, Rejected, Sink, Update};
 use crate::batch::{Batch, Encoder, Position, Prepare};
 use crate::checkpoint::{Checkpoint, fnv1a};
 use crate::clickhouse::{self, COLUMNS, Client, Failure, Kind, Tables, quote};
-use crate::entry::LogEntry;
+use crate::entry::{self, LogEntry};
 use crate::zone::LogOffsets;
 
 /// How long a commit keeps trying through a server that is down or restarting.
@@ -56,79 +56,50 @@ impl State {
     }
 }
 
-/// The columns each row brings, in the order of the INSERT after [`PREFIX`]: every column of
-/// the table but those, which the commit fills.
-const ROW: [&str; 21] = [
-    "kind",
-    "ip",
-    "ident",
-    "user",
-    "timestamp",
-    "method",
-    "url",
-    "protocol",
-    "status",
-    "bytes",
-    "referrer",
-    "user_agent",
-    "vhost",
-    "port",
-    "response_time_us",
-    "upstream_time_us",
-    "forwarded_for",
-    "line",
-    "byte_offset",
-    "reason",
-    "state",
-];
-
 /// The columns the commit puts before each row's: the commit's own, then its origin's.
 const PREFIX: [&str; 6] = ["host", "seq", "day", "source", "file_dev", "file_inode"];
 
-/// The index of `name` in [`ROW`], at compile time: a renamed column fails the build.
-const fn row_column(name: &str) -> usize {
-    let mut i = 0;
-    while i < ROW.len() {
-        let (a, b) = (ROW[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return i;
-            }
-        }
-        i += 1;
-    }
-    panic!("no such column in ROW")
+/// The columns each row brings, in the order of the INSERT after [`PREFIX`]: its kind, the
+/// entry's [`entry::COLUMNS`], then where it was read and a reject's or a progress row's own.
+/// With PREFIX, every column of the table.
+fn row_columns() -> impl Iterator<Item = &'static str> {
+    let after = ["line", "byte_offset", "reason", "state"];
+    std::iter::once("kind").chain(entry::COLUMNS).chain(after)
 }
 
-const KIND: usize = row_column("kind");
-const IP: usize = row_column("ip");
-const IDENT: usize = row_column("ident");
-const USER: usize = row_column("user");
-const TIMESTAMP: usize = row_column("timestamp");
-const METHOD: usize = row_column("method");
-const URL: usize = row_column("url");
-const PROTOCOL: usize = row_column("protocol");
-const STATUS: usize = row_column("status");
-const BYTES: usize = row_column("bytes");
-const REFERRER: usize = row_column("referrer");
-const USER_AGENT: usize = row_column("user_agent");
-const VHOST: usize = row_column("vhost");
-const PORT: usize = row_column("port");
-const RESPONSE_TIME_US: usize = row_column("response_time_us");
-const UPSTREAM_TIME_US: usize = row_column("upstream_time_us");
-const FORWARDED_FOR: usize = row_column("forwarded_for");
-const LINE: usize = row_column("line");
-const BYTE_OFFSET: usize = row_column("byte_offset");
-const REASON: usize = row_column("reason");
-const STATE: usize = row_column("state");
+/// How many columns each row brings.
+const ROW: usize = 1 + entry::COLUMNS.len() + 4;
 
-/// The columns of an INSERT, in the order of its block: [`PREFIX`], then [`ROW`].
+/// The index in [`row_columns`] of the entry's column `name`, at compile time.
+const fn of_entry(name: &str) -> usize {
+    1 + entry::column(name)
+}
+
+const KIND: usize = 0;
+const IP: usize = of_entry("ip");
+const IDENT: usize = of_entry("ident");
+const USER: usize = of_entry("user");
+const TIMESTAMP: usize = of_entry("timestamp");
+const METHOD: usize = of_entry("method");
+const URL: usize = of_entry("url");
+const PROTOCOL: usize = of_entry("protocol");
+const STATUS: usize = of_entry("status");
+const BYTES: usize = of_entry("bytes");
+const REFERRER: usize = of_entry("referrer");
+const USER_AGENT: usize = of_entry("user_agent");
+const VHOST: usize = of_entry("vhost");
+const PORT: usize = of_entry("port");
+const RESPONSE_TIME_US: usize = of_entry("response_time_us");
+const UPSTREAM_TIME_US: usize = of_entry("upstream_time_us");
+const FORWARDED_FOR: usize = of_entry("forwarded_for");
+const LINE: usize = 1 + entry::COLUMNS.len();
+const BYTE_OFFSET: usize = LINE + 1;
+const REASON: usize = LINE + 2;
+const STATE: usize = LINE + 3;
+
+/// The columns of an INSERT, in the order of its block: [`PREFIX`], then [`row_columns`].
 fn insert_columns() -> Vec<&'static str> {
-    PREFIX.iter().chain(&ROW).copied().collect()
+    PREFIX.into_iter().chain(row_columns()).collect()
 }
 
 /// The type of column `name` in the table.
@@ -181,12 +152,12 @@ fn varint(mut n: u64, out: &mut Vec<u8>) {
     out.push(n as u8);
 }
 
-/// Rows in the columns of [`ROW`], as a Native block holds them. Columns rather than rows
+/// Rows in the columns of [`row_columns`], as a Native block holds them. Columns rather than rows
 /// (RowBinary): the server then copies each column whole instead of reading value after value,
 /// and it takes the body as one block as sent, not cut at a block size of its own.
 #[derive(Default)]
 struct Rows {
-    columns: [Column; ROW.len()],
+    columns: [Column; ROW],
     count: usize,
     /// Latest time of the entries, in seconds since the epoch.
     latest: Option<i64>,
@@ -326,7 +297,7 @@ impl<'a> Commit<'a> {
             .collect();
         reads.push((&nowhere, self.progress.count));
         let rows: usize = reads.iter().map(|(_, n)| n).sum();
-        varint((PREFIX.len() + ROW.len()) as u64, buf);
+        varint((PREFIX.len() + ROW) as u64, buf);
         varint(rows as u64, buf);
         let header = |name: &str, buf: &mut Vec<u8>| {
             string(name.as_bytes(), buf);
@@ -353,7 +324,7 @@ impl<'a> Commit<'a> {
             }
         }
         let mut headers = vec![buf.len()];
-        for name in ROW {
+        for name in row_columns() {
             header(name, buf);
             headers.push(buf.len());
         }
@@ -871,6 +842,7 @@ mod tests {
 
     #[test]
     fn a_commit_is_one_block_with_every_column_of_the_table_in_its_type() {
+        assert_eq!(row_columns().count(), ROW);
         let mut names = insert_columns();
         names.sort_unstable();
         let mut table: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
