@@ -219,6 +219,16 @@ impl Rows {
         self.count += 1;
     }
 
+    /// Empties the rows, keeping their room.
+    fn clear(&mut self) {
+        for column in &mut self.columns {
+            column.nulls.clear();
+            column.values.clear();
+        }
+        self.count = 0;
+        self.latest = None;
+    }
+
     /// Empty rows with room for as many bytes as these have: the next batch is about as large.
     fn like(&self) -> Rows {
         let mut rows = Rows::default();
@@ -230,10 +240,14 @@ impl Rows {
     }
 }
 
+/// Rows of commits sent, emptied, for the encoders to fill again: memory already mapped and
+/// touched, where new buffers would cost the parsing threads a page fault every 4 KiB.
+type Spare = std::sync::Arc<std::sync::Mutex<Vec<Rows>>>;
+
 /// Encodes entries into [`Rows`], in the parsing threads.
-#[derive(Default)]
 struct RowEncoder {
     rows: Rows,
+    spare: Spare,
 }
 
 impl Encoder for RowEncoder {
@@ -242,7 +256,8 @@ impl Encoder for RowEncoder {
     }
 
     fn finish(&mut self) -> Box<dyn std::any::Any + Send> {
-        let next = self.rows.like();
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let next = spare.unwrap_or_else(|| self.rows.like());
         Box::new(std::mem::replace(&mut self.rows, next))
     }
 }
@@ -388,6 +403,7 @@ pub struct ClickHouseSink {
     pending: Vec<Chunk>,
     /// Where a commit builds what it sends, kept from one to the next.
     buf: Vec<u8>,
+    spare: Spare,
     pending_offsets: LogOffsets,
     log_format: String,
     scrubbed: Option<String>,
@@ -416,6 +432,7 @@ impl ClickHouseSink {
             state: State::default(),
             pending: Vec::new(),
             buf: Vec::new(),
+            spare: Spare::default(),
             pending_offsets: LogOffsets::Unknown,
             log_format: "combined".into(),
             scrubbed: None,
@@ -676,8 +693,14 @@ impl Sink for ClickHouseSink {
         Prepare {
             // Encoding is light and the server does the rest: every core can parse.
             parsers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            encoder: Some(std::sync::Arc::new(|| {
-                Box::new(RowEncoder::default()) as Box<dyn Encoder>
+            encoder: Some(std::sync::Arc::new({
+                let spare = self.spare.clone();
+                move || {
+                    Box::new(RowEncoder {
+                        rows: Rows::default(),
+                        spare: spare.clone(),
+                    }) as Box<dyn Encoder>
+                }
             })),
             entries: false,
             ahead: true,
@@ -765,6 +788,16 @@ impl Sink for ClickHouseSink {
     }
 
     fn abort(&mut self) {
+        // As many spare rows as this commit had batches: after a burst of lines, the few
+        // batches of an idle follower's commits let the rest of the memory go.
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.truncate(self.pending.len());
+            let room = self.pending.len() - spare.len();
+            for mut chunk in self.pending.drain(..).take(room) {
+                chunk.rows.clear();
+                spare.push(chunk.rows);
+            }
+        }
         self.pending.clear();
         self.pending_offsets = LogOffsets::Unknown;
     }
@@ -838,6 +871,32 @@ mod tests {
         }
         assert!(block.is_empty(), "{} bytes after the block", block.len());
         out
+    }
+
+    #[test]
+    fn rows_emptied_for_reuse_encode_as_new_ones_do() {
+        fn parse(line: &str) -> LogEntry<'_> {
+            crate::parse_line(line.as_bytes()).unwrap()
+        }
+        let first =
+            parse(r#"1.2.3.4 - - [12/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1 "r" "x""#);
+        let second =
+            parse(r#"5.6.7.8 - bob [11/Oct/2000:13:55:36 +0000] "POST /b HTTP/1.1" 404 -"#);
+        let at = Position {
+            line: 9,
+            offset: 99,
+        };
+        let mut reused = Rows::default();
+        reused.entry(&first, at);
+        reused.other(Kind::Reject, at, "status", b"raw", "");
+        reused.clear();
+        reused.entry(&second, at);
+        let mut new = Rows::default();
+        new.entry(&second, at);
+        assert_eq!((reused.count, reused.latest), (new.count, new.latest));
+        for (a, b) in reused.columns.iter().zip(&new.columns) {
+            assert_eq!((&a.nulls, &a.values), (&b.nulls, &b.values));
+        }
     }
 
     #[test]
