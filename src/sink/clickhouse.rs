@@ -263,7 +263,6 @@ impl Encoder for RowEncoder {
 }
 
 /// Where rows were read: a source and the file's device and inode.
-#[derive(PartialEq)]
 struct Read {
     source: String,
     file: (u64, u64),
@@ -275,6 +274,12 @@ impl Read {
             source: origin.source.to_owned(),
             file: origin.file.unwrap_or((0, 0)),
         }
+    }
+
+    /// Whether rows read from `origin` were read here (without making a [`Read`] of it:
+    /// asked for every rejected line).
+    fn is(&self, origin: Origin<'_>) -> bool {
+        self.source == origin.source && self.file == origin.file.unwrap_or((0, 0))
     }
 }
 
@@ -585,10 +590,9 @@ impl ClickHouseSink {
 
     /// The rows where rows read from `origin` go next.
     fn rows_of(&mut self, origin: Origin<'_>) -> &mut Rows {
-        let read = Read::of(origin);
-        if self.pending.last().map(|c| &c.read) != Some(&read) {
+        if !self.pending.last().is_some_and(|c| c.read.is(origin)) {
             self.pending.push(Chunk {
-                read,
+                read: Read::of(origin),
                 rows: Rows::default(),
             });
         }
