@@ -16,6 +16,7 @@ pub mod generate;
 pub mod human;
 pub mod ingest;
 pub mod lock;
+mod mask;
 pub mod packed;
 pub mod parse;
 pub mod privacy;

@@ -100,6 +100,7 @@ impl Schema {
 #[derive(Debug, Clone)]
 pub struct JsonParser {
     schema: Schema,
+    marks: scan::Marks,
     last_time: Vec<u8>,
     last: Option<LineTime>,
 }
@@ -108,6 +109,7 @@ impl JsonParser {
     pub fn new(schema: Schema) -> JsonParser {
         JsonParser {
             schema,
+            marks: scan::Marks::default(),
             last_time: Vec::new(),
             last: None,
         }
@@ -120,7 +122,7 @@ impl JsonParser {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match self.schema {
             Schema::Caddy => {
-                let caddy = read(line, scan::caddy)?;
+                let caddy = read(line, &mut self.marks, scan::caddy)?;
                 if caddy
                     .logger
                     .as_ref()
@@ -145,11 +147,11 @@ impl JsonParser {
                 if !is_access_logger(std::str::from_utf8(logger).unwrap_or("")) {
                     return Err(Reject::Format);
                 }
-                let caddy = read(json, scan::caddy)?;
+                let caddy = read(json, &mut self.marks, scan::caddy)?;
                 self.caddy_entry(caddy, Some(ts), console_time)
             }
             Schema::Traefik => {
-                let traefik = read(line, scan::traefik)?;
+                let traefik = read(line, &mut self.marks, scan::traefik)?;
                 self.traefik_entry(traefik)
             }
         }
@@ -206,10 +208,11 @@ pub(crate) fn fields_read(schema: Schema, line: &[u8]) -> usize {
 /// replacing what is not).
 fn read<'a, T: Deserialize<'a>>(
     json: &'a [u8],
-    fast: fn(&'a str) -> Option<T>,
+    marks: &mut scan::Marks,
+    fast: fn(&'a str, &mut scan::Marks) -> Option<T>,
 ) -> Result<T, Reject> {
     let text = std::str::from_utf8(json).map_err(|_| Reject::Format)?;
-    match fast(text) {
+    match fast(text, marks) {
         Some(read) => Ok(read),
         None => serde_json::from_str(text).map_err(|_| Reject::Format),
     }

@@ -24,6 +24,9 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
+use crate::mask::masks;
+#[cfg(target_arch = "x86_64")]
+use crate::mask::masks_avx2;
 use crate::report::shard::{self, Share};
 
 /// A byte-order mark, which some tools put before the header.
@@ -195,64 +198,8 @@ fn decode(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The quotes, commas and line ends of a chunk, a bit each (bit `i` for byte `i`), with
-/// SSE2, which every x86-64 processor has.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn masks(chunk: &[u8; 64]) -> [u64; 3] {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-    };
-    let mut masks = [0u64; 3];
-    for (part, bytes) in chunk.chunks_exact(16).enumerate() {
-        // SAFETY: SSE2 is part of x86-64 itself, and `bytes` is 16 readable bytes, which
-        // `loadu` takes at any alignment.
-        unsafe {
-            let bytes = _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>());
-            for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
-                let found = _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(byte as i8)));
-                *mask |= u64::from(found as u16) << (16 * part);
-            }
-        }
-    }
-    masks
-}
-
-/// [`masks`] with AVX2's 32-byte comparisons, for processors that have it (most): the reading
-/// thread computes these masks for every byte of the file.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn masks_avx2(chunk: &[u8; 64]) -> [u64; 3] {
-    use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
-    };
-    let mut masks = [0u64; 3];
-    for (half, bytes) in chunk.chunks_exact(32).enumerate() {
-        // SAFETY: `bytes` is 32 readable bytes, which `loadu` takes at any alignment.
-        let bytes = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>()) };
-        for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
-            let found =
-                _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(byte as i8)));
-            *mask |= u64::from(found as u32) << (32 * half);
-        }
-    }
-    masks
-}
-
-/// [`masks`] byte by byte, for other processors (and as the reference in tests).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn masks_portable(chunk: &[u8; 64]) -> [u64; 3] {
-    let mut masks = [0u64; 3];
-    for (i, &b) in chunk.iter().enumerate() {
-        for (mask, byte) in masks.iter_mut().zip([b'"', b',', b'\n']) {
-            *mask |= u64::from(b == byte) << i;
-        }
-    }
-    masks
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-use masks_portable as masks;
+/// What the index looks for, a mask each (see [`crate::mask`]).
+const SOUGHT: [u8; 3] = [b'"', b',', b'\n'];
 
 /// Bit `i` is the parity of the bits `0..=i` of `x`: for a quote mask, whether byte `i`
 /// lies inside a quoted part (its opening quote included, its closing one not).
@@ -296,7 +243,7 @@ impl Index {
             unsafe { self.whole_chunks_avx2(input) };
         }
         while let Some(chunk) = input.get(self.at..self.at + 64) {
-            self.chunk(input, masks(chunk.try_into().expect("64 bytes")));
+            self.chunk(input, masks(chunk.try_into().expect("64 bytes"), SOUGHT));
             self.at += 64;
         }
         if !all {
@@ -306,7 +253,7 @@ impl Index {
             // Zeros are none of the bytes looked for.
             let mut chunk = [0; 64];
             chunk[..input.len() - self.at].copy_from_slice(&input[self.at..]);
-            self.chunk(input, masks(&chunk));
+            self.chunk(input, masks(&chunk, SOUGHT));
             self.at = input.len();
         }
         if eof && self.start < input.len() {
@@ -322,7 +269,10 @@ impl Index {
     #[target_feature(enable = "avx2")]
     fn whole_chunks_avx2(&mut self, input: &[u8]) {
         while let Some(chunk) = input.get(self.at..self.at + 64) {
-            self.chunk(input, masks_avx2(chunk.try_into().expect("64 bytes")));
+            self.chunk(
+                input,
+                masks_avx2(chunk.try_into().expect("64 bytes"), SOUGHT),
+            );
             self.at += 64;
         }
     }
@@ -708,28 +658,6 @@ mod tests {
         (rows.iter())
             .map(|r| r.iter().map(|f| f.as_bytes().to_vec()).collect())
             .collect()
-    }
-
-    #[test]
-    fn the_vector_masks_are_the_portable_ones() {
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        if !avx2 {
-            eprintln!("this processor has no AVX2: its masks are not tested here");
-        }
-        let mut chunk = [b'x'; 64];
-        for round in 0..4096usize {
-            assert_eq!(masks(&chunk), masks_portable(&chunk), "{chunk:?}");
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: this processor has AVX2.
-                assert_eq!(unsafe { masks_avx2(&chunk) }, masks_portable(&chunk));
-            }
-            // Another mix of special and plain bytes.
-            chunk[(round * 7) % 64] = [b',', b'"', b'\n', b'x', 0x2b, 0x8a][(round / 3) % 6];
-        }
     }
 
     #[test]

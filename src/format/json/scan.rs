@@ -2,41 +2,83 @@
 //! reads.
 //!
 //! serde_json spends most of a Caddy line on the headers and TLS details that the entry does
-//! not keep. This reader skips them eight bytes at a time, checking the JSON grammar as it goes, and
-//! answers only for a plain line: no control byte, no escaped key, no surrogate escape in a value it keeps,
-//! no key it keeps given twice, nothing nested deeper than [`MAX_DEPTH`], integers
-//! where it wants integers. For anything else it answers `None` and the caller reads the line
-//! with serde, so both readings give the same struct for every line (the tests check it on
-//! generated and mutated lines). Its own checks must only ever be stricter than serde's.
+//! not keep. This reader first marks the line's quotes and backslashes, 64 bytes at a time
+//! ([`Marks`]), so that a string of any length ends at the next mark; it then walks the
+//! tokens, checking the JSON grammar as it goes, and answers only for a plain line: no
+//! control byte, no escaped key, no surrogate escape in a value it keeps, no key it keeps
+//! given twice, nothing nested deeper than [`MAX_DEPTH`], integers where it wants integers.
+//! For anything else it answers `None` and the caller reads the line with serde, so both
+//! readings give the same struct for every line (the tests check it on generated and mutated
+//! lines). Its own checks must only ever be stricter than serde's.
 
 use std::borrow::Cow;
 
-use super::super::find::either;
 use super::keys::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
+use crate::mask::{below, masks};
 
 /// Far deeper than any server nests, and well inside serde_json's own limit.
 const MAX_DEPTH: u32 = 64;
 
+/// Where a line's quotes and backslashes are, a bit each (bit `i % 64` of word `i / 64`).
+/// Kept by the parser and filled again for each line, so that a line costs no allocation.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Marks(Vec<u64>);
+
+impl Marks {
+    /// Marks `text`; `false` when it has a control byte. JSON allows none inside a string
+    /// and only tab, CR and LF between tokens, which servers do not write there, so the same
+    /// pass spares a check per byte of every string.
+    fn mark(&mut self, text: &[u8]) -> bool {
+        self.0.clear();
+        let mut control = 0;
+        let mut chunks = text.chunks_exact(64);
+        let mut add = |chunk: &[u8; 64]| {
+            let [quotes, backslashes] = masks(chunk, [b'"', b'\\']);
+            self.0.push(quotes | backslashes);
+            control |= below(chunk, 0x20);
+        };
+        for chunk in &mut chunks {
+            add(chunk.try_into().expect("64 bytes"));
+        }
+        // Spaces are neither marked nor control bytes.
+        let mut last = [b' '; 64];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        add(&last);
+        control == 0
+    }
+}
+
 /// A position in one line of JSON. Every method returns `None` to mean "not sure: ask serde".
-struct Cursor<'a> {
+struct Cursor<'a, 'm> {
     text: &'a str,
+    marks: &'m [u64],
     at: usize,
     depth: u32,
 }
 
-impl<'a> Cursor<'a> {
-    /// `None` when the line has a control byte. JSON allows none inside a string and only
-    /// tab, CR and LF between tokens, which servers do not write there, so one pass over the
-    /// line spares a check per byte of every string.
-    fn new(text: &'a str) -> Option<Cursor<'a>> {
-        if has_control(text.as_bytes()) {
+impl<'a, 'm> Cursor<'a, 'm> {
+    /// `None` when the line has a control byte (see [`Marks::mark`]).
+    fn new(text: &'a str, marks: &'m mut Marks) -> Option<Cursor<'a, 'm>> {
+        if !marks.mark(text.as_bytes()) {
             return None;
         }
         Some(Cursor {
             text,
+            marks: &marks.0,
             at: 0,
             depth: 0,
         })
+    }
+
+    /// The first quote or backslash at or after the cursor.
+    fn next_mark(&self) -> Option<usize> {
+        let mut word = self.at / 64;
+        let mut bits = self.marks.get(word)? & (u64::MAX << (self.at % 64));
+        while bits == 0 {
+            word += 1;
+            bits = *self.marks.get(word)?;
+        }
+        Some(word * 64 + bits.trailing_zeros() as usize)
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -71,10 +113,8 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes()[self.at..];
-            let i = either(rest, b'"', b'\\')?;
-            self.at += i;
-            if rest[i] == b'"' {
+            self.at = self.next_mark()?;
+            if self.bytes()[self.at] == b'"' {
                 let text = &self.text[start..self.at];
                 self.at += 1;
                 return Some((text, escaped));
@@ -322,14 +362,6 @@ fn unescape(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Whether `bytes` has a byte below 0x20, a block at a time so that the compiler
-/// vectorises the test (a short-circuiting `any` goes byte by byte).
-fn has_control(bytes: &[u8]) -> bool {
-    let mut blocks = bytes.chunks_exact(32);
-    let block = |b: &[u8]| b.iter().fold(false, |found, &x| found | (x < 0x20));
-    blocks.any(block) || block(blocks.remainder())
-}
-
 /// Puts the value read for key number `bit` in its slot; `None` when the key was read
 /// before (serde refuses a known key given twice) or its value was not plain.
 fn set<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<Option<T>>) -> Option<()> {
@@ -342,8 +374,8 @@ fn set<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<Option<T
 }
 
 /// A Caddy line, or `None` to ask serde.
-pub(super) fn caddy(json: &str) -> Option<CaddyLine<'_>> {
-    let mut c = Cursor::new(json)?;
+pub(super) fn caddy<'a>(json: &'a str, marks: &mut Marks) -> Option<CaddyLine<'a>> {
+    let mut c = Cursor::new(json, marks)?;
     let mut line = CaddyLine::default();
     let mut seen = 0;
     c.object(|c, key| match key {
@@ -360,7 +392,7 @@ pub(super) fn caddy(json: &str) -> Option<CaddyLine<'_>> {
     Some(line)
 }
 
-fn request<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyRequest<'a>>> {
+fn request<'a>(c: &mut Cursor<'a, '_>) -> Option<Option<CaddyRequest<'a>>> {
     if c.null() {
         return Some(None);
     }
@@ -379,7 +411,7 @@ fn request<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyRequest<'a>>> {
     Some(Some(r))
 }
 
-fn headers<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyHeaders<'a>>> {
+fn headers<'a>(c: &mut Cursor<'a, '_>) -> Option<Option<CaddyHeaders<'a>>> {
     if c.null() {
         return Some(None);
     }
@@ -395,8 +427,8 @@ fn headers<'a>(c: &mut Cursor<'a>) -> Option<Option<CaddyHeaders<'a>>> {
 }
 
 /// A Traefik line, or `None` to ask serde.
-pub(super) fn traefik(json: &str) -> Option<TraefikLine<'_>> {
-    let mut c = Cursor::new(json)?;
+pub(super) fn traefik<'a>(json: &'a str, marks: &mut Marks) -> Option<TraefikLine<'a>> {
+    let mut c = Cursor::new(json, marks)?;
     let mut t = TraefikLine::default();
     let mut seen = 0;
     c.object(|c, key| match key {

@@ -891,18 +891,32 @@ fn fast_agrees(schema: Schema, json: &[u8]) -> Result<Option<bool>, String> {
     let Ok(text) = std::str::from_utf8(json) else {
         return Ok(None);
     };
+    // One set of marks for every line a thread checks, as a parser keeps: a longer line's
+    // marks must not outlive it.
+    thread_local!(static MARKS: std::cell::RefCell<scan::Marks> = Default::default());
+    let marks = &mut MARKS.with(|m| m.take());
+    let answer = fast_answer(schema, text, marks);
+    MARKS.with(|m| m.replace(std::mem::take(marks)));
+    answer
+}
+
+fn fast_answer(
+    schema: Schema,
+    text: &str,
+    marks: &mut scan::Marks,
+) -> Result<Option<bool>, String> {
     let differ = |fast: &dyn std::fmt::Debug, serde: &dyn std::fmt::Debug| {
         Err(format!("fast {fast:?}, serde {serde:?}, on {text}"))
     };
     match schema {
-        Schema::Caddy | Schema::CaddyConsole => match scan::caddy(text) {
+        Schema::Caddy | Schema::CaddyConsole => match scan::caddy(text, marks) {
             None => Ok(Some(false)),
             Some(fast) => match serde_json::from_str::<CaddyLine>(text) {
                 Ok(serde) if serde == fast => Ok(Some(true)),
                 serde => differ(&fast, &serde),
             },
         },
-        Schema::Traefik => match scan::traefik(text) {
+        Schema::Traefik => match scan::traefik(text, marks) {
             None => Ok(Some(false)),
             Some(fast) => match serde_json::from_str::<TraefikLine>(text) {
                 Ok(serde) if serde == fast => Ok(Some(true)),

@@ -1,0 +1,155 @@
+//! Where given bytes are in a 64-byte chunk, one bit per byte (bit `i` for byte `i`).
+//!
+//! Readers that look for a few kinds of byte in long text (the CSV reader's quotes, commas
+//! and line ends; a JSON line's quotes and backslashes) find them a chunk at a time with
+//! vector comparisons, then walk the bits. A byte-at-a-time search, or eight bytes at a time
+//! in a `u64`, costs several times more on lines of a kilobyte or more.
+
+/// The bytes of `chunk` equal to each of `bytes`, a mask each, with SSE2, which every x86-64
+/// processor has.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn masks<const N: usize>(chunk: &[u8; 64], bytes: [u8; N]) -> [u64; N] {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let mut masks = [0u64; N];
+    for (part, block) in chunk.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of x86-64 itself, and `block` is 16 readable bytes, which
+        // `loadu` takes at any alignment.
+        unsafe {
+            let block = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            for (mask, byte) in masks.iter_mut().zip(bytes) {
+                let found = _mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(byte as i8)));
+                *mask |= u64::from(found as u16) << (16 * part);
+            }
+        }
+    }
+    masks
+}
+
+/// [`masks`] with AVX2's 32-byte comparisons, for processors that have it (most). Callers
+/// check for AVX2 once, then run their whole loop in a function with the same target
+/// feature, so that this is inlined there.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn masks_avx2<const N: usize>(chunk: &[u8; 64], bytes: [u8; N]) -> [u64; N] {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    let mut masks = [0u64; N];
+    for (half, block) in chunk.chunks_exact(32).enumerate() {
+        // SAFETY: `block` is 32 readable bytes, which `loadu` takes at any alignment.
+        let block = unsafe { _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()) };
+        for (mask, byte) in masks.iter_mut().zip(bytes) {
+            let found =
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(block, _mm256_set1_epi8(byte as i8)));
+            *mask |= u64::from(found as u32) << (32 * half);
+        }
+    }
+    masks
+}
+
+/// [`masks`] byte by byte, for other processors (and as the reference in tests).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+pub(crate) fn masks_portable<const N: usize>(chunk: &[u8; 64], bytes: [u8; N]) -> [u64; N] {
+    let mut masks = [0u64; N];
+    for (i, &b) in chunk.iter().enumerate() {
+        for (mask, byte) in masks.iter_mut().zip(bytes) {
+            *mask |= u64::from(b == byte) << i;
+        }
+    }
+    masks
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use masks_portable as masks;
+
+/// The bytes of `chunk` below `limit` (which is at least 1), with SSE2: control bytes, for a
+/// reader that must refuse them.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn below(chunk: &[u8; 64], limit: u8) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let top = limit.saturating_sub(1);
+    let mut mask = 0u64;
+    for (part, block) in chunk.chunks_exact(16).enumerate() {
+        // SAFETY: as in `masks`.
+        unsafe {
+            let block = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            // A byte is at most `top` when the larger of it and `top` is `top`.
+            let top = _mm_set1_epi8(top as i8);
+            let found = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(block, top), top));
+            mask |= u64::from(found as u16) << (16 * part);
+        }
+    }
+    mask
+}
+
+/// [`below`] byte by byte, for other processors (and as the reference in tests).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+pub(crate) fn below_portable(chunk: &[u8; 64], limit: u8) -> u64 {
+    (chunk.iter().enumerate()).fold(0, |mask, (i, &b)| mask | u64::from(b < limit) << i)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use below_portable as below;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value, at every position, among bytes just above and below those sought
+    /// (where a careless comparison would be off by one or by sign).
+    fn chunks() -> impl Iterator<Item = [u8; 64]> {
+        (0..=255u8).flat_map(|byte| {
+            (0..64).map(move |at| {
+                let mut chunk: [u8; 64] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+                chunk[at] = byte;
+                chunk[(at + 1) % 64] = byte.wrapping_add(1);
+                chunk[(at + 63) % 64] = byte.wrapping_sub(1);
+                chunk
+            })
+        })
+    }
+
+    #[test]
+    fn the_vector_masks_are_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        if !avx2 {
+            eprintln!("this processor has no AVX2: its masks are not tested here");
+        }
+        let sought = [b'"', b',', b'\n', b'\\', 0x00, 0x7f, 0x80, 0xff];
+        for chunk in chunks() {
+            let expected = masks_portable(&chunk, sought);
+            assert_eq!(masks(&chunk, sought), expected, "{chunk:?}");
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: this processor has AVX2.
+                assert_eq!(unsafe { masks_avx2(&chunk, sought) }, expected, "{chunk:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vector_bytes_below_are_the_portable_ones() {
+        for chunk in chunks() {
+            for limit in [1, 0x20, 0x80, 0x81, 0xff] {
+                assert_eq!(
+                    below(&chunk, limit),
+                    below_portable(&chunk, limit),
+                    "{chunk:?}"
+                );
+            }
+        }
+        let chunk: [u8; 64] = std::array::from_fn(|i| i as u8 * 4);
+        // 0, 4, ..., 28 are below 0x20: the first eight bytes.
+        assert_eq!(below_portable(&chunk, 0x20), 0xff);
+    }
+}
