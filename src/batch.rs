@@ -11,7 +11,6 @@
 //! input size.
 
 use std::any::Any;
-use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +20,7 @@ use crate::entry::{Extra, LogEntry};
 use crate::format::{LineParser, LogFormat};
 use crate::parse::Reject;
 use crate::row::{Arena, Span};
-use crate::source::{Line, LineReader};
+use crate::source::{Fill, Line, LineReader};
 use crate::zone::LogOffsets;
 
 /// One parsed entry, its text held by its [`Batch`].
@@ -370,7 +369,7 @@ impl RawBatch {
 /// input. `first_line` is the number of lines before the reader's position, and `header` the
 /// last header line before it (see `LogFormat::header`); `take_partial` says whether an
 /// unfinished last line is taken or left. Stops early when the receiver is gone.
-pub fn produce<R: Read + Send>(
+pub fn produce<R: Fill + Send>(
     (reader, first_line, header): (LineReader<R>, u64, Option<Arc<[u8]>>),
     (take_partial, prepare, reading): (bool, Prepare, &Reading),
     tx: &SyncSender<std::io::Result<Batch>>,
@@ -426,7 +425,7 @@ pub fn produce<R: Read + Send>(
 /// Splits the input into raw batches and hands each to `send`, which says whether to go on.
 /// The last batch (possibly empty) carries the final position. When the format has header
 /// lines, each batch carries the last one before it (`header` at first).
-fn find_lines<R: Read>(
+fn find_lines<R: Fill>(
     mut reader: LineReader<R>,
     (first_line, mut header): (u64, Option<Arc<[u8]>>),
     format: &LogFormat,

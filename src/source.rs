@@ -21,6 +21,38 @@ pub enum Line<'a> {
     PartialTooLong { head: &'a [u8], len: u64 },
 }
 
+/// Where a [`LineReader`] gets more bytes. Any reader gives them by copying into the line
+/// reader's buffer; [`Prefetch`] hands over the blocks it read instead.
+pub trait Fill {
+    /// Keeps `buf[*start..*end]` (the bytes not yet taken, which may move) and adds bytes
+    /// after them, updating `start` and `end`; `false` when the input has ended.
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize, end: &mut usize) -> io::Result<bool>;
+}
+
+impl<R: Read> Fill for R {
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize, end: &mut usize) -> io::Result<bool> {
+        if *start > 0 {
+            buf.copy_within(*start..*end, 0);
+            *end -= *start;
+            *start = 0;
+        }
+        if buf.len() - *end < READ_SIZE / 2 {
+            buf.resize(*end + READ_SIZE, 0);
+        }
+        loop {
+            match self.read(&mut buf[*end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    *end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Splits a byte stream into lines, tracking the stream offset just past the last line taken.
 pub struct LineReader<R> {
     inner: R,
@@ -38,7 +70,7 @@ pub struct LineReader<R> {
 
 const READ_SIZE: usize = 1 << 20;
 
-impl<R: Read> LineReader<R> {
+impl<R: Fill> LineReader<R> {
     /// `offset` is the position of `inner` in the stream (for offsets reported back).
     pub fn new(inner: R, offset: u64, max_line: usize) -> Self {
         LineReader {
@@ -128,42 +160,33 @@ impl<R: Read> LineReader<R> {
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+        if !self
+            .inner
+            .fill(&mut self.buf, &mut self.start, &mut self.end)?
+        {
+            self.eof = true;
         }
-        if self.buf.len() - self.end < READ_SIZE / 2 {
-            self.buf.resize(self.end + READ_SIZE, 0);
-        }
-        loop {
-            match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(())
     }
 }
 
-/// A reader whose reads were done ahead of time on another thread.
+/// A source whose reads were done ahead of time on another thread.
 ///
 /// Copying file data out of the kernel costs as much as parsing it, on a machine with slow
 /// memory copies: done on a thread of its own, it overlaps with the parsing of the previous
-/// block instead of adding to it. Memory stays bounded by a few blocks in flight.
+/// block instead of adding to it. Memory stays bounded by a few blocks in flight, and the
+/// blocks are used again once read: a new one would be zeroed and faulted in each time.
 pub struct Prefetch {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    block: Vec<u8>,
-    pos: usize,
+    rx: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    /// Blocks read, going back to the reading thread.
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
     done: bool,
 }
+
+/// Room kept before each block's bytes, where the end of the previous block (the start of
+/// a line it cut) is copied so that the block can become the line reader's buffer as it is.
+/// Longer line starts are rare; they are copied the other way, the block after them.
+const HEADROOM: usize = 64 << 10;
 
 /// Starts reading `inner` ahead on a thread of `scope`.
 pub fn prefetch<'scope, R: Read + Send + 'scope>(
@@ -171,18 +194,20 @@ pub fn prefetch<'scope, R: Read + Send + 'scope>(
     mut inner: R,
 ) -> Prefetch {
     let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    let (spare, spares) = std::sync::mpsc::channel::<Vec<u8>>();
     scope.spawn(move || {
         loop {
-            let mut block = vec![0; READ_SIZE];
-            let message = match inner.read(&mut block) {
-                Ok(n) => {
-                    block.truncate(n);
-                    Ok(block)
+            let mut block = spares.try_recv().unwrap_or_default();
+            // A block comes back at this length, unless it is the line reader's first buffer.
+            block.resize(HEADROOM + READ_SIZE, 0);
+            let message = loop {
+                match inner.read(&mut block[HEADROOM..]) {
+                    Ok(n) => break Ok((block, n)),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
             };
-            let last = !matches!(&message, Ok(b) if !b.is_empty());
+            let last = !matches!(&message, Ok((_, n)) if *n > 0);
             // A closed channel means the reading side is done (or failed): stop too.
             if tx.send(message).is_err() || last {
                 return;
@@ -191,38 +216,46 @@ pub fn prefetch<'scope, R: Read + Send + 'scope>(
     });
     Prefetch {
         rx,
-        block: Vec::new(),
-        pos: 0,
+        spare,
         done: false,
     }
 }
 
-impl Read for Prefetch {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.block.len() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Ok(block)) => {
-                    self.done = block.is_empty();
-                    self.block = block;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Ok(0);
-                }
-            }
+impl Fill for Prefetch {
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize, end: &mut usize) -> io::Result<bool> {
+        if self.done {
+            return Ok(false);
         }
-        let n = buf.len().min(self.block.len() - self.pos);
-        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        let (mut block, n) = match self.rx.recv() {
+            Ok(Ok((block, n))) if n > 0 => (block, n),
+            Ok(Err(e)) => {
+                self.done = true;
+                return Err(e);
+            }
+            Ok(Ok(_)) | Err(_) => {
+                self.done = true;
+                return Ok(false);
+            }
+        };
+        let pending = *end - *start;
+        let old = if pending <= HEADROOM {
+            let at = HEADROOM - pending;
+            block[at..HEADROOM].copy_from_slice(&buf[*start..*end]);
+            *start = at;
+            *end = HEADROOM + n;
+            std::mem::replace(buf, block)
+        } else {
+            buf.copy_within(*start..*end, 0);
+            buf.truncate(pending);
+            buf.extend_from_slice(&block[HEADROOM..HEADROOM + n]);
+            *start = 0;
+            *end = buf.len();
+            block
+        };
+        // The reading thread may have stopped already (at the end of the input): then the
+        // block is simply freed.
+        let _ = self.spare.send(old);
+        Ok(true)
     }
 }
 
@@ -288,14 +321,49 @@ mod tests {
     }
 
     #[test]
-    fn prefetched_reads_give_the_same_bytes() {
-        let input: Vec<u8> = (0..3 * READ_SIZE + 17).map(|i| (i % 251) as u8).collect();
-        let mut out = Vec::new();
+    fn prefetched_blocks_give_the_same_lines() {
+        // Lines of every length around the headroom and the limit, across many blocks, some
+        // cut by a block's end within their first bytes and some far into them.
+        let mut input = Vec::new();
+        let lengths = [
+            0,
+            1,
+            80,
+            4000,
+            HEADROOM - 1,
+            HEADROOM,
+            HEADROOM + 1,
+            3 * HEADROOM,
+        ];
+        for (i, len) in (0..).zip(lengths.into_iter().cycle().take(400)) {
+            input.extend((0..len + i % 7).map(|j| b'a' + ((i + j) % 26) as u8));
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"tail without a line end");
+        let limit = 2 * HEADROOM;
+        let plain = collect(&input, limit);
+        let mut prefetched = (Vec::new(), 0);
         std::thread::scope(|scope| {
-            let mut reader = prefetch(scope, &input[..]);
-            reader.read_to_end(&mut out).unwrap();
+            let mut r = LineReader::new(prefetch(scope, &input[..]), 0, limit);
+            while let Some(line) = r.next_line().unwrap() {
+                let (text, last) = match line {
+                    Line::Complete(l) => (String::from_utf8_lossy(l).into_owned(), false),
+                    Line::TooLong { head, len } => (format!("LONG({},{len})", head.len()), false),
+                    Line::Partial(p) => (format!("PARTIAL({})", String::from_utf8_lossy(p)), true),
+                    Line::PartialTooLong { head, len } => {
+                        (format!("PARTIAL-LONG({},{len})", head.len()), true)
+                    }
+                };
+                prefetched.0.push(text);
+                if last {
+                    break;
+                }
+            }
+            prefetched.1 = r.offset();
         });
-        assert!(out == input);
+        assert!(input.len() > 5 * READ_SIZE);
+        assert!(plain.0.iter().any(|l| l.starts_with("LONG")));
+        assert!(prefetched == plain);
     }
 
     #[test]
