@@ -66,15 +66,17 @@ pub(crate) fn masks_portable<const N: usize>(chunk: &[u8; 64], bytes: [u8; N]) -
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use masks_portable as masks;
 
-/// The bytes of `chunk` below `limit` (which is at least 1), with SSE2: control bytes, for a
-/// reader that must refuse them.
+/// The bytes of `chunk` below `limit`, with SSE2: control bytes, for a reader that must
+/// refuse them.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn below(chunk: &[u8; 64], limit: u8) -> u64 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
     };
-    let top = limit.saturating_sub(1);
+    let Some(top) = limit.checked_sub(1) else {
+        return 0;
+    };
     let mut mask = 0u64;
     for (part, block) in chunk.chunks_exact(16).enumerate() {
         // SAFETY: as in `masks`.
@@ -140,7 +142,7 @@ mod tests {
     #[test]
     fn the_vector_bytes_below_are_the_portable_ones() {
         for chunk in chunks() {
-            for limit in [1, 0x20, 0x80, 0x81, 0xff] {
+            for limit in [0, 1, 0x20, 0x80, 0x81, 0xff] {
                 assert_eq!(
                     below(&chunk, limit),
                     below_portable(&chunk, limit),

@@ -75,7 +75,8 @@ impl<R: Fill> LineReader<R> {
     pub fn new(inner: R, offset: u64, max_line: usize) -> Self {
         LineReader {
             inner,
-            buf: vec![0; READ_SIZE],
+            // Sized at the first fill: a prefetched source replaces it with a block.
+            buf: Vec::new(),
             start: 0,
             end: 0,
             eof: false,
@@ -188,6 +189,9 @@ pub struct Prefetch {
 /// Longer line starts are rare; they are copied the other way, the block after them.
 const HEADROOM: usize = 64 << 10;
 
+/// A block's size: its headroom, then the bytes of one read.
+const BLOCK: usize = HEADROOM + READ_SIZE;
+
 /// Starts reading `inner` ahead on a thread of `scope`.
 pub fn prefetch<'scope, R: Read + Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
@@ -198,8 +202,8 @@ pub fn prefetch<'scope, R: Read + Send + 'scope>(
     scope.spawn(move || {
         loop {
             let mut block = spares.try_recv().unwrap_or_default();
-            // A block comes back at this length, unless it is the line reader's first buffer.
-            block.resize(HEADROOM + READ_SIZE, 0);
+            // Zeroed once, when new: a block comes back at this length, or shorter.
+            block.resize(BLOCK, 0);
             let message = loop {
                 match inner.read(&mut block[HEADROOM..]) {
                     Ok(n) => break Ok((block, n)),
@@ -245,16 +249,21 @@ impl Fill for Prefetch {
             *end = HEADROOM + n;
             std::mem::replace(buf, block)
         } else {
-            buf.copy_within(*start..*end, 0);
+            if *start > 0 {
+                buf.copy_within(*start..*end, 0);
+            }
             buf.truncate(pending);
             buf.extend_from_slice(&block[HEADROOM..HEADROOM + n]);
             *start = 0;
             *end = buf.len();
             block
         };
-        // The reading thread may have stopped already (at the end of the input): then the
-        // block is simply freed.
-        let _ = self.spare.send(old);
+        // A buffer grown for a long line is freed, not kept: the blocks in flight stay at
+        // their size. The reading thread may have stopped already (at the end of the
+        // input): then the block is freed too.
+        if old.capacity() <= BLOCK {
+            let _ = self.spare.send(old);
+        }
         Ok(true)
     }
 }
@@ -264,7 +273,11 @@ mod tests {
     use super::*;
 
     fn collect(input: &[u8], max: usize) -> (Vec<String>, u64) {
-        let mut r = LineReader::new(input, 0, max);
+        lines(LineReader::new(input, 0, max))
+    }
+
+    /// Every line of `r`, written out, and the offset after the last.
+    fn lines<R: Fill>(mut r: LineReader<R>) -> (Vec<String>, u64) {
         let mut out = Vec::new();
         while let Some(line) = r.next_line().unwrap() {
             match line {
@@ -281,6 +294,28 @@ mod tests {
             }
         }
         (out, r.offset())
+    }
+
+    /// The lines of `input` read through [`prefetch`].
+    fn prefetched(input: impl Read + Send, max: usize) -> (Vec<String>, u64) {
+        std::thread::scope(|scope| lines(LineReader::new(prefetch(scope, input), 0, max)))
+    }
+
+    /// Reads of varying lengths, most of them short, as from a pipe or a decompressor.
+    struct Short<'a> {
+        bytes: &'a [u8],
+        turn: usize,
+    }
+
+    impl Read for Short<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.turn += 1;
+            let n = [1, 70_000, 4096, HEADROOM + 1, 13, READ_SIZE][self.turn % 6];
+            let n = n.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
     }
 
     #[test]
@@ -342,28 +377,30 @@ mod tests {
         input.extend_from_slice(b"tail without a line end");
         let limit = 2 * HEADROOM;
         let plain = collect(&input, limit);
-        let mut prefetched = (Vec::new(), 0);
-        std::thread::scope(|scope| {
-            let mut r = LineReader::new(prefetch(scope, &input[..]), 0, limit);
-            while let Some(line) = r.next_line().unwrap() {
-                let (text, last) = match line {
-                    Line::Complete(l) => (String::from_utf8_lossy(l).into_owned(), false),
-                    Line::TooLong { head, len } => (format!("LONG({},{len})", head.len()), false),
-                    Line::Partial(p) => (format!("PARTIAL({})", String::from_utf8_lossy(p)), true),
-                    Line::PartialTooLong { head, len } => {
-                        (format!("PARTIAL-LONG({},{len})", head.len()), true)
-                    }
-                };
-                prefetched.0.push(text);
-                if last {
-                    break;
-                }
-            }
-            prefetched.1 = r.offset();
-        });
         assert!(input.len() > 5 * READ_SIZE);
         assert!(plain.0.iter().any(|l| l.starts_with("LONG")));
-        assert!(prefetched == plain);
+        assert!(prefetched(&input[..], limit) == plain);
+        let short = Short {
+            bytes: &input,
+            turn: 0,
+        };
+        assert!(prefetched(short, limit) == plain);
+    }
+
+    #[test]
+    fn a_line_cut_at_the_headroom_is_whole() {
+        // A line that starts the headroom's length before the first block's end, a byte
+        // nearer or a byte further: copied into the next block's headroom, filling it, or
+        // the next block copied after it.
+        for before in [HEADROOM - 1, HEADROOM, HEADROOM + 1] {
+            let mut input = vec![b'a'; READ_SIZE - before - 1];
+            input.push(b'\n');
+            input.extend((0..2 * HEADROOM).map(|i| b'b' + (i % 7) as u8));
+            input.extend_from_slice(b"\nlast\n");
+            let plain = collect(&input, 4 * HEADROOM);
+            assert_eq!(plain.0.len(), 3);
+            assert!(prefetched(&input[..], 4 * HEADROOM) == plain, "{before}");
+        }
     }
 
     #[test]

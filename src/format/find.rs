@@ -1,6 +1,6 @@
 //! Finding the first of two bytes in the short fields of a log line.
 //!
-//! Most fields (an address, a status, a JSON key) end within a few bytes, where `memchr`'s
+//! Most fields (an address, a status, a port) end within a few bytes, where `memchr`'s
 //! vector set-up costs more than it saves, and a byte-at-a-time loop is slow on the long
 //! ones (an ARN, a user agent). Eight bytes at a time in a `u64` suits both.
 

@@ -996,6 +996,30 @@ fn the_fast_reading_leaves_what_serde_refuses_or_reads_otherwise_to_serde() {
     }
 }
 
+#[test]
+fn strings_read_the_same_wherever_their_quotes_fall_in_the_marks() {
+    // The marks are words of 64 bytes: move every quote, escape and the line's end across
+    // their edges, one byte at a time, with a longer line first so that its marks are stale.
+    let long = format!(r#"{{"msg":"{}","status":200}}"#, "x".repeat(300));
+    for pad in 0..140 {
+        assert_eq!(fast_agrees(Schema::Caddy, long.as_bytes()), Ok(Some(true)));
+        let request = r#"{"uri":"/a\"b\\","headers":{"User-Agent":["u \"v\""]}}"#;
+        let x = "x".repeat(pad);
+        let line = format!(r#"{{"msg":"{x}","request":{request},"status":200}}"#);
+        assert_eq!(
+            fast_agrees(Schema::Caddy, line.as_bytes()),
+            Ok(Some(true)),
+            "{line}"
+        );
+        let mut short = format!(r#"{{"status":{}}}"#, "1".repeat(pad % 4 + 1));
+        short.truncate(pad.min(short.len()));
+        assert!(
+            fast_agrees(Schema::Caddy, short.as_bytes()).is_ok(),
+            "{short}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
