@@ -39,16 +39,18 @@ impl<R: Read> Fill for R {
         if buf.len() - *end < READ_SIZE / 2 {
             buf.resize(*end + READ_SIZE, 0);
         }
-        loop {
-            match self.read(&mut buf[*end..]) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    *end += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let n = read_once(self, &mut buf[*end..])?;
+        *end += n;
+        Ok(n > 0)
+    }
+}
+
+/// One read into `buf`, tried again when a signal interrupted it.
+fn read_once(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => return read,
         }
     }
 }
@@ -204,13 +206,7 @@ pub fn prefetch<'scope, R: Read + Send + 'scope>(
             let mut block = spares.try_recv().unwrap_or_default();
             // Zeroed once, when new: a block comes back at this length, or shorter.
             block.resize(BLOCK, 0);
-            let message = loop {
-                match inner.read(&mut block[HEADROOM..]) {
-                    Ok(n) => break Ok((block, n)),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(e),
-                }
-            };
+            let message = read_once(&mut inner, &mut block[HEADROOM..]).map(|n| (block, n));
             let last = !matches!(&message, Ok((_, n)) if *n > 0);
             // A closed channel means the reading side is done (or failed): stop too.
             if tx.send(message).is_err() || last {

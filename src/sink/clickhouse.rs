@@ -272,14 +272,19 @@ impl Read {
     fn of(origin: Origin<'_>) -> Read {
         Read {
             source: origin.source.to_owned(),
-            file: origin.file.unwrap_or((0, 0)),
+            file: Read::file(origin),
         }
     }
 
     /// Whether rows read from `origin` were read here (without making a [`Read`] of it:
     /// asked for every rejected line).
     fn is(&self, origin: Origin<'_>) -> bool {
-        self.source == origin.source && self.file == origin.file.unwrap_or((0, 0))
+        self.source == origin.source && self.file == Read::file(origin)
+    }
+
+    /// The file's device and inode; both 0 for a source that is no file (stdin).
+    fn file(origin: Origin<'_>) -> (u64, u64) {
+        origin.file.unwrap_or((0, 0))
     }
 }
 
