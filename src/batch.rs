@@ -3,10 +3,9 @@
 //! A parse pass has three kinds of work: finding the lines, parsing them, and storing the
 //! entries. One thread finds the lines and copies them into a [`RawBatch`] (cheap: a `memchr`
 //! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side,
-//! each into a [`Batch`] (the text of many entries in one string, the entries as spans into
-//! it), and also do there what the store asked for through its [`Encoder`] (the CSV store
-//! encodes its rows there, the SQLite store numbers strings for its packed copy), without this
-//! module knowing any store. The batches reach the sink in input order, whichever parser
+//! each into a [`Batch`], handing each entry to what the store asked for through its
+//! [`Encoder`] (the CSV store encodes its rows there, the SQLite store lays out its rows and
+//! numbers strings for its packed copy), without this module knowing any store. The batches reach the sink in input order, whichever parser
 //! finished first. Every channel is bounded, so memory stays at a few batches whatever the
 //! input size.
 
@@ -14,36 +13,11 @@ use std::any::Any;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-
-use crate::entry::{Extra, LogEntry};
+use crate::entry::LogEntry;
 use crate::format::{LineParser, LogFormat};
 use crate::parse::Reject;
-use crate::row::{Arena, Span};
 use crate::source::{Fill, Line, LineReader};
 use crate::zone::LogOffsets;
-
-/// One parsed entry, its text held by its [`Batch`].
-#[derive(Debug, Clone, Copy)]
-struct EntrySpans {
-    ip: Option<Span>,
-    ident: Option<Span>,
-    user: Option<Span>,
-    method: Option<Span>,
-    url: Option<Span>,
-    protocol: Option<Span>,
-    referrer: Option<Span>,
-    user_agent: Option<Span>,
-    timestamp: DateTime<Utc>,
-    utc_offset: Option<i32>,
-    status: u16,
-    bytes: Option<u64>,
-    vhost: Option<Span>,
-    port: Option<u16>,
-    response_time_us: Option<u64>,
-    upstream_time_us: Option<u64>,
-    forwarded_for: Option<Span>,
-}
 
 /// Where a line was read: its number (from 1) and the offset of its first byte in the stream
 /// (the decompressed text, for a compressed file). A store that keeps where each row came
@@ -75,11 +49,8 @@ pub struct Prepare {
     /// bytes); one for a sink that needs a core of its own (SQLite's inserts take longer than
     /// parsing), so that extra parsers only compete with it.
     pub parsers: usize,
-    /// The store's work on each entry ([`Batch::encoded`]).
+    /// The store's work on each entry ([`Batch::encoded`]): what the batch holds of them.
     pub encoder: Option<MakeEncoder>,
-    /// Keep the entries themselves in the batch ([`Batch::entries`]); a store whose encoder
-    /// builds all it needs does without them.
-    pub entries: bool,
     /// A commit's worth of parsed batches may wait for the store: a store that waits for a
     /// server during its commits asks for it, so that parsing goes on meanwhile (holding about
     /// as much again as the pending commit).
@@ -89,11 +60,9 @@ pub struct Prepare {
 /// Entries, rejects and the position reached, for a run of consecutive lines.
 #[derive(Default)]
 pub struct Batch {
-    text: Arena,
-    entries: Vec<EntrySpans>,
     /// What the store's encoder built, when it has one.
     encoded: Option<Box<dyn Any + Send>>,
-    /// Number of entries, however they are held.
+    /// Number of entries.
     count: usize,
     /// The offsets the entries' times were written in, which the store records.
     pub offsets: LogOffsets,
@@ -137,7 +106,6 @@ impl Default for Prepare {
         Prepare {
             parsers: 1,
             encoder: None,
-            entries: true,
             ahead: false,
         }
     }
@@ -202,40 +170,12 @@ pub const BATCH_LINES: u64 = 8192;
 const BATCH_BYTES: usize = 512 << 10;
 
 impl Batch {
-    fn push(
-        &mut self,
-        (e, at): (&LogEntry<'_>, Position),
-        keep: bool,
-        encoder: Option<&mut Box<dyn Encoder>>,
-    ) {
+    fn push(&mut self, (e, at): (&LogEntry<'_>, Position), encoder: Option<&mut Box<dyn Encoder>>) {
         self.count += 1;
         self.offsets.add(e.utc_offset);
         if let Some(encoder) = encoder {
             encoder.push(e, at);
         }
-        if !keep {
-            return;
-        }
-        let text = &mut self.text;
-        self.entries.push(EntrySpans {
-            ip: text.push(Some(&e.ip)),
-            ident: text.push(e.ident.as_deref()),
-            user: text.push(e.user.as_deref()),
-            method: text.push(e.method.as_deref()),
-            url: text.push(Some(&e.url)),
-            protocol: text.push(e.protocol.as_deref()),
-            referrer: text.push(e.referrer.as_deref()),
-            user_agent: text.push(e.user_agent.as_deref()),
-            timestamp: e.timestamp,
-            utc_offset: e.utc_offset,
-            status: e.status,
-            bytes: e.bytes,
-            vhost: text.push(e.extra.vhost.as_deref()),
-            port: e.extra.port,
-            response_time_us: e.extra.response_time_us,
-            upstream_time_us: e.extra.upstream_time_us,
-            forwarded_for: text.push(e.extra.forwarded_for.as_deref()),
-        });
     }
 
     /// Number of entries.
@@ -262,32 +202,6 @@ impl Batch {
                 None
             }
         }
-    }
-
-    /// The entries, borrowed from the batch (none when [`Prepare::entries`] was off).
-    pub fn entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
-        let text = |s: Option<Span>| self.text.get(s).map(std::borrow::Cow::Borrowed);
-        self.entries.iter().map(move |s| LogEntry {
-            ip: text(s.ip).unwrap_or_default(),
-            ident: text(s.ident),
-            user: text(s.user),
-            timestamp: s.timestamp,
-            utc_offset: s.utc_offset,
-            method: text(s.method),
-            url: text(s.url).unwrap_or_default(),
-            protocol: text(s.protocol),
-            status: s.status,
-            bytes: s.bytes,
-            referrer: text(s.referrer),
-            user_agent: text(s.user_agent),
-            extra: Extra {
-                vhost: text(s.vhost),
-                port: s.port,
-                response_time_us: s.response_time_us,
-                upstream_time_us: s.upstream_time_us,
-                forwarded_for: text(s.forwarded_for),
-            },
-        })
     }
 }
 
@@ -320,7 +234,6 @@ impl RawBatch {
     /// Parses the lines into a batch.
     fn parse(
         self,
-        prepare: &Prepare,
         (parser, reading): (&mut LineParser, &Reading),
         encoder: &mut Option<Box<dyn Encoder>>,
     ) -> Batch {
@@ -349,7 +262,7 @@ impl RawBatch {
                 Ok(mut entry) => {
                     reading.client.apply(&mut entry);
                     scrub.apply(&mut entry);
-                    batch.push((&entry, at), prepare.entries, encoder.as_mut())
+                    batch.push((&entry, at), encoder.as_mut())
                 }
                 // The reject keeps the line as read, padding included: rejects are verbatim,
                 // but for what the scrub takes out.
@@ -393,7 +306,7 @@ pub fn produce<R: Fill + Send>(
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((raw, result))) = next else { return };
                     // A closed result channel means the run stopped: drop the batch.
-                    let parsed = raw.parse(&prepare, (&mut parser, reading), &mut encoder);
+                    let parsed = raw.parse((&mut parser, reading), &mut encoder);
                     let _ = result.send(parsed);
                 }
             });
@@ -516,7 +429,31 @@ mod tests {
     }
 
     /// Runs [`produce`] over `input` and collects its batches.
-    fn batches(input: &str, prepare: Prepare) -> Vec<Batch> {
+    /// Keeps the client and URL of its entries, as a store's encoder keeps what it builds.
+    #[derive(Default)]
+    struct Kept(Vec<(String, String)>);
+
+    impl Encoder for Kept {
+        fn push(&mut self, entry: &LogEntry<'_>, _: Position) {
+            self.0.push((entry.ip.to_string(), entry.url.to_string()));
+        }
+        fn finish(&mut self) -> Box<dyn Any + Send> {
+            Box::new(std::mem::take(&mut self.0))
+        }
+    }
+
+    /// The client and URL of every entry of `batches` (made with the [`Kept`] encoder).
+    fn kept(batches: &[Batch]) -> Vec<(String, String)> {
+        (batches.iter())
+            .flat_map(|b| b.encoded::<Vec<(String, String)>>().unwrap().clone())
+            .collect()
+    }
+
+    /// The batches of `input`, parsed with the encoder of `prepare`, or else with [`Kept`].
+    fn batches(input: &str, mut prepare: Prepare) -> Vec<Batch> {
+        if prepare.encoder.is_none() {
+            prepare.encoder = Some(Arc::new(|| Box::new(Kept::default()) as Box<dyn Encoder>));
+        }
         let (tx, rx) = sync_channel(2);
         let reader = LineReader::new(input.as_bytes(), 0, 1 << 20);
         let reading = &Reading::default();
@@ -540,10 +477,7 @@ mod tests {
         );
         assert!(batches.len() > 3, "enough batches to run in parallel");
 
-        let urls: Vec<String> = batches
-            .iter()
-            .flat_map(|b| b.entries().map(|e| e.url.into_owned()))
-            .collect();
+        let urls: Vec<String> = kept(&batches).into_iter().map(|(_, url)| url).collect();
         let expected = urls_of_good_lines(n);
         assert_eq!(urls, expected);
         let rejects: Vec<u64> = batches
@@ -590,7 +524,6 @@ mod tests {
         let prepare = Prepare {
             parsers: 2,
             encoder: Some(Arc::new(|| Box::new(Urls::default()) as Box<dyn Encoder>)),
-            entries: false,
             ..Prepare::default()
         };
         let mut batches = batches(&input, prepare);
@@ -600,7 +533,6 @@ mod tests {
             .collect();
         let expected = urls_of_good_lines(n);
         assert_eq!(urls, expected);
-        assert!(batches.iter().all(|b| b.entries().next().is_none()));
         assert_eq!(
             batches.iter().map(Batch::len).sum::<usize>(),
             expected.len()
@@ -651,10 +583,7 @@ mod tests {
         .concat();
         let batches = batches(&input, Prepare::default());
 
-        let entries: Vec<(String, String)> = batches
-            .iter()
-            .flat_map(|b| b.entries().map(|e| (e.ip.into_owned(), e.url.into_owned())))
-            .collect();
+        let entries = kept(&batches);
         let kept = ["/after-crash", "/plain", "/one-nul"].map(|u| ("10.0.0.1".into(), u.into()));
         assert_eq!(entries, kept);
         let rejects: Vec<(u64, Reject, usize)> = batches

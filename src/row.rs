@@ -55,6 +55,12 @@ pub struct Arena {
 }
 
 impl Arena {
+    pub fn with_capacity(bytes: usize) -> Arena {
+        Arena {
+            text: String::with_capacity(bytes),
+        }
+    }
+
     pub fn push(&mut self, value: Option<&str>) -> Option<Span> {
         value.map(|v| {
             let start = self.text.len() as u32;

@@ -711,7 +711,6 @@ impl Sink for ClickHouseSink {
                     }) as Box<dyn Encoder>
                 }
             })),
-            entries: false,
             ahead: true,
         }
     }

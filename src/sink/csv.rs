@@ -481,7 +481,6 @@ impl Sink for CsvSink {
                 Box::new(RowEncoder::new(format)) as Box<dyn Encoder>
             })),
             // The rows are all this store needs.
-            entries: false,
             ..Prepare::default()
         }
     }

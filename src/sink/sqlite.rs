@@ -5,7 +5,9 @@
 //! anyone with `sqlite3`) read while a parser writes; a busy timeout makes two writers (cron's
 //! `parse-to-db` and a running `continuous-parse`) wait for each other instead of failing.
 
+use std::any::Any;
 use std::ffi::c_int;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi, params};
 
-use crate::batch::{Batch, Prepare};
+use crate::batch::{Batch, Encoder, Position, Prepare};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{COLUMNS, COMBINED_COLUMNS, LogEntry, Rfc3339};
 use crate::packed::{BatchKeys, Packer};
@@ -589,7 +591,6 @@ pub struct SqliteSink {
     path: PathBuf,
     busy_timeout: Duration,
     in_transaction: bool,
-    pending: PendingRows,
     packer: Packer,
     /// The checkpoints as this writer last read or wrote them. A commit checks, inside its
     /// transaction, that the database still holds these: if another writer moved one (it
@@ -645,11 +646,13 @@ impl Drop for WalCopier {
     }
 }
 
-/// Rows waiting to be inserted [`ROWS_PER_INSERT`] at a time.
+/// A batch's rows as they are bound to the INSERT, built by a parsing thread (the store's
+/// [`Encoder`]) and inserted [`ROWS_PER_INSERT`] at a time by the writer.
 ///
 /// One multi-row `INSERT ... VALUES (...), (...), ...` costs SQLite far less than as many
-/// single-row statements (one VDBE run and one reset for many rows). The rows wait here as
-/// bytes in one reused buffer, so the hot path allocates nothing.
+/// single-row statements (one VDBE run and one reset for many rows). The writer's thread sets
+/// parse-to-db's pace, so what can be done before SQLite's part (the timestamp's text, the
+/// values laid out in the order they are bound) is done by the parsing thread, beside it.
 #[derive(Default)]
 struct PendingRows {
     text: Arena,
@@ -709,9 +712,6 @@ impl PendingRow {
 /// Rows per multi-row INSERT: 64 rows of 16 values stay far below SQLite's 32,766 variables.
 const ROWS_PER_INSERT: usize = 64;
 
-/// Bytes of text after which pending rows are inserted before there are [`ROWS_PER_INSERT`].
-const PENDING_BYTES: usize = 256 << 10;
-
 /// The INSERT of `rows` rows of the first `columns` of [`COLUMNS`].
 fn insert_sql(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
@@ -730,6 +730,16 @@ fn insert_sql(rows: usize, columns: usize) -> String {
 }
 
 impl PendingRows {
+    /// Room for as many rows and as much text as `like` held, so that a batch's rows are not
+    /// grown to their size by doubling, batch after batch.
+    fn with_room_of(like: &PendingRows) -> PendingRows {
+        PendingRows {
+            text: Arena::with_capacity(like.text.len()),
+            rows: Vec::with_capacity(like.rows.len()),
+            ..PendingRows::default()
+        }
+    }
+
     fn push(&mut self, e: &LogEntry<'_>) {
         fn b<'a>(c: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
             c.as_deref()
@@ -775,20 +785,22 @@ impl PendingRows {
         self.rows.len()
     }
 
+    #[cfg(test)]
     fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();
         self.extra = false;
     }
 
-    /// Passes every value of every pending row, with its 1-based parameter index in an
-    /// INSERT made by [`insert_sql`] for [`PendingRows::columns`], to `bind`.
+    /// Passes every value of the rows in `range`, with its 1-based parameter index in an
+    /// INSERT made by [`insert_sql`] for that many rows and [`PendingRows::columns`], to `bind`.
     fn each_value<E>(
         &self,
+        range: Range<usize>,
         mut bind: impl FnMut(usize, Value<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut index = 1;
-        for row in &self.rows {
+        for row in &self.rows[range] {
             for value in row.values(&self.text).into_iter().take(self.columns()) {
                 bind(index, value)?;
                 index += 1;
@@ -797,16 +809,48 @@ impl PendingRows {
         Ok(())
     }
 
-    /// Binds every pending row to `stmt` (made by [`insert_sql`] for this many rows and
+    /// Binds the rows in `range` to `stmt` (made by [`insert_sql`] for that many rows and
     /// [`PendingRows::columns`]) and runs it.
-    fn insert(&mut self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
-        self.each_value(|index, value| match value {
+    fn insert(
+        &self,
+        range: Range<usize>,
+        stmt: &mut rusqlite::Statement<'_>,
+    ) -> rusqlite::Result<()> {
+        self.each_value(range, |index, value| match value {
             Value::Text(t) => stmt.raw_bind_parameter(index, t),
             Value::Int(n) => stmt.raw_bind_parameter(index, n),
         })?;
         stmt.raw_execute()?;
-        self.clear();
         Ok(())
+    }
+}
+
+/// What the parsing threads build from a batch for this store: its rows, and their keys in
+/// the packed copy.
+struct Encoded {
+    rows: PendingRows,
+    keys: BatchKeys,
+}
+
+/// The store's work on each entry in the parsing threads (see [`Encoded`]).
+#[derive(Default)]
+struct RowEncoder {
+    rows: PendingRows,
+    keys: BatchKeys,
+}
+
+impl Encoder for RowEncoder {
+    fn push(&mut self, entry: &LogEntry<'_>, at: Position) {
+        self.rows.push(entry);
+        Encoder::push(&mut self.keys, entry, at);
+    }
+
+    fn finish(&mut self) -> Box<dyn Any + Send> {
+        let next = PendingRows::with_room_of(&self.rows);
+        Box::new(Encoded {
+            rows: std::mem::replace(&mut self.rows, next),
+            keys: std::mem::take(&mut self.keys),
+        })
     }
 }
 
@@ -836,7 +880,6 @@ impl SqliteSink {
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
-            pending: PendingRows::default(),
             packer: Packer::default(),
             known: Default::default(),
             log_format: "combined".to_owned(),
@@ -884,32 +927,22 @@ impl SqliteSink {
         Ok(())
     }
 
-    /// Adds a row to those pending, inserting them when there are enough.
-    fn push_row(&mut self, e: &LogEntry<'_>) -> anyhow::Result<()> {
-        self.pending.push(e);
-        // Also by size: 64 rows of megabyte-long URLs would hold 64 MiB here.
-        if self.pending.len() == ROWS_PER_INSERT || self.pending.text.len() >= PENDING_BYTES {
-            self.flush().inspect_err(|_| self.rollback())?;
+    /// Inserts a batch's rows, [`ROWS_PER_INSERT`] at a time, and the fewer left at its end
+    /// with a statement of their size: the next batch may be long in coming (a follower's).
+    fn insert_rows(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+        let mut start = 0;
+        while start < rows.len() {
+            let end = rows.len().min(start + ROWS_PER_INSERT);
+            if end - start == ROWS_PER_INSERT {
+                self.conn.insert_full(rows, start)?;
+            } else {
+                let mut stmt =
+                    (self.conn).prepare_cached(&insert_sql(end - start, rows.columns()))?;
+                rows.insert(start..end, &mut stmt)?;
+            }
+            start = end;
         }
         Ok(())
-    }
-
-    /// Inserts the pending rows.
-    fn flush(&mut self) -> anyhow::Result<()> {
-        let rows = self.pending.len();
-        if rows == 0 {
-            return Ok(());
-        }
-        let result = if rows == ROWS_PER_INSERT {
-            let result = self.conn.insert_full(&self.pending);
-            self.pending.clear();
-            result
-        } else {
-            self.conn
-                .prepare_cached(&insert_sql(rows, self.pending.columns()))
-                .and_then(|mut stmt| self.pending.insert(&mut stmt))
-        };
-        result.map_err(|err| explain(err, &self.path, self.busy_timeout))
     }
 }
 
@@ -977,7 +1010,7 @@ impl Sink for SqliteSink {
     fn prepare(&self) -> Prepare {
         Prepare {
             encoder: Some(std::sync::Arc::new(|| {
-                Box::new(BatchKeys::default()) as Box<dyn crate::batch::Encoder>
+                Box::new(RowEncoder::default()) as Box<dyn Encoder>
             })),
             ..Prepare::default()
         }
@@ -989,17 +1022,12 @@ impl Sink for SqliteSink {
             // nothing, and must not keep the write lock.
             return Ok(());
         }
-        let Some(keys) = batch.encoded::<BatchKeys>() else {
-            bail!(
-                "internal error: a batch without the packed keys this store asks for in `prepare`"
-            );
+        let Some(Encoded { rows, keys }) = batch.take_encoded::<Encoded>() else {
+            bail!("internal error: a batch without the rows this store asks for in `prepare`");
         };
         self.begin()?;
-        for e in batch.entries() {
-            self.push_row(&e)?;
-        }
-        self.packer
-            .add(&self.conn, keys)
+        self.insert_rows(&rows)
+            .and_then(|()| self.packer.add(&self.conn, &keys))
             .map_err(|err| explain(err, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())?;
         self.record_offsets(batch.offsets)
@@ -1059,7 +1087,6 @@ impl SqliteSink {
     }
 
     fn commit_batch(&mut self, updates: &[Update<'_>]) -> anyhow::Result<()> {
-        self.flush()?;
         if !updates.is_empty() {
             self.begin()?;
         }
@@ -1189,7 +1216,6 @@ impl SqliteSink {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.in_transaction = false;
         }
-        self.pending.clear();
         self.packer.abort();
     }
 }
@@ -1301,16 +1327,17 @@ impl WriteConnection {
         }
     }
 
-    /// Inserts the [`ROWS_PER_INSERT`] rows of `rows` with one run of the statement, their text
-    /// bound in place, without a copy.
+    /// Inserts the [`ROWS_PER_INSERT`] rows of `rows` from `start` with one run of the
+    /// statement, their text bound in place, without a copy.
     ///
     /// Before it returns, whatever happened, the statement is reset and its bindings are
     /// cleared: the rows may change as soon as it has.
-    fn insert_full(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+    fn insert_full(&mut self, rows: &PendingRows, start: usize) -> rusqlite::Result<()> {
         let columns = rows.columns();
-        if rows.len() != ROWS_PER_INSERT {
+        let range = start..start + ROWS_PER_INSERT;
+        if range.end > rows.len() {
             return Err(rusqlite::Error::InvalidParameterCount(
-                rows.len() * columns,
+                rows.len().saturating_sub(start) * columns,
                 ROWS_PER_INSERT * columns,
             ));
         }
@@ -1323,7 +1350,7 @@ impl WriteConnection {
             which,
             done: false,
         };
-        let bound = rows.each_value(|index, value| {
+        let bound = rows.each_value(range, |index, value| {
             let index = c_int::try_from(index).map_err(|_| {
                 rusqlite::Error::InvalidParameterCount(index, ROWS_PER_INSERT * columns)
             })?;
@@ -1602,13 +1629,13 @@ mod tests {
         let mut conn = writer();
         let first = lines("/first/");
         let mut pending = pending(&first);
-        conn.insert_full(&pending).unwrap();
+        conn.insert_full(&pending, 0).unwrap();
         assert_nothing_bound(&conn);
         // The buffers the text was bound from now hold other text: the database must not care.
         let second = lines("/2nd/");
         fill(&mut pending, &second);
         assert_eq!(rows(&conn), expected(&first));
-        conn.insert_full(&pending).unwrap();
+        conn.insert_full(&pending, 0).unwrap();
         drop(pending);
         assert_nothing_bound(&conn);
         let both: Vec<String> = first.iter().chain(&second).cloned().collect();
@@ -1625,7 +1652,7 @@ mod tests {
         .unwrap();
         let mut bad = lines("/ok/");
         bad[7] = line(7, "/refused");
-        let err = conn.insert_full(&pending(&bad)).unwrap_err();
+        let err = conn.insert_full(&pending(&bad), 0).unwrap_err();
         assert!(err.to_string().contains("refused by the test"), "{err}");
         assert_nothing_bound(&conn);
         assert!(
@@ -1638,7 +1665,7 @@ mod tests {
         let old = unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
         let mut long = lines("/ok/");
         long[3] = line(3, &format!("/{}", "x".repeat(200)));
-        let err = conn.insert_full(&pending(&long)).unwrap_err();
+        let err = conn.insert_full(&pending(&long), 0).unwrap_err();
         assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
         // SAFETY: as above.
         unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, old) };
@@ -1646,7 +1673,7 @@ mod tests {
         assert_nothing_bound(&conn);
 
         let good = lines("/ok/");
-        conn.insert_full(&pending(&good)).unwrap();
+        conn.insert_full(&pending(&good), 0).unwrap();
         assert_eq!(rows(&conn), expected(&good));
     }
 
@@ -1665,11 +1692,34 @@ mod tests {
         let mut short = lines("/x/");
         short.pop();
         assert!(matches!(
-            conn.insert_full(&pending(&short)),
+            conn.insert_full(&pending(&short), 0),
             Err(rusqlite::Error::InvalidParameterCount(n, all))
                 if n == (ROWS_PER_INSERT - 1) * COMBINED_COLUMNS && all == ROWS_PER_INSERT * COMBINED_COLUMNS
         ));
+        // A full set's worth of rows that starts too late to have it.
+        assert!(matches!(
+            conn.insert_full(&pending(&lines("/y/")), 1),
+            Err(rusqlite::Error::InvalidParameterCount(n, _))
+                if n == (ROWS_PER_INSERT - 1) * COMBINED_COLUMNS
+        ));
         assert!(rows(&conn).is_empty());
+    }
+
+    #[test]
+    fn a_full_set_is_taken_from_where_it_starts() {
+        let mut conn = writer();
+        let (first, second) = (lines("/first/"), lines("/2nd/"));
+        let both: Vec<String> = first.iter().chain(&second).cloned().collect();
+        conn.insert_full(&pending(&both), ROWS_PER_INSERT).unwrap();
+        assert_eq!(rows(&conn), expected(&second));
+        // And rows left at a batch's end go in with a statement of their own size.
+        let rows_of = pending(&both[..ROWS_PER_INSERT + 3]);
+        let mut stmt = conn.prepare(&insert_sql(3, COMBINED_COLUMNS)).unwrap();
+        rows_of
+            .insert(ROWS_PER_INSERT..ROWS_PER_INSERT + 3, &mut stmt)
+            .unwrap();
+        drop(stmt);
+        assert_eq!(rows(&conn), expected(&[&second[..], &second[..3]].concat()));
     }
 
     #[test]
