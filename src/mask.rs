@@ -100,6 +100,64 @@ pub(crate) fn below_portable(chunk: &[u8; 64], limit: u8) -> u64 {
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use below_portable as below;
 
+/// Whether `text` holds any of `bytes`, sixteen bytes at a time with SSE2. For a writer that
+/// must know whether a field needs quoting: fields are short, so no 64-byte chunk, no call
+/// (as to `memchr`) that costs more than the search, and no byte-by-byte tail: the last block
+/// overlaps the one before it, and a text shorter than a block is read as two overlapping
+/// halves.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn any_of<const N: usize>(text: &[u8], bytes: [u8; N]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi32,
+        _mm_set_epi64x, _mm_set1_epi8, _mm_setzero_si128,
+    };
+    // Bit `i` set when byte `i` of `block` is one of `bytes`.
+    let found = |block: __m128i| {
+        // SAFETY: SSE2 is part of x86-64 itself; these only compute on registers.
+        unsafe {
+            let mut found = _mm_setzero_si128();
+            for byte in bytes {
+                found = _mm_or_si128(found, _mm_cmpeq_epi8(block, _mm_set1_epi8(byte as i8)));
+            }
+            _mm_movemask_epi8(found)
+        }
+    };
+    let len = text.len();
+    let word = |at: usize| u64::from_le_bytes(text[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(text[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        // SAFETY (both loads): `loadu` reads the 16 bytes from `at`, which lie in `text`,
+        // at any alignment.
+        16.. => {
+            let load = |at: usize| unsafe { _mm_loadu_si128(text[at..at + 16].as_ptr().cast()) };
+            (0..len / 16).any(|i| found(load(16 * i)) != 0)
+                || (!len.is_multiple_of(16) && found(load(len - 16)) != 0)
+        }
+        // SAFETY (both sets): they only build a register from integers.
+        8.. => found(unsafe { _mm_set_epi64x(word(len - 8) as i64, word(0) as i64) }) != 0,
+        // The upper eight bytes are zeros, which may be among those sought: not looked at.
+        4.. => {
+            let block = unsafe { _mm_set_epi32(0, 0, half(len - 4) as i32, half(0) as i32) };
+            found(block) & 0xff != 0
+        }
+        _ => any_of_portable(text, bytes),
+    }
+}
+
+/// [`any_of`] byte by byte, for other processors, for the shortest texts, and as the
+/// reference in tests.
+#[inline]
+#[allow(clippy::manual_contains)] // See below.
+pub(crate) fn any_of_portable<const N: usize>(text: &[u8], bytes: [u8; N]) -> bool {
+    // Not `bytes.contains`: for bytes, that is a call to a `memchr` of its own for each.
+    text.iter()
+        .any(|&b| bytes.iter().any(|&sought| sought == b))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use any_of_portable as any_of;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +174,34 @@ mod tests {
                 chunk
             })
         })
+    }
+
+    #[test]
+    fn any_of_is_the_portable_search_at_every_length_and_position() {
+        let sought = [b',', b'"', b'\n', b'\r'];
+        for chunk in chunks().step_by(7) {
+            // Every length crosses the 16-byte blocks differently; every start, too.
+            for start in [0, 1, 15] {
+                for end in start..=64 {
+                    // Zeros, which the short texts' registers are padded with, sought too.
+                    let text = &chunk[start..end];
+                    let with_zero = [b',', 0];
+                    assert_eq!(
+                        any_of(text, with_zero),
+                        any_of_portable(text, with_zero),
+                        "{text:?}"
+                    );
+                    let text = &chunk[start..end];
+                    let expected = any_of_portable(text, sought);
+                    assert_eq!(any_of(text, sought), expected, "{text:?}");
+                }
+            }
+        }
+        assert!(!any_of(b"", sought));
+        assert!(any_of(
+            &[b'x'; 40].iter().chain(b",").copied().collect::<Vec<_>>(),
+            sought
+        ));
     }
 
     #[test]
