@@ -61,9 +61,11 @@ pub(crate) fn build<'a>(
         ),
     };
     let request = get(Slot::Request).or(get(Slot::AbsoluteRequest));
+    // Split once: the method and protocol are the request's, the URL maybe not (below).
+    let split = request.map(split_request);
     // The balancer's absolute target: its host and port, and the path it leads to.
-    let absolute = match (request, get(Slot::Request)) {
-        (Some(request), None) => absolute(split_request(request).1),
+    let absolute = match (split, get(Slot::Request)) {
+        (Some((_, target, _)), None) => absolute(target),
         _ => None,
     };
     let (absolute_host, absolute_port, request_target) = match &absolute {
@@ -91,9 +93,8 @@ pub(crate) fn build<'a>(
         response_time_us = response_time_us.or(response);
         upstream_time_us = upstream_time_us.or(upstream);
     }
-    let (method, url, protocol) = match request {
-        Some(request) => {
-            let (method, url, protocol) = split_request(request);
+    let (method, url, protocol) = match split {
+        Some((method, url, protocol)) => {
             let url = request_target.unwrap_or(url);
             (method.map(text), unescape(url), protocol.map(text))
         }

@@ -70,13 +70,19 @@ fn run<'a>(
     slots: &mut Slots<'a>,
 ) -> bool {
     for (i, step) in format.steps.iter().enumerate().skip(first) {
-        if format.may_stop(i) && pos == line.len() {
+        // The end of the line first: it is rarely there, and asking the format costs more.
+        if pos == line.len() && format.may_stop(i) {
             return true;
         }
         let rest = &line[pos..];
         let (slot, value) = match step {
             Step::Literal(bytes) => {
-                if !rest.starts_with(bytes) {
+                // Mostly one byte, the separator: compared as such, not by a call to `memcmp`.
+                let found = match &bytes[..] {
+                    [byte] => rest.first() == Some(byte),
+                    _ => rest.starts_with(bytes),
+                };
+                if !found {
                     return false;
                 }
                 pos += bytes.len();
