@@ -168,9 +168,10 @@ struct Absolute<'a> {
 /// `target` as an absolute URL; `None` when it is not one (`*`, `/a`, a malformed request),
 /// which then stays the url as written.
 fn absolute(target: &[u8]) -> Option<Absolute<'_>> {
-    let scheme_end = memchr::memmem::find(target, b"://")?;
-    let scheme = &target[..scheme_end];
-    if scheme.is_empty() || !scheme.iter().all(u8::is_ascii_alphabetic) {
+    // The scheme is letters, so the first byte that is not one is where `://` must be (a
+    // `memmem` search would set up a searcher at every line for it).
+    let scheme_end = target.iter().position(|c| !c.is_ascii_alphabetic())?;
+    if scheme_end == 0 || !target[scheme_end..].starts_with(b"://") {
         return None;
     }
     let rest = &target[scheme_end + 3..];
@@ -381,8 +382,9 @@ fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
 /// fraction of a second (ISO 8601's `.465313`, HAProxy's `.999`), which the stores drop,
 /// changes at every line of a busy log, and would make every line parse its time again. The
 /// fraction's digits are checked here; the rest is [`parse_clock`]'s to check, and it
-/// converts the result to the same instant as the whole field.
-pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8]) -> Cow<'b, [u8]> {
+/// converts the result to the same instant as the whole field. A field without its fraction
+/// is written into `key`, the caller's, so that no line allocates.
+pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8], key: &'b mut Vec<u8>) -> &'b [u8] {
     match clock {
         Clock::Iso8601 if b.get(19) == Some(&b'.') => {
             let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -390,23 +392,25 @@ pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8]) -> Cow<'b, [u8]> {
             // valid at all; so is a second fraction (`22.4.5313Z`), which, with the first
             // taken out, would read as a valid one.
             if !(1..=9).contains(&digits) || b.get(20 + digits) == Some(&b'.') {
-                return Cow::Borrowed(b);
+                return b;
             }
-            let mut key = b[..19].to_vec();
+            key.clear();
+            key.extend_from_slice(&b[..19]);
             key.extend_from_slice(&b[20 + digits..]);
-            Cow::Owned(key)
+            key
         }
         Clock::ClfMillis => match b {
             [clf @ .., b'.', d1, d2, d3]
                 if clf.len() == 20 && [d1, d2, d3].iter().all(|d| d.is_ascii_digit()) =>
             {
-                let mut key = clf.to_vec();
+                key.clear();
+                key.extend_from_slice(clf);
                 key.extend_from_slice(b".000");
-                Cow::Owned(key)
+                key
             }
-            _ => Cow::Borrowed(b),
+            _ => b,
         },
-        _ => Cow::Borrowed(b),
+        _ => b,
     }
 }
 
@@ -499,12 +503,22 @@ mod tests {
             (Clock::ClfMillis, b"29/Jun/2017:00:50:99.999"),
         ] {
             let whole = parse_clock(&clock, text);
-            let by_second = parse_clock(&clock, &second_of(&clock, text));
+            let by_second = parse_clock(&clock, second_of(&clock, text, &mut Vec::new()));
             assert_eq!(whole, by_second, "{}", String::from_utf8_lossy(text));
         }
+        // The key's room held something else before: it is replaced, not appended to.
+        let (mut one, mut other) = (b"stale".to_vec(), Vec::new());
         assert_eq!(
-            second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.465313Z"),
-            second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.000001Z")
+            second_of(&Clock::Iso8601, b"2017-06-29T00:50:22.465313Z", &mut one),
+            b"2017-06-29T00:50:22Z"
+        );
+        assert_eq!(
+            second_of(
+                &Clock::Iso8601,
+                b"2017-06-29T00:50:22.000001+01:00",
+                &mut other
+            ),
+            b"2017-06-29T00:50:22+01:00"
         );
     }
 
@@ -584,6 +598,10 @@ mod tests {
         assert_eq!(absolute(b"http://example.com").unwrap().target, b"/");
         assert!(absolute(b"/a?u=http://x").is_none());
         assert!(absolute(b"*").is_none());
+        // No scheme, or one that is not letters only.
+        assert!(absolute(b"://x/").is_none());
+        assert!(absolute(b"h2c1://x/").is_none());
+        assert!(absolute(b"http:/x").is_none());
         let elb = Timings {
             unit: super::super::definition::Unit::Seconds,
             sep: b' ',

@@ -17,6 +17,8 @@ pub struct Scanner {
     format: Arc<Format>,
     last_time: Vec<u8>,
     last: Option<LineTime>,
+    /// Room for a time field without its fraction (see [`second_of`]).
+    key: Vec<u8>,
 }
 
 impl Scanner {
@@ -25,6 +27,7 @@ impl Scanner {
             format,
             last_time: Vec::new(),
             last: None,
+            key: Vec::new(),
         }
     }
 
@@ -37,13 +40,13 @@ impl Scanner {
         let slots = split(&self.format, line).ok_or(Reject::Format)?;
         let clock = &self.format.clock;
         build(&slots, line, &self.format, |time| {
-            let second = second_of(clock, time);
+            let second = second_of(clock, time, &mut self.key);
             match self.last {
-                Some(t) if self.last_time == *second => Ok(t),
+                Some(t) if self.last_time == second => Ok(t),
                 _ => {
-                    let t = parse_clock(clock, &second)?;
+                    let t = parse_clock(clock, second)?;
                     self.last_time.clear();
-                    self.last_time.extend_from_slice(&second);
+                    self.last_time.extend_from_slice(second);
                     self.last = Some(t);
                     Ok(t)
                 }
