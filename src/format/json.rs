@@ -18,7 +18,7 @@ use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{Reject, TimestampError, may_be_client};
 
 use super::definition::{Clock, Field, Format, Piece, Unit};
-use super::fields::decimal;
+use super::fields::{decimal, second_of};
 
 mod keys;
 mod scan;
@@ -103,6 +103,8 @@ pub struct JsonParser {
     marks: scan::Marks,
     last_time: Vec<u8>,
     last: Option<LineTime>,
+    /// Room for a time without its fraction of a second (see [`JsonParser::time`]).
+    key: Vec<u8>,
 }
 
 impl JsonParser {
@@ -112,6 +114,7 @@ impl JsonParser {
             marks: scan::Marks::default(),
             last_time: Vec::new(),
             last: None,
+            key: Vec::new(),
         }
     }
 
@@ -157,13 +160,21 @@ impl JsonParser {
         }
     }
 
-    /// `text` converted by `convert`, or the last conversion when the text is the same.
+    /// `text` converted by `convert`, or the last conversion when the text is the same. An
+    /// RFC 3339 time (`by_second`) is compared without its fraction of a second, which
+    /// changes at every line (Traefik writes nanoseconds) and which the stores drop: converted
+    /// without it, it is the same instant (see [`second_of`]).
     fn time(
         &mut self,
         text: Option<&[u8]>,
         convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
+        by_second: bool,
     ) -> Result<LineTime, Reject> {
         let text = text.ok_or(Reject::Timestamp(TimestampError::Shape))?;
+        let text = match by_second {
+            true => second_of(&Clock::Iso8601, text, &mut self.key),
+            false => text,
+        };
         match self.last {
             Some(t) if self.last_time == text => Ok(t),
             _ => {
@@ -243,7 +254,7 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
-        let time = self.time(ts, convert)?;
+        let time = self.time(ts, convert, false)?;
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,
@@ -296,7 +307,7 @@ impl JsonParser {
         client(&ip)?;
         let from_utc = traefik.start_utc.is_some();
         let start = traefik.start_utc.or(traefik.time);
-        let mut time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339)?;
+        let mut time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339, true)?;
         if from_utc {
             // StartUTC is UTC whatever the server's zone: it says nothing of the log's own.
             time.offset = None;

@@ -1109,3 +1109,40 @@ fn a_port_the_client_wrote_that_is_no_port_is_absent() {
     assert_eq!((typed.extra.port, typed.status), (None, 200));
     assert_eq!(slow(Schema::Traefik, line).unwrap(), typed);
 }
+
+/// One parser over lines of one second: the cache of the last second read gives each the
+/// time its own text says, to the second, and a fraction that is no fraction is still refused
+/// though its second is the one remembered.
+#[test]
+fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
+    let line = |start: &str| {
+        format!(
+            r#"{{"ClientHost":"10.0.0.4","RequestPath":"/","DownstreamStatus":200,"StartUTC":"{start}"}}"#
+        )
+    };
+    let mut parser = JsonParser::new(Schema::Traefik);
+    for start in [
+        "2021-02-05T07:57:16.396057908Z",
+        "2021-02-05T07:57:16.4Z",
+        "2021-02-05T07:57:16Z",
+        "2021-02-05T07:57:17.000000001Z",
+        "2021-02-05T07:57:16.999+00:00",
+        "2021-02-05T07:57:16.1x3Z",
+        "2021-02-05T07:57:16.Z",
+        "2021-02-05T07:57:16.12.3Z",
+        "2021-02-05T07:57:16.1234567890123Z",
+    ] {
+        let text = line(start);
+        let fresh = JsonParser::new(Schema::Traefik).parse(text.as_bytes());
+        let cached = parser.parse(text.as_bytes());
+        assert_eq!(cached, fresh, "{start}");
+        assert_eq!(slow(Schema::Traefik, text.as_bytes()), fresh, "{start}");
+    }
+    let mut second = |start: &str| parser.parse(line(start).as_bytes()).map(|e| e.timestamp);
+    let (late, early) = (
+        second("2021-02-05T07:57:16.9Z"),
+        second("2021-02-05T07:57:16.1Z"),
+    );
+    assert_eq!(late, early);
+    assert!(second("2021-02-05T07:57:16.1x3Z").is_err());
+}
