@@ -5,9 +5,9 @@
 //! and a copy). One or more threads ([`Prepare::parsers`]) parse raw batches side by side,
 //! each into a [`Batch`], handing each entry to what the store asked for through its
 //! [`Encoder`] (the CSV store encodes its rows there, the SQLite store lays out its rows and
-//! numbers strings for its packed copy), without this module knowing any store. The batches reach the sink in input order, whichever parser
-//! finished first. Every channel is bounded, so memory stays at a few batches whatever the
-//! input size.
+//! numbers strings for its packed copy), without this module knowing any store. The batches
+//! reach the sink in input order, whichever parser finished first. Every channel is bounded,
+//! so memory stays at a few batches whatever the input size.
 
 use std::any::Any;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -57,7 +57,8 @@ pub struct Prepare {
     pub ahead: bool,
 }
 
-/// Entries, rejects and the position reached, for a run of consecutive lines.
+/// For a run of consecutive lines: how many entries, what the store's encoder built from
+/// them, the rejects, and the position reached.
 #[derive(Default)]
 pub struct Batch {
     /// What the store's encoder built, when it has one.
@@ -428,7 +429,6 @@ mod tests {
             .collect()
     }
 
-    /// Runs [`produce`] over `input` and collects its batches.
     /// Keeps the client and URL of its entries, as a store's encoder keeps what it builds.
     #[derive(Default)]
     struct Kept(Vec<(String, String)>);
@@ -449,7 +449,8 @@ mod tests {
             .collect()
     }
 
-    /// The batches of `input`, parsed with the encoder of `prepare`, or else with [`Kept`].
+    /// Runs [`produce`] over `input` and collects its batches, parsed with the encoder of
+    /// `prepare`, or else with [`Kept`].
     fn batches(input: &str, mut prepare: Prepare) -> Vec<Batch> {
         if prepare.encoder.is_none() {
             prepare.encoder = Some(Arc::new(|| Box::new(Kept::default()) as Box<dyn Encoder>));

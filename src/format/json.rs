@@ -163,7 +163,7 @@ impl JsonParser {
     /// `text` converted by `convert`, or the last conversion when the text is the same. An
     /// RFC 3339 time (`by_second`) is compared without its fraction of a second, which
     /// changes at every line (Traefik writes nanoseconds) and which the stores drop: converted
-    /// without it, it is the same instant (see [`second_of`]).
+    /// without it, it is the same second and offset (see [`second_of`]).
     fn time(
         &mut self,
         text: Option<&[u8]>,

@@ -654,18 +654,18 @@ impl Drop for WalCopier {
 /// parse-to-db's pace, so what can be done before SQLite's part (the timestamp's text, the
 /// values laid out in the order they are bound) is done by the parsing thread, beside it.
 #[derive(Default)]
-struct PendingRows {
+struct BatchRows {
     text: Arena,
     ts: Vec<u8>,
-    rows: Vec<PendingRow>,
+    rows: Vec<BatchRow>,
     /// A row holds a value of a column beyond Combined's: the rows are inserted with every
     /// column, not only Combined's (which leaves the others NULL, at less cost per row).
     extra: bool,
 }
 
-/// A pending row: its text columns as spans of [`PendingRows::text`] (`None` for NULL).
+/// A row of a batch: its text columns as spans of [`BatchRows::text`] (`None` for NULL).
 #[derive(Debug, Clone, Copy)]
-struct PendingRow {
+struct BatchRow {
     ip: Option<Span>,
     ident: Option<Span>,
     user: Option<Span>,
@@ -684,7 +684,7 @@ struct PendingRow {
     forwarded_for: Option<Span>,
 }
 
-impl PendingRow {
+impl BatchRow {
     /// Its values in the column order of [`insert_sql`]: the one place that knows that order.
     fn values<'t>(&self, text: &'t Arena) -> [Value<'t>; COLUMNS.len()] {
         let t = |span| Value::Text(text.get(span));
@@ -729,14 +729,14 @@ fn insert_sql(rows: usize, columns: usize) -> String {
     sql
 }
 
-impl PendingRows {
+impl BatchRows {
     /// Room for as many rows and as much text as `like` held, so that a batch's rows are not
     /// grown to their size by doubling, batch after batch.
-    fn with_room_of(like: &PendingRows) -> PendingRows {
-        PendingRows {
+    fn with_room_of(like: &BatchRows) -> BatchRows {
+        BatchRows {
             text: Arena::with_capacity(like.text.len()),
             rows: Vec::with_capacity(like.rows.len()),
-            ..PendingRows::default()
+            ..BatchRows::default()
         }
     }
 
@@ -748,7 +748,7 @@ impl PendingRows {
         Rfc3339(e.timestamp).write_to(&mut self.ts);
         let ts = std::str::from_utf8(&self.ts).expect("ASCII digits");
         let text = &mut self.text;
-        self.rows.push(PendingRow {
+        self.rows.push(BatchRow {
             ip: text.push(Some(&e.ip)),
             ident: text.push(b(&e.ident)),
             user: text.push(b(&e.user)),
@@ -776,7 +776,7 @@ impl PendingRows {
         self.extra |= !e.extra.is_empty();
     }
 
-    /// How many of [`COLUMNS`] the pending rows are inserted with (see [`PendingRows::extra`]).
+    /// How many of [`COLUMNS`] the rows are inserted with (see [`BatchRows::extra`]).
     fn columns(&self) -> usize {
         crate::entry::columns(self.extra).len()
     }
@@ -793,7 +793,7 @@ impl PendingRows {
     }
 
     /// Passes every value of the rows in `range`, with its 1-based parameter index in an
-    /// INSERT made by [`insert_sql`] for that many rows and [`PendingRows::columns`], to `bind`.
+    /// INSERT made by [`insert_sql`] for that many rows and [`BatchRows::columns`], to `bind`.
     fn each_value<E>(
         &self,
         range: Range<usize>,
@@ -810,7 +810,7 @@ impl PendingRows {
     }
 
     /// Binds the rows in `range` to `stmt` (made by [`insert_sql`] for that many rows and
-    /// [`PendingRows::columns`]) and runs it.
+    /// [`BatchRows::columns`]) and runs it.
     fn insert(
         &self,
         range: Range<usize>,
@@ -828,14 +828,14 @@ impl PendingRows {
 /// What the parsing threads build from a batch for this store: its rows, and their keys in
 /// the packed copy.
 struct Encoded {
-    rows: PendingRows,
+    rows: BatchRows,
     keys: BatchKeys,
 }
 
 /// The store's work on each entry in the parsing threads (see [`Encoded`]).
 #[derive(Default)]
 struct RowEncoder {
-    rows: PendingRows,
+    rows: BatchRows,
     keys: BatchKeys,
 }
 
@@ -846,7 +846,7 @@ impl Encoder for RowEncoder {
     }
 
     fn finish(&mut self) -> Box<dyn Any + Send> {
-        let next = PendingRows::with_room_of(&self.rows);
+        let next = BatchRows::with_room_of(&self.rows);
         Box::new(Encoded {
             rows: std::mem::replace(&mut self.rows, next),
             keys: std::mem::take(&mut self.keys),
@@ -854,7 +854,7 @@ impl Encoder for RowEncoder {
     }
 }
 
-/// A value of a pending row (`None` is NULL).
+/// A value of a row (`None` is NULL).
 #[derive(Clone, Copy)]
 enum Value<'a> {
     Text(Option<&'a str>),
@@ -869,7 +869,7 @@ impl SqliteSink {
     ) -> anyhow::Result<SqliteSink> {
         let conn = open_for_writing(path, busy_timeout, notify)?;
         // Two cached statements per partial-batch size (Combined's columns, or every
-        // column: see `PendingRows::columns`), plus the few others.
+        // column: see `BatchRows::columns`), plus the few others.
         conn.set_prepared_statement_cache_capacity(2 * ROWS_PER_INSERT + 8);
         let wal_copier = WalCopier::start(path, busy_timeout);
         if wal_copier.is_some() {
@@ -928,8 +928,8 @@ impl SqliteSink {
     }
 
     /// Inserts a batch's rows, [`ROWS_PER_INSERT`] at a time, and the fewer left at its end
-    /// with a statement of their size: the next batch may be long in coming (a follower's).
-    fn insert_rows(&mut self, rows: &PendingRows) -> rusqlite::Result<()> {
+    /// with a statement of their size: the rows are the batch's, and go with it.
+    fn insert_rows(&mut self, rows: &BatchRows) -> rusqlite::Result<()> {
         let mut start = 0;
         while start < rows.len() {
             let end = rows.len().min(start + ROWS_PER_INSERT);
@@ -1208,7 +1208,8 @@ impl SqliteSink {
         }
     }
 
-    /// A batch failed: roll it back and forget its pending rows, so that the caller can retry
+    /// A batch failed: roll back the open transaction and the packed copy's unwritten block,
+    /// so that the caller can retry
     /// from the last checkpoint (the follower does, on a database locked for too long) without
     /// a row being inserted twice.
     fn rollback(&mut self) {
@@ -1291,7 +1292,7 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
 /// rusqlite binds every string as `SQLITE_TRANSIENT`, so SQLite copies each value into an
 /// allocation of its own before copying it again into the record: nine allocations, copies and
 /// frees per row, on the thread that sets parse-to-db's pace. Here text is bound as
-/// `SQLITE_STATIC`, pointing into [`PendingRows`]. This is the one place where we step outside
+/// `SQLITE_STATIC`, pointing into [`BatchRows`]. This is the one place where we step outside
 /// rusqlite, and the type is shaped so that no use of its safe methods can leave SQLite
 /// reading freed memory:
 ///
@@ -1304,7 +1305,7 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
 /// - lengths go through [`c_len`], and the result of every SQLite call is checked.
 struct WriteConnection {
     /// The INSERT of [`ROWS_PER_INSERT`] rows of the Combined columns, and of every column
-    /// (see [`PendingRows::columns`]).
+    /// (see [`BatchRows::columns`]).
     stmts: [NonNull<ffi::sqlite3_stmt>; 2],
     conn: Connection,
 }
@@ -1332,7 +1333,7 @@ impl WriteConnection {
     ///
     /// Before it returns, whatever happened, the statement is reset and its bindings are
     /// cleared: the rows may change as soon as it has.
-    fn insert_full(&mut self, rows: &PendingRows, start: usize) -> rusqlite::Result<()> {
+    fn insert_full(&mut self, rows: &BatchRows, start: usize) -> rusqlite::Result<()> {
         let columns = rows.columns();
         let range = start..start + ROWS_PER_INSERT;
         if range.end > rows.len() {
@@ -1544,14 +1545,14 @@ mod tests {
             .collect()
     }
 
-    fn pending(lines: &[String]) -> PendingRows {
-        let mut rows = PendingRows::default();
+    fn batch_rows(lines: &[String]) -> BatchRows {
+        let mut rows = BatchRows::default();
         fill(&mut rows, lines);
         rows
     }
 
     /// Replaces what `rows` holds, reusing its buffers.
-    fn fill(rows: &mut PendingRows, lines: &[String]) {
+    fn fill(rows: &mut BatchRows, lines: &[String]) {
         rows.clear();
         for l in lines {
             rows.push(&crate::parse::parse_line(l.as_bytes()).unwrap());
@@ -1628,15 +1629,15 @@ mod tests {
     fn rows_inserted_in_place_are_stored_whole_and_nothing_stays_bound() {
         let mut conn = writer();
         let first = lines("/first/");
-        let mut pending = pending(&first);
-        conn.insert_full(&pending, 0).unwrap();
+        let mut rows_of = batch_rows(&first);
+        conn.insert_full(&rows_of, 0).unwrap();
         assert_nothing_bound(&conn);
         // The buffers the text was bound from now hold other text: the database must not care.
         let second = lines("/2nd/");
-        fill(&mut pending, &second);
+        fill(&mut rows_of, &second);
         assert_eq!(rows(&conn), expected(&first));
-        conn.insert_full(&pending, 0).unwrap();
-        drop(pending);
+        conn.insert_full(&rows_of, 0).unwrap();
+        drop(rows_of);
         assert_nothing_bound(&conn);
         let both: Vec<String> = first.iter().chain(&second).cloned().collect();
         assert_eq!(rows(&conn), expected(&both));
@@ -1652,7 +1653,7 @@ mod tests {
         .unwrap();
         let mut bad = lines("/ok/");
         bad[7] = line(7, "/refused");
-        let err = conn.insert_full(&pending(&bad), 0).unwrap_err();
+        let err = conn.insert_full(&batch_rows(&bad), 0).unwrap_err();
         assert!(err.to_string().contains("refused by the test"), "{err}");
         assert_nothing_bound(&conn);
         assert!(
@@ -1665,7 +1666,7 @@ mod tests {
         let old = unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
         let mut long = lines("/ok/");
         long[3] = line(3, &format!("/{}", "x".repeat(200)));
-        let err = conn.insert_full(&pending(&long), 0).unwrap_err();
+        let err = conn.insert_full(&batch_rows(&long), 0).unwrap_err();
         assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig));
         // SAFETY: as above.
         unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, old) };
@@ -1673,7 +1674,7 @@ mod tests {
         assert_nothing_bound(&conn);
 
         let good = lines("/ok/");
-        conn.insert_full(&pending(&good), 0).unwrap();
+        conn.insert_full(&batch_rows(&good), 0).unwrap();
         assert_eq!(rows(&conn), expected(&good));
     }
 
@@ -1692,13 +1693,13 @@ mod tests {
         let mut short = lines("/x/");
         short.pop();
         assert!(matches!(
-            conn.insert_full(&pending(&short), 0),
+            conn.insert_full(&batch_rows(&short), 0),
             Err(rusqlite::Error::InvalidParameterCount(n, all))
                 if n == (ROWS_PER_INSERT - 1) * COMBINED_COLUMNS && all == ROWS_PER_INSERT * COMBINED_COLUMNS
         ));
         // A full set's worth of rows that starts too late to have it.
         assert!(matches!(
-            conn.insert_full(&pending(&lines("/y/")), 1),
+            conn.insert_full(&batch_rows(&lines("/y/")), 1),
             Err(rusqlite::Error::InvalidParameterCount(n, _))
                 if n == (ROWS_PER_INSERT - 1) * COMBINED_COLUMNS
         ));
@@ -1710,16 +1711,119 @@ mod tests {
         let mut conn = writer();
         let (first, second) = (lines("/first/"), lines("/2nd/"));
         let both: Vec<String> = first.iter().chain(&second).cloned().collect();
-        conn.insert_full(&pending(&both), ROWS_PER_INSERT).unwrap();
+        conn.insert_full(&batch_rows(&both), ROWS_PER_INSERT)
+            .unwrap();
         assert_eq!(rows(&conn), expected(&second));
         // And rows left at a batch's end go in with a statement of their own size.
-        let rows_of = pending(&both[..ROWS_PER_INSERT + 3]);
+        let rows_of = batch_rows(&both[..ROWS_PER_INSERT + 3]);
         let mut stmt = conn.prepare(&insert_sql(3, COMBINED_COLUMNS)).unwrap();
         rows_of
             .insert(ROWS_PER_INSERT..ROWS_PER_INSERT + 3, &mut stmt)
             .unwrap();
         drop(stmt);
         assert_eq!(rows(&conn), expected(&[&second[..], &second[..3]].concat()));
+    }
+
+    /// A sink on a new database in a temporary directory (kept alive by the caller).
+    fn sink(dir: &tempfile::TempDir) -> SqliteSink {
+        let path = dir.path().join("logs.db");
+        SqliteSink::open(&path, Duration::from_secs(5), &mut |_| {}).unwrap()
+    }
+
+    /// Every column of every row, in id order, as text (NULL as "NULL").
+    fn all_columns(conn: &Connection) -> Vec<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT * FROM logs ORDER BY id").unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            (1..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Null => "NULL".to_string(),
+                        rusqlite::types::Value::Integer(n) => n.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// The columns an entry is stored as, written out one by one: the reference.
+    fn columns_of(e: &LogEntry<'_>) -> Vec<String> {
+        let t = |v: Option<&str>| v.map_or("NULL".to_string(), str::to_string);
+        let n = |v: Option<u64>| v.map_or("NULL".to_string(), |n| n.to_string());
+        vec![
+            e.ip.to_string(),
+            t(e.ident.as_deref()),
+            t(e.user.as_deref()),
+            Rfc3339(e.timestamp).to_string(),
+            t(e.method.as_deref()),
+            e.url.to_string(),
+            t(e.protocol.as_deref()),
+            e.status.to_string(),
+            n(e.bytes),
+            t(e.referrer.as_deref()),
+            t(e.user_agent.as_deref()),
+            t(e.extra.vhost.as_deref()),
+            n(e.extra.port.map(u64::from)),
+            n(e.extra.response_time_us),
+            n(e.extra.upstream_time_us),
+            t(e.extra.forwarded_for.as_deref()),
+        ]
+    }
+
+    /// A batch's rows go in whole and in order, 64 at a time and the rest by a statement of
+    /// their own size, whatever the batch's length; a batch whose later rows have columns
+    /// beyond Combined's stores every row's, NULL where a row has none.
+    #[test]
+    fn a_batch_of_any_size_is_stored_whole_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(&dir);
+        let mut expected = Vec::new();
+        let r = ROWS_PER_INSERT;
+        for (batch, len) in [0, 1, r - 1, r, r + 1, 2 * r + 5].into_iter().enumerate() {
+            let mut rows = BatchRows::default();
+            for n in 0..len {
+                let text = line(n, &format!("/{batch}/{n}"));
+                let mut e = crate::parse::parse_line(text.as_bytes()).unwrap();
+                if batch == 5 && n == r + 2 {
+                    e.extra.vhost = Some("example.org".into());
+                    e.extra.port = Some(8443);
+                    e.extra.response_time_us = Some(1234);
+                }
+                expected.push(columns_of(&e));
+                rows.push(&e);
+            }
+            sink.begin().unwrap();
+            sink.insert_rows(&rows).unwrap();
+            sink.commit(&[]).unwrap();
+        }
+        assert_eq!(all_columns(&sink.conn), expected);
+    }
+
+    /// A window of a batch that fails after others went in: the rollback takes them all back.
+    #[test]
+    fn a_batch_that_fails_half_way_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(&dir);
+        let mut rows = BatchRows::default();
+        for n in 0..2 * ROWS_PER_INSERT + 5 {
+            // A text longer than the connection takes, in the second window.
+            let url = match n == ROWS_PER_INSERT + 6 {
+                true => format!("/{}", "x".repeat(200)),
+                false => format!("/{n}"),
+            };
+            rows.push(&crate::parse::parse_line(line(n, &url).as_bytes()).unwrap());
+        }
+        // SAFETY: the connection is live; sqlite3_limit only sets a number.
+        unsafe { ffi::sqlite3_limit(sink.conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
+        sink.begin().unwrap();
+        assert!(sink.insert_rows(&rows).is_err());
+        sink.rollback();
+        assert!(all_columns(&sink.conn).is_empty());
     }
 
     #[test]
