@@ -1567,14 +1567,18 @@ mod tests {
 
     /// Every row, as its columns in text (NULL as "").
     fn rows(conn: &Connection) -> Vec<Vec<String>> {
-        let mut stmt = conn
-            .prepare(r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#)
-            .unwrap();
+        let sql = r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#;
+        texts(conn, sql, 0..11, "")
+    }
+
+    /// The values of the `columns` of the rows `sql` selects, as text (NULL as `null`).
+    fn texts(conn: &Connection, sql: &str, columns: Range<usize>, null: &str) -> Vec<Vec<String>> {
+        let mut stmt = conn.prepare(sql).unwrap();
         stmt.query_map([], |r| {
-            (0..11)
+            (columns.clone())
                 .map(|i| {
                     r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                        rusqlite::types::Value::Null => String::new(),
+                        rusqlite::types::Value::Null => null.to_string(),
                         rusqlite::types::Value::Integer(n) => n.to_string(),
                         rusqlite::types::Value::Text(t) => t,
                         other => format!("{other:?}"),
@@ -1730,25 +1734,14 @@ mod tests {
         SqliteSink::open(&path, Duration::from_secs(5), &mut |_| {}).unwrap()
     }
 
-    /// Every column of every row, in id order, as text (NULL as "NULL").
+    /// Every column of every row but the id, in id order, as text (NULL as "NULL").
     fn all_columns(conn: &Connection) -> Vec<Vec<String>> {
-        let mut stmt = conn.prepare("SELECT * FROM logs ORDER BY id").unwrap();
-        let n = stmt.column_count();
-        stmt.query_map([], |r| {
-            (1..n)
-                .map(|i| {
-                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                        rusqlite::types::Value::Null => "NULL".to_string(),
-                        rusqlite::types::Value::Integer(n) => n.to_string(),
-                        rusqlite::types::Value::Text(t) => t,
-                        other => format!("{other:?}"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        texts(
+            conn,
+            "SELECT * FROM logs ORDER BY id",
+            1..1 + COLUMNS.len(),
+            "NULL",
+        )
     }
 
     /// The columns an entry is stored as, written out one by one: the reference.
