@@ -378,15 +378,53 @@ fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
     Some(sum)
 }
 
-/// What of a time field says its second, for a cache of the last time read (the format
-/// scanner's, the JSON reader's): a fraction of a second (ISO 8601's `.465313`, HAProxy's
+/// The last time field a parser converted, and what it converted to: consecutive lines of a
+/// busy log mostly share their second, so most lines convert nothing. One per parser (the
+/// format scanner's, the JSON reader's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastTime {
+    /// The field as compared: without its fraction of a second when a clock was given.
+    text: Vec<u8>,
+    time: Option<LineTime>,
+    /// Room for a field without its fraction (see [`second_of`]).
+    key: Vec<u8>,
+}
+
+impl LastTime {
+    /// `field` converted by `convert`, or the last conversion when it says the same. With a
+    /// `clock`, fields are compared, and converted, without their fraction of a second (see
+    /// [`second_of`]); without one, as they are written.
+    pub(crate) fn convert(
+        &mut self,
+        clock: Option<&Clock>,
+        field: &[u8],
+        convert: impl FnOnce(&[u8]) -> Result<LineTime, TimestampError>,
+    ) -> Result<LineTime, TimestampError> {
+        let field = match clock {
+            Some(clock) => second_of(clock, field, &mut self.key),
+            None => field,
+        };
+        match self.time {
+            Some(t) if self.text == field => Ok(t),
+            _ => {
+                let t = convert(field)?;
+                self.text.clear();
+                self.text.extend_from_slice(field);
+                self.time = Some(t);
+                Ok(t)
+            }
+        }
+    }
+}
+
+/// What of a time field says its second, for a [`LastTime`]: a fraction of a second (ISO 8601's `.465313`, HAProxy's
 /// `.999`), which the stores drop, changes at every line of a busy log, and would make every
 /// line parse its time again. The fraction's digits (one to nine) are checked here; the rest
 /// is the converter's to check. An RFC 3339 reader (chrono's, which [`parse_clock`] uses for
 /// ISO 8601) reads what follows such a fraction as it reads it after the seconds, so the key
 /// converts to the same second and offset as the whole field. A field without its fraction
 /// is written into `key`, the caller's, so that no line allocates.
-pub(crate) fn second_of<'b>(clock: &Clock, b: &'b [u8], key: &'b mut Vec<u8>) -> &'b [u8] {
+fn second_of<'b>(clock: &Clock, b: &'b [u8], key: &'b mut Vec<u8>) -> &'b [u8] {
     match clock {
         Clock::Iso8601 if b.get(19) == Some(&b'.') => {
             let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();

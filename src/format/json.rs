@@ -18,7 +18,7 @@ use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{Reject, TimestampError, may_be_client};
 
 use super::definition::{Clock, Field, Format, Piece, Unit};
-use super::fields::{decimal, second_of};
+use super::fields::{LastTime, decimal};
 
 mod keys;
 mod scan;
@@ -101,10 +101,7 @@ impl Schema {
 pub struct JsonParser {
     schema: Schema,
     marks: scan::Marks,
-    last_time: Vec<u8>,
-    last: Option<LineTime>,
-    /// Room for a time without its fraction of a second (see [`JsonParser::time`]).
-    key: Vec<u8>,
+    last: LastTime,
 }
 
 impl JsonParser {
@@ -112,9 +109,7 @@ impl JsonParser {
         JsonParser {
             schema,
             marks: scan::Marks::default(),
-            last_time: Vec::new(),
-            last: None,
-            key: Vec::new(),
+            last: LastTime::default(),
         }
     }
 
@@ -160,31 +155,20 @@ impl JsonParser {
         }
     }
 
-    /// `text` converted by `convert`, or the last conversion when the text is the same. An
-    /// RFC 3339 time (`by_second`) is compared without its fraction of a second, which
-    /// changes at every line (Traefik writes nanoseconds) and which the stores drop: converted
-    /// without it, it is the same second and offset (see [`second_of`]).
+    /// `text` converted by `convert`, or the last conversion when it says the same (see
+    /// [`LastTime`]). An RFC 3339 time is given its `clock` (ISO 8601): compared without its
+    /// fraction of a second, which changes at every line (Traefik writes nanoseconds) and
+    /// which the stores drop.
     fn time(
         &mut self,
         text: Option<&[u8]>,
+        clock: Option<&Clock>,
         convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
-        by_second: bool,
     ) -> Result<LineTime, Reject> {
         let text = text.ok_or(Reject::Timestamp(TimestampError::Shape))?;
-        let text = match by_second {
-            true => second_of(&Clock::Iso8601, text, &mut self.key),
-            false => text,
-        };
-        match self.last {
-            Some(t) if self.last_time == text => Ok(t),
-            _ => {
-                let t = convert(text).map_err(Reject::Timestamp)?;
-                self.last_time.clear();
-                self.last_time.extend_from_slice(text);
-                self.last = Some(t);
-                Ok(t)
-            }
-        }
+        (self.last)
+            .convert(clock, text, convert)
+            .map_err(Reject::Timestamp)
     }
 }
 
@@ -254,7 +238,7 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
-        let time = self.time(ts, convert, false)?;
+        let time = self.time(ts, None, convert)?;
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,
@@ -307,7 +291,8 @@ impl JsonParser {
         client(&ip)?;
         let from_utc = traefik.start_utc.is_some();
         let start = traefik.start_utc.or(traefik.time);
-        let mut time = self.time(start.as_ref().map(|t| t.0.as_bytes()), rfc3339, true)?;
+        let start = start.as_ref().map(|t| t.0.as_bytes());
+        let mut time = self.time(start, Some(&Clock::Iso8601), rfc3339)?;
         if from_utc {
             // StartUTC is UTC whatever the server's zone: it says nothing of the log's own.
             time.offset = None;

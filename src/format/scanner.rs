@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::entry::{LineTime, LogEntry};
+use crate::entry::LogEntry;
 use crate::parse::Reject;
 
 use super::definition::{Format, SLOTS, Slots, Step};
-use super::fields::{build, parse_clock, second_of};
+use super::fields::{LastTime, build, parse_clock};
 use super::find::either;
 
 /// A per-thread parser for one compiled format. It remembers the last time it converted,
@@ -15,19 +15,14 @@ use super::find::either;
 #[derive(Debug, Clone)]
 pub struct Scanner {
     format: Arc<Format>,
-    last_time: Vec<u8>,
-    last: Option<LineTime>,
-    /// Room for a time field without its fraction (see [`second_of`]).
-    key: Vec<u8>,
+    last: LastTime,
 }
 
 impl Scanner {
     pub(crate) fn new(format: Arc<Format>) -> Scanner {
         Scanner {
             format,
-            last_time: Vec::new(),
-            last: None,
-            key: Vec::new(),
+            last: LastTime::default(),
         }
     }
 
@@ -40,17 +35,7 @@ impl Scanner {
         let slots = split(&self.format, line).ok_or(Reject::Format)?;
         let clock = &self.format.clock;
         build(&slots, line, &self.format, |time| {
-            let second = second_of(clock, time, &mut self.key);
-            match self.last {
-                Some(t) if self.last_time == second => Ok(t),
-                _ => {
-                    let t = parse_clock(clock, second)?;
-                    self.last_time.clear();
-                    self.last_time.extend_from_slice(second);
-                    self.last = Some(t);
-                    Ok(t)
-                }
-            }
+            (self.last).convert(Some(clock), time, |second| parse_clock(clock, second))
         })
     }
 }
