@@ -191,7 +191,6 @@ mod tests {
                         any_of_portable(text, with_zero),
                         "{text:?}"
                     );
-                    let text = &chunk[start..end];
                     let expected = any_of_portable(text, sought);
                     assert_eq!(any_of(text, sought), expected, "{text:?}");
                 }

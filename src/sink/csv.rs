@@ -464,7 +464,6 @@ impl Sink for CsvSink {
             encoder: Some(std::sync::Arc::new(move || {
                 Box::new(RowEncoder::new(format)) as Box<dyn Encoder>
             })),
-            // The rows are all this store needs.
             ..Prepare::default()
         }
     }

@@ -826,31 +826,26 @@ impl BatchRows {
 }
 
 /// What the parsing threads build from a batch for this store: its rows, and their keys in
-/// the packed copy.
+/// the packed copy. It is the store's [`Encoder`] too: built entry by entry, then handed over
+/// whole with the batch.
+#[derive(Default)]
 struct Encoded {
     rows: BatchRows,
     keys: BatchKeys,
 }
 
-/// The store's work on each entry in the parsing threads (see [`Encoded`]).
-#[derive(Default)]
-struct RowEncoder {
-    rows: BatchRows,
-    keys: BatchKeys,
-}
-
-impl Encoder for RowEncoder {
+impl Encoder for Encoded {
     fn push(&mut self, entry: &LogEntry<'_>, at: Position) {
         self.rows.push(entry);
         Encoder::push(&mut self.keys, entry, at);
     }
 
     fn finish(&mut self) -> Box<dyn Any + Send> {
-        let next = BatchRows::with_room_of(&self.rows);
-        Box::new(Encoded {
-            rows: std::mem::replace(&mut self.rows, next),
-            keys: std::mem::take(&mut self.keys),
-        })
+        let next = Encoded {
+            rows: BatchRows::with_room_of(&self.rows),
+            keys: BatchKeys::default(),
+        };
+        Box::new(std::mem::replace(self, next))
     }
 }
 
@@ -1010,7 +1005,7 @@ impl Sink for SqliteSink {
     fn prepare(&self) -> Prepare {
         Prepare {
             encoder: Some(std::sync::Arc::new(|| {
-                Box::new(RowEncoder::default()) as Box<dyn Encoder>
+                Box::new(Encoded::default()) as Box<dyn Encoder>
             })),
             ..Prepare::default()
         }
@@ -1209,9 +1204,8 @@ impl SqliteSink {
     }
 
     /// A batch failed: roll back the open transaction and the packed copy's unwritten block,
-    /// so that the caller can retry
-    /// from the last checkpoint (the follower does, on a database locked for too long) without
-    /// a row being inserted twice.
+    /// so that the caller can retry from the last checkpoint (the follower does, on a database
+    /// locked for too long) without a row being inserted twice.
     fn rollback(&mut self) {
         if self.in_transaction {
             let _ = self.conn.execute_batch("ROLLBACK");
