@@ -198,19 +198,19 @@ pub(crate) fn fields_read(schema: Schema, line: &[u8]) -> usize {
 }
 
 /// Reads a line as `T`: by `fast` (see [`scan`]) when it is sure, else by serde. The line's
-/// UTF-8 is checked once as a whole (a fast pass over ASCII), so that neither checks each
+/// UTF-8 is checked once as a whole, by the pass that marks it, so that neither checks each
 /// string again; a line that is not UTF-8 is no JSON of ours (Caddy and Traefik write UTF-8,
 /// replacing what is not).
 fn read<'a, T: Deserialize<'a>>(
     json: &'a [u8],
     marks: &mut scan::Marks,
-    fast: fn(&'a str, &mut scan::Marks) -> Option<T>,
+    fast: fn(&'a str, &scan::Marks) -> Option<T>,
 ) -> Result<T, Reject> {
-    let text = std::str::from_utf8(json).map_err(|_| Reject::Format)?;
-    match fast(text, marks) {
-        Some(read) => Ok(read),
-        None => serde_json::from_str(text).map_err(|_| Reject::Format),
+    let (text, may_be_fast) = marks.text(json).ok_or(Reject::Format)?;
+    if may_be_fast && let Some(read) = fast(text, marks) {
+        return Ok(read);
     }
+    serde_json::from_str(text).map_err(|_| Reject::Format)
 }
 
 /// Caddy names its access loggers `http.log.access` and `http.log.access.<name>`; its other

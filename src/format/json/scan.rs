@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use super::keys::{CaddyHeaders, CaddyLine, CaddyRequest, Raw, Text, TraefikLine, Values};
-use crate::mask::{below, masks};
+use crate::mask::{self, masks};
 
 /// Far deeper than any server nests, and well inside serde_json's own limit.
 const MAX_DEPTH: u32 = 64;
@@ -25,30 +25,39 @@ const MAX_DEPTH: u32 = 64;
 pub(super) struct Marks(Vec<u64>);
 
 impl Marks {
-    /// Marks `text`; `false` when it has a control byte. JSON allows none inside a string
-    /// and only tab, CR and LF between tokens, which servers do not write there, so the same
-    /// pass spares a check per byte of every string.
-    fn mark(&mut self, text: &[u8]) -> bool {
+    /// Marks `line` and gives it as text, with whether the fast reading may try it; `None`
+    /// when it is not UTF-8. Servers write plain ASCII lines (they escape the rest), and the
+    /// same pass finds those: such a line needs no UTF-8 check of its own and has no control
+    /// byte. JSON allows none inside a string, and only tab, CR and LF between tokens, which
+    /// servers do not write there, so a line with one is left to serde, and the fast reading
+    /// spares a check per byte of every string.
+    pub(super) fn text<'a>(&mut self, line: &'a [u8]) -> Option<(&'a str, bool)> {
         self.0.clear();
-        let mut control = 0;
-        let mut chunks = text.chunks_exact(64);
+        let mut plain = u64::MAX;
+        let mut chunks = line.chunks_exact(64);
         let mut add = |chunk: &[u8; 64]| {
             let [quotes, backslashes] = masks(chunk, [b'"', b'\\']);
             self.0.push(quotes | backslashes);
-            control |= below(chunk, 0x20);
+            plain &= mask::plain(chunk);
         };
         for chunk in &mut chunks {
             add(chunk.try_into().expect("64 bytes"));
         }
-        // Spaces are neither marked nor control bytes.
+        // Spaces are plain and not marked.
         let mut last = [b' '; 64];
         last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
         add(&last);
-        control == 0
+        if plain == u64::MAX {
+            // SAFETY: every byte of `line` is from 0x20 to 0x7f: ASCII, which is UTF-8.
+            return Some((unsafe { std::str::from_utf8_unchecked(line) }, true));
+        }
+        let text = std::str::from_utf8(line).ok()?;
+        Some((text, !line.iter().any(|&b| b < 0x20)))
     }
 }
 
 /// A position in one line of JSON. Every method returns `None` to mean "not sure: ask serde".
+#[derive(Clone, Copy)]
 struct Cursor<'a, 'm> {
     text: &'a str,
     marks: &'m [u64],
@@ -57,17 +66,14 @@ struct Cursor<'a, 'm> {
 }
 
 impl<'a, 'm> Cursor<'a, 'm> {
-    /// `None` when the line has a control byte (see [`Marks::mark`]).
-    fn new(text: &'a str, marks: &'m mut Marks) -> Option<Cursor<'a, 'm>> {
-        if !marks.mark(text.as_bytes()) {
-            return None;
-        }
-        Some(Cursor {
+    /// At the start of `text`, which `marks` marked (see [`Marks::text`]).
+    fn new(text: &'a str, marks: &'m Marks) -> Cursor<'a, 'm> {
+        Cursor {
             text,
             marks: &marks.0,
             at: 0,
             depth: 0,
-        })
+        }
     }
 
     /// The first quote or backslash at or after the cursor.
@@ -89,15 +95,29 @@ impl<'a, 'm> Cursor<'a, 'm> {
         self.bytes().get(self.at).copied()
     }
 
+    /// The byte that starts the next token, past any spaces; the cursor is left on it.
+    /// Servers write no space between tokens, so the byte at the cursor is checked first
+    /// and the loop is kept out of line: this is asked before every token of a line.
+    #[inline(always)]
+    fn token(&mut self) -> Option<u8> {
+        match self.peek()? {
+            b' ' => {
+                self.at = past_spaces(self.bytes(), self.at);
+                self.peek()
+            }
+            byte => Some(byte),
+        }
+    }
+
     fn spaces(&mut self) {
         while self.peek() == Some(b' ') {
             self.at += 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
-        self.spaces();
-        (self.peek()? == byte).then(|| self.at += 1)
+        (self.token()? == byte).then(|| self.at += 1)
     }
 
     /// Only spaces after the value, as serde requires.
@@ -129,6 +149,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
 
     /// The escape at the cursor's backslash. A `\\u` escape of a lone surrogate passes, as
     /// serde lets it pass in a value it skips; in a value kept, [`unescape`] refuses it.
+    #[inline(always)]
     fn escape(&mut self) -> Option<()> {
         match *self.bytes().get(self.at + 1)? {
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
@@ -154,19 +175,13 @@ impl<'a, 'm> Cursor<'a, 'm> {
     fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.nest()?;
-        self.spaces();
-        if self.peek() == Some(b'}') {
+        if self.token()? == b'}' {
             self.at += 1;
         } else {
             loop {
-                let (key, escaped) = self.string()?;
-                if escaped {
-                    return None;
-                }
-                self.eat(b':')?;
+                let key = self.key()?;
                 each(self, key)?;
-                self.spaces();
-                match self.peek()? {
+                match self.token()? {
                     b',' => self.at += 1,
                     b'}' => {
                         self.at += 1;
@@ -184,14 +199,12 @@ impl<'a, 'm> Cursor<'a, 'm> {
     fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
         self.nest()?;
-        self.spaces();
-        if self.peek() == Some(b']') {
+        if self.token()? == b']' {
             self.at += 1;
         } else {
             loop {
                 each(self)?;
-                self.spaces();
-                match self.peek()? {
+                match self.token()? {
                     b',' => self.at += 1,
                     b']' => {
                         self.at += 1;
@@ -205,29 +218,87 @@ impl<'a, 'm> Cursor<'a, 'm> {
         Some(())
     }
 
-    /// Any value, checked and passed over. A string, the most common value by far, is read
-    /// here without a call: [`Cursor::nested`] takes the rest.
+    /// An object's key and the colon after it. A key with an escape is refused: `"u\u0072i"`
+    /// is `uri` to serde.
     #[inline(always)]
+    fn key(&mut self) -> Option<&'a str> {
+        let (key, escaped) = self.string()?;
+        if escaped {
+            return None;
+        }
+        self.eat(b':')?;
+        Some(key)
+    }
+
+    /// Any value, checked and passed over, in one loop over its tokens whatever its
+    /// nesting: skipped values are most of a Caddy line (the headers, the TLS details), and
+    /// a call per value and per level cost more than checking the value.
     fn skip(&mut self) -> Option<()> {
-        self.spaces();
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            _ => self.nested(),
+        // On a copy, whose position the compiler can keep in a register throughout.
+        let mut copy = *self;
+        let skipped = copy.skip_value();
+        *self = copy;
+        skipped
+    }
+
+    #[inline(always)]
+    fn skip_value(&mut self) -> Option<()> {
+        // The containers open inside the value, innermost in bit 0: 1 for an object, 0 for
+        // an array. [`MAX_DEPTH`] keeps them within the 64 bits.
+        let mut objects = 0u64;
+        let mut open = 0u32;
+        loop {
+            // At a value.
+            match self.token()? {
+                b'"' => drop(self.string()?),
+                bracket @ (b'{' | b'[') => {
+                    self.at += 1;
+                    self.nest()?;
+                    let object = bracket == b'{';
+                    let close = if object { b'}' } else { b']' };
+                    if self.token()? != close {
+                        objects = objects << 1 | u64::from(object);
+                        open += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                    self.at += 1;
+                    self.depth -= 1;
+                }
+                b't' => self.word("true")?,
+                b'f' => self.word("false")?,
+                b'n' => self.word("null")?,
+                _ => self.number()?,
+            }
+            // After a value: the next element, or the ends of the containers it closes.
+            loop {
+                if open == 0 {
+                    return Some(());
+                }
+                let object = objects & 1 == 1;
+                match (self.token()?, object) {
+                    (b',', _) => {
+                        self.at += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    (b'}', true) | (b']', false) => {
+                        self.at += 1;
+                        self.depth -= 1;
+                        objects >>= 1;
+                        open -= 1;
+                    }
+                    _ => return None,
+                }
+            }
         }
     }
 
-    /// A value other than a string, checked and passed over.
-    fn nested(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'{' => self.object(|c, _| c.skip()),
-            b'[' => self.array(Cursor::skip),
-            b't' => self.word("true"),
-            b'f' => self.word("false"),
-            b'n' => self.word("null"),
-            _ => self.number(),
-        }
-    }
-
+    #[inline(always)]
     fn word(&mut self, word: &str) -> Option<()> {
         self.text[self.at..]
             .starts_with(word)
@@ -235,6 +306,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
     }
 
     /// JSON's number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         let b = self.bytes();
         let digits = |at: &mut usize| {
@@ -273,8 +345,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
 
     /// `null`, which every kept field of ours reads as absent.
     fn null(&mut self) -> bool {
-        self.spaces();
-        self.word("null").is_some()
+        self.token() == Some(b'n') && self.word("null").is_some()
     }
 
     /// A string, borrowed unless it held escapes, or `null`.
@@ -343,6 +414,17 @@ impl<'a, 'm> Cursor<'a, 'm> {
     }
 }
 
+/// The first position at or after `at` that holds no space. Out of line, and taking no
+/// cursor, so that the cursor's position can stay in a register on the common path.
+#[cold]
+#[inline(never)]
+fn past_spaces(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    at
+}
+
 /// The value of a string's text whose escapes [`Cursor::escape`] checked.
 fn unescape(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
@@ -386,8 +468,8 @@ fn set<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<Option<T
 }
 
 /// A Caddy line, or `None` to ask serde.
-pub(super) fn caddy<'a>(json: &'a str, marks: &mut Marks) -> Option<CaddyLine<'a>> {
-    let mut c = Cursor::new(json, marks)?;
+pub(super) fn caddy<'a>(json: &'a str, marks: &Marks) -> Option<CaddyLine<'a>> {
+    let mut c = Cursor::new(json, marks);
     let mut line = CaddyLine::default();
     let mut seen = 0;
     c.object(|c, key| match key {
@@ -439,8 +521,8 @@ fn headers<'a>(c: &mut Cursor<'a, '_>) -> Option<Option<CaddyHeaders<'a>>> {
 }
 
 /// A Traefik line, or `None` to ask serde.
-pub(super) fn traefik<'a>(json: &'a str, marks: &mut Marks) -> Option<TraefikLine<'a>> {
-    let mut c = Cursor::new(json, marks)?;
+pub(super) fn traefik<'a>(json: &'a str, marks: &Marks) -> Option<TraefikLine<'a>> {
+    let mut c = Cursor::new(json, marks);
     let mut t = TraefikLine::default();
     let mut seen = 0;
     c.object(|c, key| match key {

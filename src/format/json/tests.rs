@@ -888,23 +888,30 @@ fn json_of(schema: Schema, line: &[u8]) -> &[u8] {
 /// The fast reading of `json`, checked against serde's: `Some(true)` when it answered (and
 /// agreed), `Some(false)` when it left the line to serde, `None` when the text is not UTF-8.
 fn fast_agrees(schema: Schema, json: &[u8]) -> Result<Option<bool>, String> {
-    let Ok(text) = std::str::from_utf8(json) else {
-        return Ok(None);
-    };
     // One set of marks for every line a thread checks, as a parser keeps: a longer line's
     // marks must not outlive it.
     thread_local!(static MARKS: std::cell::RefCell<scan::Marks> = Default::default());
     let marks = &mut MARKS.with(|m| m.take());
-    let answer = fast_answer(schema, text, marks);
+    let answer = match marks.text(json) {
+        None => {
+            assert!(std::str::from_utf8(json).is_err(), "refused as not UTF-8");
+            Ok(None)
+        }
+        Some((text, may_be_fast)) => {
+            assert_eq!(Ok(text), std::str::from_utf8(json));
+            assert_eq!(may_be_fast, !json.iter().any(|&b| b < 0x20));
+            if may_be_fast {
+                fast_answer(schema, text, marks)
+            } else {
+                Ok(Some(false))
+            }
+        }
+    };
     MARKS.with(|m| m.replace(std::mem::take(marks)));
     answer
 }
 
-fn fast_answer(
-    schema: Schema,
-    text: &str,
-    marks: &mut scan::Marks,
-) -> Result<Option<bool>, String> {
+fn fast_answer(schema: Schema, text: &str, marks: &scan::Marks) -> Result<Option<bool>, String> {
     let differ = |fast: &dyn std::fmt::Debug, serde: &dyn std::fmt::Debug| {
         Err(format!("fast {fast:?}, serde {serde:?}, on {text}"))
     };
