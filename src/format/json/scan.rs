@@ -32,28 +32,62 @@ impl Marks {
     /// servers do not write there, so a line with one is left to serde, and the fast reading
     /// spares a check per byte of every string.
     pub(super) fn text<'a>(&mut self, line: &'a [u8]) -> Option<(&'a str, bool)> {
+        let (whole, rest) = line.split_at(line.len() - line.len() % 64);
         self.0.clear();
-        let mut plain = u64::MAX;
-        let mut chunks = line.chunks_exact(64);
-        let mut add = |chunk: &[u8; 64]| {
-            let [quotes, backslashes] = masks(chunk, [b'"', b'\\']);
-            self.0.push(quotes | backslashes);
-            plain &= mask::plain(chunk);
-        };
-        for chunk in &mut chunks {
-            add(chunk.try_into().expect("64 bytes"));
-        }
+        self.0.resize(whole.len() / 64 + 1, 0);
+        let (words, last_word) = self.0.split_at_mut(whole.len() / 64);
+        let mut plain = mark_chunks(words, whole);
         // Spaces are plain and not marked.
         let mut last = [b' '; 64];
-        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        add(&last);
-        if plain == u64::MAX {
+        last[..rest.len()].copy_from_slice(rest);
+        let [quotes, backslashes] = masks(&last, [b'"', b'\\']);
+        last_word[0] = quotes | backslashes;
+        plain &= mask::plain(&last) == u64::MAX;
+        if plain {
             // SAFETY: every byte of `line` is from 0x20 to 0x7f: ASCII, which is UTF-8.
             return Some((unsafe { std::str::from_utf8_unchecked(line) }, true));
         }
         let text = std::str::from_utf8(line).ok()?;
         Some((text, !line.iter().any(|&b| b < 0x20)))
     }
+}
+
+/// Marks `whole`, a multiple of 64 bytes, into `words` (a word for each 64 bytes); whether
+/// all its bytes are [`mask::plain`]. With AVX2 where the processor has it.
+fn mark_chunks(words: &mut [u64], whole: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: this processor has AVX2: it was just asked.
+        return unsafe { mark_chunks_avx2(words, whole) };
+    }
+    mark_chunks_sse2(words, whole)
+}
+
+/// [`mark_chunks`] with [`masks`] and [`mask::plain`]: SSE2 on any x86-64.
+pub(super) fn mark_chunks_sse2(words: &mut [u64], whole: &[u8]) -> bool {
+    let mut plain = u64::MAX;
+    for (word, chunk) in words.iter_mut().zip(whole.chunks_exact(64)) {
+        let chunk = chunk.try_into().expect("64 bytes");
+        let [quotes, backslashes] = masks(chunk, [b'"', b'\\']);
+        *word = quotes | backslashes;
+        plain &= mask::plain(chunk);
+    }
+    plain == u64::MAX
+}
+
+/// [`mark_chunks`] with AVX2's comparisons of 32 bytes. Into words sized beforehand: with a
+/// `Vec::push` in this loop, the compiler took each mask apart bit by bit and built it again.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) fn mark_chunks_avx2(words: &mut [u64], whole: &[u8]) -> bool {
+    use std::arch::x86_64::{_mm256_and_si256, _mm256_set1_epi8};
+    let mut plain = _mm256_set1_epi8(-1);
+    for (word, chunk) in words.iter_mut().zip(whole.chunks_exact(64)) {
+        let (marks, chunk_plain) = mask::json_avx2(chunk.try_into().expect("64 bytes"));
+        *word = marks;
+        plain = _mm256_and_si256(plain, chunk_plain);
+    }
+    mask::all_plain(plain)
 }
 
 /// A position in one line of JSON. Every method returns `None` to mean "not sure: ask serde".
@@ -134,13 +168,20 @@ impl<'a, 'm> Cursor<'a, 'm> {
     fn string(&mut self) -> Option<(&'a str, bool)> {
         self.eat(b'"')?;
         let start = self.at;
+        let escaped = self.string_end()?;
+        Some((&self.text[start..self.at - 1], escaped))
+    }
+
+    /// Past the closing quote of the string the cursor is in, saying whether it held
+    /// escapes. Not slicing the text spares a skipped string the checks of a slice.
+    #[inline(always)]
+    fn string_end(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
             self.at = self.next_mark()?;
-            if self.bytes()[self.at] == b'"' {
-                let text = &self.text[start..self.at];
+            if *self.bytes().get(self.at)? == b'"' {
                 self.at += 1;
-                return Some((text, escaped));
+                return Some(escaped);
             }
             escaped = true;
             self.escape()?;
@@ -230,6 +271,16 @@ impl<'a, 'm> Cursor<'a, 'm> {
         Some(key)
     }
 
+    /// [`Cursor::key`], not kept.
+    #[inline(always)]
+    fn skip_key(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        if self.string_end()? {
+            return None;
+        }
+        self.eat(b':')
+    }
+
     /// Any value, checked and passed over, in one loop over its tokens whatever its
     /// nesting: skipped values are most of a Caddy line (the headers, the TLS details), and
     /// a call per value and per level cost more than checking the value.
@@ -250,7 +301,10 @@ impl<'a, 'm> Cursor<'a, 'm> {
         loop {
             // At a value.
             match self.token()? {
-                b'"' => drop(self.string()?),
+                b'"' => {
+                    self.at += 1;
+                    self.string_end()?;
+                }
                 bracket @ (b'{' | b'[') => {
                     self.at += 1;
                     self.nest()?;
@@ -260,7 +314,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
                         objects = objects << 1 | u64::from(object);
                         open += 1;
                         if object {
-                            self.key()?;
+                            self.skip_key()?;
                         }
                         continue;
                     }
@@ -282,7 +336,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
                     (b',', _) => {
                         self.at += 1;
                         if object {
-                            self.key()?;
+                            self.skip_key()?;
                         }
                         break;
                     }

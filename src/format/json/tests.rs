@@ -1031,6 +1031,29 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lines_are_marked_alike_with_and_without_avx2(
+        bytes in proptest::collection::vec(
+            prop_oneof![
+                Just(b'"'), Just(b'\\'), Just(b' '), Just(b'a'),
+                Just(0x1f), Just(0x7f), Just(0x80), any::<u8>(),
+            ],
+            0..300,
+        ),
+    ) {
+        if !std::is_x86_feature_detected!("avx2") {
+            eprintln!("SKIPPED: this processor has no AVX2");
+            return Ok(());
+        }
+        let whole = &bytes[..bytes.len() / 64 * 64];
+        let (mut sse2, mut avx2) = (vec![0; whole.len() / 64], vec![0; whole.len() / 64]);
+        let plain = scan::mark_chunks_sse2(&mut sse2, whole);
+        // SAFETY: this processor has AVX2: it was just asked.
+        prop_assert_eq!(unsafe { scan::mark_chunks_avx2(&mut avx2, whole) }, plain);
+        prop_assert_eq!(avx2, sse2);
+    }
+
+    #[test]
     fn generated_json_lines_read_the_same_typed_and_untyped(
         which in 0..3usize,
         picks in proptest::collection::vec(any::<u8>(), 1..40),
