@@ -281,10 +281,43 @@ impl<'a, 'm> Cursor<'a, 'm> {
         self.eat(b':')
     }
 
+    /// Any value, checked and passed over. Most skipped values are a string or a header's
+    /// values (an array of one string): those are passed here, without a call; the rest in
+    /// [`Cursor::skip_any`].
+    #[inline(always)]
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_end().map(drop)
+            }
+            b'[' if self.one_string()? => Some(()),
+            _ => self.skip_any(),
+        }
+    }
+
+    /// At a `[`: passes over an array of one string and says `true`; says `false`, the
+    /// cursor unmoved, when the array is not that.
+    #[inline(always)]
+    fn one_string(&mut self) -> Option<bool> {
+        let start = self.at;
+        if self.bytes().get(start + 1) != Some(&b'"') || self.depth >= MAX_DEPTH {
+            return Some(false);
+        }
+        self.at += 2;
+        self.string_end()?;
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Some(true);
+        }
+        self.at = start;
+        Some(false)
+    }
+
     /// Any value, checked and passed over, in one loop over its tokens whatever its
     /// nesting: skipped values are most of a Caddy line (the headers, the TLS details), and
     /// a call per value and per level cost more than checking the value.
-    fn skip(&mut self) -> Option<()> {
+    fn skip_any(&mut self) -> Option<()> {
         // On a copy, whose position the compiler can keep in a register throughout.
         let mut copy = *self;
         let skipped = copy.skip_value();
@@ -305,6 +338,7 @@ impl<'a, 'm> Cursor<'a, 'm> {
                     self.at += 1;
                     self.string_end()?;
                 }
+                b'[' if self.one_string()? => {}
                 bracket @ (b'{' | b'[') => {
                     self.at += 1;
                     self.nest()?;
