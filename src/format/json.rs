@@ -95,6 +95,9 @@ impl Schema {
     }
 }
 
+/// Reads a time field of a JSON log (see [`JsonParser::time`]).
+type Convert = fn(&[u8]) -> Result<LineTime, TimestampError>;
+
 /// Parses the lines of one [`Schema`]; one per thread. It remembers the last time it
 /// converted, as the scanner does: consecutive lines mostly share their second.
 #[derive(Debug, Clone)]
@@ -129,7 +132,7 @@ impl JsonParser {
                     return Err(Reject::Format);
                 }
                 let ts = caddy.ts.map(|raw| raw.0.as_bytes());
-                self.caddy_entry(caddy, ts, epoch_or_rfc3339)
+                self.caddy_entry(caddy, ts, (None, epoch_or_rfc3339))
             }
             Schema::CaddyConsole => {
                 let mut parts = line.splitn(5, |&b| b == b'\t');
@@ -146,7 +149,9 @@ impl JsonParser {
                     return Err(Reject::Format);
                 }
                 let caddy = read(json, &mut self.marks, scan::caddy)?;
-                self.caddy_entry(caddy, Some(ts), console_time)
+                // Compared without its milliseconds, which change at every line, as an ISO
+                // 8601 time is: the fraction sits where it does there.
+                self.caddy_entry(caddy, Some(ts), (Some(&Clock::Iso8601), console_time))
             }
             Schema::Traefik => {
                 let traefik = read(line, &mut self.marks, scan::traefik)?;
@@ -163,7 +168,7 @@ impl JsonParser {
         &mut self,
         text: Option<&[u8]>,
         clock: Option<&Clock>,
-        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
+        convert: Convert,
     ) -> Result<LineTime, Reject> {
         let text = text.ok_or(Reject::Timestamp(TimestampError::Shape))?;
         (self.last)
@@ -228,7 +233,7 @@ impl JsonParser {
         &mut self,
         caddy: CaddyLine<'a>,
         ts: Option<&[u8]>,
-        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
+        (clock, convert): (Option<&Clock>, Convert),
     ) -> Result<LogEntry<'a>, Reject> {
         let request = caddy.request.ok_or(Reject::Format)?;
         let url = request.uri.ok_or(Reject::Format)?.0;
@@ -238,7 +243,7 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
-        let time = self.time(ts, None, convert)?;
+        let time = self.time(ts, clock, convert)?;
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,

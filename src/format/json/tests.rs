@@ -1175,4 +1175,37 @@ fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
     );
     assert_eq!(late, early);
     assert!(second("2021-02-05T07:57:16.1x3Z").is_err());
+
+    // Caddy's console encoder writes milliseconds in a time of its own.
+    let line = |time: &str| {
+        format!(
+            "{time}\tinfo\thttp.log.access\thandled request\t{}",
+            r#"{"request":{"remote_ip":"::1","uri":"/"},"status":200}"#
+        )
+    };
+    let mut parser = JsonParser::new(Schema::CaddyConsole);
+    for time in [
+        "2024/01/23 23:27:57.060",
+        "2024/01/23 23:27:57.5",
+        "2024/01/23 23:27:57",
+        "2024/01/23 23:27:58.001",
+        "2024/01/23 23:27:57.1x3",
+        "2024/01/23 23:27:57.",
+        "2024/01/23 23:27:57.12.3",
+        "2024/01/23 23:27:57.1234567890123",
+    ] {
+        let text = line(time);
+        let fresh = JsonParser::new(Schema::CaddyConsole).parse(text.as_bytes());
+        let cached = parser.parse(text.as_bytes());
+        assert_eq!(cached, fresh, "{time}");
+        assert_eq!(slow(Schema::CaddyConsole, text.as_bytes()), fresh, "{time}");
+    }
+    let mut second = |time: &str| parser.parse(line(time).as_bytes()).map(|e| e.timestamp);
+    let (late, early) = (
+        second("2024/01/23 23:27:57.900"),
+        second("2024/01/23 23:27:57.100"),
+    );
+    assert_eq!(late, early);
+    assert!(late.is_ok());
+    assert!(second("2024/01/23 23:27:57.1x3").is_err());
 }
