@@ -949,6 +949,47 @@ fn the_fast_reading_answers_for_every_real_line_as_serde_does() {
     }
 }
 
+/// `json` with `spaces(n)` spaces after its `n`th colon or comma outside strings.
+fn spaced(json: &[u8], spaces: impl Fn(usize) -> usize) -> Vec<u8> {
+    let (mut out, mut inside, mut escaped, mut n) = (Vec::new(), false, false, 0);
+    for &b in json {
+        out.push(b);
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if inside => escaped = true,
+            b'"' => inside = !inside,
+            b':' | b',' if !inside => {
+                out.extend(std::iter::repeat_n(b' ', spaces(n)));
+                n += 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn the_fast_reading_answers_for_lines_spaced_out_as_for_compact_ones() {
+    // Compact lines (Caddy's default), one space after each separator (its console
+    // encoder), and runs of spaces, all read alike and without serde.
+    for (name, schema) in [(CADDY, Schema::Caddy), (TRAEFIK, Schema::Traefik)] {
+        let data = read("formats", name);
+        for line in split_lines(&data).into_iter().take(50) {
+            for spaces in [|_| 0, |_| 1, |n| n % 4, |n| 3 - n % 4] {
+                let json = spaced(line, spaces);
+                assert_eq!(
+                    fast_agrees(schema, &json),
+                    Ok(Some(true)),
+                    "{}",
+                    String::from_utf8_lossy(&json)
+                );
+                let spaced = JsonParser::new(schema).parse(&json);
+                assert_eq!(spaced, JsonParser::new(schema).parse(line));
+            }
+        }
+    }
+}
+
 #[test]
 fn the_fast_reading_leaves_what_serde_refuses_or_reads_otherwise_to_serde() {
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
