@@ -95,9 +95,6 @@ impl Schema {
     }
 }
 
-/// Reads a time field of a JSON log (see [`JsonParser::time`]).
-type Convert = fn(&[u8]) -> Result<LineTime, TimestampError>;
-
 /// Parses the lines of one [`Schema`]; one per thread. It remembers the last time it
 /// converted, as the scanner does: consecutive lines mostly share their second.
 #[derive(Debug, Clone)]
@@ -132,7 +129,7 @@ impl JsonParser {
                     return Err(Reject::Format);
                 }
                 let ts = caddy.ts.map(|raw| raw.0.as_bytes());
-                self.caddy_entry(caddy, ts, (None, epoch_or_rfc3339))
+                self.caddy_entry(caddy, ts, epoch_or_rfc3339)
             }
             Schema::CaddyConsole => {
                 let mut parts = line.splitn(5, |&b| b == b'\t');
@@ -149,9 +146,7 @@ impl JsonParser {
                     return Err(Reject::Format);
                 }
                 let caddy = read(json, &mut self.marks, scan::caddy)?;
-                // Compared without its milliseconds, which change at every line, as an ISO
-                // 8601 time is: the fraction sits where it does there.
-                self.caddy_entry(caddy, Some(ts), (Some(&Clock::Iso8601), console_time))
+                self.caddy_entry(caddy, Some(console_second(ts)), console_time)
             }
             Schema::Traefik => {
                 let traefik = read(line, &mut self.marks, scan::traefik)?;
@@ -168,7 +163,7 @@ impl JsonParser {
         &mut self,
         text: Option<&[u8]>,
         clock: Option<&Clock>,
-        convert: Convert,
+        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
     ) -> Result<LineTime, Reject> {
         let text = text.ok_or(Reject::Timestamp(TimestampError::Shape))?;
         (self.last)
@@ -233,7 +228,7 @@ impl JsonParser {
         &mut self,
         caddy: CaddyLine<'a>,
         ts: Option<&[u8]>,
-        (clock, convert): (Option<&Clock>, Convert),
+        convert: fn(&[u8]) -> Result<LineTime, TimestampError>,
     ) -> Result<LogEntry<'a>, Reject> {
         let request = caddy.request.ok_or(Reject::Format)?;
         let url = request.uri.ok_or(Reject::Format)?.0;
@@ -243,7 +238,7 @@ impl JsonParser {
             (None, None) => Cow::Borrowed(""),
         };
         client(&ip)?;
-        let time = self.time(ts, clock, convert)?;
+        let time = self.time(ts, None, convert)?;
         let status = status(caddy.status)?;
         let response_time_us = match caddy.duration {
             None => None,
@@ -442,6 +437,36 @@ fn console_time(text: &[u8]) -> Result<LineTime, TimestampError> {
     let t = NaiveDateTime::parse_from_str(text, "%Y/%m/%d %H:%M:%S%.f")
         .map_err(|_| TimestampError::Shape)?;
     whole_second(t.and_utc()).map(LineTime::unzoned)
+}
+
+/// The console time without its milliseconds, when it is laid out exactly as the console
+/// encoder writes it (`2024/01/23 23:27:57.060`): compared and converted without them, as
+/// the milliseconds change at every line and would make every line parse its time again
+/// (see [`LastTime`]); the stores keep whole seconds either way. Any other text is kept
+/// whole: chrono's format parser also reads other layouts (runs of spaces, one-digit or
+/// signed fields), where a `.` at the same place is not the fraction's, and taking it out
+/// could make a time of what is none.
+fn console_second(ts: &[u8]) -> &[u8] {
+    const LAYOUT: &[u8; 19] = b"dddd/dd/dd dd:dd:dd";
+    let laid_out = |second: &[u8]| {
+        (second.iter().zip(LAYOUT)).all(|(&b, &l)| {
+            if l == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == l
+            }
+        })
+    };
+    match ts.split_at_checked(LAYOUT.len()) {
+        Some((second, [b'.', fraction @ ..]))
+            if laid_out(second)
+                && (1..=9).contains(&fraction.len())
+                && fraction.iter().all(u8::is_ascii_digit) =>
+        {
+            second
+        }
+        _ => ts,
+    }
 }
 
 /// The stores keep seconds; a fraction kept here would make a line differ from itself after

@@ -40,9 +40,7 @@ impl Marks {
         // Spaces are plain and not marked.
         let mut last = [b' '; 64];
         last[..rest.len()].copy_from_slice(rest);
-        let [quotes, backslashes] = masks(&last, [b'"', b'\\']);
-        last_word[0] = quotes | backslashes;
-        plain &= mask::plain(&last) == u64::MAX;
+        plain &= mark_chunks_without_avx2(last_word, &last);
         if plain {
             // SAFETY: every byte of `line` is from 0x20 to 0x7f: ASCII, which is UTF-8.
             return Some((unsafe { std::str::from_utf8_unchecked(line) }, true));
@@ -60,11 +58,12 @@ fn mark_chunks(words: &mut [u64], whole: &[u8]) -> bool {
         // SAFETY: this processor has AVX2: it was just asked.
         return unsafe { mark_chunks_avx2(words, whole) };
     }
-    mark_chunks_sse2(words, whole)
+    mark_chunks_without_avx2(words, whole)
 }
 
-/// [`mark_chunks`] with [`masks`] and [`mask::plain`]: SSE2 on any x86-64.
-pub(super) fn mark_chunks_sse2(words: &mut [u64], whole: &[u8]) -> bool {
+/// [`mark_chunks`] with [`masks`] and [`mask::plain`]: 16 bytes at a time with SSE2, which
+/// every x86-64 has; byte by byte on other processors.
+pub(super) fn mark_chunks_without_avx2(words: &mut [u64], whole: &[u8]) -> bool {
     let mut plain = u64::MAX;
     for (word, chunk) in words.iter_mut().zip(whole.chunks_exact(64)) {
         let chunk = chunk.try_into().expect("64 bytes");
@@ -143,12 +142,6 @@ impl<'a, 'm> Cursor<'a, 'm> {
         }
     }
 
-    fn spaces(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.at += 1;
-        }
-    }
-
     #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.token()? == byte).then(|| self.at += 1)
@@ -156,7 +149,9 @@ impl<'a, 'm> Cursor<'a, 'm> {
 
     /// Only spaces after the value, as serde requires.
     fn end(&mut self) -> Option<()> {
-        self.spaces();
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
         (self.at == self.text.len()).then_some(())
     }
 

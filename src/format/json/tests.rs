@@ -1088,7 +1088,7 @@ proptest! {
         }
         let whole = &bytes[..bytes.len() / 64 * 64];
         let (mut sse2, mut avx2) = (vec![0; whole.len() / 64], vec![0; whole.len() / 64]);
-        let plain = scan::mark_chunks_sse2(&mut sse2, whole);
+        let plain = scan::mark_chunks_without_avx2(&mut sse2, whole);
         // SAFETY: this processor has AVX2: it was just asked.
         prop_assert_eq!(unsafe { scan::mark_chunks_avx2(&mut avx2, whole) }, plain);
         prop_assert_eq!(avx2, sse2);
@@ -1234,6 +1234,10 @@ fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
         "2024/01/23 23:27:57.",
         "2024/01/23 23:27:57.12.3",
         "2024/01/23 23:27:57.1234567890123",
+        // A `.` where the milliseconds' is, in layouts chrono's format parser also reads.
+        "2024/01/23    23:27.5:57",
+        "2024/01/23   23:27:.5 57",
+        "+0002024/01/23 23:2.5:57",
     ] {
         let text = line(time);
         let fresh = JsonParser::new(Schema::CaddyConsole).parse(text.as_bytes());
@@ -1249,4 +1253,29 @@ fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
     assert_eq!(late, early);
     assert!(late.is_ok());
     assert!(second("2024/01/23 23:27:57.1x3").is_err());
+}
+
+#[test]
+fn console_times_are_compared_without_milliseconds_only_when_laid_out_as_caddy_writes_them() {
+    let second = |ts: &str| String::from_utf8(console_second(ts.as_bytes()).to_vec()).unwrap();
+    for ts in [
+        "2024/01/23 23:27:57.060",
+        "2024/01/23 23:27:57.1",
+        "2024/01/23 23:27:57.123456789",
+    ] {
+        assert_eq!(second(ts), "2024/01/23 23:27:57", "{ts}");
+    }
+    for ts in [
+        "2024/01/23 23:27:57",
+        "2024/01/23 23:27:57.",
+        "2024/01/23 23:27:57.1234567890",
+        "2024/01/23 23:27:57.1x3",
+        "2024/01/23 23:27:57.12.3",
+        "2024/01/23    23:27.5:57",
+        "+0002024/01/23 23:2.5:57",
+        "2024-01-23 23:27:57.060",
+        "2024/01/23T23:27:57.060",
+    ] {
+        assert_eq!(second(ts), ts, "{ts}");
+    }
 }
