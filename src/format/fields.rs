@@ -383,7 +383,8 @@ fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
 /// format scanner's, the JSON reader's).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LastTime {
-    /// The field as compared: without its fraction of a second when a clock was given.
+    /// The field as compared: without its fraction of a second when a clock was given (or
+    /// as the caller cut it: see `json::console_second`).
     text: Vec<u8>,
     time: Option<LineTime>,
     /// Room for a field without its fraction (see [`second_of`]).

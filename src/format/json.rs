@@ -444,8 +444,8 @@ fn console_time(text: &[u8]) -> Result<LineTime, TimestampError> {
 /// the milliseconds change at every line and would make every line parse its time again
 /// (see [`LastTime`]); the stores keep whole seconds either way. Any other text is kept
 /// whole: chrono's format parser also reads other layouts (runs of spaces, one-digit or
-/// signed fields), where a `.` at the same place is not the fraction's, and taking it out
-/// could make a time of what is none.
+/// signed fields), where a `.` at the same place is not the fraction's: cutting from it
+/// to the digits' end would keep what follows (`23:27.5:57` read as 23:27:57).
 fn console_second(ts: &[u8]) -> &[u8] {
     const LAYOUT: &[u8; 19] = b"dddd/dd/dd dd:dd:dd";
     let laid_out = |second: &[u8]| {
