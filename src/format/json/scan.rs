@@ -310,12 +310,8 @@ impl<'a, 'm> Cursor<'a, 'm> {
     #[inline(always)]
     fn skip_flat(&mut self) -> Option<()> {
         match self.token()? {
-            b'"' => {
-                self.at += 1;
-                self.string_end().map(drop)
-            }
             b'-' | b'0'..=b'9' => self.number(),
-            _ => self.skip_any(),
+            _ => self.skip(),
         }
     }
 

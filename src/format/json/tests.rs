@@ -1191,13 +1191,12 @@ fn a_port_the_client_wrote_that_is_no_port_is_absent() {
 /// though its second is the one remembered.
 #[test]
 fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
-    let line = |start: &str| {
+    let traefik = |start: &str| {
         format!(
             r#"{{"ClientHost":"10.0.0.4","RequestPath":"/","DownstreamStatus":200,"StartUTC":"{start}"}}"#
         )
     };
-    let mut parser = JsonParser::new(Schema::Traefik);
-    for start in [
+    let times = [
         "2021-02-05T07:57:16.396057908Z",
         "2021-02-05T07:57:16.4Z",
         "2021-02-05T07:57:16Z",
@@ -1207,30 +1206,24 @@ fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
         "2021-02-05T07:57:16.Z",
         "2021-02-05T07:57:16.12.3Z",
         "2021-02-05T07:57:16.1234567890123Z",
-    ] {
-        let text = line(start);
-        let fresh = JsonParser::new(Schema::Traefik).parse(text.as_bytes());
-        let cached = parser.parse(text.as_bytes());
-        assert_eq!(cached, fresh, "{start}");
-        assert_eq!(slow(Schema::Traefik, text.as_bytes()), fresh, "{start}");
-    }
-    let mut second = |start: &str| parser.parse(line(start).as_bytes()).map(|e| e.timestamp);
-    let (late, early) = (
-        second("2021-02-05T07:57:16.9Z"),
-        second("2021-02-05T07:57:16.1Z"),
+    ];
+    let seconds = ["2021-02-05T07:57:16.9Z", "2021-02-05T07:57:16.1Z"];
+    cached_times_read_as_fresh(
+        Schema::Traefik,
+        traefik,
+        &times,
+        seconds,
+        "2021-02-05T07:57:16.1x3Z",
     );
-    assert_eq!(late, early);
-    assert!(second("2021-02-05T07:57:16.1x3Z").is_err());
 
     // Caddy's console encoder writes milliseconds in a time of its own.
-    let line = |time: &str| {
+    let console = |time: &str| {
         format!(
             "{time}\tinfo\thttp.log.access\thandled request\t{}",
             r#"{"request":{"remote_ip":"::1","uri":"/"},"status":200}"#
         )
     };
-    let mut parser = JsonParser::new(Schema::CaddyConsole);
-    for time in [
+    let times = [
         "2024/01/23 23:27:57.060",
         "2024/01/23 23:27:57.5",
         "2024/01/23 23:27:57",
@@ -1243,21 +1236,35 @@ fn times_of_one_second_share_the_cache_and_bad_fractions_are_still_refused() {
         "2024/01/23    23:27.5:57",
         "2024/01/23   23:27:.5 57",
         "+0002024/01/23 23:2.5:57",
-    ] {
+    ];
+    let seconds = ["2024/01/23 23:27:57.900", "2024/01/23 23:27:57.100"];
+    let bad = "2024/01/23 23:27:57.1x3";
+    cached_times_read_as_fresh(Schema::CaddyConsole, console, &times, seconds, bad);
+}
+
+/// Lines made by `line` from each of `times`, read in turn by one parser (its cache of the
+/// last time in use), read as a fresh parser and the reference reading read them; the two
+/// `seconds`, times of one second, give one timestamp; `bad` stays refused after them.
+fn cached_times_read_as_fresh(
+    schema: Schema,
+    line: impl Fn(&str) -> String,
+    times: &[&str],
+    seconds: [&str; 2],
+    bad: &str,
+) {
+    let mut parser = JsonParser::new(schema);
+    for time in times {
         let text = line(time);
-        let fresh = JsonParser::new(Schema::CaddyConsole).parse(text.as_bytes());
+        let fresh = JsonParser::new(schema).parse(text.as_bytes());
         let cached = parser.parse(text.as_bytes());
         assert_eq!(cached, fresh, "{time}");
-        assert_eq!(slow(Schema::CaddyConsole, text.as_bytes()), fresh, "{time}");
+        assert_eq!(slow(schema, text.as_bytes()), fresh, "{time}");
     }
     let mut second = |time: &str| parser.parse(line(time).as_bytes()).map(|e| e.timestamp);
-    let (late, early) = (
-        second("2024/01/23 23:27:57.900"),
-        second("2024/01/23 23:27:57.100"),
-    );
-    assert_eq!(late, early);
+    let (late, early) = (second(seconds[0]), second(seconds[1]));
     assert!(late.is_ok());
-    assert!(second("2024/01/23 23:27:57.1x3").is_err());
+    assert_eq!(late, early);
+    assert!(second(bad).is_err());
 }
 
 #[test]
