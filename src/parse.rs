@@ -160,24 +160,45 @@ pub fn parse_line(line: &[u8]) -> Result<LogEntry<'_>, Reject> {
 /// good part of the parse.
 #[derive(Debug, Default)]
 pub struct Parser {
-    last_time: Vec<u8>,
-    last: Option<LineTime>,
+    last: LastTime,
 }
 
 impl Parser {
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Result<LogEntry<'a>, Reject> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let raw = split_fast(line).ok_or(Reject::Format)?;
-        build(raw, line, |time| match self.last {
-            Some(t) if self.last_time == time => Ok(t),
+        build(raw, line, |time| self.last.convert(time, parse_clf_time))
+    }
+}
+
+/// The last time field a parser converted, and what it converted to: consecutive lines of a
+/// busy log mostly share their second, so most lines convert nothing. One per parser (this
+/// module's, and through `format::fields::LastSecond` the format scanner's and the JSON
+/// reader's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastTime {
+    text: Vec<u8>,
+    time: Option<LineTime>,
+}
+
+impl LastTime {
+    /// `field` converted by `convert`, or the last conversion when the field is the same.
+    #[inline]
+    pub(crate) fn convert(
+        &mut self,
+        field: &[u8],
+        convert: impl FnOnce(&[u8]) -> Result<LineTime, TimestampError>,
+    ) -> Result<LineTime, TimestampError> {
+        match self.time {
+            Some(t) if self.text == field => Ok(t),
             _ => {
-                let t = parse_clf_time(time)?;
-                self.last_time.clear();
-                self.last_time.extend_from_slice(time);
-                self.last = Some(t);
+                let t = convert(field)?;
+                self.text.clear();
+                self.text.extend_from_slice(field);
+                self.time = Some(t);
                 Ok(t)
             }
-        })
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDateTime, Timelike};
 
 use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{
-    Line, Reject, TimestampError, absent_dash, may_be_client, parse_clf_time, parse_status,
-    parse_time, parse_u64, split_request,
+    LastTime, Line, Reject, TimestampError, absent_dash, may_be_client, parse_clf_time,
+    parse_status, parse_time, parse_u64, split_request,
 };
 
 use super::definition::{Clock, Escape, Format, Slot, Slots, Timings};
@@ -378,23 +378,21 @@ fn upstream_sum(values: &[u8]) -> Option<Option<u64>> {
     Some(sum)
 }
 
-/// The last time field a parser converted, and what it converted to: consecutive lines of a
-/// busy log mostly share their second, so most lines convert nothing. One per parser (the
-/// format scanner's, the JSON reader's).
+/// A [`LastTime`] for the format scanner and the JSON reader, whose time fields may carry a
+/// fraction of a second: with a clock, they are compared, and converted, without it (see
+/// [`second_of`]).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LastTime {
+pub(crate) struct LastSecond {
     /// The field as compared: without its fraction of a second when a clock was given (or
     /// as the caller cut it: see `json::console_second`).
-    text: Vec<u8>,
-    time: Option<LineTime>,
+    last: LastTime,
     /// Room for a field without its fraction (see [`second_of`]).
     key: Vec<u8>,
 }
 
-impl LastTime {
+impl LastSecond {
     /// `field` converted by `convert`, or the last conversion when it says the same. With a
-    /// `clock`, fields are compared, and converted, without their fraction of a second (see
-    /// [`second_of`]); without one, as they are written.
+    /// `clock`, without its fraction of a second; without one, as it is written.
     pub(crate) fn convert(
         &mut self,
         clock: Option<&Clock>,
@@ -405,22 +403,13 @@ impl LastTime {
             Some(clock) => second_of(clock, field, &mut self.key),
             None => field,
         };
-        match self.time {
-            Some(t) if self.text == field => Ok(t),
-            _ => {
-                let t = convert(field)?;
-                self.text.clear();
-                self.text.extend_from_slice(field);
-                self.time = Some(t);
-                Ok(t)
-            }
-        }
+        self.last.convert(field, convert)
     }
 }
 
-/// What of a time field says its second, for a [`LastTime`]: a fraction of a second (ISO 8601's `.465313`, HAProxy's
-/// `.999`), which the stores drop, changes at every line of a busy log, and would make every
-/// line parse its time again. The fraction's digits (one to nine) are checked here; the rest
+/// What of a time field says its second, for a [`LastSecond`]: a fraction of a second (ISO
+/// 8601's `.465313`, HAProxy's `.999`), which the stores drop, changes at every line of a
+/// busy log, and would make every line parse its time again. The fraction's digits (one to nine) are checked here; the rest
 /// is the converter's to check. An RFC 3339 reader (chrono's, which [`parse_clock`] uses for
 /// ISO 8601) reads what follows such a fraction as it reads it after the seconds, so the key
 /// converts to the same second and offset as the whole field. A field without its fraction

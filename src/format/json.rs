@@ -18,7 +18,7 @@ use crate::entry::{Extra, LineTime, LogEntry};
 use crate::parse::{Reject, TimestampError, may_be_client};
 
 use super::definition::{Clock, Field, Format, Piece, Unit};
-use super::fields::{LastTime, decimal};
+use super::fields::{LastSecond, decimal};
 
 mod keys;
 mod scan;
@@ -101,7 +101,7 @@ impl Schema {
 pub struct JsonParser {
     schema: Schema,
     marks: scan::Marks,
-    last: LastTime,
+    last: LastSecond,
 }
 
 impl JsonParser {
@@ -109,7 +109,7 @@ impl JsonParser {
         JsonParser {
             schema,
             marks: scan::Marks::default(),
-            last: LastTime::default(),
+            last: LastSecond::default(),
         }
     }
 
@@ -156,7 +156,7 @@ impl JsonParser {
     }
 
     /// `text` converted by `convert`, or the last conversion when it says the same (see
-    /// [`LastTime`]). An RFC 3339 time is given its `clock` (ISO 8601): compared without its
+    /// [`LastSecond`]). An RFC 3339 time is given its `clock` (ISO 8601): compared without its
     /// fraction of a second, which changes at every line (Traefik writes nanoseconds) and
     /// which the stores drop.
     fn time(
@@ -442,7 +442,7 @@ fn console_time(text: &[u8]) -> Result<LineTime, TimestampError> {
 /// The console time without its milliseconds, when it is laid out exactly as the console
 /// encoder writes it (`2024/01/23 23:27:57.060`): compared and converted without them, as
 /// the milliseconds change at every line and would make every line parse its time again
-/// (see [`LastTime`]); the stores keep whole seconds either way. Any other text is kept
+/// (see [`LastSecond`]); the stores keep whole seconds either way. Any other text is kept
 /// whole: chrono's format parser also reads other layouts (runs of spaces, one-digit or
 /// signed fields), where a `.` at the same place is not the fraction's: cutting from it
 /// to the digits' end would keep what follows (`23:27.5:57` read as 23:27:57).

@@ -7,7 +7,7 @@ use crate::entry::LogEntry;
 use crate::parse::Reject;
 
 use super::definition::{Format, SLOTS, Slots, Step};
-use super::fields::{LastTime, build, parse_clock};
+use super::fields::{LastSecond, build, parse_clock};
 use super::find::either;
 
 /// A per-thread parser for one compiled format. It remembers the last time it converted,
@@ -15,14 +15,14 @@ use super::find::either;
 #[derive(Debug, Clone)]
 pub struct Scanner {
     format: Arc<Format>,
-    last: LastTime,
+    last: LastSecond,
 }
 
 impl Scanner {
     pub(crate) fn new(format: Arc<Format>) -> Scanner {
         Scanner {
             format,
-            last: LastTime::default(),
+            last: LastSecond::default(),
         }
     }
 
