@@ -409,11 +409,12 @@ impl LastSecond {
 
 /// What of a time field says its second, for a [`LastSecond`]: a fraction of a second (ISO
 /// 8601's `.465313`, HAProxy's `.999`), which the stores drop, changes at every line of a
-/// busy log, and would make every line parse its time again. The fraction's digits (one to nine) are checked here; the rest
-/// is the converter's to check. An RFC 3339 reader (chrono's, which [`parse_clock`] uses for
-/// ISO 8601) reads what follows such a fraction as it reads it after the seconds, so the key
-/// converts to the same second and offset as the whole field. A field without its fraction
-/// is written into `key`, the caller's, so that no line allocates.
+/// busy log, and would make every line parse its time again. The fraction's digits (one to
+/// nine) are checked here; the rest is the converter's to check. An RFC 3339 reader
+/// (chrono's, which [`parse_clock`] uses for ISO 8601) reads what follows such a fraction
+/// as it reads it after the seconds, so the key converts to the same second and offset as
+/// the whole field. A field without its fraction is written into `key`, the caller's, so
+/// that no line allocates.
 fn second_of<'b>(clock: &Clock, b: &'b [u8], key: &'b mut Vec<u8>) -> &'b [u8] {
     match clock {
         Clock::Iso8601 if b.get(19) == Some(&b'.') => {
