@@ -82,9 +82,10 @@ pub(super) fn mark_chunks_avx2(words: &mut [u64], whole: &[u8]) -> bool {
     use std::arch::x86_64::{_mm256_and_si256, _mm256_set1_epi8};
     let mut plain = _mm256_set1_epi8(-1);
     for (word, chunk) in words.iter_mut().zip(whole.chunks_exact(64)) {
-        let (marks, chunk_plain) = mask::json_avx2(chunk.try_into().expect("64 bytes"));
-        *word = marks;
-        plain = _mm256_and_si256(plain, chunk_plain);
+        let chunk = chunk.try_into().expect("64 bytes");
+        let [quotes, backslashes] = mask::masks_avx2(chunk, [b'"', b'\\']);
+        *word = quotes | backslashes;
+        plain = _mm256_and_si256(plain, mask::plain_avx2(chunk));
     }
     mask::all_plain(plain)
 }
