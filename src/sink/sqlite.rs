@@ -713,13 +713,20 @@ impl BatchRow {
 const ROWS_PER_INSERT: usize = 64;
 
 /// The INSERT of `rows` rows of the first `columns` of [`COLUMNS`].
+///
+/// It is `OR FAIL`, not the default `ABORT`: a statement that may abort after some of its rows
+/// went in (a multi-row INSERT into NOT NULL columns) makes SQLite copy every page it touches
+/// into a statement journal first, so that it can undo the statement alone. That is about
+/// three pages per statement, spilled to a temporary file: more bytes than the database
+/// itself. We never keep a transaction whose statement failed (the writer rolls the whole
+/// batch back), so nothing needs undoing at the statement's level.
 fn insert_sql(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
     let columns: Vec<String> = COLUMNS[..columns]
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect();
-    let mut sql = format!("INSERT INTO logs ({}) VALUES ", columns.join(", "));
+    let mut sql = format!("INSERT OR FAIL INTO logs ({}) VALUES ", columns.join(", "));
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
@@ -1809,6 +1816,36 @@ mod tests {
         unsafe { ffi::sqlite3_limit(sink.conn.handle(), ffi::SQLITE_LIMIT_LENGTH, 100) };
         sink.begin().unwrap();
         assert!(sink.insert_rows(&rows).is_err());
+        sink.rollback();
+        assert!(all_columns(&sink.conn).is_empty());
+    }
+
+    /// A statement that fails half-way keeps the rows it inserted before (it is `OR FAIL`: see
+    /// [`insert_sql`]), and the batch's rollback takes them back with the others.
+    #[test]
+    fn a_statement_that_fails_half_way_is_taken_back_by_the_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(&dir);
+        let mut rows = BatchRows::default();
+        for n in 0..2 * ROWS_PER_INSERT + 5 {
+            rows.push(&crate::parse::parse_line(line(n, &format!("/{n}")).as_bytes()).unwrap());
+        }
+        // A NULL in a NOT NULL column, in the middle of the second window.
+        rows.rows[ROWS_PER_INSERT + 6].ip = None;
+        sink.begin().unwrap();
+        let err = sink.insert_rows(&rows).unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
+        let kept: usize = (sink.conn)
+            .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            kept,
+            ROWS_PER_INSERT + 6,
+            "the statement stopped at its bad row"
+        );
         sink.rollback();
         assert!(all_columns(&sink.conn).is_empty());
     }
