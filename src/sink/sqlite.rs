@@ -601,8 +601,17 @@ pub struct SqliteSink {
     log_format: String,
     /// Where the last `--retain` cut ([`SqliteSink::retain`]).
     retained: Option<chrono::DateTime<chrono::Utc>>,
-    _wal_copier: Option<WalCopier>,
+    /// Drops the thread with the sink (its connection is the database's last: SQLite then
+    /// copies back what is left and removes the WAL).
+    wal_copier: Option<WalCopier>,
+    /// Pages written into the WAL after which the next transaction starts it over (see
+    /// [`SqliteSink::start_wal_over`]); a field, for tests.
+    wal_restart_pages: i64,
 }
+
+/// [`SqliteSink::wal_restart_pages`]: 256 MiB of 16 KiB pages. Large next to a commit's pages,
+/// so that the writer copies pages back itself once every several commits, not after each.
+const WAL_RESTART_PAGES: i64 = 16_384;
 
 /// Copies the WAL back into the database on a thread of its own.
 ///
@@ -886,7 +895,8 @@ impl SqliteSink {
             known: Default::default(),
             log_format: "combined".to_owned(),
             retained: None,
-            _wal_copier: wal_copier,
+            wal_copier,
+            wal_restart_pages: WAL_RESTART_PAGES,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
         Ok(sink)
@@ -896,6 +906,8 @@ impl SqliteSink {
         if self.in_transaction {
             return Ok(None);
         }
+        self.start_wal_over()
+            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
         // IMMEDIATE takes the write lock now (waiting up to the busy timeout), so a batch
         // never fails half-way because another writer got there first.
         self.conn
@@ -906,6 +918,39 @@ impl SqliteSink {
             .begin(&self.conn, &for_each_row)
             .map_err(|e| explain_any(e, &self.path, self.busy_timeout))
             .inspect_err(|_| self.rollback())
+    }
+
+    /// Copies back into the database, before a transaction begins, what the WAL holds that
+    /// [`WalCopier`] has not copied yet, once this writer has written
+    /// [`SqliteSink::wal_restart_pages`] pages into it since it last did.
+    ///
+    /// SQLite writes the WAL from its start again only when a write transaction begins with
+    /// every page of it copied back. The copier copies a commit's pages after the commit, but
+    /// the writer begins its next transaction at once: in a long run that never happens, and
+    /// the WAL grew by every page written, to the size of the database itself beside it (a
+    /// second copy of a large import on disk, each page in newly allocated blocks).
+    ///
+    /// The checkpoint is PASSIVE: it waits for no reader and no other checkpoint. If the
+    /// copier was copying, the writer tries again before its next transaction; so where the
+    /// disk is slower than the writer (the copier never idle), the WAL still grows. A reader
+    /// still on an older snapshot keeps the WAL from starting over; the writer tries again
+    /// once it has written as many pages more.
+    fn start_wal_over(&mut self) -> rusqlite::Result<()> {
+        if self.wal_copier.is_none() || self.conn.wal_pages_written(false)? < self.wal_restart_pages
+        {
+            // Without the copier, SQLite copies back after every commit, in the commit.
+            return Ok(());
+        }
+        let (busy, frames, copied): (i64, i64, i64) =
+            (self.conn).query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        // Busy: the copier was copying (a PASSIVE checkpoint does not wait for another), so
+        // its last pages may not be copied yet: tried again before the next transaction.
+        if busy == 0 && copied == frames {
+            self.conn.wal_pages_written(true)?;
+        }
+        Ok(())
     }
 
     /// Packs rows that others wrote (or that a database from an older version holds) in a
@@ -1397,6 +1442,24 @@ impl WriteConnection {
         inserted.and(cleared.finish())
     }
 
+    /// Pages this connection wrote into the WAL (spilled in a transaction or committed) since
+    /// the last call with `reset`, which starts the count again from 0.
+    fn wal_pages_written(&self, reset: bool) -> rusqlite::Result<i64> {
+        let (mut now, mut highest) = (0, 0);
+        // SAFETY: the handle is that of `self.conn`, which is open; sqlite3_db_status only
+        // writes the two integers it is given.
+        let rc = unsafe {
+            ffi::sqlite3_db_status(
+                self.conn.handle(),
+                ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+                &mut now,
+                &mut highest,
+                c_int::from(reset),
+            )
+        };
+        self.check(rc).map(|()| i64::from(now))
+    }
+
     /// Resets statement `which` and clears its bindings (all become NULL).
     fn reset_and_clear(&self, which: usize) -> rusqlite::Result<()> {
         let stmt = self.stmts[which].as_ptr();
@@ -1848,6 +1911,55 @@ mod tests {
         );
         sink.rollback();
         assert!(all_columns(&sink.conn).is_empty());
+    }
+
+    /// Commit after commit, the WAL is written from its start again once enough pages went
+    /// into it, instead of growing by every page (see [`SqliteSink::start_wal_over`]).
+    #[test]
+    fn the_wal_starts_over_once_enough_pages_went_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(&dir);
+        assert!(
+            sink.wal_copier.is_some(),
+            "the copier runs beside the writer"
+        );
+        sink.wal_restart_pages = 16;
+        let (commits, per_commit) = (30, 4 * ROWS_PER_INSERT);
+        let mut pages = 0;
+        for commit in 0..commits {
+            let mut rows = BatchRows::default();
+            for n in 0..per_commit {
+                let url = format!("/{commit}/{n}/{}", "x".repeat(200));
+                rows.push(&crate::parse::parse_line(line(n, &url).as_bytes()).unwrap());
+            }
+            let before = sink.conn.wal_pages_written(false).unwrap();
+            sink.begin().unwrap();
+            let restarted = sink.conn.wal_pages_written(false).unwrap() < before;
+            sink.insert_rows(&rows).unwrap();
+            sink.commit(&[]).unwrap();
+            let after = sink.conn.wal_pages_written(false).unwrap();
+            pages += if restarted { after } else { after - before };
+        }
+        let stored: usize = (sink.conn)
+            .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, commits * per_commit);
+        let page_size: i64 = (sink.conn)
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        let wal = std::fs::metadata(dir.path().join("logs.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            pages > 8 * sink.wal_restart_pages,
+            "{pages} pages written: too few to tell"
+        );
+        // The WAL file keeps its largest size: written from its start again every few
+        // commits, that is a few commits' pages, far from all of them.
+        assert!(
+            wal < (pages * page_size / 2) as u64,
+            "a WAL of {wal} bytes for {pages} pages of {page_size} bytes written"
+        );
     }
 
     #[test]
