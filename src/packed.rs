@@ -456,10 +456,10 @@ impl Packer {
         open.dirty = true;
         if open.data.len() >= BLOCK_ROWS * RECORD {
             write_block(conn, open)?;
-            *open = OpenBlock {
-                seq: open.seq + 1,
-                ..OpenBlock::default()
-            };
+            // The next block is filled in the same buffer, which has its full size already: a
+            // new one grew by doubling, block after block, on the writer's thread.
+            open.seq += 1;
+            open.data.clear();
         }
         Ok(())
     }
