@@ -255,6 +255,15 @@ struct KeyedRow {
 }
 
 impl BatchKeys {
+    /// Room for as many rows as `like` held, so that each batch's rows are not grown to their
+    /// size by doubling again (as [`crate::sink::sqlite`] does for the rows it binds).
+    pub fn with_room_of(like: &BatchKeys) -> BatchKeys {
+        BatchKeys {
+            rows: Vec::with_capacity(like.rows.len()),
+            ..BatchKeys::default()
+        }
+    }
+
     /// Numbers the strings of the next row.
     pub fn push(&mut self, row: &Row<'_>) {
         let client = Client::inline(row.ip).unwrap_or_else(|| Client::Text(self.ips.id(row.ip)));
@@ -285,7 +294,8 @@ impl Encoder for BatchKeys {
     }
 
     fn finish(&mut self) -> Box<dyn std::any::Any + Send> {
-        Box::new(std::mem::take(self))
+        let next = BatchKeys::with_room_of(self);
+        Box::new(std::mem::replace(self, next))
     }
 }
 

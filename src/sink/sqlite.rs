@@ -859,7 +859,7 @@ impl Encoder for Encoded {
     fn finish(&mut self) -> Box<dyn Any + Send> {
         let next = Encoded {
             rows: BatchRows::with_room_of(&self.rows),
-            keys: BatchKeys::default(),
+            keys: BatchKeys::with_room_of(&self.keys),
         };
         Box::new(std::mem::replace(self, next))
     }
