@@ -1629,6 +1629,12 @@ mod tests {
         WriteConnection::new(conn).unwrap()
     }
 
+    /// The number of rows in `logs`.
+    fn stored(conn: &Connection) -> usize {
+        conn.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+            .unwrap()
+    }
+
     /// Every row, as its columns in text (NULL as "").
     fn rows(conn: &Connection) -> Vec<Vec<String>> {
         let sql = r#"SELECT ip, ident, "user", timestamp, method, url, protocol, status, bytes, referrer, user_agent FROM logs ORDER BY id"#;
@@ -1889,10 +1895,10 @@ mod tests {
     fn a_statement_that_fails_half_way_is_taken_back_by_the_rollback() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = sink(&dir);
-        let mut rows = BatchRows::default();
-        for n in 0..2 * ROWS_PER_INSERT + 5 {
-            rows.push(&crate::parse::parse_line(line(n, &format!("/{n}")).as_bytes()).unwrap());
-        }
+        let lines: Vec<String> = (0..2 * ROWS_PER_INSERT + 5)
+            .map(|n| line(n, &format!("/{n}")))
+            .collect();
+        let mut rows = batch_rows(&lines);
         // A NULL in a NOT NULL column, in the middle of the second window.
         rows.rows[ROWS_PER_INSERT + 6].ip = None;
         sink.begin().unwrap();
@@ -1901,11 +1907,8 @@ mod tests {
             err.sqlite_error_code(),
             Some(rusqlite::ErrorCode::ConstraintViolation)
         );
-        let kept: usize = (sink.conn)
-            .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
-            .unwrap();
         assert_eq!(
-            kept,
+            stored(&sink.conn),
             ROWS_PER_INSERT + 6,
             "the statement stopped at its bad row"
         );
@@ -1927,11 +1930,10 @@ mod tests {
         let (commits, per_commit) = (30, 4 * ROWS_PER_INSERT);
         let mut pages = 0;
         for commit in 0..commits {
-            let mut rows = BatchRows::default();
-            for n in 0..per_commit {
-                let url = format!("/{commit}/{n}/{}", "x".repeat(200));
-                rows.push(&crate::parse::parse_line(line(n, &url).as_bytes()).unwrap());
-            }
+            let lines: Vec<String> = (0..per_commit)
+                .map(|n| line(n, &format!("/{commit}/{n}/{}", "x".repeat(200))))
+                .collect();
+            let rows = batch_rows(&lines);
             let before = sink.conn.wal_pages_written(false).unwrap();
             sink.begin().unwrap();
             let restarted = sink.conn.wal_pages_written(false).unwrap() < before;
@@ -1940,10 +1942,7 @@ mod tests {
             let after = sink.conn.wal_pages_written(false).unwrap();
             pages += if restarted { after } else { after - before };
         }
-        let stored: usize = (sink.conn)
-            .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, commits * per_commit);
+        assert_eq!(stored(&sink.conn), commits * per_commit);
         let page_size: i64 = (sink.conn)
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .unwrap();
