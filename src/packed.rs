@@ -466,8 +466,9 @@ impl Packer {
         open.dirty = true;
         if open.data.len() >= BLOCK_ROWS * RECORD {
             write_block(conn, open)?;
-            // The next block is filled in the same buffer, which has its full size already: a
-            // new one grew by doubling, block after block, on the writer's thread.
+            // The next block of the transaction is filled in the same buffer, which has its
+            // full size already: a new one grew by doubling, block after block, on the
+            // writer's thread.
             open.seq += 1;
             open.data.clear();
         }

@@ -6,10 +6,11 @@
 //! `parse-to-db` and a running `continuous-parse`) wait for each other instead of failing.
 
 use std::any::Any;
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int, c_void};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -604,14 +605,15 @@ pub struct SqliteSink {
     /// Drops the thread with the sink (its connection is the database's last: SQLite then
     /// copies back what is left and removes the WAL).
     wal_copier: Option<WalCopier>,
-    /// Pages written into the WAL after which the next transaction starts it over (see
-    /// [`SqliteSink::start_wal_over`]); a field, for tests.
-    wal_restart_pages: i64,
+    /// Frames in the WAL from which the writer copies it back before its next transaction (see
+    /// [`SqliteSink::copy_back_for_wal_restart`]); a field, for tests.
+    wal_restart_frames: i64,
 }
 
-/// [`SqliteSink::wal_restart_pages`]: 256 MiB of 16 KiB pages. Large next to a commit's pages,
-/// so that the writer copies pages back itself once every several commits, not after each.
-const WAL_RESTART_PAGES: i64 = 16_384;
+/// [`SqliteSink::wal_restart_frames`]: 256 MiB of our 16 KiB pages (64 MiB for a database of
+/// 4 KiB pages from an earlier version). Large next to a commit's pages, so that the writer
+/// copies back once every several commits, not after each.
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// Copies the WAL back into the database on a thread of its own.
 ///
@@ -725,10 +727,9 @@ const ROWS_PER_INSERT: usize = 64;
 ///
 /// It is `OR FAIL`, not the default `ABORT`: a statement that may abort after some of its rows
 /// went in (a multi-row INSERT into NOT NULL columns) makes SQLite copy every page it touches
-/// into a statement journal first, so that it can undo the statement alone. That is about
-/// three pages per statement, spilled to a temporary file: more bytes than the database
-/// itself. We never keep a transaction whose statement failed (the writer rolls the whole
-/// batch back), so nothing needs undoing at the statement's level.
+/// into a statement journal first, so that it can undo the statement alone, and that journal
+/// spills to a temporary file. We never keep a transaction whose statement failed (the writer
+/// rolls the whole batch back), so nothing needs undoing at the statement's level.
 fn insert_sql(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
     let columns: Vec<String> = COLUMNS[..columns]
@@ -886,8 +887,12 @@ impl SqliteSink {
         if wal_copier.is_some() {
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
         }
+        let mut conn = WriteConnection::new(conn)?;
+        if wal_copier.is_some() {
+            conn.count_wal_frames();
+        }
         let mut sink = SqliteSink {
-            conn: WriteConnection::new(conn)?,
+            conn,
             path: path.to_owned(),
             busy_timeout,
             in_transaction: false,
@@ -896,7 +901,7 @@ impl SqliteSink {
             log_format: "combined".to_owned(),
             retained: None,
             wal_copier,
-            wal_restart_pages: WAL_RESTART_PAGES,
+            wal_restart_frames: WAL_RESTART_FRAMES,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
         Ok(sink)
@@ -906,8 +911,7 @@ impl SqliteSink {
         if self.in_transaction {
             return Ok(None);
         }
-        self.start_wal_over()
-            .map_err(|e| explain(e, &self.path, self.busy_timeout))?;
+        self.copy_back_for_wal_restart();
         // IMMEDIATE takes the write lock now (waiting up to the busy timeout), so a batch
         // never fails half-way because another writer got there first.
         self.conn
@@ -920,37 +924,28 @@ impl SqliteSink {
             .inspect_err(|_| self.rollback())
     }
 
-    /// Copies back into the database, before a transaction begins, what the WAL holds that
-    /// [`WalCopier`] has not copied yet, once this writer has written
-    /// [`SqliteSink::wal_restart_pages`] pages into it since it last did.
+    /// Before a transaction begins, once the WAL holds [`SqliteSink::wal_restart_frames`]
+    /// frames, copies back into the database what [`WalCopier`] has not copied yet, so that
+    /// this transaction may write the WAL from its start again.
     ///
     /// SQLite writes the WAL from its start again only when a write transaction begins with
-    /// every page of it copied back. The copier copies a commit's pages after the commit, but
-    /// the writer begins its next transaction at once: in a long run that never happens, and
-    /// the WAL grew by every page written, to the size of the database itself beside it (a
-    /// second copy of a large import on disk, each page in newly allocated blocks).
+    /// every frame of it copied back and no reader using it. The copier copies a commit's
+    /// pages after the commit, but the writer begins its next transaction at once: in a long
+    /// run that never happened, and the WAL grew by every page written, to the size of the
+    /// database itself beside it (a second copy of a large import on disk, each page in newly
+    /// allocated blocks).
     ///
-    /// The checkpoint is PASSIVE: it waits for no reader and no other checkpoint. If the
-    /// copier was copying, the writer tries again before its next transaction; so where the
-    /// disk is slower than the writer (the copier never idle), the WAL still grows. A reader
-    /// still on an older snapshot keeps the WAL from starting over; the writer tries again
-    /// once it has written as many pages more.
-    fn start_wal_over(&mut self) -> rusqlite::Result<()> {
-        if self.wal_copier.is_none() || self.conn.wal_pages_written(false)? < self.wal_restart_pages
-        {
-            // Without the copier, SQLite copies back after every commit, in the commit.
-            return Ok(());
+    /// The checkpoint is PASSIVE: it waits for no reader and no other checkpoint. Whenever the
+    /// WAL could not start over (the copier was copying, or a reader was still on an older
+    /// snapshot), the next commit finds it as large and the writer tries again before the
+    /// transaction after. Where the disk is slower than the writer, the copier falls behind,
+    /// and the writer's checkpoint then copies that backlog itself: the writer waits for the
+    /// disk rather than the WAL growing without end. Best effort: a checkpoint that fails
+    /// leaves the WAL as it was, and a real fault shows in the transaction itself.
+    fn copy_back_for_wal_restart(&mut self) {
+        if self.wal_copier.is_some() && self.conn.wal_frames() >= self.wal_restart_frames {
+            let _ = (self.conn).query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
-        let (busy, frames, copied): (i64, i64, i64) =
-            (self.conn).query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-        // Busy: the copier was copying (a PASSIVE checkpoint does not wait for another), so
-        // its last pages may not be copied yet: tried again before the next transaction.
-        if busy == 0 && copied == frames {
-            self.conn.wal_pages_written(true)?;
-        }
-        Ok(())
     }
 
     /// Packs rows that others wrote (or that a database from an older version holds) in a
@@ -975,7 +970,9 @@ impl SqliteSink {
     }
 
     /// Inserts a batch's rows, [`ROWS_PER_INSERT`] at a time, and the fewer left at its end
-    /// with a statement of their size: the rows are the batch's, and go with it.
+    /// with a statement of their size: the rows are the batch's, and go with it. On an error,
+    /// the rows inserted before it stay in the transaction (see [`insert_sql`]): the caller
+    /// rolls it back.
     fn insert_rows(&mut self, rows: &BatchRows) -> rusqlite::Result<()> {
         let mut start = 0;
         while start < rows.len() {
@@ -1354,6 +1351,10 @@ struct WriteConnection {
     /// (see [`BatchRows::columns`]).
     stmts: [NonNull<ffi::sqlite3_stmt>; 2],
     conn: Connection,
+    /// The frames the WAL held after this connection's last commit, as SQLite reports them to
+    /// [`record_wal_frames`] once [`WriteConnection::count_wal_frames`] asked; boxed, so that
+    /// the pointer SQLite keeps stays put.
+    wal_frames: Option<Box<AtomicI32>>,
 }
 
 impl WriteConnection {
@@ -1364,6 +1365,7 @@ impl WriteConnection {
             Ok(all) => Ok(WriteConnection {
                 stmts: [combined, all],
                 conn,
+                wal_frames: None,
             }),
             Err(e) => {
                 // SAFETY: `combined` was prepared on `conn`, which is still open, and is
@@ -1442,22 +1444,30 @@ impl WriteConnection {
         inserted.and(cleared.finish())
     }
 
-    /// Pages this connection wrote into the WAL (spilled in a transaction or committed) since
-    /// the last call with `reset`, which starts the count again from 0.
-    fn wal_pages_written(&self, reset: bool) -> rusqlite::Result<i64> {
-        let (mut now, mut highest) = (0, 0);
-        // SAFETY: the handle is that of `self.conn`, which is open; sqlite3_db_status only
-        // writes the two integers it is given.
-        let rc = unsafe {
-            ffi::sqlite3_db_status(
+    /// From now on, has SQLite tell [`WriteConnection::wal_frames`] after each commit. This
+    /// takes the connection's WAL hook, which SQLite's automatic checkpoints use too: only for
+    /// a connection that has them off (`wal_autocheckpoint=0`).
+    fn count_wal_frames(&mut self) {
+        let frames = self
+            .wal_frames
+            .get_or_insert_with(|| Box::new(AtomicI32::new(0)));
+        let arg: *const AtomicI32 = &**frames;
+        // SAFETY: the handle is that of `self.conn`, which is open. `arg` points into a box
+        // that `self` owns and that `Drop` frees only after removing the hook; the hook only
+        // stores into it, as the atomic it is.
+        unsafe {
+            ffi::sqlite3_wal_hook(
                 self.conn.handle(),
-                ffi::SQLITE_DBSTATUS_CACHE_WRITE,
-                &mut now,
-                &mut highest,
-                c_int::from(reset),
+                Some(record_wal_frames),
+                arg.cast_mut().cast(),
             )
         };
-        self.check(rc).map(|()| i64::from(now))
+    }
+
+    /// The frames the WAL held after this connection's last commit (0 before the first, or
+    /// when not counted).
+    fn wal_frames(&self) -> i64 {
+        (self.wal_frames.as_ref()).map_or(0, |f| i64::from(f.load(Ordering::Relaxed)))
     }
 
     /// Resets statement `which` and clears its bindings (all become NULL).
@@ -1531,6 +1541,11 @@ impl std::ops::Deref for WriteConnection {
 
 impl Drop for WriteConnection {
     fn drop(&mut self) {
+        if self.wal_frames.is_some() {
+            // SAFETY: the handle is that of `self.conn`, still open; removing the hook makes
+            // SQLite forget the pointer into `self.wal_frames` before that box is freed.
+            unsafe { ffi::sqlite3_wal_hook(self.conn.handle(), None, std::ptr::null_mut()) };
+        }
         for stmt in self.stmts {
             // SAFETY: each statement is live and finalized once, here, before `self.conn` (a
             // field, dropped after this) closes the connection it belongs to. The result only
@@ -1575,6 +1590,20 @@ fn c_len(len: usize) -> rusqlite::Result<c_int> {
             )),
         )
     })
+}
+
+/// SQLite's WAL hook for [`WriteConnection::count_wal_frames`], called after each commit with
+/// the number of frames the WAL holds.
+unsafe extern "C" fn record_wal_frames(
+    frames_seen: *mut c_void,
+    _: *mut ffi::sqlite3,
+    _: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: `frames_seen` is the atomic that `count_wal_frames` registered, alive until
+    // `Drop` removes the hook.
+    unsafe { (*frames_seen.cast::<AtomicI32>()).store(frames, Ordering::Relaxed) };
+    ffi::SQLITE_OK
 }
 
 /// The error SQLite holds for `conn` after a call returned `rc`.
@@ -1899,7 +1928,7 @@ mod tests {
             .map(|n| line(n, &format!("/{n}")))
             .collect();
         let mut rows = batch_rows(&lines);
-        // A NULL in a NOT NULL column, in the middle of the second window.
+        // A NULL in a NOT NULL column, partway through the second window.
         rows.rows[ROWS_PER_INSERT + 6].ip = None;
         sink.begin().unwrap();
         let err = sink.insert_rows(&rows).unwrap_err();
@@ -1916,48 +1945,89 @@ mod tests {
         assert!(all_columns(&sink.conn).is_empty());
     }
 
-    /// Commit after commit, the WAL is written from its start again once enough pages went
-    /// into it, instead of growing by every page (see [`SqliteSink::start_wal_over`]).
-    #[test]
-    fn the_wal_starts_over_once_enough_pages_went_into_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sink = sink(&dir);
+    /// A sink whose copier never copies, so that only the writer's own checkpoints copy the WAL
+    /// back (and no test waits on, or races, the copier's), copying back from `frames` frames.
+    fn sink_copying_back_at(dir: &tempfile::TempDir, frames: i64) -> SqliteSink {
+        let mut sink = sink(dir);
         assert!(
             sink.wal_copier.is_some(),
             "the copier runs beside the writer"
         );
-        sink.wal_restart_pages = 16;
+        sink.wal_copier = Some(WalCopier {
+            stop: None,
+            thread: None,
+        });
+        sink.wal_restart_frames = frames;
+        sink
+    }
+
+    /// Commits a batch of `n` rows with long URLs; returns the frames the WAL then holds.
+    fn commit_rows(sink: &mut SqliteSink, commit: usize, n: usize) -> i64 {
+        let lines: Vec<String> = (0..n)
+            .map(|i| line(i, &format!("/{commit}/{i}/{}", "x".repeat(200))))
+            .collect();
+        sink.begin().unwrap();
+        sink.insert_rows(&batch_rows(&lines)).unwrap();
+        sink.commit(&[]).unwrap();
+        sink.conn.wal_frames()
+    }
+
+    /// Commit after commit, the WAL grows until it holds the threshold's frames, and the next
+    /// transaction writes it from its start again (see
+    /// [`SqliteSink::copy_back_for_wal_restart`]), not before.
+    #[test]
+    fn the_wal_starts_over_once_it_holds_enough_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let threshold = 16;
+        let mut sink = sink_copying_back_at(&dir, threshold);
         let (commits, per_commit) = (30, 4 * ROWS_PER_INSERT);
-        let mut pages = 0;
+        let (mut last, mut restarts) = (0, 0);
         for commit in 0..commits {
-            let lines: Vec<String> = (0..per_commit)
-                .map(|n| line(n, &format!("/{commit}/{n}/{}", "x".repeat(200))))
-                .collect();
-            let rows = batch_rows(&lines);
-            let before = sink.conn.wal_pages_written(false).unwrap();
-            sink.begin().unwrap();
-            let restarted = sink.conn.wal_pages_written(false).unwrap() < before;
-            sink.insert_rows(&rows).unwrap();
-            sink.commit(&[]).unwrap();
-            let after = sink.conn.wal_pages_written(false).unwrap();
-            pages += if restarted { after } else { after - before };
+            let frames = commit_rows(&mut sink, commit, per_commit);
+            if last >= threshold {
+                assert!(
+                    frames < last,
+                    "commit {commit}: {last} frames, then {frames}"
+                );
+                restarts += 1;
+            } else {
+                assert!(
+                    frames > last,
+                    "commit {commit}: restarted under the threshold"
+                );
+            }
+            last = frames;
         }
+        assert!(restarts >= 5, "the WAL started over {restarts} times");
         assert_eq!(stored(&sink.conn), commits * per_commit);
-        let page_size: i64 = (sink.conn)
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .unwrap();
-        let wal = std::fs::metadata(dir.path().join("logs.db-wal"))
-            .unwrap()
-            .len();
+    }
+
+    /// A reader on an older snapshot keeps the WAL from starting over; once it is done, the
+    /// writer's next try succeeds.
+    #[test]
+    fn a_reader_on_an_older_snapshot_holds_the_wal_until_it_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let threshold = 16;
+        let mut sink = sink_copying_back_at(&dir, threshold);
+        let mut last = commit_rows(&mut sink, 0, 4 * ROWS_PER_INSERT);
+        let reader = Connection::open(dir.path().join("logs.db")).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen = stored(&reader);
+        for commit in 1..10 {
+            let frames = commit_rows(&mut sink, commit, 4 * ROWS_PER_INSERT);
+            assert!(
+                frames > last,
+                "commit {commit}: the WAL started over under a reader"
+            );
+            last = frames;
+        }
+        assert!(last >= 2 * threshold, "{last} frames: too few to tell");
+        assert_eq!(stored(&reader), seen, "the reader kept its snapshot");
+        reader.execute_batch("COMMIT").unwrap();
+        let frames = commit_rows(&mut sink, 10, 4 * ROWS_PER_INSERT);
         assert!(
-            pages > 8 * sink.wal_restart_pages,
-            "{pages} pages written: too few to tell"
-        );
-        // The WAL file keeps its largest size: written from its start again every few
-        // commits, that is a few commits' pages, far from all of them.
-        assert!(
-            wal < (pages * page_size / 2) as u64,
-            "a WAL of {wal} bytes for {pages} pages of {page_size} bytes written"
+            frames < last,
+            "{last} frames, then {frames}: the WAL did not start over"
         );
     }
 
