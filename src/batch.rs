@@ -184,6 +184,17 @@ impl Batch {
         self.count
     }
 
+    /// A batch of `count` entries from which a store's encoder built `encoded`, for the
+    /// stores' tests.
+    #[cfg(test)]
+    pub(crate) fn encoded_as(encoded: Box<dyn Any + Send>, count: usize) -> Batch {
+        Batch {
+            encoded: Some(encoded),
+            count,
+            ..Batch::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -1945,6 +1945,32 @@ mod tests {
         assert!(all_columns(&sink.conn).is_empty());
     }
 
+    /// A batch whose insert fails partway is rolled back by `write_batch` itself: a commit
+    /// after the error stores none of its rows.
+    #[test]
+    fn a_batch_that_fails_partway_is_rolled_back_by_write_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(&dir);
+        let lines: Vec<String> = (0..2 * ROWS_PER_INSERT + 5)
+            .map(|n| line(n, &format!("/{n}")))
+            .collect();
+        let mut rows = batch_rows(&lines);
+        rows.rows[ROWS_PER_INSERT + 6].ip = None;
+        let encoded = Encoded {
+            rows,
+            keys: BatchKeys::default(),
+        };
+        let mut batch = Batch::encoded_as(Box::new(encoded), lines.len());
+        let origin = Origin {
+            source: "access.log",
+            file: None,
+        };
+        let err = sink.write_batch(origin, &mut batch).unwrap_err();
+        assert!(format!("{err:#}").contains("NOT NULL"), "{err:#}");
+        sink.commit(&[]).unwrap();
+        assert_eq!(stored(&sink.conn), 0);
+    }
+
     /// A sink whose copier never copies, so that only the writer's own checkpoints copy the WAL
     /// back (and no test waits on, or races, the copier's), copying back from `frames` frames.
     fn sink_copying_back_at(dir: &tempfile::TempDir, frames: i64) -> SqliteSink {
