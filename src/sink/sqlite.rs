@@ -1918,18 +1918,23 @@ mod tests {
         assert!(all_columns(&sink.conn).is_empty());
     }
 
+    /// Rows of two full statements and a few, with a NULL in a NOT NULL column at row `bad`.
+    fn rows_failing_at(bad: usize) -> BatchRows {
+        let lines: Vec<String> = (0..2 * ROWS_PER_INSERT + 5)
+            .map(|n| line(n, &format!("/{n}")))
+            .collect();
+        let mut rows = batch_rows(&lines);
+        rows.rows[bad].ip = None;
+        rows
+    }
+
     /// A statement that fails half-way keeps the rows it inserted before (it is `OR FAIL`: see
     /// [`insert_sql`]), and the batch's rollback takes them back with the others.
     #[test]
     fn a_statement_that_fails_half_way_is_taken_back_by_the_rollback() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = sink(&dir);
-        let lines: Vec<String> = (0..2 * ROWS_PER_INSERT + 5)
-            .map(|n| line(n, &format!("/{n}")))
-            .collect();
-        let mut rows = batch_rows(&lines);
-        // A NULL in a NOT NULL column, partway through the second window.
-        rows.rows[ROWS_PER_INSERT + 6].ip = None;
+        let rows = rows_failing_at(ROWS_PER_INSERT + 6);
         sink.begin().unwrap();
         let err = sink.insert_rows(&rows).unwrap_err();
         assert_eq!(
@@ -1951,16 +1956,13 @@ mod tests {
     fn a_batch_that_fails_partway_is_rolled_back_by_write_batch() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = sink(&dir);
-        let lines: Vec<String> = (0..2 * ROWS_PER_INSERT + 5)
-            .map(|n| line(n, &format!("/{n}")))
-            .collect();
-        let mut rows = batch_rows(&lines);
-        rows.rows[ROWS_PER_INSERT + 6].ip = None;
+        let rows = rows_failing_at(ROWS_PER_INSERT + 6);
+        let count = rows.len();
         let encoded = Encoded {
             rows,
             keys: BatchKeys::default(),
         };
-        let mut batch = Batch::encoded_as(Box::new(encoded), lines.len());
+        let mut batch = Batch::encoded_as(Box::new(encoded), count);
         let origin = Origin {
             source: "access.log",
             file: None,
