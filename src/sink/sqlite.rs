@@ -604,7 +604,7 @@ pub struct SqliteSink {
     retained: Option<chrono::DateTime<chrono::Utc>>,
     /// Drops the thread with the sink (its connection is the database's last: SQLite then
     /// copies back what is left and removes the WAL).
-    wal_copier: Option<WalCopier>,
+    _wal_copier: Option<WalCopier>,
     /// Frames in the WAL from which the writer copies it back before its next transaction (see
     /// [`SqliteSink::copy_back_for_wal_restart`]); a field, for tests.
     wal_restart_frames: i64,
@@ -883,12 +883,12 @@ impl SqliteSink {
         // Two cached statements per partial-batch size (Combined's columns, or every
         // column: see `BatchRows::columns`), plus the few others.
         conn.set_prepared_statement_cache_capacity(2 * ROWS_PER_INSERT + 8);
+        let mut conn = WriteConnection::new(conn)?;
         let wal_copier = WalCopier::start(path, busy_timeout);
         if wal_copier.is_some() {
+            // The copier copies instead of SQLite's automatic checkpoints, whose WAL hook
+            // then counts the WAL's frames for `copy_back_for_wal_restart`.
             conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
-        }
-        let mut conn = WriteConnection::new(conn)?;
-        if wal_copier.is_some() {
             conn.count_wal_frames();
         }
         let mut sink = SqliteSink {
@@ -900,7 +900,7 @@ impl SqliteSink {
             known: Default::default(),
             log_format: "combined".to_owned(),
             retained: None,
-            wal_copier,
+            _wal_copier: wal_copier,
             wal_restart_frames: WAL_RESTART_FRAMES,
         };
         sink.catch_up(notify).inspect_err(|_| sink.rollback())?;
@@ -942,8 +942,11 @@ impl SqliteSink {
     /// and the writer's checkpoint then copies that backlog itself: the writer waits for the
     /// disk rather than the WAL growing without end. Best effort: a checkpoint that fails
     /// leaves the WAL as it was, and a real fault shows in the transaction itself.
+    ///
+    /// Without the copier, SQLite's automatic checkpoints do this in the commits, and the
+    /// frames are not counted (0).
     fn copy_back_for_wal_restart(&mut self) {
-        if self.wal_copier.is_some() && self.conn.wal_frames() >= self.wal_restart_frames {
+        if self.conn.wal_frames() >= self.wal_restart_frames {
             let _ = (self.conn).query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }
@@ -1978,10 +1981,10 @@ mod tests {
     fn sink_copying_back_at(dir: &tempfile::TempDir, frames: i64) -> SqliteSink {
         let mut sink = sink(dir);
         assert!(
-            sink.wal_copier.is_some(),
+            sink._wal_copier.is_some(),
             "the copier runs beside the writer"
         );
-        sink.wal_copier = Some(WalCopier {
+        sink._wal_copier = Some(WalCopier {
             stop: None,
             thread: None,
         });
